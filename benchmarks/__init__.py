@@ -1,0 +1,1 @@
+"""Benchmarks run as ``creditx bench AREA``; each prints a table and writes JSON."""

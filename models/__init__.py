@@ -1,0 +1,1 @@
+"""Demand Prediction Module: hourly, daily and weekly forecasters with quantiles."""

@@ -1,0 +1,1 @@
+"""Prefect flows: ingest, train, promote and predict, tracked in MLflow."""

@@ -1,0 +1,60 @@
+"""One settings object for the service and the command line, read from ``CREDITX_*``.
+
+Every store lives under one working directory (``CREDITX_HOME``, default ``.creditx``)
+unless its own URL is given: the ledger database, the MLflow tracking store and
+artifacts, Prefect's home, and the batch predictions the API serves.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Configuration of creditx, from environment variables prefixed ``CREDITX_``."""
+
+    model_config = SettingsConfigDict(env_prefix="CREDITX_", extra="forbid", frozen=True)
+
+    environment: Literal["development", "test", "production"] = "development"
+    home: Path = Field(default=Path(".creditx"), description="working directory of all stores")
+    database_url: str | None = Field(
+        default=None, description="ledger store; default SQLite file under home"
+    )
+    mlflow_tracking_uri: str | None = Field(
+        default=None, description="MLflow store; default SQLite file under home"
+    )
+    mlflow_artifact_root: str | None = None
+    model_name: str = "creditx-fleet-forecaster"
+    tiers_config: Path | None = Field(
+        default=None, description="tier, host and instance config (TOML); default built in"
+    )
+
+    @cached_property
+    def ledger_url(self) -> str:
+        return self.database_url or f"sqlite:///{(self.home / 'ledger.db').resolve()}"
+
+    @cached_property
+    def tracking_uri(self) -> str:
+        return self.mlflow_tracking_uri or f"sqlite:///{(self.home / 'mlflow.db').resolve()}"
+
+    @cached_property
+    def artifact_root(self) -> str:
+        return self.mlflow_artifact_root or (self.home / "mlartifacts").resolve().as_uri()
+
+    @cached_property
+    def prefect_home(self) -> Path:
+        return (self.home / "prefect").resolve()
+
+    @cached_property
+    def predictions_dir(self) -> Path:
+        return (self.home / "predictions").resolve()
+
+
+def get_settings() -> Settings:
+    """Return the settings of this process, read from the environment."""
+    return Settings()
