@@ -1,1 +1,1 @@
-"""The credit exchange: tiers and pools, the double-entry ledger, the CEM, the order books and auctions."""
+"""The credit exchange: tier pools, the double-entry ledger, the CEM, order books, auctions."""
