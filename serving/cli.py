@@ -10,6 +10,10 @@ from __future__ import annotations
 import typer
 
 from benchmarks import cli as bench_cli
+from data import cli as data_cli
+from market import cli as market_cli
+from models import cli as models_cli
+from pipelines import cli as pipelines_cli
 
 app = typer.Typer(
     name="creditx",
@@ -18,7 +22,13 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
 )
 
-for _register in (bench_cli.register,):
+for _register in (
+    data_cli.register,
+    market_cli.register,
+    models_cli.register,
+    pipelines_cli.register,
+    bench_cli.register,
+):
     _register(app)
 
 
