@@ -1,0 +1,388 @@
+"""The forecaster protocol: small, array-shaped models of an hourly demand panel.
+
+A *panel* is a float array of shape ``(n_series, n_hours)`` on one hourly grid; column
+``t`` is the hour ``first_hour + t`` counted from the Unix epoch (UTC), so every model
+can derive calendar features. A series with a shorter history starts with NaN; after
+its first observation a row holds no NaN (the orchestrator interpolates gaps).
+
+Every forecaster follows one life cycle::
+
+    model = SeasonalNaive().fit(panel, first_hour)   # learn parameters; -> self
+    fc = model.predict(24, quantiles=(0.5, 0.9))      # forecast from the fitted history
+    fc = model.predict(24, y=newer, first_hour=h0)    # or from newer observations, no refit
+
+Quantiles are conformal: :meth:`Forecaster.fit` first fits on the history minus a
+calibration window, back-tests rolling origins inside that window (each origin sees
+only the data before it), and keeps, per series and horizon bucket, the empirical
+quantiles of the scaled errors shrunk toward the fleet-wide ones; then it refits on
+the whole history. The same back-test gives the scaled error each series and horizon
+bucket had, which the orchestrator uses to choose a model per instance and horizon.
+"""
+
+from __future__ import annotations
+
+import warnings
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import ClassVar, Self
+
+import numpy as np
+
+from models.errors import InvalidInputError, InvalidQuantileError, NotFittedError
+
+# Upper edges (exclusive) of the horizon buckets in hours: 1, 2-3, 4-6, 7-12, 13-24,
+# 25-48, 49-96, 97-168; longer horizons share the last bucket.
+HORIZON_EDGES: tuple[int, ...] = (2, 4, 7, 13, 25, 49, 97, 169)
+# Levels at which the error distribution is kept; others are interpolated.
+LEVEL_GRID = np.array(
+    [0.01, 0.02, 0.05, *np.round(np.arange(0.1, 0.91, 0.05), 2), 0.95, 0.98, 0.99]
+)
+SEASON = 24
+WEEK = 168
+
+
+def horizon_bucket(steps: np.ndarray) -> np.ndarray:
+    """Return the bucket index of each 1-based horizon step."""
+    return np.minimum(np.searchsorted(HORIZON_EDGES, steps, side="right"), len(HORIZON_EDGES) - 1)
+
+
+def check_panel(y: object, name: str = "y") -> np.ndarray:
+    """Return ``y`` as a float panel, or raise :class:`InvalidInputError` saying what is wrong."""
+    arr = np.asarray(y, dtype=np.float64)
+    if arr.ndim == 1:
+        arr = arr[None, :]
+    if arr.ndim != 2 or arr.shape[0] == 0 or arr.shape[1] == 0:
+        raise InvalidInputError(
+            name, f"expected a non-empty (n_series, n_hours) panel, got {arr.shape}"
+        )
+    if np.isinf(arr).any():
+        raise InvalidInputError(name, "holds infinite values")
+    observed = ~np.isnan(arr)
+    if not observed.any(axis=1).all():
+        rows = np.flatnonzero(~observed.any(axis=1))[:5].tolist()
+        raise InvalidInputError(name, f"series at rows {rows} hold no observation")
+    # After the first observation a row must be complete; NaN is only a late start.
+    started = np.maximum.accumulate(observed, axis=1)
+    if (started & ~observed).any():
+        rows = np.flatnonzero((started & ~observed).any(axis=1))[:5].tolist()
+        raise InvalidInputError(name, f"series at rows {rows} have gaps; interpolate them first")
+    return arr
+
+
+def check_quantiles(quantiles: Sequence[float]) -> tuple[float, ...]:
+    """Return the quantile levels sorted and deduplicated, or raise InvalidQuantileError."""
+    if isinstance(quantiles, str | bytes) or not isinstance(quantiles, Sequence):
+        raise InvalidQuantileError(quantiles)
+    levels = []
+    for level in quantiles:
+        if isinstance(level, bool) or not isinstance(level, int | float | np.floating):
+            raise InvalidQuantileError(level)
+        if not 0.0 < float(level) < 1.0:
+            raise InvalidQuantileError(level)
+        levels.append(float(level))
+    return tuple(sorted(set(levels)))
+
+
+def check_horizon(h: object) -> int:
+    """Return ``h`` as a positive int, or raise :class:`InvalidInputError`."""
+    if isinstance(h, bool) or not isinstance(h, int | np.integer) or int(h) < 1:
+        raise InvalidInputError("h", f"the horizon must be a positive number of hours, got {h!r}")
+    return int(h)
+
+
+def history_lengths(y: np.ndarray) -> np.ndarray:
+    """Return the number of observed hours of each series of a checked panel."""
+    return (~np.isnan(y)).sum(axis=1)
+
+
+def series_scale(y: np.ndarray) -> np.ndarray:
+    """Return each series' in-sample 24 h seasonal-naive MAE, the unit errors are scaled by.
+
+    Series too short for a season use the mean absolute one-step change; flat series
+    use their mean level, and an all-zero series uses 1, so the scale is always positive.
+    """
+    n, t = y.shape
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN slices of short series
+        seasonal = (
+            np.nanmean(np.abs(y[:, SEASON:] - y[:, :-SEASON]), axis=1)
+            if t > SEASON
+            else np.full(n, np.nan)
+        )
+        step = np.nanmean(np.abs(np.diff(y, axis=1)), axis=1) if t > 1 else np.full(n, np.nan)
+        level = np.nanmean(np.abs(y), axis=1)
+    scale = seasonal
+    for fallback in (step, level, np.ones(n)):
+        scale = np.where(np.isfinite(scale) & (scale > 1e-9), scale, fallback)
+    return scale
+
+
+@dataclass(frozen=True, slots=True)
+class PanelForecast:
+    """Forecasts of a panel: ``point`` is ``(n, h)``, ``quantiles`` is ``(n, h, len(levels))``."""
+
+    point: np.ndarray
+    quantiles: np.ndarray
+    levels: tuple[float, ...]
+
+    def level(self, q: float) -> np.ndarray:
+        """Return the ``(n, h)`` forecast at quantile level ``q``."""
+        return self.quantiles[:, :, self.levels.index(q)]
+
+
+class Forecaster(ABC):
+    """Base of every forecaster: validation, conformal quantiles and the fitted history.
+
+    Subclasses implement :meth:`_fit` (learn parameters from a panel) and
+    :meth:`_point` (point forecasts from the end of a panel with those parameters),
+    and may vectorise :meth:`_point_at` over many origins.
+
+    Parameters
+    ----------
+    calibration_hours
+        Length of the window at the end of the history whose rolling origins calibrate
+        the quantiles and measure the back-test error.
+    horizon_max
+        Longest horizon the calibration back-test covers; longer ones reuse it.
+    shrinkage
+        Pseudo-count with which each series' error quantiles are pulled toward the
+        fleet-wide ones; more makes thin per-series evidence count less.
+    seed
+        Seed of any randomness in fitting.
+    """
+
+    name: ClassVar[str] = "forecaster"
+    #: Fewest observed hours a series needs for this model; shorter ones fall back.
+    min_history: ClassVar[int] = 1
+    #: Hours of history the model reads to forecast (the retained window).
+    window: ClassVar[int] = WEEK + SEASON
+
+    def __init__(
+        self,
+        *,
+        calibration_hours: int = WEEK,
+        horizon_max: int = WEEK,
+        shrinkage: float = 24.0,
+        seed: int = 0,
+    ) -> None:
+        self.calibration_hours = calibration_hours
+        self.horizon_max = horizon_max
+        self.shrinkage = shrinkage
+        self.seed = seed
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+    # -- subclass hooks ---------------------------------------------------------------
+
+    @abstractmethod
+    def _fit(self, y: np.ndarray, first_hour: int) -> None:
+        """Learn parameters from the checked panel ``y``."""
+
+    @abstractmethod
+    def _point(self, y: np.ndarray, first_hour: int, h: int) -> np.ndarray:
+        """Return ``(n, h)`` point forecasts for the hours after the end of ``y``."""
+
+    def _point_at(self, y: np.ndarray, first_hour: int, origins: np.ndarray, h: int) -> np.ndarray:
+        # Forecasts from each origin see only the columns before it.
+        out = np.empty((y.shape[0], len(origins), h))
+        for j, origin in enumerate(origins):
+            out[:, j, :] = self._point(y[:, :origin], first_hour, h)
+        return out
+
+    # -- public life cycle ------------------------------------------------------------
+
+    def fit(self, y: np.ndarray, first_hour: int = 0) -> Self:
+        """Fit on a panel and calibrate the quantiles by a rolling-origin back-test.
+
+        Parameters
+        ----------
+        y
+            Panel of shape ``(n_series, n_hours)``; NaN only before a series starts.
+        first_hour
+            Hours from the Unix epoch (UTC) to the first column.
+
+        Returns
+        -------
+        Self
+            The fitted forecaster.
+        """
+        y = check_panel(y)
+        first_hour = int(first_hour)
+        n, t = y.shape
+        self.scale_ = series_scale(y)
+        self.floor_ = 0.0 if np.nanmin(y) >= 0 else -np.inf
+        cal = min(self.calibration_hours, t - 1)
+        if t - cal >= max(self.min_history, 2 * SEASON):
+            # Calibrate out of sample: parameters from the data before the window.
+            self._fit(y[:, : t - cal], first_hour)
+        else:
+            cal = min(cal, max(t - self.min_history, 0))
+        errors, steps = self._backtest_errors(y, first_hour, cal)
+        self.quantile_table_, self.backtest_mae_ = self._summarise(errors, steps)
+        self._fit(y, first_hour)
+        keep = min(self.window, t)
+        self.history_ = y[:, t - keep :].copy()
+        self.history_first_hour_ = first_hour + t - keep
+        self.n_series_ = n
+        return self
+
+    def predict(
+        self,
+        h: int,
+        quantiles: Sequence[float] = (0.5, 0.9),
+        y: np.ndarray | None = None,
+        first_hour: int | None = None,
+    ) -> PanelForecast:
+        """Forecast the next ``h`` hours with quantiles.
+
+        Parameters
+        ----------
+        h
+            Number of hours to forecast.
+        quantiles
+            Levels strictly between 0 and 1; returned sorted ascending.
+        y, first_hour
+            Newer observations of the same series to forecast from without refitting;
+            by default the history seen by :meth:`fit`.
+
+        Returns
+        -------
+        PanelForecast
+            Point forecasts and quantiles, non-decreasing in the level.
+        """
+        if not hasattr(self, "quantile_table_"):
+            raise NotFittedError(type(self).__name__)
+        h = check_horizon(h)
+        levels = check_quantiles(quantiles)
+        if y is None:
+            y, first_hour = self.history_, self.history_first_hour_
+        else:
+            y = check_panel(y)
+            if y.shape[0] != self.n_series_:
+                raise InvalidInputError(
+                    "y", f"expected the {self.n_series_} fitted series, got {y.shape[0]}"
+                )
+            if first_hour is None:
+                raise InvalidInputError("first_hour", "is required with new observations y")
+        point = self._point(y, int(first_hour), h)
+        point = self._repair(point, y)
+        offsets = self._offsets(levels, h)
+        qs = point[:, :, None] + self.scale_[:, None, None] * offsets
+        qs = np.sort(np.maximum(qs, self.floor_), axis=2)
+        return PanelForecast(np.maximum(point, self.floor_), qs, levels)
+
+    # -- calibration ------------------------------------------------------------------
+
+    def _repair(self, point: np.ndarray, y: np.ndarray) -> np.ndarray:
+        # A model that cannot forecast a series (e.g. too short) leaves NaN: use its last value.
+        last = y[:, -1]
+        return np.where(np.isfinite(point), point, last[:, None])
+
+    def _backtest_errors(
+        self, y: np.ndarray, first_hour: int, cal: int
+    ) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        t = y.shape[1]
+        if cal < 1:
+            return [], []
+        hmax = max(1, min(self.horizon_max, cal))
+        parts: list[tuple[np.ndarray, int]] = [(np.arange(t - cal, t), min(hmax, SEASON))]
+        if hmax > SEASON:
+            # Long horizons from every 12th origin: the errors of nearby origins are alike.
+            parts.append((np.arange(t - cal, t - SEASON, 12), hmax))
+        errors, steps = [], []
+        for origins, horizon in parts:
+            if len(origins) == 0:
+                continue
+            point = self._point_at(y, first_hour, origins, horizon)
+            point = np.where(np.isfinite(point), point, y[:, origins - 1][:, :, None])
+            idx = origins[:, None] + np.arange(horizon)[None, :]
+            valid = idx < t
+            actual = np.where(valid[None], y[:, np.minimum(idx, t - 1)], np.nan)
+            err = (actual - np.maximum(point, self.floor_)) / self.scale_[:, None, None]
+            step = np.broadcast_to(np.arange(1, horizon + 1)[None, :], idx.shape)
+            if horizon > SEASON:
+                keep = step > SEASON  # the short horizons are counted from every origin above
+                err, step = err[:, keep], step[keep]
+            else:
+                err, step = err.reshape(y.shape[0], -1), step.reshape(-1)
+            errors.append(err)
+            steps.append(step)
+        return errors, steps
+
+    def _summarise(
+        self, errors: list[np.ndarray], steps: list[np.ndarray]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        n_buckets = len(HORIZON_EDGES)
+        n = len(self.scale_)
+        table = np.zeros((n, n_buckets, len(LEVEL_GRID)), dtype=np.float32)
+        mae = np.full((n, n_buckets), np.nan, dtype=np.float32)
+        if not errors:
+            return table, mae
+        err = np.concatenate(errors, axis=1)
+        bucket = horizon_bucket(np.concatenate(steps))
+        filled: list[int] = []
+        for b in range(n_buckets):
+            e = err[:, bucket == b]
+            counts = (~np.isnan(e)).sum(axis=1)
+            if counts.sum() == 0:
+                continue
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # series without errors here
+                own = np.nanquantile(e, LEVEL_GRID, axis=1).T
+                mae[:, b] = np.nanmean(np.abs(e), axis=1)
+            pooled = np.nanquantile(e[~np.isnan(e)], LEVEL_GRID)
+            weight = (counts / (counts + self.shrinkage))[:, None]
+            own = np.where(np.isnan(own), pooled[None, :], own)
+            table[:, b, :] = weight * own + (1 - weight) * pooled[None, :]
+            filled.append(b)
+        # Buckets the window was too short for borrow the nearest shorter one.
+        for b in range(n_buckets):
+            if b not in filled and filled:
+                src = max((f for f in filled if f < b), default=min(filled))
+                table[:, b, :] = table[:, src, :]
+                mae[:, b] = mae[:, src]
+        return table, mae
+
+    def _offsets(self, levels: tuple[float, ...], h: int) -> np.ndarray:
+        buckets = horizon_bucket(np.arange(1, h + 1))
+        table = self.quantile_table_[:, buckets, :].astype(np.float64)  # (n, h, grid)
+        out = np.empty((*table.shape[:2], len(levels)))
+        for j, level in enumerate(levels):
+            k = int(np.clip(np.searchsorted(LEVEL_GRID, level), 1, len(LEVEL_GRID) - 1))
+            lo, hi = LEVEL_GRID[k - 1], LEVEL_GRID[k]
+            w = np.clip((level - lo) / (hi - lo), 0.0, 1.0)
+            out[:, :, j] = (1 - w) * table[:, :, k - 1] + w * table[:, :, k]
+        return out
+
+
+def predict_origins(
+    model: Forecaster,
+    y: np.ndarray,
+    first_hour: int,
+    origins: np.ndarray,
+    h: int,
+    levels: tuple[float, ...],
+) -> tuple[np.ndarray, np.ndarray]:
+    """Forecast from many origins of one panel without refitting a fitted ``model``.
+
+    Each origin is a column index of ``y``; its forecast sees only the columns before it.
+
+    Returns
+    -------
+    tuple of numpy.ndarray
+        Point forecasts ``(n, n_origins, h)`` and quantiles ``(n, n_origins, h, n_levels)``.
+    """
+    if not hasattr(model, "quantile_table_"):
+        raise NotFittedError(type(model).__name__)
+    origins = np.asarray(origins, dtype=np.int64)
+    if len(origins) and (origins.min() < 1 or origins.max() > y.shape[1]):
+        raise InvalidInputError("origins", f"must lie in [1, {y.shape[1]}]")
+    point = model._point_at(y, first_hour, origins, h)
+    last = y[:, origins - 1]
+    point = np.where(np.isfinite(point), point, last[:, :, None])
+    offsets = model._offsets(levels, h)  # (n, h, L)
+    qs = point[..., None] + model.scale_[:, None, None, None] * offsets[:, None, :, :]
+    qs = np.sort(np.maximum(qs, model.floor_), axis=3)
+    return np.maximum(point, model.floor_), qs

@@ -1,0 +1,57 @@
+"""Configuration of the fleet forecaster."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+#: Every candidate model name the orchestrator knows, simplest first.
+CANDIDATES: tuple[str, ...] = ("naive", "seasonal_naive")
+
+
+class ForecastConfig(BaseModel):
+    """How the :class:`~models.fleet.FleetForecaster` fits, selects and calibrates.
+
+    Parameters
+    ----------
+    candidates
+        Model names to back-test and choose from per instance and horizon bucket; the
+        first one is the fallback of last resort and must need the least history.
+    calibration_hours
+        Back-test window at the end of the history (rolling origins, data before each
+        origin only) that chooses the models and calibrates the quantiles.
+    horizon_max
+        Longest horizon the back-test covers, in hours.
+    shrinkage
+        Pseudo-count pulling per-instance error quantiles toward the fleet's.
+    quantiles
+        Default quantile levels of :meth:`~models.fleet.FleetForecaster.predict`.
+    seed
+        Seed of every random choice in fitting.
+    n_jobs
+        Threads a model may use.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    candidates: tuple[str, ...] = CANDIDATES
+    calibration_hours: int = Field(default=168, ge=1)
+    horizon_max: int = Field(default=168, ge=1)
+    shrinkage: float = Field(default=24.0, ge=0.0)
+    quantiles: tuple[float, ...] = (0.5, 0.9)
+    seed: int = 0
+    n_jobs: int = Field(default=1, ge=1)
+
+    @field_validator("candidates")
+    @classmethod
+    def _known_candidates(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = sorted(set(value) - set(CANDIDATES))
+        if unknown or not value:
+            raise ValueError(f"candidates must be a non-empty subset of {CANDIDATES}, got {value}")
+        return value
+
+    @field_validator("quantiles")
+    @classmethod
+    def _valid_levels(cls, value: tuple[float, ...]) -> tuple[float, ...]:
+        if not value or any(not 0.0 < q < 1.0 for q in value):
+            raise ValueError(f"quantiles must lie strictly between 0 and 1, got {value}")
+        return value

@@ -1,0 +1,419 @@
+"""The fleet orchestrator: frames in, per-instance forecasts with quantiles out.
+
+:class:`FleetForecaster` turns a long frame (``unique_id``, ``ds``, ``y``) into an
+hourly panel, fits every candidate forecaster on it, and chooses per instance and
+horizon bucket the candidate with the lowest error in a rolling-origin back-test on
+data before the forecast origin. Instances with too little history for a candidate
+fall back to a simpler one, recorded in :attr:`FleetForecaster.fallbacks_`. User
+forecasts override the learned ones per instance (``source`` column).
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Sequence
+from typing import Self
+
+import numpy as np
+import pandas as pd
+
+from data.frame import quantile_column
+from models.base import (
+    Forecaster,
+    check_horizon,
+    check_quantiles,
+    history_lengths,
+    horizon_bucket,
+    predict_origins,
+)
+from models.config import ForecastConfig
+from models.errors import InvalidInputError, NotFittedError, UnknownInstanceError
+from models.user import UserForecast
+
+_HOUR = pd.Timedelta(hours=1)
+_EPOCH = pd.Timestamp("1970-01-01", tz="UTC")
+# name -> (module, class) of each candidate; imported on use to keep start-up light.
+_REGISTRY: dict[str, tuple[str, str]] = {
+    "naive": ("models.baselines", "Naive"),
+    "seasonal_naive": ("models.baselines", "SeasonalNaive"),
+    "ets": ("models.stats", "ETS"),
+    "linear": ("models.linear", "LinearLags"),
+    "lightgbm": ("models.gbm", "GlobalLightGBM"),
+}
+
+
+def build_forecaster(name: str, config: ForecastConfig) -> Forecaster:
+    """Return an unfitted candidate forecaster by its name in ``config.candidates``."""
+    module, cls = _REGISTRY[name]
+    factory = getattr(importlib.import_module(module), cls)
+    kwargs: dict[str, object] = {
+        "calibration_hours": config.calibration_hours,
+        "horizon_max": config.horizon_max,
+        "shrinkage": config.shrinkage,
+        "seed": config.seed,
+    }
+    if getattr(factory, "threaded", False):
+        kwargs["n_jobs"] = config.n_jobs
+    forecaster: Forecaster = factory(**kwargs)
+    return forecaster
+
+
+def _to_utc(ds: pd.Series) -> pd.Series:
+    ds = pd.to_datetime(ds)
+    # A naive timestamp is read as UTC, the frame contract's zone.
+    return ds.dt.tz_localize("UTC") if ds.dt.tz is None else ds.dt.tz_convert("UTC")
+
+
+def to_panel(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, int]:
+    """Turn an hourly long frame into ``(unique_ids, panel, first_hour)``.
+
+    Gaps inside a series are filled by linear interpolation, hours after a series'
+    last observation by its last value; hours before its first stay NaN.
+
+    Raises
+    ------
+    InvalidInputError
+        Missing columns, no rows, timestamps not on the hour, duplicate hours,
+        non-numeric or infinite ``y``, or a series without any observed value.
+    """
+    if not isinstance(frame, pd.DataFrame):
+        raise InvalidInputError("frame", f"expected a pandas DataFrame, got {type(frame).__name__}")
+    missing = [c for c in ("unique_id", "ds", "y") if c not in frame.columns]
+    if missing:
+        raise InvalidInputError("frame", f"missing column(s) {missing}")
+    if frame.empty:
+        raise InvalidInputError("frame", "has no rows")
+    try:
+        ds = _to_utc(frame["ds"])
+    except (TypeError, ValueError) as exc:
+        raise InvalidInputError("ds", f"not timestamps: {exc}") from exc
+    if ds.isna().any():
+        raise InvalidInputError("ds", "holds missing timestamps")
+    if (ds != ds.dt.floor("h")).any():
+        raise InvalidInputError("ds", "timestamps must start on the hour; resample to hourly first")
+    try:
+        y = pd.to_numeric(frame["y"]).to_numpy(dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise InvalidInputError("y", f"not numeric: {exc}") from exc
+    if np.isinf(y).any():
+        raise InvalidInputError("y", "holds infinite values")
+    ids_col = frame["unique_id"].astype("string")
+    if ids_col.isna().any():
+        raise InvalidInputError("unique_id", "holds missing ids")
+    hours = ((ds - _EPOCH) // _HOUR).to_numpy(dtype=np.int64)
+    codes, ids = pd.factorize(ids_col, sort=True)
+    first_hour = int(hours.min())
+    n, t = len(ids), int(hours.max()) - first_hour + 1
+    key = codes.astype(np.int64) * t + (hours - first_hour)
+    if len(np.unique(key)) != len(key):
+        raise InvalidInputError("frame", "names an (unique_id, ds) pair twice")
+    panel = np.full((n, t), np.nan)
+    panel[codes, hours - first_hour] = y
+    cols = np.arange(t)
+    for i in range(n):
+        row = panel[i]
+        seen = ~np.isnan(row)
+        if not seen.any():
+            raise InvalidInputError("y", f"instance {ids[i]!r} has no observed value")
+        if seen.all():
+            continue
+        start = int(np.argmax(seen))
+        filled = np.interp(cols, cols[seen], row[seen])
+        row[start:] = filled[start:]
+    return np.asarray(ids, dtype=object), panel, first_hour
+
+
+class FleetForecaster:
+    """Forecast every instance of a fleet for the next hours, with quantiles.
+
+    Parameters
+    ----------
+    config
+        Candidates, back-test window and defaults; :class:`ForecastConfig` by default.
+
+    Attributes
+    ----------
+    unique_ids_ : numpy.ndarray
+        Instances of the fitted fleet, sorted.
+    choice_ : numpy.ndarray
+        ``(n_instances, n_horizon_buckets)`` index into ``config.candidates`` of the
+        model in force per instance and horizon bucket.
+    fallbacks_ : pandas.DataFrame
+        ``unique_id, model, history_hours, needs_hours``: each candidate an instance
+        had too little history for (it uses a simpler model instead).
+    """
+
+    def __init__(self, config: ForecastConfig | None = None) -> None:
+        self.config = config or ForecastConfig()
+        self.overrides: dict[str, UserForecast] = {}
+
+    def __repr__(self) -> str:
+        return f"FleetForecaster(candidates={self.config.candidates})"
+
+    # -- fitting -------------------------------------------------------------------
+
+    def fit(self, frame: pd.DataFrame) -> Self:
+        """Fit every candidate on an hourly frame and choose per instance and horizon.
+
+        Parameters
+        ----------
+        frame
+            Long frame with ``unique_id``, ``ds`` (hourly, UTC) and ``y``.
+
+        Returns
+        -------
+        Self
+            The fitted orchestrator.
+        """
+        ids, panel, first_hour = to_panel(frame)
+        return self._fit_panel(ids, panel, first_hour)
+
+    def _fit_panel(self, ids: np.ndarray, panel: np.ndarray, first_hour: int) -> Self:
+        lengths = history_lengths(panel)
+        models: list[Forecaster] = []
+        scores = []
+        fallback_rows = []
+        for name in self.config.candidates:
+            model = build_forecaster(name, self.config).fit(panel, first_hour)
+            score = np.where(np.isnan(model.backtest_mae_), np.inf, model.backtest_mae_)
+            short = lengths < model.min_history
+            score[short] = np.inf
+            fallback_rows += [
+                (ids[i], name, int(lengths[i]), model.min_history) for i in np.flatnonzero(short)
+            ]
+            models.append(model)
+            scores.append(score)
+        stacked = np.stack(scores)  # (n_candidates, n, n_buckets)
+        choice = np.argmin(stacked, axis=0)
+        # Where nothing could be scored the simplest candidate stands in.
+        choice[~np.isfinite(stacked.min(axis=0))] = 0
+        self.models_ = models
+        self.choice_ = choice.astype(np.int8)
+        self.unique_ids_ = ids
+        self.first_hour_ = first_hour
+        self.last_hour_ = first_hour + panel.shape[1] - 1
+        self.fallbacks_ = pd.DataFrame(
+            fallback_rows, columns=["unique_id", "model", "history_hours", "needs_hours"]
+        )
+        return self
+
+    # -- user forecasts --------------------------------------------------------------
+
+    def override(self, unique_id: str, forecast: UserForecast | None) -> Self:
+        """Put an owner's forecast in force for ``unique_id`` (``None`` removes it)."""
+        if forecast is None:
+            self.overrides.pop(unique_id, None)
+        else:
+            self.overrides[str(unique_id)] = forecast
+        return self
+
+    # -- predicting ------------------------------------------------------------------
+
+    def predict(
+        self,
+        h: int,
+        quantiles: Sequence[float] | None = None,
+        frame: pd.DataFrame | None = None,
+    ) -> pd.DataFrame:
+        """Forecast the next ``h`` hours of every instance.
+
+        Parameters
+        ----------
+        h
+            Hours to forecast.
+        quantiles
+            Quantile levels; ``config.quantiles`` by default.
+        frame
+            Newer hourly observations of fitted instances to forecast from without
+            refitting; only the instances in it are forecast. By default the fitted
+            history.
+
+        Returns
+        -------
+        pandas.DataFrame
+            ``unique_id, ds, yhat, q50, q90, ..., model, source``: ``model`` is the
+            candidate in force (or ``"user"``), ``source`` is ``"learned"`` or ``"user"``.
+
+        Raises
+        ------
+        NotFittedError
+            Before :meth:`fit`.
+        UnknownInstanceError
+            ``frame`` names instances the fleet was not fitted on.
+        InvalidInputError
+            A bad horizon, quantile level or frame.
+        """
+        if not hasattr(self, "models_"):
+            raise NotFittedError(type(self).__name__)
+        h = check_horizon(h)
+        levels = check_quantiles(self.config.quantiles if quantiles is None else quantiles)
+        if frame is None:
+            rows = np.arange(len(self.unique_ids_))
+            parts = [m.predict(h, levels) for m in self.models_]
+            points = np.stack([p.point for p in parts])[:, :, None, :]
+            qs = np.stack([p.quantiles for p in parts])[:, :, None, :, :]
+            origin_hours = np.array([self.last_hour_ + 1])
+        else:
+            ids, panel, first_hour = to_panel(frame)
+            rows = self._rows_of(ids)
+            full = np.zeros((len(self.unique_ids_), panel.shape[1]))
+            full[rows] = panel
+            origin = np.array([panel.shape[1]])
+            pairs = [predict_origins(m, full, first_hour, origin, h, levels) for m in self.models_]
+            points = np.stack([p for p, _ in pairs])
+            qs = np.stack([q for _, q in pairs])
+            origin_hours = np.array([first_hour + panel.shape[1]])
+        out = self._assemble(points, qs, rows, origin_hours, h, levels)
+        return out.drop(columns="origin")
+
+    def _rows_of(self, ids: np.ndarray) -> np.ndarray:
+        index = pd.Index(self.unique_ids_)
+        rows = index.get_indexer(pd.Index(ids))
+        if (rows < 0).any():
+            raise UnknownInstanceError([str(u) for u in np.asarray(ids)[rows < 0]])
+        return rows
+
+    def _assemble(
+        self,
+        points: np.ndarray,
+        qs: np.ndarray,
+        rows: np.ndarray,
+        origin_hours: np.ndarray,
+        h: int,
+        levels: tuple[float, ...],
+    ) -> pd.DataFrame:
+        # points: (n_candidates, n_all, n_origins, h); qs adds a level axis.
+        buckets = horizon_bucket(np.arange(1, h + 1))
+        choice = self.choice_[rows][:, buckets]  # (n, h)
+        n, n_origins = len(rows), len(origin_hours)
+        pick = choice[:, None, :]
+        ri = rows[:, None, None]
+        oi = np.arange(n_origins)[None, :, None]
+        si = np.arange(h)[None, None, :]
+        yhat = points[pick, ri, oi, si]
+        quant = qs[pick, ri, oi, si, :]
+        hours = origin_hours[None, :, None] + np.arange(h)[None, None, :]
+        hours = np.broadcast_to(hours, (n, n_origins, h))
+        names = np.asarray(self.config.candidates, dtype=object)[
+            np.broadcast_to(pick, (n, n_origins, h))
+        ]
+        ds = _EPOCH + pd.to_timedelta(hours.reshape(-1), unit="h")
+        origins = np.broadcast_to(origin_hours[None, :, None], (n, n_origins, h))
+        out = pd.DataFrame(
+            {
+                "unique_id": np.repeat(self.unique_ids_[rows], n_origins * h),
+                "origin": _EPOCH + pd.to_timedelta(origins.reshape(-1), unit="h"),
+                "ds": ds,
+                "yhat": yhat.reshape(-1),
+            }
+        )
+        for j, level in enumerate(levels):
+            out[quantile_column(level)] = quant[..., j].reshape(-1)
+        out["model"] = names.reshape(-1)
+        out["source"] = "learned"
+        return self._apply_overrides(out, levels)
+
+    def _apply_overrides(self, out: pd.DataFrame, levels: tuple[float, ...]) -> pd.DataFrame:
+        if not self.overrides:
+            return out
+        ids = out["unique_id"].to_numpy()
+        stamps = pd.DatetimeIndex(out["ds"])
+        columns = ["yhat", *(quantile_column(q) for q in levels)]
+        values = {c: out[c].to_numpy(dtype=np.float64, copy=True) for c in columns}
+        model = out["model"].to_numpy(dtype=object, copy=True)
+        source = out["source"].to_numpy(dtype=object, copy=True)
+        for unique_id, user in self.overrides.items():
+            at = np.flatnonzero(ids == unique_id)
+            if len(at) == 0:
+                continue
+            given = user.values_at(stamps[at])
+            at, given = at[~np.isnan(given)], given[~np.isnan(given)]
+            for column in columns:
+                values[column][at] = given
+            model[at] = "user"
+            source[at] = "user"
+        return out.assign(**values, model=model, source=source)
+
+    # -- back-testing ------------------------------------------------------------------
+
+    def backtest(
+        self,
+        frame: pd.DataFrame,
+        origins: Sequence[pd.Timestamp],
+        h: int,
+        quantiles: Sequence[float] | None = None,
+        refit_every: int | None = None,
+    ) -> pd.DataFrame:
+        """Forecast from each origin using only the data before it.
+
+        The fleet is refitted at the first origin and again whenever ``refit_every``
+        hours have passed since the last fit (never again if ``None``); between fits the
+        newest observations before each origin feed the fitted models. This instance is
+        left unchanged.
+
+        Parameters
+        ----------
+        frame
+            Hourly long frame covering the history and the actuals.
+        origins
+            Forecast origins: the first forecast hour of each forecast (UTC).
+        h
+            Hours per forecast.
+        quantiles
+            Quantile levels; ``config.quantiles`` by default.
+        refit_every
+            Hours between refits.
+
+        Returns
+        -------
+        pandas.DataFrame
+            ``unique_id, origin, ds, y, yhat, q.., model, source``; ``y`` is the actual
+            (NaN past the end of ``frame``).
+        """
+        h = check_horizon(h)
+        levels = check_quantiles(self.config.quantiles if quantiles is None else quantiles)
+        if refit_every is not None and refit_every < 1:
+            raise InvalidInputError(
+                "refit_every", f"must be a positive number of hours, got {refit_every}"
+            )
+        ids, panel, first_hour = to_panel(frame)
+        try:
+            stamps = pd.DatetimeIndex(_to_utc(pd.Series(list(origins))))
+        except (TypeError, ValueError) as exc:
+            raise InvalidInputError("origins", f"not timestamps: {exc}") from exc
+        if len(stamps) == 0:
+            raise InvalidInputError("origins", "no origin given")
+        cols = np.sort(((stamps - _EPOCH) // _HOUR).to_numpy(dtype=np.int64) - first_hour)
+        if cols.min() < 1 or cols.max() > panel.shape[1]:
+            raise InvalidInputError(
+                "origins", "must lie after the first hour and at most one hour past the end"
+            )
+        groups: list[list[int]] = []
+        for col in cols.tolist():
+            if not groups or (refit_every is not None and col - groups[-1][0] >= refit_every):
+                groups.append([col])
+            else:
+                groups[-1].append(col)
+        results = []
+        t = panel.shape[1]
+        for group in groups:
+            fit_col = group[0]
+            active = np.flatnonzero(~np.isnan(panel[:, :fit_col]).all(axis=1))
+            fleet = FleetForecaster(self.config)
+            fleet.overrides = dict(self.overrides)
+            fleet._fit_panel(ids[active], panel[active, :fit_col], first_hour)
+            y = panel[active]
+            origin_cols = np.asarray(group)
+            pairs = [
+                predict_origins(m, y, first_hour, origin_cols, h, levels) for m in fleet.models_
+            ]
+            points = np.stack([p for p, _ in pairs])
+            qs = np.stack([q for _, q in pairs])
+            part = fleet._assemble(
+                points, qs, np.arange(len(active)), first_hour + origin_cols, h, levels
+            )
+            idx = origin_cols[:, None] + np.arange(h)[None, :]
+            actual = np.where(idx[None] < t, y[:, np.minimum(idx, t - 1)], np.nan)
+            part.insert(3, "y", actual.reshape(-1))
+            results.append(part)
+        return pd.concat(results, ignore_index=True)
