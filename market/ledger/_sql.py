@@ -1,0 +1,342 @@
+"""The SQL store: SQLAlchemy 2 Core over SQLite (default) or PostgreSQL.
+
+SQLite runs in WAL mode with ``synchronous=FULL``, every writing transaction opens with
+``BEGIN IMMEDIATE`` (so writers queue on the busy timeout instead of deadlocking) and
+reads open a deferred ``BEGIN``. PostgreSQL runs READ COMMITTED and locks the touched
+account rows in id order (``SELECT ... ORDER BY id FOR UPDATE``), so concurrent entries
+serialise per account without deadlocks; serialisation failures and deadlocks
+(SQLSTATE 40001, 40P01) are retried all the same.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from types import MappingProxyType
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import Connection, Engine
+
+from market.ledger._errors import LedgerError, StoreUnavailable
+from market.ledger._model import Account, AccountKind, Entry, Transfer
+from market.ledger._schema import accounts as t_accounts
+from market.ledger._schema import entries as t_entries
+from market.ledger._schema import transfers as t_transfers
+from market.ledger._store import (
+    EntryQuery,
+    Pending,
+    apply_entries,
+    check_reopen,
+    merge_results,
+    resolve_replays,
+)
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICRO = timedelta(microseconds=1)
+_RETRY_SQLSTATES = frozenset({"40001", "40P01"})
+# SQLite caps bound parameters per statement; stay well below every build's limit.
+_CHUNK = 500
+_READ = {"creditx_read": True}
+
+
+def to_micros(moment: datetime) -> int:
+    """Return a timezone-aware ``moment`` as integer microseconds since the Unix epoch."""
+    return (moment - _EPOCH) // _MICRO
+
+
+def from_micros(micros: int) -> datetime:
+    """Return the UTC datetime of integer microseconds since the Unix epoch."""
+    return _EPOCH + timedelta(microseconds=micros)
+
+
+def create_store_engine(url: str, *, busy_timeout_ms: int = 30_000) -> Engine:
+    """Create the engine of a creditx store at ``url`` (SQLite file or PostgreSQL).
+
+    Parameters
+    ----------
+    url
+        A SQLAlchemy URL: ``sqlite:///path/to/ledger.db`` or
+        ``postgresql+psycopg://host:5432/db``.
+    busy_timeout_ms
+        How long a SQLite writer waits for the write lock before failing.
+    """
+    parsed = sa.make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database in (None, "", ":memory:"):
+            raise LedgerError("the SQL store needs a SQLite file; use MemoryStore in memory")
+        engine = sa.create_engine(
+            parsed, connect_args={"check_same_thread": False, "timeout": busy_timeout_ms / 1000}
+        )
+
+        @event.listens_for(engine, "connect")
+        def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+            # Let the "begin" hook below choose the transaction mode.
+            dbapi_conn.isolation_level = None
+            cursor = dbapi_conn.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=FULL")
+            cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.close()
+
+        @event.listens_for(engine, "begin")
+        def _on_begin(conn: Connection) -> None:
+            read_only = conn.get_execution_options().get("creditx_read", False)
+            conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+
+        return engine
+    if parsed.get_backend_name() == "postgresql":
+        if parsed.drivername == "postgresql":
+            parsed = parsed.set(drivername="postgresql+psycopg")
+        return sa.create_engine(parsed, isolation_level="READ COMMITTED", pool_size=10)
+    raise LedgerError(f"unsupported store URL {url!r}: use sqlite:/// or postgresql://")
+
+
+def _retryable(exc: sa.exc.DBAPIError) -> bool:
+    orig = exc.orig
+    if getattr(orig, "sqlstate", None) in _RETRY_SQLSTATES:
+        return True
+    return "database is locked" in str(orig) or "database is busy" in str(orig)
+
+
+class SqlStore:
+    """A ledger store in a SQL database; create its tables with ``market.migrations``."""
+
+    def __init__(self, url_or_engine: str | Engine, *, max_attempts: int = 50) -> None:
+        self.engine = (
+            create_store_engine(url_or_engine) if isinstance(url_or_engine, str) else url_or_engine
+        )
+        self._max_attempts = max_attempts
+        self._postgres = self.engine.dialect.name == "postgresql"
+        update = sa.update(t_accounts).where(t_accounts.c.id == sa.bindparam("b_id"))
+        self._update_balance = update.values(balance=sa.bindparam("b_balance"))
+        self._insert_entry = t_entries.insert()
+        self._insert_transfer = t_transfers.insert()
+
+    # accounts
+
+    def open_accounts(self, accounts: Sequence[Account]) -> None:
+        wanted = {a.id: a for a in accounts}
+        for attempt in range(self._max_attempts):
+            try:
+                with self.engine.begin() as conn:
+                    stored = self._load_accounts(conn, wanted)
+                    for account_id, account in stored.items():
+                        check_reopen(account, wanted[account_id])
+                    rows = [
+                        {"id": a.id, "asset": a.asset, "kind": str(a.kind), "balance": 0}
+                        for a in wanted.values()
+                        if a.id not in stored
+                    ]
+                    if rows:
+                        conn.execute(t_accounts.insert(), rows)
+                return
+            except sa.exc.IntegrityError:
+                # Opened concurrently by someone else: look again.
+                self._backoff(attempt)
+            except sa.exc.DBAPIError as exc:
+                if not _retryable(exc):
+                    raise
+                self._backoff(attempt)
+        raise StoreUnavailable(f"could not open {len(wanted)} accounts after retries")
+
+    def get_accounts(self, account_ids: Iterable[str]) -> dict[str, Account]:
+        with self.engine.connect().execution_options(**_READ) as conn, conn.begin():
+            return self._load_accounts(conn, account_ids)
+
+    def all_accounts(self) -> dict[str, Account]:
+        with self.engine.connect().execution_options(**_READ) as conn, conn.begin():
+            rows = conn.execute(sa.select(t_accounts.c.id, t_accounts.c.asset, t_accounts.c.kind))
+            return {r.id: Account(r.id, r.asset, AccountKind(r.kind)) for r in rows}
+
+    @staticmethod
+    def _load_accounts(conn: Connection, account_ids: Iterable[str]) -> dict[str, Account]:
+        ids = list(dict.fromkeys(account_ids))
+        found: dict[str, Account] = {}
+        query = sa.select(t_accounts.c.id, t_accounts.c.asset, t_accounts.c.kind)
+        for start in range(0, len(ids), _CHUNK):
+            chunk = ids[start : start + _CHUNK]
+            for row in conn.execute(query.where(t_accounts.c.id.in_(chunk))):
+                found[row.id] = Account(row.id, row.asset, AccountKind(row.kind))
+        return found
+
+    # posting
+
+    def commit(self, pending: Sequence[Pending], accounts: Mapping[str, Account]) -> list[Entry]:
+        look_up_keys = False
+        for attempt in range(self._max_attempts):
+            try:
+                with self.engine.begin() as conn:
+                    return self._commit(conn, pending, accounts, look_up_keys)
+            except sa.exc.IntegrityError as exc:
+                if not any(p.entry.idempotency_key for p in pending):
+                    raise LedgerError(f"the store refused the entries: {exc.orig}") from exc
+                # Another transaction used one of our keys first: replay or conflict.
+                look_up_keys = True
+            except sa.exc.DBAPIError as exc:
+                if not _retryable(exc):
+                    raise
+                self._backoff(attempt)
+        raise StoreUnavailable(f"could not commit {len(pending)} entries after retries")
+
+    def _commit(
+        self,
+        conn: Connection,
+        pending: Sequence[Pending],
+        accounts: Mapping[str, Account],
+        look_up_keys: bool,
+    ) -> list[Entry]:
+        if look_up_keys:
+            keys = [p.entry.idempotency_key for p in pending if p.entry.idempotency_key]
+            fresh, replays = resolve_replays(pending, self._load_keys(conn, keys))
+        else:
+            fresh, replays = list(pending), [None] * len(pending)
+        if not fresh:
+            return merge_results(fresh, replays)
+        touched = sorted(
+            {a for item in fresh for t in item.entry.transfers for a in (t.source, t.destination)}
+        )
+        working = self._lock_balances(conn, touched)
+        start = dict(working)
+        apply_entries(working, fresh, accounts)
+        entry_rows: list[dict[str, Any]] = []
+        transfer_rows: list[dict[str, Any]] = []
+        for item in fresh:
+            entry = item.entry
+            entry_rows.append(
+                {
+                    "id": entry.id,
+                    "idempotency_key": entry.idempotency_key,
+                    "fingerprint": item.fingerprint,
+                    "reason": entry.reason,
+                    "actor": entry.actor,
+                    "created_at_us": to_micros(entry.created_at),
+                    "metadata": json.dumps(dict(entry.metadata), separators=(",", ":")),
+                }
+            )
+            transfer_rows.extend(
+                {
+                    "entry_id": entry.id,
+                    "position": position,
+                    "source": t.source,
+                    "destination": t.destination,
+                    "amount": t.amount,
+                }
+                for position, t in enumerate(entry.transfers)
+            )
+        conn.execute(self._insert_entry, entry_rows)
+        conn.execute(self._insert_transfer, transfer_rows)
+        changed = [{"b_id": a, "b_balance": working[a]} for a in touched if working[a] != start[a]]
+        if changed:
+            conn.execute(self._update_balance, changed)
+        return merge_results(fresh, replays)
+
+    def _lock_balances(self, conn: Connection, touched: Sequence[str]) -> dict[str, int]:
+        query = sa.select(t_accounts.c.id, t_accounts.c.balance).order_by(t_accounts.c.id)
+        if self._postgres:
+            query = query.with_for_update()
+        balances: dict[str, int] = {}
+        for start in range(0, len(touched), _CHUNK):
+            chunk = touched[start : start + _CHUNK]
+            balances.update(conn.execute(query.where(t_accounts.c.id.in_(chunk))).all())
+        return balances
+
+    def _load_keys(
+        self, conn: Connection, keys: Sequence[str]
+    ) -> dict[str, tuple[str | None, Entry]]:
+        found: dict[str, tuple[str | None, Entry]] = {}
+        for start in range(0, len(keys), _CHUNK):
+            chunk = keys[start : start + _CHUNK]
+            query = (
+                sa.select(t_entries)
+                .where(t_entries.c.idempotency_key.in_(chunk))
+                .order_by(t_entries.c.seq)
+            )
+            rows = list(conn.execute(query))
+            for row, entry in zip(rows, self._with_transfers(conn, rows), strict=True):
+                found[row.idempotency_key] = (row.fingerprint, entry)
+        return found
+
+    # reading
+
+    def balances(self, prefix: str | None) -> dict[str, int]:
+        query = sa.select(t_accounts.c.id, t_accounts.c.balance)
+        if prefix is not None:
+            query = query.where(t_accounts.c.id.startswith(prefix, autoescape=True))
+        with self.engine.connect().execution_options(**_READ) as conn, conn.begin():
+            return dict(conn.execute(query).all())
+
+    def entries(self, query: EntryQuery) -> list[Entry]:
+        select = sa.select(t_entries).order_by(t_entries.c.seq)
+        if query.reason is not None:
+            select = select.where(t_entries.c.reason == query.reason)
+        if query.since is not None:
+            select = select.where(t_entries.c.created_at_us >= to_micros(query.since))
+        if query.until is not None:
+            select = select.where(t_entries.c.created_at_us < to_micros(query.until))
+        if query.account is not None:
+            legs = sa.select(t_transfers.c.entry_id).where(
+                sa.or_(
+                    t_transfers.c.source == query.account,
+                    t_transfers.c.destination == query.account,
+                )
+            )
+            select = select.where(t_entries.c.id.in_(legs))
+        with self.engine.connect().execution_options(**_READ) as conn, conn.begin():
+            rows = list(conn.execute(select))
+            found = [e for e in self._with_transfers(conn, rows) if query.matches(e)]
+        return found if query.limit is None else found[: query.limit]
+
+    def journal(self) -> Iterator[Entry]:
+        query = (
+            sa.select(
+                t_entries, t_transfers.c.source, t_transfers.c.destination, t_transfers.c.amount
+            )
+            .join(t_transfers, t_transfers.c.entry_id == t_entries.c.id)
+            .order_by(t_entries.c.seq, t_transfers.c.position)
+        )
+        with self.engine.connect().execution_options(**_READ) as conn, conn.begin():
+            current: Any = None
+            legs: list[Transfer] = []
+            for row in conn.execute(query):
+                if current is not None and row.id != current.id:
+                    yield _entry(current, tuple(legs))
+                    legs = []
+                current = row
+                legs.append(Transfer(row.source, row.destination, row.amount))
+            if current is not None:
+                yield _entry(current, tuple(legs))
+
+    def _with_transfers(self, conn: Connection, rows: Sequence[Any]) -> list[Entry]:
+        legs: dict[str, list[Transfer]] = {row.id: [] for row in rows}
+        ids = list(legs)
+        query = sa.select(t_transfers).order_by(t_transfers.c.entry_id, t_transfers.c.position)
+        for start in range(0, len(ids), _CHUNK):
+            chunk = ids[start : start + _CHUNK]
+            for leg in conn.execute(query.where(t_transfers.c.entry_id.in_(chunk))):
+                legs[leg.entry_id].append(Transfer(leg.source, leg.destination, leg.amount))
+        return [_entry(row, tuple(legs[row.id])) for row in rows]
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    @staticmethod
+    def _backoff(attempt: int) -> None:
+        time.sleep(min(0.2, 0.002 * 2**attempt) * random.random())
+
+
+def _entry(row: Any, transfers: tuple[Transfer, ...]) -> Entry:
+    return Entry(
+        id=row.id,
+        idempotency_key=row.idempotency_key,
+        reason=row.reason,
+        actor=row.actor,
+        created_at=from_micros(row.created_at_us),
+        transfers=transfers,
+        metadata=MappingProxyType(json.loads(row.metadata)),
+    )

@@ -1,0 +1,214 @@
+"""The ledger's contract on every store: atomic entries, idempotency, bad input, verify."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from types import MappingProxyType
+
+import pytest
+
+from market.clock import ManualClock
+from market.ledger import (
+    FUNDS,
+    MAX_AMOUNT,
+    AccountKind,
+    AssetMismatch,
+    EntryRequest,
+    IdempotencyConflict,
+    InsufficientBalance,
+    InvalidAmount,
+    InvalidRequest,
+    Ledger,
+    Transfer,
+    UnknownAccount,
+    credits_asset,
+    escrow_account,
+    instance_credits,
+    instance_funds,
+    mint_account,
+    pool_account,
+)
+
+MINT = mint_account(FUNDS)
+A, B, C = instance_funds("a"), instance_funds("b"), instance_funds("c")
+
+
+def open_funds(ledger: Ledger, *instances: str) -> None:
+    ledger.open_account(MINT, FUNDS, AccountKind.MINT)
+    for instance in instances:
+        ledger.open_account(instance_funds(instance), FUNDS, AccountKind.INSTANCE)
+
+
+def deposit(ledger: Ledger, account: str, amount: int, key: str | None = None) -> None:
+    ledger.post(EntryRequest((Transfer(MINT, account, amount),), "deposit", "admin", key))
+
+
+def test_account_ids_come_from_helpers() -> None:
+    assert instance_credits("vm-1") == "instance:vm-1:credits"
+    assert instance_funds("vm-1") == "instance:vm-1:funds"
+    assert pool_account("gold") == "pool:gold"
+    assert escrow_account("o-7") == "escrow:order:o-7"
+    assert credits_asset("gold") == "credits:gold"
+    with pytest.raises(InvalidRequest, match="without ':'"):
+        instance_credits("a:b")
+
+
+def test_multi_leg_entry_moves_every_leg(ledger: Ledger, clock: ManualClock) -> None:
+    open_funds(ledger, "a", "b", "c")
+    deposit(ledger, A, 1_000)
+    clock.advance(timedelta(minutes=1))
+    entry = ledger.post(
+        EntryRequest(
+            (Transfer(A, B, 600), Transfer(A, C, 400)),
+            "split",
+            "tester",
+            metadata={"order": "o-1", "qty": 3},
+        )
+    )
+    assert ledger.balances("instance:") == {A: 0, B: 600, C: 400}
+    assert entry.created_at == clock.now
+    assert dict(entry.metadata) == {"order": "o-1", "qty": 3}
+    assert ledger.entries(account=C) == [entry]
+    assert ledger.entries(reason="split", since=clock.now) == [entry]
+    assert ledger.entries(until=clock.now - timedelta(seconds=1))[0].reason == "deposit"
+    assert ledger.entries(metadata={"order": "o-1"}) == [entry]
+    assert ledger.verify().ok
+
+
+def test_entry_fails_as_one_and_changes_nothing(ledger: Ledger) -> None:
+    open_funds(ledger, "a", "b", "c")
+    deposit(ledger, A, 500)
+    before = ledger.balances()
+    with pytest.raises(InsufficientBalance, match="holds 500, the entry takes 700") as info:
+        ledger.post(EntryRequest((Transfer(A, B, 300), Transfer(A, C, 400)), "split", "t"))
+    assert (info.value.account, info.value.balance, info.value.requested) == (A, 500, 700)
+    assert ledger.balances() == before
+    assert len(ledger.entries()) == 1
+
+
+def test_batch_is_all_or_nothing_in_order(ledger: Ledger) -> None:
+    open_funds(ledger, "a", "b", "c")
+    deposit(ledger, A, 100)
+    ok = EntryRequest((Transfer(A, B, 100),), "pay", "t")
+    onward = EntryRequest((Transfer(B, C, 100),), "pay", "t")
+    ledger.post_batch([ok, onward])
+    assert ledger.balances("instance:") == {A: 0, B: 0, C: 100}
+    before = ledger.balances()
+    # The second entry would only fit if the third came first: order matters.
+    with pytest.raises(InsufficientBalance, match=B):
+        ledger.post_batch(
+            [
+                EntryRequest((Transfer(C, A, 50),), "pay", "t"),
+                EntryRequest((Transfer(B, A, 50),), "pay", "t"),
+                EntryRequest((Transfer(C, B, 50),), "pay", "t"),
+            ]
+        )
+    assert ledger.balances() == before
+    assert len(ledger.entries()) == 3
+
+
+def test_idempotency_key_replays_or_conflicts(ledger: Ledger, clock: ManualClock) -> None:
+    open_funds(ledger, "a", "b")
+    request = EntryRequest((Transfer(MINT, A, 250),), "deposit", "admin", "dep-1")
+    first = ledger.post(request)
+    clock.advance(timedelta(hours=1))
+    again = ledger.post(request)
+    assert again == first
+    assert ledger.balance(A) == 250
+    other = EntryRequest((Transfer(MINT, A, 251),), "deposit", "admin", "dep-1")
+    with pytest.raises(IdempotencyConflict, match="'dep-1' was already used") as info:
+        ledger.post(other)
+    assert info.value.entry_id == first.id
+    # In a batch: a replay is skipped, a repeat inside the batch replays its first use.
+    fresh = EntryRequest((Transfer(MINT, B, 5),), "deposit", "admin", "dep-2")
+    results = ledger.post_batch([request, fresh, fresh])
+    assert results[0] == first
+    assert results[1] == results[2]
+    assert ledger.balances("instance:") == {A: 250, B: 5}
+    with pytest.raises(IdempotencyConflict):
+        ledger.post_batch([EntryRequest((Transfer(MINT, B, 1),), "x", "admin", "dep-2")])
+    assert ledger.balances("instance:") == {A: 250, B: 5}
+    assert ledger.verify().ok
+
+
+@pytest.mark.parametrize(
+    ("amount", "message"),
+    [
+        (0, "must be positive"),
+        (-5, "must be positive"),
+        (1.5, "not float"),
+        (float("nan"), "not float"),
+        (float("inf"), "not float"),
+        (True, "not bool"),
+        ("10", "not str"),
+        (MAX_AMOUNT + 1, "exceeds the largest"),
+    ],
+)
+def test_bad_amounts_are_refused(amount: object, message: str) -> None:
+    with pytest.raises(InvalidAmount, match=message):
+        Transfer(A, B, amount)  # type: ignore[arg-type]
+
+
+def test_bad_requests_change_nothing(ledger: Ledger) -> None:
+    open_funds(ledger, "a", "b")
+    ledger.open_account(instance_credits("a"), credits_asset("gold"), AccountKind.INSTANCE)
+    deposit(ledger, A, 10)
+    before = ledger.balances()
+    with pytest.raises(UnknownAccount, match="'instance:zz:funds'"):
+        ledger.post(EntryRequest((Transfer(A, instance_funds("zz"), 1),), "pay", "t"))
+    with pytest.raises(AssetMismatch, match="holds 'credits:gold', not 'funds'"):
+        ledger.post(EntryRequest((Transfer(A, instance_credits("a"), 1),), "pay", "t"))
+    with pytest.raises(InvalidRequest, match="to itself"):
+        Transfer(A, A, 1)
+    with pytest.raises(InvalidRequest, match="non-empty tuple"):
+        EntryRequest((), "pay", "t")
+    with pytest.raises(InvalidRequest, match="reason"):
+        EntryRequest((Transfer(A, B, 1),), " ", "t")
+    with pytest.raises(InvalidRequest, match="metadata value"):
+        EntryRequest((Transfer(A, B, 1),), "pay", "t", metadata={"x": 1.5})  # type: ignore[dict-item]
+    with pytest.raises(AssetMismatch, match="holds 'funds', not 'credits:gold'"):
+        ledger.open_account(A, credits_asset("gold"), AccountKind.INSTANCE)
+    with pytest.raises(InvalidRequest, match="unknown account kind"):
+        ledger.open_account("x", FUNDS, "wallet")
+    assert ledger.balances() == before
+    assert ledger.verify().ok
+
+
+def test_reopening_an_account_is_a_no_op(ledger: Ledger) -> None:
+    open_funds(ledger, "a")
+    deposit(ledger, A, 7)
+    open_funds(ledger, "a")
+    assert ledger.balance(A) == 7
+
+
+def test_entries_are_immutable(ledger: Ledger) -> None:
+    open_funds(ledger, "a")
+    entry = ledger.post(EntryRequest((Transfer(MINT, A, 1),), "deposit", "t", metadata={"k": 1}))
+    with pytest.raises(AttributeError):
+        entry.reason = "other"  # type: ignore[misc]
+    assert isinstance(entry.metadata, MappingProxyType)
+    with pytest.raises(TypeError):
+        entry.metadata["k"] = 2  # type: ignore[index]
+
+
+def test_only_mint_type_accounts_go_negative(ledger: Ledger) -> None:
+    open_funds(ledger, "a")
+    ledger.open_account(pool_account("gold"), credits_asset("gold"), AccountKind.POOL)
+    ledger.open_account("mint:credits:gold", credits_asset("gold"), AccountKind.MINT)
+    ledger.post(
+        EntryRequest((Transfer("mint:credits:gold", pool_account("gold"), 9),), "accrue", "t")
+    )
+    assert ledger.balance("mint:credits:gold") == -9
+    report = ledger.verify()
+    assert report.asset_totals == {"credits:gold": 0, "funds": 0}
+    assert report.ok
+
+
+def test_clock_must_be_aware(ledger: Ledger) -> None:
+    from datetime import datetime
+
+    open_funds(ledger, "a")
+    naive = Ledger(ledger.store, lambda: datetime(2026, 1, 1))  # noqa: DTZ001
+    with pytest.raises(InvalidRequest, match="aware datetime"):
+        naive.post(EntryRequest((Transfer(MINT, A, 1),), "deposit", "t"))
+    assert ledger.balance(A) == 0
