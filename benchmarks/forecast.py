@@ -1,0 +1,163 @@
+"""``creditx bench forecast``: the demand-forecast task of ``FORECAST_TASK.md``.
+
+Reads any Parquet of the shared telemetry schema (``instance_id``, ``ts``,
+``cpu_avg``), averages to hourly values, fills gaps by linear interpolation, and
+back-tests :class:`models.FleetForecaster` on the last 168 hours: *hour* (168 origins,
+1 h ahead), *day* (7 origins, 24 h ahead) and *week* (1 origin, 168 h ahead). The
+JSON holds the report figures and, under the model name ``creditx``, the per-task
+results in the shape the peer script writes (``mase``, ``pinball90``,
+``coverage90``, ``seconds``, ``origins``).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import typer
+
+from benchmarks._report import Figure, report
+
+LEVEL = 0.9
+# Peer figures on azure_v1_100vms.parquet (FORECAST_TASK.md): best MASE of any peer and
+# best scaled pinball loss of a peer giving a 0.9 quantile.
+AZURE_PEERS: dict[str, dict[str, float]] = {
+    "hour": {"mase": 1.077, "pinball90": 0.596},
+    "day": {"mase": 1.664, "pinball90": 0.833},
+    "week": {"mase": 3.970, "pinball90": 2.726},
+}
+# (origins, horizon, hours between refits)
+TASKS: dict[str, tuple[int, int, int | None]] = {
+    "hour": (168, 1, 24),
+    "day": (7, 24, None),
+    "week": (1, 168, None),
+}
+
+
+def load_hourly(path: Path, max_series: int | None = None) -> pd.DataFrame:
+    """Average a telemetry Parquet to hourly values per instance, interpolating gaps."""
+    raw = pd.read_parquet(path, columns=["instance_id", "ts", "cpu_avg"])
+    ids = sorted(raw["instance_id"].astype(str).unique())[:max_series]
+    raw = raw[raw["instance_id"].astype(str).isin(ids)]
+    ts = pd.to_datetime(raw["ts"])
+    ts = ts.dt.tz_localize("UTC") if ts.dt.tz is None else ts.dt.tz_convert("UTC")
+    hourly = (
+        pd.DataFrame(
+            {
+                "unique_id": raw["instance_id"].astype(str),
+                "ds": ts.dt.floor("h"),
+                "y": raw["cpu_avg"],
+            }
+        )
+        .groupby(["unique_id", "ds"], sort=True)["y"]
+        .mean()
+        .astype("float64")
+    )
+    parts = []
+    for uid, series in hourly.groupby(level="unique_id", sort=True):
+        s = series.droplevel("unique_id")
+        grid = pd.date_range(s.index.min(), s.index.max(), freq="h")
+        s = s.reindex(grid).interpolate().bfill().ffill()
+        parts.append(pd.DataFrame({"unique_id": uid, "ds": grid, "y": s.to_numpy()}))
+    return pd.concat(parts, ignore_index=True)
+
+
+def task_origins(frame: pd.DataFrame, task: str) -> list[pd.Timestamp]:
+    """Return the forecast origins of ``task`` on ``frame``."""
+    end = frame["ds"].max()
+    start = end - pd.Timedelta(hours=167)
+    n_origins, _, _ = TASKS[task]
+    step = pd.Timedelta(hours=1 if task == "hour" else 24)
+    return [start + i * step for i in range(n_origins)]
+
+
+def run(frame: pd.DataFrame, n_jobs: int = 2) -> dict[str, dict[str, float | int]]:
+    """Back-test every task; return the peer-shaped results of ``creditx``."""
+    from models import FleetForecaster, ForecastConfig
+    from models.metrics import score_backtest
+
+    fleet = FleetForecaster(ForecastConfig(n_jobs=n_jobs))
+    results: dict[str, dict[str, float | int]] = {}
+    for task, (_, h, refit_every) in TASKS.items():
+        origins = task_origins(frame, task)
+        started = time.perf_counter()
+        backtest = fleet.backtest(
+            frame, origins, h, quantiles=(0.5, LEVEL), refit_every=refit_every
+        )
+        seconds = time.perf_counter() - started
+        score = score_backtest(frame, backtest, LEVEL)
+        results[task] = {
+            "mase": score.mase,
+            "seconds": round(seconds, 2),
+            "origins": score.origins,
+            "pinball90": score.pinball,
+            "coverage90": score.coverage,
+        }
+        print(task, json.dumps(results[task]), flush=True)
+    return results
+
+
+def figures(
+    results: dict[str, dict[str, float | int]], peers: dict[str, dict[str, float]]
+) -> list[Figure]:
+    """Return the report figures of ``results`` against the peers' best."""
+    out: list[Figure] = []
+    ratios = []
+    for task, res in results.items():
+        best = peers[task]
+        ratios.append(float(res["mase"]) / best["mase"])
+        out.append(Figure(f"{task} MASE", float(res["mase"]), "", f"<= {best['mase']}"))
+        out.append(
+            Figure(f"{task} pinball90", float(res["pinball90"]), "", f"<= {best['pinball90']}")
+        )
+        out.append(Figure(f"{task} coverage90", float(res["coverage90"]), "", ">= 0.87"))
+        out.append(
+            Figure(f"{task} coverage90 - 0.90", abs(float(res["coverage90"]) - 0.9), "", "<= 0.03")
+        )
+        out.append(Figure(f"{task} seconds", float(res["seconds"]), "s"))
+    out.append(Figure("mean MASE ours / best peer", float(np.mean(ratios)), "", "<= 0.93"))
+    total = sum(float(r["seconds"]) for r in results.values())
+    out.append(Figure("all tasks seconds", total, "s", "<= 180"))
+    return out
+
+
+def best_peers(path: Path) -> dict[str, dict[str, float]]:
+    """Return the best peer MASE and quantile pinball per task from a peer-script JSON."""
+    peers = json.loads(path.read_text())
+    best: dict[str, dict[str, float]] = {}
+    for task in TASKS:
+        runs = [r[task] for r in peers.values() if task in r]
+        best[task] = {
+            "mase": min(r["mase"] for r in runs),
+            "pinball90": min((r["pinball90"] for r in runs if "pinball90" in r), default=np.inf),
+        }
+    return best
+
+
+def register(bench_app: typer.Typer) -> None:
+    """Add the ``forecast`` command to ``creditx bench``."""
+
+    @bench_app.command("forecast")
+    def forecast(
+        data: Path = typer.Option(
+            Path("../shared/data/azure_v1_100vms.parquet"), help="telemetry Parquet"
+        ),
+        json_out: Path | None = typer.Option(None, "--json", help="write the results here"),
+        max_series: int | None = typer.Option(None, help="only the first N instances"),
+        peers: Path | None = typer.Option(
+            None, help="peer-script JSON on the same file; default: the Azure peer figures"
+        ),
+        n_jobs: int = typer.Option(2, help="threads for LightGBM"),
+    ) -> None:
+        """Back-test the forecasters on the hour, day and week tasks against the peers."""
+        frame = load_hourly(data, max_series)
+        print(f"{frame['unique_id'].nunique()} series, {len(frame)} hourly rows")
+        results = run(frame, n_jobs=n_jobs)
+        document = report("forecast", figures(results, best_peers(peers) if peers else AZURE_PEERS))
+        if json_out is not None:
+            document["creditx"] = results
+            json_out.parent.mkdir(parents=True, exist_ok=True)
+            json_out.write_text(json.dumps(document, indent=1))
