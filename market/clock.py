@@ -4,6 +4,19 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICRO = timedelta(microseconds=1)
+
+
+def to_micros(moment: datetime) -> int:
+    """Return a timezone-aware ``moment`` as integer microseconds since the Unix epoch."""
+    return (moment - _EPOCH) // _MICRO
+
+
+def from_micros(micros: int) -> datetime:
+    """Return the UTC datetime of integer microseconds since the Unix epoch."""
+    return _EPOCH + timedelta(microseconds=micros)
+
 
 def system_clock() -> datetime:
     """Return the current UTC time; pass this only at the program's edge (CLI, service)."""

@@ -14,7 +14,6 @@ import json
 import random
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from datetime import UTC, datetime, timedelta
 from types import MappingProxyType
 from typing import Any
 
@@ -22,6 +21,7 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
 
+from market.clock import from_micros, to_micros
 from market.ledger._errors import LedgerError, StoreUnavailable
 from market.ledger._model import Account, AccountKind, Entry, Transfer
 from market.ledger._schema import accounts as t_accounts
@@ -36,22 +36,10 @@ from market.ledger._store import (
     resolve_replays,
 )
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MICRO = timedelta(microseconds=1)
 _RETRY_SQLSTATES = frozenset({"40001", "40P01"})
 # SQLite caps bound parameters per statement; stay well below every build's limit.
 _CHUNK = 500
 _READ = {"creditx_read": True}
-
-
-def to_micros(moment: datetime) -> int:
-    """Return a timezone-aware ``moment`` as integer microseconds since the Unix epoch."""
-    return (moment - _EPOCH) // _MICRO
-
-
-def from_micros(micros: int) -> datetime:
-    """Return the UTC datetime of integer microseconds since the Unix epoch."""
-    return _EPOCH + timedelta(microseconds=micros)
 
 
 def create_store_engine(url: str, *, busy_timeout_ms: int = 30_000) -> Engine:

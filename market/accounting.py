@@ -1,0 +1,202 @@
+"""Burstable accounting: AWS standard-mode earn, spend and cap, with a shared tier pool.
+
+Per instance and interval of ``seconds``, with ``v`` vCPUs, the tier's baseline ``b``
+(basis points of one vCPU) and measured utilisation ``u`` (percent of the instance's
+vCPUs), in milli-credits (1 credit = one vCPU-minute at 100 %):
+
+* earned = ``v * b * seconds // 600`` (``v * b/10_000 * seconds/60`` credits, rounded down)
+* demand = ``v * u * seconds / 6``, rounded half up (``v * u/100 * seconds/60`` credits)
+* the balance after the interval is ``balance + earned - demand``, capped at 24 hours of
+  earnings (``Tier.balance_cap``).
+
+Where AWS throws away what exceeds the cap, it flows into the tier's pool (as far as
+the pool has headroom; only the rest is forfeited). Where the balance runs out, an
+instance authorised to draw on its pool (``Instance.pool_draw``) is replenished from
+it (US 9,626,210); demand still unmet is throttled. Each interval is one ledger entry.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from decimal import ROUND_HALF_UP, Decimal
+
+from market.cem_errors import InvalidParameter
+from market.ledger import (
+    Entry,
+    EntryRequest,
+    InsufficientBalance,
+    Ledger,
+    Transfer,
+    burn_account,
+    instance_credits,
+    mint_account,
+    pool_account,
+)
+from market.tiers import TierManager
+
+ACCRUAL = "accrual"
+_MAX_SECONDS = 7 * 24 * 3600
+
+
+@dataclass(frozen=True, slots=True)
+class IntervalOutcome:
+    """What one interval did to an instance's credits (all in milli-credits)."""
+
+    instance: str
+    earned: int
+    demand: int
+    spent: int
+    to_pool: int
+    from_pool: int
+    forfeited: int
+    throttled: int
+    balance: int
+    entry: Entry | None
+
+
+def plan_interval(
+    *,
+    balance: int,
+    earned: int,
+    demand: int,
+    cap: int,
+    pool_available: int,
+    pool_headroom: int,
+    pool_draw: bool,
+) -> tuple[int, int, int, int, int, int]:
+    """Return ``(spent, to_pool, from_pool, forfeited, throttled, new_balance)``.
+
+    The pure arithmetic of one interval; ``settle`` books what it returns.
+    """
+    net = balance + earned - demand
+    if net >= 0:
+        # Only this interval's net earnings are capped: bought credits above the cap stay.
+        overflow = max(0, min(net - cap, earned - demand))
+        to_pool = min(overflow, pool_headroom)
+        return demand, to_pool, 0, overflow - to_pool, 0, net - overflow
+    deficit = -net
+    from_pool = min(deficit, pool_available) if pool_draw else 0
+    throttled = deficit - from_pool
+    return demand - throttled, 0, from_pool, 0, throttled, 0
+
+
+class BurstableAccountant:
+    """Books each instance's credit earnings and spending, interval by interval."""
+
+    def __init__(self, ledger: Ledger, tiers: TierManager, *, actor: str = "accounting") -> None:
+        self.ledger = ledger
+        self.tiers = tiers
+        self.actor = actor
+
+    def settle(
+        self,
+        instance_id: str,
+        seconds: int,
+        cpu_utilisation: float,
+        *,
+        idempotency_key: str | None = None,
+    ) -> IntervalOutcome:
+        """Book one interval of an instance: earn, spend, cap, overflow and replenish.
+
+        Parameters
+        ----------
+        instance_id
+            The instance.
+        seconds
+            Length of the interval, a positive int (at most a week).
+        cpu_utilisation
+            Mean measured utilisation over the interval, percent of the instance's vCPUs
+            (0 to 100).
+        idempotency_key
+            Books the interval at most once under this key.
+
+        Raises
+        ------
+        InstanceNotFound
+            For an unknown instance.
+        InvalidParameter
+            For a non-int or out-of-range ``seconds``, or a utilisation that is NaN,
+            infinite, negative or above 100.
+        """
+        instance = self.tiers.instance(instance_id)
+        tier = self.tiers.tier(instance.tier)
+        if isinstance(seconds, bool) or not isinstance(seconds, int):
+            raise InvalidParameter("seconds", seconds, "must be an int")
+        if not 0 < seconds <= _MAX_SECONDS:
+            raise InvalidParameter("seconds", seconds, f"must lie in 1..{_MAX_SECONDS}")
+        if (
+            isinstance(cpu_utilisation, bool)
+            or not isinstance(cpu_utilisation, int | float)
+            or not math.isfinite(cpu_utilisation)
+            or not 0 <= cpu_utilisation <= 100
+        ):
+            raise InvalidParameter(
+                "cpu_utilisation", cpu_utilisation, "must be a finite percentage in 0..100"
+            )
+        earned = instance.vcpus * tier.baseline_bps * seconds // 600
+        demand = int(
+            (Decimal(instance.vcpus) * Decimal(repr(cpu_utilisation)) * seconds / 6).quantize(
+                Decimal(1), ROUND_HALF_UP
+            )
+        )
+        account = instance_credits(instance.id)
+        pool = pool_account(tier.name)
+        # A concurrent trade may move the balance between the read and the post.
+        for _ in range(20):
+            balance = self.ledger.balance(account)
+            state = self.tiers.pool(self.ledger, tier.name)
+            spent, to_pool, from_pool, forfeited, throttled, after = plan_interval(
+                balance=balance,
+                earned=earned,
+                demand=demand,
+                cap=tier.balance_cap(instance.vcpus),
+                pool_available=state.available,
+                pool_headroom=state.headroom,
+                pool_draw=instance.pool_draw,
+            )
+            minted = earned - forfeited
+            legs = [
+                Transfer(*pair, amount)
+                for pair, amount in (
+                    ((mint_account(tier.asset), account), minted),
+                    ((pool, account), from_pool),
+                    ((account, burn_account(tier.asset)), spent),
+                    ((account, pool), to_pool),
+                )
+                if amount > 0
+            ]
+            entry = None
+            if legs:
+                request = EntryRequest(
+                    tuple(legs),
+                    ACCRUAL,
+                    self.actor,
+                    idempotency_key,
+                    {
+                        "instance": instance.id,
+                        "tier": tier.name,
+                        "seconds": seconds,
+                        "earned": earned,
+                        "demand": demand,
+                        "throttled": throttled,
+                        "forfeited": forfeited,
+                    },
+                )
+                try:
+                    entry = self.ledger.post(request)
+                except InsufficientBalance:
+                    continue
+            return IntervalOutcome(
+                instance.id,
+                earned,
+                demand,
+                spent,
+                to_pool,
+                from_pool,
+                forfeited,
+                throttled,
+                after,
+                entry,
+            )
+        raise InvalidParameter("instance", instance_id, "its balance kept changing under load")

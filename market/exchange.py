@@ -1,0 +1,396 @@
+"""The Credit Exchange Manager (CEM): swaps between tier pools, trades between instances,
+audited exchange-rate changes, and the trade and swap log.
+
+A swap converts at both tiers' exchange rates. Valued in micro-units, ``amount`` of
+the source tier is worth ``amount * source_rate``; the destination receives
+``amount * source_rate // destination_rate`` milli-credits and the rest of the value,
+less than one destination milli-credit, is booked to ``rounding:value``. So every swap
+holds ``amount_in * source_rate == amount_out * destination_rate + remainder`` exactly,
+and the ledger's ``value`` asset accounts for every remainder ever left.
+
+A trade moves ``amount`` milli-credits from the seller to the buyer; the buyer pays
+``price`` (minor units, the whole price of the amount); the seller receives ``price``
+less a fee of ``price * fee_bps // 10_000`` (rounded down), which goes to ``fees:funds``.
+All legs of a swap or a trade are one ledger entry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Literal, Protocol
+
+from market.cem_errors import (
+    CrossTierTrade,
+    InsufficientCredits,
+    InsufficientFunds,
+    InsufficientHeadroom,
+    InsufficientPoolCredits,
+    InvalidParameter,
+    NotAuthorised,
+)
+from market.ledger import (
+    FEES_ACCOUNT,
+    FUNDS,
+    Clock,
+    Entry,
+    EntryRequest,
+    InsufficientBalance,
+    Ledger,
+    MetadataValue,
+    Transfer,
+    check_amount,
+    conversion_account,
+    instance_credits,
+    instance_funds,
+    mint_account,
+    pool_account,
+    rounding_account,
+)
+from market.tiers import BPS, VALUE, TierManager, rate_to_micro
+
+SWAP = "swap"
+TRADE = "trade"
+DEPOSIT = "deposit"
+
+
+@dataclass(frozen=True, slots=True)
+class Swap:
+    """A booked swap between two tier pools."""
+
+    entry: Entry
+    source_tier: str
+    destination_tier: str
+    amount_in: int
+    amount_out: int
+    source_rate: int
+    destination_rate: int
+    remainder: int
+
+
+@dataclass(frozen=True, slots=True)
+class Trade:
+    """A booked trade between two instances of one tier."""
+
+    entry: Entry
+    tier: str
+    seller: str
+    buyer: str
+    amount: int
+    price: int
+    fee: int
+
+
+@dataclass(frozen=True, slots=True)
+class RateChange:
+    """An audited change of a tier's exchange rate."""
+
+    tier: str
+    old_rate: int
+    new_rate: int
+    actor: str
+    reason: str
+    changed_at: datetime
+
+
+class RateAudit(Protocol):
+    """Where exchange-rate changes are kept (``market.registry.Registry`` in SQL)."""
+
+    def record_rate_change(self, change: RateChange) -> None:
+        """Persist the new rate of the tier and the audit record, atomically."""
+
+    def rate_changes(self, tier: str | None = None) -> list[RateChange]:
+        """Return the recorded changes, of one tier if given, oldest first."""
+
+
+class MemoryRateAudit:
+    """Rate changes kept in memory, for simulations."""
+
+    def __init__(self) -> None:
+        self._changes: list[RateChange] = []
+
+    def record_rate_change(self, change: RateChange) -> None:
+        self._changes.append(change)
+
+    def rate_changes(self, tier: str | None = None) -> list[RateChange]:
+        return [c for c in self._changes if tier is None or c.tier == tier]
+
+
+class CreditExchange:
+    """The CEM: it books swaps and trades in the ledger and audits exchange rates.
+
+    Parameters
+    ----------
+    ledger
+        The ledger every movement is posted to.
+    tiers
+        The Resource Tier Manager: tiers, hosts, instances, fee and administrators.
+    clock
+        Stamps rate changes; nothing here reads another clock.
+    audit
+        Where rate changes are recorded (in memory when not given).
+    """
+
+    def __init__(
+        self,
+        ledger: Ledger,
+        tiers: TierManager,
+        clock: Clock,
+        audit: RateAudit | None = None,
+    ) -> None:
+        self.ledger = ledger
+        self.tiers = tiers
+        self._clock = clock
+        self._audit = audit or MemoryRateAudit()
+
+    def _require_admin(self, actor: str, action: str) -> None:
+        if actor not in self.tiers.exchange.administrators:
+            raise NotAuthorised(actor, action)
+
+    # swaps
+
+    def perform_credit_swap(
+        self,
+        source_tier: str,
+        destination_tier: str,
+        amount: int,
+        *,
+        actor: str,
+        idempotency_key: str | None = None,
+    ) -> Swap:
+        """Move ``amount`` milli-credits out of one tier's pool into another's, converted.
+
+        Raises
+        ------
+        InvalidAmount
+            If ``amount`` is not a positive int in bounds.
+        TierNotFound, InvalidParameter
+            For an unknown tier, the same tier twice, or an amount too small to convert.
+        NotAuthorised
+            If ``actor`` is not an administrator.
+        InsufficientPoolCredits, InsufficientHeadroom
+            If the source pool holds too little or the destination has too little room.
+        """
+        check_amount(amount)
+        source = self.tiers.tier(source_tier)
+        destination = self.tiers.tier(destination_tier)
+        if source.name == destination.name:
+            raise InvalidParameter("destination tier", destination_tier, "equals the source")
+        self._require_admin(actor, "swap credits between tier pools")
+        value = amount * source.exchange_rate
+        amount_out, remainder = divmod(value, destination.exchange_rate)
+        if amount_out == 0:
+            raise InvalidParameter(
+                "amount", amount, f"converts to less than one milli-credit of {destination.name}"
+            )
+        headroom = self.tiers.pool(self.ledger, destination.name).headroom
+        if amount_out > headroom:
+            raise InsufficientHeadroom(destination.name, headroom, amount_out)
+        legs = [
+            Transfer(pool_account(source.name), conversion_account(source.asset), amount),
+            Transfer(
+                conversion_account(destination.asset), pool_account(destination.name), amount_out
+            ),
+        ]
+        if remainder:
+            legs.append(Transfer(conversion_account(VALUE), rounding_account(VALUE), remainder))
+        metadata: dict[str, MetadataValue] = {
+            "source_tier": source.name,
+            "destination_tier": destination.name,
+            "amount_in": amount,
+            "amount_out": amount_out,
+            "source_rate": source.exchange_rate,
+            "destination_rate": destination.exchange_rate,
+            "remainder": remainder,
+        }
+        request = EntryRequest(tuple(legs), SWAP, actor, idempotency_key, metadata)
+        try:
+            entry = self.ledger.post(request)
+        except InsufficientBalance as exc:
+            raise InsufficientPoolCredits(source.name, exc.balance, exc.requested) from exc
+        return _swap(entry)
+
+    # trades
+
+    def facilitate_trade(
+        self,
+        seller: str,
+        buyer: str,
+        amount: int,
+        price: int,
+        *,
+        actor: str = "cem",
+        idempotency_key: str | None = None,
+        metadata: Mapping[str, MetadataValue] | None = None,
+    ) -> Trade:
+        """Settle a trade: ``amount`` milli-credits to the buyer for ``price`` minor units.
+
+        The buyer pays ``price``; the seller receives it less the fee, which goes to the
+        exchange's fee account; the credits move; all in one entry.
+
+        Raises
+        ------
+        InvalidAmount
+            If ``amount`` or ``price`` is not a positive int in bounds.
+        InstanceNotFound, InvalidParameter, CrossTierTrade
+            For an unknown instance, a self-trade, or instances of different tiers.
+        InsufficientCredits, InsufficientFunds
+            If the seller holds too few credits or the buyer too little money.
+        """
+        check_amount(amount)
+        check_amount(price)
+        seller_spec = self.tiers.instance(seller)
+        buyer_spec = self.tiers.instance(buyer)
+        if seller == buyer:
+            raise InvalidParameter("buyer", buyer, "an instance cannot trade with itself")
+        if seller_spec.tier != buyer_spec.tier:
+            raise CrossTierTrade(seller_spec.tier, buyer_spec.tier)
+        fee = price * self.tiers.exchange.fee_bps // BPS
+        legs = [Transfer(instance_credits(seller), instance_credits(buyer), amount)]
+        if price - fee:
+            legs.append(Transfer(instance_funds(buyer), instance_funds(seller), price - fee))
+        if fee:
+            legs.append(Transfer(instance_funds(buyer), FEES_ACCOUNT, fee))
+        details: dict[str, MetadataValue] = dict(metadata or {})
+        details.update(
+            tier=seller_spec.tier, seller=seller, buyer=buyer, amount=amount, price=price, fee=fee
+        )
+        request = EntryRequest(tuple(legs), TRADE, actor, idempotency_key, details)
+        try:
+            entry = self.ledger.post(request)
+        except InsufficientBalance as exc:
+            if exc.account == instance_credits(seller):
+                raise InsufficientCredits(seller, exc.balance, exc.requested) from exc
+            raise InsufficientFunds(buyer, exc.balance, exc.requested) from exc
+        return _trade(entry)
+
+    def deposit_funds(
+        self, instance_id: str, amount: int, *, actor: str, idempotency_key: str | None = None
+    ) -> Entry:
+        """Credit an instance's funds with money paid in from outside (an administrator action)."""
+        check_amount(amount)
+        self.tiers.instance(instance_id)
+        self._require_admin(actor, "deposit funds")
+        transfer = Transfer(mint_account(FUNDS), instance_funds(instance_id), amount)
+        return self.ledger.post(EntryRequest((transfer,), DEPOSIT, actor, idempotency_key))
+
+    # exchange rates
+
+    def set_exchange_rate(
+        self, tier: str, exchange_rate: int | str | Decimal, *, actor: str, reason: str
+    ) -> RateChange:
+        """Set a tier's exchange rate by hand, as an audited administrator action.
+
+        ``exchange_rate`` is integer micro-units, or a decimal string such as ``"2.5"``.
+        """
+        old = self.tiers.tier(tier).exchange_rate
+        micro = rate_to_micro(exchange_rate)
+        if not isinstance(reason, str) or not reason.strip():
+            raise InvalidParameter("reason", reason, "an audited change needs a reason")
+        self._require_admin(actor, "set exchange rates")
+        change = RateChange(tier, old, micro, actor, reason, self._clock())
+        self._audit.record_rate_change(change)
+        self.tiers.set_exchange_rate(tier, micro)
+        return change
+
+    def rate_changes(self, tier: str | None = None) -> list[RateChange]:
+        """Return the audited exchange-rate changes, of one tier if given, oldest first."""
+        if tier is not None:
+            self.tiers.tier(tier)
+        return self._audit.rate_changes(tier)
+
+    # the log
+
+    def swaps(
+        self,
+        *,
+        tier: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> list[Swap]:
+        """Return the swaps touching ``tier`` (either side) in ``[since, until)``, oldest first."""
+        if tier is not None:
+            self.tiers.tier(tier)
+        found = [
+            _swap(e)
+            for e in self.ledger.entries(
+                reason=SWAP,
+                since=since,
+                until=until,
+                account=None if tier is None else pool_account(tier),
+            )
+        ]
+        return found
+
+    def trades(
+        self,
+        *,
+        tier: str | None = None,
+        instance: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> list[Trade]:
+        """Return the trades of ``tier`` and/or ``instance`` in ``[since, until)``, oldest first."""
+        if tier is not None:
+            self.tiers.tier(tier)
+        if instance is not None:
+            self.tiers.instance(instance)
+        entries = self.ledger.entries(
+            reason=TRADE,
+            since=since,
+            until=until,
+            account=None if instance is None else instance_credits(instance),
+            metadata=None if tier is None else {"tier": tier},
+        )
+        return [_trade(e) for e in entries]
+
+    def log(
+        self,
+        kind: Literal["swap", "trade"] | None = None,
+        *,
+        tier: str | None = None,
+        instance: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> Sequence[Swap | Trade]:
+        """Return swaps and trades by tier, instance and time, oldest first.
+
+        Instances never see swaps, so an ``instance`` filter returns only trades.
+        """
+        records: list[Swap | Trade] = []
+        if kind in (None, SWAP) and instance is None:
+            records += self.swaps(tier=tier, since=since, until=until)
+        if kind in (None, TRADE):
+            records += self.trades(tier=tier, instance=instance, since=since, until=until)
+        return sorted(records, key=lambda r: r.entry.created_at)
+
+
+def _int(entry: Entry, key: str) -> int:
+    return int(entry.metadata[key])
+
+
+def _swap(entry: Entry) -> Swap:
+    return Swap(
+        entry=entry,
+        source_tier=str(entry.metadata["source_tier"]),
+        destination_tier=str(entry.metadata["destination_tier"]),
+        amount_in=_int(entry, "amount_in"),
+        amount_out=_int(entry, "amount_out"),
+        source_rate=_int(entry, "source_rate"),
+        destination_rate=_int(entry, "destination_rate"),
+        remainder=_int(entry, "remainder"),
+    )
+
+
+def _trade(entry: Entry) -> Trade:
+    return Trade(
+        entry=entry,
+        tier=str(entry.metadata["tier"]),
+        seller=str(entry.metadata["seller"]),
+        buyer=str(entry.metadata["buyer"]),
+        amount=_int(entry, "amount"),
+        price=_int(entry, "price"),
+        fee=_int(entry, "fee"),
+    )
