@@ -178,11 +178,14 @@ class OrderBook:
         The tier, tick size, fee and self-trade prevention mode.
     clock
         Returns the current UTC time; it stamps events and drives expiry.
+    id_prefix
+        Starts every trade id, so that ids stay unique across books and restarts.
     """
 
-    def __init__(self, config: BookConfig, clock: Clock) -> None:
+    def __init__(self, config: BookConfig, clock: Clock, *, id_prefix: str = "") -> None:
         self.config = config
         self._clock = clock
+        self._id_prefix = id_prefix
         self._orders: dict[str, _Resting] = {}
         self._bid_levels: dict[int, _Level] = {}
         self._ask_levels: dict[int, _Level] = {}
@@ -506,6 +509,7 @@ class OrderBook:
         """Trade ``incoming`` against the opposite side; return whether it may still rest."""
         tier = self.config.tier
         fee_bps = self.config.fee_bps
+        prefix = f"{self._id_prefix}{tier}-"
         buying = incoming.side is _BUY
         if buying:
             levels, keys = self._ask_levels, self._ask_keys
@@ -547,7 +551,7 @@ class OrderBook:
                     buy, sell = resting, incoming
                 events.append(
                     Trade(
-                        f"{tier}-{self._trade_seq}",
+                        f"{prefix}{self._trade_seq}",
                         tier,
                         price,
                         qty,

@@ -16,6 +16,7 @@ subclass carries the fields a caller needs to react without parsing the message:
     ├── InvalidTransition            the order's lifecycle forbids the event
     ├── StandingLimitViolation       the order breaks its owner's standing bid/ask limit
     ├── InsufficientEscrow           the owner cannot fund the order's escrow
+    ├── SelfTradeRejected            an auction order would meet its owner's opposite order
     └── InvalidAuction               the auction's inputs are inconsistent
 """
 
@@ -145,6 +146,17 @@ class InsufficientEscrow(MarketError):
         self.asset = asset
         self.balance = balance
         self.required = required
+
+
+class SelfTradeRejected(MarketError):
+    """An auction order would meet an opposite order of the same owner."""
+
+    def __init__(self, instance_id: str, order_id: str) -> None:
+        super().__init__(
+            f"instance {instance_id!r} already has opposite order {order_id!r} in this auction"
+        )
+        self.instance_id = instance_id
+        self.order_id = order_id
 
 
 class InvalidAuction(MarketError):

@@ -1,0 +1,886 @@
+"""The durable venue: order books and call auctions with escrow and ledger settlement.
+
+One :class:`Venue` runs one book and one call auction per tier over a
+:class:`~market.ledger.Ledger`. Each instance trades its own tier's credits for funds;
+its owner may set standing limits (the highest price it may bid, the lowest it may
+ask) that every order must respect.
+
+Every operation runs in two steps so that bad input changes nothing:
+
+1. validate everything and lock the order's escrow in the ledger (a failure raises a
+   specific :class:`~market.errors.MarketError`, and the book and every balance stay
+   as they were);
+2. match in memory and post the settlement in one ledger transaction: one entry per
+   continuous trade (value, fee and credits legs), one entry for a whole auction batch,
+   and one entry returning what is left in the escrow of every order that finished.
+
+Orders, trades, standing limits and auction results are written to the same SQL
+database as the ledger (tables ``market_*``) when the venue is given its engine; every
+ledger entry carries an idempotency key derived from the order, trade or auction id.
+Batches (:meth:`Venue.place_many`) share those transactions between many orders.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from market.auction import AuctionMode, AuctionOrder, AuctionResult, CallAuction
+from market.book import BookConfig, BookEvent, Clock, OrderBook
+from market.errors import (
+    InsufficientEscrow,
+    InvalidOrder,
+    MarketError,
+    SelfTradeRejected,
+    StandingLimitViolation,
+    UnknownInstance,
+    UnknownOrder,
+    UnknownTier,
+)
+from market.escrow import (
+    RELEASE_REASON,
+    escrow_asset,
+    lock_request,
+    owner_account,
+    release_transfer,
+    required_escrow,
+)
+from market.ledger import (
+    FEES_ACCOUNT,
+    FUNDS,
+    AccountKind,
+    EntryRequest,
+    InsufficientBalance,
+    Ledger,
+    Transfer,
+    credits_asset,
+    escrow_account,
+    instance_credits,
+    instance_funds,
+)
+from market.marketdata import MarketData
+from market.orders import (
+    TERMINAL_STATES,
+    Order,
+    OrderEvent,
+    OrderEventType,
+    OrderState,
+    Side,
+    TimeInForce,
+    Trade,
+    check_expiry,
+    check_quantity,
+    transition,
+)
+from market.settlement import auction_request, trade_request
+
+_metadata = sa.MetaData()
+
+t_orders = sa.Table(
+    "market_orders",
+    _metadata,
+    sa.Column("order_id", sa.String(200), primary_key=True),
+    sa.Column("tier", sa.String(64), nullable=False),
+    sa.Column("owner", sa.String(200), nullable=False),
+    sa.Column("side", sa.String(4), nullable=False),
+    sa.Column("price", sa.BigInteger, nullable=False),
+    sa.Column("quantity", sa.BigInteger, nullable=False),
+    sa.Column("filled", sa.BigInteger, nullable=False),
+    sa.Column("time_in_force", sa.String(8), nullable=False),
+    sa.Column("expires_at_us", sa.BigInteger),
+    sa.Column("created_at_us", sa.BigInteger, nullable=False),
+    sa.Column("state", sa.String(20), nullable=False),
+    sa.Column("auction", sa.Boolean, nullable=False),
+)
+t_trades = sa.Table(
+    "market_trades",
+    _metadata,
+    sa.Column("trade_id", sa.String(200), primary_key=True),
+    sa.Column("tier", sa.String(64), nullable=False, index=True),
+    sa.Column("price", sa.BigInteger, nullable=False),
+    sa.Column("quantity", sa.BigInteger, nullable=False),
+    sa.Column("buy_order_id", sa.String(200), nullable=False),
+    sa.Column("sell_order_id", sa.String(200), nullable=False),
+    sa.Column("buyer", sa.String(200), nullable=False),
+    sa.Column("seller", sa.String(200), nullable=False),
+    sa.Column("value", sa.BigInteger, nullable=False),
+    sa.Column("fee", sa.BigInteger, nullable=False),
+    sa.Column("seller_value", sa.BigInteger),
+    sa.Column("aggressor", sa.String(4)),
+    sa.Column("at_us", sa.BigInteger, nullable=False),
+)
+t_limits = sa.Table(
+    "market_limits",
+    _metadata,
+    sa.Column("instance_id", sa.String(200), primary_key=True),
+    sa.Column("max_bid", sa.BigInteger),
+    sa.Column("min_ask", sa.BigInteger),
+)
+t_auctions = sa.Table(
+    "market_auctions",
+    _metadata,
+    sa.Column("auction_id", sa.String(200), primary_key=True),
+    sa.Column("tier", sa.String(64), nullable=False),
+    sa.Column("mode", sa.String(12), nullable=False),
+    sa.Column("at_us", sa.BigInteger, nullable=False),
+    sa.Column("clearing_price", sa.BigInteger),
+    sa.Column("buy_price", sa.BigInteger),
+    sa.Column("sell_price", sa.BigInteger),
+    sa.Column("volume", sa.BigInteger, nullable=False),
+    sa.Column("demand", sa.BigInteger, nullable=False),
+    sa.Column("supply", sa.BigInteger, nullable=False),
+    sa.Column("unmatched_bid_quantity", sa.BigInteger, nullable=False),
+    sa.Column("unmatched_ask_quantity", sa.BigInteger, nullable=False),
+)
+
+_CHUNK = 500
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def create_market_tables(engine: Engine) -> None:
+    """Create the venue's tables (orders, trades, limits, auctions) where missing."""
+    _metadata.create_all(engine, checkfirst=True)
+
+
+def _micros(moment: datetime) -> int:
+    delta = moment - _EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+@dataclass(frozen=True, slots=True)
+class OrderRequest:
+    """An instance's request to buy or sell its tier's credits at a limit price."""
+
+    instance_id: str
+    side: Side
+    price: int
+    quantity: int
+    time_in_force: TimeInForce = TimeInForce.GTC
+    expires_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Placement:
+    """What placing one order did: its state afterwards, its trades and its events."""
+
+    order: Order
+    trades: tuple[Trade, ...]
+    events: tuple[OrderEvent, ...]
+
+
+@dataclass(slots=True)
+class _Held:
+    """An order's escrow as the venue tracks it (mirrors its ledger account)."""
+
+    owner: str
+    side: Side
+    tier: str
+    left: int
+
+
+class Venue:
+    """The secondary market of every tier: books, auctions, escrow and settlement.
+
+    Parameters
+    ----------
+    ledger
+        Where every credit and unit of money moves.
+    clock
+        Returns the current UTC time; stamps orders, trades and expiries.
+    tiers
+        One :class:`~market.book.BookConfig` per tier traded.
+    engine
+        The SQL database the ledger lives in, to persist orders, trades, limits and
+        auction results; ``None`` keeps them in memory only.
+    auction_mode
+        Uniform-price or McAfee call auctions.
+    actor
+        Who the ledger entries name as their author.
+    """
+
+    def __init__(
+        self,
+        ledger: Ledger,
+        clock: Clock,
+        tiers: Sequence[BookConfig],
+        *,
+        engine: Engine | None = None,
+        auction_mode: AuctionMode = AuctionMode.UNIFORM,
+        actor: str = "cem",
+    ) -> None:
+        self.ledger = ledger
+        self._clock = clock
+        self._actor = actor
+        self._prefix = uuid.uuid4().hex[:10]
+        self._configs = {c.tier: c for c in tiers}
+        self._books = {c.tier: OrderBook(c, clock, id_prefix=f"{self._prefix}-") for c in tiers}
+        self._auctions = {
+            c.tier: CallAuction(c.tier, tick_size=c.tick_size, fee_bps=c.fee_bps, mode=auction_mode)
+            for c in tiers
+        }
+        self._instances: dict[str, str] = {}
+        self._limits: dict[str, tuple[int | None, int | None]] = {}
+        self._held: dict[str, _Held] = {}
+        self._pending: dict[str, dict[str, AuctionOrder]] = {c.tier: {} for c in tiers}
+        self._auction_snapshots: dict[str, Order] = {}
+        self._last_price: dict[str, int] = {}
+        self._trade_log: list[Trade] = []
+        self._seq = 0
+        self._auction_seq = 0
+        self.market_data = MarketData()
+        self._engine = engine
+        if engine is not None:
+            create_market_tables(engine)
+        ledger.open_account(FEES_ACCOUNT, FUNDS, AccountKind.FEES)
+
+    # ---------------------------------------------------------------- set-up
+
+    def register_instance(self, instance_id: str, tier: str) -> None:
+        """Let an instance of ``tier`` trade: open its credit and funds accounts.
+
+        Raises
+        ------
+        UnknownTier
+            If the venue runs no book for ``tier``.
+        """
+        if tier not in self._books:
+            raise UnknownTier(tier)
+        self.ledger.open_accounts(
+            [
+                (instance_credits(instance_id), credits_asset(tier), AccountKind.INSTANCE),
+                (instance_funds(instance_id), FUNDS, AccountKind.INSTANCE),
+            ]
+        )
+        self._instances[instance_id] = tier
+
+    def set_limits(
+        self, instance_id: str, *, max_bid: int | None = None, min_ask: int | None = None
+    ) -> None:
+        """Set the owner's standing limits: bid at most ``max_bid``, ask at least ``min_ask``.
+
+        ``None`` lifts a limit. Orders already resting are not touched.
+
+        Raises
+        ------
+        UnknownInstance
+            If the instance is not registered.
+        InvalidOrder
+            If a limit is not a positive integer.
+        """
+        self._tier_of(instance_id)
+        for name, value in (("max_bid", max_bid), ("min_ask", min_ask)):
+            if value is not None and (type(value) is not int or value <= 0):
+                raise InvalidOrder(
+                    f"{name} must be a positive integer or None, got {value!r}",
+                    field=name,
+                    value=value,
+                )
+        self._limits[instance_id] = (max_bid, min_ask)
+        if self._engine is not None:
+            with self._engine.begin() as conn:
+                conn.execute(sa.delete(t_limits).where(t_limits.c.instance_id == instance_id))
+                conn.execute(
+                    t_limits.insert(),
+                    {"instance_id": instance_id, "max_bid": max_bid, "min_ask": min_ask},
+                )
+
+    # ---------------------------------------------------------------- queries
+
+    def book(self, tier: str) -> OrderBook:
+        """Return the continuous book of ``tier``."""
+        try:
+            return self._books[tier]
+        except KeyError:
+            raise UnknownTier(tier) from None
+
+    def order(self, order_id: str) -> Order:
+        """Return a snapshot of an order of any book or auction."""
+        if order_id in self._auction_snapshots:
+            return self._auction_snapshots[order_id]
+        held = self._held.get(order_id)
+        tier = held.tier if held is not None else None
+        for book in [self._books[tier]] if tier else self._books.values():
+            if order_id in book:
+                return book.order(order_id)
+        raise UnknownOrder(order_id)
+
+    def escrow_left(self, order_id: str) -> int:
+        """Return what an open order still holds in escrow (0 once it finished)."""
+        held = self._held.get(order_id)
+        return 0 if held is None else held.left
+
+    def trade_log(self, tier: str | None = None) -> list[Trade]:
+        """Return every trade of this venue, oldest first (of ``tier`` if given)."""
+        return [t for t in self._trade_log if tier is None or t.tier == tier]
+
+    def pending_auction_orders(self, tier: str) -> list[AuctionOrder]:
+        """Return the orders waiting for ``tier``'s next call auction, in arrival order."""
+        return list(self._pending[self.book(tier).tier].values())
+
+    # -------------------------------------------------------------- continuous
+
+    def place(
+        self,
+        instance_id: str,
+        side: Side,
+        price: int,
+        quantity: int,
+        time_in_force: TimeInForce = TimeInForce.GTC,
+        expires_at: datetime | None = None,
+    ) -> Placement:
+        """Place one limit order in the instance's tier book; see :meth:`place_many`.
+
+        Raises
+        ------
+        MarketError
+            The specific error of a bad order; nothing changes.
+        """
+        (result,) = self.place_many(
+            [OrderRequest(instance_id, side, price, quantity, time_in_force, expires_at)]
+        )
+        if isinstance(result, MarketError):
+            raise result
+        return result
+
+    def place_many(self, requests: Sequence[OrderRequest]) -> list[Placement | MarketError]:
+        """Place orders in arrival order, sharing the ledger and store transactions.
+
+        Returns, per request, its :class:`Placement` or the specific error that rejected
+        it (a rejected order changes nothing).
+        """
+        now = self._clock()
+        results: list[Placement | MarketError | None] = [None] * len(requests)
+        accepted = self._lock_many(requests, now, results, auction=False)
+        ledger_requests: list[EntryRequest] = []
+        trades: list[Trade] = []
+        touched: set[str] = set()
+        for i, order_id in accepted:
+            r = requests[i]
+            book = self._books[self._instances[r.instance_id]]
+            events = book.submit(
+                order_id, r.instance_id, r.side, r.price, r.quantity, r.time_in_force, r.expires_at
+            )
+            own = self._settle(book, events, ledger_requests, trades, touched)
+            results[i] = Placement(
+                book.order(order_id),
+                tuple(t for t in own if isinstance(t, Trade)),
+                tuple(e for e in own if isinstance(e, OrderEvent)),
+            )
+        self._commit(ledger_requests, trades, [self.order(o) for o in touched])
+        return [r for r in results if r is not None]
+
+    def cancel(self, order_id: str) -> list[BookEvent]:
+        """Cancel an open order (continuous or waiting for an auction); return its escrow.
+
+        Raises
+        ------
+        UnknownOrder
+            If no order has this id.
+        InvalidTransition
+            If the order is already filled, cancelled or expired.
+        """
+        if order_id in self._auction_snapshots:
+            return self._cancel_auction_order(order_id)
+        book = self._book_of(order_id)
+        events = book.cancel(order_id)
+        self._apply(book, events)
+        return events
+
+    def modify(
+        self, order_id: str, *, price: int | None = None, quantity: int | None = None
+    ) -> list[BookEvent]:
+        """Reprice or resize an open continuous order, topping up or trimming its escrow.
+
+        ``quantity`` is the new open quantity; see :meth:`market.book.OrderBook.modify`
+        for time priority.
+
+        Raises
+        ------
+        UnknownOrder, InvalidTransition, InvalidOrder, StandingLimitViolation
+            For a bad modification; nothing changes.
+        InsufficientEscrow
+            If the owner cannot fund the larger escrow; nothing changes.
+        """
+        book = self._book_of(order_id)
+        current = book.order(order_id)
+        transition(order_id, current.state, OrderEventType.MODIFY)
+        config = book.config
+        new_price = current.price if price is None else config.check_price(price)
+        new_remaining = current.remaining if quantity is None else check_quantity(quantity)
+        self._check_limits(current.owner, current.side, new_price)
+        held = self._held[order_id]
+        needed = required_escrow(current.side, new_price, new_remaining, config.fee_bps)
+        if needed > held.left:
+            self._lock(order_id, held.owner, held.side, needed - held.left, f"lock:{order_id}")
+        events = book.modify(order_id, price=price, quantity=quantity)
+        self._apply(book, events, trim=order_id)
+        return events
+
+    def expire(self) -> list[BookEvent]:
+        """Expire every good-till-time order whose time has come and return their escrow."""
+        out: list[BookEvent] = []
+        for book in self._books.values():
+            events = book.expire()
+            if events:
+                self._apply(book, events)
+                out += events
+        return out
+
+    # ----------------------------------------------------------------- auction
+
+    def submit_to_auction(self, requests: Sequence[OrderRequest]) -> list[Order | MarketError]:
+        """Lock escrow for orders that wait for their tier's next call auction.
+
+        An auction order lives for one auction: :meth:`run_auction` fills what it can
+        and returns the escrow of the rest. Time in force is ignored. An order whose
+        owner already waits on the opposite side is rejected with
+        :class:`~market.errors.SelfTradeRejected`.
+
+        Returns, per request, the waiting order or the specific error that rejected it.
+        """
+        now = self._clock()
+        results: list[Order | MarketError | None] = [None] * len(requests)
+        accepted = self._lock_many(requests, now, results, auction=True)
+        rows = []
+        for i, order_id in accepted:
+            r = requests[i]
+            tier = self._instances[r.instance_id]
+            self._pending[tier][order_id] = AuctionOrder(
+                order_id, r.instance_id, r.side, r.price, r.quantity
+            )
+            snapshot = Order(
+                order_id=order_id,
+                tier=tier,
+                owner=r.instance_id,
+                side=r.side,
+                price=r.price,
+                quantity=r.quantity,
+                filled=0,
+                time_in_force=TimeInForce.GTC,
+                expires_at=None,
+                created_at=now,
+                state=OrderState.OPEN,
+            )
+            self._auction_snapshots[order_id] = snapshot
+            results[i] = snapshot
+            rows.append(snapshot)
+        self._commit([], [], rows, auction=True)
+        return [r for r in results if r is not None]
+
+    def run_auction(self, tier: str, *, auction_id: str | None = None) -> AuctionResult:
+        """Clear ``tier``'s waiting orders in one call auction and settle it in one entry.
+
+        The uniform clearing price breaks ties towards the previous auction's price.
+        Every waiting order is finished afterwards: filled, or cancelled for what the
+        auction left (its escrow goes back in the same entry).
+        """
+        book = self.book(tier)
+        now = self._clock()
+        self._auction_seq += 1
+        auction_id = auction_id or f"{self._prefix}-{tier}-a{self._auction_seq}"
+        pending = self._pending[book.tier]
+        result = self._auctions[tier].clear(
+            auction_id,
+            list(pending.values()),
+            at=now,
+            previous_price=self._last_price.get(tier),
+        )
+        drawn: dict[str, int] = defaultdict(int)
+        for t in result.trades:
+            drawn[t.buy_order_id] += t.value + t.fee
+            drawn[t.sell_order_id] += t.quantity
+        filled = {f.order_id: f.quantity for f in result.fills}
+        releases: list[Transfer] = []
+        snapshots: list[Order] = []
+        for order_id, o in pending.items():
+            held = self._held.pop(order_id)
+            left = held.left - drawn.get(order_id, 0)
+            if left < 0:
+                raise AssertionError(f"order {order_id} was drawn beyond its escrow")
+            if left:
+                releases.append(release_transfer(order_id, o.owner, o.side, left))
+            state = OrderState.OPEN
+            qty = filled.get(order_id, 0)
+            if qty:
+                event = OrderEventType.FILL if qty == o.quantity else OrderEventType.PARTIAL_FILL
+                state = transition(order_id, state, event)
+            if state is not OrderState.FILLED:
+                state = transition(order_id, state, OrderEventType.CANCEL)
+            snapshot = self._auction_snapshots.pop(order_id)
+            snapshots.append(
+                Order(
+                    order_id=order_id,
+                    tier=tier,
+                    owner=o.owner,
+                    side=o.side,
+                    price=o.price,
+                    quantity=o.quantity,
+                    filled=qty,
+                    time_in_force=snapshot.time_in_force,
+                    expires_at=None,
+                    created_at=snapshot.created_at,
+                    state=state,
+                )
+            )
+        funds_clearing = escrow_account(f"{auction_id}-funds")
+        credits_clearing = escrow_account(f"{auction_id}-credits")
+        request = auction_request(
+            auction_id,
+            tier,
+            result.trades,
+            releases,
+            funds_clearing=funds_clearing,
+            credits_clearing=credits_clearing,
+            actor=self._actor,
+        )
+        if request is not None:
+            if result.trades:
+                self.ledger.open_accounts(
+                    [
+                        (funds_clearing, FUNDS, AccountKind.ESCROW),
+                        (credits_clearing, credits_asset(tier), AccountKind.ESCROW),
+                    ]
+                )
+            self.ledger.post(request)
+        pending.clear()
+        if result.clearing_price is not None:
+            self._last_price[tier] = result.clearing_price
+        self._commit([], list(result.trades), snapshots, auction=True, result=result)
+        self.market_data.record_auction(result)
+        return result
+
+    # --------------------------------------------------------------- internals
+
+    def _tier_of(self, instance_id: str) -> str:
+        try:
+            return self._instances[instance_id]
+        except KeyError:
+            raise UnknownInstance(instance_id) from None
+
+    def _book_of(self, order_id: str) -> OrderBook:
+        held = self._held.get(order_id)
+        if held is not None:
+            return self._books[held.tier]
+        for book in self._books.values():
+            if order_id in book:
+                return book
+        raise UnknownOrder(order_id)
+
+    def _check_limits(self, instance_id: str, side: Side, price: int) -> None:
+        max_bid, min_ask = self._limits.get(instance_id, (None, None))
+        if side is Side.BUY and max_bid is not None and price > max_bid:
+            raise StandingLimitViolation(instance_id, side.value, price, max_bid)
+        if side is Side.SELL and min_ask is not None and price < min_ask:
+            raise StandingLimitViolation(instance_id, side.value, price, min_ask)
+
+    def _validate(self, r: OrderRequest, now: datetime, auction: bool) -> int:
+        """Check one request without side effects; return the escrow it needs."""
+        tier = self._tier_of(r.instance_id)
+        config = self._configs[tier]
+        check_quantity(r.quantity)
+        config.check_price(r.price)
+        if not isinstance(r.side, Side):
+            raise InvalidOrder(f"side must be a Side, got {r.side!r}", field="side", value=r.side)
+        if not auction:
+            check_expiry(r.time_in_force, r.expires_at, now)
+        self._check_limits(r.instance_id, r.side, r.price)
+        if auction:
+            for other in self._pending[tier].values():
+                if other.owner == r.instance_id and other.side is not r.side:
+                    raise SelfTradeRejected(r.instance_id, other.order_id)
+        return required_escrow(r.side, r.price, r.quantity, config.fee_bps)
+
+    def _next_id(self) -> str:
+        self._seq += 1
+        return f"{self._prefix}-{self._seq}"
+
+    def _lock_many(
+        self,
+        requests: Sequence[OrderRequest],
+        now: datetime,
+        results: list[Any],
+        *,
+        auction: bool,
+    ) -> list[tuple[int, str]]:
+        """Validate and lock escrow for each request; return ``(position, order_id)`` locked."""
+        valid: list[tuple[int, str, int]] = []
+        for i, r in enumerate(requests):
+            try:
+                amount = self._validate(r, now, auction)
+            except MarketError as exc:
+                results[i] = exc
+                continue
+            valid.append((i, self._next_id(), amount))
+        # check the owners can pay before opening any escrow account, so that a
+        # rejected order leaves no trace
+        available: dict[str, int] = {}
+        funded: list[tuple[int, str, int]] = []
+        for i, order_id, amount in valid:
+            r = requests[i]
+            account = owner_account(r.side, r.instance_id)
+            if account not in available:
+                available[account] = self.ledger.balance(account)
+            if available[account] < amount:
+                results[i] = InsufficientEscrow(
+                    r.instance_id,
+                    escrow_asset(r.side, self._instances[r.instance_id]),
+                    available[account],
+                    amount,
+                )
+                continue
+            available[account] -= amount
+            funded.append((i, order_id, amount))
+        valid = funded
+        if not valid:
+            return []
+        self.ledger.open_accounts(
+            [
+                (
+                    escrow_account(order_id),
+                    escrow_asset(requests[i].side, self._instances[requests[i].instance_id]),
+                    AccountKind.ESCROW,
+                )
+                for i, order_id, _ in valid
+            ]
+        )
+        locks = [
+            lock_request(
+                order_id,
+                requests[i].instance_id,
+                requests[i].side,
+                amount,
+                actor=self._actor,
+                key=f"lock:{order_id}",
+            )
+            for i, order_id, amount in valid
+        ]
+        try:
+            self.ledger.post_batch(locks)
+            locked = valid
+        except InsufficientBalance:
+            # one of them cannot pay: lock one by one so the rest still trade
+            locked = []
+            for (i, order_id, amount), lock in zip(valid, locks, strict=True):
+                try:
+                    self.ledger.post(lock)
+                    locked.append((i, order_id, amount))
+                except InsufficientBalance as exc:
+                    r = requests[i]
+                    results[i] = InsufficientEscrow(
+                        r.instance_id,
+                        escrow_asset(r.side, self._instances[r.instance_id]),
+                        exc.balance,
+                        amount,
+                    )
+        for i, order_id, amount in locked:
+            r = requests[i]
+            self._held[order_id] = _Held(
+                r.instance_id, r.side, self._instances[r.instance_id], amount
+            )
+        return [(i, order_id) for i, order_id, _ in locked]
+
+    def _lock(self, order_id: str, owner: str, side: Side, amount: int, key_base: str) -> None:
+        self._seq += 1
+        try:
+            self.ledger.post(
+                lock_request(
+                    order_id, owner, side, amount, actor=self._actor, key=f"{key_base}:{self._seq}"
+                )
+            )
+        except InsufficientBalance as exc:
+            tier = self._held[order_id].tier
+            raise InsufficientEscrow(owner, escrow_asset(side, tier), exc.balance, amount) from exc
+        self._held[order_id].left += amount
+
+    def _settle(
+        self,
+        book: OrderBook,
+        events: Iterable[BookEvent],
+        ledger_requests: list[EntryRequest],
+        trades: list[Trade],
+        touched: set[str],
+    ) -> list[BookEvent]:
+        """Turn a book's events into ledger requests; return the events."""
+        releases: list[Transfer] = []
+        out = list(events)
+        for event in out:
+            if isinstance(event, Trade):
+                self._held[event.buy_order_id].left -= event.value + event.fee
+                self._held[event.sell_order_id].left -= event.quantity
+                ledger_requests.append(trade_request(event, (), actor=self._actor))
+                trades.append(event)
+                touched.add(event.buy_order_id)
+                touched.add(event.sell_order_id)
+            else:
+                touched.add(event.order_id)
+                if event.state in TERMINAL_STATES:
+                    held = self._held.pop(event.order_id)
+                    if held.left < 0:
+                        raise AssertionError(f"order {event.order_id} overdrew its escrow")
+                    if held.left:
+                        releases.append(
+                            release_transfer(event.order_id, held.owner, held.side, held.left)
+                        )
+        if releases:
+            self._seq += 1
+            ledger_requests.append(
+                EntryRequest(
+                    tuple(releases),
+                    reason=RELEASE_REASON,
+                    actor=self._actor,
+                    idempotency_key=f"release:{self._prefix}:{self._seq}",
+                )
+            )
+        return out
+
+    def _apply(self, book: OrderBook, events: list[BookEvent], trim: str | None = None) -> None:
+        ledger_requests: list[EntryRequest] = []
+        trades: list[Trade] = []
+        touched: set[str] = set()
+        self._settle(book, events, ledger_requests, trades, touched)
+        held = self._held.get(trim) if trim is not None else None
+        if trim is not None and held is not None:
+            current = book.order(trim)
+            needed = required_escrow(
+                current.side, current.price, current.remaining, book.config.fee_bps
+            )
+            if held.left > needed:
+                self._seq += 1
+                ledger_requests.append(
+                    EntryRequest(
+                        (release_transfer(trim, held.owner, held.side, held.left - needed),),
+                        reason=RELEASE_REASON,
+                        actor=self._actor,
+                        idempotency_key=f"release:{self._prefix}:{self._seq}",
+                    )
+                )
+                held.left = needed
+        self._commit(ledger_requests, trades, [book.order(o) for o in touched])
+
+    def _cancel_auction_order(self, order_id: str) -> list[BookEvent]:
+        snapshot = self._auction_snapshots[order_id]
+        state = transition(order_id, snapshot.state, OrderEventType.CANCEL)
+        now = self._clock()
+        held = self._held.pop(order_id)
+        del self._pending[snapshot.tier][order_id]
+        del self._auction_snapshots[order_id]
+        self._seq += 1
+        request = EntryRequest(
+            (release_transfer(order_id, held.owner, held.side, held.left),),
+            reason=RELEASE_REASON,
+            actor=self._actor,
+            idempotency_key=f"release:{self._prefix}:{self._seq}",
+        )
+        cancelled = Order(
+            order_id=order_id,
+            tier=snapshot.tier,
+            owner=snapshot.owner,
+            side=snapshot.side,
+            price=snapshot.price,
+            quantity=snapshot.quantity,
+            filled=0,
+            time_in_force=snapshot.time_in_force,
+            expires_at=None,
+            created_at=snapshot.created_at,
+            state=state,
+        )
+        self._commit([request], [], [cancelled], auction=True)
+        return [
+            OrderEvent(
+                order_id,
+                snapshot.tier,
+                OrderEventType.CANCEL,
+                state,
+                snapshot.quantity,
+                now,
+                "cancelled by owner",
+            )
+        ]
+
+    def _commit(
+        self,
+        ledger_requests: list[EntryRequest],
+        trades: list[Trade],
+        orders: Iterable[Order],
+        *,
+        auction: bool = False,
+        result: AuctionResult | None = None,
+    ) -> None:
+        # the ledger first: its entries are idempotent, so a failed store write can be
+        # replayed without moving anything twice
+        if ledger_requests:
+            self.ledger.post_batch(ledger_requests)
+        self._trade_log += trades
+        if trades:
+            self.market_data.record_trades(trades)
+        if self._engine is None:
+            return
+        order_rows = [
+            {
+                "order_id": o.order_id,
+                "tier": o.tier,
+                "owner": o.owner,
+                "side": o.side.value,
+                "price": o.price,
+                "quantity": o.quantity,
+                "filled": o.filled,
+                "time_in_force": o.time_in_force.value,
+                "expires_at_us": None if o.expires_at is None else _micros(o.expires_at),
+                "created_at_us": _micros(o.created_at),
+                "state": o.state.value,
+                "auction": auction,
+            }
+            for o in orders
+        ]
+        trade_rows = [
+            {
+                "trade_id": t.trade_id,
+                "tier": t.tier,
+                "price": t.price,
+                "quantity": t.quantity,
+                "buy_order_id": t.buy_order_id,
+                "sell_order_id": t.sell_order_id,
+                "buyer": t.buyer,
+                "seller": t.seller,
+                "value": t.value,
+                "fee": t.fee,
+                "seller_value": t.seller_value,
+                "aggressor": None if t.aggressor is None else t.aggressor.value,
+                "at_us": _micros(t.at),
+            }
+            for t in trades
+        ]
+        with self._engine.begin() as conn:
+            ids = [row["order_id"] for row in order_rows]
+            for start in range(0, len(ids), _CHUNK):
+                chunk = ids[start : start + _CHUNK]
+                conn.execute(sa.delete(t_orders).where(t_orders.c.order_id.in_(chunk)))
+            if order_rows:
+                conn.execute(t_orders.insert(), order_rows)
+            if trade_rows:
+                conn.execute(t_trades.insert(), trade_rows)
+            if result is not None:
+                conn.execute(
+                    t_auctions.insert(),
+                    {
+                        "auction_id": result.auction_id,
+                        "tier": result.tier,
+                        "mode": result.mode.value,
+                        "at_us": _micros(result.at),
+                        "clearing_price": result.clearing_price,
+                        "buy_price": result.buy_price,
+                        "sell_price": result.sell_price,
+                        "volume": result.volume,
+                        "demand": result.demand,
+                        "supply": result.supply,
+                        "unmatched_bid_quantity": result.unmatched_bid_quantity,
+                        "unmatched_ask_quantity": result.unmatched_ask_quantity,
+                    },
+                )
