@@ -818,7 +818,8 @@ class Venue:
         if ledger_requests:
             self.ledger.post_batch(ledger_requests)
         self._trade_log += trades
-        if trades:
+        if trades and result is None:
+            # an auction's trades reach the market data with its result
             self.market_data.record_trades(trades)
         if self._engine is None:
             return

@@ -60,7 +60,7 @@ def _assert_invariants(book: OrderBook, limits: dict[str, int], trades: list[Tra
 
 
 @pytest.mark.parametrize("mode", list(SelfTradePrevention))
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(stream=ops)
 def test_book_matches_the_reference_trade_for_trade(mode: SelfTradePrevention, stream) -> None:
     clock = _Clock()

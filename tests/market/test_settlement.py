@@ -1,0 +1,166 @@
+"""An auction batch settles in one ledger entry on SQLite and PostgreSQL, and verifies."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+import sqlalchemy as sa
+
+from market.auction import AuctionMode
+from market.book import BookConfig
+from market.clock import ManualClock
+from market.ledger import (
+    FEES_ACCOUNT,
+    FUNDS,
+    AccountKind,
+    EntryRequest,
+    Ledger,
+    SqlStore,
+    Transfer,
+    credits_asset,
+    instance_credits,
+    instance_funds,
+    mint_account,
+)
+from market.migrations import upgrade
+from market.orders import Side
+from market.venue import OrderRequest, Venue, t_auctions, t_orders, t_trades
+
+INSTANCES = [f"vm{i}" for i in range(12)]
+
+
+def _venue(url: str, clock: ManualClock, mode: AuctionMode) -> Venue:
+    upgrade(url)
+    store = SqlStore(url)
+    ledger = Ledger(store, clock)
+    venue = Venue(
+        ledger,
+        clock,
+        [BookConfig(tier="gold", tick_size=5, fee_bps=25)],
+        engine=store.engine,
+        auction_mode=mode,
+    )
+    ledger.open_accounts(
+        [
+            (mint_account(FUNDS), FUNDS, AccountKind.MINT),
+            (mint_account(credits_asset("gold")), credits_asset("gold"), AccountKind.MINT),
+        ]
+    )
+    for name in INSTANCES:
+        venue.register_instance(name, "gold")
+    ledger.post(
+        EntryRequest(
+            tuple(
+                leg
+                for name in INSTANCES
+                for leg in (
+                    Transfer(mint_account(FUNDS), instance_funds(name), 1_000_000),
+                    Transfer(mint_account(credits_asset("gold")), instance_credits(name), 90_000),
+                )
+            ),
+            reason="deposit",
+            actor="test",
+        )
+    )
+    return venue
+
+
+def _orders() -> list[OrderRequest]:
+    rng = random.Random(7)
+    buyers, sellers = INSTANCES[:6], INSTANCES[6:]
+    requests = [
+        OrderRequest(
+            rng.choice(buyers), Side.BUY, rng.randrange(20, 60) * 5, rng.randrange(1, 9) * 1_000
+        )
+        for _ in range(30)
+    ] + [
+        OrderRequest(
+            rng.choice(sellers), Side.SELL, rng.randrange(10, 50) * 5, rng.randrange(1, 9) * 1_000
+        )
+        for _ in range(30)
+    ]
+    rng.shuffle(requests)
+    return requests
+
+
+def _settle_and_verify(url: str, clock: ManualClock, mode: AuctionMode) -> None:
+    venue = _venue(url, clock, mode)
+    ledger = venue.ledger
+    before = ledger.balances()
+    placed = venue.submit_to_auction(_orders())
+    assert all(not isinstance(p, Exception) for p in placed)
+    result = venue.run_auction("gold")
+    assert result.volume > 0
+    assert len(ledger.entries(reason="market.auction")) == 1
+    (entry,) = ledger.entries(reason="market.auction")
+    assert entry.metadata["trades"] == len(result.trades)
+    report = ledger.verify()
+    assert report.ok, report
+    after = ledger.balances()
+    # every escrow and clearing account is back to zero; each instance moved exactly its trades
+    assert all(v == 0 for k, v in after.items() if k.startswith("escrow:"))
+    for name in INSTANCES:
+        bought = sum(t.quantity for t in result.trades if t.buyer == name)
+        sold = sum(t.quantity for t in result.trades if t.seller == name)
+        paid = sum(t.value + t.fee for t in result.trades if t.buyer == name)
+        received = sum(t.seller_receives for t in result.trades if t.seller == name)
+        assert after[instance_credits(name)] - before[instance_credits(name)] == bought - sold
+        assert after[instance_funds(name)] - before[instance_funds(name)] == received - paid
+    assert after[FEES_ACCOUNT] == sum(t.fee for t in result.trades) + result.surplus
+    engine = venue._engine
+    assert engine is not None
+    with engine.connect() as conn:
+        stored = conn.execute(sa.select(t_trades.c.trade_id, t_trades.c.quantity)).all()
+        states = conn.execute(sa.select(t_orders.c.state)).scalars().all()
+        auctions = conn.execute(sa.select(t_auctions.c.volume)).scalars().all()
+    assert sorted(stored) == sorted((t.trade_id, t.quantity) for t in result.trades)
+    assert set(states) <= {"filled", "cancelled"}
+    assert len(states) == 60
+    assert auctions == [result.volume]
+
+
+@pytest.mark.parametrize("mode", list(AuctionMode))
+def test_auction_batch_settles_on_sqlite(sqlite_url: str, clock: ManualClock, mode) -> None:
+    _settle_and_verify(sqlite_url, clock, mode)
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("mode", list(AuctionMode))
+def test_auction_batch_settles_on_postgres(pg_url: str, clock: ManualClock, mode) -> None:
+    _settle_and_verify(pg_url, clock, mode)
+
+
+def test_continuous_trades_settle_one_entry_each_on_sqlite(
+    sqlite_url: str, clock: ManualClock
+) -> None:
+    venue = _venue(sqlite_url, clock, AuctionMode.UNIFORM)
+    results = venue.place_many(_orders())
+    trades = [t for r in results if not isinstance(r, Exception) for t in r.trades]
+    assert trades
+    entries = venue.ledger.entries(reason="market.trade")
+    assert [e.metadata["trade_id"] for e in entries] == [t.trade_id for t in trades]
+    assert venue.ledger.verify().ok
+
+
+def test_auction_results_reach_market_data_with_unmatched_interest(
+    sqlite_url: str, clock: ManualClock
+) -> None:
+    venue = _venue(sqlite_url, clock, AuctionMode.UNIFORM)
+    venue.submit_to_auction(
+        [
+            OrderRequest("vm0", Side.BUY, 100, 3_000),
+            OrderRequest("vm6", Side.SELL, 90, 1_000),
+            OrderRequest("vm7", Side.SELL, 120, 1_000),
+        ]
+    )
+    result = venue.run_auction("gold")
+    (summary,) = venue.market_data.auction_results("gold")
+    assert (summary.volume, summary.unmatched_bid_quantity, summary.unmatched_ask_quantity) == (
+        1_000,
+        2_000,
+        1_000,
+    )
+    # volume and imbalance tie on [90, 100]; without a previous price the lowest wins
+    assert summary.clearing_price == result.clearing_price == 90
+    assert venue.market_data.last_trades("gold") == list(result.trades)
