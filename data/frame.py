@@ -130,7 +130,7 @@ def coerce_frame(frame: pd.DataFrame) -> pd.DataFrame:
             raise MissingColumnError(None, column, [str(c) for c in frame.columns])
     out = frame.copy(deep=False)
     if not _is_string_ids(out[ID_COL]):
-        out[ID_COL] = out[ID_COL].astype("string")
+        out[ID_COL] = out[ID_COL].astype("str")
     out[TIME_COL] = _coerce_timestamps(out[TIME_COL])
     for column in (TARGET_COL, MAX_COL):
         if column in out.columns and out[column].dtype not in (np.float64, np.float32):
@@ -145,7 +145,7 @@ def coerce_frame(frame: pd.DataFrame) -> pd.DataFrame:
             )
         out[VCPUS_COL] = vcpus.astype(np.int64)
     if TIER_COL in out.columns and not _is_string_ids(out[TIER_COL]):
-        out[TIER_COL] = out[TIER_COL].astype("string")
+        out[TIER_COL] = out[TIER_COL].astype("str")
     validate_frame(out)
     return out
 

@@ -325,7 +325,7 @@ def _assemble(
     attributes: bool,
 ) -> pd.DataFrame:
     periods = len(axis)
-    categories = pd.Index(instance_ids(n_instances), dtype="string")
+    categories = pd.Index(instance_ids(n_instances), dtype="str")
     codes = np.repeat(np.arange(first, first + count, dtype=np.int32), periods)
     ds_ns = np.tile(axis.asi8, count)
     columns: dict[str, Any] = {
@@ -338,7 +338,7 @@ def _assemble(
         tiers, vcpus = _attributes(seed, n_instances)
         tier_codes = np.repeat(tiers[first : first + count], periods).astype(np.int8)
         columns[TIER_COL] = pd.Categorical.from_codes(
-            tier_codes, dtype=pd.CategoricalDtype(pd.Index(TIERS, dtype="string"))
+            tier_codes, dtype=pd.CategoricalDtype(pd.Index(TIERS, dtype="str"))
         )
         columns[VCPUS_COL] = np.repeat(vcpus[first : first + count].astype(np.int64), periods)
     return pd.DataFrame(columns, copy=False)
