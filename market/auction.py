@@ -238,11 +238,31 @@ class CallAuction:
             If an order id repeats, or a price or quantity is invalid or off the tick.
         """
         n = len(orders)
-        prices = np.empty(n, dtype=np.int64)
-        quantities = np.empty(n, dtype=np.int64)
-        is_buy = np.empty(n, dtype=bool)
+        raw_prices = [o.price for o in orders]
+        raw_quantities = [o.quantity for o in orders]
+        prices = np.array(raw_prices) if n else np.empty(0, dtype=np.int64)
+        quantities = np.array(raw_quantities) if n else np.empty(0, dtype=np.int64)
+        well_formed = (
+            prices.dtype == np.int64
+            and quantities.dtype == np.int64
+            and bool((prices > 0).all() and (quantities > 0).all())
+            and not bool((prices % self.tick_size).any())
+            and len({o.order_id for o in orders}) == n
+        )
+        if not well_formed:
+            self._reject(orders)
+        is_buy = np.fromiter((o.side is Side.BUY for o in orders), dtype=bool, count=n)
+        positions = np.arange(n)
+        bids = _sorted_side(prices[is_buy], quantities[is_buy], positions[is_buy], buy=True)
+        asks = _sorted_side(prices[~is_buy], quantities[~is_buy], positions[~is_buy], buy=False)
+        if self.mode is AuctionMode.UNIFORM:
+            return self._uniform(auction_id, orders, bids, asks, at, previous_price)
+        return self._mcafee(auction_id, orders, bids, asks, at)
+
+    def _reject(self, orders: Sequence[AuctionOrder]) -> None:
+        """Raise the error of the first malformed order."""
         seen: set[str] = set()
-        for i, o in enumerate(orders):
+        for o in orders:
             if o.order_id in seen:
                 raise InvalidAuction(f"order id {o.order_id!r} appears twice in the auction")
             seen.add(o.order_id)
@@ -255,15 +275,7 @@ class CallAuction:
                 raise InvalidAuction(
                     f"order {o.order_id!r}: price {o.price} is off the tick {self.tick_size}"
                 )
-            prices[i] = o.price
-            quantities[i] = o.quantity
-            is_buy[i] = o.side is Side.BUY
-        positions = np.arange(n)
-        bids = _sorted_side(prices[is_buy], quantities[is_buy], positions[is_buy], buy=True)
-        asks = _sorted_side(prices[~is_buy], quantities[~is_buy], positions[~is_buy], buy=False)
-        if self.mode is AuctionMode.UNIFORM:
-            return self._uniform(auction_id, orders, bids, asks, at, previous_price)
-        return self._mcafee(auction_id, orders, bids, asks, at)
+        raise InvalidAuction("prices and quantities must be integers within int64")
 
     def _uniform(
         self,
