@@ -42,7 +42,7 @@ _CHUNK = 500
 _READ = {"creditx_read": True}
 
 
-def create_store_engine(url: str, *, busy_timeout_ms: int = 30_000) -> Engine:
+def create_store_engine(url: str, *, busy_timeout_ms: int = 30_000, durable: bool = True) -> Engine:
     """Create the engine of a creditx store at ``url`` (SQLite file or PostgreSQL).
 
     Parameters
@@ -52,6 +52,11 @@ def create_store_engine(url: str, *, busy_timeout_ms: int = 30_000) -> Engine:
         ``postgresql+psycopg://host:5432/db``.
     busy_timeout_ms
         How long a SQLite writer waits for the write lock before failing.
+    durable
+        Flush every commit to disk before acknowledging it (SQLite ``synchronous=FULL``,
+        PostgreSQL ``synchronous_commit=on``). ``False`` keeps atomicity and isolation
+        but may lose the last commits on a power cut: for simulations and for tests
+        that measure isolation rather than durability.
     """
     parsed = sa.make_url(url)
     if parsed.get_backend_name() == "sqlite":
@@ -67,7 +72,7 @@ def create_store_engine(url: str, *, busy_timeout_ms: int = 30_000) -> Engine:
             dbapi_conn.isolation_level = None
             cursor = dbapi_conn.cursor()
             cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute("PRAGMA synchronous=FULL")
+            cursor.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
             cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.close()
@@ -81,7 +86,16 @@ def create_store_engine(url: str, *, busy_timeout_ms: int = 30_000) -> Engine:
     if parsed.get_backend_name() == "postgresql":
         if parsed.drivername == "postgresql":
             parsed = parsed.set(drivername="postgresql+psycopg")
-        return sa.create_engine(parsed, isolation_level="READ COMMITTED", pool_size=10)
+        engine = sa.create_engine(parsed, isolation_level="READ COMMITTED", pool_size=10)
+        if not durable:
+
+            @event.listens_for(engine, "connect")
+            def _no_flush(dbapi_conn: Any, _record: Any) -> None:
+                with dbapi_conn.cursor() as cursor:
+                    cursor.execute("SET synchronous_commit = off")
+                dbapi_conn.commit()
+
+        return engine
     raise LedgerError(f"unsupported store URL {url!r}: use sqlite:/// or postgresql://")
 
 
@@ -95,9 +109,13 @@ def _retryable(exc: sa.exc.DBAPIError) -> bool:
 class SqlStore:
     """A ledger store in a SQL database; create its tables with ``market.migrations``."""
 
-    def __init__(self, url_or_engine: str | Engine, *, max_attempts: int = 50) -> None:
+    def __init__(
+        self, url_or_engine: str | Engine, *, max_attempts: int = 50, durable: bool = True
+    ) -> None:
         self.engine = (
-            create_store_engine(url_or_engine) if isinstance(url_or_engine, str) else url_or_engine
+            create_store_engine(url_or_engine, durable=durable)
+            if isinstance(url_or_engine, str)
+            else url_or_engine
         )
         self._max_attempts = max_attempts
         self._postgres = self.engine.dialect.name == "postgresql"
