@@ -61,6 +61,9 @@ _FILLED = OrderState.FILLED
 _CANCELLED = OrderState.CANCELLED
 _EV_FILL = OrderEventType.FILL
 _EV_PARTIAL = OrderEventType.PARTIAL_FILL
+_EV_ACCEPT = OrderEventType.ACCEPT
+_GTC = TimeInForce.GTC
+_IOC = TimeInForce.IOC
 
 
 class SelfTradePrevention(StrEnum):
@@ -186,6 +189,8 @@ class OrderBook:
         self.config = config
         self._clock = clock
         self._id_prefix = id_prefix
+        self._tick = config.tick_size
+        self._tier = config.tier
         self._orders: dict[str, _Resting] = {}
         self._bid_levels: dict[int, _Level] = {}
         self._ask_levels: dict[int, _Level] = {}
@@ -278,17 +283,36 @@ class OrderBook:
             If the book has seen ``order_id`` before; nothing changes.
         """
         now = self._clock()
-        self.validate(order_id, side, price, quantity, time_in_force, expires_at, now)
+        if not (
+            type(quantity) is int
+            and quantity > 0
+            and type(price) is int
+            and price > 0
+            and not price % self._tick
+            and (side is _BUY or side is _SELL)
+            and expires_at is None
+            and (time_in_force is _GTC or time_in_force is _IOC)
+            and order_id not in self._orders
+        ):
+            # the slow path says precisely what is wrong, or admits a good-till-time order
+            self.validate(order_id, side, price, quantity, time_in_force, expires_at, now)
         events: list[BookEvent] = []
         if self._expiries and self._expiries[0][0] <= now:
             self._expire_due(now, events)
         order = _Resting(order_id, owner, side, price, quantity, time_in_force, expires_at, now)
         self._orders[order_id] = order
         order.state = _OPEN
-        events.append(
-            OrderEvent(order_id, self.config.tier, OrderEventType.ACCEPT, _OPEN, quantity, now)
-        )
-        self._match_and_rest(order, now, events)
+        events.append(OrderEvent(order_id, self._tier, _EV_ACCEPT, _OPEN, quantity, now))
+        if side is _BUY:
+            crosses = self._ask_keys and -self._ask_keys[-1] <= price
+        else:
+            crosses = self._bid_keys and self._bid_keys[-1] >= price
+        if crosses:
+            self._match_and_rest(order, now, events)
+        elif time_in_force is _IOC:
+            self._end(order, OrderEventType.CANCEL, now, events, "immediate-or-cancel")
+        else:
+            self._rest(order)
         return events
 
     def validate(

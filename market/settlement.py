@@ -7,14 +7,16 @@ buyer. In a McAfee auction the buyer pays more than the seller receives and the
 difference goes to the exchange's fee account with the fee.
 
 An auction batch routes through two clearing accounts of its own (one for funds, one
-for the tier's credits) so that each order contributes one leg however many trades it
-takes part in; both clearing accounts end every batch at zero.
+for the tier's credits): every order's whole escrow goes in (one leg per order) and
+each instance gets one leg per asset back out (what it bought or sold plus what its
+orders did not use), so the entry has about one leg per order however many trades
+there are; both clearing accounts end every batch at zero.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 from market.ledger import (
     FEES_ACCOUNT,
@@ -24,7 +26,7 @@ from market.ledger import (
     instance_credits,
     instance_funds,
 )
-from market.orders import Trade
+from market.orders import Side, Trade
 
 TRADE_REASON = "market.trade"
 AUCTION_REASON = "market.auction"
@@ -67,41 +69,50 @@ def auction_request(
     auction_id: str,
     tier: str,
     trades: Iterable[Trade],
-    releases: Sequence[Transfer],
+    escrows: Mapping[str, tuple[str, Side, int]],
     *,
     funds_clearing: str,
     credits_clearing: str,
     actor: str,
 ) -> EntryRequest | None:
-    """Return the one entry that settles an auction's trades and releases, or ``None``.
+    """Return the one entry that settles an auction batch, or ``None`` if nothing moves.
 
-    ``funds_clearing`` and ``credits_clearing`` are escrow-kind accounts holding funds
-    and the tier's credits; every leg in is matched by legs out, so both end at zero.
+    ``escrows`` maps every order of the auction to ``(owner, side, escrow left)``. The
+    whole escrow of each order goes to the clearing account of its asset (one leg per
+    order); out of them each instance receives, in one leg per asset, what it bought or
+    sold plus what its orders did not use, and the fee account the fees (and any McAfee
+    surplus). ``funds_clearing`` and ``credits_clearing`` are escrow-kind accounts of
+    funds and of the tier's credits; both end the entry at zero.
     """
-    paid: dict[str, int] = defaultdict(int)  # buy order -> value + fee
-    received: dict[str, int] = defaultdict(int)  # seller -> value
-    delivered: dict[str, int] = defaultdict(int)  # sell order -> credits
-    bought: dict[str, int] = defaultdict(int)  # buyer -> credits
+    funds_out: dict[str, int] = defaultdict(int)  # instance -> refund + proceeds
+    credits_out: dict[str, int] = defaultdict(int)  # instance -> bought + unsold
+    used: dict[str, int] = defaultdict(int)  # order -> escrow the trades drew
     fees = 0
     count = 0
     for t in trades:
         count += 1
-        paid[t.buy_order_id] += t.value + t.fee
-        received[t.seller] += t.seller_receives
+        used[t.buy_order_id] += t.value + t.fee
+        used[t.sell_order_id] += t.quantity
+        funds_out[t.seller] += t.seller_receives
+        credits_out[t.buyer] += t.quantity
         fees += t.fee + t.value - t.seller_receives
-        delivered[t.sell_order_id] += t.quantity
-        bought[t.buyer] += t.quantity
-    transfers: list[Transfer] = []
-    for order_id, amount in paid.items():
-        transfers += _legs(escrow_account(order_id), funds_clearing, amount)
-    for seller, amount in received.items():
-        transfers += _legs(funds_clearing, instance_funds(seller), amount)
-    transfers += _legs(funds_clearing, FEES_ACCOUNT, fees)
-    for order_id, amount in delivered.items():
-        transfers += _legs(escrow_account(order_id), credits_clearing, amount)
-    for buyer, amount in bought.items():
-        transfers += _legs(credits_clearing, instance_credits(buyer), amount)
-    transfers += releases
+    funds_in: list[Transfer] = []
+    credits_in: list[Transfer] = []
+    for order_id, (owner, side, left) in escrows.items():
+        unused = left - used.get(order_id, 0)
+        if unused < 0:
+            raise ValueError(f"order {order_id!r} was drawn beyond its escrow")
+        if side is Side.BUY:
+            funds_in += _legs(escrow_account(order_id), funds_clearing, left)
+            funds_out[owner] += unused
+        else:
+            credits_in += _legs(escrow_account(order_id), credits_clearing, left)
+            credits_out[owner] += unused
+    transfers = [*funds_in, *credits_in, *_legs(funds_clearing, FEES_ACCOUNT, fees)]
+    for owner, amount in funds_out.items():
+        transfers += _legs(funds_clearing, instance_funds(owner), amount)
+    for owner, amount in credits_out.items():
+        transfers += _legs(credits_clearing, instance_credits(owner), amount)
     if not transfers:
         return None
     return EntryRequest(

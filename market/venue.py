@@ -23,7 +23,6 @@ Batches (:meth:`Venue.place_many`) share those transactions between many orders.
 from __future__ import annotations
 
 import uuid
-from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -140,13 +139,33 @@ t_auctions = sa.Table(
     sa.Column("unmatched_ask_quantity", sa.BigInteger, nullable=False),
 )
 
-_CHUNK = 500
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def create_market_tables(engine: Engine) -> None:
     """Create the venue's tables (orders, trades, limits, auctions) where missing."""
     _metadata.create_all(engine, checkfirst=True)
+
+
+def _bulk_sql(engine: Engine, table: sa.Table, *, upsert: bool) -> str:
+    """Return a driver-level insert of every column of ``table``, in column order.
+
+    With ``upsert`` a row whose key exists is updated instead (SQLite and PostgreSQL
+    share the ``ON CONFLICT ... DO UPDATE`` syntax).
+    """
+    if engine.dialect.name not in ("sqlite", "postgresql"):
+        raise MarketError(f"the venue needs SQLite or PostgreSQL, not {engine.dialect.name}")
+    mark = "?" if engine.dialect.paramstyle == "qmark" else "%s"
+    columns = [c.name for c in table.columns]
+    sql = (
+        f"INSERT INTO {table.name} ({', '.join(columns)}) "
+        f"VALUES ({', '.join(mark for _ in columns)})"
+    )
+    if upsert:
+        keys = [c.name for c in table.primary_key.columns]
+        updates = ", ".join(f"{c} = excluded.{c}" for c in columns if c not in keys)
+        sql += f" ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {updates}"
+    return sql
 
 
 def _micros(moment: datetime) -> int:
@@ -238,6 +257,8 @@ class Venue:
         self._engine = engine
         if engine is not None:
             create_market_tables(engine)
+            self._upsert_orders = _bulk_sql(engine, t_orders, upsert=True)
+            self._insert_trades = _bulk_sql(engine, t_trades, upsert=False)
         ledger.open_account(FEES_ACCOUNT, FUNDS, AccountKind.FEES)
 
     # ---------------------------------------------------------------- set-up
@@ -492,20 +513,12 @@ class Venue:
             at=now,
             previous_price=self._last_price.get(tier),
         )
-        drawn: dict[str, int] = defaultdict(int)
-        for t in result.trades:
-            drawn[t.buy_order_id] += t.value + t.fee
-            drawn[t.sell_order_id] += t.quantity
         filled = {f.order_id: f.quantity for f in result.fills}
-        releases: list[Transfer] = []
+        escrows: dict[str, tuple[str, Side, int]] = {}
         snapshots: list[Order] = []
         for order_id, o in pending.items():
             held = self._held.pop(order_id)
-            left = held.left - drawn.get(order_id, 0)
-            if left < 0:
-                raise AssertionError(f"order {order_id} was drawn beyond its escrow")
-            if left:
-                releases.append(release_transfer(order_id, o.owner, o.side, left))
+            escrows[order_id] = (held.owner, held.side, held.left)
             state = OrderState.OPEN
             qty = filled.get(order_id, 0)
             if qty:
@@ -535,19 +548,18 @@ class Venue:
             auction_id,
             tier,
             result.trades,
-            releases,
+            escrows,
             funds_clearing=funds_clearing,
             credits_clearing=credits_clearing,
             actor=self._actor,
         )
         if request is not None:
-            if result.trades:
-                self.ledger.open_accounts(
-                    [
-                        (funds_clearing, FUNDS, AccountKind.ESCROW),
-                        (credits_clearing, credits_asset(tier), AccountKind.ESCROW),
-                    ]
-                )
+            self.ledger.open_accounts(
+                [
+                    (funds_clearing, FUNDS, AccountKind.ESCROW),
+                    (credits_clearing, credits_asset(tier), AccountKind.ESCROW),
+                ]
+            )
             self.ledger.post(request)
         pending.clear()
         if result.clearing_price is not None:
@@ -620,13 +632,16 @@ class Venue:
             valid.append((i, self._next_id(), amount))
         # check the owners can pay before opening any escrow account, so that a
         # rejected order leaves no trace
-        available: dict[str, int] = {}
+        owners = {owner_account(requests[i].side, requests[i].instance_id) for i, _, _ in valid}
+        if len(owners) <= 8:
+            available = {account: self.ledger.balance(account) for account in owners}
+        else:
+            # one read of every instance balance beats a round trip per owner
+            available = self.ledger.balances("instance:")
         funded: list[tuple[int, str, int]] = []
         for i, order_id, amount in valid:
             r = requests[i]
             account = owner_account(r.side, r.instance_id)
-            if account not in available:
-                available[account] = self.ledger.balance(account)
             if available[account] < amount:
                 results[i] = InsufficientEscrow(
                     r.instance_id,
@@ -824,49 +839,46 @@ class Venue:
         if self._engine is None:
             return
         order_rows = [
-            {
-                "order_id": o.order_id,
-                "tier": o.tier,
-                "owner": o.owner,
-                "side": o.side.value,
-                "price": o.price,
-                "quantity": o.quantity,
-                "filled": o.filled,
-                "time_in_force": o.time_in_force.value,
-                "expires_at_us": None if o.expires_at is None else _micros(o.expires_at),
-                "created_at_us": _micros(o.created_at),
-                "state": o.state.value,
-                "auction": auction,
-            }
+            (
+                o.order_id,
+                o.tier,
+                o.owner,
+                o.side.value,
+                o.price,
+                o.quantity,
+                o.filled,
+                o.time_in_force.value,
+                None if o.expires_at is None else _micros(o.expires_at),
+                _micros(o.created_at),
+                o.state.value,
+                auction,
+            )
             for o in orders
         ]
         trade_rows = [
-            {
-                "trade_id": t.trade_id,
-                "tier": t.tier,
-                "price": t.price,
-                "quantity": t.quantity,
-                "buy_order_id": t.buy_order_id,
-                "sell_order_id": t.sell_order_id,
-                "buyer": t.buyer,
-                "seller": t.seller,
-                "value": t.value,
-                "fee": t.fee,
-                "seller_value": t.seller_value,
-                "aggressor": None if t.aggressor is None else t.aggressor.value,
-                "at_us": _micros(t.at),
-            }
+            (
+                t.trade_id,
+                t.tier,
+                t.price,
+                t.quantity,
+                t.buy_order_id,
+                t.sell_order_id,
+                t.buyer,
+                t.seller,
+                t.value,
+                t.fee,
+                t.seller_value,
+                None if t.aggressor is None else t.aggressor.value,
+                _micros(t.at),
+            )
             for t in trades
         ]
         with self._engine.begin() as conn:
-            ids = [row["order_id"] for row in order_rows]
-            for start in range(0, len(ids), _CHUNK):
-                chunk = ids[start : start + _CHUNK]
-                conn.execute(sa.delete(t_orders).where(t_orders.c.order_id.in_(chunk)))
+            # plain driver executemany: bulk rows skip SQLAlchemy's per-row compilation
             if order_rows:
-                conn.execute(t_orders.insert(), order_rows)
+                conn.exec_driver_sql(self._upsert_orders, order_rows)
             if trade_rows:
-                conn.execute(t_trades.insert(), trade_rows)
+                conn.exec_driver_sql(self._insert_trades, trade_rows)
             if result is not None:
                 conn.execute(
                     t_auctions.insert(),
