@@ -46,6 +46,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
+from typing import NamedTuple
 
 import numpy as np
 
@@ -71,8 +72,7 @@ class AuctionOrder:
     quantity: int
 
 
-@dataclass(frozen=True, slots=True)
-class Fill:
+class Fill(NamedTuple):
     """How much of one order an auction filled, and the price per credit it trades at."""
 
     order_id: str

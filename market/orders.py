@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from types import MappingProxyType
+from typing import NamedTuple
 
 from market.errors import InvalidExpiry, InvalidPrice, InvalidQuantity, InvalidTransition
 
@@ -141,9 +142,12 @@ class Order:
         return self.quantity - self.filled
 
 
-@dataclass(frozen=True, slots=True)
-class OrderEvent:
-    """Something that happened to an order: the event, and the state it led to."""
+class OrderEvent(NamedTuple):
+    """Something that happened to an order: the event, and the state it led to.
+
+    Events are immutable named tuples: the books emit one per accept, fill, cancel,
+    expiry and modification, so they are made cheaply.
+    """
 
     order_id: str
     tier: str
@@ -154,9 +158,8 @@ class OrderEvent:
     reason: str = ""
 
 
-@dataclass(frozen=True, slots=True)
-class Trade:
-    """One fill between a buy order and a sell order.
+class Trade(NamedTuple):
+    """One fill between a buy order and a sell order (an immutable named tuple).
 
     ``value`` is what the buyer pays the seller and ``fee`` what the buyer pays the
     exchange, both in minor units. ``aggressor`` is the side of the incoming order in
