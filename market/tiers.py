@@ -18,7 +18,6 @@ import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from decimal import Decimal, InvalidOperation
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +52,7 @@ VALUE = "value"
 
 _MAX_VCPUS = 4096
 _MAX_RATE = 1_000 * MICRO
+_MAX_DECIMAL = Decimal(10**9)
 
 
 def _positive_int(name: str, value: object, upper: int) -> int:
@@ -87,6 +87,8 @@ def parse_decimal(name: str, value: object, places: int) -> Decimal:
         raise InvalidParameter(name, value, "must be a finite decimal number")
     if number <= 0:
         raise InvalidParameter(name, value, "must be positive")
+    if number > _MAX_DECIMAL:
+        raise InvalidParameter(name, value, f"exceeds {_MAX_DECIMAL}")
     if number != number.quantize(Decimal(1).scaleb(-places)):
         raise InvalidParameter(name, value, f"has more than {places} decimal places")
     return number
@@ -369,7 +371,7 @@ class TierManager:
 
 def default_config_path() -> Path:
     """Return the path of the built-in default tier configuration."""
-    return Path(str(resources.files("market").joinpath("default_tiers.toml")))
+    return Path(__file__).resolve().parent / "default_tiers.toml"
 
 
 def load_config(path: Path | None = None) -> TierManager:
@@ -388,7 +390,9 @@ def load_config(path: Path | None = None) -> TierManager:
         raise ConfigError(f"cannot read tier config {source}: {exc}") from exc
     try:
         return config_from_mapping(document)
-    except (InvalidParameter, DuplicateId, TierNotFound, KeyError, TypeError) as exc:
+    except KeyError as exc:
+        raise ConfigError(f"invalid tier config {source}: missing key {exc}") from exc
+    except (InvalidParameter, DuplicateId, TierNotFound, TypeError) as exc:
         raise ConfigError(f"invalid tier config {source}: {exc}") from exc
 
 
