@@ -29,9 +29,30 @@ class Settings(BaseSettings):
         default=None, description="MLflow store; default SQLite file under home"
     )
     mlflow_artifact_root: str | None = None
+    prefect_api_url: str | None = Field(
+        default=None, description="Prefect server API; default the embedded server"
+    )
+    prefect_database_url: str | None = Field(
+        default=None, description="embedded Prefect server's database; default SQLite under home"
+    )
     model_name: str = "creditx-fleet-forecaster"
     tiers_config: Path | None = Field(
         default=None, description="tier, host and instance config (TOML); default built in"
+    )
+    api_host: str = Field(default="127.0.0.1", description="address `creditx serve` binds")
+    api_port: int = Field(default=8000, ge=1, le=65535)
+    rate_limit_per_second: float = Field(
+        default=50.0, gt=0, description="requests per second each API token earns"
+    )
+    rate_limit_burst: int = Field(
+        default=100, ge=1, description="most requests a token makes at once"
+    )
+    max_body_bytes: int = Field(default=65_536, ge=1024, description="largest request body")
+    token_cache_seconds: float = Field(
+        default=5.0, ge=0, description="how long a valid token is trusted without a store read"
+    )
+    forecast_reload_seconds: float = Field(
+        default=30.0, gt=0, description="how often the service looks for new forecasts"
     )
 
     @cached_property

@@ -1,0 +1,146 @@
+"""Where the pipelines keep their state: the MLflow store and Prefect's home.
+
+Both default to one working directory (``Settings.home``): an MLflow SQLite store
+``mlflow.db`` with artifacts under ``mlartifacts/``, and Prefect's embedded server with
+``PREFECT_HOME`` under ``prefect/``. Either moves to PostgreSQL or a remote server
+through ``CREDITX_MLFLOW_TRACKING_URI``, ``CREDITX_PREFECT_API_URL`` or
+``CREDITX_PREFECT_DATABASE_URL``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import httpx
+import sqlalchemy as sa
+from pydantic import BaseModel, ConfigDict
+
+from pipelines.errors import StoreUnavailableError
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+
+    from serving.settings import Settings
+
+# A store that does not answer within this many seconds is reported unreachable.
+_CONNECT_TIMEOUT_S = 5
+
+
+class TrackingConfig(BaseModel):
+    """Where MLflow tracks runs and registers the fleet model."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    tracking_uri: str
+    artifact_root: str
+    model_name: str
+    registry_uri: str | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> TrackingConfig:
+        """Return the tracking configuration named by ``settings``."""
+        return cls(
+            tracking_uri=settings.tracking_uri,
+            artifact_root=settings.artifact_root,
+            model_name=settings.model_name,
+        )
+
+    def client(self) -> MlflowClient:
+        """Return an MLflow client on this store, after checking it can be reached.
+
+        Raises
+        ------
+        StoreUnavailableError
+            If the store does not answer.
+        """
+        import mlflow
+        from mlflow import MlflowClient
+
+        check_tracking_store(self.tracking_uri)
+        # The fluent API (log_model, start_run) reads the process-wide URI.
+        mlflow.set_tracking_uri(self.tracking_uri)
+        mlflow.set_registry_uri(self.registry_uri or self.tracking_uri)
+        return MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.registry_uri)
+
+
+class OrchestrationConfig(BaseModel):
+    """Where Prefect keeps its state: its home, and optionally a server or database."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    prefect_home: Path
+    api_url: str | None = None
+    database_url: str | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> OrchestrationConfig:
+        """Return the orchestration configuration named by ``settings``."""
+        return cls(
+            prefect_home=settings.prefect_home,
+            api_url=settings.prefect_api_url,
+            database_url=settings.prefect_database_url,
+        )
+
+    def environment(self) -> dict[str, str]:
+        """Return the ``PREFECT_*`` variables that point Prefect at this configuration."""
+        env = {"PREFECT_HOME": str(self.prefect_home)}
+        if self.api_url:
+            env["PREFECT_API_URL"] = self.api_url
+        if self.database_url:
+            env["PREFECT_SERVER_DATABASE_CONNECTION_URL"] = _async_database_url(self.database_url)
+        return env
+
+    def apply(self) -> None:
+        """Export :meth:`environment` into this process, before Prefect reads its settings."""
+        self.prefect_home.mkdir(parents=True, exist_ok=True)
+        os.environ.update(self.environment())
+
+
+def _async_database_url(url: str) -> str:
+    # Prefect's server talks to its database through async drivers.
+    for sync, async_ in (
+        ("postgresql+psycopg://", "postgresql+asyncpg://"),
+        ("postgresql://", "postgresql+asyncpg://"),
+        ("sqlite:///", "sqlite+aiosqlite:///"),
+    ):
+        if url.startswith(sync):
+            return async_ + url[len(sync) :]
+    return url
+
+
+def check_tracking_store(uri: str) -> None:
+    """Check that the MLflow store at ``uri`` answers, without MLflow's long retries.
+
+    Parameters
+    ----------
+    uri
+        An MLflow tracking URI: a database URL, ``http(s)://`` or a ``file:`` path.
+
+    Raises
+    ------
+    StoreUnavailableError
+        If the database refuses a connection, the server does not answer, or the
+        directory of a SQLite or file store cannot be created.
+    """
+    scheme = uri.split(":", 1)[0].lower()
+    try:
+        if scheme.startswith("sqlite"):
+            path = uri.split(":///", 1)[-1]
+            if path and path != ":memory:":
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+        elif scheme in ("http", "https"):
+            httpx.get(f"{uri.rstrip('/')}/health", timeout=_CONNECT_TIMEOUT_S).raise_for_status()
+        elif scheme in ("file", "") or "://" not in uri:
+            Path(uri.removeprefix("file://")).mkdir(parents=True, exist_ok=True)
+        else:
+            engine = sa.create_engine(uri, connect_args={"connect_timeout": _CONNECT_TIMEOUT_S})
+            try:
+                with engine.connect() as conn:
+                    conn.exec_driver_sql("select 1")
+            finally:
+                engine.dispose()
+    except (OSError, sa.exc.SQLAlchemyError, ImportError, httpx.HTTPError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise StoreUnavailableError("MLflow", uri, reason) from exc

@@ -1,0 +1,292 @@
+"""The flows: ingest, train, promote, predict and evaluate.
+
+Each flow takes one typed parameters model and only orchestrates its tasks
+(:mod:`pipelines.tasks`). A run that could not do everything ends in a state that
+says so: *Failed* with the error (empty telemetry, an unreachable store, no
+champion to predict with), or *Partial* (completed, some instances on fallback
+models or left out), with the reason in the Prefect log and on the MLflow run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from prefect import flow, get_run_logger, unmapped
+from prefect.states import Completed, State
+
+from data.frame import ID_COL
+from models import ForecastConfig
+from pipelines.errors import BrokenModelError, InvalidParametersError, SnapshotError
+from pipelines.gate import PromotionDecision, PromotionGate, Scorecard
+from pipelines.params import (
+    QUANTILES,
+    EvaluateParams,
+    IngestParams,
+    PredictParams,
+    PromoteParams,
+    TrainParams,
+)
+from pipelines.scoring import backtest_window
+from pipelines.snapshot import Snapshot, latest_snapshot
+from pipelines.tasks import (
+    ShardResult,
+    TrainingRecord,
+    config_hash,
+    find_training,
+    forecast_horizons,
+    hourly_telemetry,
+    load_snapshot,
+    load_telemetry,
+    load_version,
+    log_training,
+    open_experiment,
+    record_failure,
+    split_shards,
+    store_snapshot,
+    train_shard,
+    write_predictions,
+)
+from pipelines.tracking import TAG_CONFIG, TAG_SNAPSHOT, TAG_WINDOW
+
+
+@flow(name="ingest", log_prints=False)
+def ingest_flow(params: IngestParams) -> Snapshot:
+    """Load and validate telemetry, average it hourly and store a snapshot.
+
+    Ingesting the same telemetry again returns the same snapshot file.
+    """
+    logger = get_run_logger()
+    frame, report, source = load_telemetry(params)
+    rejected = int((report["status"] == "rejected").sum()) if "status" in report else 0
+    if rejected:
+        logger.warning("%d of %d instances rejected by validation", rejected, len(report))
+    hourly = hourly_telemetry(frame, source)
+    snapshot = store_snapshot(hourly, params.home / "snapshots", source)
+    logger.info(
+        "snapshot %s: %d instances, %d hourly rows",
+        snapshot.path,
+        snapshot.instances,
+        snapshot.rows,
+    )
+    return snapshot
+
+
+def _forecast_config(candidates: tuple[str, ...], seed: int) -> ForecastConfig:
+    return ForecastConfig(candidates=candidates, seed=seed, quantiles=QUANTILES)
+
+
+def _train_params_document(params: TrainParams, snapshot: Snapshot) -> dict[str, Any]:
+    return {
+        "snapshot": str(snapshot.path),
+        "candidates": ",".join(params.candidates),
+        "shard_size": params.shard_size,
+        "backtest_days": params.backtest_days,
+        "seed": params.seed,
+        "instances": snapshot.instances,
+        "hours": int((snapshot.end - snapshot.start) / pd.Timedelta(hours=1)) + 1,
+    }
+
+
+@dataclass(frozen=True)
+class TrainOutcome:
+    """What a training run produced: its record, the gate's decision and the snapshot."""
+
+    record: TrainingRecord
+    decision: PromotionDecision | None
+    snapshot: Snapshot
+
+
+@flow(name="train")
+def train_flow(params: TrainParams) -> State:
+    """Back-test and fit every instance for every horizon; log and register one model.
+
+    A rerun on the same snapshot and configuration finds the finished run and returns
+    it unchanged. With ``params.promote`` the new version goes through the gate.
+    """
+    logger = get_run_logger()
+    experiment_id = open_experiment(params.tracking)
+    if params.ingest is not None:
+        path = ingest_flow(params.ingest).path
+    else:
+        assert params.snapshot is not None  # the params model requires one of the two
+        path = params.snapshot
+    snapshot, frame = load_snapshot(path)
+    window = backtest_window(snapshot, params.backtest_days)
+    document = _train_params_document(params, snapshot)
+    tags = {
+        TAG_SNAPSHOT: snapshot.digest,
+        TAG_CONFIG: config_hash({k: v for k, v in document.items() if k != "snapshot"}),
+        TAG_WINDOW: window.key,
+    }
+    record = find_training(params.tracking, experiment_id, tags)
+    if record is not None:
+        logger.info("snapshot already trained with this configuration: run %s", record.run_id)
+    else:
+        ids = sorted(frame[ID_COL].astype("string").unique())
+        sample = list(
+            pd.Series(ids).sample(min(params.sample_instances, len(ids)), random_state=params.seed)
+        )
+        config = _forecast_config(params.candidates, params.seed)
+        shards = split_shards(frame, params.shard_size)
+        futures = train_shard.map(shards, unmapped(config), unmapped(window), unmapped(sample))
+        results: list[ShardResult] = [part for future in futures for part in future.result()]
+        if not any(r.fleet is not None for r in results):
+            reason = f"no instance of {snapshot.path} could be fitted"
+            record_failure(params.tracking, experiment_id, "train", tags, reason)
+            raise SnapshotError(str(snapshot.path), reason)
+        record = log_training(
+            params.tracking, experiment_id, document, tags, results, snapshot.instances
+        )
+        logger.info(
+            "run %s registered %s v%s: MASE %.4f (hour %.4f, day %.4f, week %.4f)",
+            record.run_id,
+            params.tracking.model_name,
+            record.version,
+            record.metrics["mase"],
+            record.metrics.get("mase_hour", float("nan")),
+            record.metrics.get("mase_day", float("nan")),
+            record.metrics.get("mase_week", float("nan")),
+        )
+    decision = None
+    if params.promote:
+        decision = promote_flow(
+            PromoteParams(tracking=params.tracking, version=record.version, margin=params.margin)
+        )
+    outcome = TrainOutcome(record, decision, snapshot)
+    if record.status == "partial":
+        logger.warning("partial training: %s", record.reason)
+        return Completed(name="Partial", message=record.reason, data=outcome)
+    return Completed(message=f"registered v{record.version}", data=outcome)
+
+
+def _scorecard(version: str, window: str, metrics: dict[str, float]) -> Scorecard:
+    return Scorecard(
+        version=version,
+        window=window,
+        mase=metrics.get("mase", float("nan")),
+        pinball90=metrics.get("pinball90", float("nan")),
+        coverage90=metrics.get("coverage90", float("nan")),
+        fallback_share=metrics.get("fallback_share", 0.0),
+    )
+
+
+@flow(name="promote")
+def promote_flow(params: PromoteParams) -> PromotionDecision:
+    """Compare a candidate version with the champion on one window; promote if better.
+
+    The champion's configuration is back-tested on the candidate's window unless its
+    own training used that very window. A candidate that fails to load or forecast is
+    never promoted.
+    """
+    from pipelines.tasks import candidate_facts, champion_scores, set_champion, smoke_test
+
+    logger = get_run_logger()
+    experiment_id = open_experiment(params.tracking)
+    facts = candidate_facts(params.tracking, params.version)
+    candidate = _scorecard(facts["version"], facts["window"], facts["metrics"])
+    gate = PromotionGate(margin=params.margin, max_fallback_share=params.max_fallback_share)
+    try:
+        smoke_test(params.tracking, facts["version"])
+    except BrokenModelError as exc:
+        decision = PromotionDecision(False, str(exc), candidate, None)
+    else:
+        champion_facts = champion_scores(params.tracking, experiment_id, facts)
+        champion = (
+            None
+            if champion_facts is None
+            else _scorecard(champion_facts["version"], facts["window"], champion_facts["metrics"])
+        )
+        if champion is not None and champion.version == candidate.version:
+            decision = PromotionDecision(
+                False, f"v{candidate.version} is already the champion", candidate, champion
+            )
+        else:
+            decision = gate.decide(candidate, champion)
+    set_champion(params.tracking, facts, decision)
+    (logger.info if decision.promote else logger.warning)("promotion: %s", decision.reason)
+    return decision
+
+
+@flow(name="predict")
+def predict_flow(params: PredictParams, generated_at: datetime | None = None) -> Path:
+    """Forecast every instance for every horizon with the champion; write them for the API.
+
+    Raises
+    ------
+    ModelNotFoundError
+        If no version carries the alias yet: train and promote first.
+    """
+    logger = get_run_logger()
+    version, model = load_version(params.tracking, params.alias)
+    path = params.snapshot
+    if path is None and params.snapshots_dir is not None:
+        path = latest_snapshot(params.snapshots_dir)
+    frame = None
+    digest = model.metadata.get(TAG_SNAPSHOT, "")
+    if path is not None:
+        snapshot, frame = load_snapshot(path)
+        frame = frame.loc[frame[ID_COL].isin(model.unique_ids)]
+        digest = snapshot.digest
+    forecasts = forecast_horizons(model, frame)
+    stamp = generated_at or datetime.now(UTC)  # the flow's edge: the only clock read
+    target = write_predictions(
+        forecasts, params.output_dir, params.tracking.model_name, version, stamp, digest
+    )
+    logger.info("wrote %d forecasts of v%s to %s", len(forecasts), version, target)
+    return target
+
+
+@flow(name="evaluate")
+def evaluate_flow(params: EvaluateParams) -> dict[str, float]:
+    """Score the served champion, as fitted, on the newest telemetry's last days.
+
+    The champion forecasts each origin of the window from the observations before it,
+    without refitting; the figures are logged as an ``evaluate`` run.
+    """
+    from pipelines.tasks import log_evaluation, score_served
+
+    logger = get_run_logger()
+    experiment_id = open_experiment(params.tracking)
+    version, model = load_version(params.tracking, params.alias)
+    path = params.snapshot or latest_snapshot(params.snapshots_dir)
+    if path is None:
+        raise SnapshotError(str(params.snapshots_dir), "no snapshot to evaluate on: ingest first")
+    snapshot, frame = load_snapshot(path)
+    window = backtest_window(snapshot, params.backtest_days)
+    metrics = score_served(model, frame, window)
+    log_evaluation(params.tracking, experiment_id, version, snapshot.digest, window.key, metrics)
+    logger.info("champion v%s on %s: MASE %.4f", version, window.key, metrics["mase"])
+    return metrics
+
+
+def task_runner(
+    runner: str = "default", address: str | None = None, workers: int = 2, processes: bool = True
+) -> Any:
+    """Return the task runner a flow runs its tasks on.
+
+    Parameters
+    ----------
+    runner
+        ``"default"`` (Prefect's thread pool) or ``"dask"``.
+    address
+        Scheduler address of a running Dask cluster; a LocalCluster by default.
+    workers, processes
+        Size and kind of the LocalCluster's workers.
+    """
+    if runner == "default":
+        from prefect.task_runners import ThreadPoolTaskRunner
+
+        return ThreadPoolTaskRunner()
+    if runner != "dask":
+        raise InvalidParametersError("runner", f"expected 'default' or 'dask', got {runner!r}")
+    from prefect_dask import DaskTaskRunner
+
+    if address:
+        return DaskTaskRunner(address=address)
+    return DaskTaskRunner(
+        cluster_kwargs={"n_workers": workers, "threads_per_worker": 1, "processes": processes}
+    )

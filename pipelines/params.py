@@ -1,0 +1,180 @@
+"""Typed parameters of the flows: what each run is asked to do.
+
+Every flow takes exactly one of these models, so a run's parameters are validated
+before any work starts and show in the Prefect UI as one typed form.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+#: Forecast horizons served to the market, in hours ahead: next hour, day and week.
+HORIZONS: dict[str, int] = {"hour": 1, "day": 24, "week": 168}
+#: Quantile levels every forecast carries.
+QUANTILES: tuple[float, ...] = (0.5, 0.9)
+
+Runner = Literal["default", "dask"]
+
+
+class _Params(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class SyntheticFleet(_Params):
+    """A seeded synthetic fleet to ingest instead of a telemetry file."""
+
+    instances: int = Field(default=20, ge=1, le=1_000_000)
+    days: float = Field(default=21.0, gt=0)
+    seed: int = 0
+    freq: str = "5min"
+
+
+class IngestParams(_Params):
+    """Parameters of the ``ingest`` flow: one telemetry source to snapshot.
+
+    Parameters
+    ----------
+    source
+        A telemetry file (Parquet or CSV in a schema ``data`` reads).
+    synthetic
+        A synthetic fleet instead of ``source``; exactly one of the two is given.
+    home
+        Working directory; the snapshot lands in ``home/snapshots``.
+    """
+
+    source: Path | None = None
+    synthetic: SyntheticFleet | None = None
+    home: Path = Path(".creditx")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> IngestParams:
+        if (self.source is None) == (self.synthetic is None):
+            raise ValueError("give exactly one of source or synthetic")
+        return self
+
+
+class TrackingParams(_Params):
+    """Where a flow tracks its runs and finds the registered fleet model."""
+
+    tracking_uri: str
+    artifact_root: str
+    model_name: str = "creditx-fleet-forecaster"
+    fleet: str = Field(default="default", pattern=r"^[A-Za-z0-9_.-]+$")
+
+    @property
+    def experiment(self) -> str:
+        """Return the MLflow experiment of this fleet."""
+        return f"creditx-{self.fleet}"
+
+
+class TrainParams(_Params):
+    """Parameters of the ``train`` flow.
+
+    Parameters
+    ----------
+    snapshot
+        Path of the telemetry snapshot to train on (from the ``ingest`` flow).
+    ingest
+        Ingest this source first and train on its snapshot, instead of ``snapshot``.
+    tracking
+        MLflow store, model name and fleet.
+    candidates
+        Forecaster names the fleet forecaster chooses from per instance and horizon.
+    shard_size
+        Instances per training shard; shards are fitted in parallel by the task runner.
+    backtest_days
+        Length of the back-test window at the end of the snapshot.
+    sample_instances
+        Instances drawn in the forecast-against-actual plot.
+    seed
+        Seed of the forecasters and of the plot's sample.
+    promote
+        Run the ``promote`` flow on the new version when training ends.
+    margin
+        Relative improvement in MASE the candidate needs over the champion.
+    """
+
+    tracking: TrackingParams
+    snapshot: Path | None = None
+    ingest: IngestParams | None = None
+    candidates: tuple[str, ...] = ("naive", "seasonal_naive")
+    shard_size: int = Field(default=500, ge=1)
+    backtest_days: int = Field(default=7, ge=1)
+    sample_instances: int = Field(default=4, ge=0, le=32)
+    seed: int = 0
+    promote: bool = True
+    margin: float = Field(default=0.02, ge=0.0, lt=1.0)
+
+    @field_validator("candidates")
+    @classmethod
+    def _some_candidates(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if not value:
+            raise ValueError("name at least one candidate forecaster")
+        return value
+
+    @model_validator(mode="after")
+    def _one_snapshot(self) -> TrainParams:
+        if (self.snapshot is None) == (self.ingest is None):
+            raise ValueError("give exactly one of snapshot or ingest")
+        return self
+
+
+class PromoteParams(_Params):
+    """Parameters of the ``promote`` flow: gate one registered version.
+
+    Parameters
+    ----------
+    version
+        Registered version of the candidate; the newest version by default. It is
+        compared with the champion on its own training run's back-test window.
+    margin
+        Relative improvement in MASE the candidate needs over the champion.
+    max_fallback_share
+        Largest share of instances allowed on a fallback model before the candidate
+        counts as broken.
+    """
+
+    tracking: TrackingParams
+    version: str | None = None
+    margin: float = Field(default=0.02, ge=0.0, lt=1.0)
+    max_fallback_share: float = Field(default=0.5, ge=0.0, le=1.0)
+
+
+class PredictParams(_Params):
+    """Parameters of the ``predict`` flow: batch forecasts from the champion.
+
+    Parameters
+    ----------
+    snapshot
+        Newest telemetry to forecast from; else the newest snapshot in
+        ``snapshots_dir``; else the champion's own history.
+    output_dir
+        Directory the API reads forecasts from (``home/predictions``).
+    """
+
+    tracking: TrackingParams
+    output_dir: Path
+    snapshot: Path | None = None
+    snapshots_dir: Path | None = None
+    alias: str = "champion"
+
+
+class EvaluateParams(_Params):
+    """Parameters of the ``evaluate`` flow: score the served champion on recent telemetry.
+
+    Parameters
+    ----------
+    snapshot
+        Telemetry to score on; the newest snapshot in ``snapshots_dir`` by default.
+    backtest_days
+        Length of the scored window at the end of the snapshot.
+    """
+
+    tracking: TrackingParams
+    snapshot: Path | None = None
+    snapshots_dir: Path = Path(".creditx/snapshots")
+    backtest_days: int = Field(default=7, ge=1)
+    alias: str = "champion"

@@ -1,0 +1,110 @@
+"""Back-test windows and the metrics a training run and the promotion gate compare.
+
+The window is the last ``backtest_days`` of a snapshot. Each horizon is back-tested
+from its own origins inside it, every forecast seeing only the data before its
+origin: next *hour* from every hour, next *day* from every day, next *week* from
+every week (for seven days: 168, 7 and 1 origins, as the forecast task defines).
+Per instance and horizon the figures are those of :func:`models.metrics.score_backtest`:
+
+* ``mase``: mean absolute error over the in-sample 24 h seasonal-naive MAE,
+* ``pinball90``: pinball loss of the ``q90`` forecast over the same scale,
+* ``coverage90``: share of actuals at or below ``q90`` (0.9 when calibrated).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+
+from data.frame import ID_COL
+from pipelines.errors import InvalidParametersError
+from pipelines.params import HORIZONS
+from pipelines.snapshot import Snapshot
+
+_HOUR = pd.Timedelta(hours=1)
+#: Metrics kept per instance and horizon; lower is better for the first two.
+METRICS: tuple[str, ...] = ("mase", "pinball90", "coverage90")
+# Hours of history a series needs before the window for the forecasters to learn.
+_MIN_HISTORY_HOURS = 48
+
+
+@dataclass(frozen=True, slots=True)
+class BacktestWindow:
+    """Forecast origins at the end of one snapshot, shared by every compared model."""
+
+    digest: str
+    start: pd.Timestamp
+    days: int
+
+    @property
+    def key(self) -> str:
+        """Return a string that names this window exactly, for run tags."""
+        return f"{self.digest[:24]}/{self.start.isoformat()}/{self.days}d"
+
+    def origins(self, horizon: str) -> list[pd.Timestamp]:
+        """Return the forecast origins of ``horizon``: one every ``h`` hours of the window."""
+        hours = HORIZONS[horizon]
+        count = max(1, self.days * 24 // hours)
+        return [self.start + i * hours * _HOUR for i in range(count)]
+
+
+def backtest_window(snapshot: Snapshot, days: int) -> BacktestWindow:
+    """Return the back-test window of the last ``days`` of ``snapshot``.
+
+    Raises
+    ------
+    InvalidParametersError
+        If the snapshot leaves fewer than two days of history before the window.
+    """
+    start = snapshot.end + _HOUR - pd.Timedelta(days=days)
+    if start - snapshot.start < pd.Timedelta(hours=_MIN_HISTORY_HOURS):
+        raise InvalidParametersError(
+            "backtest_days",
+            f"a {days}-day window leaves less than {_MIN_HISTORY_HOURS} h of history in a "
+            f"snapshot from {snapshot.start} to {snapshot.end}",
+        )
+    return BacktestWindow(snapshot.digest, start, days)
+
+
+def score_horizons(frame: pd.DataFrame, backtests: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """Return ``mase``, ``pinball90`` and ``coverage90`` per instance and horizon.
+
+    Parameters
+    ----------
+    frame
+        The hourly telemetry the back-tests ran on (the MASE scales come from it).
+    backtests
+        Per horizon, the output of :meth:`models.FleetForecaster.backtest`.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``unique_id, horizon, mase, pinball90, coverage90``.
+    """
+    from models.metrics import score_backtest
+
+    tables = []
+    for horizon, backtest in backtests.items():
+        score = score_backtest(frame, backtest, 0.9)
+        table = score.per_instance.rename(
+            columns={"pinball": "pinball90", "coverage": "coverage90"}
+        ).reset_index()
+        tables.append(table.assign(horizon=horizon))
+    out = pd.concat(tables, ignore_index=True)
+    out[ID_COL] = out[ID_COL].astype("string")
+    return out[[ID_COL, "horizon", *METRICS]]
+
+
+def aggregate_metrics(metrics: pd.DataFrame) -> dict[str, float]:
+    """Return the fleet means per horizon (``mase_day``...) and over horizons (``mase``)."""
+    means = metrics.groupby("horizon")[list(METRICS)].mean()
+    out = {
+        f"{metric}_{horizon}": float(means[metric].to_dict()[horizon])
+        for horizon in HORIZONS
+        if horizon in means.index
+        for metric in METRICS
+    }
+    for metric in METRICS:
+        out[metric] = float(means[metric].mean()) if len(means) else float("nan")
+    return out

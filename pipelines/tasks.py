@@ -1,0 +1,651 @@
+"""The tasks the flows orchestrate: small and typed; only the I/O ones retry.
+
+Compute tasks (:func:`train_shard`, :func:`forecast_horizons`) are pure functions of
+their inputs; I/O tasks read or write a snapshot, the MLflow store or the
+predictions directory and retry on transient failures. No task caches its inputs:
+hashing large telemetry frames would cost more than the work.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from prefect import get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+
+from data.frame import ID_COL, quantile_column
+from models import FleetForecaster, ForecastConfig, ForecastError
+from pipelines.errors import BrokenModelError, EmptySnapshotError, ModelNotFoundError
+from pipelines.fleet_model import FleetModel, input_example
+from pipelines.params import HORIZONS, QUANTILES, IngestParams, TrackingParams
+from pipelines.scoring import BacktestWindow, aggregate_metrics, score_horizons
+from pipelines.snapshot import Snapshot, read_snapshot, write_snapshot
+from pipelines.tracking import (
+    TAG_CONFIG,
+    TAG_KIND,
+    TAG_REASON,
+    TAG_SNAPSHOT,
+    TAG_STATUS,
+    TAG_WINDOW,
+    Stopwatch,
+    ensure_experiment,
+    log_json,
+    log_model_version,
+    log_plots,
+    log_table,
+)
+
+#: Forecaster every instance can fall back to when its shard's models fail on it.
+FALLBACK_CANDIDATES: tuple[str, ...] = ("naive",)
+
+
+def _retry_on_io(task: Any, task_run: Any, state: Any) -> bool:
+    # Only transient I/O is worth a retry; bad data fails the same way every time.
+    try:
+        state.result()
+    except (OSError, TimeoutError):
+        return True
+    except Exception:
+        return False
+    return False
+
+
+# -- ingest ------------------------------------------------------------------------
+
+
+@task(retries=2, retry_delay_seconds=1, cache_policy=NO_CACHE, retry_condition_fn=_retry_on_io)
+def load_telemetry(params: IngestParams) -> tuple[pd.DataFrame, pd.DataFrame, str]:
+    """Read and validate the telemetry source; return ``(frame, report, source)``.
+
+    Raises
+    ------
+    EmptySnapshotError
+        If the source holds no rows or validation rejects every instance.
+    """
+    from data.errors import EmptyTelemetryError, InstancesRejectedError
+    from data.loaders import read_telemetry
+    from data.synthetic import generate_fleet
+    from data.validation import validate_telemetry
+
+    if params.synthetic is not None:
+        fleet = params.synthetic
+        source = f"synthetic:{fleet.instances}x{fleet.days}d:seed{fleet.seed}"
+    else:
+        source = str(params.source)
+    try:
+        if params.synthetic is not None:
+            raw = generate_fleet(
+                fleet.instances, fleet.days, seed=fleet.seed, freq=fleet.freq, attributes=False
+            )
+            result = validate_telemetry(raw, source=source)
+        else:
+            result = read_telemetry(Path(str(params.source)))
+    except EmptyTelemetryError as exc:
+        raise EmptySnapshotError(source, rows=0, rejected=0) from exc
+    except InstancesRejectedError as exc:
+        rows = int(exc.report["rows"].sum()) if "rows" in exc.report else len(exc.report)
+        raise EmptySnapshotError(source, rows=rows, rejected=len(exc.report)) from exc
+    return result.frame, result.report, source
+
+
+@task(cache_policy=NO_CACHE)
+def hourly_telemetry(frame: pd.DataFrame, source: str) -> pd.DataFrame:
+    """Average validated telemetry to hourly values, the grain the forecasters learn."""
+    from data.resample import to_hourly
+
+    if frame.empty:
+        raise EmptySnapshotError(source, rows=0, rejected=0)
+    return to_hourly(frame)
+
+
+@task(retries=2, retry_delay_seconds=1, cache_policy=NO_CACHE)
+def store_snapshot(hourly: pd.DataFrame, root: Path, source: str) -> Snapshot:
+    """Store the hourly frame as a content-addressed snapshot under ``root``."""
+    return write_snapshot(hourly, root, source)
+
+
+@task(retries=2, retry_delay_seconds=1, cache_policy=NO_CACHE)
+def load_snapshot(path: Path) -> tuple[Snapshot, pd.DataFrame]:
+    """Read a snapshot and check its content against its name."""
+    return read_snapshot(path)
+
+
+# -- tracking ----------------------------------------------------------------------
+
+
+@task(retries=2, retry_delay_seconds=1, cache_policy=NO_CACHE)
+def open_experiment(tracking: TrackingParams) -> str:
+    """Check the MLflow store answers and return the fleet's experiment id."""
+    return ensure_experiment(_client(tracking), tracking)
+
+
+def _client(tracking: TrackingParams) -> Any:
+    from pipelines.config import TrackingConfig
+
+    return TrackingConfig(
+        tracking_uri=tracking.tracking_uri,
+        artifact_root=tracking.artifact_root,
+        model_name=tracking.model_name,
+    ).client()
+
+
+def config_hash(document: dict[str, Any]) -> str:
+    """Return a short stable hash of a JSON-able training configuration."""
+    return hashlib.sha256(json.dumps(document, sort_keys=True).encode()).hexdigest()[:16]
+
+
+@task(retries=2, retry_delay_seconds=1, cache_policy=NO_CACHE)
+def find_training(
+    tracking: TrackingParams, experiment_id: str, tags: dict[str, str]
+) -> TrainingRecord | None:
+    """Return the record of a finished training run with these tags, if one exists."""
+    from pipelines.tracking import find_finished_run
+
+    client = _client(tracking)
+    run = find_finished_run(client, experiment_id, tags)
+    if run is None:
+        return None
+    versions = client.search_model_versions(
+        f"name = '{tracking.model_name}' and run_id = '{run.info.run_id}'"
+    )
+    if not versions:
+        return None
+    return TrainingRecord(
+        run_id=run.info.run_id,
+        version=str(versions[0].version),
+        metrics=dict(run.data.metrics),
+        status=run.data.tags.get(TAG_STATUS, "complete"),
+        reason=run.data.tags.get(TAG_REASON, ""),
+        reused=True,
+    )
+
+
+@task(retries=2, retry_delay_seconds=1, cache_policy=NO_CACHE)
+def record_failure(
+    tracking: TrackingParams, experiment_id: str, kind: str, tags: dict[str, str], reason: str
+) -> str:
+    """Log a failed run whose tags give the reason, so the MLflow UI shows the failure."""
+    from pipelines.tracking import fail_run
+
+    client = _client(tracking)
+    run = client.create_run(experiment_id, tags={TAG_KIND: kind, **tags}, run_name=f"{kind}-failed")
+    fail_run(client, run.info.run_id, reason)
+    return str(run.info.run_id)
+
+
+# -- training ----------------------------------------------------------------------
+
+
+@dataclass
+class ShardResult:
+    """What training one shard of instances produced."""
+
+    fleet: FleetForecaster | None
+    metrics: pd.DataFrame
+    sample: pd.DataFrame
+    fallbacks: pd.DataFrame
+    failed: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class TrainingRecord:
+    """The MLflow run and registered version of one training."""
+
+    run_id: str
+    version: str
+    metrics: dict[str, float]
+    status: str
+    reason: str
+    reused: bool = False
+    mlflow_seconds: float = 0.0
+
+
+_FALLBACK_COLUMNS = [ID_COL, "model", "reason"]
+# What a forecaster raises on data it cannot model; anything else is a bug and fails the run.
+_MODEL_ERRORS = (ForecastError, ValueError, FloatingPointError, np.linalg.LinAlgError)
+
+
+@task(cache_policy=NO_CACHE)
+def split_shards(frame: pd.DataFrame, shard_size: int) -> list[pd.DataFrame]:
+    """Split the fleet into shards of at most ``shard_size`` instances."""
+    ids = pd.Index(frame[ID_COL].astype("string").unique()).sort_values()
+    codes = pd.Index(ids).get_indexer(frame[ID_COL].astype("string"))
+    shard_of_row = codes // shard_size
+    return [
+        frame.loc[shard_of_row == shard].reset_index(drop=True)
+        for shard in range((len(ids) + shard_size - 1) // shard_size)
+    ]
+
+
+@task(cache_policy=NO_CACHE)
+def train_shard(
+    shard: pd.DataFrame,
+    config: ForecastConfig,
+    window: BacktestWindow,
+    sample: list[str],
+    fit_final: bool = True,
+) -> list[ShardResult]:
+    """Back-test and fit the fleet forecaster on one shard, falling back per instance.
+
+    The shard is back-tested on the window (refitted on the data before it) and then
+    fitted on all of it. If the configured forecasters fail on the shard, each
+    instance is tried alone: those the configured forecasters fit stay on them, the
+    others use :data:`FALLBACK_CANDIDATES`, and instances no forecaster can fit are
+    left out and listed in ``failed``.
+    """
+    try:
+        return [_fit_and_score(shard, config, window, sample, fit_final)]
+    except _MODEL_ERRORS as exc:
+        reason = f"{type(exc).__name__}: {exc}"
+        get_run_logger().warning("shard of %d instances failed: %s", len(shard), reason)
+    fallback = config.model_copy(update={"candidates": FALLBACK_CANDIDATES})
+    groups: dict[str, list[str]] = {"config": [], "fallback": [], "failed": []}
+    for unique_id, rows in shard.groupby(ID_COL, observed=True, sort=True):
+        for name, cfg in (("config", config), ("fallback", fallback)):
+            try:
+                _fit_and_score(rows, cfg, window, [], fit_final=False)
+            except _MODEL_ERRORS:
+                continue
+            groups[name].append(str(unique_id))
+            break
+        else:
+            groups["failed"].append(str(unique_id))
+    results = []
+    ids = shard[ID_COL].astype("string")
+    for name, cfg in (("config", config), ("fallback", fallback)):
+        if groups[name]:
+            part = _fit_and_score(shard.loc[ids.isin(groups[name])], cfg, window, sample, fit_final)
+            if name == "fallback":
+                extra = pd.DataFrame({ID_COL: groups[name], "model": FALLBACK_CANDIDATES[0]})
+                part.fallbacks = pd.concat(
+                    [part.fallbacks, extra.assign(reason=reason)], ignore_index=True
+                )
+            results.append(part)
+    failed = groups["failed"]
+    results.append(
+        ShardResult(
+            None,
+            pd.DataFrame(),
+            pd.DataFrame(),
+            pd.DataFrame({ID_COL: failed, "model": "", "reason": reason}),
+            failed,
+        )
+    )
+    return results
+
+
+def _fit_and_score(
+    shard: pd.DataFrame,
+    config: ForecastConfig,
+    window: BacktestWindow,
+    sample: list[str],
+    fit_final: bool,
+) -> ShardResult:
+    forecaster = FleetForecaster(config)
+    backtests = {
+        horizon: forecaster.backtest(shard, window.origins(horizon), hours, quantiles=QUANTILES)
+        for horizon, hours in HORIZONS.items()
+    }
+    metrics = score_horizons(shard, backtests)
+    week = backtests["week"]
+    picked = week.loc[week[ID_COL].astype("string").isin(sample)]
+    fleet = FleetForecaster(config).fit(shard) if fit_final else None
+    fallbacks = pd.DataFrame(columns=_FALLBACK_COLUMNS)
+    if fleet is not None and len(fleet.fallbacks_):
+        short = fleet.fallbacks_
+        fallbacks = pd.DataFrame(
+            {
+                ID_COL: short[ID_COL].astype("string"),
+                "model": short["model"],
+                "reason": [
+                    f"{h} h of history, {n} needed"
+                    for h, n in zip(short["history_hours"], short["needs_hours"], strict=True)
+                ],
+            }
+        )
+    return ShardResult(fleet, metrics, picked, fallbacks)
+
+
+@task(retries=1, retry_delay_seconds=2, cache_policy=NO_CACHE)
+def log_training(
+    tracking: TrackingParams,
+    experiment_id: str,
+    params: dict[str, Any],
+    tags: dict[str, str],
+    results: list[ShardResult],
+    total_instances: int,
+) -> TrainingRecord:
+    """Log one training run: params, metrics, tables, plots and the fleet model version."""
+    from mlflow.entities import Metric, Param
+
+    watch = Stopwatch()
+    fleets = [r.fleet for r in results if r.fleet is not None]
+    metrics = pd.concat([r.metrics for r in results if not r.metrics.empty], ignore_index=True)
+    fallbacks = pd.concat([r.fallbacks for r in results], ignore_index=True)
+    failed = sorted(u for r in results for u in r.failed)
+    sample = pd.concat([r.sample for r in results if not r.sample.empty], ignore_index=True)
+    summary = aggregate_metrics(metrics)
+    fallback_share = fallbacks[ID_COL].nunique() / max(total_instances, 1)
+    summary.update(
+        fallback_instances=float(fallbacks[ID_COL].nunique()),
+        fallback_share=float(fallback_share),
+        failed_instances=float(len(failed)),
+        instances=float(total_instances - len(failed)),
+    )
+    status, reason = "complete", ""
+    if failed:
+        status = "partial"
+        reason = f"{len(failed)} instance(s) could not be fitted and are not forecast: {failed[:5]}"
+    elif len(fallbacks):
+        status = "partial"
+        reason = f"{fallbacks[ID_COL].nunique()} instance(s) fell back to a simpler model"
+    model = FleetModel(fleets, {**{k: str(v) for k, v in params.items()}, **tags})
+    example = input_example(model.unique_ids)
+    with watch:
+        client = _client(tracking)
+        run = client.create_run(
+            experiment_id,
+            tags={TAG_KIND: "train", TAG_STATUS: status, TAG_REASON: reason, **tags},
+            run_name=f"train-{tags[TAG_SNAPSHOT][:8]}",
+        )
+        run_id = run.info.run_id
+        try:
+            client.log_batch(
+                run_id,
+                metrics=[Metric(k, v, 0, 0) for k, v in summary.items() if np.isfinite(v)],
+                params=[Param(k, str(v)[:6000]) for k, v in params.items()],
+            )
+            per_instance = metrics.pivot_table(
+                index=ID_COL,
+                columns="horizon",
+                values=["mase", "pinball90", "coverage90"],
+                observed=True,
+            )
+            flat: list[Any] = list(per_instance.columns.to_flat_index())
+            per_instance.columns = pd.Index([f"{metric}_{horizon}" for metric, horizon in flat])
+            log_table(client, run_id, per_instance.reset_index(), "metrics/instances.parquet")
+            log_table(client, run_id, fallbacks, "metrics/fallbacks.parquet")
+            log_plots(
+                client,
+                run_id,
+                sample,
+                metrics,
+                sorted(sample[ID_COL].astype("string").unique()) if not sample.empty else [],
+            )
+            version = log_model_version(client, run_id, tracking, model, example)
+            for key in (TAG_SNAPSHOT, TAG_CONFIG, TAG_WINDOW):
+                client.set_model_version_tag(tracking.model_name, version, key, tags[key])
+            client.set_terminated(run_id, status="FINISHED")
+        except Exception as exc:
+            from pipelines.tracking import fail_run
+
+            fail_run(client, run_id, f"{type(exc).__name__}: {exc}")
+            raise
+    return TrainingRecord(run_id, version, summary, status, reason, mlflow_seconds=watch.seconds)
+
+
+# -- predicting --------------------------------------------------------------------
+
+
+@task(retries=2, retry_delay_seconds=1, cache_policy=NO_CACHE)
+def load_version(tracking: TrackingParams, alias: str) -> tuple[str, FleetModel]:
+    """Return the version under ``alias`` and its fleet model.
+
+    Raises
+    ------
+    ModelNotFoundError
+        If no version carries the alias yet (e.g. before the first promotion).
+    """
+    from pipelines.tracking import aliased_version, load_fleet_model
+
+    client = _client(tracking)
+    version = aliased_version(client, tracking.model_name, alias)
+    if version is None:
+        raise ModelNotFoundError(tracking.model_name, alias)
+    return str(version.version), load_fleet_model(
+        f"models:/{tracking.model_name}/{version.version}"
+    )
+
+
+@task(cache_policy=NO_CACHE)
+def forecast_horizons(model: FleetModel, frame: pd.DataFrame | None) -> pd.DataFrame:
+    """Forecast every instance for every horizon, from ``frame`` if given."""
+    parts = []
+    for horizon, hours in HORIZONS.items():
+        part = model.forecast(hours, QUANTILES, frame=frame)
+        part.insert(1, "horizon", horizon)
+        parts.append(part)
+    return pd.concat(parts, ignore_index=True)
+
+
+@task(retries=2, retry_delay_seconds=1, cache_policy=NO_CACHE)
+def write_predictions(
+    forecasts: pd.DataFrame,
+    output_dir: Path,
+    model_name: str,
+    version: str,
+    generated_at: datetime,
+    snapshot: str,
+) -> Path:
+    """Write the forecasts where the API reads them, replacing the previous ones atomically.
+
+    ``output_dir/forecasts.parquet`` holds ``unique_id, horizon, ds, yhat, q50, q90,
+    model, source, model_name, model_version, generated_at``; ``manifest.json``
+    beside it says which model version made them and when.
+    """
+    output_dir.mkdir(parents=True, exist_ok=True)
+    out = forecasts.assign(
+        model_name=model_name, model_version=version, generated_at=pd.Timestamp(generated_at)
+    )
+    target = output_dir / "forecasts.parquet"
+    fd, tmp = tempfile.mkstemp(dir=output_dir, suffix=".parquet.tmp")
+    os.close(fd)
+    out.to_parquet(tmp, index=False)
+    os.replace(tmp, target)
+    manifest = {
+        "model_name": model_name,
+        "model_version": version,
+        "generated_at": pd.Timestamp(generated_at).isoformat(),
+        "snapshot": snapshot,
+        "rows": len(out),
+        "instances": int(out[ID_COL].nunique()),
+        "horizons": HORIZONS,
+        "quantiles": list(QUANTILES),
+    }
+    fd, tmp = tempfile.mkstemp(dir=output_dir, suffix=".json.tmp")
+    with os.fdopen(fd, "w") as handle:
+        json.dump(manifest, handle, indent=1)
+    os.replace(tmp, output_dir / "manifest.json")
+    return target
+
+
+# -- promotion ---------------------------------------------------------------------
+
+
+@task(retries=2, retry_delay_seconds=1, cache_policy=NO_CACHE)
+def candidate_facts(tracking: TrackingParams, version: str | None) -> dict[str, Any]:
+    """Return a version's run id, back-test window, metrics and training parameters."""
+    from pipelines.tracking import model_version
+
+    client = _client(tracking)
+    found = model_version(client, tracking.model_name, version)
+    run = client.get_run(found.run_id)
+    return {
+        "version": str(found.version),
+        "run_id": found.run_id,
+        "window": run.data.tags.get(TAG_WINDOW, ""),
+        "metrics": dict(run.data.metrics),
+        "params": dict(run.data.params),
+    }
+
+
+@task(retries=2, retry_delay_seconds=1, cache_policy=NO_CACHE)
+def smoke_test(tracking: TrackingParams, version: str) -> None:
+    """Load a version through MLflow and forecast its input example.
+
+    Raises
+    ------
+    BrokenModelError
+        If it does not load, or its forecasts are empty, incomplete or not finite.
+    """
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    uri = f"models:/{tracking.model_name}/{version}"
+    _client(tracking)
+    try:
+        pyfunc = mlflow.pyfunc.load_model(uri)
+        model = pyfunc.unwrap_python_model()
+        example = input_example(model.unique_ids)
+        out = pyfunc.predict(example)
+    except (MlflowException, OSError, AttributeError, ForecastError, ValueError) as exc:
+        raise BrokenModelError(version, f"it does not load or forecast: {exc}") from exc
+    values = out[["yhat", *(quantile_column(q) for q in QUANTILES)]].to_numpy(dtype=float)
+    if out.empty or not np.isfinite(values).all():
+        raise BrokenModelError(version, "its forecasts of the input example are not finite")
+    if set(out[ID_COL].astype(str)) != set(example[ID_COL]):
+        raise BrokenModelError(version, "it does not forecast every instance it was asked for")
+
+
+@task(retries=1, retry_delay_seconds=2, cache_policy=NO_CACHE)
+def champion_scores(
+    tracking: TrackingParams, experiment_id: str, facts: dict[str, Any]
+) -> dict[str, Any] | None:
+    """Return the champion's version and metrics on the candidate's back-test window.
+
+    The champion's own run is reused when it was scored on that window; otherwise its
+    configuration is back-tested there and the result logged as a run of its own.
+    ``None`` when there is no champion yet.
+    """
+    from pipelines.scoring import backtest_window
+    from pipelines.tracking import CHAMPION, aliased_version
+
+    client = _client(tracking)
+    champion = aliased_version(client, tracking.model_name, CHAMPION)
+    if champion is None:
+        return None
+    run = client.get_run(champion.run_id)
+    if run.data.tags.get(TAG_WINDOW) == facts["window"]:
+        return {"version": str(champion.version), "metrics": dict(run.data.metrics)}
+    own = run.data.params
+    snapshot, frame = read_snapshot(Path(facts["params"]["snapshot"]))
+    window = backtest_window(snapshot, int(facts["params"]["backtest_days"]))
+    config = ForecastConfig(
+        candidates=tuple(own["candidates"].split(",")), seed=int(own["seed"]), quantiles=QUANTILES
+    )
+    shards = split_shards.fn(frame, int(own["shard_size"]))
+    results = [
+        part for shard in shards for part in train_shard.fn(shard, config, window, [], False)
+    ]
+    metrics = pd.concat([r.metrics for r in results if not r.metrics.empty], ignore_index=True)
+    fallbacks = pd.concat([r.fallbacks for r in results], ignore_index=True)
+    summary = aggregate_metrics(metrics)
+    summary["fallback_share"] = fallbacks[ID_COL].nunique() / max(snapshot.instances, 1)
+    _log_scores(
+        client,
+        experiment_id,
+        "champion-backtest",
+        {
+            TAG_SNAPSHOT: snapshot.digest,
+            TAG_WINDOW: window.key,
+            "creditx.version": str(champion.version),
+        },
+        summary,
+    )
+    return {"version": str(champion.version), "metrics": summary}
+
+
+def _log_scores(
+    client: Any, experiment_id: str, kind: str, tags: dict[str, str], metrics: dict[str, float]
+) -> str:
+    from mlflow.entities import Metric
+
+    run = client.create_run(experiment_id, tags={TAG_KIND: kind, **tags}, run_name=kind)
+    client.log_batch(
+        run.info.run_id,
+        metrics=[Metric(k, float(v), 0, 0) for k, v in metrics.items() if np.isfinite(v)],
+    )
+    client.set_terminated(run.info.run_id, status="FINISHED")
+    return str(run.info.run_id)
+
+
+@task(retries=2, retry_delay_seconds=1, cache_policy=NO_CACHE)
+def set_champion(tracking: TrackingParams, facts: dict[str, Any], decision: Any) -> None:
+    """Move the champion alias if the gate promoted; record the decision either way."""
+    from pipelines.tracking import CHAMPION
+
+    client = _client(tracking)
+    verdict = "promoted" if decision.promote else "kept-champion"
+    if decision.promote:
+        client.set_registered_model_alias(tracking.model_name, CHAMPION, facts["version"])
+    client.set_model_version_tag(
+        tracking.model_name, facts["version"], "creditx.promotion", verdict
+    )
+    client.set_model_version_tag(
+        tracking.model_name, facts["version"], "creditx.promotion_reason", decision.reason[:5000]
+    )
+    client.set_tag(facts["run_id"], "creditx.promotion", verdict)
+    client.set_tag(facts["run_id"], "creditx.promotion_reason", decision.reason[:5000])
+    log_json(
+        client,
+        facts["run_id"],
+        {
+            "promote": decision.promote,
+            "reason": decision.reason,
+            "candidate": asdict(decision.candidate),
+            "champion": None if decision.champion is None else asdict(decision.champion),
+        },
+        "promotion/decision.json",
+    )
+
+
+# -- evaluation --------------------------------------------------------------------
+
+
+@task(cache_policy=NO_CACHE)
+def score_served(
+    model: FleetModel, frame: pd.DataFrame, window: BacktestWindow
+) -> dict[str, float]:
+    """Score a fitted fleet model on the window, forecasting each origin without refitting."""
+    from data.frame import TARGET_COL, TIME_COL
+
+    # Two weeks before an origin are all the history the forecasters read.
+    lookback = pd.Timedelta(days=14)
+    frame = frame.loc[frame[ID_COL].isin(model.unique_ids)]
+    actual = frame[[ID_COL, TIME_COL, TARGET_COL]].assign(
+        **{ID_COL: frame[ID_COL].astype("string")}
+    )
+    backtests = {}
+    for horizon, hours in HORIZONS.items():
+        parts = []
+        for origin in window.origins(horizon):
+            history = frame.loc[(frame[TIME_COL] < origin) & (frame[TIME_COL] >= origin - lookback)]
+            part = model.forecast(hours, QUANTILES, frame=history)
+            parts.append(part.assign(origin=origin))
+        forecasts = pd.concat(parts, ignore_index=True)
+        forecasts[ID_COL] = forecasts[ID_COL].astype("string")
+        backtests[horizon] = forecasts.merge(actual, on=[ID_COL, TIME_COL], how="left")
+    return aggregate_metrics(score_horizons(frame, backtests))
+
+
+@task(retries=2, retry_delay_seconds=1, cache_policy=NO_CACHE)
+def log_evaluation(
+    tracking: TrackingParams,
+    experiment_id: str,
+    version: str,
+    digest: str,
+    window: str,
+    metrics: dict[str, float],
+) -> str:
+    """Log the served champion's scores as an ``evaluate`` run."""
+    tags = {TAG_SNAPSHOT: digest, TAG_WINDOW: window, "creditx.version": version}
+    return _log_scores(_client(tracking), experiment_id, "evaluate", tags, metrics)
