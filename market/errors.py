@@ -63,7 +63,7 @@ class OffTickPrice(InvalidOrder):
 
     def __init__(self, value: int, tick_size: int, tier: str) -> None:
         super().__init__(
-            f"price {value} is not a multiple of tier {tier!r}'s tick size {tick_size}",
+            f"price {value} is not a multiple of the tick size {tick_size} of tier {tier!r}",
             field="price",
             value=value,
         )

@@ -249,6 +249,7 @@ class Venue:
         self._held: dict[str, _Held] = {}
         self._pending: dict[str, dict[str, AuctionOrder]] = {c.tier: {} for c in tiers}
         self._auction_snapshots: dict[str, Order] = {}
+        self._finished_auction_orders: dict[str, Order] = {}
         self._last_price: dict[str, int] = {}
         self._trade_log: list[Trade] = []
         self._seq = 0
@@ -325,6 +326,8 @@ class Venue:
         """Return a snapshot of an order of any book or auction."""
         if order_id in self._auction_snapshots:
             return self._auction_snapshots[order_id]
+        if order_id in self._finished_auction_orders:
+            return self._finished_auction_orders[order_id]
         held = self._held.get(order_id)
         tier = held.tier if held is not None else None
         for book in [self._books[tier]] if tier else self._books.values():
@@ -409,6 +412,9 @@ class Venue:
         """
         if order_id in self._auction_snapshots:
             return self._cancel_auction_order(order_id)
+        if order_id in self._finished_auction_orders:
+            finished = self._finished_auction_orders[order_id]
+            transition(order_id, finished.state, OrderEventType.CANCEL)
         book = self._book_of(order_id)
         events = book.cancel(order_id)
         self._apply(book, events)
@@ -429,6 +435,15 @@ class Venue:
         InsufficientEscrow
             If the owner cannot fund the larger escrow; nothing changes.
         """
+        if order_id in self._finished_auction_orders:
+            finished = self._finished_auction_orders[order_id]
+            transition(order_id, finished.state, OrderEventType.MODIFY)
+        if order_id in self._auction_snapshots:
+            raise InvalidOrder(
+                f"order {order_id!r} waits for an auction: cancel it and submit a new one",
+                field="order_id",
+                value=order_id,
+            )
         book = self._book_of(order_id)
         current = book.order(order_id)
         transition(order_id, current.state, OrderEventType.MODIFY)
@@ -564,6 +579,7 @@ class Venue:
         pending.clear()
         if result.clearing_price is not None:
             self._last_price[tier] = result.clearing_price
+        self._finished_auction_orders.update((o.order_id, o) for o in snapshots)
         self._commit([], list(result.trades), snapshots, auction=True, result=result)
         self.market_data.record_auction(result)
         return result
@@ -806,6 +822,7 @@ class Venue:
             created_at=snapshot.created_at,
             state=state,
         )
+        self._finished_auction_orders[order_id] = cancelled
         self._commit([request], [], [cancelled], auction=True)
         return [
             OrderEvent(
@@ -828,6 +845,7 @@ class Venue:
         auction: bool = False,
         result: AuctionResult | None = None,
     ) -> None:
+        orders = list(orders)
         # the ledger first: its entries are idempotent, so a failed store write can be
         # replayed without moving anything twice
         if ledger_requests:
@@ -836,7 +854,7 @@ class Venue:
         if trades and result is None:
             # an auction's trades reach the market data with its result
             self.market_data.record_trades(trades)
-        if self._engine is None:
+        if self._engine is None or not (orders or trades or result is not None):
             return
         order_rows = [
             (

@@ -11,6 +11,7 @@ from market.clock import ManualClock
 from market.errors import (
     InsufficientEscrow,
     InvalidExpiry,
+    InvalidOrder,
     InvalidPrice,
     InvalidQuantity,
     InvalidTransition,
@@ -257,4 +258,27 @@ def test_auction_orders_of_one_owner_on_both_sides_are_rejected(venue: Venue) ->
     (first,) = venue.submit_to_auction([OrderRequest("alice", Side.BUY, 100, 1_000)])
     (second,) = venue.submit_to_auction([OrderRequest("alice", Side.SELL, 90, 1_000)])
     assert isinstance(second, SelfTradeRejected)
-    assert second.order_id == first.order_id  # type: ignore[union-attr]
+    assert second.order_id == first.order_id
+
+
+def test_an_auction_order_can_be_cancelled_until_the_auction_and_not_after(venue: Venue) -> None:
+    (bid,) = venue.submit_to_auction([OrderRequest("alice", Side.BUY, 100, 2_000)])
+    (ask,) = venue.submit_to_auction([OrderRequest("bob", Side.SELL, 100, 1_000)])
+    (gone,) = venue.submit_to_auction([OrderRequest("carol", Side.BUY, 100, 1_000)])
+    assert venue.ledger.balance(instance_funds("carol")) == 100_000 - 100 - 0
+    with pytest.raises(InvalidOrder, match="waits for an auction"):
+        venue.modify(gone.order_id, price=90)
+    venue.cancel(gone.order_id)
+    assert venue.ledger.balance(instance_funds("carol")) == 100_000
+    assert venue.order(gone.order_id).state is OrderState.CANCELLED
+    result = venue.run_auction("gold")
+    assert (result.clearing_price, result.volume) == (100, 1_000)
+    assert venue.order(bid.order_id).state is OrderState.CANCELLED
+    assert venue.order(bid.order_id).filled == 1_000
+    assert venue.order(ask.order_id).state is OrderState.FILLED
+    with pytest.raises(InvalidTransition, match="is filled and cannot take event cancel"):
+        venue.cancel(ask.order_id)
+    # alice paid 1 credit at 100 plus 30 bps (0 after rounding down); the rest came back
+    assert venue.ledger.balance(instance_funds("alice")) == 100_000 - 100
+    assert venue.ledger.balance(instance_credits("alice")) == 51_000
+    assert venue.ledger.verify().ok
