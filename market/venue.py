@@ -395,7 +395,7 @@ class Venue:
             results[i] = Placement(
                 book.order(order_id),
                 tuple(t for t in own if isinstance(t, Trade)),
-                tuple(e for e in own if isinstance(e, OrderEvent)),
+                tuple(e for e in own if isinstance(e, OrderEvent) and e.order_id == order_id),
             )
         self._commit(ledger_requests, trades, [self.order(o) for o in touched])
         return [r for r in results if r is not None]

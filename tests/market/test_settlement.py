@@ -131,10 +131,14 @@ def test_auction_batch_settles_on_postgres(pg_url: str, clock: ManualClock, mode
     _settle_and_verify(pg_url, clock, mode)
 
 
-def test_continuous_trades_settle_one_entry_each_on_sqlite(
-    sqlite_url: str, clock: ManualClock
+@pytest.mark.parametrize(
+    "backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+)
+def test_continuous_trades_settle_one_entry_each(
+    backend: str, clock: ManualClock, request: pytest.FixtureRequest
 ) -> None:
-    venue = _venue(sqlite_url, clock, AuctionMode.UNIFORM)
+    url = request.getfixturevalue("sqlite_url" if backend == "sqlite" else "pg_url")
+    venue = _venue(url, clock, AuctionMode.UNIFORM)
     results = venue.place_many(_orders())
     trades = [t for r in results if not isinstance(r, Exception) for t in r.trades]
     assert trades

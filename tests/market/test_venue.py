@@ -282,3 +282,20 @@ def test_an_auction_order_can_be_cancelled_until_the_auction_and_not_after(venue
     assert venue.ledger.balance(instance_funds("alice")) == 100_000 - 100
     assert venue.ledger.balance(instance_credits("alice")) == 51_000
     assert venue.ledger.verify().ok
+
+
+def test_no_balance_backs_two_orders_at_once(venue: Venue) -> None:
+    results = venue.place_many(
+        [
+            OrderRequest("alice", Side.BUY, 100, 600_000),  # locks 60,000 + 180 fee
+            OrderRequest("alice", Side.BUY, 100, 400_000),  # would need 40,120 more
+            OrderRequest("alice", Side.SELL, 500, 50_000),  # credits are a separate asset
+        ]
+    )
+    first, second, third = results
+    assert not isinstance(first, Exception)
+    assert isinstance(second, InsufficientEscrow)
+    assert (second.balance, second.required) == (100_000 - 60_180, 40_120)
+    assert not isinstance(third, Exception)
+    assert venue.ledger.balance(instance_funds("alice")) == 100_000 - 60_180
+    assert venue.ledger.balance(instance_credits("alice")) == 0
