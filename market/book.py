@@ -130,6 +130,7 @@ class _Resting:
         "order_id",
         "owner",
         "price",
+        "priority",
         "quantity",
         "remaining",
         "side",
@@ -161,6 +162,8 @@ class _Resting:
         self.state = OrderState.PENDING
         # false once the order has left its level: the deque entry is then skipped
         self.live = False
+        # the book-wide sequence of its (last) arrival at a level: its time priority
+        self.priority = 0
 
 
 class _Level:
@@ -200,6 +203,7 @@ class OrderBook:
         self._expiries: list[tuple[datetime, int, _Resting]] = []
         self._expiry_seq = 0
         self._trade_seq = 0
+        self._rest_seq = 0
 
     # ----------------------------------------------------------------- queries
 
@@ -426,6 +430,57 @@ class OrderBook:
         self._match_and_rest(order, now, events)
         return events
 
+    def restore(self, order: Order) -> None:
+        """Rest an order again exactly as a snapshot left it, without matching.
+
+        Restore a book's open orders in the order of their ``priority`` to rebuild
+        their time priority.
+
+        Raises
+        ------
+        DuplicateOrder
+            If the book already has the order.
+        InvalidOrder
+            If the order is not open, is off the tick, or would cross the book.
+        """
+        if order.order_id in self._orders:
+            raise DuplicateOrder(order.order_id)
+        if order.state not in (_OPEN, _PARTIAL) or order.remaining <= 0:
+            raise InvalidOrder(
+                f"only open orders can be restored, {order.order_id!r} is {order.state.value}",
+                field="state",
+                value=order.state,
+            )
+        self.config.check_price(order.price)
+        buying = order.side is _BUY
+        best = self.best_ask() if buying else self.best_bid()
+        if best is not None and (order.price >= best if buying else order.price <= best):
+            raise InvalidOrder(
+                f"order {order.order_id!r} at {order.price} would cross the book at {best}",
+                field="price",
+                value=order.price,
+            )
+        resting = _Resting(
+            order.order_id,
+            order.owner,
+            order.side,
+            order.price,
+            order.quantity,
+            order.time_in_force,
+            order.expires_at,
+            order.created_at,
+        )
+        resting.filled, resting.remaining, resting.state = (
+            order.filled,
+            order.remaining,
+            order.state,
+        )
+        self._orders[order.order_id] = resting
+        self._rest(resting)
+        if order.priority:
+            resting.priority = order.priority
+            self._rest_seq = max(self._rest_seq, order.priority)
+
     def expire(self) -> list[BookEvent]:
         """Expire every good-till-time order whose time has come; return the events."""
         events: list[BookEvent] = []
@@ -455,6 +510,7 @@ class OrderBook:
             expires_at=o.expires_at,
             created_at=o.created_at,
             state=o.state,
+            priority=o.priority,
         )
 
     def _event(
@@ -518,6 +574,8 @@ class OrderBook:
         level.quantity += order.remaining
         level.count += 1
         order.live = True
+        self._rest_seq += 1
+        order.priority = self._rest_seq
         if order.expires_at is not None:
             self._expiry_seq += 1
             heapq.heappush(self._expiries, (order.expires_at, self._expiry_seq, order))

@@ -121,7 +121,9 @@ class Order:
     """An immutable snapshot of one order.
 
     ``quantity`` is the order's current size: the original size, or the size its last
-    modification set, plus what was filled before that modification.
+    modification set, plus what was filled before that modification. ``priority`` is
+    the book's sequence number of the order's arrival at its price level (lower
+    trades first at one price; 0 for an order that never rested).
     """
 
     order_id: str
@@ -135,6 +137,7 @@ class Order:
     expires_at: datetime | None
     created_at: datetime
     state: OrderState
+    priority: int = 0
 
     @property
     def remaining(self) -> int:

@@ -25,7 +25,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -97,6 +97,7 @@ t_orders = sa.Table(
     sa.Column("created_at_us", sa.BigInteger, nullable=False),
     sa.Column("state", sa.String(20), nullable=False),
     sa.Column("auction", sa.Boolean, nullable=False),
+    sa.Column("priority", sa.BigInteger, nullable=False),
 )
 t_trades = sa.Table(
     "market_trades",
@@ -166,6 +167,10 @@ def _bulk_sql(engine: Engine, table: sa.Table, *, upsert: bool) -> str:
         updates = ", ".join(f"{c} = excluded.{c}" for c in columns if c not in keys)
         sql += f" ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {updates}"
     return sql
+
+
+def _from_micros(micros: int) -> datetime:
+    return _EPOCH + timedelta(microseconds=micros)
 
 
 def _micros(moment: datetime) -> int:
@@ -312,6 +317,63 @@ class Venue:
                     t_limits.insert(),
                     {"instance_id": instance_id, "max_bid": max_bid, "min_ask": min_ask},
                 )
+
+    def restore(self) -> int:
+        """Reload standing limits and open orders from the store after a restart.
+
+        Call it on a fresh venue over the same ledger and engine. Continuous orders go
+        back into their books in their old time priority and auction orders back to
+        their tier's next auction; each keeps the escrow its ledger account holds.
+        Instances named by those orders are registered again; others need
+        :meth:`register_instance`. Returns the number of open orders restored.
+
+        Raises
+        ------
+        MarketError
+            If the venue has no engine or already holds orders.
+        """
+        if self._engine is None:
+            raise MarketError("a venue without an engine has nothing to restore")
+        if self._held:
+            raise MarketError("restore into a fresh venue, before any order is placed")
+        open_states = [OrderState.OPEN.value, OrderState.PARTIALLY_FILLED.value]
+        with self._engine.connect() as conn:
+            limits = conn.execute(sa.select(t_limits)).all()
+            rows = conn.execute(
+                sa.select(t_orders)
+                .where(t_orders.c.state.in_(open_states))
+                .order_by(t_orders.c.priority, t_orders.c.created_at_us, t_orders.c.order_id)
+            ).all()
+        for row in limits:
+            self._limits[row.instance_id] = (row.max_bid, row.min_ask)
+        escrow = self.ledger.balances("escrow:order:")
+        for row in rows:
+            if row.owner not in self._instances:
+                self.register_instance(row.owner, row.tier)
+            order = Order(
+                order_id=row.order_id,
+                tier=row.tier,
+                owner=row.owner,
+                side=Side(row.side),
+                price=row.price,
+                quantity=row.quantity,
+                filled=row.filled,
+                time_in_force=TimeInForce(row.time_in_force),
+                expires_at=None if row.expires_at_us is None else _from_micros(row.expires_at_us),
+                created_at=_from_micros(row.created_at_us),
+                state=OrderState(row.state),
+                priority=row.priority,
+            )
+            if row.auction:
+                self._pending[row.tier][row.order_id] = AuctionOrder(
+                    row.order_id, row.owner, order.side, row.price, order.remaining
+                )
+                self._auction_snapshots[row.order_id] = order
+            else:
+                self.book(row.tier).restore(order)
+            left = escrow.get(escrow_account(row.order_id), 0)
+            self._held[row.order_id] = _Held(row.owner, order.side, row.tier, left)
+        return len(rows)
 
     # ---------------------------------------------------------------- queries
 
@@ -870,6 +932,7 @@ class Venue:
                 _micros(o.created_at),
                 o.state.value,
                 auction,
+                o.priority,
             )
             for o in orders
         ]

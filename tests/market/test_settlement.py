@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from market.auction import AuctionMode
 from market.book import BookConfig
 from market.clock import ManualClock
+from market.errors import StandingLimitViolation
 from market.ledger import (
     FEES_ACCOUNT,
     FUNDS,
@@ -19,6 +20,7 @@ from market.ledger import (
     SqlStore,
     Transfer,
     credits_asset,
+    escrow_account,
     instance_credits,
     instance_funds,
     mint_account,
@@ -168,3 +170,45 @@ def test_auction_results_reach_market_data_with_unmatched_interest(
     # volume and imbalance tie on [90, 100]; without a previous price the lowest wins
     assert summary.clearing_price == result.clearing_price == 90
     assert venue.market_data.last_trades("gold") == list(result.trades)
+
+
+def test_a_restarted_venue_restores_books_priority_escrow_and_limits(
+    sqlite_url: str, clock: ManualClock
+) -> None:
+    venue = _venue(sqlite_url, clock, AuctionMode.UNIFORM)
+    venue.set_limits("vm1", max_bid=300)
+    early = venue.place("vm6", Side.SELL, 200, 3_000)
+    late = venue.place("vm7", Side.SELL, 200, 2_000)
+    venue.place("vm0", Side.BUY, 200, 1_000)  # partly fills the early ask
+    bid = venue.place("vm1", Side.BUY, 150, 4_000)
+    (waiting,) = venue.submit_to_auction([OrderRequest("vm2", Side.BUY, 100, 1_000)])
+    gold = venue.book("gold")
+    depth_before = (gold.depth(Side.BUY), gold.depth(Side.SELL))
+    held_before = {o: venue.escrow_left(o) for o in (early.order.order_id, bid.order.order_id)}
+
+    store = SqlStore(sqlite_url)
+    again = Venue(
+        Ledger(store, clock),
+        clock,
+        [BookConfig(tier="gold", tick_size=5, fee_bps=25)],
+        engine=store.engine,
+    )
+    assert again.restore() == 4
+    for name in INSTANCES:
+        again.register_instance(name, "gold")
+    gold = again.book("gold")
+    assert (gold.depth(Side.BUY), gold.depth(Side.SELL)) == depth_before
+    assert {o: again.escrow_left(o) for o in held_before} == held_before
+    assert again.order(early.order.order_id).filled == 1_000
+    assert [o.order_id for o in again.pending_auction_orders("gold")] == [waiting.order_id]
+    with pytest.raises(StandingLimitViolation, match="at most 300"):
+        again.place("vm1", Side.BUY, 305, 1_000)
+    # the early ask still trades first
+    placed = again.place("vm3", Side.BUY, 200, 2_500)
+    assert [(t.sell_order_id, t.quantity) for t in placed.trades] == [
+        (early.order.order_id, 2_000),
+        (late.order.order_id, 500),
+    ]
+    again.cancel(bid.order.order_id)
+    assert again.ledger.balance(escrow_account(bid.order.order_id)) == 0
+    assert again.ledger.verify().ok
