@@ -14,6 +14,7 @@ from data import cli as data_cli
 from market import cli as market_cli
 from models import cli as models_cli
 from pipelines import cli as pipelines_cli
+from serving import commands as serving_commands
 
 app = typer.Typer(
     name="creditx",
@@ -27,6 +28,7 @@ for _register in (
     market_cli.register,
     models_cli.register,
     pipelines_cli.register,
+    serving_commands.register,
     bench_cli.register,
 ):
     _register(app)

@@ -1,0 +1,126 @@
+"""``creditx serve`` and ``creditx tokens``: run the API and manage its bearer tokens."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+if TYPE_CHECKING:
+    from serving.market_service import MarketService
+    from serving.tokens import TokenStore
+
+tokens_app = typer.Typer(
+    help="Issue, list and revoke the API's bearer tokens.", no_args_is_help=True
+)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``serve`` and ``tokens`` to the root ``creditx`` app."""
+    app.command("serve")(serve)
+    app.add_typer(tokens_app, name="tokens")
+
+
+def serve(
+    host: Annotated[str | None, typer.Option(help="address to bind; CREDITX_API_HOST")] = None,
+    port: Annotated[int | None, typer.Option(help="port to bind; CREDITX_API_PORT")] = None,
+    follow_champion: Annotated[
+        bool, typer.Option(help="follow the MLflow champion alias as well as the predictions")
+    ] = True,
+) -> None:
+    """Serve the API with uvicorn (one worker) on the store CREDITX_* settings name."""
+    import uvicorn
+
+    from serving.main import create_app
+    from serving.settings import Settings
+
+    settings = Settings()
+    app = create_app(settings, champion=True if follow_champion else None)
+    uvicorn.run(
+        app,
+        host=host or settings.api_host,
+        port=port or settings.api_port,
+        workers=1,
+        access_log=False,
+        log_level="warning",
+    )
+
+
+def _token_store() -> tuple[MarketService, TokenStore]:
+    from market.clock import system_clock
+    from market.ledger import create_store_engine
+    from serving.market_service import MarketService
+    from serving.settings import Settings
+    from serving.tokens import TokenStore
+
+    settings = Settings()
+    settings.home.mkdir(parents=True, exist_ok=True)
+    market = MarketService(
+        create_store_engine(settings.ledger_url), system_clock, settings.tiers_config
+    )
+    return market, TokenStore(market.engine, system_clock)
+
+
+@tokens_app.command("issue")
+def issue(
+    instance: Annotated[
+        str | None, typer.Option("--instance", help="issue an agent token for this instance")
+    ] = None,
+    admin: Annotated[bool, typer.Option("--admin", help="issue an administrator token")] = False,
+    name: Annotated[str, typer.Option(help="the administrator's name (audited)")] = "admin",
+) -> None:
+    """Issue a token and print it once; only its SHA-256 is stored."""
+    from market.cem_errors import InstanceNotFound
+    from serving.tokens import TokenKind
+
+    if admin == (instance is not None):
+        raise typer.BadParameter("give exactly one of --admin or --instance ID")
+    market, store = _token_store()
+    try:
+        if instance is not None:
+            try:
+                market.tiers.instance(instance)
+            except InstanceNotFound as exc:
+                raise typer.BadParameter(str(exc), param_hint="--instance") from exc
+            issued = store.issue(TokenKind.AGENT, instance)
+        else:
+            if name not in market.tiers.exchange.administrators:
+                typer.echo(
+                    f"warning: {name!r} is not among the CEM's administrators; "
+                    "its rate changes and swaps will be refused",
+                    err=True,
+                )
+            issued = store.issue(TokenKind.ADMIN, name)
+    finally:
+        market.close()
+    typer.echo(
+        f"token_id {issued.record.token_id} ({issued.record.kind.value} {issued.record.subject})",
+        err=True,
+    )
+    typer.echo(issued.token)
+
+
+@tokens_app.command("revoke")
+def revoke(token_id: Annotated[str, typer.Argument(help="the token's id")]) -> None:
+    """Revoke a token by its id."""
+    market, store = _token_store()
+    try:
+        record = store.revoke(token_id)
+    finally:
+        market.close()
+    if record is None:
+        raise typer.BadParameter(f"no token with id {token_id!r}", param_hint="TOKEN_ID")
+    typer.echo(f"revoked {record.token_id} ({record.kind.value} {record.subject})")
+
+
+@tokens_app.command("list")
+def list_tokens() -> None:
+    """List every token's id, kind, subject and state (never the secret)."""
+    market, store = _token_store()
+    try:
+        records = store.list()
+    finally:
+        market.close()
+    for r in records:
+        state = "revoked" if r.revoked_at else "active"
+        typer.echo(f"{r.token_id}  {r.kind.value:5}  {r.subject}  {state}")

@@ -1,0 +1,138 @@
+"""The FastAPI application: ``create_app(settings, clock=...)``.
+
+The app serves forecasts and the credit market of one creditx store over HTTP. Every
+route but ``/v1/health`` needs a bearer token; every error is an RFC 9457
+``application/problem+json`` document.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from datetime import datetime
+from http import HTTPStatus
+from typing import Any
+
+from fastapi import APIRouter, FastAPI
+from fastapi.openapi.utils import get_openapi
+
+from market.clock import system_clock
+from serving.forecasts import ChampionSource
+from serving.problems import PROBLEM_JSON, BodySizeLimit, install_problem_handlers
+from serving.routes import admin, forecasts, health, instances, orders, tiers, tokens
+from serving.schemas import Problem
+from serving.services import Services, build_services
+from serving.settings import Settings
+
+_ERRORS_PUBLIC = (404, 413, 422)
+_ERRORS_SECURED = (401, 403, 404, 409, 413, 422, 429, 503)
+
+
+def _optional_routers() -> list[APIRouter]:
+    # routes that other packages contribute join the app when they are installed
+    if importlib.util.find_spec("serving.routes.decisions") is None:
+        return []
+    from serving.routes import decisions  # type: ignore[attr-defined, unused-ignore]
+
+    router: APIRouter = decisions.router
+    return [router]
+
+
+def create_app(
+    settings: Settings | None = None,
+    clock: Callable[[], datetime] = system_clock,
+    *,
+    champion: ChampionSource | bool | None = True,
+    services: Services | None = None,
+) -> FastAPI:
+    """Build the API over the stores ``settings`` names.
+
+    Parameters
+    ----------
+    settings
+        The configuration; read from ``CREDITX_*`` when ``None``.
+    clock
+        The market's clock (the system clock at the service's edge).
+    champion
+        ``True`` follows the MLflow champion of ``settings``; a ``ChampionSource``
+        follows that one; ``None`` serves the batch predictions only.
+    services
+        Already built services, to share stores between apps.
+    """
+    settings = settings or Settings()
+    wired = services or build_services(settings, clock, champion)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        wired.desk.start()
+        wired.forecasts.start(settings.forecast_reload_seconds)
+        try:
+            yield
+        finally:
+            await wired.desk.stop()
+            wired.forecasts.stop()
+
+    app = FastAPI(
+        title="creditx",
+        version="0.1.0",
+        summary="Demand forecasts and the burstable-credit exchange of a fleet.",
+        description=(
+            "Agents read their instance's forecasts and trade its credits; administrators "
+            "set exchange rates, swap tier pools and check the ledger. Credits are integer "
+            "milli-credits, money integer minor units, exchange rates integer micro-units."
+        ),
+        lifespan=lifespan,
+    )
+    app.state.services = wired
+    install_problem_handlers(app)
+    for module in (health, forecasts, tiers, instances, orders, admin, tokens):
+        app.include_router(module.router)
+    for router in _optional_routers():
+        app.include_router(router)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = _document(app)
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    return app
+
+
+def _problem_response(status: int) -> dict[str, Any]:
+    response: dict[str, Any] = {
+        "description": HTTPStatus(status).phrase,
+        "content": {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}},
+    }
+    if status == 429:
+        response["headers"] = {
+            "Retry-After": {"description": "seconds to wait", "schema": {"type": "integer"}}
+        }
+    if status == 401:
+        response["headers"] = {
+            "WWW-Authenticate": {"description": "the scheme to use", "schema": {"type": "string"}}
+        }
+    return response
+
+
+def _document(app: FastAPI) -> dict[str, Any]:
+    document = get_openapi(
+        title=app.title,
+        version=app.version,
+        summary=app.summary,
+        description=app.description,
+        routes=app.routes,
+    )
+    for path_item in document.get("paths", {}).values():
+        for operation in path_item.values():
+            secured = bool(operation.get("security"))
+            responses = operation.setdefault("responses", {})
+            for status in _ERRORS_SECURED if secured else _ERRORS_PUBLIC:
+                responses[str(status)] = _problem_response(status)
+    schemas = document.setdefault("components", {}).setdefault("schemas", {})
+    schemas.pop("HTTPValidationError", None)
+    schemas.pop("ValidationError", None)
+    schemas["Problem"] = Problem.model_json_schema(ref_template="#/components/schemas/{model}")
+    return document

@@ -1,0 +1,536 @@
+"""Request and response bodies: inputs (``*Create``, ``*Update``) forbid unknown fields,
+so no client can set a balance, an owner or a tier; outputs (``*Public``) say only what
+the caller may see. Credits are integer milli-credits, money integer minor units, and
+exchange rates integer micro-units beside their exact decimal string."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from market.ledger import MAX_AMOUNT
+
+MAX_RATE_MICRO = 1_000_000_000  # the tier manager caps rates at 1,000
+Amount = Annotated[int, Field(strict=True, ge=1, le=MAX_AMOUNT)]
+Name = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$")]
+Demand = Annotated[float, Field(ge=0, le=1e9, allow_inf_nan=False)]
+Horizon = Literal["hour", "day", "week"]
+
+
+class _Input(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class _Output(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+class Problem(_Output):
+    """An RFC 9457 problem document."""
+
+    type: str = "about:blank"
+    title: str
+    status: int
+    detail: str
+    instance: str | None = None
+    errors: list[dict[str, object]] | None = None
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "type": "about:blank",
+                    "title": "Forbidden",
+                    "status": 403,
+                    "detail": "this token acts for instance 'vm-bronze-1' only",
+                    "instance": "/v1/instances/vm-gold-1/balances",
+                }
+            ]
+        }
+    )
+
+
+# tiers, pools, rates
+
+
+class TierPublic(_Output):
+    """A resource tier: hardware class, baseline and exchange rate."""
+
+    name: str
+    cpu_ghz: str
+    memory_gib_per_vcpu: str
+    ssd: str
+    network_gbps: str
+    baseline_bps: int = Field(description="per-vCPU baseline, basis points of one vCPU")
+    exchange_rate_micro: int = Field(description="value of one credit, micro-units of Bronze")
+    exchange_rate: str = Field(description="the same rate as an exact decimal")
+    pool_horizon_hours: int
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "name": "silver",
+                    "cpu_ghz": "3.1",
+                    "memory_gib_per_vcpu": "2",
+                    "ssd": "nvme",
+                    "network_gbps": "10",
+                    "baseline_bps": 1000,
+                    "exchange_rate_micro": 1500000,
+                    "exchange_rate": "1.5",
+                    "pool_horizon_hours": 24,
+                }
+            ]
+        }
+    )
+
+
+class PoolPublic(_Output):
+    """A tier's credit pool now."""
+
+    tier: str
+    available: int = Field(description="milli-credits in the pool")
+    capacity: int = Field(description="most milli-credits the pool may hold")
+    headroom: int
+    exchange_rate_micro: int
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "tier": "gold",
+                    "available": 120000,
+                    "capacity": 3456000,
+                    "headroom": 3336000,
+                    "exchange_rate_micro": 2200000,
+                }
+            ]
+        }
+    )
+
+
+class ExchangeRatePublic(_Output):
+    """A tier's exchange rate."""
+
+    tier: str
+    exchange_rate_micro: int
+    exchange_rate: str
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"tier": "gold", "exchange_rate_micro": 2200000, "exchange_rate": "2.2"}]
+        }
+    )
+
+
+class ExchangeRateUpdate(_Input):
+    """An administrator's new exchange rate for a tier, with the reason audited."""
+
+    exchange_rate_micro: int = Field(
+        strict=True,
+        ge=1,
+        le=MAX_RATE_MICRO,
+        description="value of one credit of the tier in micro-units, e.g. 2500000 for 2.5",
+    )
+    reason: str = Field(min_length=1, max_length=500, pattern=r"\S")
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"exchange_rate_micro": 2400000, "reason": "gold saturated"}]
+        }
+    )
+
+
+class RateChangePublic(_Output):
+    """An audited exchange-rate change."""
+
+    tier: str
+    old_rate_micro: int
+    new_rate_micro: int
+    actor: str
+    reason: str
+    changed_at: datetime
+
+
+class SwapCreate(_Input):
+    """Move milli-credits from one tier's pool to another's, converted at their rates."""
+
+    source_tier: Name
+    destination_tier: Name
+    amount: Amount = Field(description="milli-credits taken from the source pool")
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"source_tier": "bronze", "destination_tier": "gold", "amount": 50000}]
+        }
+    )
+
+
+class SwapPublic(_Output):
+    """A booked swap; ``amount_in * source_rate == amount_out * destination_rate + remainder``."""
+
+    entry_id: str
+    source_tier: str
+    destination_tier: str
+    amount_in: int
+    amount_out: int
+    source_rate_micro: int
+    destination_rate_micro: int
+    remainder: int
+    created_at: datetime
+
+
+class DepositCreate(_Input):
+    """Money paid into an instance's funds from outside."""
+
+    instance_id: Name
+    amount: Amount = Field(description="minor currency units")
+
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"instance_id": "vm-gold-1", "amount": 100000}]}
+    )
+
+
+class DepositPublic(_Output):
+    """A booked deposit."""
+
+    entry_id: str
+    instance_id: str
+    amount: int
+    created_at: datetime
+
+
+class BalancesPublic(_Output):
+    """An instance's balances."""
+
+    instance_id: str
+    tier: str
+    credits: int = Field(description="milli-credits of the instance's tier")
+    funds: int = Field(description="minor currency units")
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"instance_id": "vm-gold-1", "tier": "gold", "credits": 96000, "funds": 25000}
+            ]
+        }
+    )
+
+
+# orders and market data
+
+
+class _OrderBase(_Input):
+    side: Literal["buy", "sell"]
+    price: Amount = Field(description="limit price, minor units per credit")
+    quantity: Amount = Field(description="milli-credits")
+    venue: Literal["continuous", "auction"] = Field(
+        default="continuous", description="the continuous book, or the next call auction"
+    )
+
+
+class GoodTillCancelledOrder(_OrderBase):
+    """An order that rests until it fills or its owner cancels it."""
+
+    time_in_force: Literal["gtc"]
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"side": "buy", "price": 120, "quantity": 5000, "time_in_force": "gtc"}]
+        }
+    )
+
+
+class ImmediateOrCancelOrder(_OrderBase):
+    """An order that fills what it can at once; the rest is cancelled."""
+
+    time_in_force: Literal["ioc"]
+
+
+class GoodTillTimeOrder(_OrderBase):
+    """An order that rests until ``expires_at`` at the latest."""
+
+    time_in_force: Literal["gtt"]
+    expires_at: AwareDatetime = Field(description="when the order expires; must be in the future")
+
+
+OrderCreate = Annotated[
+    GoodTillCancelledOrder | ImmediateOrCancelOrder | GoodTillTimeOrder,
+    Field(discriminator="time_in_force"),
+]
+"""An order of the caller's instance; its tier and owner come from the token."""
+
+
+class OrderPublic(_Output):
+    """An order as its owner sees it."""
+
+    order_id: str
+    instance_id: str
+    tier: str
+    side: Literal["buy", "sell"]
+    price: int
+    quantity: int
+    filled: int
+    remaining: int
+    time_in_force: str
+    expires_at: datetime | None
+    created_at: datetime
+    state: str
+    venue: Literal["continuous", "auction"]
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "order_id": "3f2a9c1b7e-17",
+                    "instance_id": "vm-gold-1",
+                    "tier": "gold",
+                    "side": "buy",
+                    "price": 120,
+                    "quantity": 5000,
+                    "filled": 2000,
+                    "remaining": 3000,
+                    "time_in_force": "gtc",
+                    "expires_at": None,
+                    "created_at": "2026-11-24T15:00:00Z",
+                    "state": "partially_filled",
+                    "venue": "continuous",
+                }
+            ]
+        }
+    )
+
+
+class TradePublic(_Output):
+    """A trade on a tier's public tape (counterparties are not shown)."""
+
+    trade_id: str
+    tier: str
+    price: int
+    quantity: int
+    value: int
+    fee: int
+    aggressor: str | None
+    at: datetime
+
+
+class OwnTradePublic(_Output):
+    """A trade of the caller's instance."""
+
+    trade_id: str
+    tier: str
+    side: Literal["buy", "sell"]
+    order_id: str
+    price: int
+    quantity: int
+    value: int = Field(description="what the buyer pays the seller, minor units")
+    fee: int = Field(description="what the buyer pays the exchange, minor units")
+    at: datetime
+
+
+class OrderPlaced(_Output):
+    """What placing an order did: the order afterwards and its trades."""
+
+    order: OrderPublic
+    trades: list[OwnTradePublic]
+
+
+class LevelPublic(_Output):
+    """One price level of a book."""
+
+    price: int
+    quantity: int
+    orders: int
+
+
+class DepthPublic(_Output):
+    """Both sides of a tier's book, best price first."""
+
+    tier: str
+    bids: list[LevelPublic]
+    asks: list[LevelPublic]
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "tier": "gold",
+                    "bids": [{"price": 118, "quantity": 4000, "orders": 2}],
+                    "asks": [{"price": 121, "quantity": 1000, "orders": 1}],
+                }
+            ]
+        }
+    )
+
+
+class AuctionPublic(_Output):
+    """The result of one call auction."""
+
+    auction_id: str
+    tier: str
+    mode: str
+    at: datetime
+    clearing_price: int | None
+    buy_price: int | None
+    sell_price: int | None
+    volume: int
+    demand: int
+    supply: int
+    unmatched_bid_quantity: int
+    unmatched_ask_quantity: int
+
+
+class VerifyPublic(_Output):
+    """What replaying the ledger's journal found."""
+
+    ok: bool
+    entries: int
+    accounts: int
+    asset_totals: dict[str, int]
+    balance_mismatches: dict[str, list[int]]
+    negative_accounts: dict[str, int]
+    asset_errors: list[str]
+
+
+# tokens
+
+
+class TokenCreate(_Input):
+    """A token for an instance's agent, or for an administrator."""
+
+    kind: Literal["agent", "admin"]
+    subject: Name = Field(description="the instance id of an agent, the name of an administrator")
+
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"kind": "agent", "subject": "vm-gold-1"}]}
+    )
+
+
+class TokenPublic(_Output):
+    """A token's record; the secret is never shown again."""
+
+    token_id: str
+    kind: Literal["agent", "admin"]
+    subject: str
+    created_at: datetime
+    revoked_at: datetime | None
+
+
+class TokenIssued(TokenPublic):
+    """A new token: ``token`` is shown here once and stored only as its SHA-256."""
+
+    token: str
+
+
+# forecasts
+
+
+class ForecastPoint(_Output):
+    """One hour of a forecast: the point forecast and its quantiles (vCPU-% demand)."""
+
+    ds: datetime
+    yhat: float
+    q50: float
+    q90: float
+    source: str = Field(description="'learned', or 'user' where the owner's forecast applies")
+
+
+class ForecastPublic(_Output):
+    """An instance's demand forecast over one horizon."""
+
+    instance_id: str
+    horizon: Horizon
+    model_name: str
+    model_version: str
+    generated_at: datetime
+    origin: str = Field(description="'batch' predictions, or 'champion' scored by the service")
+    points: list[ForecastPoint]
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "instance_id": "vm-gold-1",
+                    "horizon": "hour",
+                    "model_name": "creditx-fleet-forecaster",
+                    "model_version": "3",
+                    "generated_at": "2026-11-24T15:00:00Z",
+                    "origin": "batch",
+                    "points": [
+                        {
+                            "ds": "2026-11-24T16:00:00Z",
+                            "yhat": 31.5,
+                            "q50": 30.9,
+                            "q90": 48.0,
+                            "source": "learned",
+                        }
+                    ],
+                }
+            ]
+        }
+    )
+
+
+class ForecastBatchCreate(_Input):
+    """Forecasts of many instances over one horizon."""
+
+    instance_ids: list[Name] = Field(min_length=1, max_length=100)
+    horizon: Horizon = "day"
+
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"instance_ids": ["vm-gold-1"], "horizon": "day"}]}
+    )
+
+
+class ForecastBatchPublic(_Output):
+    """The forecasts found, and the instances that have none."""
+
+    forecasts: list[ForecastPublic]
+    missing: list[str]
+
+
+class ForecastStatusPublic(_Output):
+    """Which model version the service serves, and where the champion alias points."""
+
+    model_name: str | None
+    model_version: str | None
+    generated_at: datetime | None
+    origin: str | None
+    champion_version: str | None
+    instances: int
+    last_error: str | None
+
+
+class DailyUserForecast(_Input):
+    """The same demand every day: 24 values by UTC hour."""
+
+    kind: Literal["daily"]
+    values: list[Demand] = Field(min_length=24, max_length=24)
+
+
+class WeeklyUserForecast(_Input):
+    """The same demand every week: 168 values from Monday 00:00 UTC."""
+
+    kind: Literal["weekly"]
+    values: list[Demand] = Field(min_length=168, max_length=168)
+
+
+UserForecastSet = Annotated[DailyUserForecast | WeeklyUserForecast, Field(discriminator="kind")]
+
+
+class UserForecastPublic(_Output):
+    """An owner's user-defined forecast."""
+
+    instance_id: str
+    forecast: DailyUserForecast | WeeklyUserForecast
+    updated_at: datetime
+    updated_by: str
+
+
+class HealthPublic(_Output):
+    """Whether the service is up, and what it serves."""
+
+    status: Literal["ok"]
+    forecasts_loaded: bool
