@@ -253,6 +253,8 @@ class Venue:
         self._limits: dict[str, tuple[int | None, int | None]] = {}
         self._held: dict[str, _Held] = {}
         self._pending: dict[str, dict[str, AuctionOrder]] = {c.tier: {} for c in tiers}
+        # per tier, owner -> [side, number of waiting orders]: self-trade checks
+        self._waiting: dict[str, dict[str, list[Any]]] = {c.tier: {} for c in tiers}
         self._auction_snapshots: dict[str, Order] = {}
         self._finished_auction_orders: dict[str, Order] = {}
         self._last_price: dict[str, int] = {}
@@ -368,6 +370,7 @@ class Venue:
                 self._pending[row.tier][row.order_id] = AuctionOrder(
                     row.order_id, row.owner, order.side, row.price, order.remaining
                 )
+                self._wait(row.tier, row.owner, order.side)
                 self._auction_snapshots[row.order_id] = order
             else:
                 self.book(row.tier).restore(order)
@@ -553,6 +556,7 @@ class Venue:
             self._pending[tier][order_id] = AuctionOrder(
                 order_id, r.instance_id, r.side, r.price, r.quantity
             )
+            self._wait(tier, r.instance_id, r.side)
             snapshot = Order(
                 order_id=order_id,
                 tier=tier,
@@ -639,6 +643,7 @@ class Venue:
             )
             self.ledger.post(request)
         pending.clear()
+        self._waiting[book.tier].clear()
         if result.clearing_price is not None:
             self._last_price[tier] = result.clearing_price
         self._finished_auction_orders.update((o.order_id, o) for o in snapshots)
@@ -681,11 +686,11 @@ class Venue:
         if not auction:
             check_expiry(r.time_in_force, r.expires_at, now)
         self._check_limits(r.instance_id, r.side, r.price)
-        if auction:
-            for other in self._pending[tier].values():
-                if other.owner == r.instance_id and other.side is not r.side:
-                    raise SelfTradeRejected(r.instance_id, other.order_id)
         return required_escrow(r.side, r.price, r.quantity, config.fee_bps)
+
+    def _wait(self, tier: str, owner: str, side: Side) -> None:
+        waiting = self._waiting[tier].setdefault(owner, [side, 0])
+        waiting[1] += 1
 
     def _next_id(self) -> str:
         self._seq += 1
@@ -701,13 +706,29 @@ class Venue:
     ) -> list[tuple[int, str]]:
         """Validate and lock escrow for each request; return ``(position, order_id)`` locked."""
         valid: list[tuple[int, str, int]] = []
+        batch_sides: dict[tuple[str, str], tuple[Side, str]] = {}
         for i, r in enumerate(requests):
             try:
                 amount = self._validate(r, now, auction)
             except MarketError as exc:
                 results[i] = exc
                 continue
-            valid.append((i, self._next_id(), amount))
+            order_id = self._next_id()
+            if auction:
+                tier = self._instances[r.instance_id]
+                waiting = self._waiting[tier].get(r.instance_id)
+                if waiting is not None and waiting[0] is not r.side:
+                    other_id = next(
+                        o.order_id for o in self._pending[tier].values() if o.owner == r.instance_id
+                    )
+                    results[i] = SelfTradeRejected(r.instance_id, other_id)
+                    continue
+                other = batch_sides.get((tier, r.instance_id))
+                if other is not None and other[0] is not r.side:
+                    results[i] = SelfTradeRejected(r.instance_id, other[1])
+                    continue
+                batch_sides.setdefault((tier, r.instance_id), (r.side, order_id))
+            valid.append((i, order_id, amount))
         # check the owners can pay before opening any escrow account, so that a
         # rejected order leaves no trace
         owners = {owner_account(requests[i].side, requests[i].instance_id) for i, _, _ in valid}
@@ -863,6 +884,10 @@ class Venue:
         now = self._clock()
         held = self._held.pop(order_id)
         del self._pending[snapshot.tier][order_id]
+        waiting = self._waiting[snapshot.tier][snapshot.owner]
+        waiting[1] -= 1
+        if waiting[1] == 0:
+            del self._waiting[snapshot.tier][snapshot.owner]
         del self._auction_snapshots[order_id]
         self._seq += 1
         request = EntryRequest(

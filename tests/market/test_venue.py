@@ -299,3 +299,20 @@ def test_no_balance_backs_two_orders_at_once(venue: Venue) -> None:
     assert not isinstance(third, Exception)
     assert venue.ledger.balance(instance_funds("alice")) == 100_000 - 60_180
     assert venue.ledger.balance(instance_credits("alice")) == 0
+
+
+def test_self_trade_in_one_auction_batch_is_rejected_and_cancel_lifts_it(venue: Venue) -> None:
+    first, second, third = venue.submit_to_auction(
+        [
+            OrderRequest("bob", Side.SELL, 100, 1_000),
+            OrderRequest("bob", Side.BUY, 120, 1_000),
+            OrderRequest("bob", Side.SELL, 105, 1_000),
+        ]
+    )
+    assert isinstance(second, SelfTradeRejected)
+    assert second.order_id == first.order_id
+    assert not isinstance(third, Exception)
+    venue.cancel(first.order_id)
+    venue.cancel(third.order_id)
+    (bid,) = venue.submit_to_auction([OrderRequest("bob", Side.BUY, 120, 1_000)])
+    assert bid.state is OrderState.OPEN
