@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import uuid
+import os
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
@@ -132,7 +132,7 @@ class Ledger:
         pending = [
             Pending(
                 Entry(
-                    id=uuid.uuid4().hex,
+                    id=os.urandom(16).hex(),
                     idempotency_key=r.idempotency_key,
                     reason=r.reason,
                     actor=r.actor,

@@ -119,10 +119,16 @@ class SqlStore:
         )
         self._max_attempts = max_attempts
         self._postgres = self.engine.dialect.name == "postgresql"
-        update = sa.update(t_accounts).where(t_accounts.c.id == sa.bindparam("b_id"))
-        self._update_balance = update.values(balance=sa.bindparam("b_balance"))
-        self._insert_entry = t_entries.insert()
-        self._insert_transfer = t_transfers.insert()
+        mark = "%s" if self._postgres else "?"
+        self._sql_insert_entry = (
+            "INSERT INTO ledger_entries (id, idempotency_key, fingerprint, reason, actor,"
+            f" created_at_us, metadata) VALUES ({', '.join([mark] * 7)})"
+        )
+        self._sql_insert_transfer = (
+            "INSERT INTO ledger_transfers (entry_id, position, source, destination, amount)"
+            f" VALUES ({', '.join([mark] * 5)})"
+        )
+        self._sql_update_balance = f"UPDATE ledger_accounts SET balance = {mark} WHERE id = {mark}"
 
     # accounts
 
@@ -210,46 +216,56 @@ class SqlStore:
         working = self._lock_balances(conn, touched)
         start = dict(working)
         apply_entries(working, fresh, accounts)
-        entry_rows: list[dict[str, Any]] = []
-        transfer_rows: list[dict[str, Any]] = []
+        created_at_us = {}
+        entry_rows: list[tuple[Any, ...]] = []
+        transfer_rows: list[tuple[Any, ...]] = []
         for item in fresh:
             entry = item.entry
+            moment = entry.created_at
+            if moment not in created_at_us:
+                created_at_us[moment] = to_micros(moment)
+            metadata = entry.metadata
             entry_rows.append(
-                {
-                    "id": entry.id,
-                    "idempotency_key": entry.idempotency_key,
-                    "fingerprint": item.fingerprint,
-                    "reason": entry.reason,
-                    "actor": entry.actor,
-                    "created_at_us": to_micros(entry.created_at),
-                    "metadata": json.dumps(dict(entry.metadata), separators=(",", ":")),
-                }
+                (
+                    entry.id,
+                    entry.idempotency_key,
+                    item.fingerprint,
+                    entry.reason,
+                    entry.actor,
+                    created_at_us[moment],
+                    json.dumps(dict(metadata), separators=(",", ":")) if metadata else "{}",
+                )
             )
+            entry_id = entry.id
             transfer_rows.extend(
-                {
-                    "entry_id": entry.id,
-                    "position": position,
-                    "source": t.source,
-                    "destination": t.destination,
-                    "amount": t.amount,
-                }
+                (entry_id, position, t.source, t.destination, t.amount)
                 for position, t in enumerate(entry.transfers)
             )
-        conn.execute(self._insert_entry, entry_rows)
-        conn.execute(self._insert_transfer, transfer_rows)
-        changed = [{"b_id": a, "b_balance": working[a]} for a in touched if working[a] != start[a]]
+        # Driver-level executemany: one prepared statement, no per-row parameter objects.
+        conn.exec_driver_sql(self._sql_insert_entry, entry_rows)
+        conn.exec_driver_sql(self._sql_insert_transfer, transfer_rows)
+        changed = [(working[a], a) for a in touched if working[a] != start[a]]
         if changed:
-            conn.execute(self._update_balance, changed)
+            conn.exec_driver_sql(self._sql_update_balance, changed)
         return merge_results(fresh, replays)
 
     def _lock_balances(self, conn: Connection, touched: Sequence[str]) -> dict[str, int]:
-        query = sa.select(t_accounts.c.id, t_accounts.c.balance).order_by(t_accounts.c.id)
-        if self._postgres:
-            query = query.with_for_update()
         balances: dict[str, int] = {}
+        if self._postgres:
+            # One statement locks every touched row, in id order, so entries never deadlock.
+            rows = conn.exec_driver_sql(
+                "SELECT id, balance FROM ledger_accounts WHERE id = ANY(%s) ORDER BY id FOR UPDATE",
+                (list(touched),),
+            )
+            balances.update(rows.all())
+            return balances
         for start in range(0, len(touched), _CHUNK):
-            chunk = touched[start : start + _CHUNK]
-            balances.update(conn.execute(query.where(t_accounts.c.id.in_(chunk))).all())
+            chunk = tuple(touched[start : start + _CHUNK])
+            marks = ",".join("?" * len(chunk))
+            rows = conn.exec_driver_sql(
+                f"SELECT id, balance FROM ledger_accounts WHERE id IN ({marks})", chunk
+            )
+            balances.update(rows.all())
         return balances
 
     def _load_keys(
