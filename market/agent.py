@@ -1,0 +1,811 @@
+"""The Virtual Instance Agent: it trades its instance's credits on the instance's forecast.
+
+From its instance's balance, earn rate and cap, the owner's policy and the demand
+forecast for the next hour, day and week, the agent works out two amounts (integer
+milli-credits):
+
+* **spare**: what it can sell. The agent runs its balance forward hour by hour at the
+  *upper-quantile* need (the highest quantile forecast, q90), earning its baseline
+  and clipping at the cap, over every hour forecast (up to a week). The lowest point
+  of that path, less the safety margin, is what it can part with: selling ``x`` now
+  lowers every later balance by at most ``x``, so the path never drops below the
+  margin. It never offers more.
+* **lack**: what it should buy. The same run at the quantile of the owner's risk level
+  (q50 takes risks, q90 buys insurance) over the buy horizon (a day by default): the
+  credits that keep that path above the safety margin.
+
+Limit prices come from :mod:`market.valuation`. Bids never exceed the owner's
+``max_bid``, the throttle cost, or what the owner's budget (and the instance's funds)
+can escrow; asks never go below ``min_ask``.
+
+The hourly need at hour ``t`` comes from the shortest horizon that covers it: the
+hour forecast for the first hour, the day forecast up to hour 24, the week forecast
+after. Demand is percent of the instance's vCPUs, so an hour at ``u`` % on ``v``
+vCPUs needs ``v * u * 600`` milli-credits (rounded up).
+
+A missing, stale or unusable forecast switches the agent to its **fallback rule**: it
+withdraws every ask and offers nothing, and bids only to keep one hour of full
+demand (``v * 60`` credits, ``fallback_reserve_hours`` of them) in its balance. The
+decision says which rule applied and why.
+
+:meth:`Agent.decide` is pure: it reads a plain :class:`AgentState` and returns an
+:class:`AgentDecision` whose ``intents`` cancel and place orders; it does no I/O.
+:class:`VenueAgents` runs the agents of a fleet in process over a
+:class:`~market.venue.Venue` (the fleet replay); ``serving.agent_client`` runs one over
+the HTTP API.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from fractions import Fraction
+from typing import Any, Literal
+
+from market.clock import to_micros
+from market.decisions import (
+    DecisionLog,
+    DecisionRecord,
+    InvalidAgentInput,
+    InvalidPolicy,
+    plain,
+)
+from market.errors import MarketError
+from market.orders import MILLI, Side, bid_escrow
+from market.valuation import Valuation, book_scarcity, forecast_uncertainty, value_credit
+
+BPS = 10_000
+HORIZONS: Mapping[str, int] = {"hour": 1, "day": 24, "week": 168}
+_MILLI_PER_VCPU_PERCENT_HOUR = 600  # one vCPU at 1 % for 60 minutes is 0.6 credits
+
+IntentAction = Literal["place", "cancel"]
+SideName = Literal["buy", "sell"]
+
+
+# inputs
+
+
+def quantile_level(column: str) -> Fraction:
+    """Return the level of a quantile column name: ``"q90" -> 9/10``, ``"q97.5" -> 39/40``.
+
+    Raises
+    ------
+    InvalidAgentInput
+        For a name that is not ``q`` followed by a percentage strictly in ``(0, 100)``.
+    """
+    try:
+        level = Fraction(column[1:]) / 100 if column.startswith("q") else None
+    except ValueError:
+        level = None
+    if level is None or not 0 < level < 1:
+        raise InvalidAgentInput("quantile column", column, "must read like 'q50' or 'q90'")
+    return level
+
+
+@dataclass(frozen=True, slots=True)
+class HorizonForecast:
+    """One horizon's hourly demand forecast, in percent of the instance's vCPUs.
+
+    ``quantiles`` maps quantile columns (``"q50"``, ``"q90"``) to as many values as
+    ``point``.
+    """
+
+    point: tuple[float, ...]
+    quantiles: Mapping[str, tuple[float, ...]]
+
+
+@dataclass(frozen=True, slots=True)
+class InstanceForecast:
+    """An instance's forecasts for the next hour, day and week (any subset)."""
+
+    generated_at: datetime
+    horizons: Mapping[str, HorizonForecast]
+    model_version: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class OpenOrder:
+    """One of the instance's orders still in the market, and what it holds in escrow.
+
+    ``escrow`` is credits (milli-credits) for an ask and funds (minor units) for a bid.
+    """
+
+    order_id: str
+    side: SideName
+    price: int
+    remaining: int
+    escrow: int
+
+
+@dataclass(frozen=True, slots=True)
+class MarketView:
+    """What the agent knows of its tier's market.
+
+    ``scarcity`` in ``[0, 1]`` (``1/2`` balanced; see :func:`~market.valuation.book_scarcity`).
+    """
+
+    recent_prices: tuple[int, ...] = ()
+    scarcity: Fraction = Fraction(1, 2)
+    tick_size: int = 1
+    fee_bps: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class AgentState:
+    """Everything one decision reads: plain values, no handles.
+
+    ``credits`` and ``funds`` are the free balances (not held in escrow); ``earn_rate``
+    is milli-credits per hour and ``cap`` the most the balance holds.
+    """
+
+    instance_id: str
+    tier: str
+    vcpus: int
+    now: datetime
+    credits: int
+    funds: int
+    earn_rate: int
+    cap: int
+    forecast: InstanceForecast | None
+    market: MarketView = field(default_factory=MarketView)
+    open_orders: tuple[OpenOrder, ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OwnerPolicy:
+    """The owner's settings for its instance's agent.
+
+    Parameters
+    ----------
+    throttle_cost
+        What one throttled vCPU-minute costs the owner, minor units; the bid ceiling.
+    risk_quantile
+        The forecast quantile the agent buys for (``"q50"`` takes risks, ``"q90"``
+        insures); selling is always guarded by the highest quantile forecast.
+    safety_margin
+        Milli-credits kept beyond the need, plus ``safety_margin_bps`` of the need of
+        the next 24 hours.
+    max_bid, min_ask
+        The highest price it may bid and the lowest it may ask; ``None`` for none.
+    budget
+        The most minor units it may hold in bids at once; ``None`` for its funds.
+    buy_horizon_hours
+        How far ahead it buys for.
+    max_forecast_age
+        An older forecast is stale and the fallback rule applies.
+    min_order
+        The smallest quantity it offers, milli-credits.
+    fallback_reserve_hours
+        Hours of full demand the fallback rule keeps in the balance.
+    """
+
+    throttle_cost: int = 100
+    risk_quantile: str = "q90"
+    safety_margin: int = 1_000
+    safety_margin_bps: int = 1_000
+    max_bid: int | None = None
+    min_ask: int | None = None
+    budget: int | None = None
+    buy_horizon_hours: int = 24
+    max_forecast_age: timedelta = timedelta(hours=2)
+    min_order: int = 1_000
+    fallback_reserve_hours: int = 1
+
+    def __post_init__(self) -> None:
+        for name in ("throttle_cost", "buy_horizon_hours", "min_order"):
+            value = getattr(self, name)
+            if type(value) is not int or value <= 0:
+                raise InvalidPolicy(name, value, "must be a positive int")
+        for name in ("safety_margin", "safety_margin_bps", "fallback_reserve_hours"):
+            value = getattr(self, name)
+            if type(value) is not int or value < 0:
+                raise InvalidPolicy(name, value, "must be a non-negative int")
+        for name in ("max_bid", "min_ask", "budget"):
+            value = getattr(self, name)
+            if value is not None and (type(value) is not int or value < 0):
+                raise InvalidPolicy(name, value, "must be a non-negative int or None")
+        try:
+            quantile_level(self.risk_quantile)
+        except InvalidAgentInput as exc:
+            raise InvalidPolicy("risk_quantile", self.risk_quantile, str(exc)) from None
+        if self.max_forecast_age <= timedelta(0):
+            raise InvalidPolicy("max_forecast_age", self.max_forecast_age, "must be positive")
+
+
+# outputs
+
+
+@dataclass(frozen=True, slots=True)
+class OrderIntent:
+    """One change the agent wants in the market: place an order, or cancel one.
+
+    ``key`` is an idempotency key unique to the decision and the intent, so a retried
+    placement books nothing twice.
+    """
+
+    instance_id: str
+    action: IntentAction
+    key: str
+    side: SideName | None = None
+    price: int = 0
+    quantity: int = 0
+    order_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AgentDecision:
+    """What one decision worked out, why, and the intents it produced.
+
+    ``outcome`` is ``orders`` (intents to apply), ``hold`` (the market already holds what
+    it wants), ``fallback`` (the forecast was missing, stale or unusable), or
+    ``blocked`` (an owner limit makes the wanted trade impossible).
+    """
+
+    instance_id: str
+    tier: str
+    at: datetime
+    outcome: str
+    intents: tuple[OrderIntent, ...]
+    spare: int
+    lack: int
+    reasons: tuple[str, ...]
+    inputs: Mapping[str, Any]
+    valuation: Valuation | None = None
+
+    def record(self) -> DecisionRecord:
+        """Return the decision as a log record with its inputs."""
+        detail: dict[str, Any] = {
+            "tier": self.tier,
+            "spare": self.spare,
+            "lack": self.lack,
+            "reasons": list(self.reasons),
+            "inputs": plain(self.inputs),
+            "intents": [
+                {
+                    "action": i.action,
+                    "side": i.side,
+                    "price": i.price,
+                    "quantity": i.quantity,
+                    "order_id": i.order_id,
+                    "key": i.key,
+                }
+                for i in self.intents
+            ],
+        }
+        if self.valuation is not None:
+            v = self.valuation
+            detail["valuation"] = plain(
+                {
+                    "anchor": v.anchor,
+                    "scarcity": v.scarcity,
+                    "uncertainty": v.uncertainty,
+                    "market_value": v.market_value,
+                    "bid_value": v.bid_value,
+                    "keep_value": v.keep_value,
+                    "bid_price": v.bid_price,
+                    "ask_price": v.ask_price,
+                }
+            )
+        return DecisionRecord("agent", self.instance_id, self.at, self.outcome, detail)
+
+
+# the arithmetic
+
+
+def hourly_need(forecast: InstanceForecast, column: str, vcpus: int) -> list[int]:
+    """Return the milli-credits needed each hour ahead, from the shortest covering horizon.
+
+    ``column`` is ``"point"`` or a quantile column. Raises :class:`InvalidAgentInput`
+    for a missing column, a length that is not the horizon's, or a value that is not a
+    finite percentage in ``[0, 100]``.
+    """
+    ordered = sorted(
+        forecast.horizons.items(), key=lambda kv: HORIZONS.get(kv[0], len(kv[1].point))
+    )
+    series: list[tuple[float, ...]] = []
+    for name, horizon in ordered:
+        values = horizon.point if column == "point" else horizon.quantiles.get(column)
+        if values is None:
+            raise InvalidAgentInput("forecast", name, f"has no {column} column")
+        if name in HORIZONS and len(values) != HORIZONS[name]:
+            raise InvalidAgentInput(
+                "forecast", name, f"has {len(values)} hours, not {HORIZONS[name]}"
+            )
+        series.append(values)
+    need: list[int] = []
+    for values in series:
+        for u in values[len(need) :]:
+            if not (isinstance(u, int | float) and math.isfinite(u) and 0 <= u <= 100):
+                raise InvalidAgentInput("forecast value", u, "must be a percentage in [0, 100]")
+            need.append(math.ceil(vcpus * u * _MILLI_PER_VCPU_PERCENT_HOUR - 1e-9))
+    return need
+
+
+def balance_path(start: int, earn_rate: int, cap: int, need: Sequence[int]) -> list[int]:
+    """Return the balance after each hour: earn, spend ``need``, clip at ``cap``.
+
+    The path may go negative: that is the credits the instance would lack.
+    """
+    path = []
+    balance = start
+    for hour_need in need:
+        balance = min(cap, balance + earn_rate - hour_need)
+        path.append(balance)
+    return path
+
+
+def spare_credits(holdings: int, earn_rate: int, cap: int, need: Sequence[int], margin: int) -> int:
+    """Return the most milli-credits that can go now with the path staying above ``margin``."""
+    lowest = min([holdings, *balance_path(holdings, earn_rate, cap, need)])
+    return max(0, lowest - margin)
+
+
+def lacking_credits(
+    holdings: int, earn_rate: int, cap: int, need: Sequence[int], margin: int
+) -> int:
+    """Return the fewest milli-credits to add now so the path stays above ``margin``."""
+    lowest = min(balance_path(holdings, earn_rate, cap, need), default=holdings)
+    return max(0, margin - lowest)
+
+
+def affordable_quantity(money: int, price: int, fee_bps: int) -> int:
+    """Return the most milli-credits a bid at ``price`` can escrow with ``money``."""
+    if price <= 0 or money <= 0:
+        return 0
+    # escrow grows with quantity, so bisect between a quantity that fits and one that
+    # does not: beyond ``high`` even the value alone exceeds the money
+    low, high = 0, ((money + 1) * MILLI - 1) // price + 1
+    while high - low > 1:
+        middle = (low + high) // 2
+        if bid_escrow(middle, price, fee_bps) <= money:
+            low = middle
+        else:
+            high = middle
+    return low
+
+
+def _margin(policy: OwnerPolicy, need: Sequence[int]) -> int:
+    # a share of the next day's need: a week's would keep most of the balance idle
+    return policy.safety_margin + sum(need[:24]) * policy.safety_margin_bps // BPS
+
+
+def _check_state(state: AgentState) -> None:
+    for name in ("vcpus", "earn_rate", "cap"):
+        value = getattr(state, name)
+        if type(value) is not int or value <= 0:
+            raise InvalidAgentInput(name, value, "must be a positive int")
+    for name in ("credits", "funds"):
+        value = getattr(state, name)
+        if type(value) is not int or value < 0:
+            raise InvalidAgentInput(name, value, "must be a non-negative int")
+    if state.now.tzinfo is None:
+        raise InvalidAgentInput("now", state.now, "must be timezone-aware")
+    for order in state.open_orders:
+        if order.side not in ("buy", "sell") or order.remaining <= 0 or order.escrow < 0:
+            raise InvalidAgentInput("open order", order, "needs a side, quantity and escrow")
+
+
+class Agent:
+    """The Virtual Instance Agent of one owner's policy; one instance per decision."""
+
+    def __init__(self, policy: OwnerPolicy | None = None) -> None:
+        self.policy = policy or OwnerPolicy()
+
+    def decide(self, state: AgentState) -> AgentDecision:
+        """Work out the instance's spare and lacking credits, prices, and order intents.
+
+        Raises
+        ------
+        InvalidAgentInput
+            For a state out of its domain (negative balances, a naive time, ...). A
+            forecast that cannot be used is not an error: the fallback rule applies.
+        """
+        _check_state(state)
+        policy = self.policy
+        asks = [o for o in state.open_orders if o.side == "sell"]
+        bids = [o for o in state.open_orders if o.side == "buy"]
+        # credits and funds held by the agent's own orders come back when it cancels them
+        holdings = state.credits + sum(o.escrow for o in asks)
+        money = state.funds + sum(o.escrow for o in bids)
+        spendable = money if policy.budget is None else min(money, policy.budget)
+        reasons: list[str] = []
+        inputs: dict[str, Any] = {
+            "credits": state.credits,
+            "funds": state.funds,
+            "holdings": holdings,
+            "money": money,
+            "earn_rate": state.earn_rate,
+            "cap": state.cap,
+            "risk_quantile": policy.risk_quantile,
+            "recent_prices": list(state.market.recent_prices[:20]),
+            "scarcity": state.market.scarcity,
+        }
+        problem = self._forecast_problem(state)
+        if problem is not None:
+            reasons.append(f"fallback: {problem}; no asks, bids only for a reserve")
+            reserve_need = [state.vcpus * 60 * MILLI] * policy.fallback_reserve_hours
+            spare = 0
+            lack = lacking_credits(holdings, state.earn_rate, state.cap, reserve_need, 0)
+            valuation = self._value(state, Fraction(9, 10), Fraction(0), overflows=False)
+            outcome = "fallback"
+            inputs["forecast"] = problem
+        else:
+            assert state.forecast is not None
+            spare, lack, valuation, detail = self._plan(state, holdings)
+            inputs.update(detail)
+            outcome = "orders"
+        bid = ask = None
+        if lack > 0:
+            quantity = max(lack, policy.min_order)
+            if valuation.bid_price is None:
+                reasons.append(
+                    f"blocked: max_bid {policy.max_bid} leaves no price on the tick "
+                    f"{state.market.tick_size}; lacking {lack} milli-credits unbought"
+                )
+            else:
+                affordable = affordable_quantity(
+                    spendable, valuation.bid_price, state.market.fee_bps
+                )
+                if affordable == 0:
+                    reasons.append(
+                        f"blocked: budget {spendable} cannot escrow one milli-credit at "
+                        f"{valuation.bid_price}; lacking {lack} milli-credits unbought"
+                    )
+                else:
+                    if affordable < quantity:
+                        reasons.append(f"budget buys {affordable} of {quantity} milli-credits")
+                    bid = (valuation.bid_price, min(quantity, affordable))
+        if spare >= policy.min_order:
+            ask = (valuation.ask_price, spare)
+        intents = self._reconcile(state, bid, ask)
+        if outcome != "fallback":
+            blocked = any(r.startswith("blocked") for r in reasons)
+            if blocked and not intents:
+                outcome = "blocked"
+            elif not intents:
+                outcome = "hold"
+        return AgentDecision(
+            instance_id=state.instance_id,
+            tier=state.tier,
+            at=state.now,
+            outcome=outcome,
+            intents=tuple(intents),
+            spare=spare,
+            lack=lack,
+            reasons=tuple(reasons),
+            inputs=inputs,
+            valuation=valuation,
+        )
+
+    def _forecast_problem(self, state: AgentState) -> str | None:
+        forecast = state.forecast
+        if forecast is None or not forecast.horizons:
+            return "no forecast for the instance"
+        age = state.now - forecast.generated_at
+        if age > self.policy.max_forecast_age:
+            return f"forecast is stale: generated {age} ago"
+        try:
+            columns = {c for h in forecast.horizons.values() for c in h.quantiles}
+            if self.policy.risk_quantile not in columns:
+                return f"forecast has no {self.policy.risk_quantile} quantile"
+            for column in (*columns, "point"):
+                hourly_need(forecast, column, state.vcpus)
+        except InvalidAgentInput as exc:
+            return f"forecast unusable: {exc}"
+        return None
+
+    def _plan(self, state: AgentState, holdings: int) -> tuple[int, int, Valuation, dict[str, Any]]:
+        policy = self.policy
+        assert state.forecast is not None
+        columns = sorted(
+            {c for h in state.forecast.horizons.values() for c in h.quantiles}, key=quantile_level
+        )
+        upper = columns[-1]
+        if quantile_level(policy.risk_quantile) > quantile_level(upper):
+            upper = policy.risk_quantile
+        need_high = hourly_need(state.forecast, upper, state.vcpus)
+        need_risk = hourly_need(state.forecast, policy.risk_quantile, state.vcpus)
+        mid_column = "q50" if "q50" in columns else "point"
+        need_mid = hourly_need(state.forecast, mid_column, state.vcpus)
+        margin_high = _margin(policy, need_high)
+        spare = spare_credits(holdings, state.earn_rate, state.cap, need_high, margin_high)
+        buy_need = need_risk[: policy.buy_horizon_hours]
+        lack = lacking_credits(
+            holdings, state.earn_rate, state.cap, buy_need, _margin(policy, buy_need)
+        )
+        if spare > 0:
+            lack = 0
+        path_high = balance_path(holdings, state.earn_rate, state.cap, need_high)
+        overflows = bool(path_high) and max(path_high) >= state.cap
+        uncertainty = forecast_uncertainty(sum(need_mid), sum(need_high))
+        valuation = self._value(state, quantile_level(upper), uncertainty, overflows=overflows)
+        detail = {
+            "upper_quantile": upper,
+            "hours": len(need_high),
+            "need_upper": sum(need_high),
+            "need_mid": sum(need_mid),
+            "need_risk_buy_horizon": sum(buy_need),
+            "safety_margin": margin_high,
+            "lowest_upper_path": min(path_high, default=holdings),
+            "overflows_cap": overflows,
+            "forecast_generated_at": state.forecast.generated_at,
+            "model_version": state.forecast.model_version,
+        }
+        return spare, lack, valuation, detail
+
+    def _value(
+        self, state: AgentState, quantile: Fraction, uncertainty: Fraction, *, overflows: bool
+    ) -> Valuation:
+        policy = self.policy
+        return value_credit(
+            throttle_cost=policy.throttle_cost,
+            quantile=quantile,
+            recent_prices=state.market.recent_prices,
+            scarcity=state.market.scarcity,
+            uncertainty=uncertainty,
+            overflows_cap=overflows,
+            tick_size=state.market.tick_size,
+            max_bid=policy.max_bid,
+            min_ask=policy.min_ask,
+        )
+
+    def _reconcile(
+        self,
+        state: AgentState,
+        bid: tuple[int, int] | None,
+        ask: tuple[int, int] | None,
+    ) -> list[OrderIntent]:
+        stamp = f"{state.instance_id}-{to_micros(state.now)}"
+        cancels: list[OrderIntent] = []
+        wanted: dict[SideName, tuple[int, int] | None] = {"buy": bid, "sell": ask}
+        for order in state.open_orders:
+            target = wanted.get(order.side)
+            if target is not None and target == (order.price, order.remaining):
+                wanted[order.side] = None  # already in the market as wanted
+                continue
+            cancels.append(
+                OrderIntent(
+                    state.instance_id,
+                    "cancel",
+                    f"{stamp}-c{len(cancels)}",
+                    side=order.side,
+                    order_id=order.order_id,
+                )
+            )
+        places = [
+            OrderIntent(
+                state.instance_id,
+                "place",
+                f"{stamp}-{side}",
+                side=side,
+                price=target[0],
+                quantity=target[1],
+            )
+            for side, target in wanted.items()
+            if target is not None
+        ]
+        # cancels first: their escrow funds the new orders
+        return cancels + places
+
+
+# running a fleet in process
+
+
+@dataclass(frozen=True, slots=True)
+class IntentResult:
+    """What the market did with one intent: the order id, or the error that refused it."""
+
+    intent: OrderIntent
+    order_id: str | None
+    error: str | None = None
+    error_type: str | None = None
+
+
+def recent_prices_of(venue: Any, tier: str, n: int = 20) -> tuple[int, ...]:
+    """Return the prices of a tier's latest trades on ``venue``, newest first."""
+    return tuple(t.price for t in venue.market_data.last_trades(tier, n))
+
+
+class VenueAgents:
+    """The agents of a fleet, run in process over a venue (the fleet replay's transport).
+
+    Parameters
+    ----------
+    venue
+        The :class:`~market.venue.Venue` whose books the agents trade in.
+    instances
+        ``(instance_id, tier, vcpus, earn_rate, cap)`` of every instance with an agent.
+    policies
+        One policy for every agent, or one per instance id (missing ones use defaults).
+    log
+        Where each decision and each refusal is recorded; ``None`` keeps none.
+    clock
+        The market's clock; nothing here reads another.
+    """
+
+    def __init__(
+        self,
+        venue: Any,
+        instances: Iterable[tuple[str, str, int, int, int]],
+        policies: OwnerPolicy | Mapping[str, OwnerPolicy] | None,
+        log: DecisionLog | None,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self.venue = venue
+        self.instances = {i[0]: i for i in instances}
+        self._policies = policies
+        self._agents: dict[str, Agent] = {}
+        self.log = log
+        self._clock = clock
+
+    def agent(self, instance_id: str) -> Agent:
+        """Return the agent of an instance."""
+        found = self._agents.get(instance_id)
+        if found is None:
+            policies = self._policies
+            if isinstance(policies, OwnerPolicy) or policies is None:
+                policy = policies
+            else:
+                policy = policies.get(instance_id)
+            found = self._agents[instance_id] = Agent(policy)
+        return found
+
+    def states(
+        self,
+        forecasts: Mapping[str, InstanceForecast | None],
+        scarcity: Mapping[str, Fraction] | None = None,
+    ) -> list[AgentState]:
+        """Read every agent's state from the venue's ledger and books in one pass."""
+        from market.ledger import instance_credits, instance_funds
+
+        now = self._clock()
+        balances = self.venue.ledger.balances("instance:")
+        tiers = {i[1] for i in self.instances.values()}
+        open_by_owner: dict[str, list[OpenOrder]] = defaultdict(list)
+        views: dict[str, MarketView] = {}
+        depth: dict[str, tuple[int, int]] = {}
+        for tier in tiers:
+            book = self.venue.book(tier)
+            bid_qty = ask_qty = 0
+            for order in book.open_orders():
+                if order.side is Side.BUY:
+                    bid_qty += order.remaining
+                else:
+                    ask_qty += order.remaining
+                if order.owner in self.instances:
+                    open_by_owner[order.owner].append(
+                        OpenOrder(
+                            order.order_id,
+                            order.side.value,
+                            order.price,
+                            order.remaining,
+                            self.venue.escrow_left(order.order_id),
+                        )
+                    )
+            depth[tier] = (bid_qty, ask_qty)
+            views[tier] = MarketView(
+                recent_prices=recent_prices_of(self.venue, tier),
+                tick_size=book.config.tick_size,
+                fee_bps=book.config.fee_bps,
+            )
+        states = []
+        for instance_id, tier, vcpus, earn_rate, cap in self.instances.values():
+            own = open_by_owner.get(instance_id, [])
+            given = (scarcity or {}).get(tier)
+            if given is None:
+                # the agent's own orders say nothing about how scarce credits are
+                bid_qty, ask_qty = depth[tier]
+                bid_qty -= sum(o.remaining for o in own if o.side == "buy")
+                ask_qty -= sum(o.remaining for o in own if o.side == "sell")
+                given = book_scarcity(bid_qty, ask_qty)
+            states.append(
+                AgentState(
+                    instance_id=instance_id,
+                    tier=tier,
+                    vcpus=vcpus,
+                    now=now,
+                    credits=balances.get(instance_credits(instance_id), 0),
+                    funds=balances.get(instance_funds(instance_id), 0),
+                    earn_rate=earn_rate,
+                    cap=cap,
+                    forecast=forecasts.get(instance_id),
+                    market=dataclasses.replace(views[tier], scarcity=given),
+                    open_orders=tuple(own),
+                )
+            )
+        return states
+
+    def step(
+        self,
+        forecasts: Mapping[str, InstanceForecast | None],
+        scarcity: Mapping[str, Fraction] | None = None,
+    ) -> tuple[list[AgentDecision], list[IntentResult]]:
+        """Let every agent decide, then cancel and place all their orders in one batch.
+
+        A refused intent changes nothing in the market; it is returned with its error
+        and recorded as a ``rejected`` decision.
+        """
+        from market.venue import OrderRequest
+
+        decisions = [self.agent(s.instance_id).decide(s) for s in self.states(forecasts, scarcity)]
+        results: list[IntentResult] = []
+        places: list[OrderIntent] = []
+        for decision in decisions:
+            for intent in decision.intents:
+                if intent.action == "place":
+                    places.append(intent)
+                    continue
+                assert intent.order_id is not None
+                try:
+                    self.venue.cancel(intent.order_id)
+                    results.append(IntentResult(intent, intent.order_id))
+                except MarketError as exc:
+                    results.append(IntentResult(intent, None, str(exc), type(exc).__name__))
+        requests = [
+            OrderRequest(i.instance_id, Side(str(i.side)), i.price, i.quantity) for i in places
+        ]
+        for intent, outcome in zip(places, self.venue.place_many(requests), strict=True):
+            if isinstance(outcome, MarketError):
+                results.append(IntentResult(intent, None, str(outcome), type(outcome).__name__))
+            else:
+                results.append(IntentResult(intent, outcome.order.order_id))
+        if self.log is not None:
+            self.log.record(
+                [d.record() for d in decisions] + rejection_records(results, self._clock())
+            )
+        return decisions, results
+
+
+def rejection_records(results: Iterable[IntentResult], at: datetime) -> list[DecisionRecord]:
+    """Return a ``rejected`` decision record for every intent the market refused."""
+    return [
+        DecisionRecord(
+            "agent",
+            r.intent.instance_id,
+            at,
+            "rejected",
+            {
+                "action": r.intent.action,
+                "side": r.intent.side,
+                "price": r.intent.price,
+                "quantity": r.intent.quantity,
+                "order_id": r.intent.order_id,
+                "key": r.intent.key,
+                "error": r.error,
+                "error_type": r.error_type,
+            },
+        )
+        for r in results
+        if r.error is not None
+    ]
+
+
+def forecasts_from_frame(frame: Any) -> dict[str, InstanceForecast]:
+    """Return each instance's forecast from the ``predict`` flow's frame.
+
+    ``frame`` has ``unique_id, horizon, ds, yhat`` and quantile columns (``q50``,
+    ``q90``), with ``generated_at`` and ``model_version`` where known.
+    """
+    quantile_columns = [c for c in frame.columns if str(c).startswith("q")]
+    out: dict[str, InstanceForecast] = {}
+    ordered = frame.sort_values(["unique_id", "horizon", "ds"])
+    for unique_id, rows in ordered.groupby("unique_id", sort=True, observed=True):
+        horizons = {
+            str(name): HorizonForecast(
+                tuple(float(v) for v in part["yhat"]),
+                {q: tuple(float(v) for v in part[q]) for q in quantile_columns},
+            )
+            for name, part in rows.groupby("horizon", sort=True, observed=True)
+        }
+        generated = (
+            rows["generated_at"].iloc[0].to_pydatetime()
+            if "generated_at" in rows
+            else rows["ds"].iloc[0].to_pydatetime() - timedelta(hours=1)
+        )
+        version = str(rows["model_version"].iloc[0]) if "model_version" in rows else ""
+        out[str(unique_id)] = InstanceForecast(generated, horizons, version)
+    return out
