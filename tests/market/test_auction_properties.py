@@ -6,7 +6,7 @@ from collections import Counter
 from datetime import UTC, datetime
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 from market.auction import AuctionMode, AuctionOrder, CallAuction
@@ -23,6 +23,7 @@ order_lists = st.lists(
         st.integers(1, 12).map(lambda k: k * TICK),
         st.integers(1, 6).map(lambda k: k * 100),
     ),
+    min_size=2,
     max_size=25,
 )
 previous_prices = st.none() | st.integers(1, 14).map(lambda k: k * TICK)
@@ -84,6 +85,7 @@ def test_uniform_price_and_volume_match_the_reference(raw, previous) -> None:
     asks = [(o.price, o.quantity) for o in orders if o.side is Side.SELL]
     expected = reference_uniform_price(bids, asks, tick_size=TICK, previous_price=previous)
     assert (result.clearing_price, result.volume) == expected
+    event(f"traded: {result.volume > 0}")
     _check_fills(orders, result)
     if result.clearing_price is not None:
         for side in (Side.BUY, Side.SELL):

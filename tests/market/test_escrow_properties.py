@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from hypothesis import given, settings
+from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 from market.book import BookConfig
@@ -30,13 +30,24 @@ from market.venue import OrderRequest, Venue
 NAMES = ("a", "b", "c")
 FEE_BPS = 50
 
+# bids at 30..60 and asks at 10..40, so that most streams trade
 place = st.tuples(
     st.just("place"),
     st.sampled_from(NAMES),
     st.sampled_from([Side.BUY, Side.SELL]),
-    st.integers(-1, 12).map(lambda k: k * 10),
-    st.integers(-1, 12).map(lambda k: k * 333),
+    st.integers(0, 3),
+    st.integers(1, 6).map(lambda k: k * 333),
     st.sampled_from([TimeInForce.GTC, TimeInForce.IOC, TimeInForce.GTT]),
+).map(lambda op: (*op[:3], (op[3] + (3 if op[2] is Side.BUY else 1)) * 10, *op[4:]))
+# bad input: zero, negative or off-tick prices, zero or negative quantities, or more
+# than the owner holds
+bad_place = st.tuples(
+    st.just("place"),
+    st.sampled_from(NAMES),
+    st.sampled_from([Side.BUY, Side.SELL]),
+    st.sampled_from([0, -10, 15, 30]),
+    st.sampled_from([0, -333, 999, 900_000]),
+    st.just(TimeInForce.GTC),
 )
 cancel = st.tuples(st.just("cancel"), st.integers(0, 30))
 modify = st.tuples(
@@ -46,7 +57,9 @@ modify = st.tuples(
     st.none() | st.integers(1, 12).map(lambda k: k * 333),
 )
 tick = st.tuples(st.just("tick"), st.integers(1, 3))
-streams = st.lists(st.one_of(place, place, cancel, modify, tick), max_size=30)
+streams = st.lists(
+    st.one_of(place, place, place, bad_place, cancel, modify, tick), min_size=4, max_size=30
+)
 
 
 def _venue(clock: ManualClock) -> Venue:
@@ -107,6 +120,12 @@ def test_escrow_conserves_every_asset_after_every_step(stream) -> None:
     venue = _venue(clock)
     orders: dict[str, int] = {}  # order id -> current limit price
     ids: list[str] = []
+    # a resting book to trade against: asks at 30 and 40, bids at 20 and 10
+    seed = [("a", Side.SELL, 30), ("a", Side.SELL, 40), ("b", Side.BUY, 20), ("b", Side.BUY, 10)]
+    for name, side, price in seed:
+        placed = venue.place(name, side, price, 999)
+        orders[placed.order.order_id] = price
+        ids.append(placed.order.order_id)
     for op in stream:
         trades: list[Trade] = []
         before = venue.ledger.balances()
@@ -122,7 +141,16 @@ def test_escrow_conserves_every_asset_after_every_step(stream) -> None:
                     ids.append(result.order.order_id)
                     trades += result.trades
             elif op[0] == "cancel" and ids:
-                venue.cancel(ids[op[1] % len(ids)])
+                order_id = ids[op[1] % len(ids)]
+                order = venue.order(order_id)
+                account = (instance_funds if order.side is Side.BUY else instance_credits)(
+                    order.owner
+                )
+                left = venue.escrow_left(order_id)
+                venue.cancel(order_id)
+                # cancel returns exactly what was left in escrow, to the owner
+                assert venue.ledger.balance(account) == before[account] + left
+                assert venue.ledger.balance(escrow_account(order_id)) == 0
             elif op[0] == "modify" and ids:
                 order_id = ids[op[1] % len(ids)]
                 events = venue.modify(order_id, price=op[2], quantity=op[3])
@@ -135,4 +163,5 @@ def test_escrow_conserves_every_asset_after_every_step(stream) -> None:
         except MarketError:
             assert venue.ledger.balances() == before, "a rejected operation moved a balance"
         _check(venue, orders, trades)
+    event(f"trades: {len(venue.trade_log()) > 0}")
     assert venue.ledger.verify().ok
