@@ -1,0 +1,470 @@
+"""CEM automation: exchange rates that follow forecast demand, and pool swaps.
+
+Every interval, for each tier, the automation compares the credits its instances are
+forecast to draw from the tier's pool (``demand``: the sum of their forecast
+shortfalls, see :func:`instance_pool_demand`) with what the pool holds
+(``available``), within its physical capacity. In milli-credits throughout.
+
+**Exchange rates.** The tier's *excess demand* is
+``e = (demand - available) / max(demand, available, 1)``, in ``[-1, 1]``. It is
+smoothed, ``s = alpha * e + (1 - alpha) * s_previous``, and the rate moves by
+``gain_bps * s`` basis points, clamped to ``max_step_bps`` per interval, with no move
+inside the dead band ``|s| < deadband``. The new rate is rounded towards the old one,
+so a step never exceeds its bound, and stays within ``[min_rate, max_rate]``. The step
+is monotone in the excess demand. A tier whose rate an administrator set by hand is
+*pinned*: the automation leaves its rate alone until the administrator releases it.
+
+**Swaps.** A saturated tier (``demand > available``) needs ``demand - available``
+milli-credits, at most its headroom (``capacity - available``). An under-used tier can
+spare what its pool holds beyond its own demand and a reserve (``reserve_bps`` of that
+demand). Destinations are served largest need first from the largest spares; the
+amount taken from a source is ``floor(out * destination_rate / source_rate)``, so what
+arrives, converted at the rates, never exceeds the destination's need or headroom,
+and what leaves never exceeds the source's spare.
+
+:meth:`CemAutomation.step` is pure: plain :class:`TierState` in, :class:`CemDecision`
+out. :func:`apply_decision` books the swaps (first, at the rates they were planned at)
+and then the rate changes through :class:`~market.exchange.CreditExchange`, and
+records every decision with its inputs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from fractions import Fraction
+from typing import Any
+
+from market.clock import to_micros
+from market.decisions import (
+    DecisionLog,
+    DecisionQuery,
+    DecisionRecord,
+    InvalidAgentInput,
+    InvalidPolicy,
+    plain,
+)
+
+BPS = 10_000
+MANUAL_RELEASED = "manual_rate_released"
+_RATE_OUTCOMES = ("rate", "rate_held", "manual_rate")
+
+
+@dataclass(frozen=True, slots=True)
+class TierState:
+    """One tier as the automation sees it: rate, forecast demand and pool, in milli-credits."""
+
+    tier: str
+    exchange_rate: int
+    demand: int
+    available: int
+    capacity: int
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.tier, str) or not self.tier:
+            raise InvalidAgentInput("tier", self.tier, "must be a non-empty str")
+        if type(self.exchange_rate) is not int or self.exchange_rate <= 0:
+            raise InvalidAgentInput("exchange_rate", self.exchange_rate, "must be a positive int")
+        for name in ("demand", "available", "capacity"):
+            value = getattr(self, name)
+            if type(value) is not int or value < 0:
+                raise InvalidAgentInput(name, value, "must be a non-negative int")
+
+    @property
+    def headroom(self) -> int:
+        """Return how many more milli-credits the pool can take."""
+        return max(0, self.capacity - self.available)
+
+    @property
+    def excess_demand(self) -> Fraction:
+        """Return ``(demand - available) / max(demand, available, 1)``, in ``[-1, 1]``."""
+        return Fraction(self.demand - self.available, max(self.demand, self.available, 1))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CemPolicy:
+    """The automation's settings (an administrator's).
+
+    Parameters
+    ----------
+    gain_bps
+        Rate step, in basis points, for a smoothed excess demand of 1.
+    max_step_bps
+        The largest step per interval, basis points of the current rate.
+    smoothing
+        Weight of the newest excess demand in the smoothed one, in ``(0, 1]``.
+    deadband
+        No step while the smoothed excess demand is smaller than this in magnitude.
+    min_rate, max_rate
+        The range rates stay in, micro-units.
+    reserve_bps
+        What a source pool keeps beyond its own forecast demand, basis points of it.
+    min_swap
+        The smallest swap worth booking, milli-credits of the source.
+    actor
+        The administrator the automation acts as.
+    reason_tag
+        Starts the reason of every rate change it makes; other changes are manual.
+    """
+
+    gain_bps: int = 1_000
+    max_step_bps: int = 500
+    smoothing: Fraction = Fraction(1, 2)
+    deadband: Fraction = Fraction(1, 20)
+    min_rate: int = 100_000
+    max_rate: int = 100_000_000
+    reserve_bps: int = 1_000
+    min_swap: int = 1_000
+    actor: str = "admin"
+    reason_tag: str = "cem-auto"
+
+    def __post_init__(self) -> None:
+        for name in ("gain_bps", "min_rate", "max_rate", "min_swap"):
+            value = getattr(self, name)
+            if type(value) is not int or value <= 0:
+                raise InvalidPolicy(name, value, "must be a positive int")
+        if type(self.max_step_bps) is not int or not 0 < self.max_step_bps < BPS:
+            raise InvalidPolicy("max_step_bps", self.max_step_bps, f"must lie in 1..{BPS - 1}")
+        if type(self.reserve_bps) is not int or self.reserve_bps < 0:
+            raise InvalidPolicy("reserve_bps", self.reserve_bps, "must be a non-negative int")
+        if not isinstance(self.smoothing, Fraction | int) or not 0 < self.smoothing <= 1:
+            raise InvalidPolicy("smoothing", self.smoothing, "must be a Fraction in (0, 1]")
+        if not isinstance(self.deadband, Fraction | int) or not 0 <= self.deadband < 1:
+            raise InvalidPolicy("deadband", self.deadband, "must be a Fraction in [0, 1)")
+        if self.min_rate > self.max_rate:
+            raise InvalidPolicy("min_rate", self.min_rate, f"exceeds max_rate {self.max_rate}")
+        if not self.actor or not self.reason_tag:
+            raise InvalidPolicy("actor", self.actor, "actor and reason_tag must be non-empty")
+
+
+@dataclass(frozen=True, slots=True)
+class RateStep:
+    """What the automation decided for one tier's rate, and from what."""
+
+    tier: str
+    old_rate: int
+    new_rate: int
+    excess_demand: Fraction
+    smoothed: Fraction
+    step_bps: Fraction
+    manual: bool
+
+    @property
+    def changed(self) -> bool:
+        """Return whether the rate moves."""
+        return self.new_rate != self.old_rate
+
+
+@dataclass(frozen=True, slots=True)
+class SwapPlan:
+    """One planned swap: ``amount_in`` from the source pool, ``amount_out`` into the destination."""
+
+    source_tier: str
+    destination_tier: str
+    amount_in: int
+    amount_out: int
+    source_rate: int
+    destination_rate: int
+
+
+@dataclass(frozen=True, slots=True)
+class CemDecision:
+    """One interval's decisions, with the tier states they came from."""
+
+    at: datetime
+    tiers: tuple[TierState, ...]
+    rates: tuple[RateStep, ...]
+    swaps: tuple[SwapPlan, ...]
+
+    def records(self) -> list[DecisionRecord]:
+        """Return one record per tier's rate and one per swap, each with its inputs."""
+        states = {t.tier: t for t in self.tiers}
+        out = []
+        for r in self.rates:
+            state = states[r.tier]
+            outcome = "manual_rate" if r.manual else ("rate" if r.changed else "rate_held")
+            out.append(
+                DecisionRecord(
+                    "cem",
+                    r.tier,
+                    self.at,
+                    outcome,
+                    plain(
+                        {
+                            "demand": state.demand,
+                            "available": state.available,
+                            "capacity": state.capacity,
+                            "excess_demand": r.excess_demand,
+                            "smoothed_excess": r.smoothed,
+                            "step_bps": r.step_bps,
+                            "old_rate": r.old_rate,
+                            "new_rate": r.new_rate,
+                        }
+                    ),
+                )
+            )
+        for s in self.swaps:
+            source, destination = states[s.source_tier], states[s.destination_tier]
+            out.append(
+                DecisionRecord(
+                    "cem",
+                    s.destination_tier,
+                    self.at,
+                    "swap",
+                    {
+                        "source_tier": s.source_tier,
+                        "destination_tier": s.destination_tier,
+                        "amount_in": s.amount_in,
+                        "amount_out": s.amount_out,
+                        "source_rate": s.source_rate,
+                        "destination_rate": s.destination_rate,
+                        "source": {
+                            "demand": source.demand,
+                            "available": source.available,
+                        },
+                        "destination": {
+                            "demand": destination.demand,
+                            "available": destination.available,
+                            "capacity": destination.capacity,
+                        },
+                    },
+                )
+            )
+        return out
+
+
+# the pure rules
+
+
+def rate_step(
+    old_rate: int, excess_demand: Fraction, previous: Fraction, policy: CemPolicy
+) -> tuple[int, Fraction, Fraction]:
+    """Return ``(new_rate, smoothed_excess, step_bps)`` for one tier and interval."""
+    if not -1 <= excess_demand <= 1:
+        raise InvalidAgentInput("excess demand", excess_demand, "must lie in [-1, 1]")
+    smoothed = policy.smoothing * excess_demand + (1 - policy.smoothing) * previous
+    if abs(smoothed) < policy.deadband:
+        step = Fraction(0)
+    else:
+        bound = Fraction(policy.max_step_bps)
+        step = max(-bound, min(bound, policy.gain_bps * smoothed))
+    target = old_rate * (BPS + step) / BPS
+    # rounded towards the old rate, so the step never exceeds its bound
+    moved = int(target // 1) if step >= 0 else -int(-target // 1)
+    new_rate = max(policy.min_rate, min(policy.max_rate, moved))
+    if step > 0:
+        new_rate = max(new_rate, min(old_rate, policy.max_rate))
+    elif step < 0:
+        new_rate = min(new_rate, max(old_rate, policy.min_rate))
+    return new_rate, smoothed, step
+
+
+def plan_swaps(tiers: Sequence[TierState], policy: CemPolicy) -> list[SwapPlan]:
+    """Plan pool swaps from under-used tiers to saturated ones; see the module docstring."""
+    need = {
+        t.tier: min(t.demand - t.available, t.headroom) for t in tiers if t.demand > t.available
+    }
+    spare = {}
+    for t in tiers:
+        keep = t.demand + t.demand * policy.reserve_bps // BPS
+        if t.available > keep:
+            spare[t.tier] = t.available - keep
+    rates = {t.tier: t.exchange_rate for t in tiers}
+    plans = []
+    for destination in sorted(need, key=lambda name: (-need[name], name)):
+        for source in sorted(spare, key=lambda name: (-spare[name], name)):
+            wanted = need[destination]
+            if wanted <= 0:
+                break
+            if source == destination or spare[source] <= 0:
+                continue
+            amount_in = min(spare[source], wanted * rates[destination] // rates[source])
+            amount_out = amount_in * rates[source] // rates[destination]
+            if amount_in < policy.min_swap or amount_out == 0:
+                continue
+            plans.append(
+                SwapPlan(
+                    source, destination, amount_in, amount_out, rates[source], rates[destination]
+                )
+            )
+            spare[source] -= amount_in
+            need[destination] -= amount_out
+    return plans
+
+
+def instance_pool_demand(credits: int, earn_rate: int, cap: int, need: Sequence[int]) -> int:
+    """Return the milli-credits an instance will draw from its pool over ``need``'s hours.
+
+    Its balance runs forward earning ``earn_rate`` and spending ``need`` each hour,
+    clipped at ``cap``; every credit short is drawn from the pool.
+    """
+    balance, drawn = credits, 0
+    for hour_need in need:
+        balance = min(cap, balance + earn_rate - hour_need)
+        if balance < 0:
+            drawn -= balance
+            balance = 0
+    return drawn
+
+
+def pinned_rates(
+    changes: Iterable[Any], releases: Mapping[str, datetime], policy: CemPolicy
+) -> dict[str, int]:
+    """Return the tiers whose rate an administrator set by hand and has not released.
+
+    ``changes`` are :class:`~market.exchange.RateChange` records, oldest first; a change
+    whose reason does not start with the automation's tag is manual.
+    """
+    latest: dict[str, Any] = {}
+    for change in changes:
+        latest[change.tier] = change
+    return {
+        tier: change.new_rate
+        for tier, change in latest.items()
+        if not change.reason.startswith(policy.reason_tag)
+        and (tier not in releases or releases[tier] < change.changed_at)
+    }
+
+
+class CemAutomation:
+    """The CEM's automatic exchange rates and swaps, interval by interval.
+
+    Parameters
+    ----------
+    policy
+        The automation's settings.
+    smoothed
+        Each tier's smoothed excess demand so far (zero for tiers not given).
+    """
+
+    def __init__(
+        self, policy: CemPolicy | None = None, smoothed: Mapping[str, Fraction] | None = None
+    ) -> None:
+        self.policy = policy or CemPolicy()
+        self.smoothed: dict[str, Fraction] = dict(smoothed or {})
+
+    def step(
+        self,
+        tiers: Sequence[TierState],
+        at: datetime,
+        manual_rates: Mapping[str, int] | None = None,
+    ) -> CemDecision:
+        """Decide this interval's rate steps and swaps; remember the smoothed excess demand.
+
+        ``manual_rates`` are the pinned tiers (see :func:`pinned_rates`): their rate is
+        left as it is.
+
+        Raises
+        ------
+        InvalidAgentInput
+            For a naive ``at`` or a tier given twice; nothing is remembered.
+        """
+        if at.tzinfo is None:
+            raise InvalidAgentInput("at", at, "must be timezone-aware")
+        names = [t.tier for t in tiers]
+        if len(set(names)) != len(names):
+            raise InvalidAgentInput("tiers", names, "name a tier more than once")
+        pinned = manual_rates or {}
+        steps = []
+        for t in tiers:
+            new_rate, smoothed, step = rate_step(
+                t.exchange_rate,
+                t.excess_demand,
+                self.smoothed.get(t.tier, Fraction(0)),
+                self.policy,
+            )
+            manual = t.tier in pinned
+            steps.append(
+                RateStep(
+                    t.tier,
+                    t.exchange_rate,
+                    t.exchange_rate if manual else new_rate,
+                    t.excess_demand,
+                    smoothed,
+                    Fraction(0) if manual else step,
+                    manual,
+                )
+            )
+        swaps = plan_swaps(tiers, self.policy)
+        for s in steps:
+            self.smoothed[s.tier] = s.smoothed
+        return CemDecision(at, tuple(tiers), tuple(steps), tuple(swaps))
+
+    @classmethod
+    def resume(cls, policy: CemPolicy, log: DecisionLog, tiers: Iterable[str]) -> CemAutomation:
+        """Return an automation that carries on from the smoothed state its log last recorded."""
+        smoothed = {}
+        for tier in tiers:
+            for record in log.query(DecisionQuery(kind="cem", subject=tier, limit=20)):
+                if record.outcome in _RATE_OUTCOMES and "smoothed_excess" in record.detail:
+                    smoothed[tier] = Fraction(str(record.detail["smoothed_excess"]))
+                    break
+        return cls(policy, smoothed)
+
+
+def releases_of(log: DecisionLog, tiers: Iterable[str]) -> dict[str, datetime]:
+    """Return when each tier's manual rate was last released, from the log."""
+    out = {}
+    for tier in tiers:
+        record = log.latest("cem", tier, MANUAL_RELEASED)
+        if record is not None:
+            out[tier] = record.at
+    return out
+
+
+def release_manual_rate(log: DecisionLog, tier: str, actor: str, at: datetime) -> DecisionRecord:
+    """Record that an administrator hands ``tier``'s rate back to the automation."""
+    (stored,) = log.record([DecisionRecord("cem", tier, at, MANUAL_RELEASED, {"actor": actor})])
+    return stored
+
+
+def apply_decision(
+    exchange: Any, decision: CemDecision, policy: CemPolicy, log: DecisionLog | None
+) -> list[DecisionRecord]:
+    """Book a decision's swaps, then its rate changes, and record it all.
+
+    A swap or rate change the CEM refuses (the pool moved meanwhile, say) books
+    nothing and is recorded as ``swap_failed`` or ``rate_failed`` with the error.
+    Returns the records written.
+    """
+    from market.cem_errors import ExchangeError
+    from market.ledger import LedgerError
+
+    records = decision.records()
+    stamp = to_micros(decision.at)
+    for n, s in enumerate(decision.swaps):
+        try:
+            exchange.perform_credit_swap(
+                s.source_tier,
+                s.destination_tier,
+                s.amount_in,
+                actor=policy.actor,
+                idempotency_key=f"{policy.reason_tag}:{stamp}:{n}",
+            )
+        except (ExchangeError, LedgerError) as exc:
+            records.append(
+                DecisionRecord(
+                    "cem",
+                    s.destination_tier,
+                    decision.at,
+                    "swap_failed",
+                    {"source_tier": s.source_tier, "amount_in": s.amount_in, "error": str(exc)},
+                )
+            )
+    for r in decision.rates:
+        if r.manual or not r.changed:
+            continue
+        reason = (
+            f"{policy.reason_tag}: excess demand {float(r.excess_demand):+.3f}, "
+            f"smoothed {float(r.smoothed):+.3f}, step {float(r.step_bps):+.1f} bps"
+        )
+        try:
+            exchange.set_exchange_rate(r.tier, r.new_rate, actor=policy.actor, reason=reason)
+        except ExchangeError as exc:
+            records.append(
+                DecisionRecord("cem", r.tier, decision.at, "rate_failed", {"error": str(exc)})
+            )
+    if log is not None:
+        return log.record(records)
+    return records

@@ -1,0 +1,270 @@
+"""CEM automation: bounded, smoothed, monotone rate steps; manual rates; swaps within bounds."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import UTC, datetime, timedelta
+from fractions import Fraction
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from market.cem_auto import (
+    CemAutomation,
+    CemPolicy,
+    TierState,
+    apply_decision,
+    instance_pool_demand,
+    pinned_rates,
+    plan_swaps,
+    rate_step,
+    release_manual_rate,
+    releases_of,
+)
+from market.clock import ManualClock
+from market.decisions import (
+    DecisionQuery,
+    InvalidAgentInput,
+    InvalidPolicy,
+    MemoryDecisionLog,
+)
+from market.exchange import CreditExchange
+from market.ledger import EntryRequest, Ledger, MemoryStore, Transfer, mint_account, pool_account
+from market.tiers import load_config
+
+NOW = datetime(2026, 11, 24, 15, tzinfo=UTC)
+POLICY = CemPolicy()
+
+excess = st.fractions(-1, 1, max_denominator=1000)
+rates = st.integers(POLICY.min_rate, POLICY.max_rate)
+
+
+# rates
+
+
+@given(rates, excess, excess, st.fractions(-1, 1, max_denominator=100))
+def test_rate_adjustment_is_monotone_in_excess_demand(
+    old: int, a: Fraction, b: Fraction, previous: Fraction
+) -> None:
+    low, high = min(a, b), max(a, b)
+    assert rate_step(old, low, previous, POLICY)[0] <= rate_step(old, high, previous, POLICY)[0]
+
+
+@given(
+    rates,
+    excess,
+    st.fractions(-1, 1, max_denominator=100),
+    st.integers(1, 9_999),
+    st.integers(1, 100_000),
+)
+def test_rate_adjustment_is_bounded_per_step_and_follows_excess_demand(
+    old: int, e: Fraction, previous: Fraction, max_step: int, gain: int
+) -> None:
+    policy = CemPolicy(max_step_bps=max_step, gain_bps=gain, deadband=Fraction(0))
+    new, smoothed, _step = rate_step(old, e, previous, policy)
+    assert abs(new - old) * 10_000 <= old * max_step
+    assert policy.min_rate <= new <= policy.max_rate
+    if smoothed > 0:
+        assert new >= old
+    if smoothed < 0:
+        assert new <= old
+    assert smoothed == policy.smoothing * e + (1 - policy.smoothing) * previous
+
+
+def test_a_sustained_excess_moves_the_rate_further_than_a_spike() -> None:
+    automation = CemAutomation()
+    spike = [TierState("gold", 2_000_000, 100_000, 0, 1_000_000)]
+    calm = [TierState("gold", 2_000_000, 0, 0, 1_000_000)]
+    first = automation.step(spike, NOW).rates[0]
+    after_spike = automation.step(calm, NOW + timedelta(hours=1)).rates[0]
+    assert first.new_rate == 2_000_000 * 10_500 // 10_000  # 1/2 * 1 * 1000 bps, capped at 500
+    assert after_spike.smoothed == Fraction(1, 4)
+    assert after_spike.step_bps == 250
+    quiet = CemAutomation().step([TierState("gold", 2_000_000, 1_020, 1_000, 10**6)], NOW)
+    assert quiet.rates[0].new_rate == 2_000_000  # inside the dead band
+
+
+def test_a_manual_rate_is_respected_until_released() -> None:
+    automation = CemAutomation()
+    saturated = [TierState("gold", 3_000_000, 500_000, 0, 10**7)]
+    pinned = automation.step(saturated, NOW, manual_rates={"gold": 3_000_000}).rates[0]
+    assert pinned.manual
+    assert pinned.new_rate == 3_000_000
+    assert pinned.step_bps == 0
+    freed = automation.step(saturated, NOW + timedelta(hours=1)).rates[0]
+    assert freed.new_rate > 3_000_000
+
+
+# swaps
+
+
+tier_states = st.lists(
+    st.builds(
+        TierState,
+        tier=st.sampled_from(["bronze", "silver", "gold", "platinum", "iron"]),
+        exchange_rate=st.integers(100_000, 10_000_000),
+        demand=st.integers(0, 10**7),
+        available=st.integers(0, 10**7),
+        capacity=st.integers(0, 2 * 10**7),
+    ),
+    min_size=1,
+    max_size=5,
+    unique_by=lambda t: t.tier,
+)
+
+
+@settings(max_examples=150)
+@given(tier_states, st.integers(0, 5_000))
+def test_swaps_never_exceed_source_availability_or_destination_capacity(
+    tiers: list[TierState], reserve_bps: int
+) -> None:
+    policy = CemPolicy(reserve_bps=reserve_bps)
+    plans = plan_swaps(tiers, policy)
+    taken: dict[str, int] = defaultdict(int)
+    given_: dict[str, int] = defaultdict(int)
+    for p in plans:
+        assert p.source_tier != p.destination_tier
+        assert p.amount_in >= policy.min_swap
+        assert p.amount_out > 0
+        # value in covers value out: nothing is created by conversion
+        assert p.amount_in * p.source_rate >= p.amount_out * p.destination_rate
+        assert (
+            p.amount_in * p.source_rate - p.amount_out * p.destination_rate
+        ) < p.destination_rate
+        taken[p.source_tier] += p.amount_in
+        given_[p.destination_tier] += p.amount_out
+    for t in tiers:
+        keep = t.demand + t.demand * reserve_bps // 10_000
+        assert taken[t.tier] <= max(0, t.available - keep) <= t.available
+        assert given_[t.tier] <= t.headroom
+        assert given_[t.tier] <= max(0, t.demand - t.available)
+        assert not (taken[t.tier] and given_[t.tier])
+
+
+def test_swaps_go_from_the_idle_tier_to_the_saturated_one() -> None:
+    tiers = [
+        TierState("silver", 1_500_000, 0, 900_000, 10**7),
+        TierState("gold", 2_200_000, 400_000, 100_000, 10**7),
+    ]
+    (plan,) = plan_swaps(tiers, POLICY)
+    assert (plan.source_tier, plan.destination_tier) == ("silver", "gold")
+    assert plan.amount_in == 300_000 * 2_200_000 // 1_500_000
+    assert 300_000 - 2 <= plan.amount_out <= 300_000
+
+
+def test_instance_pool_demand_counts_every_credit_short() -> None:
+    assert instance_pool_demand(10_000, 6_000, 144_000, [20_000, 20_000]) == 18_000
+    assert instance_pool_demand(10_000, 6_000, 144_000, [1_000] * 24) == 0
+    # after a shortfall the balance restarts from empty, as burstable accounting does
+    assert instance_pool_demand(0, 6_000, 144_000, [10_000, 0, 10_000]) == 4_000 + 0
+
+
+# booking through the CEM
+
+
+def _exchange(clock: ManualClock) -> CreditExchange:
+    tiers = load_config()
+    ledger = Ledger(MemoryStore(), clock)
+    tiers.open_accounts(ledger)
+    for name, amount in (("silver", 900_000), ("gold", 100_000)):
+        asset = tiers.tier(name).asset
+        ledger.post(
+            EntryRequest((Transfer(mint_account(asset), pool_account(name), amount),), "seed", "t")
+        )
+    return CreditExchange(ledger, tiers, clock)
+
+
+def _states(exchange: CreditExchange, demand: dict[str, int]) -> list[TierState]:
+    return [
+        TierState(p.tier, p.exchange_rate, demand.get(p.tier, 0), p.available, p.capacity)
+        for p in exchange.tiers.pools(exchange.ledger)
+    ]
+
+
+def test_a_decision_is_booked_and_recorded_with_its_inputs() -> None:
+    clock = ManualClock(NOW)
+    exchange = _exchange(clock)
+    log = MemoryDecisionLog()
+    automation = CemAutomation()
+    decision = automation.step(_states(exchange, {"gold": 400_000}), clock())
+    (plan,) = decision.swaps
+    apply_decision(exchange, decision, automation.policy, log)
+    pools = {p.tier: p for p in exchange.tiers.pools(exchange.ledger)}
+    assert pools["silver"].available == 900_000 - plan.amount_in
+    assert pools["gold"].available == 100_000 + plan.amount_out
+    assert exchange.tiers.tier("gold").exchange_rate > 2_200_000
+    assert exchange.tiers.tier("bronze").exchange_rate == 1_000_000  # no demand, no supply
+    (gold_rate,) = exchange.rate_changes("gold")
+    assert gold_rate.reason.startswith("cem-auto:")
+    (swap,) = log.query(DecisionQuery(kind="cem", outcome="swap"))
+    assert swap.detail["amount_in"] == plan.amount_in
+    assert swap.detail["destination"] == {
+        "demand": 400_000,
+        "available": 100_000,
+        "capacity": pools["gold"].capacity,
+    }
+    (rate,) = log.query(DecisionQuery(kind="cem", subject="gold", outcome="rate"))
+    assert rate.detail["excess_demand"] == "3/4"
+    assert exchange.ledger.verify().ok
+
+
+def test_a_refused_swap_is_recorded_and_books_nothing() -> None:
+    clock = ManualClock(NOW)
+    exchange = _exchange(clock)
+    log = MemoryDecisionLog()
+    decision = CemAutomation().step(_states(exchange, {"gold": 400_000}), clock())
+    # the source pool is drained between the plan and the booking
+    silver = exchange.tiers.tier("silver").asset
+    exchange.ledger.post(
+        EntryRequest((Transfer(pool_account("silver"), mint_account(silver), 900_000),), "t", "t")
+    )
+    apply_decision(exchange, decision, CemPolicy(), log)
+    (failed,) = log.query(DecisionQuery(kind="cem", outcome="swap_failed"))
+    assert "silver" in failed.detail["error"]
+    assert exchange.tiers.pool(exchange.ledger, "gold").available == 100_000
+    assert exchange.ledger.verify().ok
+
+
+def test_an_administrators_rate_pins_the_tier_until_released() -> None:
+    clock = ManualClock(NOW)
+    exchange = _exchange(clock)
+    log = MemoryDecisionLog()
+    policy = CemPolicy()
+    exchange.set_exchange_rate("gold", "3", actor="admin", reason="gold hardware refresh")
+    names = [t.name for t in exchange.tiers.tiers()]
+    pins = pinned_rates(exchange.rate_changes(), releases_of(log, names), policy)
+    assert pins == {"gold": 3_000_000}
+    automation = CemAutomation(policy)
+    decision = automation.step(_states(exchange, {"gold": 400_000}), clock(), pins)
+    apply_decision(exchange, decision, policy, log)
+    assert exchange.tiers.tier("gold").exchange_rate == 3_000_000
+    assert log.query(DecisionQuery(subject="gold", outcome="manual_rate"))
+    clock.advance(timedelta(hours=1))
+    release_manual_rate(log, "gold", "admin", clock())
+    assert pinned_rates(exchange.rate_changes(), releases_of(log, names), policy) == {}
+    decision = automation.step(_states(exchange, {"gold": 400_000}), clock())
+    apply_decision(exchange, decision, policy, log)
+    assert exchange.tiers.tier("gold").exchange_rate > 3_000_000
+    # the automation's own change is not a pin
+    assert pinned_rates(exchange.rate_changes(), releases_of(log, names), policy) == {}
+    resumed = CemAutomation.resume(policy, log, names)
+    assert resumed.smoothed["gold"] == automation.smoothed["gold"]
+
+
+# bad input
+
+
+def test_bad_input_is_refused_and_remembers_nothing() -> None:
+    automation = CemAutomation()
+    with pytest.raises(InvalidAgentInput, match="demand"):
+        TierState("gold", 1, -1, 0, 0)
+    with pytest.raises(InvalidAgentInput, match="more than once"):
+        automation.step([TierState("gold", 1_000_000, 5, 0, 9)] * 2, NOW)
+    with pytest.raises(InvalidAgentInput, match="timezone"):
+        automation.step([TierState("gold", 1_000_000, 5, 0, 9)], datetime(2026, 1, 1))  # noqa: DTZ001
+    assert automation.smoothed == {}
+    with pytest.raises(InvalidPolicy, match="max_step_bps"):
+        CemPolicy(max_step_bps=0)
+    with pytest.raises(InvalidPolicy, match="smoothing"):
+        CemPolicy(smoothing=Fraction(0))
