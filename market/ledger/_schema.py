@@ -34,10 +34,10 @@ entries = sa.Table(
 transfers = sa.Table(
     "ledger_transfers",
     metadata,
-    sa.Column("entry_id", sa.String(32), sa.ForeignKey("ledger_entries.id"), primary_key=True),
+    sa.Column("entry_id", sa.String(32), primary_key=True),
     sa.Column("position", sa.SmallInteger, primary_key=True, autoincrement=False),
-    sa.Column("source", sa.String(200), sa.ForeignKey("ledger_accounts.id"), nullable=False),
-    sa.Column("destination", sa.String(200), sa.ForeignKey("ledger_accounts.id"), nullable=False),
+    sa.Column("source", sa.String(200), nullable=False),
+    sa.Column("destination", sa.String(200), nullable=False),
     sa.Column("amount", sa.BigInteger, nullable=False),
     sa.Index("ix_ledger_transfers_source", "source"),
     sa.Index("ix_ledger_transfers_destination", "destination"),

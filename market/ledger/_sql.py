@@ -14,6 +14,7 @@ import json
 import random
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from json.encoder import encode_basestring as _quote
 from types import MappingProxyType
 from typing import Any
 
@@ -99,11 +100,23 @@ def create_store_engine(url: str, *, busy_timeout_ms: int = 30_000, durable: boo
     raise LedgerError(f"unsupported store URL {url!r}: use sqlite:/// or postgresql://")
 
 
-def _retryable(exc: sa.exc.DBAPIError) -> bool:
-    orig = exc.orig
+def _driver_error(exc: BaseException) -> BaseException:
+    # COPY runs on the driver's cursor, so its errors arrive unwrapped by SQLAlchemy.
+    return exc.orig if isinstance(exc, sa.exc.DBAPIError) and exc.orig is not None else exc
+
+
+def _retryable(exc: BaseException) -> bool:
+    orig = _driver_error(exc)
     if getattr(orig, "sqlstate", None) in _RETRY_SQLSTATES:
         return True
     return "database is locked" in str(orig) or "database is busy" in str(orig)
+
+
+def _integrity(exc: BaseException) -> bool:
+    orig = _driver_error(exc)
+    return isinstance(exc, sa.exc.IntegrityError) or str(
+        getattr(orig, "sqlstate", "") or ""
+    ).startswith("23")
 
 
 class SqlStore:
@@ -185,15 +198,20 @@ class SqlStore:
             try:
                 with self.engine.begin() as conn:
                     return self._commit(conn, pending, accounts, look_up_keys)
-            except sa.exc.IntegrityError as exc:
-                if not any(p.entry.idempotency_key for p in pending):
-                    raise LedgerError(f"the store refused the entries: {exc.orig}") from exc
-                # Another transaction used one of our keys first: replay or conflict.
-                look_up_keys = True
-            except sa.exc.DBAPIError as exc:
-                if not _retryable(exc):
+            except LedgerError:
+                raise
+            except Exception as exc:
+                if _integrity(exc):
+                    if not any(p.entry.idempotency_key for p in pending):
+                        raise LedgerError(
+                            f"the store refused the entries: {_driver_error(exc)}"
+                        ) from exc
+                    # Another transaction used one of our keys first: replay or conflict.
+                    look_up_keys = True
+                elif _retryable(exc):
+                    self._backoff(attempt)
+                else:
                     raise
-                self._backoff(attempt)
         raise StoreUnavailable(f"could not commit {len(pending)} entries after retries")
 
     def _commit(
@@ -233,7 +251,7 @@ class SqlStore:
                     entry.reason,
                     entry.actor,
                     created_at_us[moment],
-                    json.dumps(dict(metadata), separators=(",", ":")) if metadata else "{}",
+                    _encode_metadata(metadata),
                 )
             )
             entry_id = entry.id
@@ -241,10 +259,23 @@ class SqlStore:
                 (entry_id, position, t.source, t.destination, t.amount)
                 for position, t in enumerate(entry.transfers)
             )
+        changed = [(working[a], a) for a in touched if working[a] != start[a]]
+        if self._postgres:
+            # COPY streams the rows in one round trip; balances go as unnested arrays.
+            cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+            with cursor.copy(_PG_COPY_ENTRIES) as copy:
+                for row in entry_rows:
+                    copy.write_row(row)
+            with cursor.copy(_PG_COPY_TRANSFERS) as copy:
+                for row in transfer_rows:
+                    copy.write_row(row)
+            cursor.close()
+            if changed:
+                conn.exec_driver_sql(_PG_UPDATE_BALANCES, _columns(changed, 2))
+            return merge_results(fresh, replays)
         # Driver-level executemany: one prepared statement, no per-row parameter objects.
         conn.exec_driver_sql(self._sql_insert_entry, entry_rows)
         conn.exec_driver_sql(self._sql_insert_transfer, transfer_rows)
-        changed = [(working[a], a) for a in touched if working[a] != start[a]]
         if changed:
             conn.exec_driver_sql(self._sql_update_balance, changed)
         return merge_results(fresh, replays)
@@ -350,6 +381,34 @@ class SqlStore:
     @staticmethod
     def _backoff(attempt: int) -> None:
         time.sleep(min(0.2, 0.002 * 2**attempt) * random.random())
+
+
+_PG_COPY_ENTRIES = (
+    "COPY ledger_entries (id, idempotency_key, fingerprint, reason, actor, created_at_us,"
+    " metadata) FROM STDIN"
+)
+_PG_COPY_TRANSFERS = (
+    "COPY ledger_transfers (entry_id, position, source, destination, amount) FROM STDIN"
+)
+_PG_UPDATE_BALANCES = (
+    "UPDATE ledger_accounts AS a SET balance = v.balance"
+    " FROM unnest(%s::bigint[], %s::varchar[]) AS v(balance, id) WHERE a.id = v.id"
+)
+
+
+def _encode_metadata(metadata: Mapping[str, Any]) -> str:
+    # Values are only str or int, so this is exact JSON without the general encoder.
+    if not metadata:
+        return "{}"
+    parts = [
+        f"{_quote(k)}:{v}" if type(v) is int else f"{_quote(k)}:{_quote(v)}"
+        for k, v in metadata.items()
+    ]
+    return "{" + ",".join(parts) + "}"
+
+
+def _columns(rows: Sequence[tuple[Any, ...]], width: int) -> tuple[list[Any], ...]:
+    return tuple([row[i] for row in rows] for i in range(width))
 
 
 def _entry(row: Any, transfers: tuple[Transfer, ...]) -> Entry:
