@@ -41,6 +41,8 @@ _RETRY_SQLSTATES = frozenset({"40001", "40P01"})
 # SQLite caps bound parameters per statement; stay well below every build's limit.
 _CHUNK = 500
 _READ = {"creditx_read": True}
+# Below this many entries plain executemany beats COPY's extra round trips.
+_COPY_FROM = 64
 
 
 def create_store_engine(url: str, *, busy_timeout_ms: int = 30_000, durable: bool = True) -> Engine:
@@ -260,8 +262,8 @@ class SqlStore:
                 for position, t in enumerate(entry.transfers)
             )
         changed = [(working[a], a) for a in touched if working[a] != start[a]]
-        if self._postgres:
-            # COPY streams the rows in one round trip; balances go as unnested arrays.
+        if self._postgres and len(entry_rows) >= _COPY_FROM:
+            # COPY streams a settlement batch in one round trip; balances go as arrays.
             cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
             with cursor.copy(_PG_COPY_ENTRIES) as copy:
                 for row in entry_rows:

@@ -212,3 +212,37 @@ def test_clock_must_be_aware(ledger: Ledger) -> None:
     with pytest.raises(InvalidRequest, match="aware datetime"):
         naive.post(EntryRequest((Transfer(MINT, A, 1),), "deposit", "t"))
     assert ledger.balance(A) == 0
+
+
+def test_large_batch_settles_replays_and_conflicts_as_one(ledger: Ledger) -> None:
+    # Large enough for the bulk path (COPY on PostgreSQL).
+    open_funds(ledger, "a", "b", "c")
+    deposit(ledger, A, 10_000)
+    requests = [
+        EntryRequest(
+            (Transfer(A, B, 3) if n % 2 == 0 else Transfer(B, C, 2),),
+            "settle",
+            "auction",
+            f"fill-{n}",
+            {"n": n, "note": 'quote"d'},
+        )
+        for n in range(300)
+    ]
+    expected = {A: 10_000, B: 0, C: 0}
+    for request in requests:
+        (t,) = request.transfers
+        expected[t.source] -= t.amount
+        expected[t.destination] += t.amount
+    entries = ledger.post_batch(requests)
+    assert ledger.balances("instance:") == expected
+    assert [e.metadata["n"] for e in entries] == list(range(300))
+    assert ledger.entries(reason="settle", limit=2)[1].metadata == {"n": 1, "note": 'quote"d'}
+    # The same batch again replays every entry and moves nothing.
+    assert ledger.post_batch(requests) == entries
+    assert ledger.balances("instance:") == expected
+    changed = [*requests[:-1], EntryRequest((Transfer(A, B, 2),), "settle", "auction", "fill-299")]
+    with pytest.raises(IdempotencyConflict, match="'fill-299'"):
+        ledger.post_batch(changed)
+    assert ledger.balances("instance:") == expected
+    assert len(ledger.entries(reason="settle")) == 300
+    assert ledger.verify().ok
