@@ -1,9 +1,308 @@
-"""``creditx`` commands of the ``data`` package."""
+"""``creditx data`` commands: load, validate, generate and describe telemetry."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, NoReturn
+
 import typer
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+data_app = typer.Typer(
+    help="Load, validate, generate and describe CPU telemetry.", no_args_is_help=True
+)
+
+_FORMAT_HELP = "auto, shared, contract, azure, cloudwatch or mapped"
+_REPORT_SHOWN = 30
+
+FormatOption = Annotated[str, typer.Option("--format", help=_FORMAT_HELP)]
+ColumnOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--column",
+        help="Map a contract column to the file's column, e.g. --column unique_id=host "
+        "(repeat for ds, y, y_max, tier, vcpus).",
+    ),
+]
+VmtableOption = Annotated[
+    Path | None, typer.Option("--vmtable", help="Azure vmtable CSV giving each VM's vCPUs.")
+]
 
 
 def register(app: typer.Typer) -> None:
     """Add this package's commands to the root ``creditx`` app."""
+    app.add_typer(data_app, name="data")
+
+
+@data_app.command("load")
+def load_command(
+    path: Annotated[str, typer.Argument(help="A file, a directory or a glob.")],
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Write the frame contract to this Parquet.")
+    ] = None,
+    format: FormatOption = "auto",
+    column: ColumnOption = None,
+    vmtable: VmtableOption = None,
+) -> None:
+    """Load telemetry into the frame contract; print a summary, optionally write Parquet."""
+    from data.loaders import load_telemetry
+
+    with _errors(), _row_progress("loading") as progress:
+        frame = load_telemetry(
+            path,
+            format=format,  # type: ignore[arg-type]
+            columns=_mapping(column),
+            vmtable=vmtable,
+            progress=progress,
+        )
+    _print_summary(frame, path)
+    if out is not None:
+        _write(frame, out)
+
+
+@data_app.command("validate")
+def validate_command(
+    path: Annotated[str, typer.Argument(help="A file, a directory or a glob.")],
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Write the kept, repaired telemetry here.")
+    ] = None,
+    report: Annotated[
+        Path | None, typer.Option("--report", help="Write the full report as CSV.")
+    ] = None,
+    format: FormatOption = "auto",
+    column: ColumnOption = None,
+    vmtable: VmtableOption = None,
+    interval: Annotated[
+        str | None, typer.Option(help="Expected spacing, e.g. 5min; inferred if omitted.")
+    ] = None,
+    max_gap: Annotated[int, typer.Option(help="Interpolate gaps up to this many intervals.")] = 12,
+    duplicates: Annotated[str, typer.Option(help="dedupe or reject")] = "dedupe",
+    out_of_range: Annotated[str, typer.Option(help="clip or reject")] = "clip",
+    nan: Annotated[str, typer.Option(help="interpolate or reject")] = "interpolate",
+    out_of_order: Annotated[str, typer.Option(help="sort or reject")] = "sort",
+    irregular: Annotated[str, typer.Option(help="snap or reject")] = "snap",
+    long_gaps: Annotated[str, typer.Option(help="keep or reject")] = "keep",
+) -> None:
+    """Validate telemetry per instance; print the report, repair or reject by policy."""
+    from data.errors import InstancesRejectedError
+    from data.loaders import read_telemetry
+    from data.validation import ValidationPolicy
+
+    try:
+        with _errors(reraise=(InstancesRejectedError,)), _row_progress("validating") as progress:
+            policy = ValidationPolicy(
+                duplicates=duplicates,  # type: ignore[arg-type]
+                out_of_range=out_of_range,  # type: ignore[arg-type]
+                nan=nan,  # type: ignore[arg-type]
+                out_of_order=out_of_order,  # type: ignore[arg-type]
+                irregular=irregular,  # type: ignore[arg-type]
+                max_gap=max_gap,
+                long_gaps=long_gaps,  # type: ignore[arg-type]
+            )
+            result = read_telemetry(
+                path,
+                policy,
+                format=format,  # type: ignore[arg-type]
+                columns=_mapping(column),
+                vmtable=vmtable,
+                interval=interval,
+                progress=progress,
+            )
+    except InstancesRejectedError as exc:
+        _print_report(exc.report)
+        if report is not None:
+            exc.report.to_csv(report, index=False)
+        _fail(str(exc))
+    _print_report(result.report)
+    if report is not None:
+        result.report.to_csv(report, index=False)
+    if out is not None:
+        _write(result.frame, out)
+
+
+@data_app.command("generate")
+def generate_command(
+    out: Annotated[Path, typer.Option("--out", help="Parquet file to write.")],
+    instances: Annotated[int, typer.Option(help="Number of instances.")] = 100,
+    days: Annotated[float, typer.Option(help="Length in days.")] = 28.0,
+    seed: Annotated[int, typer.Option(help="Seed of the fleet.")] = 0,
+    freq: Annotated[str, typer.Option(help="Interval, e.g. 5min.")] = "5min",
+    start: Annotated[
+        str | None, typer.Option(help="First interval (UTC), e.g. 2024-01-01.")
+    ] = None,
+    float32: Annotated[
+        bool, typer.Option("--float32", help="Store y and y_max as float32.")
+    ] = False,
+    chunk_instances: Annotated[int, typer.Option(help="Instances per written chunk.")] = 1000,
+) -> None:
+    """Generate a seeded synthetic fleet and write it as Parquet, chunk by chunk."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from rich.progress import Progress
+
+    from data.synthetic import iter_fleet
+
+    with _errors():
+        chunks = iter_fleet(
+            instances,
+            days,
+            seed,
+            freq,
+            start,
+            chunk_instances=chunk_instances,
+            dtype=np.float32 if float32 else np.float64,
+        )
+        out.parent.mkdir(parents=True, exist_ok=True)
+        rows = 0
+        writer: pq.ParquetWriter | None = None
+        with Progress() as progress:
+            task = progress.add_task("generating", total=instances)
+            try:
+                for chunk in chunks:
+                    table = pa.Table.from_pandas(chunk, preserve_index=False)
+                    if writer is None:
+                        writer = pq.ParquetWriter(out, table.schema)
+                    writer.write_table(table)
+                    rows += len(chunk)
+                    progress.advance(task, chunk["unique_id"].nunique())
+            finally:
+                if writer is not None:
+                    writer.close()
+    typer.echo(f"wrote {instances:,} instances, {rows:,} rows to {out}")
+
+
+@data_app.command("describe")
+def describe_command(
+    path: Annotated[str, typer.Argument(help="A file, a directory or a glob.")],
+    format: FormatOption = "auto",
+    column: ColumnOption = None,
+    vmtable: VmtableOption = None,
+) -> None:
+    """Print a fleet's size, span and the quartiles of its per-instance statistics."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from data.calibration import STATISTICS, fleet_statistics
+    from data.loaders import load_telemetry
+
+    with _errors(), _row_progress("loading") as progress:
+        frame = load_telemetry(
+            path,
+            format=format,  # type: ignore[arg-type]
+            columns=_mapping(column),
+            vmtable=vmtable,
+            progress=progress,
+        )
+        statistics = fleet_statistics(frame)
+    _print_summary(frame, path)
+    table = Table(title="per-instance statistics")
+    table.add_column("statistic")
+    for q in ("p10", "p25", "p50", "p75", "p90"):
+        table.add_column(q, justify="right")
+    for stat in STATISTICS:
+        values = statistics[stat].quantile([0.1, 0.25, 0.5, 0.75, 0.9])
+        table.add_row(stat, *(f"{v:.4g}" for v in values))
+    Console().print(table)
+
+
+def _mapping(pairs: list[str] | None) -> dict[str, str] | None:
+    from data.errors import InvalidParameterError
+
+    if not pairs:
+        return None
+    mapping: dict[str, str] = {}
+    for pair in pairs:
+        target, sep, source = pair.partition("=")
+        if not sep or not target.strip() or not source.strip():
+            raise InvalidParameterError("--column", pair, "CONTRACT=SOURCE, e.g. unique_id=host")
+        mapping[target.strip()] = source.strip()
+    return mapping
+
+
+@contextmanager
+def _errors(reraise: tuple[type[BaseException], ...] = ()) -> Iterator[None]:
+    # Telemetry errors end the command with their message and exit code 2, no traceback.
+    from data.errors import TelemetryError
+
+    try:
+        yield
+    except TelemetryError as exc:
+        if isinstance(exc, reraise):
+            raise
+        _fail(str(exc))
+
+
+def _fail(message: str) -> NoReturn:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code=2)
+
+
+@contextmanager
+def _row_progress(description: str) -> Iterator[Callable[[int], None]]:
+    # A spinner with a running row count: file sizes do not tell how many rows remain.
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    progress = Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        TextColumn("{task.completed:,} rows"),
+        TimeElapsedColumn(),
+        transient=True,
+    )
+    task = progress.add_task(description, total=None)
+    with progress:
+        yield lambda rows: progress.advance(task, rows)
+
+
+def _print_summary(frame: pd.DataFrame, path: str) -> None:
+    from data.frame import ID_COL, TIME_COL
+
+    instances = frame[ID_COL].nunique()
+    typer.echo(
+        f"{path}: {instances:,} instances, {len(frame):,} rows, "
+        f"{frame[TIME_COL].min()} to {frame[TIME_COL].max()}, columns {list(frame.columns)}"
+    )
+
+
+def _print_report(report: pd.DataFrame) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    counts = report["status"].value_counts()
+    summary = ", ".join(f"{counts.get(s, 0)} {s}" for s in ("ok", "repaired", "rejected"))
+    # Problem rows first: they are what a reader needs to see.
+    shown = report.assign(_ok=report["status"] == "ok").sort_values(["_ok", "unique_id"])
+    shown = shown.head(_REPORT_SHOWN)
+    table = Table(title=f"validation report: {len(report)} instances ({summary})")
+    headers = {
+        "unique_id": "instance",
+        "rows": "rows",
+        "duplicates": "dup",
+        "out_of_range": "range",
+        "nan": "nan",
+        "out_of_order": "order",
+        "irregular": "irreg",
+        "gaps": "gaps",
+        "longest_gap": "longest",
+        "filled": "filled",
+        "status": "status",
+    }
+    for header in (*headers.values(), "detail"):
+        table.add_column(header, overflow="fold")
+    for _, row in shown.iterrows():
+        detail = row["problems"] or row["actions"]
+        table.add_row(*(str(row[name]) for name in headers), str(detail))
+    Console(width=max(Console().width, 140)).print(table)
+    if len(report) > _REPORT_SHOWN:
+        typer.echo(f"... {len(report) - _REPORT_SHOWN} more instances; --report writes all")
+
+
+def _write(frame: pd.DataFrame, out: Path) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    frame.to_parquet(out, index=False)
+    typer.echo(f"wrote {len(frame):,} rows to {out}")

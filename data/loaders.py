@@ -222,6 +222,8 @@ def _load(
     frame = coerce_frame(frame)
     if not _sorted_by_id_time(frame):
         frame = frame.sort_values([ID_COL, TIME_COL], kind="stable", ignore_index=True)
+    contract = [c for c in (*REQUIRED_COLUMNS, *OPTIONAL_COLUMNS) if c in frame.columns]
+    frame = frame[contract + [c for c in frame.columns if c not in contract]]
     return frame, collected.rejected
 
 
@@ -396,8 +398,9 @@ def _parquet_chunks(
         table = parquet.read(columns=wanted)
     except pa.ArrowInvalid as exc:
         raise TelemetryFormatError(path, "a readable Parquet file", str(exc)) from exc
-    yield table.to_pandas(), 1
     del chunk_rows
+    # Hand the Arrow buffers over column by column so the peak is one copy, not two.
+    yield table.to_pandas(self_destruct=True, split_blocks=True), 1
 
 
 def _csv_chunks(
@@ -465,7 +468,7 @@ def _parse_chunk(
     stamps, bad_time = _parse_times(frame[TIME_COL], origin)
     out[TIME_COL] = stamps
     reasons.append((bad_time, TIME_COL, frame[TIME_COL], "a timestamp"))
-    bad |= bad_time
+    bad = bad | bad_time
     for column in _NUMERIC:
         if column not in frame.columns:
             continue
@@ -478,10 +481,12 @@ def _parse_chunk(
         # An empty cell is a missing reading (NaN, left to validation), not a parse error.
         bad_number = (numbers.isna() & ~empty).to_numpy()
         if column == VCPUS_COL:
-            bad_number |= (~empty & ((numbers < 1) | (numbers != np.round(numbers)))).to_numpy()
+            bad_number = (
+                bad_number | (~empty & ((numbers < 1) | (numbers != np.round(numbers)))).to_numpy()
+            )
         out[column] = numbers
         reasons.append((bad_number, column, text, "a number"))
-        bad |= bad_number
+        bad = bad | bad_number
     for column in frame.columns:
         if column not in out.columns:
             out[column] = frame[column]

@@ -52,6 +52,7 @@ REPORT_COLUMNS: tuple[str, ...] = (
 )
 
 _NS_PER_MINUTE = 60_000_000_000
+_BLOCK_ROWS = 1_000_000
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -167,11 +168,11 @@ def validate_telemetry(
 
     if isinstance(frame[ID_COL].dtype, pd.CategoricalDtype):
         ids = frame[ID_COL].cat.remove_unused_categories()
-        codes = ids.cat.codes.to_numpy(dtype=np.int64)
+        codes = ids.cat.codes.to_numpy()
         names = pd.Index(ids.cat.categories.astype(str))
     else:
         raw_codes, uniques = pd.factorize(frame[ID_COL], sort=True)
-        codes = raw_codes.astype(np.int64)
+        codes = raw_codes
         names = pd.Index(pd.Index(uniques).astype(str))
     n = len(names)
     ds = pd.DatetimeIndex(frame[TIME_COL]).as_unit("ns").asi8
@@ -179,66 +180,52 @@ def validate_telemetry(
     y_max = frame[MAX_COL].to_numpy(dtype=np.float64) if MAX_COL in frame.columns else None
 
     # Out of order is judged in input order, within each instance.
-    by_instance = (
-        np.arange(len(codes)) if _non_decreasing(codes) else np.argsort(codes, kind="stable")
-    )
-    c_in, ds_in = codes[by_instance], ds[by_instance]
-    backwards = (c_in[1:] == c_in[:-1]) & (ds_in[1:] < ds_in[:-1])
-    out_of_order = _count(c_in[1:][backwards], n)
+    order = None if _non_decreasing(codes) else np.argsort(codes, kind="stable")
+    step = _interval(interval, codes, ds, order)
+    scan = _Scan(n, policy, step, {names.get_loc(u) for u in upstream if u in names})
+    rows = np.bincount(codes, minlength=n).astype(np.int64)
+    bounds = np.r_[0, np.cumsum(rows)]
+    first_code = 0
+    while first_code < n:
+        # Blocks of whole instances, about a million rows each, keep temporaries small.
+        last_code = int(np.searchsorted(bounds, bounds[first_code] + _BLOCK_ROWS, side="right"))
+        last_code = min(max(last_code - 1, first_code + 1), n)
+        a, b = int(bounds[first_code]), int(bounds[last_code])
+        positions = order[a:b] if order is not None else np.arange(a, b)
+        scan.block(first_code, last_code, positions, codes, ds, y, y_max)
+        first_code = last_code
 
-    order = by_instance if not backwards.any() else np.lexsort((ds, codes))
-    c, t = codes[order], ds[order]
-    yv = y[order]
-    ym = None if y_max is None else y_max[order]
-    same = c[1:] == c[:-1]
-    duplicate = np.r_[False, same & (t[1:] == t[:-1])]
-    duplicates = _count(c[duplicate], n)
-    nan_rows = np.isnan(yv)
-    nan = _count(c[nan_rows], n)
-    bad_range = (yv < 0) | (yv > 100)
-    if ym is not None:
-        bad_range |= (ym < 0) | (ym > 100)
-    out_of_range = _count(c[bad_range], n)
-
-    step = _interval(interval, t, same)
-    off_grid = (t % step) != 0
-    irregular = _count(c[off_grid], n)
-    spacing = np.diff(t)
-    missing = np.where(same & (spacing > 0), spacing // step - 1, 0)
-    gap_rows = missing > 0
-    gaps = _count(c[:-1][gap_rows], n)
-    longest = np.zeros(n, dtype=np.int64)
-    np.maximum.at(longest, c[:-1][gap_rows], missing[gap_rows])
-    rows = _count(c, n)
-
+    # The scan decided the rejections; these are the reasons, from the same counts.
+    reject = scan.reject
     problems: list[list[str]] = [[] for _ in range(n)]
-    reject = np.zeros(n, dtype=bool)
-    for name, counts, rule, label in (
-        ("duplicates", duplicates, policy.duplicates, "duplicate timestamps"),
-        ("out_of_range", out_of_range, policy.out_of_range, "values outside 0-100"),
-        ("nan", nan, policy.nan, "missing values"),
-        ("out_of_order", out_of_order, policy.out_of_order, "timestamps out of order"),
-        ("irregular", irregular, policy.irregular, "timestamps off the interval grid"),
+    for name, counts, label in (
+        ("duplicates", scan.duplicates, "duplicate timestamps"),
+        ("out_of_range", scan.out_of_range, "values outside 0-100"),
+        ("nan", scan.nan, "missing values"),
+        ("out_of_order", scan.out_of_order, "timestamps out of order"),
+        ("irregular", scan.irregular, "timestamps off the interval grid"),
     ):
-        if rule == "reject":
-            hit = counts > 0
-            reject |= hit
-            for i in np.flatnonzero(hit):
+        if getattr(policy, name) == "reject":
+            for i in np.flatnonzero(counts > 0):
                 problems[i].append(f"{counts[i]} {label} ({name}=reject)")
     if policy.long_gaps == "reject":
-        hit = longest > policy.max_gap
-        reject |= hit
-        for i in np.flatnonzero(hit):
+        for i in np.flatnonzero(scan.longest > policy.max_gap):
             problems[i].append(
-                f"a gap of {longest[i]} intervals > max_gap={policy.max_gap} (long_gaps=reject)"
+                f"a gap of {scan.longest[i]} intervals > max_gap={policy.max_gap} "
+                "(long_gaps=reject)"
             )
     for index, name in enumerate(names):
         if name in upstream:
-            reject[index] = True
             problems[index].append(upstream[name])
-
-    keep_rows = ~reject[c]
-    repaired, filled = _repair(frame, order[keep_rows], c[keep_rows], t[keep_rows], step, policy, n)
+    repaired = scan.assemble(frame, order)
+    filled = scan.filled
+    duplicates, out_of_range, nan = scan.duplicates, scan.out_of_range, scan.nan
+    out_of_order, irregular, gaps, longest = (
+        scan.out_of_order,
+        scan.irregular,
+        scan.gaps,
+        scan.longest,
+    )
 
     actions = _actions(n, duplicates, out_of_range, nan, out_of_order, irregular, filled, policy)
     for i in np.flatnonzero(reject):
@@ -289,11 +276,12 @@ def _non_decreasing(values: np.ndarray) -> bool:
     return len(values) < 2 or bool(np.all(values[1:] >= values[:-1]))
 
 
-def _count(codes: np.ndarray, n: int) -> np.ndarray:
-    return np.bincount(codes, minlength=n).astype(np.int64)
-
-
-def _interval(interval: str | pd.Timedelta | None, t: np.ndarray, same: np.ndarray) -> int:
+def _interval(
+    interval: str | pd.Timedelta | None,
+    codes: np.ndarray,
+    ds: np.ndarray,
+    order: np.ndarray | None,
+) -> int:
     if interval is not None:
         try:
             step = int(pd.Timedelta(interval).value)
@@ -302,8 +290,15 @@ def _interval(interval: str | pd.Timedelta | None, t: np.ndarray, same: np.ndarr
         if step <= 0 or step % _NS_PER_MINUTE:
             raise InvalidParameterError("interval", interval, "a whole number of minutes > 0")
         return step
-    spacing = np.diff(t)[same]
-    spacing = spacing[spacing > 0]
+    # The most common spacing between neighbouring rows of one instance, from an
+    # even sample of at most a million pairs.
+    stride = max(1, (len(ds) - 1) // 1_000_000)
+    left = np.arange(0, max(len(ds) - 1, 0), stride)
+    right = left + 1
+    if order is not None:
+        left, right = order[left], order[right]
+    spacing = ds[right] - ds[left]
+    spacing = spacing[(codes[right] == codes[left]) & (spacing > 0)]
     if len(spacing) == 0:
         raise InvalidParameterError(
             "interval", None, "an explicit interval: no instance has two distinct timestamps"
@@ -317,69 +312,181 @@ def _interval(interval: str | pd.Timedelta | None, t: np.ndarray, same: np.ndarr
     return step
 
 
-def _repair(
-    frame: pd.DataFrame,
-    rows: np.ndarray,
-    codes: np.ndarray,
-    t: np.ndarray,
-    step: int,
+def _reject_mask(
     policy: ValidationPolicy,
-    n: int,
-) -> tuple[pd.DataFrame, np.ndarray]:
-    # Snap to the grid, drop duplicates and missing values, then insert the missing
-    # intervals of short gaps and interpolate them; ``rows`` are sorted by id and time.
-    if len(rows) == 0:
-        return frame.iloc[:0], np.zeros(n, dtype=np.int64)
-    snapped = t - (t % step)
-    keep = np.r_[True, (codes[1:] != codes[:-1]) | (snapped[1:] != snapped[:-1])]
-    y = frame[TARGET_COL].to_numpy(dtype=np.float64)[rows]
-    keep &= ~np.isnan(y)
-    rows, codes, snapped, y = rows[keep], codes[keep], snapped[keep], y[keep]
-    if policy.out_of_range == "clip":
-        y = np.clip(y, 0.0, 100.0)
+    counts: Mapping[str, np.ndarray],
+    longest: np.ndarray,
+) -> np.ndarray:
+    reject = np.zeros(len(longest), dtype=bool)
+    for name in ("duplicates", "out_of_range", "nan", "out_of_order", "irregular"):
+        if getattr(policy, name) == "reject":
+            reject |= counts[name] > 0
+    if policy.long_gaps == "reject":
+        reject |= longest > policy.max_gap
+    return reject
 
-    same = codes[1:] == codes[:-1]
-    missing = np.where(same, np.diff(snapped) // step - 1, 0)
-    fill = np.where((missing > 0) & (missing <= policy.max_gap), missing, 0)
-    inserted_after = np.r_[fill, 0]
-    filled = _count(np.repeat(codes, inserted_after), n)
-    total = len(rows) + int(inserted_after.sum())
 
-    # Each kept row lands at its index plus the rows inserted before it.
-    position = np.arange(len(rows)) + np.r_[0, np.cumsum(inserted_after)[:-1]]
-    is_original = np.zeros(total, dtype=bool)
-    is_original[position] = True
-    source_row = np.repeat(np.arange(len(rows)), inserted_after + 1)
-    offset = np.arange(total) - position[source_row]
-    out_ds = snapped[source_row] + offset * step
+class _Scan:
+    # Counts problems and repairs instance blocks one at a time; ``pieces`` records,
+    # per block, the frame rows to take and the repaired time and value columns.
 
-    columns: dict[str, object] = {}
-    ids = frame[ID_COL]
-    if isinstance(ids.dtype, pd.CategoricalDtype):
-        columns[ID_COL] = pd.Categorical.from_codes(
-            ids.cat.codes.to_numpy()[rows][source_row], dtype=ids.dtype
+    def __init__(self, n: int, policy: ValidationPolicy, step: int, upstream: set[int]) -> None:
+        self.policy = policy
+        self.step = step
+        self.upstream = np.zeros(n, dtype=bool)
+        self.upstream[list(upstream)] = True
+        zeros = lambda: np.zeros(n, dtype=np.int64)  # noqa: E731
+        self.duplicates, self.out_of_range, self.nan = zeros(), zeros(), zeros()
+        self.out_of_order, self.irregular = zeros(), zeros()
+        self.gaps, self.longest, self.filled = zeros(), zeros(), zeros()
+        self.reject = np.zeros(n, dtype=bool)
+        self.pieces: list[tuple[np.ndarray, np.ndarray | None, np.ndarray, np.ndarray | None]] = []
+        self.changed = False
+
+    def block(
+        self,
+        lo: int,
+        hi: int,
+        positions: np.ndarray,
+        codes: np.ndarray,
+        ds: np.ndarray,
+        y: np.ndarray,
+        y_max: np.ndarray | None,
+    ) -> None:
+        k = hi - lo
+        c = codes[positions].astype(np.int64) - lo
+        t = ds[positions]
+        same = c[1:] == c[:-1]
+        backwards = same & (t[1:] < t[:-1])
+        self.out_of_order[lo:hi] = np.bincount(c[1:][backwards], minlength=k)
+        if backwards.any():
+            local = np.lexsort((t, c))
+            positions, c, t = positions[local], c[local], t[local]
+            same = c[1:] == c[:-1]
+            self.changed = True
+        yv = y[positions]
+        ym = None if y_max is None else y_max[positions]
+
+        duplicate = np.r_[False, same & (t[1:] == t[:-1])]
+        self.duplicates[lo:hi] = np.bincount(c[duplicate], minlength=k)
+        missing_value = np.isnan(yv)
+        self.nan[lo:hi] = np.bincount(c[missing_value], minlength=k)
+        bad_range = (yv < 0) | (yv > 100)
+        if ym is not None:
+            bad_range |= (ym < 0) | (ym > 100)
+        self.out_of_range[lo:hi] = np.bincount(c[bad_range], minlength=k)
+        offgrid = t % self.step
+        self.irregular[lo:hi] = np.bincount(c[offgrid != 0], minlength=k)
+        # Gaps are counted on the grid, so a late reading does not hide a missing one.
+        spacing = np.diff(t - offgrid)
+        missing = np.where(same & (spacing > 0), spacing // self.step - 1, 0)
+        gap_rows = missing > 0
+        self.gaps[lo:hi] = np.bincount(c[:-1][gap_rows], minlength=k)
+        longest = np.zeros(k, dtype=np.int64)
+        np.maximum.at(longest, c[:-1][gap_rows], missing[gap_rows])
+        self.longest[lo:hi] = longest
+
+        counts = {
+            name: getattr(self, name)[lo:hi]
+            for name in ("duplicates", "out_of_range", "nan", "out_of_order", "irregular")
+        }
+        reject = _reject_mask(self.policy, counts, longest) | self.upstream[lo:hi]
+        self.reject[lo:hi] = reject
+
+        untouched = not (
+            reject.any()
+            or backwards.any()
+            or duplicate.any()
+            or missing_value.any()
+            or bad_range.any()
+            or self.irregular[lo:hi].any()
+            or (gap_rows & (missing <= self.policy.max_gap)).any()
         )
-    else:
-        columns[ID_COL] = ids.iloc[rows[source_row]].to_numpy()
-    columns[TIME_COL] = pd.DatetimeIndex(out_ds.view("M8[ns]")).tz_localize("UTC")
-    columns[TARGET_COL] = _interpolate_inserted(y, source_row, offset, inserted_after)
-    for column in frame.columns:
-        if column in (ID_COL, TIME_COL, TARGET_COL):
-            continue
-        series = frame[column]
-        if column == MAX_COL:
-            peak = series.to_numpy(dtype=np.float64)[rows]
-            if policy.out_of_range == "clip":
-                peak = np.clip(peak, 0.0, 100.0)
-            columns[column] = _interpolate_inserted(peak, source_row, offset, inserted_after)
-        else:
-            # Per-instance attributes (tier, vcpus) carry over to inserted rows.
-            columns[column] = series.iloc[rows[source_row]].to_numpy()
-    out = pd.DataFrame(columns)
-    for column in frame.columns:
-        if column not in (TIME_COL,) and out[column].dtype != frame[column].dtype:
-            out[column] = out[column].astype(frame[column].dtype)
-    return out, filled
+        if untouched:
+            self.pieces.append((positions, None, yv, None))
+            return
+        self.changed = True
+        keep = ~reject[c]
+        self._repair(
+            positions[keep], c[keep], t[keep], yv[keep], None if ym is None else ym[keep], lo, k
+        )
+
+    def _repair(
+        self,
+        positions: np.ndarray,
+        c: np.ndarray,
+        t: np.ndarray,
+        yv: np.ndarray,
+        ym: np.ndarray | None,
+        lo: int,
+        k: int,
+    ) -> None:
+        # Snap to the grid, drop duplicates and missing values, clip, then insert the
+        # missing intervals of short gaps and interpolate them.
+        step, policy = self.step, self.policy
+        snapped = t - (t % step)
+        keep = np.r_[True, (c[1:] != c[:-1]) | (snapped[1:] != snapped[:-1])] if len(c) else c > 0
+        keep &= ~np.isnan(yv)
+        positions, c, snapped, yv = positions[keep], c[keep], snapped[keep], yv[keep]
+        ym = None if ym is None else ym[keep]
+        if policy.out_of_range == "clip":
+            yv = np.clip(yv, 0.0, 100.0)
+            ym = None if ym is None else np.clip(ym, 0.0, 100.0)
+        if len(c) == 0:
+            return
+        same = c[1:] == c[:-1]
+        missing = np.where(same, np.diff(snapped) // step - 1, 0)
+        inserted_after = np.r_[np.where((missing > 0) & (missing <= policy.max_gap), missing, 0), 0]
+        inserted = int(inserted_after.sum())
+        if not inserted:
+            self.pieces.append((positions, snapped, yv, ym))
+            return
+        self.filled[lo : lo + k] = np.bincount(np.repeat(c, inserted_after), minlength=k)
+        # Each kept row lands at its index plus the rows inserted before it.
+        total = len(c) + inserted
+        landing = np.arange(len(c)) + np.r_[0, np.cumsum(inserted_after)[:-1]]
+        source_row = np.repeat(np.arange(len(c)), inserted_after + 1)
+        offset = np.arange(total) - landing[source_row]
+        self.pieces.append(
+            (
+                positions[source_row],
+                snapped[source_row] + offset * step,
+                _interpolate_inserted(yv, source_row, offset, inserted_after),
+                None
+                if ym is None
+                else _interpolate_inserted(ym, source_row, offset, inserted_after),
+            )
+        )
+
+    def assemble(self, frame: pd.DataFrame, order: np.ndarray | None) -> pd.DataFrame:
+        if not self.changed and order is None:
+            return frame.reset_index(drop=True)
+        ds = pd.DatetimeIndex(frame[TIME_COL]).as_unit("ns").asi8
+        take = np.concatenate([p[0] for p in self.pieces]) if self.pieces else np.zeros(0, np.int64)
+        times = (
+            np.concatenate([ds[p[0]] if p[1] is None else p[1] for p in self.pieces])
+            if self.pieces
+            else np.zeros(0, np.int64)
+        )
+        columns: dict[str, object] = {}
+        for column in frame.columns:
+            series = frame[column]
+            if column == TIME_COL:
+                columns[column] = pd.DatetimeIndex(times.view("M8[ns]")).tz_localize("UTC")
+            elif column in (TARGET_COL, MAX_COL):
+                width = np.float32 if series.dtype == np.float32 else np.float64
+                source = series.to_numpy(dtype=np.float64)
+                parts = [
+                    (p[2] if column == TARGET_COL else (source[p[0]] if p[3] is None else p[3]))
+                    for p in self.pieces
+                ]
+                columns[column] = (
+                    np.concatenate(parts).astype(width, copy=False) if parts else np.zeros(0, width)
+                )
+            else:
+                # Ids and per-instance attributes (tier, vcpus) carry over to inserted rows.
+                columns[column] = series.array.take(take)
+        return pd.DataFrame(columns)
 
 
 def _interpolate_inserted(
