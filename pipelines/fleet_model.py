@@ -20,11 +20,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from mlflow.exceptions import MlflowException
-from mlflow.models import ModelSignature, infer_signature
+from mlflow.models import ModelSignature
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 from mlflow.pyfunc import PythonModel
+from mlflow.types.schema import Array, ColSpec, Schema
 
-from data.frame import ID_COL, TIME_COL
+from data.frame import ID_COL, TIME_COL, quantile_column
 from models import FleetForecaster
 from pipelines.params import HORIZONS, QUANTILES
 
@@ -111,6 +112,8 @@ class FleetModel(PythonModel):
                 part = pd.concat([part, rest.loc[rest[ID_COL].isin(missing)]])
             parts.append(part.loc[part[ID_COL].isin(ids)])
         out = pd.concat(parts, ignore_index=True)
+        # Plain strings whatever the fitted frame held, so the signature stays one schema.
+        out = out.astype({ID_COL: str, "model": str, "source": str})
         return out.sort_values([ID_COL, TIME_COL], ignore_index=True)
 
     def predict(
@@ -171,6 +174,19 @@ def input_example(unique_ids: Sequence[str]) -> pd.DataFrame:
     )
 
 
-def signature(model: FleetModel, example: pd.DataFrame) -> ModelSignature:
-    """Return the pyfunc signature, inferred from the model's answer to ``example``."""
-    return infer_signature(example, model.predict(None, example))
+def signature(quantiles: Sequence[float] = QUANTILES) -> ModelSignature:
+    """Return the pyfunc signature: the config frame in, the forecast frame out."""
+    inputs = Schema(
+        [ColSpec("string", ID_COL), ColSpec("long", "h"), ColSpec(Array("double"), "quantiles")]
+    )
+    outputs = Schema(
+        [
+            ColSpec("string", ID_COL),
+            ColSpec("datetime", TIME_COL),
+            ColSpec("double", "yhat"),
+            *(ColSpec("double", quantile_column(q)) for q in quantiles),
+            ColSpec("string", "model"),
+            ColSpec("string", "source"),
+        ]
+    )
+    return ModelSignature(inputs=inputs, outputs=outputs)

@@ -182,18 +182,15 @@ def promote_flow(params: PromoteParams) -> PromotionDecision:
     own training used that very window. A candidate that fails to load or forecast is
     never promoted.
     """
-    from pipelines.tasks import candidate_facts, champion_scores, set_champion, smoke_test
+    from pipelines.tasks import candidate_facts, champion_scores, set_champion
 
     logger = get_run_logger()
     experiment_id = open_experiment(params.tracking)
     facts = candidate_facts(params.tracking, params.version)
     candidate = _scorecard(facts["version"], facts["window"], facts["metrics"])
     gate = PromotionGate(margin=params.margin, max_fallback_share=params.max_fallback_share)
-    try:
-        smoke_test(params.tracking, facts["version"])
-    except BrokenModelError as exc:
-        decision = PromotionDecision(False, str(exc), candidate, None)
-    else:
+    decision = _refusal(gate, candidate, params)
+    if decision is None:
         champion_facts = champion_scores(params.tracking, experiment_id, facts)
         champion = (
             None
@@ -209,6 +206,23 @@ def promote_flow(params: PromoteParams) -> PromotionDecision:
     set_champion(params.tracking, facts, decision)
     (logger.info if decision.promote else logger.warning)("promotion: %s", decision.reason)
     return decision
+
+
+def _refusal(
+    gate: PromotionGate, candidate: Scorecard, params: PromoteParams
+) -> PromotionDecision | None:
+    # A broken candidate is refused before the champion is scored at all.
+    from pipelines.tasks import smoke_test
+
+    broken = gate.broken_reason(candidate)
+    if broken is not None:
+        reason = f"candidate v{candidate.version} is broken: {broken}"
+        return PromotionDecision(False, reason, candidate, None)
+    try:
+        smoke_test(params.tracking, candidate.version)
+    except BrokenModelError as exc:
+        return PromotionDecision(False, str(exc), candidate, None)
+    return None
 
 
 @flow(name="predict")

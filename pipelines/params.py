@@ -43,11 +43,15 @@ class IngestParams(_Params):
         A synthetic fleet instead of ``source``; exactly one of the two is given.
     home
         Working directory; the snapshot lands in ``home/snapshots``.
+    policy
+        ``"repair"`` fixes what validation can (clip, dedupe, interpolate short
+        gaps); ``"strict"`` rejects every instance with any problem instead.
     """
 
     source: Path | None = None
     synthetic: SyntheticFleet | None = None
     home: Path = Path(".creditx")
+    policy: Literal["repair", "strict"] = "repair"
 
     @model_validator(mode="after")
     def _one_source(self) -> IngestParams:

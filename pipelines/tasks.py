@@ -74,7 +74,18 @@ def load_telemetry(params: IngestParams) -> tuple[pd.DataFrame, pd.DataFrame, st
     from data.errors import EmptyTelemetryError, InstancesRejectedError
     from data.loaders import read_telemetry
     from data.synthetic import generate_fleet
-    from data.validation import validate_telemetry
+    from data.validation import ValidationPolicy, validate_telemetry
+
+    policy = ValidationPolicy()
+    if params.policy == "strict":
+        policy = ValidationPolicy(
+            duplicates="reject",
+            out_of_range="reject",
+            nan="reject",
+            out_of_order="reject",
+            irregular="reject",
+            long_gaps="reject",
+        )
 
     if params.synthetic is not None:
         fleet = params.synthetic
@@ -86,9 +97,9 @@ def load_telemetry(params: IngestParams) -> tuple[pd.DataFrame, pd.DataFrame, st
             raw = generate_fleet(
                 fleet.instances, fleet.days, seed=fleet.seed, freq=fleet.freq, attributes=False
             )
-            result = validate_telemetry(raw, source=source)
+            result = validate_telemetry(raw, policy, source=source)
         else:
-            result = read_telemetry(Path(str(params.source)))
+            result = read_telemetry(Path(str(params.source)), policy)
     except EmptyTelemetryError as exc:
         raise EmptySnapshotError(source, rows=0, rejected=0) from exc
     except InstancesRejectedError as exc:
@@ -584,7 +595,7 @@ def set_champion(tracking: TrackingParams, facts: dict[str, Any], decision: Any)
     from pipelines.tracking import CHAMPION
 
     client = _client(tracking)
-    verdict = "promoted" if decision.promote else "kept-champion"
+    verdict = "promoted" if decision.promote else "refused"
     if decision.promote:
         client.set_registered_model_alias(tracking.model_name, CHAMPION, facts["version"])
     client.set_model_version_tag(

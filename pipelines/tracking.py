@@ -112,7 +112,7 @@ def log_model_version(
         info = mlflow.pyfunc.log_model(
             name="fleet_model",
             python_model=model,
-            signature=signature(model, example),
+            signature=signature(),
             input_example=example,
             pip_requirements=MODEL_REQUIREMENTS,
             registered_model_name=tracking.model_name,

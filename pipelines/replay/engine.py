@@ -1,0 +1,556 @@
+"""The replay engine: every policy over the same fleet, 5-minute steps, hourly books.
+
+Each step, per instance, in milli-credits: the instance earns its tier's baseline
+(``earned``), asks for ``demand``; its own balance pays first, then (pool policies)
+its tier's pool, drawn in instance order within the tier; the credits it may spend
+are what its tier's hosts can serve: when the tier asks for more than the hosts'
+physical capacity, every instance is served ``allowed * capacity // total`` (the
+rounding remainder one milli-credit each, in instance order), so no policy ever
+exceeds the hosts. What is not served is throttled. The balance after the step is
+capped as AWS standard mode caps it (:func:`market.accounting.plan_interval`): what
+overflows goes to the pool as far as it has headroom and is thrown away otherwise.
+
+The per-step arithmetic runs on numpy arrays across instances; each policy books
+each hour in its own :class:`~market.ledger.Ledger` (in-memory store) as one entry,
+with the market (agents, hourly call auctions on :class:`~market.venue.Venue`) and
+the CEM's swaps (:class:`~market.exchange.CreditExchange`) acting on the same ledger
+at the start of each hour. Conservation is checked every step (balances plus pools
+change exactly by what was earned less what was spent) and every hour (the ledger's
+balances equal the engine's, and every asset sums to zero over its accounts); any
+difference raises :class:`ConservationError`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+import numpy as np
+
+from market.agent import OwnerPolicy, VenueAgents
+from market.book import BookConfig
+from market.clock import ManualClock
+from market.errors import MarketError
+from market.exchange import CreditExchange
+from market.ledger import (
+    EntryRequest,
+    Ledger,
+    MemoryStore,
+    Transfer,
+    burn_account,
+    instance_credits,
+    mint_account,
+    pool_account,
+)
+from market.orders import Side
+from market.tiers import TierManager
+from market.venue import OrderRequest, Venue
+from pipelines.replay.errors import ConservationError, ScenarioError
+from pipelines.replay.fleet import STEPS_PER_HOUR, ReplayFleet
+from pipelines.replay.forecasts import ForecastTable
+from pipelines.replay.scenario import Scenario
+
+POLICIES: tuple[str, ...] = (
+    "static",
+    "pool",
+    "pool+swap",
+    "market",
+    "market-oracle",
+    "physical-limit",
+)
+"""Every policy, in the order reports list them."""
+
+_CEM = "cem"
+
+
+@dataclass(frozen=True, slots=True)
+class _Flags:
+    credits: bool
+    pools: bool
+    swaps: bool
+    market: bool
+
+
+_FLAGS = {
+    "static": _Flags(credits=True, pools=False, swaps=False, market=False),
+    "pool": _Flags(credits=True, pools=True, swaps=False, market=False),
+    "pool+swap": _Flags(credits=True, pools=True, swaps=True, market=False),
+    "market": _Flags(credits=True, pools=True, swaps=True, market=True),
+    "market-oracle": _Flags(credits=True, pools=True, swaps=True, market=True),
+    "physical-limit": _Flags(credits=False, pools=False, swaps=False, market=False),
+}
+
+
+@dataclass(slots=True)
+class PolicyResult:
+    """What one policy did, per tier (arrays over the fleet's tiers) and per hour.
+
+    Quantities are milli-credits (= milli-vCPU-minutes) and minor units; ``*_series``
+    arrays are ``(hours, tiers)``. ``clearing_price_series`` is NaN in hours without
+    a trade.
+    """
+
+    policy: str
+    tiers: tuple[str, ...]
+    demand: np.ndarray
+    throttled: np.ndarray
+    forfeited: np.ndarray
+    instances_throttled: np.ndarray
+    instances: np.ndarray
+    trades: np.ndarray
+    volume: np.ndarray
+    fees: np.ndarray
+    swapped_in: np.ndarray
+    swapped_out: np.ndarray
+    conservation_violations: int
+    throttled_series: np.ndarray
+    pool_series: np.ndarray
+    rate_series: np.ndarray
+    clearing_price_series: np.ndarray
+    ledger_entries: int = 0
+    seconds: float = 0.0
+    instance_throttled: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+
+    def summary(self) -> dict[str, Any]:
+        """Return the fleet-wide figures of this policy as plain JSON values."""
+        demand = int(self.demand.sum())
+        throttled = int(self.throttled.sum())
+        return {
+            "throttled_share": throttled / demand if demand else 0.0,
+            "throttled_vcpu_minutes": throttled / 1000,
+            "demand_vcpu_minutes": demand / 1000,
+            "credits_thrown_away": int(self.forfeited.sum()) / 1000,
+            "instances_ever_throttled": int(self.instances_throttled.sum()),
+            "trades": int(self.trades.sum()),
+            "volume_credits": int(self.volume.sum()) / 1000,
+            "fees": int(self.fees.sum()),
+            "swapped_credits_in": int(self.swapped_in.sum()) / 1000,
+            "conservation_violations": self.conservation_violations,
+            "ledger_entries": self.ledger_entries,
+            "seconds": round(self.seconds, 3),
+        }
+
+    def per_tier(self) -> dict[str, dict[str, Any]]:
+        """Return the figures of each tier as plain JSON values."""
+        out = {}
+        for k, tier in enumerate(self.tiers):
+            demand = int(self.demand[k])
+            throttled = int(self.throttled[k])
+            out[tier] = {
+                "throttled_share": throttled / demand if demand else 0.0,
+                "throttled_vcpu_minutes": throttled / 1000,
+                "credits_thrown_away": int(self.forfeited[k]) / 1000,
+                "instances_ever_throttled": int(self.instances_throttled[k]),
+                "instances": int(self.instances[k]),
+                "trades": int(self.trades[k]),
+                "volume_credits": int(self.volume[k]) / 1000,
+                "fees": int(self.fees[k]),
+                "swapped_credits_in": int(self.swapped_in[k]) / 1000,
+                "swapped_credits_out": int(self.swapped_out[k]) / 1000,
+            }
+        return out
+
+
+def _segment_rank(mask: np.ndarray, starts: np.ndarray, tier_of: np.ndarray) -> np.ndarray:
+    # 1-based rank of each True within its tier, in instance order.
+    running = np.cumsum(mask)
+    before = np.concatenate([[0], running])[starts]
+    return running - before[tier_of]
+
+
+def _serve(
+    allowed: np.ndarray, capacity: np.ndarray, starts: np.ndarray, tier_of: np.ndarray
+) -> np.ndarray:
+    """Return what each instance is served when each tier's hosts serve at most ``capacity``."""
+    total = np.add.reduceat(allowed, starts)
+    over = total > capacity
+    if not over.any():
+        return allowed
+    cap_i = capacity[tier_of]
+    total_i = total[tier_of]
+    over_i = over[tier_of]
+    scaled = np.where(over_i, allowed * cap_i // np.maximum(total_i, 1), allowed)
+    remainder = capacity - np.add.reduceat(scaled, starts)
+    short = over_i & (scaled < allowed)
+    rank = _segment_rank(short, starts, tier_of)
+    return scaled + (short & (rank <= remainder[tier_of]))
+
+
+def _draw_in_order(
+    want: np.ndarray, level: np.ndarray, starts: np.ndarray, tier_of: np.ndarray
+) -> np.ndarray:
+    """Return what each instance gets when its tier's ``level`` serves ``want`` in order."""
+    running = np.cumsum(want)
+    before_tier = np.concatenate([[0], running])[starts]
+    taken_before = running - want - before_tier[tier_of]
+    return np.clip(level[tier_of] - taken_before, 0, want)
+
+
+class _Books:
+    """One policy's ledger, CEM, venue and agents, and the engine's mirror of them."""
+
+    def __init__(self, fleet: ReplayFleet, scenario: Scenario, flags: _Flags) -> None:
+        self.clock = ManualClock(fleet.start)
+        self.ledger = Ledger(MemoryStore(), self.clock)
+        self.tiers: TierManager = fleet.tier_manager(scenario.fee_bps)
+        self.tiers.open_accounts(self.ledger)
+        self.cem = CreditExchange(self.ledger, self.tiers, self.clock)
+        self.accounts = [instance_credits(str(i)) for i in fleet.ids]
+        self.pools = [pool_account(t) for t in fleet.tier_names]
+        self.mints = [mint_account(t.asset) for t in fleet.tiers]
+        self.burns = [burn_account(t.asset) for t in fleet.tiers]
+        opening = [
+            Transfer(self.mints[int(k)], account, int(b))
+            for account, k, b in zip(self.accounts, fleet.tier_of, fleet.start_balance, strict=True)
+            if b > 0
+        ]
+        if opening:
+            self.ledger.post(EntryRequest(tuple(opening), "opening", _CEM))
+        self.venue: Venue | None = None
+        self.agents: VenueAgents | None = None
+        if flags.market:
+            self.venue = Venue(
+                self.ledger,
+                self.clock,
+                [
+                    BookConfig(tier=t, tick_size=1, fee_bps=scenario.fee_bps)
+                    for t in fleet.tier_names
+                ],
+            )
+            for iid, k in zip(fleet.ids, fleet.tier_of, strict=True):
+                self.venue.register_instance(str(iid), fleet.tier_names[int(k)])
+                if scenario.starting_funds:
+                    self.cem.deposit_funds(str(iid), scenario.starting_funds, actor=_CEM)
+            earn_hour = fleet.earned * STEPS_PER_HOUR
+            self.agents = VenueAgents(
+                self.venue,
+                [
+                    (str(i), fleet.tier_names[int(k)], int(v), int(e), int(c))
+                    for i, k, v, e, c in zip(
+                        fleet.ids, fleet.tier_of, fleet.vcpus, earn_hour, fleet.cap, strict=True
+                    )
+                ],
+                OwnerPolicy(
+                    throttle_cost=scenario.throttle_cost, risk_quantile=scenario.risk_quantile
+                ),
+                None,
+                self.clock,
+            )
+
+    def read(self) -> tuple[np.ndarray, np.ndarray]:
+        balances = self.ledger.balances()
+        credits = np.fromiter((balances[a] for a in self.accounts), np.int64, len(self.accounts))
+        pools = np.fromiter((balances[p] for p in self.pools), np.int64, len(self.pools))
+        return credits, pools
+
+
+def _post_hour(
+    books: _Books,
+    fleet: ReplayFleet,
+    hour: int,
+    minted: np.ndarray,
+    spent: np.ndarray,
+    to_pool: np.ndarray,
+    from_pool: np.ndarray,
+) -> None:
+    legs: list[Transfer] = []
+    accounts, tier_of = books.accounts, fleet.tier_of
+    for i in np.flatnonzero(minted):
+        legs.append(Transfer(books.mints[tier_of[i]], accounts[i], int(minted[i])))
+    net = from_pool - to_pool
+    for i in np.flatnonzero(net > 0):
+        legs.append(Transfer(books.pools[tier_of[i]], accounts[i], int(net[i])))
+    for i in np.flatnonzero(net < 0):
+        legs.append(Transfer(accounts[i], books.pools[tier_of[i]], int(-net[i])))
+    for i in np.flatnonzero(spent):
+        legs.append(Transfer(accounts[i], books.burns[tier_of[i]], int(spent[i])))
+    if legs:
+        books.ledger.post(
+            EntryRequest(
+                tuple(legs),
+                "accrual",
+                "replay",
+                f"replay-hour-{hour}",
+                {"hour": hour, "instances": len(accounts)},
+            )
+        )
+
+
+def _check_books(
+    policy: str,
+    step: int,
+    books: _Books,
+    fleet: ReplayFleet,
+    balance: np.ndarray,
+    pool: np.ndarray,
+) -> None:
+    credits, pools = books.read()
+    for k, tier in enumerate(fleet.tier_names):
+        a, b = fleet.starts[k], (fleet.starts[k + 1] if k + 1 < len(fleet.starts) else len(balance))
+        expected = int(balance[a:b].sum()) + int(pool[k])
+        actual = int(credits[a:b].sum()) + int(pools[k])
+        if expected != actual or not np.array_equal(credits[a:b], balance[a:b]):
+            raise ConservationError(policy, step, f"credits:{tier}", expected, actual)
+    totals: dict[str, int] = {}
+    for account_id, amount in books.ledger.balances().items():
+        asset = books.ledger.account(account_id).asset
+        totals[asset] = totals.get(asset, 0) + amount
+    for asset, total in totals.items():
+        if total != 0:
+            raise ConservationError(policy, step, asset, 0, total)
+
+
+def _swap(
+    books: _Books,
+    fleet: ReplayFleet,
+    scenario: Scenario,
+    pool: np.ndarray,
+    recent_need: np.ndarray,
+    result: PolicyResult,
+) -> None:
+    """Let the CEM move pool credits from tiers with a surplus to tiers that ran short."""
+    capacity = np.array([books.tiers.pool_capacity(t) for t in fleet.tier_names], dtype=np.int64)
+    want = np.minimum(capacity, recent_need * scenario.reserve_hours)
+    rates = np.array([books.tiers.tier(t).exchange_rate for t in fleet.tier_names], dtype=np.int64)
+    surplus_value = np.maximum(0, pool - want) * rates
+    short_value = np.where(recent_need > 0, np.maximum(0, want - pool) * rates, 0)
+    for dst in np.argsort(-short_value, kind="stable"):
+        for src in np.argsort(-surplus_value, kind="stable"):
+            if short_value[dst] <= 0 or surplus_value[src] <= 0 or src == dst:
+                continue
+            value = min(int(short_value[dst]), int(surplus_value[src]))
+            amount = value // int(rates[src])
+            if amount <= 0 or amount * int(rates[src]) // int(rates[dst]) <= 0:
+                continue
+            try:
+                swap = books.cem.perform_credit_swap(
+                    fleet.tier_names[src], fleet.tier_names[dst], amount, actor=_CEM
+                )
+            except MarketError:
+                continue
+            surplus_value[src] -= swap.amount_in * int(rates[src])
+            short_value[dst] -= swap.amount_out * int(rates[dst])
+            result.swapped_out[src] += swap.amount_in
+            result.swapped_in[dst] += swap.amount_out
+
+
+def _trade(
+    books: _Books,
+    fleet: ReplayFleet,
+    forecasts: ForecastTable,
+    hour: int,
+    result: PolicyResult,
+) -> None:
+    """Let every agent decide on its forecast, then clear each tier's hourly call auction."""
+    assert books.agents is not None
+    assert books.venue is not None
+    made = fleet.start + timedelta(hours=hour)
+    wanted = forecasts.at(hour, fleet.ids, made)
+    requests = []
+    for state in books.agents.states(wanted):
+        decision = books.agents.agent(state.instance_id).decide(state)
+        for intent in decision.intents:
+            if intent.action == "place" and intent.quantity > 0:
+                requests.append(
+                    OrderRequest(
+                        intent.instance_id, Side(str(intent.side)), intent.price, intent.quantity
+                    )
+                )
+    if requests:
+        books.venue.submit_to_auction(requests)
+    for k, tier in enumerate(fleet.tier_names):
+        auction = books.venue.run_auction(tier, auction_id=f"{tier}-h{hour}")
+        if auction.trades:
+            result.trades[k] += len(auction.trades)
+            result.volume[k] += auction.volume
+            result.fees[k] += sum(t.fee for t in auction.trades)
+        if auction.clearing_price is not None:
+            result.clearing_price_series[hour, k] = auction.clearing_price
+
+
+def run_policy(
+    fleet: ReplayFleet,
+    scenario: Scenario,
+    policy: str,
+    forecasts: ForecastTable | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> PolicyResult:
+    """Replay one policy over the whole fleet and return what it did.
+
+    Parameters
+    ----------
+    fleet
+        The prepared fleet.
+    scenario
+        Market and CEM settings.
+    policy
+        One of :data:`POLICIES`.
+    forecasts
+        What the agents trade on (``market`` and ``market-oracle`` only).
+    progress
+        Called with 1 after each replayed hour.
+
+    Raises
+    ------
+    ScenarioError
+        For an unknown policy, or a market policy without forecasts.
+    ConservationError
+        If credits appear or vanish at any step.
+    """
+    if policy not in _FLAGS:
+        raise ScenarioError("policy", policy, f"must be one of {POLICIES}")
+    flags = _FLAGS[policy]
+    if flags.market and forecasts is None:
+        raise ScenarioError("policy", policy, "a market policy needs forecasts")
+    import time
+
+    began = time.perf_counter()
+    n_tiers = len(fleet.tier_names)
+    hours = fleet.hours
+    tier_of, starts, capacity = fleet.tier_of, fleet.starts, fleet.capacity
+    zeros_k = np.zeros(n_tiers, dtype=np.int64)
+    result = PolicyResult(
+        policy=policy,
+        tiers=fleet.tier_names,
+        demand=zeros_k.copy(),
+        throttled=zeros_k.copy(),
+        forfeited=zeros_k.copy(),
+        instances_throttled=zeros_k.copy(),
+        instances=np.bincount(tier_of, minlength=n_tiers).astype(np.int64),
+        trades=zeros_k.copy(),
+        volume=zeros_k.copy(),
+        fees=zeros_k.copy(),
+        swapped_in=zeros_k.copy(),
+        swapped_out=zeros_k.copy(),
+        conservation_violations=0,
+        throttled_series=np.zeros((hours, n_tiers), dtype=np.int64),
+        pool_series=np.zeros((hours, n_tiers), dtype=np.int64),
+        rate_series=np.zeros((hours, n_tiers), dtype=np.int64),
+        clearing_price_series=np.full((hours, n_tiers), np.nan),
+    )
+    books = _Books(fleet, scenario, flags) if flags.credits else None
+    n = len(fleet.ids)
+    balance = fleet.start_balance.copy()
+    pool = zeros_k.copy()
+    pool_capacity = (
+        np.array([books.tiers.pool_capacity(t) for t in fleet.tier_names], dtype=np.int64)
+        if books is not None
+        else zeros_k
+    )
+    earned, cap = fleet.earned, fleet.cap
+    throttled_total = np.zeros(n, dtype=np.int64)
+    recent_need = zeros_k.copy()
+    for hour in range(hours):
+        if books is not None:
+            books.clock.set(fleet.start + timedelta(hours=hour))
+            if flags.market:
+                assert forecasts is not None
+                _trade(books, fleet, forecasts, hour, result)
+            if flags.swaps:
+                _swap(books, fleet, scenario, pool, recent_need, result)
+            if flags.market or flags.swaps:
+                balance, pool = books.read()
+        h_minted = np.zeros(n, dtype=np.int64)
+        h_spent = np.zeros(n, dtype=np.int64)
+        h_to_pool = np.zeros(n, dtype=np.int64)
+        h_from_pool = np.zeros(n, dtype=np.int64)
+        h_need = zeros_k.copy()
+        for s in range(hour * STEPS_PER_HOUR, (hour + 1) * STEPS_PER_HOUR):
+            demand = fleet.demand[:, s]
+            if not flags.credits:
+                served = _serve(demand, capacity, starts, tier_of)
+                throttled = demand - served
+            else:
+                own = balance + earned
+                allowed = np.minimum(demand, own)
+                if flags.pools:
+                    allowed = allowed + _draw_in_order(demand - allowed, pool, starts, tier_of)
+                served = _serve(allowed, capacity, starts, tier_of)
+                throttled = demand - served
+                from_pool = np.maximum(0, served - own)
+                net = own + from_pool - served
+                overflow = np.maximum(0, np.minimum(net - cap, earned - served))
+                if flags.pools:
+                    drawn = np.add.reduceat(from_pool, starts)
+                    headroom = np.maximum(0, pool_capacity - (pool - drawn))
+                    to_pool = _draw_in_order(overflow, headroom, starts, tier_of)
+                else:
+                    drawn = zeros_k
+                    to_pool = np.zeros_like(overflow)
+                forfeited = overflow - to_pool
+                new_balance = net - overflow
+                new_pool = pool - drawn + np.add.reduceat(to_pool, starts)
+                minted = earned - forfeited
+                # Exact conservation: balances and pools change by what was minted less spent.
+                before = np.add.reduceat(balance, starts) + pool
+                after = np.add.reduceat(new_balance, starts) + new_pool
+                change = np.add.reduceat(minted - served, starts)
+                if (
+                    not np.array_equal(after - before, change)
+                    or (new_balance < 0).any()
+                    or (new_pool < 0).any()
+                    or (new_pool > np.maximum(pool_capacity, pool)).any()
+                ):
+                    k = int(np.argmax(after - before != change))
+                    result.conservation_violations += 1
+                    raise ConservationError(
+                        policy,
+                        s,
+                        f"credits:{fleet.tier_names[k]}",
+                        int(before[k] + change[k]),
+                        int(after[k]),
+                    )
+                balance, pool = new_balance, new_pool
+                h_minted += minted
+                h_spent += served
+                h_to_pool += to_pool
+                h_from_pool += from_pool
+                h_need += np.add.reduceat(from_pool + throttled, starts)
+                result.forfeited += np.add.reduceat(forfeited, starts)
+            throttled_total += throttled
+            t_k = np.add.reduceat(throttled, starts)
+            result.throttled += t_k
+            result.throttled_series[hour] += t_k
+            result.demand += np.add.reduceat(demand, starts)
+        if books is not None:
+            _post_hour(books, fleet, hour, h_minted, h_spent, h_to_pool, h_from_pool)
+            _check_books(policy, (hour + 1) * STEPS_PER_HOUR - 1, books, fleet, balance, pool)
+            result.rate_series[hour] = [books.tiers.tier(t).exchange_rate for t in fleet.tier_names]
+        result.pool_series[hour] = pool
+        recent_need = h_need
+        if progress is not None:
+            progress(1)
+    if books is not None:
+        report = books.ledger.verify()
+        if not report.ok:
+            result.conservation_violations += 1
+            raise ConservationError(
+                policy, hours * STEPS_PER_HOUR, "ledger", 0, len(report.balance_mismatches)
+            )
+        result.ledger_entries = report.entries
+    result.instances_throttled = np.bincount(
+        tier_of, weights=throttled_total > 0, minlength=n_tiers
+    ).astype(np.int64)
+    result.instance_throttled = throttled_total
+    result.seconds = time.perf_counter() - began
+    return result
+
+
+def run_policies(
+    fleet: ReplayFleet,
+    scenario: Scenario,
+    policies: Sequence[str] = POLICIES,
+    forecasts: ForecastTable | None = None,
+    oracle: ForecastTable | None = None,
+    progress: Callable[[str], Callable[[int], None] | None] | None = None,
+) -> dict[str, PolicyResult]:
+    """Replay each policy in turn; ``market-oracle`` trades on ``oracle``."""
+    out = {}
+    for policy in policies:
+        table = oracle if policy == "market-oracle" else forecasts
+        out[policy] = run_policy(
+            fleet, scenario, policy, table, progress(policy) if progress is not None else None
+        )
+    return out

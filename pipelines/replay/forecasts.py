@@ -1,0 +1,137 @@
+"""Forecasts the agents trade on, made as the pipelines make them.
+
+:func:`model_forecasts` refits the :class:`~models.FleetForecaster` every
+``retrain_every_hours`` on the telemetry before the refit and forecasts every hour
+from the telemetry before that hour (the training and prediction cadence of the
+pipelines); :func:`oracle_forecasts` gives the actual future instead. Both return a
+:class:`ForecastTable` of hourly mean utilisation (percent of the instance's vCPUs).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import numpy as np
+import pandas as pd
+
+from market.agent import HorizonForecast, InstanceForecast
+from pipelines.replay.fleet import STEPS_PER_HOUR, ReplayFleet
+from pipelines.replay.scenario import Scenario
+
+_HOUR = pd.Timedelta(hours=1)
+
+
+@dataclass(frozen=True, slots=True)
+class ForecastTable:
+    """Hourly forecasts from every origin hour: arrays ``(n, hours, horizon)``.
+
+    ``point``, ``q50`` and ``q90`` are NaN where no forecast exists (before the first
+    fit); ``origin_hour`` ``h`` forecasts hours ``h .. h + horizon - 1``.
+    """
+
+    point: np.ndarray
+    q50: np.ndarray
+    q90: np.ndarray
+    source: str
+
+    @property
+    def horizon(self) -> int:
+        """Return the hours each forecast covers."""
+        return int(self.point.shape[2])
+
+    def at(self, hour: int, ids: np.ndarray, generated_at: datetime) -> dict[str, InstanceForecast]:
+        """Return the agents' forecasts made at ``hour`` (none for instances without one)."""
+        point = self.point[:, hour, :]
+        q50 = self.q50[:, hour, :]
+        q90 = self.q90[:, hour, :]
+        usable = ~np.isnan(point).any(axis=1)
+        out: dict[str, InstanceForecast] = {}
+        for row in np.flatnonzero(usable):
+            p, a, b = point[row].tolist(), q50[row].tolist(), q90[row].tolist()
+            out[str(ids[row])] = InstanceForecast(
+                generated_at,
+                {
+                    "hour": HorizonForecast((p[0],), {"q50": (a[0],), "q90": (b[0],)}),
+                    "day": HorizonForecast(tuple(p), {"q50": tuple(a), "q90": tuple(b)}),
+                },
+                self.source,
+            )
+        return out
+
+
+def hourly_utilisation(fleet: ReplayFleet) -> np.ndarray:
+    """Return ``(n, hours)`` mean utilisation per hour, percent."""
+    n, hours = len(fleet.ids), fleet.hours
+    steps = fleet.utilisation[:, : hours * STEPS_PER_HOUR]
+    return steps.reshape(n, hours, STEPS_PER_HOUR).mean(axis=2)
+
+
+def oracle_forecasts(fleet: ReplayFleet, horizon: int) -> ForecastTable:
+    """Return perfect forecasts: the actual hourly utilisation ahead, every quantile alike."""
+    hourly = hourly_utilisation(fleet)
+    _n, hours = hourly.shape
+    padded = np.concatenate([hourly, np.repeat(hourly[:, -1:], horizon, axis=1)], axis=1)
+    index = np.arange(hours)[:, None] + np.arange(horizon)[None, :]
+    table = padded[:, index].astype(np.float32)
+    return ForecastTable(table, table, table, "oracle")
+
+
+def model_forecasts(
+    fleet: ReplayFleet,
+    scenario: Scenario,
+    progress: Callable[[int], None] | None = None,
+) -> ForecastTable:
+    """Return the fleet forecaster's forecasts at the pipelines' cadence.
+
+    The forecaster is refitted every ``scenario.retrain_every_hours`` on the hours
+    before the refit; every hour it forecasts ``scenario.horizon_hours`` ahead from the
+    hours before that hour. No forecast exists before the first refit (one retraining
+    period of history).
+    """
+    from models import FleetForecaster, ForecastConfig
+
+    hourly = hourly_utilisation(fleet)
+    n, hours = hourly.shape
+    horizon = scenario.horizon_hours
+    shape = (n, hours, horizon)
+    point, q50, q90 = (np.full(shape, np.nan, dtype=np.float32) for _ in range(3))
+    config = ForecastConfig(
+        candidates=scenario.candidates,
+        calibration_hours=min(168, max(1, scenario.retrain_every_hours)),
+        horizon_max=horizon,
+    )
+    origin0 = pd.Timestamp(fleet.start)
+    period = scenario.retrain_every_hours
+    row_of = {str(i): r for r, i in enumerate(fleet.ids)}
+    for first in range(period, hours, period):
+        last = min(first + period, hours)
+        # Only the hours before the last origin of the period are passed in.
+        frame = pd.DataFrame(
+            {
+                "unique_id": np.repeat(fleet.ids.astype(str), last - 1),
+                "ds": np.tile(origin0 + _HOUR * np.arange(last - 1), n),
+                "y": hourly[:, : last - 1].reshape(-1),
+            }
+        )
+        origins = [origin0 + _HOUR * h for h in range(first, last)]
+        result = FleetForecaster(config).backtest(frame, origins, horizon, (0.5, 0.9))
+        rows = result["unique_id"].astype(str).map(row_of).to_numpy(dtype=np.int64)
+        o = ((pd.DatetimeIndex(result["origin"]) - origin0) // _HOUR).to_numpy(dtype=np.int64)
+        s = (
+            (pd.DatetimeIndex(result["ds"]) - pd.DatetimeIndex(result["origin"])) // _HOUR
+        ).to_numpy(dtype=np.int64)
+        point[rows, o, s] = result["yhat"].to_numpy(dtype=np.float32)
+        q50[rows, o, s] = result["q50"].to_numpy(dtype=np.float32)
+        q90[rows, o, s] = result["q90"].to_numpy(dtype=np.float32)
+        if progress is not None:
+            progress(last - first)
+    for table in (point, q50, q90):
+        np.clip(table, 0.0, 100.0, out=table)
+    return ForecastTable(point, q50, q90, "forecaster")
+
+
+def generated_at(fleet: ReplayFleet, hour: int) -> datetime:
+    """Return the time the forecasts of ``hour`` are made: the hour's start."""
+    return fleet.start + timedelta(hours=hour)

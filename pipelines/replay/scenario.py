@@ -1,0 +1,206 @@
+"""Scenarios: the fleet's tiers, sizes, hosts, market and forecast settings.
+
+:func:`load_scenario` reads a TOML file (the standard scenario when none is given,
+``standard_scenario.toml`` beside this module, documented in ``docs/scenario.md``).
+:func:`assign_fleet` gives each instance of a trace its tier: instances sorted by id,
+tiers round-robin in the scenario's order.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any
+
+from pipelines.replay.errors import ScenarioError
+
+_PATH = Path(__file__).resolve().parent / "standard_scenario.toml"
+_SECTIONS = {"fleet", "tiers", "market", "forecast", "cem"}
+_QUANTILES = ("q50", "q90")
+_CANDIDATES = ("naive", "seasonal_naive", "lightgbm")
+
+
+def _decimal(field: str, value: object, *, low: Decimal, high: Decimal) -> Decimal:
+    if isinstance(value, bool | float):
+        raise ScenarioError(field, value, 'give it as a decimal string such as "0.5"')
+    try:
+        number = Decimal(value) if isinstance(value, str | int) else None
+    except InvalidOperation:
+        number = None
+    if number is None or not number.is_finite() or not low <= number <= high:
+        raise ScenarioError(field, value, f"must be a decimal number in {low}..{high}")
+    return number
+
+
+def _int(field: str, value: object, *, low: int, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ScenarioError(field, value, f"must be an int in {low}..{high}")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class TierSpec:
+    """One tier of a scenario: baseline percent per vCPU and starting exchange rate."""
+
+    name: str
+    baseline_pct: Decimal
+    exchange_rate: Decimal
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Scenario:
+    """Everything a replay needs besides the telemetry.
+
+    Parameters
+    ----------
+    tiers
+        The tiers, in the round-robin order instances are assigned to them.
+    vcpus
+        vCPUs of every instance.
+    starting_balance_share
+        Each instance starts with this share of its balance cap.
+    physical_vcpus_per_vcpu
+        Physical vCPUs of each tier's hosts per instance vCPU in the tier.
+    fee_bps
+        The market's fee, basis points of each trade's value, paid by the buyer.
+    starting_funds
+        Minor units each instance holds to buy credits with.
+    throttle_cost
+        What one throttled vCPU-minute costs an owner: the agents' bid ceiling.
+    risk_quantile
+        The forecast quantile agents buy for.
+    retrain_every_hours, horizon_hours, candidates
+        The forecast cadence: refit every so many hours on the telemetry before the
+        refit, forecast ``horizon_hours`` ahead every hour, from these candidates.
+    reserve_hours
+        Hours of its tier's recent pool draw a pool keeps before the CEM swaps it away.
+    """
+
+    tiers: tuple[TierSpec, ...]
+    vcpus: int = 2
+    starting_balance_share: Decimal = Decimal("0.5")
+    physical_vcpus_per_vcpu: Decimal = Decimal("0.6")
+    fee_bps: int = 20
+    starting_funds: int = 1_000_000
+    throttle_cost: int = 100
+    risk_quantile: str = "q90"
+    retrain_every_hours: int = 24
+    horizon_hours: int = 24
+    candidates: tuple[str, ...] = ("naive", "seasonal_naive")
+    reserve_hours: int = 6
+
+    def __post_init__(self) -> None:
+        if not self.tiers:
+            raise ScenarioError("tiers", self.tiers, "a scenario needs at least one tier")
+        names = [t.name for t in self.tiers]
+        if len(set(names)) != len(names):
+            raise ScenarioError("tiers", names, "tier names must be unique")
+        _int("vcpus", self.vcpus, low=1, high=4096)
+        _int("fee_bps", self.fee_bps, low=0, high=9_999)
+        _int("starting_funds", self.starting_funds, low=0, high=10**15)
+        _int("throttle_cost", self.throttle_cost, low=1, high=10**9)
+        _int("retrain_every_hours", self.retrain_every_hours, low=1, high=24 * 365)
+        _int("horizon_hours", self.horizon_hours, low=1, high=168)
+        _int("reserve_hours", self.reserve_hours, low=0, high=24 * 7)
+        if self.risk_quantile not in _QUANTILES:
+            raise ScenarioError("risk_quantile", self.risk_quantile, f"must be one of {_QUANTILES}")
+        unknown = sorted(set(self.candidates) - set(_CANDIDATES))
+        if unknown or not self.candidates:
+            raise ScenarioError("candidates", self.candidates, f"must be a subset of {_CANDIDATES}")
+        if not 0 <= self.starting_balance_share <= 1:
+            raise ScenarioError(
+                "starting_balance_share", self.starting_balance_share, "must lie in 0..1"
+            )
+        if not 0 < self.physical_vcpus_per_vcpu <= 64:
+            raise ScenarioError(
+                "physical_vcpus_per_vcpu", self.physical_vcpus_per_vcpu, "must lie in (0, 64]"
+            )
+
+
+def scenario_from_mapping(document: Mapping[str, Any]) -> Scenario:
+    """Build a :class:`Scenario` from the parsed contents of a scenario file.
+
+    Raises
+    ------
+    ScenarioError
+        For an unknown section or key, or a value out of range.
+    """
+    unknown = sorted(set(document) - _SECTIONS)
+    if unknown:
+        raise ScenarioError("sections", unknown, f"unknown; expected some of {sorted(_SECTIONS)}")
+    tiers = []
+    for i, spec in enumerate(document.get("tiers", [])):
+        if not isinstance(spec, Mapping) or set(spec) != {"name", "baseline_pct", "exchange_rate"}:
+            raise ScenarioError(
+                f"tiers[{i}]", spec, "needs exactly name, baseline_pct and exchange_rate"
+            )
+        name = spec["name"]
+        if not isinstance(name, str) or not name or ":" in name:
+            raise ScenarioError(f"tiers[{i}].name", name, "must be a non-empty string without ':'")
+        tiers.append(
+            TierSpec(
+                name,
+                _decimal(
+                    f"tiers[{i}].baseline_pct",
+                    spec["baseline_pct"],
+                    low=Decimal("0.01"),
+                    high=Decimal(100),
+                ),
+                _decimal(
+                    f"tiers[{i}].exchange_rate",
+                    spec["exchange_rate"],
+                    low=Decimal("0.000001"),
+                    high=Decimal(1000),
+                ),
+            )
+        )
+    fields: dict[str, Any] = {"tiers": tuple(tiers)}
+    allowed = {
+        "fleet": {"vcpus", "starting_balance_share", "physical_vcpus_per_vcpu"},
+        "market": {"fee_bps", "starting_funds", "throttle_cost", "risk_quantile"},
+        "forecast": {"retrain_every_hours", "horizon_hours", "candidates"},
+        "cem": {"reserve_hours"},
+    }
+    for section, keys in allowed.items():
+        values = document.get(section, {})
+        if not isinstance(values, Mapping):
+            raise ScenarioError(section, values, "must be a table")
+        extra = sorted(set(values) - keys)
+        if extra:
+            raise ScenarioError(
+                f"{section}.{extra[0]}",
+                values[extra[0]],
+                f"unknown key; expected some of {sorted(keys)}",
+            )
+        fields.update(values)
+    for key in ("starting_balance_share", "physical_vcpus_per_vcpu"):
+        if key in fields:
+            fields[key] = _decimal(key, fields[key], low=Decimal(0), high=Decimal(64))
+    if "candidates" in fields:
+        fields["candidates"] = tuple(fields["candidates"])
+    return Scenario(**fields)
+
+
+def load_scenario(path: str | Path | None = None) -> Scenario:
+    """Read a scenario file; the standard scenario when ``path`` is ``None``.
+
+    Raises
+    ------
+    ScenarioError
+        If the file cannot be read, is not TOML, or holds an invalid scenario.
+    """
+    source = Path(path) if path is not None else _PATH
+    try:
+        document = tomllib.loads(source.read_text())
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ScenarioError("file", str(source), f"cannot be read: {exc}") from exc
+    return scenario_from_mapping(document)
+
+
+def assign_fleet(instance_ids: Sequence[str], scenario: Scenario) -> dict[str, str]:
+    """Return each instance's tier: ids sorted, tiers round-robin in the scenario's order."""
+    names = [t.name for t in scenario.tiers]
+    return {iid: names[i % len(names)] for i, iid in enumerate(sorted(instance_ids))}

@@ -1,0 +1,267 @@
+"""The flows end to end on a 20-instance, 21-day synthetic fleet.
+
+A real Prefect test server, real MLflow SQLite stores with local artifacts: the
+module trains one champion and the tests read what it left behind, then train
+challengers against it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+from mlflow import MlflowClient
+
+from pipelines.errors import EmptySnapshotError, ModelNotFoundError, StoreUnavailableError
+from pipelines.flows import (
+    TrainOutcome,
+    evaluate_flow,
+    ingest_flow,
+    predict_flow,
+    task_runner,
+    train_flow,
+)
+from pipelines.params import (
+    EvaluateParams,
+    IngestParams,
+    PredictParams,
+    SyntheticFleet,
+    TrackingParams,
+    TrainParams,
+)
+from pipelines.snapshot import Snapshot, write_snapshot
+
+pytestmark = pytest.mark.usefixtures("prefect_harness")
+
+FLEET = SyntheticFleet(instances=20, days=21, seed=3)
+
+
+@dataclass(frozen=True)
+class Trained:
+    tracking: TrackingParams
+    home: Path
+    snapshot: Snapshot
+    outcome: TrainOutcome
+    state_name: str
+
+
+def _tracking(root: Path, name: str = "fleet-model") -> TrackingParams:
+    return TrackingParams(
+        tracking_uri=f"sqlite:///{root / 'mlflow.db'}",
+        artifact_root=(root / "mlartifacts").as_uri(),
+        model_name=name,
+        fleet="e2e",
+    )
+
+
+def _client(tracking: TrackingParams) -> MlflowClient:
+    mlflow.set_tracking_uri(tracking.tracking_uri)
+    return MlflowClient(tracking_uri=tracking.tracking_uri)
+
+
+def _train(tracking: TrackingParams, snapshot: Path, **kwargs: object) -> tuple[str, TrainOutcome]:
+    params = TrainParams(tracking=tracking, snapshot=snapshot, shard_size=8, **kwargs)
+    state = train_flow(params, return_state=True)
+    return str(state.name), state.result()
+
+
+@pytest.fixture(scope="module")
+def trained(prefect_harness: None, tmp_path_factory: pytest.TempPathFactory) -> Trained:
+    home = tmp_path_factory.mktemp("home")
+    tracking = _tracking(home)
+    snapshot = ingest_flow(IngestParams(synthetic=FLEET, home=home))
+    name, outcome = _train(tracking, snapshot.path)
+    return Trained(tracking, home, snapshot, outcome, name)
+
+
+def test_training_logs_a_run_and_registers_the_champion(trained: Trained) -> None:
+    client = _client(trained.tracking)
+    record = trained.outcome.record
+    assert trained.state_name == "Completed"
+    run = client.get_run(record.run_id)
+    assert run.info.status == "FINISHED"
+    for horizon in ("hour", "day", "week"):
+        assert 0 < run.data.metrics[f"mase_{horizon}"] < 5
+        assert 0.5 < run.data.metrics[f"coverage90_{horizon}"] <= 1
+    assert run.data.params["candidates"] == "naive,seasonal_naive"
+    artifacts = {a.path for a in client.list_artifacts(record.run_id, "metrics")}
+    assert artifacts == {"metrics/instances.parquet", "metrics/fallbacks.parquet"}
+    plots = {a.path for a in client.list_artifacts(record.run_id, "plots")}
+    assert plots == {"plots/forecast_vs_actual.png", "plots/error_distribution.png"}
+    table = pd.read_parquet(
+        client.download_artifacts(record.run_id, "metrics/instances.parquet", str(trained.home))
+    )
+    assert len(table) == FLEET.instances
+    assert {"mase_hour", "mase_day", "mase_week", "coverage90_week"} <= set(table.columns)
+    # One model version for the whole fleet, promoted because there was no champion.
+    versions = client.search_model_versions("name = 'fleet-model'")
+    assert [str(v.version) for v in versions] == ["1"]
+    assert trained.outcome.decision is not None
+    assert trained.outcome.decision.promote
+    champion = client.get_model_version_by_alias("fleet-model", "champion")
+    assert str(champion.version) == "1"
+    model = mlflow.pyfunc.load_model("models:/fleet-model@champion")
+    ids = [f"vm-{i:06d}" for i in range(FLEET.instances)]
+    config = pd.DataFrame({"unique_id": ids, "h": 24, "quantiles": [[0.5, 0.9]] * len(ids)})
+    forecast = model.predict(config)
+    assert forecast.groupby("unique_id").size().eq(24).all()
+    assert len(forecast) == 24 * FLEET.instances
+    assert np.isfinite(forecast[["yhat", "q50", "q90"]].to_numpy()).all()
+
+
+def test_a_rerun_on_the_same_snapshot_changes_nothing(trained: Trained) -> None:
+    client = _client(trained.tracking)
+    again = ingest_flow(IngestParams(synthetic=FLEET, home=trained.home))
+    assert again.path == trained.snapshot.path
+    versions_before = len(client.search_model_versions("name = 'fleet-model'"))
+    runs_before = len(
+        client.search_runs([client.get_experiment_by_name("creditx-e2e").experiment_id])
+    )
+    name, outcome = _train(trained.tracking, again.path)
+    assert outcome.record.reused
+    assert outcome.record.run_id == trained.outcome.record.run_id
+    assert outcome.record.version == trained.outcome.record.version
+    assert len(client.search_model_versions("name = 'fleet-model'")) == versions_before
+    experiment = client.get_experiment_by_name("creditx-e2e")
+    assert len(client.search_runs([experiment.experiment_id])) == runs_before
+    assert name == "Completed"
+
+
+def test_the_gate_keeps_a_worse_model_out(trained: Trained) -> None:
+    client = _client(trained.tracking)
+    name, outcome = _train(trained.tracking, trained.snapshot.path, candidates=("naive",))
+    assert name == "Completed"
+    decision = outcome.decision
+    assert decision is not None
+    assert not decision.promote
+    assert decision.champion is not None
+    assert decision.champion.version == "1"
+    assert decision.candidate.mase > decision.champion.mase
+    assert "champion v1 kept" in decision.reason
+    assert str(client.get_model_version_by_alias("fleet-model", "champion").version) == "1"
+    version = client.get_model_version("fleet-model", outcome.record.version)
+    assert version.tags["creditx.promotion"] == "refused"
+    run = client.get_run(outcome.record.run_id)
+    assert run.data.tags["creditx.promotion_reason"] == decision.reason
+
+
+def test_a_broken_candidate_never_replaces_the_champion(trained: Trained, tmp_path: Path) -> None:
+    client = _client(trained.tracking)
+    frame = pd.read_parquet(trained.snapshot.path)
+    broken_ids = [f"vm-{i:06d}" for i in range(15)]
+    frame.loc[frame["unique_id"].isin(broken_ids), "y"] = np.nan
+    snapshot = write_snapshot(frame, tmp_path)
+    name, outcome = _train(trained.tracking, snapshot.path)
+    assert name == "Partial"
+    assert outcome.record.metrics["failed_instances"] == 15
+    decision = outcome.decision
+    assert decision is not None
+    assert not decision.promote
+    assert "is broken" in decision.reason
+    assert "75% of instances" in decision.reason
+    assert str(client.get_model_version_by_alias("fleet-model", "champion").version) == "1"
+
+
+def test_predict_writes_every_instance_and_horizon_for_the_api(trained: Trained) -> None:
+    out_dir = trained.home / "predictions"
+    stamp = datetime(2024, 1, 22, 0, 5, tzinfo=UTC)
+    params = PredictParams(
+        tracking=trained.tracking, output_dir=out_dir, snapshot=trained.snapshot.path
+    )
+    path = predict_flow(params, generated_at=stamp)
+    forecasts = pd.read_parquet(path)
+    counts = forecasts.groupby("horizon").size().to_dict()
+    assert counts == {"hour": 20, "day": 20 * 24, "week": 20 * 168}
+    assert set(forecasts["model_version"]) == {"1"}
+    assert set(forecasts["generated_at"]) == {pd.Timestamp(stamp)}
+    assert forecasts["ds"].min() == trained.snapshot.end + pd.Timedelta(hours=1)
+    assert (forecasts["q50"] <= forecasts["q90"]).all()
+    manifest = (out_dir / "manifest.json").read_text()
+    assert '"model_version": "1"' in manifest
+    assert trained.snapshot.digest in manifest
+
+
+def test_evaluate_scores_the_served_champion(trained: Trained) -> None:
+    client = _client(trained.tracking)
+    params = EvaluateParams(tracking=trained.tracking, snapshot=trained.snapshot.path)
+    metrics = evaluate_flow(params)
+    assert 0 < metrics["mase_day"] < 5
+    experiment = client.get_experiment_by_name("creditx-e2e")
+    runs = client.search_runs(
+        [experiment.experiment_id], filter_string="tags.`creditx.kind` = 'evaluate'"
+    )
+    assert len(runs) == 1
+    assert runs[0].data.metrics["mase_day"] == pytest.approx(metrics["mase_day"])
+
+
+def test_predict_without_a_champion_fails_and_says_why(tmp_path: Path) -> None:
+    tracking = _tracking(tmp_path)
+    params = PredictParams(tracking=tracking, output_dir=tmp_path / "predictions")
+    state = predict_flow(params, return_state=True)
+    assert state.is_failed()
+    with pytest.raises(
+        ModelNotFoundError, match="no registered model version fleet-model@champion"
+    ):
+        state.result()
+    assert not (tmp_path / "predictions").exists()
+
+
+def test_an_unreachable_store_fails_the_run_before_training(
+    fleet_snapshot: Snapshot, tmp_path: Path
+) -> None:
+    tracking = TrackingParams(
+        tracking_uri="postgresql+psycopg://127.0.0.1:1/mlflow",
+        artifact_root=tmp_path.as_uri(),
+        model_name="fleet-model",
+    )
+    state = train_flow(
+        TrainParams(tracking=tracking, snapshot=fleet_snapshot.path), return_state=True
+    )
+    assert state.is_failed()
+    with pytest.raises(StoreUnavailableError, match=r"127\.0\.0\.1:1"):
+        state.result()
+
+
+def test_empty_telemetry_makes_no_snapshot(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.csv"
+    empty.write_text("unique_id,ds,y\n")
+    state = ingest_flow(IngestParams(source=empty, home=tmp_path), return_state=True)
+    assert state.is_failed()
+    with pytest.raises(EmptySnapshotError, match="holds no rows"):
+        state.result()
+    assert not (tmp_path / "snapshots").exists()
+
+
+def test_entirely_rejected_telemetry_makes_no_snapshot(tmp_path: Path) -> None:
+    source = tmp_path / "bad.csv"
+    source.write_text(
+        "unique_id,ds,y\n"
+        "a,2024-01-01T00:00:00Z,150\na,2024-01-01T00:05:00Z,160\n"
+        "b,2024-01-01T00:00:00Z,-5\nb,2024-01-01T00:05:00Z,-5\n"
+    )
+    params = IngestParams(source=source, home=tmp_path, policy="strict")
+    state = ingest_flow(params, return_state=True)
+    assert state.is_failed()
+    with pytest.raises(EmptySnapshotError, match="rejected by validation"):
+        state.result()
+    assert not (tmp_path / "snapshots").exists()
+
+
+@pytest.mark.slow
+def test_train_runs_on_a_dask_local_cluster(fleet_snapshot: Snapshot, tmp_path: Path) -> None:
+    tracking = _tracking(tmp_path, name="dask-fleet")
+    params = TrainParams(tracking=tracking, snapshot=fleet_snapshot.path, shard_size=5)
+    flow = train_flow.with_options(task_runner=task_runner("dask", workers=2, processes=False))
+    state = flow(params, return_state=True)
+    assert state.is_completed()
+    outcome: TrainOutcome = state.result()
+    client = _client(tracking)
+    assert str(client.get_model_version_by_alias("dask-fleet", "champion").version) == "1"
+    run = client.get_run(outcome.record.run_id)
+    assert run.data.metrics["instances"] == 20
+    assert run.data.params["shard_size"] == "5"
