@@ -7,7 +7,7 @@
     ├── Forbidden                 403: the token may not act on this resource
     ├── NotFound                  404: no such resource for this caller
     ├── Conflict                  409: the request clashes with the current state
-    ├── IdempotencyMismatch       422: an Idempotency-Key reused with another request
+    ├── IdempotencyMismatch       409: an Idempotency-Key reused with another request
     ├── PayloadTooLarge           413: the request body exceeds the cap
     ├── RateLimited               429: the token spent its request budget
     └── ServiceUnavailable        503: a store or the forecasts are not available yet
@@ -61,7 +61,7 @@ class Conflict(ApiError):
 class IdempotencyMismatch(ApiError):
     """An Idempotency-Key reused with a request that differs from the first."""
 
-    status = 422
+    status = 409
     title = "Idempotency key reused"
 
     def __init__(self, key: str) -> None:

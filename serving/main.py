@@ -25,8 +25,8 @@ from serving.schemas import Problem
 from serving.services import Services, build_services
 from serving.settings import Settings
 
-_ERRORS_PUBLIC = (404, 413, 422)
-_ERRORS_SECURED = (401, 403, 404, 409, 413, 422, 429, 503)
+_ERRORS_PUBLIC = (400, 404, 413, 422)
+_ERRORS_SECURED = (400, 401, 403, 404, 409, 413, 422, 429, 503)
 
 
 def _optional_routers() -> list[APIRouter]:

@@ -99,6 +99,8 @@ class MarketService:
         )
         for instance in tiers.instances():
             self.venue.register_instance(instance.id, instance.tier)
+        # open orders and their escrow survive a restart of the service
+        self.restored_orders = self.venue.restore()
         self.lock = threading.RLock()
 
     # balances and records

@@ -47,10 +47,13 @@ _STATUS: dict[type[Exception], int] = {
     cem_errors.InstanceNotFound: 404,
     cem_errors.NotAuthorised: 403,
     cem_errors.InsufficientHeadroom: 409,
+    cem_errors.InsufficientPoolCredits: 409,
+    cem_errors.InsufficientCredits: 409,
+    cem_errors.InsufficientFunds: 409,
     ledger.LedgerError: 422,
     ledger.UnknownAccount: 404,
     ledger.InsufficientBalance: 409,
-    ledger.IdempotencyConflict: 422,
+    ledger.IdempotencyConflict: 409,
     ledger.StoreUnavailable: 503,
     ForecastError: 422,
 }
@@ -151,16 +154,35 @@ def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+def _allowed_methods(request: Request) -> str:
+    # a path may be served by several routes, one per method: list what the document says
+    table = getattr(request.app.state, "allowed_methods", None)
+    if table is None:
+        table = [
+            (
+                re.compile("^" + re.sub(r"\\\{[^/]+?\\\}", "[^/]+", re.escape(path)) + "$"),
+                {method.upper() for method in item},
+            )
+            for path, item in request.app.openapi().get("paths", {}).items()
+        ]
+        request.app.state.allowed_methods = table
+    methods: set[str] = set()
+    for pattern, allowed in table:
+        if pattern.match(request.url.path):
+            methods |= allowed
+    return ", ".join(sorted(methods))
+
+
 def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     phrase = HTTPStatus(exc.status_code).phrase
     detail = exc.detail if isinstance(exc.detail, str) else phrase
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405:
+        headers["Allow"] = _allowed_methods(request)
+        detail = f"{request.method} is not allowed here; use {headers['Allow']}"
     return problem_response(
-        exc.status_code,
-        phrase,
-        detail,
-        instance=request.url.path,
-        headers=dict(exc.headers or {}),
+        exc.status_code, phrase, detail, instance=request.url.path, headers=headers
     )
 
 

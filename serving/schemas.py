@@ -8,12 +8,25 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field
 
 from market.ledger import MAX_AMOUNT
 
 MAX_RATE_MICRO = 1_000_000_000  # the tier manager caps rates at 1,000
-Amount = Annotated[int, Field(strict=True, ge=1, le=MAX_AMOUNT)]
+
+
+def _whole_number(value: object) -> object:
+    # JSON has one number type: 250 and 250.0 are the same integer, "250" and 250.5 are not
+    if isinstance(value, bool):
+        raise ValueError("must be a whole number, not a boolean")
+    if isinstance(value, float) and value.is_integer() and abs(value) <= 2**53:
+        return int(value)
+    if isinstance(value, int):
+        return value
+    raise ValueError(f"must be a whole number, got {value!r}")
+
+
+Amount = Annotated[int, Field(strict=True, ge=1, le=MAX_AMOUNT), BeforeValidator(_whole_number)]
 Name = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$")]
 Demand = Annotated[float, Field(ge=0, le=1e9, allow_inf_nan=False)]
 Horizon = Literal["hour", "day", "week"]
@@ -128,7 +141,7 @@ class ExchangeRatePublic(_Output):
 class ExchangeRateUpdate(_Input):
     """An administrator's new exchange rate for a tier, with the reason audited."""
 
-    exchange_rate_micro: int = Field(
+    exchange_rate_micro: Annotated[int, BeforeValidator(_whole_number)] = Field(
         strict=True,
         ge=1,
         le=MAX_RATE_MICRO,

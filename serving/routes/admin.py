@@ -9,7 +9,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Header, Query
 
+from market.cem_errors import InvalidParameter
 from serving.deps import AdminDep, Limit, Offset, SessionDep, TierPath
+from serving.errors import Conflict
 from serving.render import auction_row_public
 from serving.schemas import (
     AuctionPublic,
@@ -58,7 +60,7 @@ def set_exchange_rate(
 
 
 @router.get(
-    "/exchange-rates/changes",
+    "/exchange-rate-changes",
     response_model=list[RateChangePublic],
     summary="Read the exchange-rate audit",
 )
@@ -92,14 +94,20 @@ def swap_pools(
     idempotency_key: OptionalIdempotencyKey = None,
 ) -> SwapPublic:
     """Move credits from one tier's pool to another's, converted at their exchange rates."""
-    with services.market.lock:
-        booked = services.market.exchange.perform_credit_swap(
-            swap.source_tier,
-            swap.destination_tier,
-            swap.amount,
-            actor=admin.subject,
-            idempotency_key=None if idempotency_key is None else f"api-swap:{idempotency_key}",
-        )
+    try:
+        with services.market.lock:
+            booked = services.market.exchange.perform_credit_swap(
+                swap.source_tier,
+                swap.destination_tier,
+                swap.amount,
+                actor=admin.subject,
+                idempotency_key=None if idempotency_key is None else f"api-swap:{idempotency_key}",
+            )
+    except InvalidParameter as exc:
+        if exc.name != "amount":
+            raise
+        # too small at today's exchange rates: the conflict is with the rates, not the input
+        raise Conflict(str(exc), amount=swap.amount) from exc
     return SwapPublic(
         entry_id=booked.entry.id,
         source_tier=booked.source_tier,

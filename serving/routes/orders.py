@@ -50,7 +50,7 @@ async def place_order(
     The order escrows what it may spend (funds of a bid, credits of an ask) and trades
     against the tier's book at once, or waits for the next call auction. A retry with
     the same ``Idempotency-Key`` and body returns the first response (with
-    ``Idempotent-Replayed: true``); the same key with another body is refused with 422.
+    ``Idempotent-Replayed: true``); the same key with another body is refused with 409.
     """
     services.market.tiers.instance(instance_id)
     request = OrderRequest(

@@ -283,11 +283,11 @@ def test_idempotent_replay_returns_the_first_response_and_places_once(api: Api) 
     assert len(orders.json()) == 1
 
 
-def test_same_key_with_another_body_is_422_and_changes_nothing(api: Api) -> None:
+def test_same_key_with_another_body_is_409_and_changes_nothing(api: Api) -> None:
     api.deposit("vm-bronze-1", 10_000)
     _place(api, "vm-bronze-1", "k", side="buy", price=50, quantity=2_000)
     before = api.balances("vm-bronze-1")
-    body = _problem(_place(api, "vm-bronze-1", "k", side="buy", price=51, quantity=2_000), 422)
+    body = _problem(_place(api, "vm-bronze-1", "k", side="buy", price=51, quantity=2_000), 409)
     assert body["idempotency_key"] == "k"
     assert api.balances("vm-bronze-1") == before
     # the key is scoped to the instance: another instance may use it
@@ -398,7 +398,7 @@ def test_admin_sets_rates_with_an_audit_and_swaps_pools_exactly(api: Api) -> Non
     )
     assert response.status_code == 200, response.text
     assert response.json()["old_rate_micro"] == 2_200_000
-    changes = api.client.get("/v1/admin/exchange-rates/changes", headers=api.admin()).json()
+    changes = api.client.get("/v1/admin/exchange-rate-changes", headers=api.admin()).json()
     assert [(c["tier"], c["actor"], c["reason"]) for c in changes] == [
         ("gold", "admin", "gold saturated")
     ]
@@ -436,7 +436,7 @@ def test_admin_rate_changes_outside_the_domain_are_refused(api: Api) -> None:
     _problem(api.client.put("/v1/admin/exchange-rates/gold", json=body, headers=api.admin()), 422)
     body = {"exchange_rate_micro": 1_000_000, "reason": "x", "actor": "root"}
     _problem(api.client.put("/v1/admin/exchange-rates/gold", json=body, headers=api.admin()), 422)
-    assert api.client.get("/v1/admin/exchange-rates/changes", headers=api.admin()).json() == []
+    assert api.client.get("/v1/admin/exchange-rate-changes", headers=api.admin()).json() == []
 
 
 def test_an_admin_token_outside_the_cem_administrators_is_refused_by_the_cem(api: Api) -> None:
@@ -454,7 +454,7 @@ def test_an_admin_token_outside_the_cem_administrators_is_refused_by_the_cem(api
 
 ADMIN_ROUTES = [
     ("put", "/v1/admin/exchange-rates/gold", {"exchange_rate_micro": 1, "reason": "x"}),
-    ("get", "/v1/admin/exchange-rates/changes", None),
+    ("get", "/v1/admin/exchange-rate-changes", None),
     ("post", "/v1/admin/swaps", {"source_tier": "bronze", "destination_tier": "gold", "amount": 1}),
     ("post", "/v1/admin/deposits", {"instance_id": "vm-gold-1", "amount": 1_000_000}),
     ("post", "/v1/admin/tiers/gold/auctions", None),
