@@ -1,7 +1,7 @@
 """Alembic migrations of the creditx store (ledger and registry tables).
 
 ``upgrade(url_or_engine)`` brings a store to the newest schema; ``creditx store init``
-calls it. The ``alembic`` command works too, from this directory's ``alembic.ini``.
+calls it. ``alembic_config(url)`` gives the configuration for any other Alembic command.
 """
 
 from __future__ import annotations

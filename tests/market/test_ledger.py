@@ -246,3 +246,13 @@ def test_large_batch_settles_replays_and_conflicts_as_one(ledger: Ledger) -> Non
     assert ledger.balances("instance:") == expected
     assert len(ledger.entries(reason="settle")) == 300
     assert ledger.verify().ok
+
+
+def test_public_surface_is_small_and_sorted() -> None:
+    import market.ledger
+
+    names = market.ledger.__all__
+    # Sorted isort-style (constants, classes, functions), which ruff's RUF022 enforces.
+    assert len(set(names)) == len(names) < 40
+    assert not [n for n in names if n.startswith("_")]
+    assert all(hasattr(market.ledger, name) for name in names)
