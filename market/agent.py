@@ -37,7 +37,6 @@ the HTTP API.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -56,7 +55,7 @@ from market.decisions import (
 )
 from market.errors import MarketError
 from market.orders import MILLI, Side, bid_escrow
-from market.valuation import Valuation, book_scarcity, forecast_uncertainty, value_credit
+from market.valuation import Valuation, forecast_uncertainty, value_credit
 
 BPS = 10_000
 HORIZONS: Mapping[str, int] = {"hour": 1, "day": 24, "week": 168}
@@ -125,7 +124,7 @@ class OpenOrder:
 class MarketView:
     """What the agent knows of its tier's market.
 
-    ``scarcity`` in ``[0, 1]`` (``1/2`` balanced; see :func:`~market.valuation.book_scarcity`).
+    ``scarcity`` in ``[0, 1]`` (``1/2`` balanced; see :func:`~market.valuation.pool_scarcity`).
     """
 
     recent_prices: tuple[int, ...] = ()
@@ -659,7 +658,11 @@ class VenueAgents:
         forecasts: Mapping[str, InstanceForecast | None],
         scarcity: Mapping[str, Fraction] | None = None,
     ) -> list[AgentState]:
-        """Read every agent's state from the venue's ledger and books in one pass."""
+        """Read every agent's state from the venue's ledger and books in one pass.
+
+        ``scarcity`` gives each tier's (e.g. :func:`~market.valuation.pool_scarcity`);
+        a tier not given is balanced (``1/2``).
+        """
         from market.ledger import instance_credits, instance_funds
 
         now = self._clock()
@@ -667,15 +670,9 @@ class VenueAgents:
         tiers = {i[1] for i in self.instances.values()}
         open_by_owner: dict[str, list[OpenOrder]] = defaultdict(list)
         views: dict[str, MarketView] = {}
-        depth: dict[str, tuple[int, int]] = {}
         for tier in tiers:
             book = self.venue.book(tier)
-            bid_qty = ask_qty = 0
             for order in book.open_orders():
-                if order.side is Side.BUY:
-                    bid_qty += order.remaining
-                else:
-                    ask_qty += order.remaining
                 if order.owner in self.instances:
                     open_by_owner[order.owner].append(
                         OpenOrder(
@@ -686,22 +683,14 @@ class VenueAgents:
                             self.venue.escrow_left(order.order_id),
                         )
                     )
-            depth[tier] = (bid_qty, ask_qty)
             views[tier] = MarketView(
                 recent_prices=recent_prices_of(self.venue, tier),
+                scarcity=(scarcity or {}).get(tier, Fraction(1, 2)),
                 tick_size=book.config.tick_size,
                 fee_bps=book.config.fee_bps,
             )
         states = []
         for instance_id, tier, vcpus, earn_rate, cap in self.instances.values():
-            own = open_by_owner.get(instance_id, [])
-            given = (scarcity or {}).get(tier)
-            if given is None:
-                # the agent's own orders say nothing about how scarce credits are
-                bid_qty, ask_qty = depth[tier]
-                bid_qty -= sum(o.remaining for o in own if o.side == "buy")
-                ask_qty -= sum(o.remaining for o in own if o.side == "sell")
-                given = book_scarcity(bid_qty, ask_qty)
             states.append(
                 AgentState(
                     instance_id=instance_id,
@@ -713,8 +702,8 @@ class VenueAgents:
                     earn_rate=earn_rate,
                     cap=cap,
                     forecast=forecasts.get(instance_id),
-                    market=dataclasses.replace(views[tier], scarcity=given),
-                    open_orders=tuple(own),
+                    market=views[tier],
+                    open_orders=tuple(open_by_owner.get(instance_id, ())),
                 )
             )
         return states

@@ -17,7 +17,7 @@ Between those two bounds the market sets the price. With
 * ``anchor``: the median of the tier's recent clearing prices, or ``throttle_cost / 2``
   when nothing traded yet;
 * ``scarcity`` in ``[0, 1]``: how short the tier's credits are (``1/2`` is balanced;
-  see :func:`book_scarcity`);
+  :func:`pool_scarcity` reads it from the tier's pool);
 * ``uncertainty`` in ``[0, 1]``: ``(need_high - need_mid) / need_high``, the relative
   spread of the forecast need between its upper quantile and its median;
 
@@ -91,15 +91,17 @@ def forecast_uncertainty(need_mid: int, need_high: int) -> Fraction:
     return min(Fraction(1), Fraction(max(0, need_high - need_mid), need_high))
 
 
-def book_scarcity(bid_quantity: int, ask_quantity: int) -> Fraction:
-    """Return a tier's scarcity from its book: the bid share of the quantity on offer.
+def pool_scarcity(available: int, capacity: int) -> Fraction:
+    """Return how scarce a tier's credits are: the share of its pool's capacity not held.
 
-    ``1/2`` when both sides are empty or equal, towards ``1`` as bids outweigh asks.
+    ``0`` for a full pool, ``1`` for an empty one or a tier without spare capacity.
+    Every agent of a tier reads the same figure, whatever orders it holds itself.
     """
-    if bid_quantity < 0 or ask_quantity < 0:
-        raise InvalidAgentInput("book quantity", (bid_quantity, ask_quantity), "is negative")
-    total = bid_quantity + ask_quantity
-    return _HALF if total == 0 else Fraction(bid_quantity, total)
+    if available < 0 or capacity < 0:
+        raise InvalidAgentInput("pool", (available, capacity), "holds a negative amount")
+    if capacity == 0:
+        return Fraction(1)
+    return Fraction(max(0, capacity - available), capacity)
 
 
 def _floor_tick(value: Fraction, tick: int) -> int:

@@ -10,9 +10,9 @@ from hypothesis import strategies as st
 
 from market.decisions import InvalidAgentInput
 from market.valuation import (
-    book_scarcity,
     clearing_anchor,
     forecast_uncertainty,
+    pool_scarcity,
     value_credit,
 )
 
@@ -141,10 +141,12 @@ def test_uncertainty_and_scarcity_helpers() -> None:
     assert forecast_uncertainty(50, 100) == Fraction(1, 2)
     assert forecast_uncertainty(0, 0) == 0
     assert forecast_uncertainty(120, 100) == 0
-    assert book_scarcity(0, 0) == Fraction(1, 2)
-    assert book_scarcity(3, 1) == Fraction(3, 4)
-    with pytest.raises(InvalidAgentInput, match="book quantity"):
-        book_scarcity(-1, 2)
+    assert pool_scarcity(0, 0) == 1
+    assert pool_scarcity(0, 400) == 1
+    assert pool_scarcity(100, 400) == Fraction(3, 4)
+    assert pool_scarcity(500, 400) == 0
+    with pytest.raises(InvalidAgentInput, match="negative"):
+        pool_scarcity(-1, 2)
 
 
 @pytest.mark.parametrize(

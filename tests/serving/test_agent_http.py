@@ -1,0 +1,203 @@
+"""The agent as an HTTP client of the real app: trading, retries, idempotency, refusals,
+and the decision logs it leaves behind."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import httpx
+import pytest
+from serving_support import Api
+
+from market.agent import OwnerPolicy
+from market.decisions import TransportError
+from serving.agent_client import ApiTransport, HttpAgent
+
+SELLER, BUYER = "vm-gold-1", "vm-gold-2"  # 4 and 8 vCPUs of gold (20 % baseline)
+
+
+class Network:
+    """The outside world between agent and API: it can lose responses or refuse service."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+        self.lose_order_responses = 0
+        self.unavailable = 0
+        self.down = False
+        self.posts: list[str | None] = []
+
+    def request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+        if self.down:
+            raise httpx.ConnectError("connection refused")
+        if self.unavailable:
+            self.unavailable -= 1
+            return httpx.Response(503, headers={"retry-after": "0"}, text="busy")
+        response = self.client.request(method, url, **kwargs)
+        if method == "POST" and url.endswith("/orders"):
+            self.posts.append((kwargs.get("headers") or {}).get("Idempotency-Key"))
+            if self.lose_order_responses:
+                self.lose_order_responses -= 1
+                raise httpx.ReadError("connection reset after the request was sent")
+        return response
+
+
+def token(api: Api, instance_id: str) -> str:
+    return api.agent(instance_id)["Authorization"].removeprefix("Bearer ")
+
+
+def agent(api: Api, instance_id: str, vcpus: int, network: Network | None = None, **policy: Any):
+    waits: list[float] = []
+    transport = ApiTransport(network or api.client, token(api, instance_id), sleep=waits.append)
+    return HttpAgent(transport, instance_id, vcpus, OwnerPolicy(**policy), clock=api.clock), waits
+
+
+def busy(api: Api, instance_id: str, level: float = 90.0) -> None:
+    response = api.client.put(
+        f"/v1/instances/{instance_id}/user-forecast",
+        json={"kind": "daily", "values": [level] * 24},
+        headers=api.agent(instance_id),
+    )
+    assert response.status_code == 200, response.text
+
+
+def decisions(api: Api, instance_id: str, **params: Any) -> list[dict]:
+    response = api.client.get(
+        f"/v1/instances/{instance_id}/decisions", params=params, headers=api.agent(instance_id)
+    )
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def test_a_seller_and_a_buyer_trade_through_the_api(api: Api) -> None:
+    api.grant_credits(SELLER, 200_000)
+    api.deposit(BUYER, 2_000_000)
+    busy(api, BUYER)
+    seller, _ = agent(api, SELLER, 4)
+    buyer, _ = agent(api, BUYER, 8)
+    sold, results = seller.run_once()
+    assert sold.outcome == "orders"
+    assert [r.error for r in results] == [None]
+    bought, results = buyer.run_once()
+    assert bought.outcome == "orders"
+    assert [r.error for r in results] == [None]
+    seller_credits, _ = api.balances(SELLER)
+    buyer_credits, buyer_funds = api.balances(BUYER)
+    assert seller_credits < 200_000 - sold.intents[0].quantity + 1  # the ask holds the rest
+    assert buyer_credits > 0
+    assert buyer_funds < 2_000_000
+    trades = api.client.get(f"/v1/instances/{BUYER}/trades", headers=api.agent(BUYER)).json()
+    assert trades
+    assert trades[0]["side"] == "buy"
+    # what the seller still offers never eats into its upper-quantile need plus margin
+    assert sold.spare == sold.intents[0].quantity
+    assert sold.inputs["lowest_upper_path"] - sold.spare >= sold.inputs["safety_margin"]
+    logged = decisions(api, SELLER)
+    assert logged[0]["outcome"] == "orders"
+    assert logged[0]["detail"]["valuation"]["ask_price"] == sold.intents[0].price
+    admin_view = api.client.get(
+        "/v1/admin/decisions", params={"kind": "agent"}, headers=api.admin()
+    ).json()
+    assert {d["subject"] for d in admin_view} == {SELLER, BUYER}
+    assert api.client.get("/v1/admin/ledger/verify", headers=api.admin()).json()["ok"]
+
+
+def test_a_lost_response_is_retried_under_the_same_key_and_books_once(api: Api) -> None:
+    api.grant_credits(SELLER, 200_000)
+    network = Network(api.client)
+    network.lose_order_responses = 1
+    seller, waits = agent(api, SELLER, 4, network)
+    decision, results = seller.run_once()
+    assert [r.error for r in results] == [None]
+    assert len(network.posts) == 2
+    assert network.posts[0] == network.posts[1] == decision.intents[0].key
+    assert waits == [pytest.approx(0.2)]
+    listed = api.client.get(
+        f"/v1/instances/{SELLER}/orders", headers=api.agent(SELLER), params={"state": "open"}
+    ).json()
+    assert [o["order_id"] for o in listed] == [results[0].order_id]
+    credits, _ = api.balances(SELLER)
+    assert credits == 200_000 - decision.intents[0].quantity  # escrowed once
+
+
+def test_503_is_retried_and_a_dead_api_raises_after_every_retry(api: Api) -> None:
+    network = Network(api.client)
+    network.unavailable = 2
+    transport = ApiTransport(network, token(api, SELLER), sleep=lambda _s: None)
+    assert transport.json("GET", f"/v1/instances/{SELLER}/balances")["tier"] == "gold"
+    network.down = True
+    waits: list[float] = []
+    dead = ApiTransport(network, "cx_x", retries=3, backoff=0.5, sleep=waits.append)
+    with pytest.raises(TransportError, match="no answer: ConnectError"):
+        dead.request("GET", "/v1/tiers")
+    assert waits == [0.5, 1.0, 2.0]
+
+
+def test_a_market_refusal_is_logged_visible_and_moves_nothing(api: Api) -> None:
+    api.deposit(BUYER, 2_000_000)
+    busy(api, BUYER)
+    with api.services.market.lock:
+        api.services.market.venue.set_limits(BUYER, max_bid=1)
+    buyer, _ = agent(api, BUYER, 8)
+    decision, results = buyer.run_once()
+    assert decision.outcome == "orders"
+    (refused,) = results
+    assert refused.error is not None
+    assert "at most 1" in refused.error
+    assert api.balances(BUYER) == (0, 2_000_000)
+    (logged,) = decisions(api, BUYER, outcome="rejected")
+    assert logged["detail"]["error_type"] == "Standing limit violation"
+
+
+def test_an_owner_budget_of_zero_blocks_buying_and_says_so(api: Api) -> None:
+    busy(api, BUYER)
+    buyer, _ = agent(api, BUYER, 8, budget=0)
+    decision, results = buyer.run_once()
+    assert decision.outcome == "blocked"
+    assert results == []
+    (logged,) = decisions(api, BUYER)
+    assert logged["outcome"] == "blocked"
+    assert "budget 0" in logged["detail"]["reasons"][0]
+
+
+def test_without_forecasts_the_agent_falls_back_and_says_so(make_api) -> None:
+    api = make_api(predictions=False)
+    api.grant_credits(SELLER, 200_000)
+    seller, _ = agent(api, SELLER, 4)
+    decision, _ = seller.run_once()
+    assert decision.outcome == "fallback"
+    assert not [i for i in decision.intents if i.side == "sell"]
+    (logged,) = decisions(api, SELLER)
+    assert logged["outcome"] == "fallback"
+    assert "no forecast" in logged["detail"]["reasons"][0]
+
+
+def test_decision_logs_are_private_and_manual_rates_are_released_by_admins(api: Api) -> None:
+    other = api.client.get(f"/v1/instances/{BUYER}/decisions", headers=api.agent(SELLER))
+    assert other.status_code == 403
+    forged = api.client.post(
+        f"/v1/instances/{BUYER}/decisions", json={"outcome": "orders"}, headers=api.agent(SELLER)
+    )
+    assert forged.status_code == 403
+    bad = api.client.post(
+        f"/v1/instances/{SELLER}/decisions",
+        json={"outcome": "Bad Word!"},
+        headers=api.agent(SELLER),
+    )
+    assert bad.status_code == 422
+    assert api.client.get("/v1/admin/decisions", headers=api.agent(SELLER)).status_code == 403
+    rate = api.client.put(
+        "/v1/admin/exchange-rates/gold",
+        json={"exchange_rate_micro": 2_500_000, "reason": "new hardware"},
+        headers=api.admin(),
+    )
+    assert rate.status_code == 200, rate.text
+    pins = api.client.get("/v1/admin/cem/manual-rates", headers=api.admin()).json()
+    assert pins == [{"tier": "gold", "exchange_rate_micro": 2_500_000}]
+    api.clock.advance(timedelta(seconds=1))
+    released = api.client.post("/v1/admin/cem/manual-rates/gold/release", headers=api.admin())
+    assert released.status_code == 201
+    assert released.json()["outcome"] == "manual_rate_released"
+    assert api.client.get("/v1/admin/cem/manual-rates", headers=api.admin()).json() == []
+    missing = api.client.post("/v1/admin/cem/manual-rates/iron/release", headers=api.admin())
+    assert missing.status_code == 404
