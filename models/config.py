@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 #: Every candidate model name the orchestrator knows, simplest first.
-CANDIDATES: tuple[str, ...] = ("naive", "seasonal_naive")
+CANDIDATES: tuple[str, ...] = ("naive", "seasonal_naive", "ets", "linear", "lightgbm")
 
 
 class ForecastConfig(BaseModel):
