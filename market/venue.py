@@ -18,15 +18,18 @@ Orders, trades, standing limits and auction results are written to the same SQL
 database as the ledger (tables ``market_*``) when the venue is given its engine; every
 ledger entry carries an idempotency key derived from the order, trade or auction id.
 Batches (:meth:`Venue.place_many`) share those transactions between many orders.
+Operations run one at a time (a lock serialises callers from several threads).
 """
 
 from __future__ import annotations
 
+import functools
+import threading
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -209,6 +212,21 @@ class _Held:
     left: int
 
 
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def _serialised(method: Callable[_P, _R]) -> Callable[_P, _R]:
+    """Run a venue method under the venue's lock: one operation at a time."""
+
+    @functools.wraps(method)
+    def locked(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        with args[0]._mutex:  # type: ignore[attr-defined]
+            return method(*args, **kwargs)
+
+    return locked
+
+
 class Venue:
     """The secondary market of every tier: books, auctions, escrow and settlement.
 
@@ -240,6 +258,8 @@ class Venue:
         actor: str = "cem",
     ) -> None:
         self.ledger = ledger
+        # the books, escrow records and the ledger must move together: one caller at a time
+        self._mutex = threading.RLock()
         self._clock = clock
         self._actor = actor
         self._prefix = uuid.uuid4().hex[:10]
@@ -271,6 +291,7 @@ class Venue:
 
     # ---------------------------------------------------------------- set-up
 
+    @_serialised
     def register_instance(self, instance_id: str, tier: str) -> None:
         """Let an instance of ``tier`` trade: open its credit and funds accounts.
 
@@ -289,6 +310,7 @@ class Venue:
         )
         self._instances[instance_id] = tier
 
+    @_serialised
     def set_limits(
         self, instance_id: str, *, max_bid: int | None = None, min_ask: int | None = None
     ) -> None:
@@ -320,6 +342,7 @@ class Venue:
                     {"instance_id": instance_id, "max_bid": max_bid, "min_ask": min_ask},
                 )
 
+    @_serialised
     def restore(self) -> int:
         """Reload standing limits and open orders from the store after a restart.
 
@@ -438,6 +461,7 @@ class Venue:
             raise result
         return result
 
+    @_serialised
     def place_many(self, requests: Sequence[OrderRequest]) -> list[Placement | MarketError]:
         """Place orders in arrival order, sharing the ledger and store transactions.
 
@@ -465,6 +489,7 @@ class Venue:
         self._commit(ledger_requests, trades, [self.order(o) for o in touched])
         return [r for r in results if r is not None]
 
+    @_serialised
     def cancel(self, order_id: str) -> list[BookEvent]:
         """Cancel an open order (continuous or waiting for an auction); return its escrow.
 
@@ -485,6 +510,7 @@ class Venue:
         self._apply(book, events)
         return events
 
+    @_serialised
     def modify(
         self, order_id: str, *, price: int | None = None, quantity: int | None = None
     ) -> list[BookEvent]:
@@ -524,6 +550,7 @@ class Venue:
         self._apply(book, events, trim=order_id)
         return events
 
+    @_serialised
     def expire(self) -> list[BookEvent]:
         """Expire every good-till-time order whose time has come and return their escrow."""
         out: list[BookEvent] = []
@@ -536,6 +563,7 @@ class Venue:
 
     # ----------------------------------------------------------------- auction
 
+    @_serialised
     def submit_to_auction(self, requests: Sequence[OrderRequest]) -> list[Order | MarketError]:
         """Lock escrow for orders that wait for their tier's next call auction.
 
@@ -576,6 +604,7 @@ class Venue:
         self._commit([], [], rows, auction=True)
         return [r for r in results if r is not None]
 
+    @_serialised
     def run_auction(self, tier: str, *, auction_id: str | None = None) -> AuctionResult:
         """Clear ``tier``'s waiting orders in one call auction and settle it in one entry.
 
