@@ -245,6 +245,10 @@ class Venue:
         Uniform-price or McAfee call auctions.
     actor
         Who the ledger entries name as their author.
+    id_prefix
+        Starts every order, trade and auction id. A replay passes a fixed one to get
+        the same ids every run; the default is random, so that ids from two venues
+        (or two runs over one store) never collide.
     """
 
     def __init__(
@@ -256,13 +260,14 @@ class Venue:
         engine: Engine | None = None,
         auction_mode: AuctionMode = AuctionMode.UNIFORM,
         actor: str = "cem",
+        id_prefix: str | None = None,
     ) -> None:
         self.ledger = ledger
         # the books, escrow records and the ledger must move together: one caller at a time
         self._mutex = threading.RLock()
         self._clock = clock
         self._actor = actor
-        self._prefix = uuid.uuid4().hex[:10]
+        self._prefix = uuid.uuid4().hex[:10] if id_prefix is None else id_prefix
         self._configs = {c.tier: c for c in tiers}
         self._books = {c.tier: OrderBook(c, clock, id_prefix=f"{self._prefix}-") for c in tiers}
         self._auctions = {

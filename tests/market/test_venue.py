@@ -316,3 +316,17 @@ def test_self_trade_in_one_auction_batch_is_rejected_and_cancel_lifts_it(venue: 
     venue.cancel(third.order_id)
     (bid,) = venue.submit_to_auction([OrderRequest("bob", Side.BUY, 120, 1_000)])
     assert bid.state is OrderState.OPEN
+
+
+def test_a_fixed_id_prefix_replays_the_same_ids(clock: ManualClock) -> None:
+    def run() -> list[str]:
+        ledger = Ledger(MemoryStore(), clock)
+        venue = Venue(ledger, clock, TIERS, id_prefix="replay")
+        for name in ("alice", "bob"):
+            venue.register_instance(name, "gold")
+            fund(ledger, name, "gold", funds=10_000, credits=10_000)
+        ask = venue.place("bob", Side.SELL, 100, 1_000)
+        bid = venue.place("alice", Side.BUY, 100, 1_000)
+        return [ask.order.order_id, bid.order.order_id, *(t.trade_id for t in bid.trades)]
+
+    assert run() == run() == ["replay-1", "replay-2", "replay-gold-1"]
