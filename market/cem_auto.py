@@ -60,6 +60,7 @@ class TierState:
     demand: int
     available: int
     capacity: int
+    missing_forecasts: int = 0
 
     def __post_init__(self) -> None:
         if not isinstance(self.tier, str) or not self.tier:
@@ -195,6 +196,7 @@ class CemDecision:
                             "demand": state.demand,
                             "available": state.available,
                             "capacity": state.capacity,
+                            "missing_forecasts": state.missing_forecasts,
                             "excess_demand": r.excess_demand,
                             "smoothed_excess": r.smoothed,
                             "step_bps": r.step_bps,
@@ -306,6 +308,53 @@ def instance_pool_demand(credits: int, earn_rate: int, cap: int, need: Sequence[
             drawn -= balance
             balance = 0
     return drawn
+
+
+def tier_states(
+    tiers: Any,
+    ledger: Any,
+    forecasts: Mapping[str, Any],
+    *,
+    column: str = "q90",
+    hours: int = 24,
+) -> list[TierState]:
+    """Return every tier's state: its pool from the ledger, demand from the forecasts.
+
+    ``tiers`` is the :class:`~market.tiers.TierManager`; ``forecasts`` maps instance ids
+    to :class:`~market.agent.InstanceForecast`. An instance that may draw on its pool
+    adds its shortfall over the next ``hours`` at the ``column`` quantile; one without
+    a usable forecast adds nothing and is counted in ``missing_forecasts``.
+    """
+    from market.agent import hourly_need
+    from market.ledger import instance_credits
+
+    balances = ledger.balances("instance:")
+    demand: dict[str, int] = {t.name: 0 for t in tiers.tiers()}
+    missing: dict[str, int] = {t.name: 0 for t in tiers.tiers()}
+    for instance in tiers.instances():
+        if not instance.pool_draw:
+            continue
+        spec = tiers.tier(instance.tier)
+        forecast = forecasts.get(instance.id)
+        try:
+            need = None if forecast is None else hourly_need(forecast, column, instance.vcpus)
+        except InvalidAgentInput:
+            need = None
+        if need is None:
+            missing[instance.tier] += 1
+            continue
+        demand[instance.tier] += instance_pool_demand(
+            balances.get(instance_credits(instance.id), 0),
+            spec.hourly_earnings(instance.vcpus),
+            spec.balance_cap(instance.vcpus),
+            need[:hours],
+        )
+    return [
+        TierState(
+            p.tier, p.exchange_rate, demand[p.tier], p.available, p.capacity, missing[p.tier]
+        )
+        for p in tiers.pools(ledger)
+    ]
 
 
 def pinned_rates(

@@ -11,9 +11,11 @@ import typer
 
 from benchmarks import cli as bench_cli
 from data import cli as data_cli
+from market import agents_cli
 from market import cli as market_cli
 from models import cli as models_cli
 from pipelines import cli as pipelines_cli
+from pipelines import replay_cli
 from serving import commands as serving_commands
 
 app = typer.Typer(
@@ -26,8 +28,10 @@ app = typer.Typer(
 for _register in (
     data_cli.register,
     market_cli.register,
+    agents_cli.register,
     models_cli.register,
     pipelines_cli.register,
+    replay_cli.register,
     serving_commands.register,
     bench_cli.register,
 ):
