@@ -350,9 +350,7 @@ def tier_states(
             need[:hours],
         )
     return [
-        TierState(
-            p.tier, p.exchange_rate, demand[p.tier], p.available, p.capacity, missing[p.tier]
-        )
+        TierState(p.tier, p.exchange_rate, demand[p.tier], p.available, p.capacity, missing[p.tier])
         for p in tiers.pools(ledger)
     ]
 
