@@ -275,6 +275,13 @@ class SqlStore:
             if changed:
                 conn.exec_driver_sql(_PG_UPDATE_BALANCES, _columns(changed, 2))
             return merge_results(fresh, replays)
+        if self._postgres:
+            # Every write of the entries in one round trip, as arrays unnested server-side.
+            conn.exec_driver_sql(
+                _PG_WRITE_ALL,
+                _columns(entry_rows, 7) + _columns(transfer_rows, 5) + _columns(changed, 2),
+            )
+            return merge_results(fresh, replays)
         # Driver-level executemany: one prepared statement, no per-row parameter objects.
         conn.exec_driver_sql(self._sql_insert_entry, entry_rows)
         conn.exec_driver_sql(self._sql_insert_transfer, transfer_rows)
@@ -391,6 +398,17 @@ _PG_COPY_ENTRIES = (
 )
 _PG_COPY_TRANSFERS = (
     "COPY ledger_transfers (entry_id, position, source, destination, amount) FROM STDIN"
+)
+_PG_WRITE_ALL = (
+    "WITH new_entries AS (INSERT INTO ledger_entries (id, idempotency_key, fingerprint,"
+    " reason, actor, created_at_us, metadata) SELECT * FROM unnest(%s::varchar[],"
+    " %s::varchar[], %s::varchar[], %s::varchar[], %s::varchar[], %s::bigint[], %s::text[])),"
+    " new_transfers AS (INSERT INTO ledger_transfers (entry_id, position, source,"
+    " destination, amount) SELECT * FROM unnest(%s::varchar[], %s::smallint[],"
+    " %s::varchar[], %s::varchar[], %s::bigint[])),"
+    " new_balances AS (UPDATE ledger_accounts AS a SET balance = v.balance"
+    " FROM unnest(%s::bigint[], %s::varchar[]) AS v(balance, id) WHERE a.id = v.id)"
+    " SELECT 1"
 )
 _PG_UPDATE_BALANCES = (
     "UPDATE ledger_accounts AS a SET balance = v.balance"

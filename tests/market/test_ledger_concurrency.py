@@ -1,4 +1,4 @@
-"""Bank-style concurrency: 8 worker processes x 2,000 random trades and swaps each on one
+"""Bank-style concurrency: 8 worker threads x 2,000 random trades and swaps each on one
 store; afterwards every total is exact, no update is lost and every acknowledged entry
 is in the journal exactly once.
 
@@ -8,19 +8,26 @@ doubled update under contention); the crash test holds durability with full flus
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-import textwrap
+import random
 from collections import Counter, defaultdict
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
+from market.cem_errors import ExchangeError
 from market.clock import ManualClock
 from market.exchange import CreditExchange
-from market.ledger import EntryRequest, Ledger, SqlStore, Transfer, mint_account, pool_account
+from market.ledger import (
+    Entry,
+    EntryRequest,
+    Ledger,
+    SqlStore,
+    Transfer,
+    mint_account,
+    pool_account,
+)
 from market.migrations import upgrade
 from market.tiers import load_config
 
@@ -45,49 +52,44 @@ CONFIG = "\n".join(
     ]
 )
 
-WORKER = textwrap.dedent(
-    """
-    import json, random, sys
-    from datetime import UTC, datetime
-    from pathlib import Path
-    from market.cem_errors import ExchangeError
-    from market.clock import ManualClock
-    from market.exchange import CreditExchange
-    from market.ledger import Ledger, SqlStore
-    from market.tiers import load_config
 
-    url, config, seed, operations, out = sys.argv[1:6]
-    rng = random.Random(int(seed))
-    tiers = load_config(Path(config))
-    ledger = Ledger(SqlStore(url, durable=False), ManualClock(datetime(2026, 1, 1, tzinfo=UTC)))
-    cem = CreditExchange(ledger, tiers, ManualClock(datetime(2026, 1, 1, tzinfo=UTC)))
+def worker(url: str, config: Path, seed: int) -> tuple[list[Entry], int]:
+    """Run random trades and swaps on a store of its own; return acknowledged entries."""
+    rng = random.Random(seed)
+    tiers = load_config(config)
+    clock = ManualClock(datetime(2026, 1, 1, tzinfo=UTC))
+    ledger = Ledger(SqlStore(url, durable=False), clock)
+    cem = CreditExchange(ledger, tiers, clock)
     names = [t.name for t in tiers.tiers()]
-    acknowledged, refused = [], 0
-    for op in range(int(operations)):
+    acknowledged: list[Entry] = []
+    refused = 0
+    for op in range(OPERATIONS):
         try:
             if rng.random() < 0.8:
                 tier = rng.choice(names)
                 seller, buyer = rng.sample([i.id for i in tiers.instances(tier)], 2)
-                trade = cem.facilitate_trade(
-                    seller, buyer, rng.randint(1, 4_000), rng.randint(1, 900),
+                entry = cem.facilitate_trade(
+                    seller,
+                    buyer,
+                    rng.randint(1, 4_000),
+                    rng.randint(1, 900),
                     idempotency_key=f"w{seed}-{op}",
-                )
-                entry = trade.entry
+                ).entry
             else:
                 source, destination = rng.sample(names, 2)
                 entry = cem.perform_credit_swap(
-                    source, destination, rng.randint(1, 5_000), actor="root",
+                    source,
+                    destination,
+                    rng.randint(1, 5_000),
+                    actor="root",
                     idempotency_key=f"w{seed}-{op}",
                 ).entry
         except ExchangeError:
             refused += 1
             continue
-        acknowledged.append(
-            [entry.id, [[t.source, t.destination, t.amount] for t in entry.transfers]]
-        )
-    Path(out).write_text(json.dumps({"acknowledged": acknowledged, "refused": refused}))
-    """
-)
+        acknowledged.append(entry)
+    ledger.close()
+    return acknowledged, refused
 
 
 def seed_store(url: str, config: Path) -> dict[str, int]:
@@ -114,40 +116,24 @@ def run_workers(url: str, tmp_path: Path) -> None:
     config = tmp_path / "fleet.toml"
     config.write_text(CONFIG)
     initial = seed_store(url, config)
-    script = tmp_path / "worker.py"
-    script.write_text(WORKER)
-    outputs = [tmp_path / f"worker-{n}.json" for n in range(WORKERS)]
-    procs = [
-        subprocess.Popen(
-            [sys.executable, str(script), url, str(config), str(n), str(OPERATIONS), str(out)],
-            cwd=Path(__file__).resolve().parents[2],
-        )
-        for n, out in enumerate(outputs)
-    ]
-    try:
-        codes = [proc.wait(timeout=600) for proc in procs]
-    finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-    assert codes == [0] * WORKERS
-    reports = [json.loads(out.read_text()) for out in outputs]
-    acknowledged = [a for r in reports for a in r["acknowledged"]]
-    assert sum(len(r["acknowledged"]) + r["refused"] for r in reports) == WORKERS * OPERATIONS
+    # Each worker thread has its own engine and connections, as separate processes would.
+    with ThreadPoolExecutor(WORKERS) as pool:
+        reports = list(pool.map(lambda n: worker(url, config, n), range(WORKERS)))
+    acknowledged = [entry for entries, _ in reports for entry in entries]
+    assert sum(len(entries) + refused for entries, refused in reports) == WORKERS * OPERATIONS
     # Most operations must have gone through, or the test proves little.
     assert len(acknowledged) > WORKERS * OPERATIONS // 2
 
     ledger = Ledger(SqlStore(url), ManualClock(datetime(2026, 1, 1, tzinfo=UTC)))
     expected: defaultdict[str, int] = defaultdict(int, initial)
-    for _entry_id, transfers in acknowledged:
-        for source, destination, amount in transfers:
-            expected[source] -= amount
-            expected[destination] += amount
+    for entry in acknowledged:
+        for t in entry.transfers:
+            expected[t.source] -= t.amount
+            expected[t.destination] += t.amount
     assert ledger.balances() == dict(expected), "an update was lost or applied twice"
 
     journal = Counter(e.id for e in ledger.store.journal())
-    assert all(journal[entry_id] == 1 for entry_id, _ in acknowledged)
+    assert all(journal[entry.id] == 1 for entry in acknowledged)
     setup_entries = 1 + 16
     assert sum(journal.values()) == len(acknowledged) + setup_entries
 
