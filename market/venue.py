@@ -23,6 +23,7 @@ Operations run one at a time (a lock serialises callers from several threads).
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import threading
 import uuid
@@ -69,6 +70,7 @@ from market.ledger import (
 )
 from market.marketdata import MarketData
 from market.orders import (
+    LIFECYCLE,
     TERMINAL_STATES,
     Order,
     OrderEvent,
@@ -212,6 +214,8 @@ class _Held:
     left: int
 
 
+_AUCTION_FILLED = LIFECYCLE[OrderState.OPEN, OrderEventType.FILL]
+_AUCTION_CANCELLED = LIFECYCLE[OrderState.OPEN, OrderEventType.CANCEL]
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
 
@@ -281,7 +285,8 @@ class Venue:
         # per tier, owner -> [side, number of waiting orders]: self-trade checks
         self._waiting: dict[str, dict[str, list[Any]]] = {c.tier: {} for c in tiers}
         self._auction_snapshots: dict[str, Order] = {}
-        self._finished_auction_orders: dict[str, Order] = {}
+        # order id -> (the order as it waited, quantity filled, final state)
+        self._finished_auction_orders: dict[str, tuple[Order, int, OrderState]] = {}
         self._last_price: dict[str, int] = {}
         self._trade_log: list[Trade] = []
         self._seq = 0
@@ -292,6 +297,11 @@ class Venue:
             create_market_tables(engine)
             self._upsert_orders = _bulk_sql(engine, t_orders, upsert=True)
             self._insert_trades = _bulk_sql(engine, t_trades, upsert=False)
+            mark = "?" if engine.dialect.paramstyle == "qmark" else "%s"
+            self._update_orders = (
+                f"UPDATE {t_orders.name} SET filled = {mark}, state = {mark} "
+                f"WHERE order_id = {mark}"
+            )
         ledger.open_account(FEES_ACCOUNT, FUNDS, AccountKind.FEES)
 
     # ---------------------------------------------------------------- set-up
@@ -420,7 +430,8 @@ class Venue:
         if order_id in self._auction_snapshots:
             return self._auction_snapshots[order_id]
         if order_id in self._finished_auction_orders:
-            return self._finished_auction_orders[order_id]
+            waited, filled, state = self._finished_auction_orders[order_id]
+            return dataclasses.replace(waited, filled=filled, state=state)
         held = self._held.get(order_id)
         tier = held.tier if held is not None else None
         for book in [self._books[tier]] if tier else self._books.values():
@@ -508,8 +519,7 @@ class Venue:
         if order_id in self._auction_snapshots:
             return self._cancel_auction_order(order_id)
         if order_id in self._finished_auction_orders:
-            finished = self._finished_auction_orders[order_id]
-            transition(order_id, finished.state, OrderEventType.CANCEL)
+            transition(order_id, self._finished_auction_orders[order_id][2], OrderEventType.CANCEL)
         book = self._book_of(order_id)
         events = book.cancel(order_id)
         self._apply(book, events)
@@ -532,8 +542,7 @@ class Venue:
             If the owner cannot fund the larger escrow; nothing changes.
         """
         if order_id in self._finished_auction_orders:
-            finished = self._finished_auction_orders[order_id]
-            transition(order_id, finished.state, OrderEventType.MODIFY)
+            transition(order_id, self._finished_auction_orders[order_id][2], OrderEventType.MODIFY)
         if order_id in self._auction_snapshots:
             raise InvalidOrder(
                 f"order {order_id!r} waits for an auction: cancel it and submit a new one",
@@ -630,33 +639,16 @@ class Venue:
         )
         filled = {f.order_id: f.quantity for f in result.fills}
         escrows: dict[str, tuple[str, Side, int]] = {}
-        snapshots: list[Order] = []
+        updates: list[tuple[int, str, str]] = []
+        finished = self._finished_auction_orders
         for order_id, o in pending.items():
             held = self._held.pop(order_id)
             escrows[order_id] = (held.owner, held.side, held.left)
-            state = OrderState.OPEN
             qty = filled.get(order_id, 0)
-            if qty:
-                event = OrderEventType.FILL if qty == o.quantity else OrderEventType.PARTIAL_FILL
-                state = transition(order_id, state, event)
-            if state is not OrderState.FILLED:
-                state = transition(order_id, state, OrderEventType.CANCEL)
-            snapshot = self._auction_snapshots.pop(order_id)
-            snapshots.append(
-                Order(
-                    order_id=order_id,
-                    tier=tier,
-                    owner=o.owner,
-                    side=o.side,
-                    price=o.price,
-                    quantity=o.quantity,
-                    filled=qty,
-                    time_in_force=snapshot.time_in_force,
-                    expires_at=None,
-                    created_at=snapshot.created_at,
-                    state=state,
-                )
-            )
+            # open -> fill -> filled, or open [-> partial_fill] -> cancel -> cancelled
+            state = _AUCTION_FILLED if qty == o.quantity else _AUCTION_CANCELLED
+            finished[order_id] = (self._auction_snapshots.pop(order_id), qty, state)
+            updates.append((qty, state.value, order_id))
         funds_clearing = escrow_account(f"{auction_id}-funds")
         credits_clearing = escrow_account(f"{auction_id}-credits")
         request = auction_request(
@@ -680,8 +672,7 @@ class Venue:
         self._waiting[book.tier].clear()
         if result.clearing_price is not None:
             self._last_price[tier] = result.clearing_price
-        self._finished_auction_orders.update((o.order_id, o) for o in snapshots)
-        self._commit([], list(result.trades), snapshots, auction=True, result=result)
+        self._commit([], list(result.trades), [], result=result, order_updates=updates)
         self.market_data.record_auction(result)
         return result
 
@@ -943,7 +934,7 @@ class Venue:
             created_at=snapshot.created_at,
             state=state,
         )
-        self._finished_auction_orders[order_id] = cancelled
+        self._finished_auction_orders[order_id] = (snapshot, 0, state)
         self._commit([request], [], [cancelled], auction=True)
         return [
             OrderEvent(
@@ -965,6 +956,7 @@ class Venue:
         *,
         auction: bool = False,
         result: AuctionResult | None = None,
+        order_updates: Sequence[tuple[int, str, str]] = (),
     ) -> None:
         orders = list(orders)
         # the ledger first: its entries are idempotent, so a failed store write can be
@@ -975,7 +967,7 @@ class Venue:
         if trades and result is None:
             # an auction's trades reach the market data with its result
             self.market_data.record_trades(trades)
-        if self._engine is None or not (orders or trades or result is not None):
+        if self._engine is None or not (orders or trades or order_updates or result is not None):
             return
         order_rows = [
             (
@@ -1019,6 +1011,8 @@ class Venue:
                 conn.exec_driver_sql(self._upsert_orders, order_rows)
             if trade_rows:
                 conn.exec_driver_sql(self._insert_trades, trade_rows)
+            if order_updates:
+                conn.exec_driver_sql(self._update_orders, list(order_updates))
             if result is not None:
                 conn.execute(
                     t_auctions.insert(),
