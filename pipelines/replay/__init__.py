@@ -6,9 +6,16 @@
 :class:`ReplayError` (tree in :mod:`pipelines.replay.errors`).
 """
 
-from pipelines.replay.engine import POLICIES, PolicyResult, run_policies, run_policy
-from pipelines.replay.errors import ConservationError, ReplayError, ScenarioError, TraceError
+from pipelines.replay.engine import POLICIES, PolicyResult, run_policy
+from pipelines.replay.errors import (
+    ConservationError,
+    ReplayError,
+    ReportError,
+    ScenarioError,
+    TraceError,
+)
 from pipelines.replay.fleet import ReplayFleet, prepare_fleet
+from pipelines.replay.run import ReplayRun, replay
 from pipelines.replay.scenario import Scenario, load_scenario
 
 __all__ = [
@@ -17,11 +24,13 @@ __all__ = [
     "PolicyResult",
     "ReplayError",
     "ReplayFleet",
+    "ReplayRun",
+    "ReportError",
     "Scenario",
     "ScenarioError",
     "TraceError",
     "load_scenario",
     "prepare_fleet",
-    "run_policies",
+    "replay",
     "run_policy",
 ]

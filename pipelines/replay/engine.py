@@ -22,7 +22,7 @@ difference raises :class:`ConservationError`.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -112,6 +112,7 @@ class PolicyResult:
     ledger_entries: int = 0
     seconds: float = 0.0
     instance_throttled: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    ledger: Ledger | None = None
 
     def summary(self) -> dict[str, Any]:
         """Return the fleet-wide figures of this policy as plain JSON values."""
@@ -208,6 +209,7 @@ class _Books:
         ]
         if opening:
             self.ledger.post(EntryRequest(tuple(opening), "opening", _CEM))
+        self.assets: dict[str, str] = {}
         self.venue: Venue | None = None
         self.agents: VenueAgents | None = None
         if flags.market:
@@ -294,8 +296,11 @@ def _check_books(
         if expected != actual or not np.array_equal(credits[a:b], balance[a:b]):
             raise ConservationError(policy, step, f"credits:{tier}", expected, actual)
     totals: dict[str, int] = {}
+    assets = books.assets
     for account_id, amount in books.ledger.balances().items():
-        asset = books.ledger.account(account_id).asset
+        asset = assets.get(account_id)
+        if asset is None:
+            asset = assets[account_id] = books.ledger.account(account_id).asset
         totals[asset] = totals.get(asset, 0) + amount
     for asset, total in totals.items():
         if total != 0:
@@ -530,27 +535,10 @@ def run_policy(
                 policy, hours * STEPS_PER_HOUR, "ledger", 0, len(report.balance_mismatches)
             )
         result.ledger_entries = report.entries
+        result.ledger = books.ledger
     result.instances_throttled = np.bincount(
         tier_of, weights=throttled_total > 0, minlength=n_tiers
     ).astype(np.int64)
     result.instance_throttled = throttled_total
     result.seconds = time.perf_counter() - began
     return result
-
-
-def run_policies(
-    fleet: ReplayFleet,
-    scenario: Scenario,
-    policies: Sequence[str] = POLICIES,
-    forecasts: ForecastTable | None = None,
-    oracle: ForecastTable | None = None,
-    progress: Callable[[str], Callable[[int], None] | None] | None = None,
-) -> dict[str, PolicyResult]:
-    """Replay each policy in turn; ``market-oracle`` trades on ``oracle``."""
-    out = {}
-    for policy in policies:
-        table = oracle if policy == "market-oracle" else forecasts
-        out[policy] = run_policy(
-            fleet, scenario, policy, table, progress(policy) if progress is not None else None
-        )
-    return out

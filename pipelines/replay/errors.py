@@ -2,17 +2,21 @@
 
 ::
 
-    ReplayError
-    ├── ScenarioError          a scenario file or value is invalid (``field``, ``value``)
-    ├── TraceError             the telemetry cannot be replayed (``reason``)
-    └── ConservationError      credits appeared or vanished (``policy``, ``step``, ``asset``,
-                               ``expected``, ``actual``)
+    PipelineError (pipelines.errors)
+    └── ReplayError
+        ├── ScenarioError      a scenario file or value is invalid (``field``, ``value``)
+        ├── TraceError         the telemetry cannot be replayed (``reason``)
+        ├── ReportError        a document is not a replay document (``reason``)
+        └── ConservationError  credits appeared or vanished (``policy``, ``step``,
+                               ``asset``, ``expected``, ``actual``)
 """
 
 from __future__ import annotations
 
+from pipelines.errors import PipelineError
 
-class ReplayError(Exception):
+
+class ReplayError(PipelineError):
     """Root of every error the fleet replay raises."""
 
 
@@ -31,6 +35,14 @@ class TraceError(ReplayError):
     def __init__(self, reason: str) -> None:
         self.reason = reason
         super().__init__(f"cannot replay this telemetry: {reason}")
+
+
+class ReportError(ReplayError):
+    """A document is not a replay document; nothing was written."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(f"cannot report on this document: {reason}")
 
 
 class ConservationError(ReplayError):

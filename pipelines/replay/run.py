@@ -1,0 +1,178 @@
+"""One replay run: forecasts, every policy, and the document reports are made from.
+
+:func:`replay` prepares the fleet, makes the forecasts the market policies need (the
+forecaster's at the pipelines' cadence, and the oracle's), replays each policy and
+returns a :class:`ReplayRun`; :meth:`ReplayRun.document` is what ``creditx replay
+--json`` writes and ``creditx report`` reads.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from pipelines.replay.engine import POLICIES, PolicyResult, run_policy
+from pipelines.replay.errors import ScenarioError
+from pipelines.replay.fleet import ReplayFleet, prepare_fleet
+from pipelines.replay.forecasts import (
+    ForecastTable,
+    hourly_utilisation,
+    model_forecasts,
+    oracle_forecasts,
+)
+from pipelines.replay.scenario import Scenario
+
+#: Stage name -> total units; returns the callback that advances it by some units.
+ProgressFactory = Callable[[str, int], Callable[[int], None]]
+
+_SAMPLES = 4
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayRun:
+    """A finished replay: the fleet, the forecasts and each policy's result."""
+
+    fleet: ReplayFleet
+    scenario: Scenario
+    results: dict[str, PolicyResult]
+    forecasts: ForecastTable | None
+    forecast_seconds: float
+
+    def targets(self) -> dict[str, float | None]:
+        """Return how far ``market`` closes the static/physical-limit gap, and the oracle gap."""
+
+        def share(policy: str) -> float | None:
+            r = self.results.get(policy)
+            if r is None:
+                return None
+            demand = int(r.demand.sum())
+            return int(r.throttled.sum()) / demand if demand else 0.0
+
+        static, physical = share("static"), share("physical-limit")
+        market, oracle = share("market"), share("market-oracle")
+        out: dict[str, float | None] = {
+            "market_reduction_vs_static": None,
+            "market_gap_closed": None,
+            "market_oracle_gap": None,
+        }
+        if static is not None and market is not None and static > 0:
+            out["market_reduction_vs_static"] = 1 - market / static
+        if static is not None and physical is not None and static > physical:
+            gap = static - physical
+            if market is not None:
+                out["market_gap_closed"] = (static - market) / gap
+            if market is not None and oracle is not None:
+                out["market_oracle_gap"] = (market - oracle) / gap
+        return out
+
+    def document(self, source: str = "") -> dict[str, Any]:
+        """Return the run as plain JSON values: summaries, per-tier figures, series."""
+        fleet = self.fleet
+        policies = {}
+        for name, r in self.results.items():
+            policies[name] = {
+                **r.summary(),
+                "tiers": r.per_tier(),
+                "series": {
+                    "throttled_vcpu_minutes": (r.throttled_series / 1000).tolist(),
+                    "pool_credits": (r.pool_series / 1000).tolist(),
+                    "exchange_rate": (r.rate_series / 1_000_000).tolist(),
+                    "clearing_price": [
+                        [None if np.isnan(v) else float(v) for v in row]
+                        for row in r.clearing_price_series
+                    ],
+                },
+            }
+        return {
+            "source": source,
+            "start": fleet.start.isoformat(),
+            "hours": fleet.hours,
+            "instances": len(fleet.ids),
+            "tiers": list(fleet.tier_names),
+            "scenario": {
+                "tiers": [
+                    {
+                        "name": t.name,
+                        "baseline_pct": str(t.baseline_pct),
+                        "exchange_rate": str(t.exchange_rate),
+                    }
+                    for t in self.scenario.tiers
+                ],
+                "vcpus": self.scenario.vcpus,
+                "starting_balance_share": str(self.scenario.starting_balance_share),
+                "physical_vcpus_per_vcpu": str(self.scenario.physical_vcpus_per_vcpu),
+                "host_vcpus": fleet.host_vcpus.tolist(),
+            },
+            "forecast_seconds": round(self.forecast_seconds, 3),
+            "policies": policies,
+            "targets": self.targets(),
+            "forecast_samples": self._samples(),
+        }
+
+    def _samples(self) -> list[dict[str, Any]]:
+        # The instances with the most demand in each of the first tiers, hour-ahead forecasts.
+        if self.forecasts is None:
+            return []
+        actual = hourly_utilisation(self.fleet)
+        out = []
+        for k in range(min(_SAMPLES, len(self.fleet.tier_names))):
+            rows = np.flatnonzero(self.fleet.tier_of == k)
+            row = int(rows[np.argmax(actual[rows].mean(axis=1))])
+            out.append(
+                {
+                    "instance": str(self.fleet.ids[row]),
+                    "tier": self.fleet.tier_names[k],
+                    "actual": np.round(actual[row], 3).tolist(),
+                    "forecast": [
+                        None if np.isnan(v) else round(float(v), 3)
+                        for v in self.forecasts.point[row, :, 0]
+                    ],
+                    "q90": [
+                        None if np.isnan(v) else round(float(v), 3)
+                        for v in self.forecasts.q90[row, :, 0]
+                    ],
+                }
+            )
+        return out
+
+
+def replay(
+    frame: pd.DataFrame,
+    scenario: Scenario,
+    policies: Sequence[str] = POLICIES,
+    progress: ProgressFactory | None = None,
+) -> ReplayRun:
+    """Replay ``policies`` on a telemetry frame under ``scenario``.
+
+    Raises
+    ------
+    ScenarioError
+        For an unknown policy.
+    TraceError
+        If the frame cannot be replayed.
+    ConservationError
+        If any policy's books do not balance.
+    """
+    unknown = [p for p in policies if p not in POLICIES]
+    if unknown or not policies:
+        raise ScenarioError("policies", list(policies), f"choose from {POLICIES}")
+    fleet = prepare_fleet(frame, scenario)
+    forecasts = oracle = None
+    began = time.perf_counter()
+    if "market" in policies:
+        tick = progress("forecasts", fleet.hours) if progress is not None else None
+        forecasts = model_forecasts(fleet, scenario, tick)
+    if "market-oracle" in policies:
+        oracle = oracle_forecasts(fleet, scenario.horizon_hours)
+    forecast_seconds = time.perf_counter() - began
+    results = {}
+    for policy in policies:
+        table = oracle if policy == "market-oracle" else forecasts
+        tick = progress(policy, fleet.hours) if progress is not None else None
+        results[policy] = run_policy(fleet, scenario, policy, table, tick)
+    return ReplayRun(fleet, scenario, results, forecasts or oracle, forecast_seconds)

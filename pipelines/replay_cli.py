@@ -1,0 +1,144 @@
+"""``creditx replay``, ``creditx report`` and ``creditx demo``.
+
+``replay`` runs every policy on a trace file and writes the figures as JSON;
+``report`` turns that JSON into one HTML page and prints the summary table; ``demo``
+runs the whole product on a synthetic fleet. Long stages show progress bars.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import typer
+
+_DEFAULT_JSON = Path(".creditx/replay/replay.json")
+_DEFAULT_HTML = Path(".creditx/replay/report.html")
+
+
+def _fail(exc: Exception) -> typer.Exit:
+    typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
+    return typer.Exit(code=1)
+
+
+@contextmanager
+def _progress() -> Iterator[Callable[[str, int], Callable[[int], None]]]:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    with Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        transient=False,
+    ) as bars:
+
+        def factory(stage: str, total: int) -> Callable[[int], None]:
+            task = bars.add_task(stage, total=total)
+            return lambda units: bars.advance(task, units)
+
+        yield factory
+
+
+def _print_table(document: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from pipelines.report import headers, summary_rows
+
+    table = Table(title="fleet replay")
+    for i, title in enumerate(headers()):
+        table.add_column(title, justify="left" if i == 0 else "right")
+    for row in summary_rows(document):
+        table.add_row(*row)
+    Console().print(table)
+    for key, value in (document.get("targets") or {}).items():
+        shown = "n/a" if value is None else f"{100 * value:.1f} %"
+        typer.echo(f"{key.replace('_', ' ')}: {shown}")
+
+
+def register(app: typer.Typer) -> None:
+    """Add the replay, report and demo commands to the root ``creditx`` app."""
+
+    @app.command("replay")
+    def replay_command(
+        data: Path = typer.Option(..., help="telemetry file in a schema `data` reads"),
+        scenario: Path | None = typer.Option(None, help="scenario TOML; the standard one without"),
+        json_out: Path = typer.Option(_DEFAULT_JSON, "--json", help="where the figures go"),
+        policies: str = typer.Option("", help="comma-separated policies; every policy without"),
+    ) -> None:
+        """Replay every policy on a trace and write the figures per policy as JSON."""
+        from data.errors import TelemetryError
+        from data.loaders import load_telemetry
+        from pipelines.replay import POLICIES, ReplayError, load_scenario, replay
+
+        chosen = tuple(p.strip() for p in policies.split(",") if p.strip()) or POLICIES
+        try:
+            spec = load_scenario(scenario)
+            frame = load_telemetry(data)
+            with _progress() as factory:
+                run = replay(frame, spec, chosen, progress=factory)
+        except (ReplayError, TelemetryError) as exc:
+            raise _fail(exc) from exc
+        document = run.document(source=str(data))
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(json.dumps(document, indent=1))
+        _print_table(document)
+        typer.echo(f"figures written to {json_out}")
+
+    @app.command("report")
+    def report_command(
+        json_in: Path = typer.Option(_DEFAULT_JSON, "--json", help="a `creditx replay` document"),
+        out: Path = typer.Option(_DEFAULT_HTML, help="where the HTML page goes"),
+    ) -> None:
+        """Write the replay's HTML report and print its summary table."""
+        from pipelines.replay import ReportError
+        from pipelines.report import write_report
+
+        try:
+            document = json.loads(json_in.read_text())
+            write_report(document, out)
+        except (OSError, json.JSONDecodeError) as exc:
+            raise _fail(ReportError(f"cannot read {json_in}: {exc}")) from exc
+        except ReportError as exc:
+            raise _fail(exc) from exc
+        _print_table(document)
+        typer.echo(f"report written to {out}")
+
+    @app.command("demo")
+    def demo_command(
+        instances: int = typer.Option(48, min=4, help="instances of the synthetic fleet"),
+        days: float = typer.Option(14.0, min=3.0, help="days of the synthetic fleet"),
+        seed: int = typer.Option(0, help="seed of the synthetic fleet"),
+    ) -> None:
+        """Run the whole product on a synthetic fleet: train, promote, replay, report."""
+        from pipelines.demo import run_demo
+        from pipelines.errors import PipelineError
+        from serving.settings import get_settings
+
+        settings = get_settings()
+        try:
+            with _progress() as factory:
+                outcome = run_demo(
+                    settings,
+                    instances=instances,
+                    days=days,
+                    seed=seed,
+                    say=typer.echo,
+                    progress=factory,
+                )
+        except PipelineError as exc:
+            raise _fail(exc) from exc
+        document = json.loads(outcome.replay_json.read_text())
+        _print_table(document)
+        typer.echo("")
+        typer.echo(f"Report:     {outcome.report.resolve()}")
+        typer.echo(f"            open it in a browser: file://{outcome.report.resolve()}")
+        typer.echo(f"Figures:    {outcome.replay_json.resolve()}")
+        typer.echo("MLflow UI:  .venv/bin/creditx mlflow-ui   (then open http://127.0.0.1:5000)")
+        typer.echo(
+            f"API:        .venv/bin/creditx serve   (http://{settings.api_host}:{settings.api_port}/docs)"
+        )
