@@ -16,7 +16,6 @@ from market import cli as market_cli
 from models import cli as models_cli
 from pipelines import cli as pipelines_cli
 from pipelines import replay_cli
-from pipelines import replay_cli
 from serving import commands as serving_commands
 
 app = typer.Typer(
@@ -32,7 +31,6 @@ for _register in (
     agents_cli.register,
     models_cli.register,
     pipelines_cli.register,
-    replay_cli.register,
     replay_cli.register,
     serving_commands.register,
     bench_cli.register,
