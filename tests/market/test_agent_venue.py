@@ -83,13 +83,16 @@ def _totals(ledger: Ledger) -> dict[str, int]:
     return out
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=["memory", "sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def stores(request: pytest.FixtureRequest, tmp_path):
     clock = ManualClock(NOW)
     if request.param == "memory":
         yield Ledger(MemoryStore(), clock), clock, MemoryDecisionLog()
         return
-    url = f"sqlite:///{tmp_path / 'store.db'}"
+    if request.param == "postgres":
+        url = request.getfixturevalue("pg_url")
+    else:
+        url = f"sqlite:///{tmp_path / 'store.db'}"
     upgrade(url)
     store = SqlStore(url)
     yield Ledger(store, clock), clock, SqlDecisionLog(store.engine)

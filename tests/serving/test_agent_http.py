@@ -201,3 +201,15 @@ def test_decision_logs_are_private_and_manual_rates_are_released_by_admins(api: 
     assert api.client.get("/v1/admin/cem/manual-rates", headers=api.admin()).json() == []
     missing = api.client.post("/v1/admin/cem/manual-rates/iron/release", headers=api.admin())
     assert missing.status_code == 404
+
+
+@pytest.mark.postgres
+def test_the_agent_and_its_log_work_on_postgresql(make_api, pg_url: str) -> None:
+    api = make_api(database_url=pg_url)
+    api.grant_credits(SELLER, 200_000)
+    seller, _ = agent(api, SELLER, 4)
+    decision, results = seller.run_once()
+    assert [r.error for r in results] == [None]
+    (logged,) = decisions(api, SELLER)
+    assert logged["outcome"] == decision.outcome == "orders"
+    assert logged["detail"]["spare"] == decision.spare
