@@ -49,6 +49,16 @@ def quantile_column(level: float) -> str:
     return f"q{int(pct)}" if pct == int(pct) else f"q{pct:g}"
 
 
+def epoch_nanoseconds(ds: pd.Series) -> np.ndarray:
+    """Return the ``ds`` column as int64 nanoseconds since the epoch, without copying."""
+    values = ds.array
+    if not isinstance(values, pd.arrays.DatetimeArray):
+        values = pd.DatetimeIndex(ds).array
+    if values.unit != "ns":
+        values = values.as_unit("ns")
+    return pd.DatetimeIndex(values, copy=False).asi8
+
+
 def _is_string_ids(ids: pd.Series) -> bool:
     if isinstance(ids.dtype, pd.CategoricalDtype):
         return pd.api.types.is_string_dtype(ids.cat.categories.dtype)
@@ -152,6 +162,8 @@ def coerce_frame(frame: pd.DataFrame) -> pd.DataFrame:
 
 def _coerce_timestamps(values: pd.Series) -> pd.Series:
     if isinstance(values.dtype, pd.DatetimeTZDtype):
+        if str(values.dtype.tz) == "UTC" and values.dtype.unit == "ns":
+            return values
         parsed = values.dt.tz_convert("UTC")
     elif pd.api.types.is_datetime64_dtype(values.dtype):
         parsed = values.dt.tz_localize("UTC")

@@ -52,6 +52,7 @@ from data.frame import (
     TIME_COL,
     VCPUS_COL,
     coerce_frame,
+    epoch_nanoseconds,
 )
 from data.validation import ValidationPolicy, ValidationResult, validate_telemetry
 
@@ -220,10 +221,19 @@ def _load(
     if kind == "azure" and vmtable is not None:
         frame = _add_vcpus(frame, Path(vmtable))
     frame = coerce_frame(frame)
+    ids = frame[ID_COL]
+    if (
+        isinstance(ids.dtype, pd.CategoricalDtype)
+        and not ids.cat.categories.is_monotonic_increasing
+    ):
+        # Parquet dictionaries keep first-seen order; instances sort by name.
+        frame[ID_COL] = ids.cat.reorder_categories(ids.cat.categories.sort_values())
     if not _sorted_by_id_time(frame):
         frame = frame.sort_values([ID_COL, TIME_COL], kind="stable", ignore_index=True)
     contract = [c for c in (*REQUIRED_COLUMNS, *OPTIONAL_COLUMNS) if c in frame.columns]
-    frame = frame[contract + [c for c in frame.columns if c not in contract]]
+    ordered = contract + [c for c in frame.columns if c not in contract]
+    if list(frame.columns) != ordered:
+        frame = frame[ordered]
     return frame, collected.rejected
 
 
@@ -235,7 +245,7 @@ def _sorted_by_id_time(frame: pd.DataFrame) -> bool:
         codes = ids.cat.codes.to_numpy()
     else:
         codes = pd.factorize(ids, sort=True)[0]
-    ds = pd.DatetimeIndex(frame[TIME_COL]).asi8
+    ds = epoch_nanoseconds(frame[TIME_COL])
     step_up = codes[1:] > codes[:-1]
     return bool(np.all(step_up | ((codes[1:] == codes[:-1]) & (ds[1:] >= ds[:-1]))))
 
@@ -374,7 +384,7 @@ def _read_table(
     else:
         raise TelemetryFormatError(path, "a Parquet (.parquet) or CSV (.csv, .csv.gz) file")
     for raw, first_line in chunks:
-        frame = pd.DataFrame({target: raw[source] for target, source in mapping.items()})
+        frame = pd.DataFrame({t: raw[s] for t, s in mapping.items()}, copy=False)
         frame = _parse_chunk(path, frame, first_line, strict, collected.rejected, origin, mapping)
         collected.frames.append(frame)
         if progress is not None:
@@ -393,14 +403,21 @@ def _parquet_chunks(
         parquet = pq.ParquetFile(path)
         if parquet.metadata.num_rows == 0:
             raise EmptyTelemetryError(path)
-        # Parquet is columnar and compressed: reading the wanted columns whole is
-        # faster than batches and its memory is that of the result.
-        table = parquet.read(columns=wanted)
+        # One column at a time, handed over buffer by buffer, so the peak memory is the
+        # result plus one column; text ids come back dictionary-encoded (categorical).
+        columns: dict[str, pd.Series] = {}
+        for name in wanted:
+            field_type = schema.field(name).type
+            textual = pa.types.is_string(field_type) or pa.types.is_large_string(field_type)
+            table = pq.read_table(path, columns=[name], read_dictionary=[name] if textual else None)
+            columns[name] = table.to_pandas(self_destruct=True, split_blocks=True)[name]
+            del table
+            # Arrow's allocator keeps freed pages; hand them back before the next column.
+            pa.default_memory_pool().release_unused()
     except pa.ArrowInvalid as exc:
         raise TelemetryFormatError(path, "a readable Parquet file", str(exc)) from exc
     del chunk_rows
-    # Hand the Arrow buffers over column by column so the peak is one copy, not two.
-    yield table.to_pandas(self_destruct=True, split_blocks=True), 1
+    yield pd.DataFrame(columns, copy=False), 1
 
 
 def _csv_chunks(
@@ -474,7 +491,8 @@ def _parse_chunk(
             continue
         text = frame[column]
         if pd.api.types.is_numeric_dtype(text.dtype) and not pd.api.types.is_bool_dtype(text.dtype):
-            out[column] = text.astype(np.float64 if column != VCPUS_COL else text.dtype)
+            keep = column == VCPUS_COL or text.dtype == np.float64
+            out[column] = text if keep else text.astype(np.float64)
             continue
         empty = text.isna() | (text.astype("str").str.strip() == "")
         numbers = pd.to_numeric(text.where(~empty), errors="coerce").astype(np.float64)
@@ -554,7 +572,7 @@ def _read_cloudwatch(
     mapping = {TIME_COL: lowered["timestamp"], TARGET_COL: lowered["value"]}
     instance = path.name.split(".")[0]
     for raw, first_line in _csv_chunks(path, mapping, chunk_rows, headerless=False):
-        frame = pd.DataFrame({target: raw[source] for target, source in mapping.items()})
+        frame = pd.DataFrame({t: raw[s] for t, s in mapping.items()}, copy=False)
         frame.insert(0, ID_COL, instance)
         parsed = _parse_chunk(path, frame, first_line, strict, collected.rejected, None, mapping)
         collected.frames.append(parsed)

@@ -19,7 +19,15 @@ import numpy as np
 import pandas as pd
 
 from data.errors import InvalidParameterError, MissingColumnError
-from data.frame import ID_COL, MAX_COL, TARGET_COL, TIER_COL, TIME_COL, VCPUS_COL
+from data.frame import (
+    ID_COL,
+    MAX_COL,
+    TARGET_COL,
+    TIER_COL,
+    TIME_COL,
+    VCPUS_COL,
+    epoch_nanoseconds,
+)
 
 __all__ = ["AGGREGATES", "credit_usage", "resample", "to_hourly"]
 
@@ -76,7 +84,8 @@ def resample(
     codes, categories = _codes(frame[ID_COL])
     bins = _epoch_ns(frame[TIME_COL]) // step
     order = _sort_order(codes, bins)
-    codes, bins = codes[order], bins[order]
+    if order is not None:
+        codes, bins = codes[order], bins[order]
     starts = np.flatnonzero(np.r_[True, (codes[1:] != codes[:-1]) | (bins[1:] != bins[:-1])])
 
     y = _column(frame, TARGET_COL, order)
@@ -93,7 +102,8 @@ def resample(
         columns[AGGREGATES["p95"]] = _group_quantile(y, starts, 0.95)
     for column in _STATIC:
         if column in frame.columns:
-            columns[column] = frame[column].iloc[order[starts]].to_numpy()
+            rows = starts if order is None else order[starts]
+            columns[column] = frame[column].iloc[rows].to_numpy()
     return _restore_id_dtype(pd.DataFrame(columns), frame)
 
 
@@ -258,7 +268,7 @@ def _require(frame: pd.DataFrame, columns: Sequence[str]) -> None:
 
 def _codes(ids: pd.Series) -> tuple[np.ndarray, pd.Index]:
     if isinstance(ids.dtype, pd.CategoricalDtype):
-        return ids.cat.codes.to_numpy(dtype=np.int64), ids.cat.categories
+        return ids.cat.codes.to_numpy(), ids.cat.categories
     codes, uniques = pd.factorize(ids, sort=True)
     return codes.astype(np.int64), pd.Index(uniques)
 
@@ -270,26 +280,20 @@ def _restore_id_dtype(out: pd.DataFrame, source: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def _sort_order(codes: np.ndarray, bins: np.ndarray) -> np.ndarray:
+def _sort_order(codes: np.ndarray, bins: np.ndarray) -> np.ndarray | None:
     sorted_already = len(codes) < 2 or bool(
         np.all((codes[1:] > codes[:-1]) | ((codes[1:] == codes[:-1]) & (bins[1:] >= bins[:-1])))
     )
-    if sorted_already:
-        return np.arange(len(codes))
-    return np.lexsort((bins, codes))
+    return None if sorted_already else np.lexsort((bins, codes))
 
 
-def _column(frame: pd.DataFrame, column: str, order: np.ndarray) -> np.ndarray:
+def _column(frame: pd.DataFrame, column: str, order: np.ndarray | None) -> np.ndarray:
     values = frame[column].to_numpy(dtype=np.float64)
-    return values if _is_identity(order) else values[order]
-
-
-def _is_identity(order: np.ndarray) -> bool:
-    return len(order) == 0 or (order[0] == 0 and order[-1] == len(order) - 1)
+    return values if order is None else values[order]
 
 
 def _epoch_ns(ds: pd.Series) -> np.ndarray:
-    return pd.DatetimeIndex(ds).as_unit("ns").asi8
+    return epoch_nanoseconds(ds)
 
 
 def _timestamps(ns: np.ndarray) -> pd.DatetimeIndex:

@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from data.errors import InstancesRejectedError, InvalidParameterError, MissingColumnError
-from data.frame import ID_COL, MAX_COL, TARGET_COL, TIME_COL
+from data.frame import ID_COL, MAX_COL, TARGET_COL, TIME_COL, epoch_nanoseconds
 
 __all__ = ["REPORT_COLUMNS", "ValidationPolicy", "ValidationResult", "validate_telemetry"]
 
@@ -52,7 +52,7 @@ REPORT_COLUMNS: tuple[str, ...] = (
 )
 
 _NS_PER_MINUTE = 60_000_000_000
-_BLOCK_ROWS = 1_000_000
+_BLOCK_ROWS = 250_000
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -167,15 +167,17 @@ def validate_telemetry(
     upstream = dict(rejected or {})
 
     if isinstance(frame[ID_COL].dtype, pd.CategoricalDtype):
-        ids = frame[ID_COL].cat.remove_unused_categories()
-        codes = ids.cat.codes.to_numpy()
-        names = pd.Index(ids.cat.categories.astype(str))
+        # Unused categories get zero rows and are left out of the report below.
+        codes = frame[ID_COL].cat.codes.to_numpy()
+        names = pd.Index(frame[ID_COL].cat.categories.astype(str))
     else:
         raw_codes, uniques = pd.factorize(frame[ID_COL], sort=True)
         codes = raw_codes
         names = pd.Index(pd.Index(uniques).astype(str))
     n = len(names)
-    ds = pd.DatetimeIndex(frame[TIME_COL]).as_unit("ns").asi8
+    if len(frame) == 0:
+        raise InstancesRejectedError(source, _upstream_report(sorted(upstream), upstream))
+    ds = epoch_nanoseconds(frame[TIME_COL])
     y = frame[TARGET_COL].to_numpy(dtype=np.float64)
     y_max = frame[MAX_COL].to_numpy(dtype=np.float64) if MAX_COL in frame.columns else None
 
@@ -187,12 +189,12 @@ def validate_telemetry(
     bounds = np.r_[0, np.cumsum(rows)]
     first_code = 0
     while first_code < n:
-        # Blocks of whole instances, about a million rows each, keep temporaries small.
+        # Blocks of whole instances, about 250,000 rows each, keep temporaries small.
         last_code = int(np.searchsorted(bounds, bounds[first_code] + _BLOCK_ROWS, side="right"))
         last_code = min(max(last_code - 1, first_code + 1), n)
         a, b = int(bounds[first_code]), int(bounds[last_code])
         positions = order[a:b] if order is not None else np.arange(a, b)
-        scan.block(first_code, last_code, positions, codes, ds, y, y_max)
+        scan.block(first_code, last_code, positions, codes, ds, y, y_max, order is None)
         first_code = last_code
 
     # The scan decided the rejections; these are the reasons, from the same counts.
@@ -248,18 +250,11 @@ def validate_telemetry(
             "actions": pd.array(["; ".join(a) for a in actions], dtype="str"),
         }
     )
+    report = report[(report["rows"] > 0) | (report["status"] == "rejected")]
+    report = report.reset_index(drop=True)
     upstream_only = sorted(set(upstream) - set(names))
     if upstream_only:
-        extra = pd.DataFrame(
-            {
-                ID_COL: pd.array(upstream_only, dtype="str"),
-                **{col: 0 for col in REPORT_COLUMNS[1:10]},
-                "status": pd.array(["rejected"] * len(upstream_only), dtype="str"),
-                "problems": pd.array([upstream[u] for u in upstream_only], dtype="str"),
-                "actions": pd.array([""] * len(upstream_only), dtype="str"),
-            }
-        )
-        report = pd.concat([report, extra], ignore_index=True)
+        report = pd.concat([report, _upstream_report(upstream_only, upstream)], ignore_index=True)
     rejected_ids = tuple(report.loc[report["status"] == "rejected", ID_COL].astype(str))
     if len(repaired) == 0:
         raise InstancesRejectedError(source, report)
@@ -269,6 +264,18 @@ def validate_telemetry(
         interval=pd.Timedelta(step),
         source=source,
         rejected=rejected_ids,
+    )
+
+
+def _upstream_report(ids: list[str], upstream: Mapping[str, str]) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            ID_COL: pd.array(ids, dtype="str"),
+            **{col: np.zeros(len(ids), dtype=np.int64) for col in REPORT_COLUMNS[1:10]},
+            "status": pd.array(["rejected"] * len(ids), dtype="str"),
+            "problems": pd.array([upstream[u] for u in ids], dtype="str"),
+            "actions": pd.array([""] * len(ids), dtype="str"),
+        }
     )
 
 
@@ -340,7 +347,9 @@ class _Scan:
         self.out_of_order, self.irregular = zeros(), zeros()
         self.gaps, self.longest, self.filled = zeros(), zeros(), zeros()
         self.reject = np.zeros(n, dtype=bool)
-        self.pieces: list[tuple[np.ndarray, np.ndarray | None, np.ndarray, np.ndarray | None]] = []
+        self.pieces: list[
+            tuple[np.ndarray | slice, np.ndarray | None, np.ndarray | None, np.ndarray | None]
+        ] = []
         self.changed = False
 
     def block(
@@ -352,6 +361,7 @@ class _Scan:
         ds: np.ndarray,
         y: np.ndarray,
         y_max: np.ndarray | None,
+        order_is_identity: bool,
     ) -> None:
         k = hi - lo
         c = codes[positions].astype(np.int64) - lo
@@ -403,7 +413,10 @@ class _Scan:
             or (gap_rows & (missing <= self.policy.max_gap)).any()
         )
         if untouched:
-            self.pieces.append((positions, None, yv, None))
+            # Untouched rows are taken from the frame as they are; a slice costs nothing.
+            identity = order_is_identity and not backwards.any()
+            kept = slice(int(positions[0]), int(positions[-1]) + 1) if identity else positions
+            self.pieces.append((kept, None, None, None))
             return
         self.changed = True
         keep = ~reject[c]
@@ -461,13 +474,14 @@ class _Scan:
     def assemble(self, frame: pd.DataFrame, order: np.ndarray | None) -> pd.DataFrame:
         if not self.changed and order is None:
             return frame.reset_index(drop=True)
-        ds = pd.DatetimeIndex(frame[TIME_COL]).as_unit("ns").asi8
-        take = np.concatenate([p[0] for p in self.pieces]) if self.pieces else np.zeros(0, np.int64)
-        times = (
-            np.concatenate([ds[p[0]] if p[1] is None else p[1] for p in self.pieces])
-            if self.pieces
-            else np.zeros(0, np.int64)
-        )
+        ds = epoch_nanoseconds(frame[TIME_COL])
+        if not self.pieces:
+            return frame.iloc[:0].reset_index(drop=True)
+        take = np.concatenate([_indices(p[0]) for p in self.pieces])
+        time_parts: list[np.ndarray] = []
+        for rows, times_out, _, _ in self.pieces:
+            time_parts.append(ds[rows] if times_out is None else times_out)
+        times = np.concatenate(time_parts)
         columns: dict[str, object] = {}
         for column in frame.columns:
             series = frame[column]
@@ -476,17 +490,22 @@ class _Scan:
             elif column in (TARGET_COL, MAX_COL):
                 width = np.float32 if series.dtype == np.float32 else np.float64
                 source = series.to_numpy(dtype=np.float64)
-                parts = [
-                    (p[2] if column == TARGET_COL else (source[p[0]] if p[3] is None else p[3]))
-                    for p in self.pieces
-                ]
-                columns[column] = (
-                    np.concatenate(parts).astype(width, copy=False) if parts else np.zeros(0, width)
-                )
+                slot = 2 if column == TARGET_COL else 3
+                parts: list[np.ndarray] = []
+                for piece in self.pieces:
+                    repaired = piece[slot]
+                    parts.append(source[piece[0]] if repaired is None else np.asarray(repaired))
+                columns[column] = np.concatenate(parts).astype(width, copy=False)
             else:
                 # Ids and per-instance attributes (tier, vcpus) carry over to inserted rows.
                 columns[column] = series.array.take(take)
-        return pd.DataFrame(columns)
+        return pd.DataFrame(columns, copy=False)
+
+
+def _indices(rows: np.ndarray | slice) -> np.ndarray:
+    if isinstance(rows, slice):
+        return np.arange(rows.start, rows.stop)
+    return rows
 
 
 def _interpolate_inserted(
