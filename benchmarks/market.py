@@ -2,7 +2,6 @@
 
 * in-memory continuous matching: order operations per second over a stream of 60 %
   resting adds, 30 % cancels and 10 % marketable orders;
-
 * clearing one uniform-price call auction of 100,000 orders (and, for context, McAfee);
 * durable settlement on SQLite (WAL, synchronous=FULL): orders per second through the
   venue's continuous books (escrow lock, matching, one entry per trade, orders and
