@@ -96,6 +96,8 @@ class OrchestrationConfig(BaseModel):
         """Export :meth:`environment` into this process, before Prefect reads its settings."""
         self.prefect_home.mkdir(parents=True, exist_ok=True)
         os.environ.update(self.environment())
+        # The embedded server migrates a fresh database on first start: allow for it.
+        os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
 
 
 def _async_database_url(url: str) -> str:

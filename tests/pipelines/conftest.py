@@ -8,16 +8,22 @@ gets its own MLflow SQLite store and artifact directory under ``tmp_path``.
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 import pytest
 
-from data.resample import to_hourly
-from data.synthetic import generate_fleet
-from pipelines.params import TrackingParams
-from pipelines.snapshot import Snapshot, write_snapshot
+if TYPE_CHECKING:
+    from pipelines.snapshot import Snapshot
+
+_ROOT = str(Path(__file__).resolve().parents[2])
+# Test directories named like the product packages (tests/data, tests/models) also sit
+# on sys.path; the product packages must be the ones imported.
+if sys.path[0] != _ROOT:
+    sys.path.insert(0, _ROOT)
 
 FLEET_INSTANCES = 20
 FLEET_DAYS = 21
@@ -30,24 +36,16 @@ def prefect_harness() -> Iterator[None]:
     os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
     from prefect.testing.utilities import prefect_test_harness
 
-    with prefect_test_harness(server_startup_timeout=120):
+    with prefect_test_harness(server_startup_timeout=180):
         yield
-
-
-@pytest.fixture
-def tracking(tmp_path: Path) -> TrackingParams:
-    """A fresh MLflow SQLite store with local artifacts under ``tmp_path``."""
-    return TrackingParams(
-        tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}",
-        artifact_root=(tmp_path / "mlartifacts").as_uri(),
-        model_name="test-fleet",
-        fleet="test",
-    )
 
 
 @pytest.fixture(scope="session")
 def hourly_fleet() -> pd.DataFrame:
     """The hourly telemetry of a seeded synthetic fleet, 20 instances x 21 days."""
+    from data.resample import to_hourly
+    from data.synthetic import generate_fleet
+
     return to_hourly(generate_fleet(FLEET_INSTANCES, FLEET_DAYS, seed=7, attributes=False))
 
 
@@ -56,4 +54,6 @@ def fleet_snapshot(
     hourly_fleet: pd.DataFrame, tmp_path_factory: pytest.TempPathFactory
 ) -> Snapshot:
     """The synthetic fleet stored as a snapshot, shared read-only by the session."""
+    from pipelines.snapshot import write_snapshot
+
     return write_snapshot(hourly_fleet, tmp_path_factory.mktemp("snapshots"))

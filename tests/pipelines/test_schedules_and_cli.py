@@ -1,0 +1,72 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from pipelines.cli import mlflow_ui_command
+from pipelines.params import (
+    EvaluateParams,
+    IngestParams,
+    PredictParams,
+    SyntheticFleet,
+    TrackingParams,
+    TrainParams,
+)
+from pipelines.schedule import EVALUATE_CRON, PREDICT_CRON, TRAIN_CRON, deployments
+from serving.cli import app
+from serving.settings import Settings
+
+
+def test_deployments_run_predict_hourly_train_daily_and_evaluate_weekly(tmp_path: Path) -> None:
+    tracking = TrackingParams(tracking_uri="sqlite:///x.db", artifact_root="file:///x", fleet="f1")
+    ingest = IngestParams(synthetic=SyntheticFleet(), home=tmp_path)
+    built = deployments(tracking, ingest, tmp_path, tmp_path / "predictions")
+    crons = {d.name: [s.schedule.cron for s in d.schedules] for d in built}
+    assert crons == {
+        "f1-predict-hourly": [PREDICT_CRON],
+        "f1-train-daily": [TRAIN_CRON],
+        "f1-evaluate-weekly": [EVALUATE_CRON],
+    }
+    models = {"predict": PredictParams, "train": TrainParams, "evaluate": EvaluateParams}
+    for deployment in built:
+        kind = deployment.name.split("-")[1]
+        # Each deployment's parameters validate as its flow's typed model.
+        params = models[kind].model_validate(deployment.parameters["params"])
+        assert params.tracking == tracking
+    train = TrainParams.model_validate(built[1].parameters["params"])
+    assert train.ingest == ingest
+    assert train.snapshot is None
+
+
+def test_train_params_need_exactly_one_source_of_telemetry(tmp_path: Path) -> None:
+    tracking = TrackingParams(tracking_uri="sqlite:///x.db", artifact_root="file:///x")
+    with pytest.raises(ValueError, match="exactly one of snapshot or ingest"):
+        TrainParams(tracking=tracking)
+    with pytest.raises(ValueError, match="exactly one of snapshot or ingest"):
+        TrainParams(
+            tracking=tracking,
+            snapshot=tmp_path / "s.parquet",
+            ingest=IngestParams(synthetic=SyntheticFleet(), home=tmp_path),
+        )
+
+
+def test_the_cli_offers_the_flows_the_schedule_and_the_ui() -> None:
+    result = CliRunner().invoke(app, ["pipeline", "--help"])
+    assert result.exit_code == 0, result.output
+    for command in ("ingest", "train", "promote", "predict", "evaluate"):
+        assert command in result.output
+    top = CliRunner().invoke(app, ["--help"])
+    assert "schedule" in top.output
+    assert "mlflow-ui" in top.output
+
+
+def test_the_mlflow_ui_opens_on_the_configured_store(tmp_path: Path) -> None:
+    settings = Settings(home=tmp_path, mlflow_tracking_uri="postgresql://db/mlflow")
+    command = mlflow_ui_command(settings, "127.0.0.1", 5055)
+    store = command[command.index("--backend-store-uri") + 1]
+    artifacts = command[command.index("--default-artifact-root") + 1]
+    assert store == "postgresql://db/mlflow"
+    assert artifacts == (tmp_path.resolve() / "mlartifacts").as_uri()
+    assert command[-2:] == ["--port", "5055"]
