@@ -316,11 +316,23 @@ def hourly_need(forecast: InstanceForecast, column: str, vcpus: int) -> list[int
             )
         series.append(values)
     need: list[int] = []
+    per_percent = vcpus * _MILLI_PER_VCPU_PERCENT_HOUR
+    ceil = math.ceil
     for values in series:
-        for u in values[len(need) :]:
-            if not (isinstance(u, int | float) and math.isfinite(u) and 0 <= u <= 100):
-                raise InvalidAgentInput("forecast value", u, "must be a percentage in [0, 100]")
-            need.append(math.ceil(vcpus * u * _MILLI_PER_VCPU_PERCENT_HOUR - 1e-9))
+        part = values[len(need) :]
+        if not part:
+            continue
+        try:
+            # a NaN or an infinity anywhere makes the sum non-finite
+            valid = math.isfinite(sum(part)) and min(part) >= 0 and max(part) <= 100
+        except TypeError:
+            valid = False
+        if not valid:
+            bad = next(
+                (u for u in part if not (isinstance(u, int | float) and 0 <= u <= 100)), part
+            )
+            raise InvalidAgentInput("forecast value", bad, "must be a percentage in [0, 100]")
+        need += [ceil(per_percent * u - 1e-9) for u in part]
     return need
 
 
@@ -329,11 +341,14 @@ def balance_path(start: int, earn_rate: int, cap: int, need: Sequence[int]) -> l
 
     The path may go negative: that is the credits the instance would lack.
     """
-    path = []
+    path: list[int] = []
+    append = path.append
     balance = start
     for hour_need in need:
-        balance = min(cap, balance + earn_rate - hour_need)
-        path.append(balance)
+        balance += earn_rate - hour_need
+        if balance > cap:
+            balance = cap
+        append(balance)
     return path
 
 
@@ -423,7 +438,8 @@ class Agent:
             "recent_prices": list(state.market.recent_prices[:20]),
             "scarcity": state.market.scarcity,
         }
-        problem = self._forecast_problem(state)
+        needs: dict[str, list[int]] = {}
+        problem = self._forecast_problem(state, needs)
         if problem is not None:
             reasons.append(f"fallback: {problem}; no asks, bids only for a reserve")
             reserve_need = [state.vcpus * 60 * MILLI] * policy.fallback_reserve_hours
@@ -434,7 +450,7 @@ class Agent:
             inputs["forecast"] = problem
         else:
             assert state.forecast is not None
-            spare, lack, valuation, detail = self._plan(state, holdings)
+            spare, lack, valuation, detail = self._plan(state, holdings, needs)
             inputs.update(detail)
             outcome = "orders"
         bid = ask = None
@@ -480,7 +496,7 @@ class Agent:
             valuation=valuation,
         )
 
-    def _forecast_problem(self, state: AgentState) -> str | None:
+    def _forecast_problem(self, state: AgentState, needs: dict[str, list[int]]) -> str | None:
         forecast = state.forecast
         if forecast is None or not forecast.horizons:
             return "no forecast for the instance"
@@ -488,16 +504,27 @@ class Agent:
         if age > self.policy.max_forecast_age:
             return f"forecast is stale: generated {age} ago"
         try:
-            columns = {c for h in forecast.horizons.values() for c in h.quantiles}
+            columns = sorted(
+                {c for h in forecast.horizons.values() for c in h.quantiles}, key=quantile_level
+            )
             if self.policy.risk_quantile not in columns:
                 return f"forecast has no {self.policy.risk_quantile} quantile"
-            for column in (*columns, "point"):
-                hourly_need(forecast, column, state.vcpus)
-        except InvalidAgentInput as exc:
+            for name, horizon in forecast.horizons.items():
+                # a NaN anywhere, even in a column not read, means the forecast is broken
+                for values in (horizon.point, *horizon.quantiles.values()):
+                    if not math.isfinite(sum(values)):
+                        return f"forecast unusable: the {name} forecast holds NaN or infinity"
+            # only the columns a decision reads: the upper, the risk level's, the median
+            used = {columns[-1], self.policy.risk_quantile, "q50" if "q50" in columns else "point"}
+            for column in used:
+                needs[column] = hourly_need(forecast, column, state.vcpus)
+        except (InvalidAgentInput, TypeError) as exc:
             return f"forecast unusable: {exc}"
         return None
 
-    def _plan(self, state: AgentState, holdings: int) -> tuple[int, int, Valuation, dict[str, Any]]:
+    def _plan(
+        self, state: AgentState, holdings: int, needs: dict[str, list[int]]
+    ) -> tuple[int, int, Valuation, dict[str, Any]]:
         policy = self.policy
         assert state.forecast is not None
         columns = sorted(
@@ -506,19 +533,18 @@ class Agent:
         upper = columns[-1]
         if quantile_level(policy.risk_quantile) > quantile_level(upper):
             upper = policy.risk_quantile
-        need_high = hourly_need(state.forecast, upper, state.vcpus)
-        need_risk = hourly_need(state.forecast, policy.risk_quantile, state.vcpus)
-        mid_column = "q50" if "q50" in columns else "point"
-        need_mid = hourly_need(state.forecast, mid_column, state.vcpus)
+        need_high = needs[upper]
+        need_risk = needs[policy.risk_quantile]
+        need_mid = needs["q50" if "q50" in columns else "point"]
         margin_high = _margin(policy, need_high)
-        spare = spare_credits(holdings, state.earn_rate, state.cap, need_high, margin_high)
+        path_high = balance_path(holdings, state.earn_rate, state.cap, need_high)
+        spare = max(0, min(holdings, *path_high) - margin_high) if path_high else 0
         buy_need = need_risk[: policy.buy_horizon_hours]
         lack = lacking_credits(
             holdings, state.earn_rate, state.cap, buy_need, _margin(policy, buy_need)
         )
         if spare > 0:
             lack = 0
-        path_high = balance_path(holdings, state.earn_rate, state.cap, need_high)
         overflows = bool(path_high) and max(path_high) >= state.cap
         uncertainty = forecast_uncertainty(sum(need_mid), sum(need_high))
         valuation = self._value(state, quantile_level(upper), uncertainty, overflows=overflows)
