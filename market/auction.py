@@ -42,8 +42,9 @@ that do not set the margin.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from typing import NamedTuple
@@ -82,7 +83,24 @@ class Fill(NamedTuple):
     price: int
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(frozen=True, slots=True)
+class _Allocation:
+    """Who trades what with whom, as arrays; fills and trades are built from it."""
+
+    orders: Sequence[AuctionOrder]
+    bid_index: np.ndarray  # input positions of the filled bids, in priority order
+    bid_fill: np.ndarray
+    ask_index: np.ndarray
+    ask_fill: np.ndarray
+    buyer: np.ndarray  # per trade: input position of the buy order
+    seller: np.ndarray
+    quantity: np.ndarray
+
+
+_NOTHING = np.empty(0, dtype=np.int64)
+
+
+@dataclass(frozen=True, kw_only=True)
 class AuctionResult:
     """The outcome of one call auction.
 
@@ -91,6 +109,9 @@ class AuctionResult:
     ``buy_price`` and ``sell_price``). ``demand`` and ``supply`` are the quantities bid
     and asked at prices that cross ``buy_price``/``sell_price``; the unmatched
     quantities are what every order of each side left unfilled.
+
+    The clearing itself is arrays; :attr:`fills` and :attr:`trades` become objects the
+    first time they are read.
     """
 
     auction_id: str
@@ -105,8 +126,62 @@ class AuctionResult:
     supply: int
     unmatched_bid_quantity: int
     unmatched_ask_quantity: int
-    fills: tuple[Fill, ...]
-    trades: tuple[Trade, ...]
+    fee_bps: int
+    allocation: _Allocation = field(repr=False, compare=False)
+
+    @functools.cached_property
+    def fills(self) -> tuple[Fill, ...]:
+        """Return how much of each order traded, bids then asks in priority order."""
+        if not self.volume:
+            return ()
+        a, orders = self.allocation, self.allocation.orders
+        buy_price, sell_price = self.buy_price, self.sell_price
+        assert buy_price is not None
+        assert sell_price is not None
+        bids = [
+            Fill(orders[p].order_id, orders[p].owner, Side.BUY, q, buy_price)
+            for p, q in zip(a.bid_index.tolist(), a.bid_fill.tolist(), strict=True)
+        ]
+        asks = [
+            Fill(orders[p].order_id, orders[p].owner, Side.SELL, q, sell_price)
+            for p, q in zip(a.ask_index.tolist(), a.ask_fill.tolist(), strict=True)
+        ]
+        return (*bids, *asks)
+
+    @functools.cached_property
+    def trades(self) -> tuple[Trade, ...]:
+        """Return the trades pairing buy and sell fills in priority order."""
+        if not self.volume:
+            return ()
+        a, orders = self.allocation, self.allocation.orders
+        buy_price, sell_price = self.buy_price, self.sell_price
+        assert buy_price is not None
+        assert sell_price is not None
+        tier, fee_bps, at = self.tier, self.fee_bps, self.at
+        mcafee = buy_price != sell_price
+        trades = []
+        pairs = zip(a.buyer.tolist(), a.seller.tolist(), a.quantity.tolist(), strict=True)
+        for n, (b, s, q) in enumerate(pairs):
+            buy, sell = orders[b], orders[s]
+            value = q * buy_price // MILLI
+            trades.append(
+                Trade(
+                    f"{self.auction_id}-{n + 1}",
+                    tier,
+                    buy_price,
+                    q,
+                    buy.order_id,
+                    sell.order_id,
+                    buy.owner,
+                    sell.owner,
+                    value,
+                    value * fee_bps // BPS,
+                    at,
+                    None,
+                    q * sell_price // MILLI if mcafee else None,
+                )
+            )
+        return tuple(trades)
 
     @property
     def surplus(self) -> int:
@@ -357,23 +432,22 @@ class CallAuction:
     ) -> AuctionResult:
         bid_fill = _allocate(bids, n_bids, volume)
         ask_fill = _allocate(asks, n_asks, volume)
-        fills: list[Fill] = []
-        trades: list[Trade] = []
+        bid_index = bids.index[:n_bids][bid_fill > 0]
+        ask_index = asks.index[:n_asks][ask_fill > 0]
         if volume:
-            assert buy_price is not None
-            assert sell_price is not None
-            fills = [
-                Fill(orders[p].order_id, orders[p].owner, Side.BUY, q, buy_price)
-                for p, q in zip(bids.index[:n_bids].tolist(), bid_fill.tolist(), strict=True)
-                if q
-            ] + [
-                Fill(orders[p].order_id, orders[p].owner, Side.SELL, q, sell_price)
-                for p, q in zip(asks.index[:n_asks].tolist(), ask_fill.tolist(), strict=True)
-                if q
-            ]
-            trades = self._pair(
-                auction_id, orders, bids, asks, bid_fill, ask_fill, at, buy_price, sell_price
-            )
+            buyer, seller, quantity = _pair(bids, asks, bid_fill, ask_fill)
+        else:
+            buyer = seller = quantity = _NOTHING
+        allocation = _Allocation(
+            orders,
+            bid_index,
+            bid_fill[bid_fill > 0],
+            ask_index,
+            ask_fill[ask_fill > 0],
+            buyer,
+            seller,
+            quantity,
+        )
         total_bid = int(bids.quantity.sum())
         total_ask = int(asks.quantity.sum())
         uniform = buy_price if buy_price == sell_price else None
@@ -390,51 +464,20 @@ class CallAuction:
             supply=int(asks.quantity[:n_asks].sum()) if supply is None else supply,
             unmatched_bid_quantity=total_bid - volume,
             unmatched_ask_quantity=total_ask - volume,
-            fills=tuple(fills),
-            trades=tuple(trades),
+            fee_bps=self.fee_bps,
+            allocation=allocation,
         )
 
-    def _pair(
-        self,
-        auction_id: str,
-        orders: Sequence[AuctionOrder],
-        bids: _Side,
-        asks: _Side,
-        bid_fill: np.ndarray,
-        ask_fill: np.ndarray,
-        at: datetime,
-        buy_price: int,
-        sell_price: int,
-    ) -> list[Trade]:
-        # each trade is one segment between consecutive fill boundaries of either side
-        bcum = np.cumsum(bid_fill)
-        acum = np.cumsum(ask_fill)
-        ends = np.union1d(bcum[bid_fill > 0], acum[ask_fill > 0])
-        starts = np.concatenate(([0], ends[:-1]))
-        buyer = bids.index[np.searchsorted(bcum, starts, side="right")].tolist()
-        seller = asks.index[np.searchsorted(acum, starts, side="right")].tolist()
-        quantity = (ends - starts).tolist()
-        tier, fee_bps = self.tier, self.fee_bps
-        mcafee = buy_price != sell_price
-        trades = []
-        for n, (b, s, q) in enumerate(zip(buyer, seller, quantity, strict=True)):
-            buy, sell = orders[b], orders[s]
-            value = q * buy_price // MILLI
-            trades.append(
-                Trade(
-                    f"{auction_id}-{n + 1}",
-                    tier,
-                    buy_price,
-                    q,
-                    buy.order_id,
-                    sell.order_id,
-                    buy.owner,
-                    sell.owner,
-                    value,
-                    value * fee_bps // BPS,
-                    at,
-                    None,
-                    q * sell_price // MILLI if mcafee else None,
-                )
-            )
-        return trades
+
+def _pair(
+    bids: _Side, asks: _Side, bid_fill: np.ndarray, ask_fill: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Return per trade the input positions of buyer and seller order, and the quantity."""
+    # each trade is one segment between consecutive fill boundaries of either side
+    bcum = np.cumsum(bid_fill)
+    acum = np.cumsum(ask_fill)
+    ends = np.union1d(bcum[bid_fill > 0], acum[ask_fill > 0])
+    starts = np.concatenate(([0], ends[:-1]))
+    buyer = bids.index[np.searchsorted(bcum, starts, side="right")]
+    seller = asks.index[np.searchsorted(acum, starts, side="right")]
+    return buyer, seller, ends - starts
