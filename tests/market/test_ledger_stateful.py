@@ -299,6 +299,7 @@ def test_stateful_memory() -> None:
     )
 
 
+@pytest.mark.slow
 def test_stateful_sqlite() -> None:
     run_state_machine_as_test(
         machine_for("sqlite", None),
@@ -306,6 +307,7 @@ def test_stateful_sqlite() -> None:
     )
 
 
+@pytest.mark.slow
 @pytest.mark.postgres
 def test_stateful_postgres(pg_url: str) -> None:
     upgrade(pg_url)
