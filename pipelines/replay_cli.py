@@ -51,7 +51,7 @@ def _print_table(document: dict[str, Any]) -> None:
 
     table = Table(title="fleet replay")
     for i, title in enumerate(headers()):
-        table.add_column(title, justify="left" if i == 0 else "right")
+        table.add_column(title, justify="left" if i == 0 else "right", no_wrap=i == 0)
     for row in summary_rows(document):
         table.add_row(*row)
     Console().print(table)

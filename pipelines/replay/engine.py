@@ -15,9 +15,12 @@ each hour in its own :class:`~market.ledger.Ledger` (in-memory store) as one ent
 with the market (agents, hourly call auctions on :class:`~market.venue.Venue`) and
 the CEM's swaps (:class:`~market.exchange.CreditExchange`) acting on the same ledger
 at the start of each hour. Conservation is checked every step (balances plus pools
-change exactly by what was earned less what was spent) and every hour (the ledger's
-balances equal the engine's, and every asset sums to zero over its accounts); any
-difference raises :class:`ConservationError`.
+change exactly by what was earned less what was spent), every hour (the ledger's
+instance and pool balances equal the engine's) and at the end (the ledger's journal
+replays to its balances and every asset sums to zero over its accounts); any
+difference raises :class:`ConservationError`. The hourly entry moves each tier's
+mint, burn and pool totals through a clearing account that ends it at zero, and one
+net leg per instance whose balance moved.
 """
 
 from __future__ import annotations
@@ -35,11 +38,13 @@ from market.clock import ManualClock
 from market.errors import MarketError
 from market.exchange import CreditExchange
 from market.ledger import (
+    AccountKind,
     EntryRequest,
     Ledger,
     MemoryStore,
     Transfer,
     burn_account,
+    escrow_account,
     instance_credits,
     mint_account,
     pool_account,
@@ -202,6 +207,13 @@ class _Books:
         self.pools = [pool_account(t) for t in fleet.tier_names]
         self.mints = [mint_account(t.asset) for t in fleet.tiers]
         self.burns = [burn_account(t.asset) for t in fleet.tiers]
+        self.clearing = [escrow_account(f"replay-{t.name}") for t in fleet.tiers]
+        self.ledger.open_accounts(
+            [
+                (c, t.asset, AccountKind.ESCROW)
+                for c, t in zip(self.clearing, fleet.tiers, strict=True)
+            ]
+        )
         opening = [
             Transfer(self.mints[int(k)], account, int(b))
             for account, k, b in zip(self.accounts, fleet.tier_of, fleet.start_balance, strict=True)
@@ -209,7 +221,6 @@ class _Books:
         ]
         if opening:
             self.ledger.post(EntryRequest(tuple(opening), "opening", _CEM))
-        self.assets: dict[str, str] = {}
         self.venue: Venue | None = None
         self.agents: VenueAgents | None = None
         if flags.market:
@@ -257,17 +268,33 @@ def _post_hour(
     to_pool: np.ndarray,
     from_pool: np.ndarray,
 ) -> None:
+    # One entry per hour: each tier's mint, burn and pool totals through a clearing
+    # account that ends the entry at zero, and one net leg per instance whose balance moved.
     legs: list[Transfer] = []
-    accounts, tier_of = books.accounts, fleet.tier_of
-    for i in np.flatnonzero(minted):
-        legs.append(Transfer(books.mints[tier_of[i]], accounts[i], int(minted[i])))
-    net = from_pool - to_pool
-    for i in np.flatnonzero(net > 0):
-        legs.append(Transfer(books.pools[tier_of[i]], accounts[i], int(net[i])))
-    for i in np.flatnonzero(net < 0):
-        legs.append(Transfer(accounts[i], books.pools[tier_of[i]], int(-net[i])))
-    for i in np.flatnonzero(spent):
-        legs.append(Transfer(accounts[i], books.burns[tier_of[i]], int(spent[i])))
+    starts = fleet.starts
+    for k, (m, b, p) in enumerate(
+        zip(
+            np.add.reduceat(minted, starts),
+            np.add.reduceat(spent, starts),
+            np.add.reduceat(to_pool - from_pool, starts),
+            strict=True,
+        )
+    ):
+        clearing = books.clearing[k]
+        if m:
+            legs.append(Transfer(books.mints[k], clearing, int(m)))
+        if b:
+            legs.append(Transfer(clearing, books.burns[k], int(b)))
+        if p > 0:
+            legs.append(Transfer(clearing, books.pools[k], int(p)))
+        elif p < 0:
+            legs.append(Transfer(books.pools[k], clearing, int(-p)))
+    net = minted + from_pool - to_pool - spent
+    accounts, tier_of, clearings = books.accounts, fleet.tier_of, books.clearing
+    for i in np.flatnonzero(net > 0).tolist():
+        legs.append(Transfer(clearings[tier_of[i]], accounts[i], int(net[i])))
+    for i in np.flatnonzero(net < 0).tolist():
+        legs.append(Transfer(accounts[i], clearings[tier_of[i]], int(-net[i])))
     if legs:
         books.ledger.post(
             EntryRequest(
@@ -295,16 +322,6 @@ def _check_books(
         actual = int(credits[a:b].sum()) + int(pools[k])
         if expected != actual or not np.array_equal(credits[a:b], balance[a:b]):
             raise ConservationError(policy, step, f"credits:{tier}", expected, actual)
-    totals: dict[str, int] = {}
-    assets = books.assets
-    for account_id, amount in books.ledger.balances().items():
-        asset = assets.get(account_id)
-        if asset is None:
-            asset = assets[account_id] = books.ledger.account(account_id).asset
-        totals[asset] = totals.get(asset, 0) + amount
-    for asset, total in totals.items():
-        if total != 0:
-            raise ConservationError(policy, step, asset, 0, total)
 
 
 def _swap(
@@ -529,11 +546,11 @@ def run_policy(
             progress(1)
     if books is not None:
         report = books.ledger.verify()
-        if not report.ok:
+        unbalanced = {a: t for a, t in report.asset_totals.items() if t != 0}
+        if not report.ok or unbalanced:
             result.conservation_violations += 1
-            raise ConservationError(
-                policy, hours * STEPS_PER_HOUR, "ledger", 0, len(report.balance_mismatches)
-            )
+            asset, total = next(iter(unbalanced.items()), ("ledger", -1))
+            raise ConservationError(policy, hours * STEPS_PER_HOUR, asset, 0, total)
         result.ledger_entries = report.entries
         result.ledger = books.ledger
     result.instances_throttled = np.bincount(

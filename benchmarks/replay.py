@@ -1,0 +1,99 @@
+"""``creditx bench replay``: the fleet replay's speed and what the exchange buys.
+
+Speed: a seeded synthetic fleet (1,000 instances x 28 days by default) through every
+policy; the forecasts (fitted at the pipelines' cadence) are timed apart, as training.
+Outcome: the standard scenario on the real Azure trace (``../shared/data``): how much
+of the static/physical-limit gap ``market`` closes, how far it stays from
+``market-oracle``, and conservation violations.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import typer
+
+from benchmarks._report import Figure, report
+
+_TRACE = (
+    Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "azure_v1_100vms.parquet"
+)
+
+
+def speed_figures(instances: int, days: float) -> list[Figure]:
+    """Return the seconds each policy takes on a synthetic fleet, and their total."""
+    from data.synthetic import generate_fleet
+    from pipelines.replay import POLICIES, load_scenario, prepare_fleet, run_policy
+    from pipelines.replay.forecasts import model_forecasts, oracle_forecasts
+
+    scenario = load_scenario()
+    frame = generate_fleet(instances, days, seed=0, attributes=False)
+    fleet = prepare_fleet(frame, scenario)
+    began = time.perf_counter()
+    forecasts = model_forecasts(fleet, scenario)
+    oracle = oracle_forecasts(fleet, scenario.horizon_hours)
+    training = time.perf_counter() - began
+    label = f"{instances:,} instances x {days:g} days"
+    figures = [Figure(f"forecasts at the pipelines' cadence, {label}", training, "s")]
+    total = 0.0
+    violations = 0
+    for policy in POLICIES:
+        table = oracle if policy == "market-oracle" else forecasts
+        began = time.perf_counter()
+        result = run_policy(fleet, scenario, policy, table)
+        seconds = time.perf_counter() - began
+        total += seconds
+        violations += result.conservation_violations
+        figures.append(Figure(f"{policy}, {label}", seconds, "s"))
+    figures.append(Figure(f"every policy, {label}, excluding training", total, "s", "<= 120"))
+    figures.append(Figure("conservation violations (synthetic)", violations, "count", "<= 0"))
+    return figures
+
+
+def outcome_figures(trace: Path) -> list[Figure]:
+    """Return the standard scenario's outcome on a real trace."""
+    from data.loaders import load_telemetry
+    from pipelines.replay import load_scenario, replay
+
+    run = replay(load_telemetry(trace), load_scenario())
+    figures = []
+    for name, result in run.results.items():
+        figures.append(
+            Figure(
+                f"{name}: throttled share of demand", result.summary()["throttled_share"], "share"
+            )
+        )
+    targets = run.targets()
+    wanted = {
+        "market_reduction_vs_static": ("market throttles less than static by", ">= 0.70"),
+        "market_gap_closed": ("market closes of the static/physical-limit gap", ">= 0.85"),
+        "market_oracle_gap": ("market minus market-oracle, share of that gap", "<= 0.10"),
+    }
+    for key, (title, target) in wanted.items():
+        value = targets[key]
+        figures.append(Figure(title, float("nan") if value is None else value, "share", target))
+    violations = sum(r.conservation_violations for r in run.results.values())
+    figures.append(Figure(f"conservation violations ({trace.name})", violations, "count", "<= 0"))
+    return figures
+
+
+def register(bench_app: typer.Typer) -> None:
+    """Add the ``replay`` benchmark command."""
+
+    @bench_app.command("replay")
+    def replay(
+        json_out: Path | None = typer.Option(None, "--json", help="write the figures here"),
+        instances: int = typer.Option(1_000, help="instances of the synthetic fleet"),
+        days: float = typer.Option(28.0, help="days of the synthetic fleet"),
+        trace: Path = typer.Option(_TRACE, help="real trace for the outcome targets"),
+        outcome: bool = typer.Option(True, help="replay the real trace for the targets"),
+    ) -> None:
+        """Time every policy on a synthetic fleet; check the targets on a real trace."""
+        figures = speed_figures(instances, days)
+        if outcome:
+            if trace.exists():
+                figures += outcome_figures(trace)
+            else:
+                typer.echo(f"no trace at {trace}: outcome figures left out", err=True)
+        report("replay", figures, json_out)
