@@ -13,7 +13,7 @@ import typer
 bench_app = typer.Typer(help="Run a benchmark area; print its figures and write them as JSON.")
 
 # Area modules in the order `creditx bench --help` lists them.
-AREAS: tuple[str, ...] = ("forecast", "market", "ledger", "data", "agents", "pipelines")
+AREAS: tuple[str, ...] = ("forecast", "market", "ledger", "data", "agents", "pipelines", "replay")
 
 
 def register(app: typer.Typer) -> None:
