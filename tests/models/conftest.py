@@ -1,0 +1,34 @@
+"""Fixtures of the models tests: a small seeded synthetic fleet at hourly resolution."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+_ROOT = str(Path(__file__).resolve().parents[2])
+# This directory shares the product package's name and sits on sys.path; the product
+# package must be the one imported.
+if sys.path[0] != _ROOT:
+    sys.path.insert(0, _ROOT)
+
+from data.synthetic import generate_fleet  # noqa: E402
+from models.fleet import to_panel  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def hourly_fleet() -> pd.DataFrame:
+    """Eight instances over 20 days of hourly demand (seeded, read-only)."""
+    frame = generate_fleet(8, 20, seed=3, freq="1h", attributes=False)
+    return frame[["unique_id", "ds", "y"]].assign(unique_id=lambda f: f["unique_id"].astype(str))
+
+
+@pytest.fixture(scope="module")
+def panel(hourly_fleet: pd.DataFrame) -> tuple[np.ndarray, int]:
+    """The fleet as a ``(8, 480)`` panel and its first hour."""
+    _, y, first_hour = to_panel(hourly_fleet)
+    y.setflags(write=False)
+    return y, first_hour

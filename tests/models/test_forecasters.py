@@ -1,0 +1,121 @@
+"""One shared test suite over every forecaster."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from models import Forecaster, InvalidInputError, InvalidQuantileError, NotFittedError
+from models.base import check_panel, predict_origins
+from models.baselines import Naive, SeasonalNaive
+from models.gbm import GlobalLightGBM
+from models.linear import LinearLags
+from models.stats import ETS
+
+SMALL = {"calibration_hours": 72, "horizon_max": 48}
+
+
+def _make(cls: type[Forecaster], seed: int = 0) -> Forecaster:
+    if cls is GlobalLightGBM:
+        return GlobalLightGBM(n_estimators=25, max_rows=4000, seed=seed, **SMALL)
+    return cls(seed=seed, **SMALL)
+
+
+FORECASTERS = [Naive, SeasonalNaive, ETS, LinearLags, GlobalLightGBM]
+
+
+@pytest.fixture(scope="module", params=FORECASTERS, ids=lambda c: c.name)
+def fitted(request: pytest.FixtureRequest, panel: tuple[np.ndarray, int]) -> Forecaster:
+    y, first_hour = panel
+    return _make(request.param).fit(y[:, :400], first_hour)
+
+
+def test_output_shape_and_levels(fitted: Forecaster, panel: tuple[np.ndarray, int]) -> None:
+    fc = fitted.predict(24, quantiles=(0.9, 0.1, 0.5))
+    assert fc.levels == (0.1, 0.5, 0.9)
+    assert fc.point.shape == (8, 24)
+    assert fc.quantiles.shape == (8, 24, 3)
+    assert np.isfinite(fc.quantiles).all()
+    assert np.isfinite(fc.point).all()
+
+
+def test_quantiles_non_decreasing(fitted: Forecaster) -> None:
+    fc = fitted.predict(168, quantiles=(0.05, 0.5, 0.9, 0.99))
+    assert (np.diff(fc.quantiles, axis=2) >= 0).all()
+    # Conformal offsets around a sound point forecast bracket it.
+    assert (fc.level(0.99) >= fc.level(0.05)).all()
+    assert (fc.level(0.99) > fc.level(0.05)).any()
+
+
+def test_forecasts_do_not_see_the_future(fitted: Forecaster, panel: tuple[np.ndarray, int]) -> None:
+    y, first_hour = panel
+    origins = np.array([410, 430])
+    before, _ = predict_origins(fitted, y, first_hour, origins, 24, (0.9,))
+    changed = y.copy()
+    changed[:, 410:] = changed[:, 410:] * 3 + 50
+    after, _ = predict_origins(fitted, changed, first_hour, origins, 24, (0.9,))
+    np.testing.assert_array_equal(before[:, 0, :], after[:, 0, :])
+    assert not np.array_equal(before[:, 1, :], after[:, 1, :])  # 430 sees the change
+
+
+def test_fit_ignores_data_after_its_panel(panel: tuple[np.ndarray, int]) -> None:
+    y, first_hour = panel
+    for cls in FORECASTERS:
+        a = _make(cls).fit(y[:, :300], first_hour).predict(24).point
+        b = _make(cls).fit(y[:, :300].copy(), first_hour).predict(24).point
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("cls", FORECASTERS, ids=lambda c: c.name)
+def test_deterministic_under_a_seed(cls: type[Forecaster], panel: tuple[np.ndarray, int]) -> None:
+    y, first_hour = panel
+    runs = [
+        _make(cls, seed=7).fit(y[:, :360], first_hour).predict(48, (0.5, 0.9)) for _ in range(2)
+    ]
+    np.testing.assert_array_equal(runs[0].point, runs[1].point)
+    np.testing.assert_array_equal(runs[0].quantiles, runs[1].quantiles)
+
+
+@pytest.mark.parametrize("cls", FORECASTERS, ids=lambda c: c.name)
+def test_predict_before_fit_says_what_to_call(cls: type[Forecaster]) -> None:
+    with pytest.raises(NotFittedError, match=r"call fit\(\.\.\.\) before predict"):
+        _make(cls).predict(24)
+
+
+@pytest.mark.parametrize("cls", FORECASTERS, ids=lambda c: c.name)
+def test_constant_and_zero_series(cls: type[Forecaster]) -> None:
+    y = np.vstack([np.full(300, 7.5), np.zeros(300)])
+    fc = _make(cls).fit(y, 0).predict(24, (0.5, 0.9))
+    np.testing.assert_allclose(fc.point[0], 7.5, atol=1e-6)
+    np.testing.assert_allclose(fc.point[1], 0.0, atol=1e-6)
+    np.testing.assert_allclose(fc.level(0.9)[0], 7.5, atol=1e-6)
+
+
+def test_bad_panels_and_arguments(fitted: Forecaster) -> None:
+    with pytest.raises(InvalidInputError, match="gaps"):
+        check_panel(np.array([[1.0, np.nan, 2.0]]))
+    with pytest.raises(InvalidInputError, match="no observation"):
+        check_panel(np.array([[1.0, 2.0], [np.nan, np.nan]]))
+    with pytest.raises(InvalidInputError, match="infinite"):
+        check_panel(np.array([[1.0, np.inf]]))
+    with pytest.raises(InvalidQuantileError, match="strictly between 0 and 1"):
+        fitted.predict(24, quantiles=(0.5, 1.0))
+    with pytest.raises(InvalidQuantileError, match="strictly between 0 and 1"):
+        fitted.predict(24, quantiles=("0.9",))  # type: ignore[arg-type]
+    with pytest.raises(InvalidInputError, match="positive number of hours"):
+        fitted.predict(0)
+    with pytest.raises(InvalidInputError, match="expected the 8 fitted series"):
+        fitted.predict(24, y=np.ones((3, 50)), first_hour=0)
+
+
+@settings(max_examples=30, deadline=None)
+@given(levels=st.lists(st.floats(0.001, 0.999), min_size=1, max_size=6))
+def test_any_levels_give_ordered_quantiles(levels: list[float]) -> None:
+    rng = np.random.default_rng(1)
+    y = np.abs(rng.normal(10, 3, size=(3, 120)))
+    fc = Naive(calibration_hours=48).fit(y, 0).predict(12, levels)
+    assert fc.levels == tuple(sorted(set(levels)))
+    assert (np.diff(fc.quantiles, axis=2) >= 0).all()
+    assert (fc.quantiles >= 0).all()  # demand never forecast below zero
