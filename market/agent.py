@@ -750,15 +750,20 @@ class VenueAgents:
         results: list[IntentResult] = []
         places: list[OrderIntent] = []
         for decision in decisions:
+            failed: set[str | None] = set()
             for intent in decision.intents:
                 if intent.action == "place":
-                    places.append(intent)
+                    if intent.side in failed:
+                        results.append(skipped(intent))
+                    else:
+                        places.append(intent)
                     continue
                 assert intent.order_id is not None
                 try:
                     self.venue.cancel(intent.order_id)
                     results.append(IntentResult(intent, intent.order_id))
                 except MarketError as exc:
+                    failed.add(intent.side)
                     results.append(IntentResult(intent, None, str(exc), type(exc).__name__))
         requests = [
             OrderRequest(i.instance_id, Side(str(i.side)), i.price, i.quantity) for i in places
@@ -773,6 +778,21 @@ class VenueAgents:
                 [d.record() for d in decisions] + rejection_records(results, self._clock())
             )
         return decisions, results
+
+
+def skipped(intent: OrderIntent) -> IntentResult:
+    """Return the result of a placement left out because its side's cancel failed.
+
+    The replacement was sized on the credits or funds the cancelled order would have
+    returned; with the order still in the market (or filled meanwhile), placing it
+    could offer credits the instance needs, so it waits for the next decision.
+    """
+    return IntentResult(
+        intent,
+        None,
+        f"not placed: the {intent.side} order it replaces could not be cancelled",
+        "CancelFailed",
+    )
 
 
 def rejection_records(results: Iterable[IntentResult], at: datetime) -> list[DecisionRecord]:

@@ -33,6 +33,7 @@ from market.agent import (
     OpenOrder,
     OwnerPolicy,
     rejection_records,
+    skipped,
 )
 from market.clock import system_clock
 from market.decisions import TransportError
@@ -254,7 +255,11 @@ class HttpAgent:
         """Cancel and place the decision's intents; return what the market did with each."""
         base = f"/v1/instances/{self.instance_id}/orders"
         results = []
+        failed: set[str | None] = set()
         for intent in decision.intents:
+            if intent.action == "place" and intent.side in failed:
+                results.append(skipped(intent))
+                continue
             if intent.action == "cancel":
                 response = self.transport.request("DELETE", f"{base}/{intent.order_id}")
                 order_id = intent.order_id
@@ -272,6 +277,8 @@ class HttpAgent:
                     response.json()["order"]["order_id"] if response.status_code < 300 else None
                 )
             if response.status_code >= 300:
+                if intent.action == "cancel":
+                    failed.add(intent.side)
                 problem = response.json() if response.content else {}
                 results.append(
                     IntentResult(

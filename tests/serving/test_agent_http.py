@@ -25,6 +25,7 @@ class Network:
         self.lose_order_responses = 0
         self.unavailable = 0
         self.down = False
+        self.refuse_cancels = False
         self.posts: list[str | None] = []
 
     def request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
@@ -33,6 +34,9 @@ class Network:
         if self.unavailable:
             self.unavailable -= 1
             return httpx.Response(503, headers={"retry-after": "0"}, text="busy")
+        if method == "DELETE" and self.refuse_cancels:
+            # the order filled between the agent's read and its cancel
+            return httpx.Response(409, json={"title": "Conflict", "detail": "order is filled"})
         response = self.client.request(method, url, **kwargs)
         if method == "POST" and url.endswith("/orders"):
             self.posts.append((kwargs.get("headers") or {}).get("Idempotency-Key"))
@@ -213,3 +217,20 @@ def test_the_agent_and_its_log_work_on_postgresql(make_api, pg_url: str) -> None
     (logged,) = decisions(api, SELLER)
     assert logged["outcome"] == decision.outcome == "orders"
     assert logged["detail"]["spare"] == decision.spare
+
+
+def test_a_failed_cancel_holds_back_the_replacement(api: Api) -> None:
+    api.grant_credits(SELLER, 200_000)
+    network = Network(api.client)
+    seller, _ = agent(api, SELLER, 4, network)
+    first, _ = seller.run_once()
+    (ask,) = first.intents
+    busy(api, SELLER, 15.0)  # a busier forecast: the agent wants a smaller ask
+    network.refuse_cancels = True
+    second, results = seller.run_once()
+    assert [(i.action, i.side) for i in second.intents] == [("cancel", "sell"), ("place", "sell")]
+    assert [r.error_type for r in results] == ["Conflict", "CancelFailed"]
+    credits, _ = api.balances(SELLER)
+    assert credits == 200_000 - ask.quantity  # only the first ask holds credits
+    logged = decisions(api, SELLER, outcome="rejected")
+    assert {d["detail"]["error_type"] for d in logged} == {"Conflict", "CancelFailed"}
