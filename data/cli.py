@@ -11,6 +11,7 @@ import typer
 
 if TYPE_CHECKING:
     import pandas as pd
+    import pyarrow as pa
 
 data_app = typer.Typer(
     help="Load, validate, generate and describe CPU telemetry.", no_args_is_help=True
@@ -141,7 +142,6 @@ def generate_command(
 ) -> None:
     """Generate a seeded synthetic fleet and write it as Parquet, chunk by chunk."""
     import numpy as np
-    import pyarrow as pa
     import pyarrow.parquet as pq
     from rich.progress import Progress
 
@@ -164,7 +164,7 @@ def generate_command(
             task = progress.add_task("generating", total=instances)
             try:
                 for chunk in chunks:
-                    table = pa.Table.from_pandas(chunk, preserve_index=False)
+                    table = _to_arrow(chunk)
                     if writer is None:
                         writer = pq.ParquetWriter(out, table.schema)
                     writer.write_table(table)
@@ -300,6 +300,23 @@ def _print_report(report: pd.DataFrame) -> None:
     Console(width=max(Console().width, 140)).print(table)
     if len(report) > _REPORT_SHOWN:
         typer.echo(f"... {len(report) - _REPORT_SHOWN} more instances; --report writes all")
+
+
+def _to_arrow(frame: pd.DataFrame) -> pa.Table:
+    import pyarrow as pa
+
+    from data.frame import TIME_COL, epoch_nanoseconds
+
+    # Timestamps go over as UTC nanoseconds: the generic pandas path would drop the zone.
+    arrays = {
+        name: (
+            pa.array(epoch_nanoseconds(frame[name]), type=pa.timestamp("ns", tz="UTC"))
+            if name == TIME_COL
+            else pa.array(frame[name])
+        )
+        for name in frame.columns
+    }
+    return pa.table(arrays)
 
 
 def _write(frame: pd.DataFrame, out: Path) -> None:
