@@ -57,31 +57,36 @@ def continuous_ops_per_second(n_ops: int, seed: int = 1) -> float:
     offsets = rng.integers(1, 60, size=n_ops).tolist()
     quantities = (rng.integers(1, 20, size=n_ops) * 100).tolist()
     picks = rng.random(n_ops).tolist()
-    book = OrderBook(BookConfig(tier=TIER, fee_bps=10), lambda: START)
     owners = [f"vm{i}" for i in range(500)]
-    resting: list[str] = []
-    ids = [f"o{n}" for n in range(n_ops)]
-    buy, sell = Side.BUY, Side.SELL
-    ioc = TimeInForce.IOC
-    start = time.perf_counter()
-    for n in range(n_ops):
-        kind = kinds[n]
-        if kind == 0 or (kind == 1 and not resting):
-            side = buy if sides[n] else sell
-            price = MID - offsets[n] if side is buy else MID + offsets[n]
-            order_id = ids[n]
-            book.submit(order_id, owners[n % 500], side, price, quantities[n])
-            resting.append(order_id)
+    # the whole stream is drawn up front so that only the book's work is timed
+    plan: list[tuple[int, tuple]] = []
+    for n, kind in enumerate(kinds):
+        side = Side.BUY if sides[n] else Side.SELL
+        if kind == 0:
+            price = MID - offsets[n] if side is Side.BUY else MID + offsets[n]
+            plan.append((0, (f"o{n}", owners[n % 500], side, price, quantities[n])))
         elif kind == 1:
-            i = int(picks[n] * len(resting))
+            plan.append((1, (picks[n],)))
+        else:
+            price = MID + 60 if side is Side.BUY else MID - 60
+            args = (f"o{n}", owners[(n + 7) % 500], side, price, quantities[n], TimeInForce.IOC)
+            plan.append((2, args))
+    book = OrderBook(BookConfig(tier=TIER, fee_bps=10), lambda: START)
+    submit, cancel = book.submit, book.cancel
+    resting: list[str] = []
+    start = time.perf_counter()
+    for kind, args in plan:
+        if kind == 1 and resting:
+            i = int(args[0] * len(resting))
             resting[i], resting[-1] = resting[-1], resting[i]
             # a marketable order may have filled it first
             with contextlib.suppress(InvalidTransition):
-                book.cancel(resting.pop())
-        else:
-            side = buy if sides[n] else sell
-            price = MID + 60 if side is buy else MID - 60
-            book.submit(ids[n], owners[(n + 7) % 500], side, price, quantities[n], ioc)
+                cancel(resting.pop())
+        elif kind == 2:
+            submit(*args)
+        elif kind == 0:
+            submit(*args)
+            resting.append(args[0])
     return n_ops / (time.perf_counter() - start)
 
 

@@ -63,6 +63,8 @@ _EV_FILL = OrderEventType.FILL
 _EV_PARTIAL = OrderEventType.PARTIAL_FILL
 _EV_ACCEPT = OrderEventType.ACCEPT
 _GTC = TimeInForce.GTC
+# named tuples built straight from a tuple: events are made on every operation
+_new = tuple.__new__
 _IOC = TimeInForce.IOC
 
 
@@ -306,7 +308,9 @@ class OrderBook:
         order = _Resting(order_id, owner, side, price, quantity, time_in_force, expires_at, now)
         self._orders[order_id] = order
         order.state = _OPEN
-        events.append(OrderEvent(order_id, self._tier, _EV_ACCEPT, _OPEN, quantity, now))
+        events.append(
+            _new(OrderEvent, (order_id, self._tier, _EV_ACCEPT, _OPEN, quantity, now, ""))
+        )
         if side is _BUY:
             crosses = self._ask_keys and -self._ask_keys[-1] <= price
         else:
@@ -632,19 +636,23 @@ class OrderBook:
                 else:
                     buy, sell = resting, incoming
                 events.append(
-                    Trade(
-                        f"{prefix}{self._trade_seq}",
-                        tier,
-                        price,
-                        qty,
-                        buy.order_id,
-                        sell.order_id,
-                        buy.owner,
-                        sell.owner,
-                        value,
-                        value * fee_bps // BPS,
-                        now,
-                        incoming.side,
+                    _new(
+                        Trade,
+                        (
+                            f"{prefix}{self._trade_seq}",
+                            tier,
+                            price,
+                            qty,
+                            buy.order_id,
+                            sell.order_id,
+                            buy.owner,
+                            sell.owner,
+                            value,
+                            value * fee_bps // BPS,
+                            now,
+                            incoming.side,
+                            None,
+                        ),
                     )
                 )
                 resting.remaining -= qty
@@ -655,8 +663,17 @@ class OrderBook:
                 if resting.remaining:
                     resting.state = _PARTIAL
                     events.append(
-                        OrderEvent(
-                            resting.order_id, tier, _EV_PARTIAL, _PARTIAL, resting.remaining, now
+                        _new(
+                            OrderEvent,
+                            (
+                                resting.order_id,
+                                tier,
+                                _EV_PARTIAL,
+                                _PARTIAL,
+                                resting.remaining,
+                                now,
+                                "",
+                            ),
                         )
                     )
                 else:
@@ -664,22 +681,30 @@ class OrderBook:
                     resting.live = False
                     queue.popleft()
                     level.count -= 1
-                    events.append(OrderEvent(resting.order_id, tier, _EV_FILL, _FILLED, 0, now))
+                    events.append(
+                        _new(OrderEvent, (resting.order_id, tier, _EV_FILL, _FILLED, 0, now, ""))
+                    )
                 if incoming.remaining:
                     incoming.state = _PARTIAL
                     events.append(
-                        OrderEvent(
-                            incoming.order_id,
-                            tier,
-                            _EV_PARTIAL,
-                            _PARTIAL,
-                            incoming.remaining,
-                            now,
+                        _new(
+                            OrderEvent,
+                            (
+                                incoming.order_id,
+                                tier,
+                                _EV_PARTIAL,
+                                _PARTIAL,
+                                incoming.remaining,
+                                now,
+                                "",
+                            ),
                         )
                     )
                 else:
                     incoming.state = _FILLED
-                    events.append(OrderEvent(incoming.order_id, tier, _EV_FILL, _FILLED, 0, now))
+                    events.append(
+                        _new(OrderEvent, (incoming.order_id, tier, _EV_FILL, _FILLED, 0, now, ""))
+                    )
             if level.count == 0 and price in levels:
                 del levels[price]
                 keys.pop()
