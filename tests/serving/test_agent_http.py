@@ -3,16 +3,20 @@ and the decision logs it leaves behind."""
 
 from __future__ import annotations
 
+import threading
+import time
 from datetime import timedelta
 from typing import Any
 
 import httpx
 import pytest
+import uvicorn
 from serving_support import Api
 
 from market.agent import OwnerPolicy
 from market.decisions import TransportError
 from serving.agent_client import ApiTransport, HttpAgent
+from serving.main import create_app
 
 SELLER, BUYER = "vm-gold-1", "vm-gold-2"  # 4 and 8 vCPUs of gold (20 % baseline)
 
@@ -234,3 +238,29 @@ def test_a_failed_cancel_holds_back_the_replacement(api: Api) -> None:
     assert credits == 200_000 - ask.quantity  # only the first ask holds credits
     logged = decisions(api, SELLER, outcome="rejected")
     assert {d["detail"]["error_type"] for d in logged} == {"Conflict", "CancelFailed"}
+
+
+def test_the_agent_over_a_real_socket(api: Api) -> None:
+    api.grant_credits(SELLER, 200_000)
+    app = create_app(api.services.settings, api.clock, services=api.services)
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=0, log_level="error", lifespan="on")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 10
+        while not server.started and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert server.started
+        port = server.servers[0].sockets[0].getsockname()[1]
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
+            transport = ApiTransport(client, token(api, SELLER), sleep=lambda _s: None)
+            decision, results = HttpAgent(transport, SELLER, 4, clock=api.clock).run_once()
+    finally:
+        server.should_exit = True
+        thread.join(10)
+    assert decision.outcome == "orders"
+    assert [r.error for r in results] == [None]
+    assert api.balances(SELLER)[0] == 200_000 - decision.intents[0].quantity
+    assert decisions(api, SELLER)[0]["outcome"] == "orders"
