@@ -212,6 +212,11 @@ class Forecaster(ABC):
         first_hour = int(first_hour)
         n, t = y.shape
         self.scale_ = series_scale(y)
+        # A series that never varied is forecast without spread.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            varied = (np.nanmax(y, axis=1) - np.nanmin(y, axis=1)) > 1e-9
+        self.spread_ = np.where(varied, self.scale_, 0.0)
         self.floor_ = 0.0 if np.nanmin(y) >= 0 else -np.inf
         cal = min(self.calibration_hours, t - 1)
         if t - cal >= max(self.min_history, 2 * SEASON):
@@ -269,7 +274,7 @@ class Forecaster(ABC):
         point = self._point(y, int(first_hour), h)
         point = self._repair(point, y)
         offsets = self._offsets(levels, h)
-        qs = point[:, :, None] + self.scale_[:, None, None] * offsets
+        qs = point[:, :, None] + self.spread_[:, None, None] * offsets
         qs = np.sort(np.maximum(qs, self.floor_), axis=2)
         return PanelForecast(np.maximum(point, self.floor_), qs, levels)
 
@@ -383,6 +388,6 @@ def predict_origins(
     last = y[:, origins - 1]
     point = np.where(np.isfinite(point), point, last[:, :, None])
     offsets = model._offsets(levels, h)  # (n, h, L)
-    qs = point[..., None] + model.scale_[:, None, None, None] * offsets[:, None, :, :]
+    qs = point[..., None] + model.spread_[:, None, None, None] * offsets[:, None, :, :]
     qs = np.sort(np.maximum(qs, model.floor_), axis=3)
     return np.maximum(point, model.floor_), qs

@@ -1,0 +1,155 @@
+"""The fleet orchestrator: frames, selection, fallback, overrides, back-tests."""
+
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from models import (
+    DailyProfile,
+    ExplicitForecast,
+    FleetForecaster,
+    ForecastConfig,
+    InvalidInputError,
+    InvalidQuantileError,
+    NotFittedError,
+    UnknownInstanceError,
+    WeeklyProfile,
+)
+
+CONFIG = ForecastConfig(calibration_hours=72, horizon_max=48)
+
+
+@pytest.fixture(scope="module")
+def fleet_frame(hourly_fleet: pd.DataFrame) -> pd.DataFrame:
+    """The synthetic fleet plus a newcomer with 30 hours of history, a flat and an idle VM."""
+    end = hourly_fleet["ds"].max()
+    recent = pd.date_range(end - pd.Timedelta(hours=29), end, freq="h")
+    full = pd.DatetimeIndex(hourly_fleet["ds"].unique())
+    extra = pd.concat(
+        [
+            pd.DataFrame({"unique_id": "newcomer", "ds": recent, "y": np.linspace(5, 9, 30)}),
+            pd.DataFrame({"unique_id": "flat", "ds": full, "y": 12.0}),
+            pd.DataFrame({"unique_id": "idle", "ds": full, "y": 0.0}),
+        ]
+    )
+    return pd.concat([hourly_fleet, extra], ignore_index=True)
+
+
+@pytest.fixture(scope="module")
+def fitted(fleet_frame: pd.DataFrame) -> FleetForecaster:
+    return FleetForecaster(CONFIG).fit(fleet_frame)
+
+
+def test_predict_frame_shape(fitted: FleetForecaster, fleet_frame: pd.DataFrame) -> None:
+    out = fitted.predict(24)
+    assert list(out.columns) == ["unique_id", "ds", "yhat", "q50", "q90", "model", "source"]
+    assert len(out) == 11 * 24
+    assert out.groupby("unique_id").size().eq(24).all()
+    first = out.groupby("unique_id")["ds"].min()
+    assert (first == fleet_frame["ds"].max() + pd.Timedelta(hours=1)).all()
+    assert (out["q90"] >= out["q50"]).all()
+    assert set(out["model"]) <= set(CONFIG.candidates)
+    assert (out["source"] == "learned").all()
+
+
+def test_short_history_falls_back_and_says_so(fitted: FleetForecaster) -> None:
+    said = fitted.fallbacks_[fitted.fallbacks_["unique_id"] == "newcomer"]
+    assert set(said["model"]) == {"ets", "linear", "lightgbm"}
+    assert (said["history_hours"] == 30).all()
+    used = fitted.predict(48).query("unique_id == 'newcomer'")["model"]
+    assert set(used) <= {"naive", "seasonal_naive"}
+
+
+def test_flat_and_idle_series(fitted: FleetForecaster) -> None:
+    out = fitted.predict(24).set_index("unique_id")
+    np.testing.assert_allclose(out.loc["flat", ["yhat", "q50", "q90"]].to_numpy(), 12.0, atol=1e-6)
+    np.testing.assert_allclose(out.loc["idle", ["yhat", "q50", "q90"]].to_numpy(), 0.0, atol=1e-6)
+
+
+def test_nan_readings_are_interpolated(hourly_fleet: pd.DataFrame) -> None:
+    holed = hourly_fleet.copy()
+    gap = holed.index[(holed["unique_id"] == holed["unique_id"].iloc[0])][100:104]
+    holed.loc[gap, "y"] = np.nan
+    filled = holed.copy()
+    filled["y"] = filled.groupby("unique_id")["y"].transform(lambda s: s.interpolate())
+    config = ForecastConfig(candidates=("naive", "seasonal_naive"), calibration_hours=72)
+    a = FleetForecaster(config).fit(holed).predict(24)
+    b = FleetForecaster(config).fit(filled).predict(24)
+    pd.testing.assert_frame_equal(a, b)
+
+
+def test_bad_requests(fitted: FleetForecaster, fleet_frame: pd.DataFrame) -> None:
+    with pytest.raises(NotFittedError, match=r"call fit\(\.\.\.\)"):
+        FleetForecaster(CONFIG).predict(24)
+    with pytest.raises(InvalidQuantileError, match="strictly between 0 and 1"):
+        fitted.predict(24, quantiles=(0.9, 1.2))
+    ghost = fleet_frame[fleet_frame["unique_id"] == "flat"].assign(unique_id="ghost")
+    with pytest.raises(UnknownInstanceError, match="ghost"):
+        fitted.predict(24, frame=ghost)
+    with pytest.raises(InvalidInputError, match=r"missing column\(s\) \['y'\]"):
+        FleetForecaster(CONFIG).fit(fleet_frame.drop(columns="y"))
+    shifted = fleet_frame.assign(ds=fleet_frame["ds"] + pd.Timedelta(minutes=5))
+    with pytest.raises(InvalidInputError, match="on the hour"):
+        FleetForecaster(CONFIG).fit(shifted)
+    with pytest.raises(InvalidInputError, match="twice"):
+        FleetForecaster(CONFIG).fit(pd.concat([fleet_frame, fleet_frame.head(3)]))
+    with pytest.raises(InvalidInputError, match="no observed value"):
+        FleetForecaster(CONFIG).fit(
+            fleet_frame.assign(
+                y=np.where(fleet_frame["unique_id"] == "flat", np.nan, fleet_frame["y"])
+            )
+        )
+
+
+def test_user_forecasts_override_and_say_so(fitted: FleetForecaster) -> None:
+    fleet = pickle.loads(pickle.dumps(fitted))
+    start = fleet.predict(1)["ds"].iloc[0]
+    fleet.override("flat", DailyProfile(tuple(float(h) for h in range(24))))
+    fleet.override(
+        "idle", ExplicitForecast.from_mapping({start: 3.0, start + pd.Timedelta(hours=1): 4.0})
+    )
+    out = fleet.predict(6).set_index("unique_id")
+    flat = out.loc["flat"]
+    assert (flat["source"] == "user").all()
+    assert (flat["model"] == "user").all()
+    np.testing.assert_array_equal(flat["yhat"], flat["ds"].dt.hour.astype(float))
+    np.testing.assert_array_equal(flat["q90"], flat["yhat"])
+    idle = out.loc["idle"]
+    assert list(idle["source"]) == ["user", "user"] + ["learned"] * 4
+    assert list(idle["yhat"].iloc[:2]) == [3.0, 4.0]
+    assert (out.drop(index=["flat", "idle"])["source"] == "learned").all()
+    fleet.override("flat", None)
+    assert (fleet.predict(2).query("unique_id == 'flat'")["source"] == "learned").all()
+    with pytest.raises(InvalidInputError, match="needs 168 hourly values"):
+        WeeklyProfile((1.0,) * 24)
+    with pytest.raises(InvalidInputError, match="finite"):
+        DailyProfile((float("nan"),) * 24)
+
+
+def test_pickles_small_and_same(fitted: FleetForecaster) -> None:
+    blob = pickle.dumps(fitted)
+    again = pickle.loads(blob)
+    pd.testing.assert_frame_equal(again.predict(24), fitted.predict(24))
+    # The fitted state is a short window per instance plus the models, not the history.
+    assert len(blob) < 3_000_000
+
+
+def test_backtest_does_not_see_the_future(fleet_frame: pd.DataFrame) -> None:
+    config = ForecastConfig(
+        candidates=("naive", "seasonal_naive", "linear"), calibration_hours=72, horizon_max=48
+    )
+    origin = fleet_frame["ds"].max() - pd.Timedelta(hours=47)
+    changed = fleet_frame.copy()
+    after = changed["ds"] >= origin
+    changed.loc[after, "y"] = changed.loc[after, "y"] * 2 + 40
+    a = FleetForecaster(config).backtest(fleet_frame, [origin], 24)
+    b = FleetForecaster(config).backtest(changed, [origin], 24)
+    cols = ["unique_id", "origin", "ds", "yhat", "q50", "q90", "model"]
+    pd.testing.assert_frame_equal(a[cols], b[cols])
+    assert not np.allclose(a["y"], b["y"])
+    assert (a["origin"] == origin).all()
+    assert a["ds"].min() == origin
