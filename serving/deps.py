@@ -36,10 +36,7 @@ async def get_services(request: Request) -> Services:
 SessionDep = Annotated[Services, Depends(get_services)]
 
 
-async def current_principal(
-    services: SessionDep,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> Principal:
+def authenticate(services: Services, token: str | None) -> Principal:
     """Return the caller of a valid bearer token, once its rate limit allows.
 
     Raises
@@ -49,15 +46,34 @@ async def current_principal(
     RateLimited
         When the token spent its request budget.
     """
-    if credentials is None or not credentials.credentials:
+    if not token:
         raise Unauthenticated("send 'Authorization: Bearer <token>'")
-    principal = services.tokens.authenticate(credentials.credentials)
+    principal = services.tokens.authenticate(token)
     if principal is None:
         raise Unauthenticated("the bearer token is unknown or revoked")
     wait = services.limiter.acquire(principal.token_id)
     if wait:
         raise RateLimited(wait)
     return principal
+
+
+def bearer_token(request: Request) -> str | None:
+    """Return the bearer token of a request's Authorization header, if it has one."""
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    return token.strip() if scheme.lower() == "bearer" else None
+
+
+#: What a route authenticated by hand declares, so the document names its scheme.
+BEARER_SECURITY: dict[str, object] = {"security": [{"bearerToken": []}]}
+
+
+async def current_principal(
+    services: SessionDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Principal:
+    """Return the caller of a valid bearer token, once its rate limit allows (see
+    :func:`authenticate`)."""
+    return authenticate(services, None if credentials is None else credentials.credentials)
 
 
 CurrentAgent = Annotated[Principal, Depends(current_principal)]

@@ -26,7 +26,7 @@ from typing import Any, Protocol
 import numpy as np
 import pandas as pd
 
-from models import DailyProfile, ExplicitForecast, WeeklyProfile
+from models.user import DailyProfile, ExplicitForecast, WeeklyProfile
 
 logger = logging.getLogger(__name__)
 

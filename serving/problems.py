@@ -21,7 +21,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from market import cem_errors, ledger
 from market import errors as market_errors
-from models import ForecastError
+from models.errors import ForecastError
 from serving.errors import ApiError, RateLimited
 
 logger = logging.getLogger(__name__)

@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from market.clock import to_micros
-from models import DailyProfile, WeeklyProfile
+from models.user import DailyProfile, WeeklyProfile
 from serving.forecasts import UserForecast
 from serving.tables import api_user_forecasts
 
