@@ -23,6 +23,7 @@ from decimal import ROUND_HALF_UP, Decimal
 
 from market.cem_errors import InvalidParameter
 from market.ledger import (
+    CeilingExceeded,
     Entry,
     EntryRequest,
     InsufficientBalance,
@@ -142,7 +143,7 @@ class BurstableAccountant:
         )
         account = instance_credits(instance.id)
         pool = pool_account(tier.name)
-        # A concurrent trade may move the balance between the read and the post.
+        # A concurrent trade or pool change may move a balance between the read and the post.
         for _ in range(20):
             balance = self.ledger.balance(account)
             state = self.tiers.pool(self.ledger, tier.name)
@@ -168,6 +169,7 @@ class BurstableAccountant:
             ]
             entry = None
             if legs:
+                ceilings = {pool: state.capacity} if to_pool else {}
                 request = EntryRequest(
                     tuple(legs),
                     ACCRUAL,
@@ -182,10 +184,11 @@ class BurstableAccountant:
                         "throttled": throttled,
                         "forfeited": forfeited,
                     },
+                    ceilings,
                 )
                 try:
                     entry = self.ledger.post(request)
-                except InsufficientBalance:
+                except (InsufficientBalance, CeilingExceeded):
                     continue
             return IntervalOutcome(
                 instance.id,

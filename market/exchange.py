@@ -34,6 +34,7 @@ from market.cem_errors import (
 from market.ledger import (
     FEES_ACCOUNT,
     FUNDS,
+    CeilingExceeded,
     Clock,
     Entry,
     EntryRequest,
@@ -205,11 +206,26 @@ class CreditExchange:
             "destination_rate": destination.exchange_rate,
             "remainder": remainder,
         }
-        request = EntryRequest(tuple(legs), SWAP, actor, idempotency_key, metadata)
+        # The capacity is a ceiling in the same transaction, so concurrent swaps cannot
+        # overfill the destination between the check above and the post.
+        capacity = self.tiers.pool_capacity(destination.name)
+        request = EntryRequest(
+            tuple(legs),
+            SWAP,
+            actor,
+            idempotency_key,
+            metadata,
+            ceilings={pool_account(destination.name): capacity},
+        )
         try:
             entry = self.ledger.post(request)
         except InsufficientBalance as exc:
             raise InsufficientPoolCredits(source.name, exc.balance, exc.requested) from exc
+        except CeilingExceeded as exc:
+            before = exc.balance - amount_out
+            raise InsufficientHeadroom(
+                destination.name, max(0, capacity - before), amount_out
+            ) from exc
         return _swap(entry)
 
     # trades

@@ -8,6 +8,7 @@ idempotency key. ``SqlStore`` (SQLite or PostgreSQL) and ``MemoryStore`` hold it
 
 from market.ledger._errors import (
     AssetMismatch,
+    CeilingExceeded,
     IdempotencyConflict,
     InsufficientBalance,
     InvalidAmount,
@@ -51,6 +52,7 @@ __all__ = [
     "Account",
     "AccountKind",
     "AssetMismatch",
+    "CeilingExceeded",
     "Clock",
     "Entry",
     "EntryRequest",

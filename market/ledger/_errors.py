@@ -8,6 +8,7 @@
     ├── UnknownAccount           an account that was never opened
     ├── AssetMismatch            accounts holding different assets, or reopened with another
     ├── InsufficientBalance      a non-negative account would end below zero
+    ├── CeilingExceeded          an account would end above the ceiling its entry set
     ├── IdempotencyConflict      a reused idempotency key with a different request
     └── StoreUnavailable         the store kept failing (contention, lost connection)
 """
@@ -59,6 +60,18 @@ class InsufficientBalance(LedgerError):
         super().__init__(
             f"insufficient balance in {account!r}: holds {balance}, "
             f"the entry takes {requested} out of it"
+        )
+
+
+class CeilingExceeded(LedgerError):
+    """A posting would leave an account above the ceiling its entry request set."""
+
+    def __init__(self, account: str, balance: int, ceiling: int) -> None:
+        self.account = account
+        self.balance = balance
+        self.ceiling = ceiling
+        super().__init__(
+            f"{account!r} may hold at most {ceiling} but would hold {balance} after the entry"
         )
 
 

@@ -143,6 +143,7 @@ class Ledger:
                     metadata=r.metadata,
                 ),
                 r.fingerprint() if r.idempotency_key is not None else None,
+                r.ceilings or None,
             )
             for n, r in enumerate(requests)
         ]

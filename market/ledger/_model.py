@@ -179,6 +179,8 @@ class EntryRequest:
     actor: str
     idempotency_key: str | None = None
     metadata: Mapping[str, MetadataValue] = field(default_factory=dict)
+    ceilings: Mapping[str, int] = field(default_factory=dict)
+    """Most an account of the entry may hold after it, checked in the same transaction."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.transfers, tuple) or not self.transfers:
@@ -192,6 +194,13 @@ class EntryRequest:
         if key is not None and (not isinstance(key, str) or not key or len(key) > _MAX_ID_LEN):
             raise InvalidRequest(f"idempotency key must be a non-empty string, got {key!r}")
         object.__setattr__(self, "metadata", _freeze_metadata(self.metadata))
+        touched = {a for t in self.transfers for a in (t.source, t.destination)}
+        for account, ceiling in self.ceilings.items():
+            if account not in touched:
+                raise InvalidRequest(f"ceiling on {account!r}, which the entry does not touch")
+            if isinstance(ceiling, bool) or not isinstance(ceiling, int) or ceiling < 0:
+                raise InvalidRequest(f"ceiling of {account!r} must be an int >= 0, got {ceiling!r}")
+        object.__setattr__(self, "ceilings", MappingProxyType(dict(sorted(self.ceilings.items()))))
 
     def fingerprint(self) -> str:
         """Return a digest of everything but the key, to tell a replay from a conflict."""
@@ -201,6 +210,7 @@ class EntryRequest:
             self.reason,
             self.actor,
             tuple(self.metadata.items()),
+            *((tuple(self.ceilings.items()),) if self.ceilings else ()),
         )
         return hashlib.blake2b(repr(payload).encode(), digest_size=32).hexdigest()
 

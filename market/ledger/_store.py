@@ -11,6 +11,7 @@ from typing import Protocol
 
 from market.ledger._errors import (
     AssetMismatch,
+    CeilingExceeded,
     IdempotencyConflict,
     InsufficientBalance,
 )
@@ -23,6 +24,7 @@ class Pending:
 
     entry: Entry
     fingerprint: str | None
+    ceilings: Mapping[str, int] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,7 +89,8 @@ def apply_entries(
     """Apply each entry's transfers to ``balances`` in order, entry by entry.
 
     An entry's legs take effect together; after each entry no account that may not go
-    negative is below zero, or ``InsufficientBalance`` names the first one that is.
+    negative is below zero, or ``InsufficientBalance`` names the first one that is, and
+    no account is above a ceiling its entry set, or ``CeilingExceeded`` names it.
     """
     for item in pending:
         before: dict[str, int] = {}
@@ -104,6 +107,10 @@ def apply_entries(
             check_balance_bounds(account_id, after)
             if after < 0 and not accounts[account_id].may_go_negative:
                 raise InsufficientBalance(account_id, start, start - after)
+        if item.ceilings:
+            for account_id, ceiling in item.ceilings.items():
+                if balances[account_id] > ceiling:
+                    raise CeilingExceeded(account_id, balances[account_id], ceiling)
 
 
 def resolve_replays(

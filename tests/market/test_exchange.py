@@ -264,3 +264,18 @@ def test_log_is_queryable_by_tier_instance_and_time(
     assert cem.trades(tier="platinum") == []
     with pytest.raises(InstanceNotFound):
         cem.log(instance="ghost")
+
+
+def test_headroom_holds_even_when_the_pool_fills_after_the_check(
+    cem: CreditExchange, tiers: TierManager
+) -> None:
+    # Another CEM fills the gold pool between this swap's headroom read and its post.
+    capacity = tiers.pool_capacity("gold")
+    stale = tiers.pool(cem.ledger, "gold")
+    grant(cem.ledger, "pool:gold", "credits:gold", capacity - 10)
+    tiers.pool = lambda ledger, tier: stale  # type: ignore[method-assign]
+    before = cem.ledger.balances()
+    with pytest.raises(InsufficientHeadroom, match="room for 10") as info:
+        cem.perform_credit_swap("silver", "gold", 3_000, actor="admin")
+    assert info.value.requested == 1_500 * 3_000 // 2_200
+    assert cem.ledger.balances() == before

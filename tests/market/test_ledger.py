@@ -13,6 +13,7 @@ from market.ledger import (
     MAX_AMOUNT,
     AccountKind,
     AssetMismatch,
+    CeilingExceeded,
     EntryRequest,
     IdempotencyConflict,
     InsufficientBalance,
@@ -256,3 +257,24 @@ def test_public_surface_is_small_and_sorted() -> None:
     assert len(set(names)) == len(names) < 40
     assert not [n for n in names if n.startswith("_")]
     assert all(hasattr(market.ledger, name) for name in names)
+
+
+def test_ceilings_are_checked_in_the_same_transaction(ledger: Ledger) -> None:
+    open_funds(ledger, "a", "b")
+    deposit(ledger, A, 100)
+    capped = EntryRequest((Transfer(A, B, 60),), "fill", "t", ceilings={B: 50})
+    with pytest.raises(CeilingExceeded, match="at most 50 but would hold 60") as info:
+        ledger.post(capped)
+    assert (info.value.account, info.value.balance, info.value.ceiling) == (B, 60, 50)
+    assert ledger.balances("instance:") == {A: 100, B: 0}
+    ledger.post(EntryRequest((Transfer(A, B, 50),), "fill", "t", ceilings={B: 50}))
+    assert ledger.balance(B) == 50
+    with pytest.raises(InvalidRequest, match="does not touch"):
+        EntryRequest((Transfer(A, B, 1),), "fill", "t", ceilings={C: 5})
+    with pytest.raises(InvalidRequest, match="must be an int >= 0"):
+        EntryRequest((Transfer(A, B, 1),), "fill", "t", ceilings={B: -1})
+    plain = EntryRequest((Transfer(A, B, 1),), "fill", "t", "k")
+    assert (
+        plain.fingerprint()
+        != EntryRequest((Transfer(A, B, 1),), "fill", "t", "k", ceilings={B: 99}).fingerprint()
+    )
