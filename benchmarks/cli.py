@@ -13,7 +13,16 @@ import typer
 bench_app = typer.Typer(help="Run a benchmark area; print its figures and write them as JSON.")
 
 # Area modules in the order `creditx bench --help` lists them.
-AREAS: tuple[str, ...] = ("forecast", "market", "ledger", "data", "agents", "pipelines", "replay")
+AREAS: tuple[str, ...] = (
+    "forecast",
+    "market",
+    "ledger",
+    "data",
+    "pipelines",
+    "replay",
+    "agents",
+    "serving",
+)
 
 
 def register(app: typer.Typer) -> None:
