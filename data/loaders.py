@@ -408,8 +408,19 @@ def _parquet_chunks(
         columns: dict[str, pd.Series] = {}
         for name in wanted:
             field_type = schema.field(name).type
-            textual = pa.types.is_string(field_type) or pa.types.is_large_string(field_type)
-            table = pq.read_table(path, columns=[name], read_dictionary=[name] if textual else None)
+            textual = (
+                pa.types.is_string(field_type)
+                or pa.types.is_large_string(field_type)
+                or pa.types.is_dictionary(field_type)
+            )
+            # One thread per column: on a small, busy machine threads only contend, and
+            # dictionary pages decode many times faster on one.
+            table = pq.read_table(
+                path,
+                columns=[name],
+                read_dictionary=[name] if textual else None,
+                use_threads=False,
+            )
             columns[name] = table.to_pandas(self_destruct=True, split_blocks=True)[name]
             del table
             # Arrow's allocator keeps freed pages; hand them back before the next column.

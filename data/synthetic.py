@@ -306,11 +306,13 @@ def _fill_block(
 
 
 def _attributes(seed: int, n_instances: int) -> tuple[np.ndarray, np.ndarray]:
-    # Tiers and vCPU counts come from their own stream so the series do not shift
-    # when attributes are added or dropped.
-    rng = np.random.default_rng([seed, _MAX_INSTANCES])
-    tiers = rng.choice(len(TIERS), size=_MAX_INSTANCES, p=_TIER_SHARES)[:n_instances]
-    vcpus = rng.choice(_VCPU_CHOICES, size=_MAX_INSTANCES, p=_VCPU_SHARES)[:n_instances]
+    # Tiers and vCPU counts come from streams of their own, so the series do not shift
+    # when attributes are added or dropped; ``choice`` draws one uniform per instance,
+    # so the first instances get the same attributes in fleets of any size.
+    tier_rng = np.random.default_rng([seed, _MAX_INSTANCES, 0])
+    vcpu_rng = np.random.default_rng([seed, _MAX_INSTANCES, 1])
+    tiers = tier_rng.choice(len(TIERS), size=n_instances, p=_TIER_SHARES)
+    vcpus = vcpu_rng.choice(_VCPU_CHOICES, size=n_instances, p=_VCPU_SHARES)
     return tiers, vcpus
 
 
