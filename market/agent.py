@@ -38,12 +38,13 @@ the HTTP API.
 from __future__ import annotations
 
 import math
+import re
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from fractions import Fraction
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from market.clock import to_micros
 from market.decisions import (
@@ -57,9 +58,13 @@ from market.errors import MarketError
 from market.orders import MILLI, Side, bid_escrow
 from market.valuation import Valuation, forecast_uncertainty, value_credit
 
+if TYPE_CHECKING:
+    from market.venue import Venue
+
 BPS = 10_000
 HORIZONS: Mapping[str, int] = {"hour": 1, "day": 24, "week": 168}
 _MILLI_PER_VCPU_PERCENT_HOUR = 600  # one vCPU at 1 % for 60 minutes is 0.6 credits
+_QUANTILE_COLUMN = re.compile(r"q\d+(\.\d+)?")
 
 IntentAction = Literal["place", "cancel"]
 SideName = Literal["buy", "sell"]
@@ -630,7 +635,7 @@ class IntentResult:
     error_type: str | None = None
 
 
-def recent_prices_of(venue: Any, tier: str, n: int = 20) -> tuple[int, ...]:
+def recent_prices_of(venue: Venue, tier: str, n: int = 20) -> tuple[int, ...]:
     """Return the prices of a tier's latest trades on ``venue``, newest first."""
     return tuple(t.price for t in venue.market_data.last_trades(tier, n))
 
@@ -654,7 +659,7 @@ class VenueAgents:
 
     def __init__(
         self,
-        venue: Any,
+        venue: Venue,
         instances: Iterable[tuple[str, str, int, int, int]],
         policies: OwnerPolicy | Mapping[str, OwnerPolicy] | None,
         log: DecisionLog | None,
@@ -825,7 +830,7 @@ def forecasts_from_frame(frame: Any) -> dict[str, InstanceForecast]:
     ``frame`` has ``unique_id, horizon, ds, yhat`` and quantile columns (``q50``,
     ``q90``), with ``generated_at`` and ``model_version`` where known.
     """
-    quantile_columns = [c for c in frame.columns if str(c).startswith("q")]
+    quantile_columns = [c for c in frame.columns if _QUANTILE_COLUMN.fullmatch(str(c))]
     out: dict[str, InstanceForecast] = {}
     ordered = frame.sort_values(["unique_id", "horizon", "ds"])
     for unique_id, rows in ordered.groupby("unique_id", sort=True, observed=True):

@@ -34,7 +34,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from fractions import Fraction
-from typing import Any
+from typing import TYPE_CHECKING
 
 from market.clock import to_micros
 from market.decisions import (
@@ -45,6 +45,12 @@ from market.decisions import (
     InvalidPolicy,
     plain,
 )
+
+if TYPE_CHECKING:
+    from market.agent import InstanceForecast
+    from market.exchange import CreditExchange, RateChange
+    from market.ledger import Ledger
+    from market.tiers import TierManager
 
 BPS = 10_000
 MANUAL_RELEASED = "manual_rate_released"
@@ -311,9 +317,9 @@ def instance_pool_demand(credits: int, earn_rate: int, cap: int, need: Sequence[
 
 
 def tier_states(
-    tiers: Any,
-    ledger: Any,
-    forecasts: Mapping[str, Any],
+    tiers: TierManager,
+    ledger: Ledger,
+    forecasts: Mapping[str, InstanceForecast | None],
     *,
     column: str = "q90",
     hours: int = 24,
@@ -356,14 +362,14 @@ def tier_states(
 
 
 def pinned_rates(
-    changes: Iterable[Any], releases: Mapping[str, datetime], policy: CemPolicy
+    changes: Iterable[RateChange], releases: Mapping[str, datetime], policy: CemPolicy
 ) -> dict[str, int]:
     """Return the tiers whose rate an administrator set by hand and has not released.
 
     ``changes`` are :class:`~market.exchange.RateChange` records, oldest first; a change
     whose reason does not start with the automation's tag is manual.
     """
-    latest: dict[str, Any] = {}
+    latest: dict[str, RateChange] = {}
     for change in changes:
         latest[change.tier] = change
     return {
@@ -467,7 +473,7 @@ def release_manual_rate(log: DecisionLog, tier: str, actor: str, at: datetime) -
 
 
 def apply_decision(
-    exchange: Any, decision: CemDecision, policy: CemPolicy, log: DecisionLog | None
+    exchange: CreditExchange, decision: CemDecision, policy: CemPolicy, log: DecisionLog | None
 ) -> list[DecisionRecord]:
     """Book a decision's swaps, then its rate changes, and record it all.
 

@@ -21,6 +21,7 @@ from market.agent import (
     affordable_quantity,
     hourly_need,
     quantile_level,
+    spare_credits,
 )
 from market.decisions import InvalidAgentInput, InvalidPolicy
 from market.orders import bid_escrow
@@ -309,3 +310,30 @@ def test_bad_state_and_policy_are_refused() -> None:
     with pytest.raises(InvalidPolicy, match="budget"):
         OwnerPolicy(budget=-5)
     assert quantile_level("q97.5") == Fraction(39, 40)
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    holdings=st.integers(0, 60),
+    earn=st.integers(1, 10),
+    cap=st.integers(1, 80),
+    need=st.lists(st.integers(0, 20), min_size=1, max_size=12),
+    margin=st.integers(0, 10),
+)
+def test_spare_credits_is_safe_against_a_brute_force_search(
+    holdings: int, earn: int, cap: int, need: list[int], margin: int
+) -> None:
+    def safe(sale: int) -> bool:
+        balance = holdings - sale
+        if balance < margin:
+            return False
+        for hour in need:
+            balance = min(cap, balance + earn - hour)
+            if balance < margin:
+                return False
+        return True
+
+    spare = spare_credits(holdings, earn, cap, need, margin)
+    largest = max((x for x in range(holdings + 1) if safe(x)), default=0)
+    assert spare <= largest
+    assert spare == 0 or safe(spare)
