@@ -32,10 +32,10 @@ from typing import Any
 
 import numpy as np
 
-from market.agent import OwnerPolicy, VenueAgents
+from market.agent import InstanceForecast, OwnerPolicy, VenueAgents
 from market.book import BookConfig
+from market.cem_auto import CemAutomation, CemPolicy, apply_decision, tier_states
 from market.clock import ManualClock
-from market.errors import MarketError
 from market.exchange import CreditExchange
 from market.ledger import (
     AccountKind,
@@ -221,6 +221,22 @@ class _Books:
         ]
         if opening:
             self.ledger.post(EntryRequest(tuple(opening), "opening", _CEM))
+        self.automation = (
+            CemAutomation(
+                CemPolicy(
+                    actor=_CEM,
+                    reserve_bps=scenario.cem_reserve_bps,
+                    gain_bps=scenario.cem_gain_bps,
+                    max_step_bps=scenario.cem_max_step_bps,
+                )
+            )
+            if flags.swaps
+            else None
+        )
+        # With automatic rates off the CEM treats every starting rate as set by hand.
+        self.pinned_rates = (
+            None if scenario.cem_automatic_rates else {t.name: t.exchange_rate for t in fleet.tiers}
+        )
         self.venue: Venue | None = None
         self.agents: VenueAgents | None = None
         if flags.market:
@@ -324,52 +340,36 @@ def _check_books(
             raise ConservationError(policy, step, f"credits:{tier}", expected, actual)
 
 
-def _swap(
+def _cem(
     books: _Books,
     fleet: ReplayFleet,
-    scenario: Scenario,
-    pool: np.ndarray,
-    recent_need: np.ndarray,
+    wanted: dict[str, InstanceForecast],
+    hour: int,
     result: PolicyResult,
 ) -> None:
-    """Let the CEM move pool credits from tiers with a surplus to tiers that ran short."""
-    capacity = np.array([books.tiers.pool_capacity(t) for t in fleet.tier_names], dtype=np.int64)
-    want = np.minimum(capacity, recent_need * scenario.reserve_hours)
-    rates = np.array([books.tiers.tier(t).exchange_rate for t in fleet.tier_names], dtype=np.int64)
-    surplus_value = np.maximum(0, pool - want) * rates
-    short_value = np.where(recent_need > 0, np.maximum(0, want - pool) * rates, 0)
-    for dst in np.argsort(-short_value, kind="stable"):
-        for src in np.argsort(-surplus_value, kind="stable"):
-            if short_value[dst] <= 0 or surplus_value[src] <= 0 or src == dst:
-                continue
-            value = min(int(short_value[dst]), int(surplus_value[src]))
-            amount = value // int(rates[src])
-            if amount <= 0 or amount * int(rates[src]) // int(rates[dst]) <= 0:
-                continue
-            try:
-                swap = books.cem.perform_credit_swap(
-                    fleet.tier_names[src], fleet.tier_names[dst], amount, actor=_CEM
-                )
-            except MarketError:
-                continue
-            surplus_value[src] -= swap.amount_in * int(rates[src])
-            short_value[dst] -= swap.amount_out * int(rates[dst])
-            result.swapped_out[src] += swap.amount_in
-            result.swapped_in[dst] += swap.amount_out
+    """Run one interval of the CEM automation: forecast-driven rate steps and pool swaps."""
+    assert books.automation is not None
+    at = fleet.start + timedelta(hours=hour)
+    before = books.read()[1]
+    states = tier_states(books.tiers, books.ledger, wanted)
+    pinned = books.pinned_rates
+    decision = books.automation.step(states, at, pinned)
+    apply_decision(books.cem, decision, books.automation.policy, None)
+    moved = books.read()[1] - before
+    result.swapped_in += np.maximum(moved, 0)
+    result.swapped_out += np.maximum(-moved, 0)
 
 
 def _trade(
     books: _Books,
     fleet: ReplayFleet,
-    forecasts: ForecastTable,
+    wanted: dict[str, InstanceForecast],
     hour: int,
     result: PolicyResult,
 ) -> None:
     """Let every agent decide on its forecast, then clear each tier's hourly call auction."""
     assert books.agents is not None
     assert books.venue is not None
-    made = fleet.start + timedelta(hours=hour)
-    wanted = forecasts.at(hour, fleet.ids, made)
     requests = []
     for state in books.agents.states(wanted):
         decision = books.agents.agent(state.instance_id).decide(state)
@@ -410,7 +410,8 @@ def run_policy(
     policy
         One of :data:`POLICIES`.
     forecasts
-        What the agents trade on (``market`` and ``market-oracle`` only).
+        What the agents trade on and the CEM plans with (``pool+swap``, ``market``,
+        ``market-oracle``).
     progress
         Called with 1 after each replayed hour.
 
@@ -424,8 +425,8 @@ def run_policy(
     if policy not in _FLAGS:
         raise ScenarioError("policy", policy, f"must be one of {POLICIES}")
     flags = _FLAGS[policy]
-    if flags.market and forecasts is None:
-        raise ScenarioError("policy", policy, "a market policy needs forecasts")
+    if (flags.market or flags.swaps) and forecasts is None:
+        raise ScenarioError("policy", policy, "the agents and the CEM need forecasts")
     import time
 
     began = time.perf_counter()
@@ -463,22 +464,24 @@ def run_policy(
     )
     earned, cap = fleet.earned, fleet.cap
     throttled_total = np.zeros(n, dtype=np.int64)
-    recent_need = zeros_k.copy()
     for hour in range(hours):
         if books is not None:
             books.clock.set(fleet.start + timedelta(hours=hour))
+            wanted = (
+                forecasts.at(hour, fleet.ids, fleet.start + timedelta(hours=hour))
+                if forecasts is not None and (flags.market or flags.swaps)
+                else {}
+            )
             if flags.market:
-                assert forecasts is not None
-                _trade(books, fleet, forecasts, hour, result)
+                _trade(books, fleet, wanted, hour, result)
             if flags.swaps:
-                _swap(books, fleet, scenario, pool, recent_need, result)
+                _cem(books, fleet, wanted, hour, result)
             if flags.market or flags.swaps:
                 balance, pool = books.read()
         h_minted = np.zeros(n, dtype=np.int64)
         h_spent = np.zeros(n, dtype=np.int64)
         h_to_pool = np.zeros(n, dtype=np.int64)
         h_from_pool = np.zeros(n, dtype=np.int64)
-        h_need = zeros_k.copy()
         for s in range(hour * STEPS_PER_HOUR, (hour + 1) * STEPS_PER_HOUR):
             demand = fleet.demand[:, s]
             if not flags.credits:
@@ -529,7 +532,6 @@ def run_policy(
                 h_spent += served
                 h_to_pool += to_pool
                 h_from_pool += from_pool
-                h_need += np.add.reduceat(from_pool + throttled, starts)
                 result.forfeited += np.add.reduceat(forfeited, starts)
             throttled_total += throttled
             t_k = np.add.reduceat(throttled, starts)
@@ -541,7 +543,6 @@ def run_policy(
             _check_books(policy, (hour + 1) * STEPS_PER_HOUR - 1, books, fleet, balance, pool)
             result.rate_series[hour] = [books.tiers.tier(t).exchange_rate for t in fleet.tier_names]
         result.pool_series[hour] = pool
-        recent_need = h_need
         if progress is not None:
             progress(1)
     if books is not None:

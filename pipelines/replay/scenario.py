@@ -75,8 +75,12 @@ class Scenario:
     retrain_every_hours, horizon_hours, candidates
         The forecast cadence: refit every so many hours on the telemetry before the
         refit, forecast ``horizon_hours`` ahead every hour, from these candidates.
-    reserve_hours
-        Hours of its tier's recent pool draw a pool keeps before the CEM swaps it away.
+    cem_automatic_rates
+        Whether the CEM automation moves the exchange rates with forecast demand; when
+        false the starting rates stay, as if an administrator had set them.
+    cem_reserve_bps, cem_gain_bps, cem_max_step_bps
+        The CEM automation's reserve (basis points of a source pool's own forecast
+        demand), rate gain and largest rate step per hour (:class:`market.cem_auto.CemPolicy`).
     """
 
     tiers: tuple[TierSpec, ...]
@@ -90,7 +94,10 @@ class Scenario:
     retrain_every_hours: int = 24
     horizon_hours: int = 24
     candidates: tuple[str, ...] = ("naive", "seasonal_naive")
-    reserve_hours: int = 6
+    cem_reserve_bps: int = 1_000
+    cem_gain_bps: int = 1_000
+    cem_max_step_bps: int = 500
+    cem_automatic_rates: bool = True
 
     def __post_init__(self) -> None:
         if not self.tiers:
@@ -104,7 +111,13 @@ class Scenario:
         _int("throttle_cost", self.throttle_cost, low=1, high=10**9)
         _int("retrain_every_hours", self.retrain_every_hours, low=1, high=24 * 365)
         _int("horizon_hours", self.horizon_hours, low=1, high=168)
-        _int("reserve_hours", self.reserve_hours, low=0, high=24 * 7)
+        _int("cem_reserve_bps", self.cem_reserve_bps, low=0, high=10**6)
+        _int("cem_gain_bps", self.cem_gain_bps, low=1, high=10**6)
+        _int("cem_max_step_bps", self.cem_max_step_bps, low=1, high=9_999)
+        if not isinstance(self.cem_automatic_rates, bool):
+            raise ScenarioError(
+                "cem.automatic_rates", self.cem_automatic_rates, "must be true or false"
+            )
         if self.risk_quantile not in _QUANTILES:
             raise ScenarioError("risk_quantile", self.risk_quantile, f"must be one of {_QUANTILES}")
         unknown = sorted(set(self.candidates) - set(_CANDIDATES))
@@ -162,7 +175,7 @@ def scenario_from_mapping(document: Mapping[str, Any]) -> Scenario:
         "fleet": {"vcpus", "starting_balance_share", "physical_vcpus_per_vcpu"},
         "market": {"fee_bps", "starting_funds", "throttle_cost", "risk_quantile"},
         "forecast": {"retrain_every_hours", "horizon_hours", "candidates"},
-        "cem": {"reserve_hours"},
+        "cem": {"reserve_bps", "gain_bps", "max_step_bps", "automatic_rates"},
     }
     for section, keys in allowed.items():
         values = document.get(section, {})
@@ -175,7 +188,8 @@ def scenario_from_mapping(document: Mapping[str, Any]) -> Scenario:
                 values[extra[0]],
                 f"unknown key; expected some of {sorted(keys)}",
             )
-        fields.update(values)
+        prefix = "cem_" if section == "cem" else ""
+        fields.update({prefix + k: v for k, v in values.items()})
     for key in ("starting_balance_share", "physical_vcpus_per_vcpu"):
         if key in fields:
             fields[key] = _decimal(key, fields[key], low=Decimal(0), high=Decimal(64))

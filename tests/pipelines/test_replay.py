@@ -254,5 +254,5 @@ def test_bad_scenarios_are_refused_with_the_field(tmp_path: Path) -> None:
     fleet = prepare_fleet(_frame({"a": [10.0] * 12}), load_scenario())
     with pytest.raises(ScenarioError, match="must be one of"):
         run_policy(fleet, load_scenario(), "lottery")
-    with pytest.raises(ScenarioError, match="needs forecasts"):
+    with pytest.raises(ScenarioError, match="need forecasts"):
         run_policy(fleet, load_scenario(), "market")
