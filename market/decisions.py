@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import threading
+from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -106,6 +107,18 @@ class DecisionQuery:
     limit: int = 50
     offset: int = 0
 
+    def __post_init__(self) -> None:
+        if self.kind is not None and self.kind not in KINDS:
+            raise InvalidAgentInput("decision kind", self.kind, f"must be one of {KINDS}")
+        if type(self.limit) is not int or not 0 < self.limit <= 10_000:
+            raise InvalidAgentInput("limit", self.limit, "must be an int in 1..10000")
+        if type(self.offset) is not int or self.offset < 0:
+            raise InvalidAgentInput("offset", self.offset, "must be a non-negative int")
+        for name in ("since", "until"):
+            moment = getattr(self, name)
+            if moment is not None and moment.tzinfo is None:
+                raise InvalidAgentInput(name, moment, "must be timezone-aware")
+
     def matches(self, record: DecisionRecord) -> bool:
         """Return whether ``record`` passes the filters."""
         return (
@@ -117,16 +130,16 @@ class DecisionQuery:
         )
 
 
-class DecisionLog:
+class DecisionLog(ABC):
     """Where decisions are kept: :class:`MemoryDecisionLog` or :class:`SqlDecisionLog`."""
 
+    @abstractmethod
     def record(self, records: Iterable[DecisionRecord]) -> list[DecisionRecord]:
         """Append records in order; return them with their ``seq``."""
-        raise NotImplementedError
 
+    @abstractmethod
     def query(self, query: DecisionQuery) -> list[DecisionRecord]:
         """Return the records ``query`` selects, newest first."""
-        raise NotImplementedError
 
     def latest(self, kind: DecisionKind, subject: str, outcome: str) -> DecisionRecord | None:
         """Return the newest record of ``subject`` with ``outcome``, or ``None``."""
