@@ -268,3 +268,39 @@ def test_bad_input_is_refused_and_remembers_nothing() -> None:
         CemPolicy(max_step_bps=0)
     with pytest.raises(InvalidPolicy, match="smoothing"):
         CemPolicy(smoothing=Fraction(0))
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    available=st.lists(st.integers(0, 3_000_000), min_size=4, max_size=4),
+    demand=st.lists(st.integers(0, 3_000_000), min_size=4, max_size=4),
+)
+def test_booked_swaps_keep_every_pool_within_its_capacity_and_lose_nothing(
+    available: list[int], demand: list[int]
+) -> None:
+    clock = ManualClock(NOW)
+    tiers = load_config()
+    ledger = Ledger(MemoryStore(), clock)
+    tiers.open_accounts(ledger)
+    names = [t.name for t in tiers.tiers()]
+    seed = [
+        Transfer(mint_account(tiers.tier(n).asset), pool_account(n), a)
+        for n, a in zip(names, available, strict=True)
+        if a
+    ]
+    if seed:
+        ledger.post(EntryRequest(tuple(seed), "seed", "t"))
+    exchange = CreditExchange(ledger, tiers, clock)
+    value_before = sum(p.available * p.exchange_rate for p in tiers.pools(ledger))
+    decision = CemAutomation().step(_states(exchange, dict(zip(names, demand, strict=True))), NOW)
+    records = apply_decision(exchange, decision, CemPolicy(), None)
+    assert not [r for r in records if r.outcome == "swap_failed"]
+    pools = {p.tier: p for p in tiers.pools(ledger)}
+    for n, a in zip(names, available, strict=True):
+        assert 0 <= pools[n].available <= max(a, pools[n].capacity)
+    remainders = sum(s.remainder for s in exchange.swaps())
+    value_after = sum(
+        pools[s.tier].available * rate for s, rate in ((p, p.exchange_rate) for p in decision.tiers)
+    )
+    assert value_after + remainders == value_before
+    assert ledger.verify().ok
