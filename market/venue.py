@@ -11,12 +11,15 @@ Every operation runs in two steps so that bad input changes nothing:
    specific :class:`~market.errors.MarketError`, and the book and every balance stay
    as they were);
 2. match in memory and post the settlement in one ledger transaction: one entry per
-   continuous trade (value, fee and credits legs), one entry for a whole auction batch,
-   and one entry returning what is left in the escrow of every order that finished.
+   continuous trade (value, fee and credits legs) and one entry returning what is left
+   in the escrow of every order that finished; or one entry for a whole auction batch,
+   unused escrow included.
 
 Orders, trades, standing limits and auction results are written to the same SQL
-database as the ledger (tables ``market_*``) when the venue is given its engine; every
-ledger entry carries an idempotency key derived from the order, trade or auction id.
+database as the ledger (tables ``market_*``) when the venue is given its engine, in a
+transaction that follows the ledger's; every ledger entry carries an idempotency key
+derived from the order, trade or auction id, so a settlement can be posted again
+without moving anything twice.
 Batches (:meth:`Venue.place_many`) share those transactions between many orders.
 Operations run one at a time (a lock serialises callers from several threads).
 """
