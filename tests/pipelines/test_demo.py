@@ -48,7 +48,7 @@ def test_demo_runs_the_whole_product_on_a_small_fleet(
     runs = client.search_runs([experiment.experiment_id])
     assert any(r.info.status == "FINISHED" for r in runs)
     champion = client.get_model_version_by_alias("creditx-fleet-forecaster", "champion")
-    assert champion.version == "1"
+    assert str(champion.version) == "1"
     # The API's forecasts are written for every instance.
     written = list((home / "predictions").rglob("*"))
     assert any(p.is_file() for p in written)
