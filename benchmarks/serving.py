@@ -46,7 +46,12 @@ def register(bench_app: typer.Typer) -> None:
 def serving(
     json_out: Annotated[Path | None, typer.Option("--json", help="write the figures here")] = None,
     duration: Annotated[float, typer.Option(help="seconds measured per phase")] = 10.0,
-    connections: Annotated[int, typer.Option(help="keep-alive connections of the load")] = 32,
+    get_connections: Annotated[
+        int, typer.Option(help="keep-alive connections reading forecasts")
+    ] = 16,
+    order_connections: Annotated[
+        int, typer.Option(help="keep-alive connections placing orders")
+    ] = 24,
 ) -> None:
     """Measure forecast GETs and durable order placements against `creditx serve`."""
     with tempfile.TemporaryDirectory(prefix="creditx-bench-serving-") as home:
@@ -55,8 +60,11 @@ def serving(
         server = _start_server(Path(home), port)
         try:
             _wait_ready(port, server)
-            forecast = _load(port, "forecast", tokens, duration, connections)
-            orders = _load(port, "orders", tokens, duration, connections)
+            cpu = _cpu_seconds(server.pid)
+            forecast = _load(port, "forecast", tokens, duration, get_connections)
+            cpu, forecast_cpu = _cpu_seconds(server.pid), _cpu_seconds(server.pid) - cpu
+            orders = _load(port, "orders", tokens, duration, order_connections)
+            order_cpu = _cpu_seconds(server.pid) - cpu
         finally:
             server.terminate()
             server.wait(timeout=30)
@@ -77,7 +85,10 @@ def serving(
             "orders",
             "<= 0",
         ),
-        Figure("load connections", connections, "sockets"),
+        Figure("server CPU per forecast GET", 1000 * forecast_cpu / forecast["total"], "ms"),
+        Figure("server CPU per order", 1000 * order_cpu / orders["total"], "ms"),
+        Figure("load average (1 min) after the run", os.getloadavg()[0], "processes"),
+        Figure("CPU cores", float(os.cpu_count() or 0), "cores"),
     ]
     report("serving", figures, json_out)
 
@@ -156,6 +167,12 @@ def _prepare_store(home: Path) -> dict[str, Any]:
         )
     )
     return {"admin": admin, "agents": agents, "forecast_ids": ids}
+
+
+def _cpu_seconds(pid: int) -> float:
+    # user + system time of the server process, in seconds (Linux /proc)
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _stored_responses(home: Path) -> float:
@@ -283,9 +300,10 @@ async def _phase(
     latencies: list[float] = []
     errors = 0
     acknowledged = 0
+    total = 0
 
     async def client(worker: int) -> None:
-        nonlocal errors, acknowledged
+        nonlocal errors, acknowledged, total
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         requests = _requests(phase, tokens, worker)
         while True:
@@ -301,6 +319,7 @@ async def _phase(
             await reader.readexactly(length)
             done = time.perf_counter()
             acknowledged += head.startswith(b"HTTP/1.1 2")
+            total += 1
             if sent >= measure_from:
                 latencies.append(done - sent)
                 if not head.startswith((b"HTTP/1.1 2",)):
@@ -320,4 +339,5 @@ async def _phase(
         "p99": percentile(0.99),
         "errors": float(errors),
         "acknowledged": float(acknowledged),
+        "total": float(total),
     }

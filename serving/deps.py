@@ -127,8 +127,8 @@ async def readable_instance(principal: CurrentAgent, instance_id: InstancePath) 
     return instance_id
 
 
-async def actable_instance(principal: CurrentAgent, instance_id: InstancePath) -> str:
-    """Return the path's instance id if the caller is that instance's agent.
+def check_act(principal: Principal, instance_id: str) -> None:
+    """Let only an instance's own agent act for it.
 
     Raises
     ------
@@ -138,6 +138,11 @@ async def actable_instance(principal: CurrentAgent, instance_id: InstancePath) -
     if principal.is_admin:
         raise Forbidden("administrators do not act for instances; use the instance's token")
     check_read(principal, instance_id)
+
+
+async def actable_instance(principal: CurrentAgent, instance_id: InstancePath) -> str:
+    """Return the path's instance id if the caller is that instance's agent."""
+    check_act(principal, instance_id)
     return instance_id
 
 

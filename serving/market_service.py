@@ -60,7 +60,7 @@ class _Ticket:
     scope: str
     key: str
     fingerprint: str
-    future: asyncio.Future[StoredResponse | MarketError] = field(repr=False)
+    future: asyncio.Future[StoredResponse | MarketError | IdempotencyMismatch] = field(repr=False)
 
 
 class MarketService:
@@ -152,40 +152,57 @@ class MarketService:
 
     # idempotency
 
-    def stored_response(self, scope: str, key: str, fingerprint: str) -> StoredResponse | None:
-        """Return the response first given to ``key`` in ``scope``, or ``None``.
-
-        Raises
-        ------
-        IdempotencyMismatch
-            If the key was first used with a different request.
-        """
+    def stored_responses(
+        self, keys: Sequence[tuple[str, str]]
+    ) -> dict[tuple[str, str], tuple[str, int, str]]:
+        """Return ``(fingerprint, status, body)`` stored for ``(scope, key)`` pairs."""
+        found: dict[tuple[str, str], tuple[str, int, str]] = {}
+        scopes = {scope for scope, _ in keys}
+        names = {key for _, key in keys}
         with self.engine.connect() as conn:
-            row = conn.execute(
-                sa.select(api_idempotency).where(
-                    api_idempotency.c.scope == scope, api_idempotency.c.idempotency_key == key
+            for start in range(0, len(names), 400):
+                chunk = sorted(names)[start : start + 400]
+                rows = conn.execute(
+                    sa.select(api_idempotency).where(
+                        api_idempotency.c.scope.in_(scopes),
+                        api_idempotency.c.idempotency_key.in_(chunk),
+                    )
                 )
-            ).first()
-        if row is None:
-            return None
-        if row.fingerprint != fingerprint:
-            raise IdempotencyMismatch(key)
-        return StoredResponse(row.status_code, row.body, replayed=True)
+                for row in rows:
+                    found[(row.scope, row.idempotency_key)] = (
+                        row.fingerprint,
+                        row.status_code,
+                        row.body,
+                    )
+        return found
 
     def place_batch(
         self,
         tickets: Sequence[tuple[OrderRequest, bool, str, str, str]],
         render: Callable[[Placement | Order], str],
-    ) -> list[StoredResponse | MarketError]:
+    ) -> list[StoredResponse | MarketError | IdempotencyMismatch]:
         """Place ``(request, auction, scope, key, fingerprint)`` orders in arrival order.
 
-        Accepted orders have their response stored under their idempotency key in one
-        transaction; rejected ones return the specific error and store nothing.
+        A key already stored replays its first response (or, with another fingerprint,
+        is refused with :class:`IdempotencyMismatch`). Accepted orders have their
+        response stored under their key in one transaction; rejected ones return the
+        specific error and store nothing.
         """
-        results: list[StoredResponse | MarketError | None] = [None] * len(tickets)
+        results: list[StoredResponse | MarketError | IdempotencyMismatch | None]
+        results = [None] * len(tickets)
         with self.lock:
-            continuous = [i for i, t in enumerate(tickets) if not t[1]]
-            auction = [i for i, t in enumerate(tickets) if t[1]]
+            stored = self.stored_responses([(t[2], t[3]) for t in tickets])
+            fresh: list[int] = []
+            for i, t in enumerate(tickets):
+                first = stored.get((t[2], t[3]))
+                if first is None:
+                    fresh.append(i)
+                elif first[0] != t[4]:
+                    results[i] = IdempotencyMismatch(t[3])
+                else:
+                    results[i] = StoredResponse(first[1], first[2], replayed=True)
+            continuous = [i for i in fresh if not tickets[i][1]]
+            auction = [i for i in fresh if tickets[i][1]]
             if continuous:
                 placed = self.venue.place_many([tickets[i][0] for i in continuous])
                 for i, outcome in zip(continuous, placed, strict=True):
@@ -213,7 +230,7 @@ class MarketService:
                     "created_at_us": now,
                 }
                 for t, r in zip(tickets, results, strict=True)
-                if isinstance(r, StoredResponse)
+                if isinstance(r, StoredResponse) and not r.replayed
             ]
             if rows:
                 with self.engine.begin() as conn:
@@ -282,12 +299,9 @@ class OrderDesk:
             if waiting.fingerprint != fingerprint:
                 raise IdempotencyMismatch(key)
             outcome = await asyncio.shield(waiting.future)
-            if isinstance(outcome, MarketError):
+            if isinstance(outcome, Exception):
                 raise outcome
             return StoredResponse(outcome.status_code, outcome.body, replayed=True)
-        stored = self._market.stored_response(scope, key, fingerprint)
-        if stored is not None:
-            return stored
         if self._loop is not asyncio.get_running_loop() or self._worker is None:
             # a test client may run each request on an event loop of its own
             self.start()
@@ -302,7 +316,7 @@ class OrderDesk:
         finally:
             if ticket.future.done():
                 self._in_flight.pop((scope, key), None)
-        if isinstance(outcome, MarketError):
+        if isinstance(outcome, Exception):
             raise outcome
         return outcome
 
