@@ -29,9 +29,12 @@ AZURE_PEERS: dict[str, dict[str, float]] = {
     "day": {"mase": 1.664, "pinball90": 0.833},
     "week": {"mase": 3.970, "pinball90": 2.726},
 }
+# Holt-Winters ETS is left out: it never beat the global models in back-tests and its
+# per-instance estimation dominates the run time.
+CANDIDATES = ("naive", "seasonal_naive", "linear", "lightgbm")
 # (origins, horizon, hours between refits)
 TASKS: dict[str, tuple[int, int, int | None]] = {
-    "hour": (168, 1, None),
+    "hour": (168, 1, 24),
     "day": (7, 24, None),
     "week": (1, 168, None),
 }
@@ -79,7 +82,7 @@ def run(frame: pd.DataFrame, n_jobs: int = 1) -> dict[str, dict[str, float | int
     from models import FleetForecaster, ForecastConfig
     from models.metrics import score_backtest
 
-    fleet = FleetForecaster(ForecastConfig(n_jobs=n_jobs))
+    fleet = FleetForecaster(ForecastConfig(candidates=CANDIDATES, n_jobs=n_jobs))
     results: dict[str, dict[str, float | int]] = {}
     for task, (_, h, refit_every) in TASKS.items():
         origins = task_origins(frame, task)

@@ -15,8 +15,9 @@ Quantiles are conformal: :meth:`Forecaster.fit` first fits on the history minus 
 calibration window, back-tests rolling origins inside that window (each origin sees
 only the data before it), and keeps, per series and horizon bucket, the empirical
 quantiles of the scaled errors shrunk toward the fleet-wide ones; then it refits on
-the whole history. The same back-test gives the scaled error each series and horizon
-bucket had, which the orchestrator uses to choose a model per instance and horizon.
+the whole history. The same back-test gives the scaled absolute error and the scaled
+pinball loss at 0.9 of each series and horizon bucket, which the orchestrator uses to
+choose a model per instance and horizon.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ HORIZON_EDGES: tuple[int, ...] = (2, 4, 7, 13, 25, 49, 97, 169)
 LEVEL_GRID = np.array(
     [0.01, 0.02, 0.05, *np.round(np.arange(0.1, 0.91, 0.05), 2), 0.95, 0.98, 0.99]
 )
+_Q90 = int(np.flatnonzero(np.isclose(LEVEL_GRID, 0.9))[0])
 SEASON = 24
 WEEK = 168
 
@@ -225,7 +227,9 @@ class Forecaster(ABC):
         else:
             cal = min(cal, max(t - self.min_history, 0))
         errors, steps = self._backtest_errors(y, first_hour, cal)
-        self.quantile_table_, self.backtest_mae_ = self._summarise(errors, steps)
+        self.quantile_table_, self.backtest_mae_, self.backtest_pinball_ = self._summarise(
+            errors, steps
+        )
         self._fit(y, first_hour)
         keep = min(self.window, t)
         self.history_ = y[:, t - keep :].copy()
@@ -318,13 +322,14 @@ class Forecaster(ABC):
 
     def _summarise(
         self, errors: list[np.ndarray], steps: list[np.ndarray]
-    ) -> tuple[np.ndarray, np.ndarray]:
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         n_buckets = len(HORIZON_EDGES)
         n = len(self.scale_)
         table = np.zeros((n, n_buckets, len(LEVEL_GRID)), dtype=np.float32)
         mae = np.full((n, n_buckets), np.nan, dtype=np.float32)
+        pinball = np.full((n, n_buckets), np.nan, dtype=np.float32)
         if not errors:
-            return table, mae
+            return table, mae, pinball
         err = np.concatenate(errors, axis=1)
         bucket = horizon_bucket(np.concatenate(steps))
         filled: list[int] = []
@@ -341,6 +346,11 @@ class Forecaster(ABC):
             weight = (counts / (counts + self.shrinkage))[:, None]
             own = np.where(np.isnan(own), pooled[None, :], own)
             table[:, b, :] = weight * own + (1 - weight) * pooled[None, :]
+            # The offset in force: none for a series that never varied.
+            miss = e - (table[:, b, _Q90] * (self.spread_ > 0))[:, None]
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                pinball[:, b] = np.nanmean(np.maximum(0.9 * miss, -0.1 * miss), axis=1)
             filled.append(b)
         # Buckets the window was too short for borrow the nearest shorter one.
         for b in range(n_buckets):
@@ -348,7 +358,8 @@ class Forecaster(ABC):
                 src = max((f for f in filled if f < b), default=min(filled))
                 table[:, b, :] = table[:, src, :]
                 mae[:, b] = mae[:, src]
-        return table, mae
+                pinball[:, b] = pinball[:, src]
+        return table, mae, pinball
 
     def _offsets(self, levels: tuple[float, ...], h: int) -> np.ndarray:
         buckets = horizon_bucket(np.arange(1, h + 1))

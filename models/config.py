@@ -23,6 +23,9 @@ class ForecastConfig(BaseModel):
         Longest horizon the back-test covers, in hours.
     shrinkage
         Pseudo-count pulling per-instance error quantiles toward the fleet's.
+    selection_shrinkage
+        Weight of a candidate's fleet-wide back-test score in each instance's score
+        (0: instances choose on their own evidence; 1: one model for the fleet).
     quantiles
         Default quantile levels of :meth:`~models.fleet.FleetForecaster.predict`.
     seed
@@ -37,6 +40,7 @@ class ForecastConfig(BaseModel):
     calibration_hours: int = Field(default=168, ge=1)
     horizon_max: int = Field(default=168, ge=1)
     shrinkage: float = Field(default=24.0, ge=0.0)
+    selection_shrinkage: float = Field(default=0.5, ge=0.0, le=1.0)
     quantiles: tuple[float, ...] = (0.5, 0.9)
     seed: int = 0
     n_jobs: int = Field(default=1, ge=1)

@@ -11,6 +11,7 @@ forecasts override the learned ones per instance (``source`` column).
 from __future__ import annotations
 
 import importlib
+import warnings
 from collections.abc import Sequence
 from typing import Self
 
@@ -137,7 +138,10 @@ class FleetForecaster:
         Instances of the fitted fleet, sorted.
     choice_ : numpy.ndarray
         ``(n_instances, n_horizon_buckets)`` index into ``config.candidates`` of the
-        model in force per instance and horizon bucket.
+        model whose point forecast is in force per instance and horizon bucket (the
+        lowest back-test absolute error; the ``model`` column).
+    quantile_choice_ : numpy.ndarray
+        The same for the quantiles: the lowest back-test pinball loss at 0.9.
     fallbacks_ : pandas.DataFrame
         ``unique_id, model, history_hours, needs_hours``: each candidate an instance
         had too little history for (it uses a simpler model instead).
@@ -171,24 +175,21 @@ class FleetForecaster:
     def _fit_panel(self, ids: np.ndarray, panel: np.ndarray, first_hour: int) -> Self:
         lengths = history_lengths(panel)
         models: list[Forecaster] = []
-        scores = []
+        scores, pinballs = [], []
         fallback_rows = []
         for name in self.config.candidates:
             model = build_forecaster(name, self.config).fit(panel, first_hour)
-            score = np.where(np.isnan(model.backtest_mae_), np.inf, model.backtest_mae_)
             short = lengths < model.min_history
-            score[short] = np.inf
+            score = self._shrunk(model.backtest_mae_, short)
+            pinballs.append(self._shrunk(model.backtest_pinball_, short))
             fallback_rows += [
                 (ids[i], name, int(lengths[i]), model.min_history) for i in np.flatnonzero(short)
             ]
             models.append(model)
             scores.append(score)
-        stacked = np.stack(scores)  # (n_candidates, n, n_buckets)
-        choice = np.argmin(stacked, axis=0)
-        # Where nothing could be scored the simplest candidate stands in.
-        choice[~np.isfinite(stacked.min(axis=0))] = 0
         self.models_ = models
-        self.choice_ = choice.astype(np.int8)
+        self.choice_ = self._choose(np.stack(scores))
+        self.quantile_choice_ = self._choose(np.stack(pinballs))
         self.unique_ids_ = ids
         self.first_hour_ = first_hour
         self.last_hour_ = first_hour + panel.shape[1] - 1
@@ -196,6 +197,26 @@ class FleetForecaster:
             fallback_rows, columns=["unique_id", "model", "history_hours", "needs_hours"]
         )
         return self
+
+    def _shrunk(self, score: np.ndarray, short: np.ndarray) -> np.ndarray:
+        # One back-test window is thin evidence: pull each instance's score toward the
+        # candidate's fleet-wide mean, so a model wins locally only by a clear margin.
+        score = score.astype(np.float64)
+        usable = np.isfinite(score) & ~short[:, None]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            fleet_mean = np.nanmean(np.where(usable, score, np.nan), axis=0)
+        w = self.config.selection_shrinkage
+        shrunk = (1 - w) * score + w * fleet_mean[None, :]
+        shrunk = np.where(score <= 1e-12, 0.0, shrunk)  # a perfect back-test is no accident
+        return np.where(usable & np.isfinite(shrunk), shrunk, np.inf)
+
+    @staticmethod
+    def _choose(stacked: np.ndarray) -> np.ndarray:
+        choice = np.argmin(stacked, axis=0)
+        # Where nothing could be scored the simplest candidate stands in.
+        choice[~np.isfinite(stacked.min(axis=0))] = 0
+        return choice.astype(np.int8)
 
     # -- user forecasts --------------------------------------------------------------
 
@@ -285,13 +306,14 @@ class FleetForecaster:
         # points: (n_candidates, n_all, n_origins, h); qs adds a level axis.
         buckets = horizon_bucket(np.arange(1, h + 1))
         choice = self.choice_[rows][:, buckets]  # (n, h)
+        qchoice = self.quantile_choice_[rows][:, buckets][:, None, :]
         n, n_origins = len(rows), len(origin_hours)
         pick = choice[:, None, :]
         ri = rows[:, None, None]
         oi = np.arange(n_origins)[None, :, None]
         si = np.arange(h)[None, None, :]
         yhat = points[pick, ri, oi, si]
-        quant = qs[pick, ri, oi, si, :]
+        quant = qs[qchoice, ri, oi, si, :]
         hours = origin_hours[None, :, None] + np.arange(h)[None, None, :]
         hours = np.broadcast_to(hours, (n, n_origins, h))
         names = np.asarray(self.config.candidates, dtype=object)[
