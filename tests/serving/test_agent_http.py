@@ -14,7 +14,9 @@ import uvicorn
 from serving_support import Api
 
 from market.agent import OwnerPolicy
-from market.decisions import TransportError
+from market.cem_auto import CemAutomation, TierState, apply_decision
+from market.decisions import SqlDecisionLog, TransportError
+from market.ledger import EntryRequest, Transfer, credits_asset, mint_account, pool_account
 from serving.agent_client import ApiTransport, HttpAgent
 from serving.main import create_app
 
@@ -264,3 +266,37 @@ def test_the_agent_over_a_real_socket(api: Api) -> None:
     assert [r.error for r in results] == [None]
     assert api.balances(SELLER)[0] == 200_000 - decision.intents[0].quantity
     assert decisions(api, SELLER)[0]["outcome"] == "orders"
+
+
+def test_an_administrator_sees_why_a_rate_moved_and_a_swap_happened(api: Api) -> None:
+    market = api.services.market
+    market.ledger.post(
+        EntryRequest(
+            (Transfer(mint_account(credits_asset("silver")), pool_account("silver"), 900_000),),
+            "seed",
+            "test",
+        )
+    )
+    states = [
+        TierState(
+            p.tier, p.exchange_rate, 400_000 if p.tier == "gold" else 0, p.available, p.capacity
+        )
+        for p in market.tiers.pools(market.ledger)
+    ]
+    automation = CemAutomation()
+    with market.lock:
+        decision = automation.step(states, api.clock())
+        apply_decision(market.exchange, decision, automation.policy, SqlDecisionLog(market.engine))
+    swaps = api.client.get(
+        "/v1/admin/decisions", params={"kind": "cem", "outcome": "swap"}, headers=api.admin()
+    ).json()
+    assert [(s["subject"], s["detail"]["source_tier"]) for s in swaps] == [("gold", "silver")]
+    (gold,) = api.client.get(
+        "/v1/admin/decisions",
+        params={"kind": "cem", "subject": "gold", "outcome": "rate"},
+        headers=api.admin(),
+    ).json()
+    assert gold["detail"]["demand"] == 400_000
+    assert gold["detail"]["new_rate"] > gold["detail"]["old_rate"]
+    changes = api.client.get("/v1/admin/exchange-rate-changes", headers=api.admin()).json()
+    assert changes[-1]["reason"].startswith("cem-auto:")
