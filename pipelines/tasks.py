@@ -19,12 +19,18 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import sqlalchemy as sa
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from data.frame import ID_COL, quantile_column
 from models import FleetForecaster, ForecastConfig, ForecastError
-from pipelines.errors import BrokenModelError, EmptySnapshotError, ModelNotFoundError
+from pipelines.errors import (
+    BrokenModelError,
+    EmptySnapshotError,
+    ModelNotFoundError,
+    StoreUnavailableError,
+)
 from pipelines.fleet_model import FleetModel, input_example
 from pipelines.params import HORIZONS, QUANTILES, IngestParams, TrackingParams
 from pipelines.scoring import BacktestWindow, aggregate_metrics, score_horizons
@@ -52,7 +58,7 @@ def _retry_on_io(task: Any, task_run: Any, state: Any) -> bool:
     # Only transient I/O is worth a retry; bad data fails the same way every time.
     try:
         state.result()
-    except (OSError, TimeoutError):
+    except (OSError, TimeoutError, StoreUnavailableError, sa.exc.OperationalError):
         return True
     except Exception:
         return False
@@ -118,13 +124,13 @@ def hourly_telemetry(frame: pd.DataFrame, source: str) -> pd.DataFrame:
     return to_hourly(frame)
 
 
-@task(retries=2, retry_delay_seconds=1, cache_policy=NO_CACHE)
+@task(retries=2, retry_delay_seconds=1, cache_policy=NO_CACHE, retry_condition_fn=_retry_on_io)
 def store_snapshot(hourly: pd.DataFrame, root: Path, source: str) -> Snapshot:
     """Store the hourly frame as a content-addressed snapshot under ``root``."""
     return write_snapshot(hourly, root, source)
 
 
-@task(retries=2, retry_delay_seconds=1, cache_policy=NO_CACHE)
+@task(retries=2, retry_delay_seconds=1, cache_policy=NO_CACHE, retry_condition_fn=_retry_on_io)
 def load_snapshot(path: Path) -> tuple[Snapshot, pd.DataFrame]:
     """Read a snapshot and check its content against its name."""
     return read_snapshot(path)
@@ -133,7 +139,7 @@ def load_snapshot(path: Path) -> tuple[Snapshot, pd.DataFrame]:
 # -- tracking ----------------------------------------------------------------------
 
 
-@task(retries=2, retry_delay_seconds=1, cache_policy=NO_CACHE)
+@task(retries=2, retry_delay_seconds=1, cache_policy=NO_CACHE, retry_condition_fn=_retry_on_io)
 def open_experiment(tracking: TrackingParams) -> str:
     """Check the MLflow store answers and return the fleet's experiment id."""
     return ensure_experiment(_client(tracking), tracking)
@@ -154,7 +160,7 @@ def config_hash(document: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(document, sort_keys=True).encode()).hexdigest()[:16]
 
 
-@task(retries=2, retry_delay_seconds=1, cache_policy=NO_CACHE)
+@task(retries=2, retry_delay_seconds=1, cache_policy=NO_CACHE, retry_condition_fn=_retry_on_io)
 def find_training(
     tracking: TrackingParams, experiment_id: str, tags: dict[str, str]
 ) -> TrainingRecord | None:
@@ -180,7 +186,7 @@ def find_training(
     )
 
 
-@task(retries=2, retry_delay_seconds=1, cache_policy=NO_CACHE)
+@task(retries=2, retry_delay_seconds=1, cache_policy=NO_CACHE, retry_condition_fn=_retry_on_io)
 def record_failure(
     tracking: TrackingParams, experiment_id: str, kind: str, tags: dict[str, str], reason: str
 ) -> str:
@@ -326,7 +332,7 @@ def _fit_and_score(
     return ShardResult(fleet, metrics, picked, fallbacks)
 
 
-@task(retries=1, retry_delay_seconds=2, cache_policy=NO_CACHE)
+@task(retries=1, retry_delay_seconds=2, cache_policy=NO_CACHE, retry_condition_fn=_retry_on_io)
 def log_training(
     tracking: TrackingParams,
     experiment_id: str,
@@ -407,7 +413,7 @@ def log_training(
 # -- predicting --------------------------------------------------------------------
 
 
-@task(retries=2, retry_delay_seconds=1, cache_policy=NO_CACHE)
+@task(retries=2, retry_delay_seconds=1, cache_policy=NO_CACHE, retry_condition_fn=_retry_on_io)
 def load_version(tracking: TrackingParams, alias: str) -> tuple[str, FleetModel]:
     """Return the version under ``alias`` and its fleet model.
 
@@ -438,7 +444,7 @@ def forecast_horizons(model: FleetModel, frame: pd.DataFrame | None) -> pd.DataF
     return pd.concat(parts, ignore_index=True)
 
 
-@task(retries=2, retry_delay_seconds=1, cache_policy=NO_CACHE)
+@task(retries=2, retry_delay_seconds=1, cache_policy=NO_CACHE, retry_condition_fn=_retry_on_io)
 def write_predictions(
     forecasts: pd.DataFrame,
     output_dir: Path,
@@ -482,7 +488,7 @@ def write_predictions(
 # -- promotion ---------------------------------------------------------------------
 
 
-@task(retries=2, retry_delay_seconds=1, cache_policy=NO_CACHE)
+@task(retries=2, retry_delay_seconds=1, cache_policy=NO_CACHE, retry_condition_fn=_retry_on_io)
 def candidate_facts(tracking: TrackingParams, version: str | None) -> dict[str, Any]:
     """Return a version's run id, back-test window, metrics and training parameters."""
     from pipelines.tracking import model_version
@@ -499,7 +505,7 @@ def candidate_facts(tracking: TrackingParams, version: str | None) -> dict[str, 
     }
 
 
-@task(retries=2, retry_delay_seconds=1, cache_policy=NO_CACHE)
+@task(retries=2, retry_delay_seconds=1, cache_policy=NO_CACHE, retry_condition_fn=_retry_on_io)
 def smoke_test(tracking: TrackingParams, version: str) -> None:
     """Load a version through MLflow and forecast its input example.
 
@@ -527,7 +533,7 @@ def smoke_test(tracking: TrackingParams, version: str) -> None:
         raise BrokenModelError(version, "it does not forecast every instance it was asked for")
 
 
-@task(retries=1, retry_delay_seconds=2, cache_policy=NO_CACHE)
+@task(retries=1, retry_delay_seconds=2, cache_policy=NO_CACHE, retry_condition_fn=_retry_on_io)
 def champion_scores(
     tracking: TrackingParams, experiment_id: str, facts: dict[str, Any]
 ) -> dict[str, Any] | None:
@@ -589,7 +595,7 @@ def _log_scores(
     return str(run.info.run_id)
 
 
-@task(retries=2, retry_delay_seconds=1, cache_policy=NO_CACHE)
+@task(retries=2, retry_delay_seconds=1, cache_policy=NO_CACHE, retry_condition_fn=_retry_on_io)
 def set_champion(tracking: TrackingParams, facts: dict[str, Any], decision: Any) -> None:
     """Move the champion alias if the gate promoted; record the decision either way."""
     from pipelines.tracking import CHAMPION
@@ -648,7 +654,7 @@ def score_served(
     return aggregate_metrics(score_horizons(frame, backtests))
 
 
-@task(retries=2, retry_delay_seconds=1, cache_policy=NO_CACHE)
+@task(retries=2, retry_delay_seconds=1, cache_policy=NO_CACHE, retry_condition_fn=_retry_on_io)
 def log_evaluation(
     tracking: TrackingParams,
     experiment_id: str,

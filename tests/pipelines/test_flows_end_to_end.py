@@ -38,7 +38,7 @@ from pipelines.snapshot import Snapshot, write_snapshot
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 
-FLEET = SyntheticFleet(instances=20, days=21, seed=3)
+FLEET = SyntheticFleet(instances=20, days=21, seed=3, freq="30min")
 
 
 @dataclass(frozen=True)
@@ -159,6 +159,13 @@ def test_a_broken_candidate_never_replaces_the_champion(trained: Trained, tmp_pa
     name, outcome = _train(trained.tracking, snapshot.path)
     assert name == "Partial"
     assert outcome.record.metrics["failed_instances"] == 15
+    run = client.get_run(outcome.record.run_id)
+    assert run.data.tags["creditx.status"] == "partial"
+    assert run.data.tags["creditx.reason"].startswith("15 instance(s) could not be fitted")
+    fallbacks = pd.read_parquet(
+        client.download_artifacts(outcome.record.run_id, "metrics/fallbacks.parquet", str(tmp_path))
+    )
+    assert sorted(fallbacks["unique_id"]) == broken_ids
     decision = outcome.decision
     assert decision is not None
     assert not decision.promote
@@ -188,7 +195,9 @@ def test_predict_writes_every_instance_and_horizon_for_the_api(trained: Trained)
 
 def test_evaluate_scores_the_served_champion(trained: Trained) -> None:
     client = _client(trained.tracking)
-    params = EvaluateParams(tracking=trained.tracking, snapshot=trained.snapshot.path)
+    params = EvaluateParams(
+        tracking=trained.tracking, snapshot=trained.snapshot.path, backtest_days=3
+    )
     metrics = evaluate_flow(params)
     assert 0 < metrics["mase_day"] < 5
     experiment = client.get_experiment_by_name("creditx-e2e")
@@ -199,13 +208,14 @@ def test_evaluate_scores_the_served_champion(trained: Trained) -> None:
     assert runs[0].data.metrics["mase_day"] == pytest.approx(metrics["mase_day"])
 
 
-def test_predict_without_a_champion_fails_and_says_why(tmp_path: Path) -> None:
-    tracking = _tracking(tmp_path)
+def test_predict_without_a_champion_fails_and_says_why(trained: Trained, tmp_path: Path) -> None:
+    # The same store, a model name nothing was ever registered under.
+    tracking = trained.tracking.model_copy(update={"model_name": "never-trained"})
     params = PredictParams(tracking=tracking, output_dir=tmp_path / "predictions")
     state = predict_flow(params, return_state=True)
     assert state.is_failed()
     with pytest.raises(
-        ModelNotFoundError, match="no registered model version fleet-model@champion"
+        ModelNotFoundError, match="no registered model version never-trained@champion"
     ):
         state.result()
     assert not (tmp_path / "predictions").exists()
