@@ -227,7 +227,7 @@ def _profiles(rngs: list[np.random.Generator]) -> _Profile:
     kind = u[:, 0]
     z = _normal(u[:, 1])
     # Split normal in logs: real fleets have few near-idle and many heavy machines.
-    ordinary = np.exp(np.log(7.8) + np.where(z < 0, 0.35, 0.6) * z)
+    ordinary = np.exp(np.log(7.0) + np.where(z < 0, 0.35, 0.6) * z)
     idle = 0.4 + 2.6 * u[:, 1]
     busy = 40.0 + 45.0 * u[:, 1]
     level = np.where(kind < 0.03, idle, np.where(kind > 0.95, busy, ordinary))
@@ -241,9 +241,9 @@ def _profiles(rngs: list[np.random.Generator]) -> _Profile:
         peak_hour=(14.0 + 3.0 * _normal(u[:, 8])) % 24.0,
         weekend_factor=np.where(u[:, 9] < 0.4, 0.55 + 0.45 * u[:, 10], 1.0),
         noise_phi=0.55 + 0.43 * u[:, 11],
-        noise_sigma=np.exp(np.log(0.32) + 1.0 * _normal(u[:, 12])),
-        burst_rate=np.minimum(np.exp(np.log(0.0002) + 2.0 * _normal(u[:, 13])), 0.08),
-        burst_amplitude=12.0 + 40.0 * u[:, 14],
+        noise_sigma=np.exp(np.log(0.22) + 0.8 * _normal(u[:, 12])),
+        burst_rate=np.minimum(np.exp(np.log(0.0005) + 1.8 * _normal(u[:, 13])), 0.08),
+        burst_amplitude=50.0 + 50.0 * u[:, 14],
         burst_decay=0.3 + 0.55 * u[:, 15],
         peak_ratio=np.exp(np.log(1.5) + 0.4 * _normal(u[:, 2])),
     )

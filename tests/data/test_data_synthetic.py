@@ -114,11 +114,13 @@ def test_bad_chunk_size_is_rejected() -> None:
 
 # Tolerances of the calibration test, per statistic: the synthetic quartiles must lie
 # within these distances of the Azure V1 quartiles. Relative for the means (a scale),
-# absolute for the others (shares and correlations).
-MEAN_RELATIVE_TOLERANCE = 0.25
+# absolute for the others (shares and correlations). Over seeds 5, 11, 99 and 2024 the
+# largest misses were 12 % (mean), 0.20 (cv, the generator's spread is narrower than the
+# trace's), 0.06 (acf24) and 0.007 (burst rate).
+MEAN_RELATIVE_TOLERANCE = 0.15
 CV_ABSOLUTE_TOLERANCE = 0.20
-ACF24_ABSOLUTE_TOLERANCE = 0.15
-BURST_RATE_ABSOLUTE_TOLERANCE = 0.05
+ACF24_ABSOLUTE_TOLERANCE = 0.10
+BURST_RATE_ABSOLUTE_TOLERANCE = 0.01
 
 
 @pytest.fixture(scope="module")
