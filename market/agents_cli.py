@@ -87,6 +87,40 @@ def _policy(throttle_cost: int, risk: str, budget: int | None) -> Any:
         raise _fail(exc) from exc
 
 
+def _policies(path: Path | None, default: Any) -> dict[str, Any]:
+    """Return the owners' own policies, by instance, from a TOML file of their settings.
+
+    Each ``[instance-id]`` table sets that instance's ``OwnerPolicy`` fields
+    (``max_forecast_age`` in seconds); instances not named use the command's options.
+    """
+    if path is None:
+        return {}
+    import dataclasses
+    import tomllib
+    from datetime import timedelta
+
+    from market.decisions import InvalidPolicy
+
+    try:
+        document = tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise _fail(RuntimeError(f"cannot read owner policies {path}: {exc}")) from exc
+    out: dict[str, Any] = {}
+    for instance_id, fields in document.items():
+        if not isinstance(fields, dict):
+            raise _fail(RuntimeError(f"{path}: [{instance_id}] must be a table of settings"))
+        settings = dict(fields)
+        if "max_forecast_age" in settings:
+            settings["max_forecast_age"] = timedelta(seconds=settings["max_forecast_age"])
+        try:
+            out[instance_id] = dataclasses.replace(default, **settings)
+        except TypeError as exc:
+            raise _fail(RuntimeError(f"{path}: [{instance_id}]: {exc}")) from exc
+        except InvalidPolicy as exc:
+            raise _fail(RuntimeError(f"{path}: [{instance_id}]: {exc}")) from exc
+    return out
+
+
 THROTTLE = typer.Option(100, "--throttle-cost", help="minor units a throttled vCPU-minute costs")
 RISK = typer.Option("q90", "--risk", help="forecast quantile the agents buy for (q50, q90)")
 BUDGET = typer.Option(None, "--budget", help="most minor units each agent holds in bids")
@@ -99,6 +133,9 @@ def agents_run(
     throttle_cost: int = THROTTLE,
     risk: str = RISK,
     budget: int | None = BUDGET,
+    policies: Path | None = typer.Option(
+        None, "--policies", help="TOML of per-instance owner settings, one table per instance"
+    ),
 ) -> None:
     """Let every instance's agent decide once and trade on the store's market."""
     from market.agent import VenueAgents
@@ -107,10 +144,14 @@ def agents_run(
     from market.valuation import pool_scarcity
 
     policy = _policy(throttle_cost, risk, budget)
+    own = _policies(policies, policy)
     forecasts = _forecasts(predictions)
     market = _market(url)
     try:
         tiers = market.tiers
+        unknown = sorted(set(own) - {i.id for i in tiers.instances()})
+        if unknown:
+            raise _fail(RuntimeError(f"owner policies name unknown instances {unknown}"))
         instances = [
             (
                 i.id,
@@ -124,8 +165,9 @@ def agents_run(
         scarcity = {
             p.tier: pool_scarcity(p.available, p.capacity) for p in tiers.pools(market.ledger)
         }
+        by_instance = {i[0]: own.get(i[0], policy) for i in instances}
         agents = VenueAgents(
-            market.venue, instances, policy, SqlDecisionLog(market.engine), system_clock
+            market.venue, instances, by_instance, SqlDecisionLog(market.engine), system_clock
         )
         with market.lock:
             decisions, results = agents.step(forecasts, scarcity)

@@ -79,7 +79,15 @@ def test_agents_and_cem_run_on_the_store_and_log_why(store: str, tmp_path: Path)
         datetime.now(UTC),
         {"vm-gold-1": 2.0, "vm-gold-2": 80.0, "vm-silver-1": 1.0},
     )
-    ran = runner.invoke(app, ["agents", "run", "--url", store, "--predictions", str(predictions)])
+    owners = tmp_path / "owners.toml"
+    owners.write_text('["vm-gold-1"]\nmin_ask = 150\nrisk_quantile = "q50"\n')
+    ran = runner.invoke(
+        app,
+        [
+            *("agents", "run", "--url", store),
+            *("--predictions", str(predictions), "--policies", str(owners)),
+        ],
+    )
     assert ran.exit_code == 0, ran.output
     assert "fallback" in ran.output  # the instances the predictions do not cover
     cem = runner.invoke(app, ["cem", "run", "--url", store, "--predictions", str(predictions)])
@@ -94,6 +102,8 @@ def test_agents_and_cem_run_on_the_store_and_log_why(store: str, tmp_path: Path)
     (seller,) = log.query(DecisionQuery(kind="agent", subject="vm-gold-1"))
     assert seller.outcome == "orders"
     assert seller.detail["inputs"]["model_version"] == "4"
+    assert seller.detail["inputs"]["risk_quantile"] == "q50"  # the owner's own setting
+    assert [i["price"] for i in seller.detail["intents"]] == [150]
     (gold_rate,) = log.query(DecisionQuery(kind="cem", subject="gold", outcome="rate"))
     assert gold_rate.detail["new_rate"] > gold_rate.detail["old_rate"]
     store_engine.dispose()
@@ -103,5 +113,25 @@ def test_a_bad_policy_is_refused_before_anything_runs(store: str) -> None:
     result = runner.invoke(app, ["agents", "run", "--url", store, "--risk", "p90"])
     assert result.exit_code == 1
     assert "risk_quantile" in result.output
+    log = SqlDecisionLog(SqlStore(store).engine)
+    assert log.query(DecisionQuery()) == []
+
+
+@pytest.mark.parametrize(
+    ("policies", "message"),
+    [
+        ('["vm-nowhere"]\nbudget = 5\n', "unknown instances"),
+        ('["vm-gold-1"]\nbudget = -5\n', "budget"),
+        ('["vm-gold-1"]\ncolour = "red"\n', "colour"),
+    ],
+)
+def test_bad_owner_policies_are_refused(
+    store: str, tmp_path: Path, policies: str, message: str
+) -> None:
+    owners = tmp_path / "owners.toml"
+    owners.write_text(policies)
+    result = runner.invoke(app, ["agents", "run", "--url", store, "--policies", str(owners)])
+    assert result.exit_code == 1
+    assert message in result.output
     log = SqlDecisionLog(SqlStore(store).engine)
     assert log.query(DecisionQuery()) == []
