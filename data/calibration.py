@@ -4,7 +4,8 @@
 
 - ``mean``: mean of ``y``;
 - ``cv``: coefficient of variation of ``y`` (standard deviation over mean);
-- ``acf24``: autocorrelation at lag 24 h of the hourly means (the daily cycle);
+- ``acf24``: autocorrelation at lag 24 h of the hourly means, gaps filled as the
+  forecast task fills them (the daily cycle);
 - ``burst_rate``: share of intervals that are bursts, where ``y`` exceeds twice the
   instance's median by at least 10 percentage points.
 
@@ -18,6 +19,7 @@ import pandas as pd
 
 from data.errors import InvalidParameterError
 from data.frame import ID_COL, TARGET_COL, TIME_COL
+from data.resample import to_hourly
 
 __all__ = ["STATISTICS", "compare_statistics", "fleet_statistics"]
 
@@ -41,34 +43,49 @@ def fleet_statistics(frame: pd.DataFrame) -> pd.DataFrame:
     Returns
     -------
     pandas.DataFrame
-        Indexed by ``unique_id``, with the columns of :data:`STATISTICS`.
+        Indexed by ``unique_id``, with the columns of :data:`STATISTICS`; ``acf24`` is
+        computed on :func:`data.resample.to_hourly` of the frame.
 
     Raises
     ------
     InvalidParameterError
         If an instance covers less than two days.
     """
-    rows = []
-    ordered = frame.sort_values([ID_COL, TIME_COL], kind="stable")
-    for uid, group in ordered.groupby(ID_COL, sort=True, observed=True):
-        y = group[TARGET_COL].to_numpy(dtype=np.float64)
-        hourly = group.set_index(TIME_COL)[TARGET_COL].resample("1h").mean().interpolate()
-        h = hourly.to_numpy(dtype=np.float64)
-        if len(h) < 48:
-            raise InvalidParameterError("frame", str(uid), "at least two days per instance")
-        median = float(np.median(y))
-        mean = float(y.mean())
-        bursts = (y > BURST_MIN_RATIO * median) & (y - median > BURST_MIN_POINTS)
-        rows.append(
-            {
-                ID_COL: uid,
-                "mean": mean,
-                "cv": float(y.std(ddof=1) / mean) if mean > 0 else 0.0,
-                "acf24": _autocorrelation(h, 24),
-                "burst_rate": float(bursts.mean()),
-            }
-        )
-    return pd.DataFrame(rows).set_index(ID_COL)
+    ordered = frame.sort_values([ID_COL, TIME_COL], kind="stable", ignore_index=True)
+    codes, ids = pd.factorize(ordered[ID_COL].astype(str), sort=True)
+    y = ordered[TARGET_COL].to_numpy(dtype=np.float64)
+    n = len(ids)
+    rows = np.bincount(codes, minlength=n).astype(np.float64)
+    mean = np.bincount(codes, weights=y, minlength=n) / rows
+    centred = y - mean[codes]
+    std = np.sqrt(np.bincount(codes, weights=centred * centred, minlength=n) / (rows - 1))
+    median = pd.Series(y).groupby(codes).median().to_numpy()
+    bursts = (y > BURST_MIN_RATIO * median[codes]) & (y - median[codes] > BURST_MIN_POINTS)
+    burst_rate = np.bincount(codes, weights=bursts.astype(np.float64), minlength=n) / rows
+
+    hourly = to_hourly(ordered[[ID_COL, TIME_COL, TARGET_COL]])
+    h_codes = pd.Index(ids).get_indexer(hourly[ID_COL].astype(str))
+    hours = np.bincount(h_codes, minlength=n)
+    if (hours < 48).any():
+        short = str(ids[int(np.argmax(hours < 48))])
+        raise InvalidParameterError("frame", short, "at least two days per instance")
+    h = hourly[TARGET_COL].to_numpy(dtype=np.float64)
+    h_centred = h - (np.bincount(h_codes, weights=h, minlength=n) / hours)[h_codes]
+    denominator = np.bincount(h_codes, weights=h_centred * h_centred, minlength=n)
+    lag = 24
+    pairs = h_codes[lag:] == h_codes[:-lag]
+    numerator = np.bincount(
+        h_codes[lag:][pairs],
+        weights=(h_centred[lag:] * h_centred[:-lag])[pairs],
+        minlength=n,
+    )
+    with np.errstate(invalid="ignore", divide="ignore"):
+        acf24 = np.where(denominator > 0, numerator / denominator, 0.0)
+        cv = np.where(mean > 0, std / mean, 0.0)
+    return pd.DataFrame(
+        {"mean": mean, "cv": cv, "acf24": acf24, "burst_rate": burst_rate},
+        index=pd.Index(ids, name=ID_COL),
+    )
 
 
 def compare_statistics(
@@ -95,11 +112,3 @@ def compare_statistics(
         for q in quantiles
     ]
     return pd.DataFrame(rows)
-
-
-def _autocorrelation(values: np.ndarray, lag: int) -> float:
-    centred = values - values.mean()
-    denominator = float((centred * centred).sum())
-    if denominator == 0.0:
-        return 0.0
-    return float((centred[lag:] * centred[:-lag]).sum() / denominator)

@@ -19,7 +19,9 @@ CSV files are read in chunks of ``chunk_rows`` rows, so a file larger than memor
 text still loads. With ``strict=True`` (the default) the first unreadable value raises
 :class:`~data.errors.TelemetryParseError` naming the file, the line and the column;
 :func:`read_telemetry` instead rejects only the instances with unreadable rows and
-returns the rest, validated, with the report.
+returns the rest, validated, with the report. Parquet is read one column at a time,
+so the peak memory is the frame plus one column; text ids from Parquet arrive as a
+category of strings (the dictionary the file already stores), ids from CSV as strings.
 """
 
 from __future__ import annotations

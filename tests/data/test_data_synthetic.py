@@ -145,3 +145,35 @@ def test_generator_is_calibrated_on_the_azure_trace(azure_statistics: pd.DataFra
         ):
             row = table.loc[(stat, q)]
             assert abs(row.observed - row.reference) <= tolerance, (stat, q, row.to_dict())
+
+
+def _statistics_by_loop(frame: pd.DataFrame) -> pd.DataFrame:
+    # The statistics one instance at a time, the slow, obvious way.
+    rows = {}
+    for uid, group in frame.groupby("unique_id", observed=True):
+        y = group.sort_values("ds")["y"].to_numpy()
+        hourly = group.set_index("ds")["y"].resample("1h").mean()
+        h = hourly.interpolate().bfill().ffill().to_numpy()
+        median = np.median(y)
+        centred = h - h.mean()
+        rows[str(uid)] = {
+            "mean": y.mean(),
+            "cv": y.std(ddof=1) / y.mean(),
+            "acf24": (centred[24:] * centred[:-24]).sum() / (centred * centred).sum(),
+            "burst_rate": ((y > 2 * median) & (y - median > 10)).mean(),
+        }
+    return pd.DataFrame.from_dict(rows, orient="index")
+
+
+def test_fleet_statistics_match_a_per_instance_loop() -> None:
+    fleet = generate_fleet(6, 3, seed=21, attributes=False)
+    fleet = fleet.drop(index=fleet.index[100:130]).sample(frac=1.0, random_state=1)
+    ours = fleet_statistics(fleet)
+    reference = _statistics_by_loop(fleet).loc[ours.index.astype(str)]
+    for column in ("mean", "cv", "acf24", "burst_rate"):
+        np.testing.assert_allclose(ours[column], reference[column], rtol=1e-9, atol=1e-12)
+
+
+def test_fleet_statistics_need_two_days() -> None:
+    with pytest.raises(InvalidParameterError, match="two days"):
+        fleet_statistics(generate_fleet(2, 1.5, seed=0))
