@@ -225,7 +225,9 @@ class Forecaster(ABC):
             # Calibrate out of sample: parameters from the data before the window.
             self._fit(y[:, : t - cal], first_hour)
         else:
+            # Too short to hold a window out: calibrate in sample on the full fit.
             cal = min(cal, max(t - self.min_history, 0))
+            self._fit(y, first_hour)
         errors, steps = self._backtest_errors(y, first_hour, cal)
         self.quantile_table_, self.backtest_mae_, self.backtest_pinball_ = self._summarise(
             errors, steps

@@ -2,8 +2,37 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
 
 
 def register(app: typer.Typer) -> None:
     """Add this package's commands to the root ``creditx`` app."""
+
+    @app.command("forecast")
+    def forecast(
+        data: Path = typer.Argument(..., help="telemetry file (any format `creditx data` loads)"),
+        out: Path = typer.Option(..., help="write the forecasts here (.csv or .parquet)"),
+        h: int = typer.Option(24, help="hours to forecast"),
+        quantile: list[float] = typer.Option([0.5, 0.9], help="quantile levels"),
+    ) -> None:
+        """Fit the fleet forecaster on a telemetry file and forecast every instance."""
+        from data import load_telemetry, to_hourly
+        from models import FleetForecaster, ForecastError
+        from models.base import check_quantiles
+
+        frame = to_hourly(load_telemetry(data))
+        try:
+            check_quantiles(quantile)
+            fleet = FleetForecaster().fit(frame)
+            result = fleet.predict(h, quantiles=tuple(quantile))
+        except ForecastError as exc:
+            raise typer.BadParameter(str(exc)) from exc
+        out.parent.mkdir(parents=True, exist_ok=True)
+        if out.suffix == ".parquet":
+            result.to_parquet(out, index=False)
+        else:
+            result.to_csv(out, index=False)
+        counts = result["model"].value_counts().to_dict()
+        typer.echo(f"{result['unique_id'].nunique()} instances, {h} h ahead -> {out}; {counts}")

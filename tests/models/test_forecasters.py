@@ -119,3 +119,13 @@ def test_any_levels_give_ordered_quantiles(levels: list[float]) -> None:
     assert fc.levels == tuple(sorted(set(levels)))
     assert (np.diff(fc.quantiles, axis=2) >= 0).all()
     assert (fc.quantiles >= 0).all()  # demand never forecast below zero
+
+
+@pytest.mark.parametrize("cls", FORECASTERS, ids=lambda c: c.name)
+def test_short_history_calibrates_in_sample(
+    cls: type[Forecaster], panel: tuple[np.ndarray, int]
+) -> None:
+    y, first_hour = panel
+    fc = _make(cls).fit(y[:, :60], first_hour).predict(24, (0.5, 0.9))
+    assert np.isfinite(fc.quantiles).all()
+    assert (fc.level(0.9) >= fc.level(0.5)).all()
