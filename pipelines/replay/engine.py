@@ -25,6 +25,7 @@ net leg per instance whose balance moved.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -418,7 +419,7 @@ def run_policy(
     Raises
     ------
     ScenarioError
-        For an unknown policy, or a market policy without forecasts.
+        For an unknown policy, or a policy with agents or the CEM but no forecasts.
     ConservationError
         If credits appear or vanish at any step.
     """
@@ -427,8 +428,6 @@ def run_policy(
     flags = _FLAGS[policy]
     if (flags.market or flags.swaps) and forecasts is None:
         raise ScenarioError("policy", policy, "the agents and the CEM need forecasts")
-    import time
-
     began = time.perf_counter()
     n_tiers = len(fleet.tier_names)
     hours = fleet.hours
