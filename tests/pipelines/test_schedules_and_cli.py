@@ -70,3 +70,17 @@ def test_the_mlflow_ui_opens_on_the_configured_store(tmp_path: Path) -> None:
     assert store == "postgresql://db/mlflow"
     assert artifacts == (tmp_path.resolve() / "mlartifacts").as_uri()
     assert command[-2:] == ["--port", "5055"]
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_predict_from_the_cli_before_any_training_exits_with_the_reason(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CREDITX_HOME", str(tmp_path))
+    # The command points Prefect at the home; the variables are restored afterwards.
+    monkeypatch.setenv("PREFECT_HOME", str(tmp_path / "prefect"))
+    monkeypatch.setenv("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
+    result = CliRunner().invoke(app, ["pipeline", "predict", "--fleet", "cli"])
+    assert result.exit_code == 1
+    assert "no registered model version creditx-fleet-forecaster@champion" in result.output
+    assert not (tmp_path / "predictions").exists()
