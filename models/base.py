@@ -12,12 +12,13 @@ Every forecaster follows one life cycle::
     fc = model.predict(24, y=newer, first_hour=h0)    # or from newer observations, no refit
 
 Quantiles are conformal: :meth:`Forecaster.fit` first fits on the history minus a
-calibration window, back-tests rolling origins inside that window (each origin sees
-only the data before it), and keeps, per series and horizon bucket, the empirical
-quantiles of the scaled errors shrunk toward the fleet-wide ones; then it refits on
-the whole history. The same back-test gives the scaled absolute error and the scaled
-pinball loss at 0.9 of each series and horizon bucket, which the orchestrator uses to
-choose a model per instance and horizon.
+calibration window (two weeks by default, shorter when the history is), back-tests
+rolling origins inside that window (each origin sees only the data before it), and
+keeps, per series and horizon bucket, the empirical quantiles of the scaled errors
+shrunk toward the fleet-wide ones; then it refits on the whole history. The same
+back-test gives the scaled absolute error and the scaled pinball loss at 0.9 of each
+series and horizon bucket, which the orchestrator uses to choose a model per
+instance and horizon.
 """
 
 from __future__ import annotations
@@ -163,7 +164,7 @@ class Forecaster(ABC):
     def __init__(
         self,
         *,
-        calibration_hours: int = WEEK,
+        calibration_hours: int = 2 * WEEK,
         horizon_max: int = WEEK,
         shrinkage: float = 24.0,
         seed: int = 0,
@@ -220,13 +221,14 @@ class Forecaster(ABC):
             varied = (np.nanmax(y, axis=1) - np.nanmin(y, axis=1)) > 1e-9
         self.spread_ = np.where(varied, self.scale_, 0.0)
         self.floor_ = 0.0 if np.nanmin(y) >= 0 else -np.inf
-        cal = min(self.calibration_hours, t - 1)
-        if t - cal >= max(self.min_history, 2 * SEASON):
+        # The window shrinks to leave the model enough history to fit on.
+        cal = min(self.calibration_hours, t - max(self.min_history, 2 * SEASON))
+        if cal >= SEASON:
             # Calibrate out of sample: parameters from the data before the window.
             self._fit(y[:, : t - cal], first_hour)
         else:
             # Too short to hold a window out: calibrate in sample on the full fit.
-            cal = min(cal, max(t - self.min_history, 0))
+            cal = min(self.calibration_hours, max(t - self.min_history, 0))
             self._fit(y, first_hour)
         errors, steps = self._backtest_errors(y, first_hour, cal)
         self.quantile_table_, self.backtest_mae_, self.backtest_pinball_ = self._summarise(

@@ -37,7 +37,7 @@ class ForecastConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     candidates: tuple[str, ...] = CANDIDATES
-    calibration_hours: int = Field(default=168, ge=1)
+    calibration_hours: int = Field(default=336, ge=1)
     horizon_max: int = Field(default=168, ge=1)
     shrinkage: float = Field(default=24.0, ge=0.0)
     selection_shrinkage: float = Field(default=0.5, ge=0.0, le=1.0)
