@@ -9,6 +9,7 @@ under the settings' working directory (``CREDITX_HOME``).
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -77,6 +78,8 @@ def run_demo(
     from pipelines.replay import load_scenario, replay
     from pipelines.report import write_report
 
+    # The demo's embedded Prefect server runs offline: no usage telemetry.
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     OrchestrationConfig.from_settings(settings).apply()
     from pipelines.flows import ingest_flow, predict_flow, train_flow
 

@@ -54,7 +54,8 @@ def _print_table(document: dict[str, Any]) -> None:
         table.add_column(title, justify="left" if i == 0 else "right", no_wrap=i == 0)
     for row in summary_rows(document):
         table.add_row(*row)
-    Console().print(table)
+    # Nine columns need more than a default 80-column terminal to stay readable.
+    Console(width=max(Console().width, 150)).print(table)
     for key, value in (document.get("targets") or {}).items():
         shown = "n/a" if value is None else f"{100 * value:.1f} %"
         typer.echo(f"{key.replace('_', ' ')}: {shown}")
@@ -138,7 +139,7 @@ def register(app: typer.Typer) -> None:
         typer.echo(f"Report:     {outcome.report.resolve()}")
         typer.echo(f"            open it in a browser: file://{outcome.report.resolve()}")
         typer.echo(f"Figures:    {outcome.replay_json.resolve()}")
-        typer.echo("MLflow UI:  .venv/bin/creditx mlflow-ui   (then open http://127.0.0.1:5000)")
-        typer.echo(
-            f"API:        .venv/bin/creditx serve   (http://{settings.api_host}:{settings.api_port}/docs)"
-        )
+        home = f"CREDITX_HOME={settings.home.resolve()} "
+        typer.echo(f"MLflow UI:  {home}.venv/bin/creditx mlflow-ui   (then http://127.0.0.1:5000)")
+        api = f"http://{settings.api_host}:{settings.api_port}/docs"
+        typer.echo(f"API:        {home}.venv/bin/creditx serve   (then {api})")

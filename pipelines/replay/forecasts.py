@@ -105,6 +105,8 @@ def model_forecasts(
     origin0 = pd.Timestamp(fleet.start)
     period = scenario.retrain_every_hours
     row_of = {str(i): r for r, i in enumerate(fleet.ids)}
+    if progress is not None:
+        progress(min(period, hours))  # the hours before the first fit have no forecast
     for first in range(period, hours, period):
         last = min(first + period, hours)
         # Only the hours before the last origin of the period are passed in.

@@ -22,7 +22,11 @@ def test_demo_runs_the_whole_product_on_a_small_fleet(
     home = tmp_path / "home"
     monkeypatch.setenv("CREDITX_HOME", str(home))
     # The demo exports Prefect's home into the environment: restore it afterwards.
-    for key in ("PREFECT_HOME", "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"):
+    for key in (
+        "PREFECT_HOME",
+        "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS",
+        "PREFECT_SERVER_ANALYTICS_ENABLED",
+    ):
         monkeypatch.setenv(key, "placeholder")
         monkeypatch.delenv(key)
     result = CliRunner().invoke(app, ["demo", "--instances", "12", "--days", "10"])
