@@ -39,7 +39,10 @@ class SnapshotError(PipelineError):
 
 
 class EmptySnapshotError(SnapshotError):
-    """Telemetry with no usable row: empty, or every row rejected by validation."""
+    """Telemetry with no usable row: empty, or every instance rejected by validation.
+
+    ``rows`` counts the rows read and ``rejected`` the instances validation rejected.
+    """
 
     def __init__(self, source: str, rows: int, rejected: int) -> None:
         self.rows = rows
@@ -47,7 +50,7 @@ class EmptySnapshotError(SnapshotError):
         reason = (
             "it holds no rows"
             if rows == 0
-            else f"all {rows} rows were rejected by validation ({rejected} rejected)"
+            else f"validation rejected every instance ({rejected} instances, {rows} rows)"
         )
         super().__init__(source, reason)
 

@@ -257,7 +257,9 @@ def test_entirely_rejected_telemetry_makes_no_snapshot(tmp_path: Path) -> None:
     params = IngestParams(source=source, home=tmp_path, policy="strict")
     state = ingest_flow(params, return_state=True)
     assert state.is_failed()
-    with pytest.raises(EmptySnapshotError, match="rejected by validation"):
+    with pytest.raises(
+        EmptySnapshotError, match=r"validation rejected every instance \(2 instances, 4 rows\)"
+    ):
         state.result()
     assert not (tmp_path / "snapshots").exists()
 
