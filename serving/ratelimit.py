@@ -38,8 +38,9 @@ class RateLimiter:
         with self._lock:
             tokens, last = self._buckets.get(key, (float(self.burst), now))
             tokens = min(float(self.burst), tokens + (now - last) * self.rate)
-            if tokens >= 1.0:
-                self._buckets[key] = (tokens - 1.0, now)
+            # a little slack, so float rounding never refuses a request that has earned its token
+            if tokens >= 1.0 - 1e-9:
+                self._buckets[key] = (max(0.0, tokens - 1.0), now)
                 return 0
             self._buckets[key] = (tokens, now)
             return max(1, math.ceil((1.0 - tokens) / self.rate))
