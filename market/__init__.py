@@ -2,29 +2,57 @@
 
 The ledger lives in ``market.ledger``; the Resource Tier Manager in ``market.tiers``;
 burstable accounting in ``market.accounting``; the CEM's swaps, trades and rates in
-``market.exchange``; their persistence in ``market.registry`` and ``market.migrations``.
+``market.exchange`` and their automation in ``market.cem_auto``; order books, call
+auctions and the durable venue in ``market.book``, ``market.auction`` and
+``market.venue``; the Virtual Instance Agent in ``market.agent``. Every error this
+package raises derives from :class:`MarketError` (the ledger's from ``LedgerError``).
 """
 
 from market.accounting import BurstableAccountant, IntervalOutcome
+from market.agent import Agent, OwnerPolicy, VenueAgents
+from market.auction import AuctionMode, CallAuction
+from market.book import BookConfig, OrderBook, SelfTradePrevention
+from market.cem_auto import CemAutomation, CemPolicy
 from market.cem_errors import ExchangeError
 from market.clock import ManualClock, system_clock
-from market.exchange import CreditExchange, RateChange, Swap, Trade
+from market.errors import MarketError
+from market.exchange import CreditExchange, RateChange, Swap
+from market.marketdata import MarketData
+from market.orders import OrderState, Side, TimeInForce
 from market.tiers import Host, Instance, Pool, Tier, TierManager, load_config
+from market.venue import OrderRequest, Placement, Venue
 
 __all__ = [
+    "Agent",
+    "AuctionMode",
+    "BookConfig",
     "BurstableAccountant",
+    "CallAuction",
+    "CemAutomation",
+    "CemPolicy",
     "CreditExchange",
     "ExchangeError",
     "Host",
     "Instance",
     "IntervalOutcome",
     "ManualClock",
+    "MarketData",
+    "MarketError",
+    "OrderBook",
+    "OrderRequest",
+    "OrderState",
+    "OwnerPolicy",
+    "Placement",
     "Pool",
     "RateChange",
+    "SelfTradePrevention",
+    "Side",
     "Swap",
     "Tier",
     "TierManager",
-    "Trade",
+    "TimeInForce",
+    "Venue",
+    "VenueAgents",
     "load_config",
     "system_clock",
 ]

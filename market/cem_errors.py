@@ -21,10 +21,11 @@ Amounts that are not positive ints in bounds raise the ledger's ``InvalidAmount`
 
 from __future__ import annotations
 
+from market.errors import MarketError
 from market.ledger import InsufficientBalance
 
 
-class ExchangeError(Exception):
+class ExchangeError(MarketError):
     """Root of every error of the tier manager, the accounting and the CEM."""
 
 

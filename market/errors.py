@@ -17,7 +17,9 @@ subclass carries the fields a caller needs to react without parsing the message:
     ├── StandingLimitViolation       the order breaks its owner's standing bid/ask limit
     ├── InsufficientEscrow           the owner cannot fund the order's escrow
     ├── SelfTradeRejected            an auction order would meet its owner's opposite order
-    └── InvalidAuction               the auction's inputs are inconsistent
+    ├── InvalidAuction               the auction's inputs are inconsistent
+    ├── ExchangeError                tiers, accounting and the CEM (``market.cem_errors``)
+    └── AgentError                   agents and decision logs (``market.decisions``)
 """
 
 from __future__ import annotations
