@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from data.errors import InvalidParameterError
-from data.frame import ID_COL, TARGET_COL, TIME_COL
+from data.frame import ID_COL, TARGET_COL, TIME_COL, is_sorted_by_id_time
 from data.resample import to_hourly
 
 __all__ = ["STATISTICS", "compare_statistics", "fleet_statistics"]
@@ -51,8 +51,13 @@ def fleet_statistics(frame: pd.DataFrame) -> pd.DataFrame:
     InvalidParameterError
         If an instance covers less than two days.
     """
-    ordered = frame.sort_values([ID_COL, TIME_COL], kind="stable", ignore_index=True)
-    codes, ids = pd.factorize(ordered[ID_COL].astype(str), sort=True)
+    ordered = (
+        frame
+        if is_sorted_by_id_time(frame)
+        else frame.sort_values([ID_COL, TIME_COL], kind="stable", ignore_index=True)
+    )
+    codes, uniques = pd.factorize(ordered[ID_COL], sort=True)
+    ids = pd.Index(np.asarray(uniques).astype(str))
     y = ordered[TARGET_COL].to_numpy(dtype=np.float64)
     n = len(ids)
     rows = np.bincount(codes, minlength=n).astype(np.float64)
@@ -64,7 +69,8 @@ def fleet_statistics(frame: pd.DataFrame) -> pd.DataFrame:
     burst_rate = np.bincount(codes, weights=bursts.astype(np.float64), minlength=n) / rows
 
     hourly = to_hourly(ordered[[ID_COL, TIME_COL, TARGET_COL]])
-    h_codes = pd.Index(ids).get_indexer(hourly[ID_COL].astype(str))
+    # to_hourly keeps every instance and the same id order, so codes line up.
+    h_codes = pd.factorize(hourly[ID_COL], sort=True)[0]
     hours = np.bincount(h_codes, minlength=n)
     if (hours < 48).any():
         short = str(ids[int(np.argmax(hours < 48))])

@@ -59,6 +59,20 @@ def epoch_nanoseconds(ds: pd.Series) -> np.ndarray:
     return pd.DatetimeIndex(values, copy=False).asi8
 
 
+def is_sorted_by_id_time(frame: pd.DataFrame) -> bool:
+    """Return whether ``frame`` is sorted by ``unique_id`` (categories in order), then ``ds``."""
+    ids = frame[ID_COL]
+    if isinstance(ids.dtype, pd.CategoricalDtype):
+        if not ids.cat.categories.is_monotonic_increasing:
+            return False
+        codes = ids.cat.codes.to_numpy()
+    else:
+        codes = pd.factorize(ids, sort=True)[0]
+    ds = epoch_nanoseconds(frame[TIME_COL])
+    step_up = codes[1:] > codes[:-1]
+    return bool(np.all(step_up | ((codes[1:] == codes[:-1]) & (ds[1:] >= ds[:-1]))))
+
+
 def _is_string_ids(ids: pd.Series) -> bool:
     if isinstance(ids.dtype, pd.CategoricalDtype):
         return pd.api.types.is_string_dtype(ids.cat.categories.dtype)

@@ -54,7 +54,7 @@ from data.frame import (
     TIME_COL,
     VCPUS_COL,
     coerce_frame,
-    epoch_nanoseconds,
+    is_sorted_by_id_time,
 )
 from data.validation import ValidationPolicy, ValidationResult, validate_telemetry
 
@@ -230,26 +230,13 @@ def _load(
     ):
         # Parquet dictionaries keep first-seen order; instances sort by name.
         frame[ID_COL] = ids.cat.reorder_categories(ids.cat.categories.sort_values())
-    if not _sorted_by_id_time(frame):
+    if not is_sorted_by_id_time(frame):
         frame = frame.sort_values([ID_COL, TIME_COL], kind="stable", ignore_index=True)
     contract = [c for c in (*REQUIRED_COLUMNS, *OPTIONAL_COLUMNS) if c in frame.columns]
     ordered = contract + [c for c in frame.columns if c not in contract]
     if list(frame.columns) != ordered:
         frame = frame[ordered]
     return frame, collected.rejected
-
-
-def _sorted_by_id_time(frame: pd.DataFrame) -> bool:
-    ids = frame[ID_COL]
-    if isinstance(ids.dtype, pd.CategoricalDtype):
-        if not ids.cat.categories.is_monotonic_increasing:
-            return False
-        codes = ids.cat.codes.to_numpy()
-    else:
-        codes = pd.factorize(ids, sort=True)[0]
-    ds = epoch_nanoseconds(frame[TIME_COL])
-    step_up = codes[1:] > codes[:-1]
-    return bool(np.all(step_up | ((codes[1:] == codes[:-1]) & (ds[1:] >= ds[:-1]))))
 
 
 def _default_mapping(path: Path, kind: str) -> dict[str, str]:
