@@ -131,6 +131,8 @@ def _plots(document: Mapping[str, Any]) -> list[tuple[str, str]]:
         left.set_xlabel("hour")
         left.legend(fontsize=8)
         right.set_title("Exchange rate per tier")
+        # Rates can spread over orders of magnitude once the CEM moves them.
+        right.set_yscale("log")
         right.set_xlabel("hour")
         right.legend(fontsize=8)
         out.append(("Prices and exchange rates", _png(fig)))
@@ -151,7 +153,9 @@ def _plots(document: Mapping[str, Any]) -> list[tuple[str, str]]:
 
     samples = document.get("forecast_samples") or []
     if samples:
-        fig, axes = plt.subplots(len(samples), 1, figsize=(10, 2.2 * len(samples)), squeeze=False)
+        fig, axes = plt.subplots(
+            len(samples), 1, figsize=(10, 2.4 * len(samples)), squeeze=False, layout="constrained"
+        )
         for ax, sample in zip(axes[:, 0], samples, strict=True):
             actual = np.asarray(sample["actual"], dtype=float)
             forecast = np.asarray(
