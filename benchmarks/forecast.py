@@ -32,11 +32,13 @@ AZURE_PEERS: dict[str, dict[str, float]] = {
 # Holt-Winters ETS is left out: it never beat the global models in back-tests and its
 # per-instance estimation dominates the run time.
 CANDIDATES = ("naive", "seasonal_naive", "linear", "lightgbm")
-# (origins, horizon, hours between refits)
-TASKS: dict[str, tuple[int, int, int | None]] = {
-    "hour": (168, 1, 24),
-    "day": (7, 24, None),
-    "week": (1, 168, None),
+# (origins, horizon, hours between refits, calibration window in hours): one-step
+# errors need only the last week, which keeps the most recent data in the calibration
+# fit; day and week errors need more origins.
+TASKS: dict[str, tuple[int, int, int | None, int]] = {
+    "hour": (168, 1, 24, 168),
+    "day": (7, 24, None, 336),
+    "week": (1, 168, None, 336),
 }
 
 
@@ -72,7 +74,7 @@ def task_origins(frame: pd.DataFrame, task: str) -> list[pd.Timestamp]:
     """Return the forecast origins of ``task`` on ``frame``."""
     end = frame["ds"].max()
     start = end - pd.Timedelta(hours=167)
-    n_origins, _, _ = TASKS[task]
+    n_origins = TASKS[task][0]
     step = pd.Timedelta(hours=1 if task == "hour" else 24)
     return [start + i * step for i in range(n_origins)]
 
@@ -82,9 +84,10 @@ def run(frame: pd.DataFrame, n_jobs: int = 1) -> dict[str, dict[str, float | int
     from models import FleetForecaster, ForecastConfig
     from models.metrics import score_backtest
 
-    fleet = FleetForecaster(ForecastConfig(candidates=CANDIDATES, n_jobs=n_jobs))
     results: dict[str, dict[str, float | int]] = {}
-    for task, (_, h, refit_every) in TASKS.items():
+    for task, (_, h, refit_every, calibration) in TASKS.items():
+        config = ForecastConfig(candidates=CANDIDATES, calibration_hours=calibration, n_jobs=n_jobs)
+        fleet = FleetForecaster(config)
         origins = task_origins(frame, task)
         started = time.perf_counter()
         backtest = fleet.backtest(

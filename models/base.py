@@ -236,7 +236,8 @@ class Forecaster(ABC):
         )
         self._fit(y, first_hour)
         keep = min(self.window, t)
-        self.history_ = y[:, t - keep :].copy()
+        # float32 halves what a pickled fleet carries; demand needs no more digits.
+        self.history_ = y[:, t - keep :].astype(np.float32)
         self.history_first_hour_ = first_hour + t - keep
         self.n_series_ = n
         return self
@@ -270,7 +271,8 @@ class Forecaster(ABC):
         h = check_horizon(h)
         levels = check_quantiles(quantiles)
         if y is None:
-            y, first_hour = self.history_, self.history_first_hour_
+            y = self.history_.astype(np.float64)
+            first_hour = self.history_first_hour_
         else:
             y = check_panel(y)
             if y.shape[0] != self.n_series_:
@@ -347,7 +349,10 @@ class Forecaster(ABC):
                 own = np.nanquantile(e, LEVEL_GRID, axis=1).T
                 mae[:, b] = np.nanmean(np.abs(e), axis=1)
             pooled = np.nanquantile(e[~np.isnan(e)], LEVEL_GRID)
-            weight = (counts / (counts + self.shrinkage))[:, None]
+            # Errors of overlapping horizons from nearby origins are alike: a series'
+            # evidence counts once per longest step of the bucket, not once per error.
+            effective = counts / HORIZON_EDGES[b]
+            weight = (effective / (effective + self.shrinkage))[:, None]
             own = np.where(np.isnan(own), pooled[None, :], own)
             table[:, b, :] = weight * own + (1 - weight) * pooled[None, :]
             # The offset in force: none for a series that never varied.

@@ -22,7 +22,8 @@ class ForecastConfig(BaseModel):
     horizon_max
         Longest horizon the back-test covers, in hours.
     shrinkage
-        Pseudo-count pulling per-instance error quantiles toward the fleet's.
+        Pseudo-count pulling per-instance error quantiles toward the fleet's; an
+        instance's errors in a horizon bucket count once per longest step of the bucket.
     selection_shrinkage
         Weight of a candidate's fleet-wide back-test score in each instance's score
         (0: instances choose on their own evidence; 1: one model for the fleet).
