@@ -78,3 +78,33 @@ def test_store_urls_are_checked() -> None:
         create_store_engine("sqlite://")
     with pytest.raises(LedgerError, match="unsupported store URL"):
         create_store_engine("mysql://x/y")
+
+
+MARKET_TABLES = {"market_auctions", "market_limits", "market_orders", "market_trades"}
+
+
+def test_market_tables_come_from_their_own_revision(store_url: str) -> None:
+    from market.venue import t_auctions, t_limits, t_orders, t_trades
+
+    upgrade(store_url, "0004_decisions")
+    assert tables(store_url).isdisjoint(MARKET_TABLES)
+    upgrade(store_url)
+    assert tables(store_url) >= MARKET_TABLES
+    engine = create_store_engine(store_url)
+    try:
+        inspector = sa.inspect(engine)
+        for table in (t_auctions, t_limits, t_orders, t_trades):
+            migrated = {c["name"]: c["nullable"] for c in inspector.get_columns(table.name)}
+            assert migrated == {c.name: c.nullable for c in table.columns}, table.name
+            assert inspector.get_pk_constraint(table.name)["constrained_columns"] == [
+                c.name for c in table.primary_key.columns
+            ]
+    finally:
+        engine.dispose()
+    engine = create_store_engine(store_url)
+    config = alembic_config()
+    with engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.downgrade(config, "0004_decisions")
+    engine.dispose()
+    assert tables(store_url).isdisjoint(MARKET_TABLES)
