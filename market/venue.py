@@ -16,10 +16,12 @@ Every operation runs in two steps so that bad input changes nothing:
    unused escrow included.
 
 Orders, trades, standing limits and auction results are written to the same SQL
-database as the ledger (tables ``market_*``) when the venue is given its engine, in a
-transaction that follows the ledger's; every ledger entry carries an idempotency key
-derived from the order, trade or auction id, so a settlement can be posted again
-without moving anything twice.
+database as the ledger (tables ``market_*``, created by the store's Alembic
+migrations) when the venue is given its engine, inside the ledger's own transaction:
+an order's row commits with its escrow lock, and a trade's row, its orders' new
+states and an auction's result commit with the entry that settles them, or none of
+them does. Every ledger entry carries an idempotency key derived from the order, trade
+or auction id, so a settlement can be posted again without moving anything twice.
 Batches (:meth:`Venue.place_many`) share those transactions between many orders.
 Operations run one at a time (a lock serialises callers from several threads).
 """
@@ -36,7 +38,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, ParamSpec, TypeVar
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from market.auction import AuctionMode, AuctionOrder, AuctionResult, CallAuction
 from market.book import BookConfig, BookEvent, Clock, OrderBook
@@ -152,15 +154,18 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def create_market_tables(engine: Engine) -> None:
-    """Create the venue's tables (orders, trades, limits, auctions) where missing."""
-    _metadata.create_all(engine, checkfirst=True)
+    """Bring the store to the newest schema, venue tables (``market_*``) included."""
+    from market.migrations import upgrade
+
+    upgrade(engine)
 
 
 def _bulk_sql(engine: Engine, table: sa.Table, *, upsert: bool) -> str:
     """Return a driver-level insert of every column of ``table``, in column order.
 
     With ``upsert`` a row whose key exists is updated instead (SQLite and PostgreSQL
-    share the ``ON CONFLICT ... DO UPDATE`` syntax).
+    share the ``ON CONFLICT ... DO UPDATE`` syntax); without it such a row is kept as
+    it is, since it was written by the first posting of the same settlement.
     """
     if engine.dialect.name not in ("sqlite", "postgresql"):
         raise MarketError(f"the venue needs SQLite or PostgreSQL, not {engine.dialect.name}")
@@ -174,7 +179,28 @@ def _bulk_sql(engine: Engine, table: sa.Table, *, upsert: bool) -> str:
         keys = [c.name for c in table.primary_key.columns]
         updates = ", ".join(f"{c} = excluded.{c}" for c in columns if c not in keys)
         sql += f" ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {updates}"
+    else:
+        sql += " ON CONFLICT DO NOTHING"
     return sql
+
+
+def _order_row(o: Order, auction: bool) -> tuple[Any, ...]:
+    """Return the ``market_orders`` row of an order, in column order."""
+    return (
+        o.order_id,
+        o.tier,
+        o.owner,
+        o.side.value,
+        o.price,
+        o.quantity,
+        o.filled,
+        o.time_in_force.value,
+        None if o.expires_at is None else _micros(o.expires_at),
+        _micros(o.created_at),
+        o.state.value,
+        auction,
+        o.priority,
+    )
 
 
 def _from_micros(micros: int) -> datetime:
@@ -246,8 +272,9 @@ class Venue:
     tiers
         One :class:`~market.book.BookConfig` per tier traded.
     engine
-        The SQL database the ledger lives in, to persist orders, trades, limits and
-        auction results; ``None`` keeps them in memory only.
+        The engine of the ledger's ``SqlStore``, to persist orders, trades, limits and
+        auction results in the ledger's transactions; ``None`` keeps them in memory
+        only.
     auction_mode
         Uniform-price or McAfee call auctions.
     actor
@@ -297,9 +324,17 @@ class Venue:
         self.market_data = MarketData()
         self._engine = engine
         if engine is not None:
-            create_market_tables(engine)
+            ledger_engine: object = getattr(ledger.store, "engine", None)
+            if ledger_engine is not engine:
+                raise MarketError(
+                    "the venue writes its rows in its ledger's transactions: "
+                    "pass the engine of the ledger's SqlStore"
+                )
+            if not sa.inspect(engine).has_table(t_trades.name):
+                create_market_tables(engine)
             self._upsert_orders = _bulk_sql(engine, t_orders, upsert=True)
             self._insert_trades = _bulk_sql(engine, t_trades, upsert=False)
+            self._insert_auction = _bulk_sql(engine, t_auctions, upsert=False)
             mark = "?" if engine.dialect.paramstyle == "qmark" else "%s"
             self._update_orders = (
                 f"UPDATE {t_orders.name} SET filled = {mark}, state = {mark} "
@@ -594,7 +629,6 @@ class Venue:
         now = self._clock()
         results: list[Order | MarketError | None] = [None] * len(requests)
         accepted = self._lock_many(requests, now, results, auction=True)
-        rows = []
         for i, order_id in accepted:
             r = requests[i]
             tier = self._instances[r.instance_id]
@@ -617,8 +651,6 @@ class Venue:
             )
             self._auction_snapshots[order_id] = snapshot
             results[i] = snapshot
-            rows.append(snapshot)
-        self._commit([], [], rows, auction=True)
         return [r for r in results if r is not None]
 
     @_serialised
@@ -670,12 +702,17 @@ class Venue:
                     (credits_clearing, credits_asset(tier), AccountKind.ESCROW),
                 ]
             )
-            self.ledger.post(request)
         pending.clear()
         self._waiting[book.tier].clear()
         if result.clearing_price is not None:
             self._last_price[tier] = result.clearing_price
-        self._commit([], list(result.trades), [], result=result, order_updates=updates)
+        self._commit(
+            [] if request is None else [request],
+            list(result.trades),
+            [],
+            result=result,
+            order_updates=updates,
+        )
         self.market_data.record_auction(result)
         return result
 
@@ -803,15 +840,20 @@ class Venue:
             )
             for i, order_id, amount in valid
         ]
+        # each order's row commits with its escrow lock
+        rows = [
+            _order_row(self._new_order(order_id, requests[i], now, auction), auction)
+            for i, order_id, _ in valid
+        ]
         try:
-            self.ledger.post_batch(locks)
+            self._post(locks, self._order_writes(rows))
             locked = valid
         except InsufficientBalance:
             # one of them cannot pay: lock one by one so the rest still trade
             locked = []
-            for (i, order_id, amount), lock in zip(valid, locks, strict=True):
+            for (i, order_id, amount), lock, row in zip(valid, locks, rows, strict=True):
                 try:
-                    self.ledger.post(lock)
+                    self._post([lock], self._order_writes([row]))
                     locked.append((i, order_id, amount))
                 except InsufficientBalance as exc:
                     r = requests[i]
@@ -840,6 +882,41 @@ class Venue:
             tier = self._held[order_id].tier
             raise InsufficientEscrow(owner, escrow_asset(side, tier), exc.balance, amount) from exc
         self._held[order_id].left += amount
+
+    def _new_order(self, order_id: str, r: OrderRequest, now: datetime, auction: bool) -> Order:
+        # an auction order lives for one auction: its time in force does not apply
+        return Order(
+            order_id=order_id,
+            tier=self._instances[r.instance_id],
+            owner=r.instance_id,
+            side=r.side,
+            price=r.price,
+            quantity=r.quantity,
+            filled=0,
+            time_in_force=TimeInForce.GTC if auction else r.time_in_force,
+            expires_at=None if auction else r.expires_at,
+            created_at=now,
+            state=OrderState.OPEN,
+        )
+
+    def _order_writes(self, rows: list[tuple[Any, ...]]) -> Callable[[Connection], None] | None:
+        if self._engine is None or not rows:
+            return None
+        sql = self._upsert_orders
+
+        def write(conn: Connection) -> None:
+            conn.exec_driver_sql(sql, rows)
+
+        return write
+
+    def _post(
+        self, requests: list[EntryRequest], writes: Callable[[Connection], None] | None
+    ) -> None:
+        """Post ``requests`` with the venue's rows in one transaction; translate SQL errors."""
+        try:
+            self.ledger.post_batch(requests, writes=writes)
+        except sa.exc.SQLAlchemyError as exc:
+            raise MarketError(f"the venue's store refused the settlement: {exc}") from exc
 
     def _settle(
         self,
@@ -962,34 +1039,32 @@ class Venue:
         order_updates: Sequence[tuple[int, str, str]] = (),
     ) -> None:
         orders = list(orders)
-        # the ledger first: its entries are idempotent, so a failed store write can be
-        # replayed without moving anything twice
+        writes = None
+        if self._engine is not None and (orders or trades or order_updates or result is not None):
+            writes = self._writes(orders, trades, auction, result, order_updates)
         if ledger_requests:
-            self.ledger.post_batch(ledger_requests)
+            self._post(ledger_requests, writes)
+        elif writes is not None:
+            try:
+                with self._engine.begin() as conn:  # type: ignore[union-attr]
+                    writes(conn)
+            except sa.exc.SQLAlchemyError as exc:
+                raise MarketError(f"the venue's store refused the writes: {exc}") from exc
         self._trade_log += trades
         if trades and result is None:
             # an auction's trades reach the market data with its result
             self.market_data.record_trades(trades)
-        if self._engine is None or not (orders or trades or order_updates or result is not None):
-            return
-        order_rows = [
-            (
-                o.order_id,
-                o.tier,
-                o.owner,
-                o.side.value,
-                o.price,
-                o.quantity,
-                o.filled,
-                o.time_in_force.value,
-                None if o.expires_at is None else _micros(o.expires_at),
-                _micros(o.created_at),
-                o.state.value,
-                auction,
-                o.priority,
-            )
-            for o in orders
-        ]
+
+    def _writes(
+        self,
+        orders: list[Order],
+        trades: list[Trade],
+        auction: bool,
+        result: AuctionResult | None,
+        order_updates: Sequence[tuple[int, str, str]],
+    ) -> Callable[[Connection], None]:
+        """Return the writes of the venue's rows, to run in the ledger's transaction."""
+        order_rows = [_order_row(o, auction) for o in orders]
         trade_rows = [
             (
                 t.trade_id,
@@ -1008,29 +1083,37 @@ class Venue:
             )
             for t in trades
         ]
-        with self._engine.begin() as conn:
+        auction_rows = (
+            []
+            if result is None
+            else [
+                (
+                    result.auction_id,
+                    result.tier,
+                    result.mode.value,
+                    _micros(result.at),
+                    result.clearing_price,
+                    result.buy_price,
+                    result.sell_price,
+                    result.volume,
+                    result.demand,
+                    result.supply,
+                    result.unmatched_bid_quantity,
+                    result.unmatched_ask_quantity,
+                )
+            ]
+        )
+        updates = list(order_updates)
+
+        def write(conn: Connection) -> None:
             # plain driver executemany: bulk rows skip SQLAlchemy's per-row compilation
             if order_rows:
                 conn.exec_driver_sql(self._upsert_orders, order_rows)
             if trade_rows:
                 conn.exec_driver_sql(self._insert_trades, trade_rows)
-            if order_updates:
-                conn.exec_driver_sql(self._update_orders, list(order_updates))
-            if result is not None:
-                conn.execute(
-                    t_auctions.insert(),
-                    {
-                        "auction_id": result.auction_id,
-                        "tier": result.tier,
-                        "mode": result.mode.value,
-                        "at_us": _micros(result.at),
-                        "clearing_price": result.clearing_price,
-                        "buy_price": result.buy_price,
-                        "sell_price": result.sell_price,
-                        "volume": result.volume,
-                        "demand": result.demand,
-                        "supply": result.supply,
-                        "unmatched_bid_quantity": result.unmatched_bid_quantity,
-                        "unmatched_ask_quantity": result.unmatched_ask_quantity,
-                    },
-                )
+            if updates:
+                conn.exec_driver_sql(self._update_orders, updates)
+            if auction_rows:
+                conn.exec_driver_sql(self._insert_auction, auction_rows)
+
+        return write

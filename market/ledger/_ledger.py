@@ -16,7 +16,7 @@ from market.ledger._model import (
     MetadataValue,
     VerifyReport,
 )
-from market.ledger._store import EntryQuery, Pending, Store
+from market.ledger._store import EntryQuery, ExtraWrites, Pending, Store
 
 Clock = Callable[[], datetime]
 
@@ -92,7 +92,7 @@ class Ledger:
 
     # posting
 
-    def post(self, request: EntryRequest) -> Entry:
+    def post(self, request: EntryRequest, *, writes: ExtraWrites | None = None) -> Entry:
         """Post one entry: all its transfers or none.
 
         Returns the new entry or, for a repeated idempotency key with the same request,
@@ -106,14 +106,29 @@ class Ledger:
             If an account that may not go negative would end below zero.
         IdempotencyConflict
             If the key was used before for a different request.
+        LedgerError
+            If ``writes`` is given to a store without SQL tables.
         """
-        return self.post_batch([request])[0]
+        return self.post_batch([request], writes=writes)[0]
 
-    def post_batch(self, requests: Sequence[EntryRequest]) -> list[Entry]:
+    def post_batch(
+        self, requests: Sequence[EntryRequest], *, writes: ExtraWrites | None = None
+    ) -> list[Entry]:
         """Post many entries in one transaction, all or nothing, in order.
 
         Each entry is checked against the balances its predecessors in the batch leave,
         so a batch succeeds exactly when posting its entries one by one would.
+
+        Parameters
+        ----------
+        requests
+            The entries to post.
+        writes
+            Called with the open SQLAlchemy connection after the entries are written
+            and before the commit (``SqlStore`` only): rows of other tables that must
+            commit with the entries or not at all. What it raises aborts the whole
+            transaction and reaches the caller unchanged; it may run again if the
+            transaction is retried.
         """
         if not requests:
             return []
@@ -147,7 +162,7 @@ class Ledger:
             )
             for n, r in enumerate(requests)
         ]
-        return self.store.commit(pending, accounts)
+        return self.store.commit(pending, accounts, writes)
 
     def _now(self) -> datetime:
         moment = self._clock()

@@ -30,6 +30,7 @@ from market.ledger._schema import entries as t_entries
 from market.ledger._schema import transfers as t_transfers
 from market.ledger._store import (
     EntryQuery,
+    ExtraWrites,
     Pending,
     apply_entries,
     check_reopen,
@@ -121,6 +122,14 @@ def _integrity(exc: BaseException) -> bool:
     ).startswith("23")
 
 
+class _WritesFailed(Exception):
+    """Carries an error of the extra writes out of the retry loop untouched."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
 class SqlStore:
     """A ledger store in a SQL database; create its tables with ``market.migrations``."""
 
@@ -194,14 +203,30 @@ class SqlStore:
 
     # posting
 
-    def commit(self, pending: Sequence[Pending], accounts: Mapping[str, Account]) -> list[Entry]:
+    def commit(
+        self,
+        pending: Sequence[Pending],
+        accounts: Mapping[str, Account],
+        writes: ExtraWrites | None = None,
+    ) -> list[Entry]:
         look_up_keys = False
         for attempt in range(self._max_attempts):
             try:
                 with self.engine.begin() as conn:
-                    return self._commit(conn, pending, accounts, look_up_keys)
+                    posted = self._commit(conn, pending, accounts, look_up_keys)
+                    if writes is not None:
+                        try:
+                            writes(conn)
+                        except Exception as exc:
+                            raise _WritesFailed(exc) from exc
+                    return posted
             except LedgerError:
                 raise
+            except _WritesFailed as failed:
+                # The rows belong to the caller: its errors are its own, not key conflicts.
+                if not _retryable(failed.error):
+                    raise failed.error from None
+                self._backoff(attempt)
             except Exception as exc:
                 if _integrity(exc):
                     if not any(p.entry.idempotency_key for p in pending):

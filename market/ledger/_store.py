@@ -4,18 +4,23 @@ in-memory store."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from market.ledger._errors import (
     AssetMismatch,
     CeilingExceeded,
     IdempotencyConflict,
     InsufficientBalance,
+    LedgerError,
 )
 from market.ledger._model import Account, Entry, MetadataValue, check_balance_bounds
+
+ExtraWrites = Callable[[Any], None]
+"""Writes of another package's rows, run with the ledger's open SQL connection so they
+commit or roll back with its entries."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,8 +69,16 @@ class Store(Protocol):
     def get_accounts(self, account_ids: Iterable[str]) -> dict[str, Account]:
         """Return the opened accounts among ``account_ids``."""
 
-    def commit(self, pending: Sequence[Pending], accounts: Mapping[str, Account]) -> list[Entry]:
-        """Post every pending entry in one transaction, or none; return the entries."""
+    def commit(
+        self,
+        pending: Sequence[Pending],
+        accounts: Mapping[str, Account],
+        writes: ExtraWrites | None = None,
+    ) -> list[Entry]:
+        """Post every pending entry in one transaction, or none; return the entries.
+
+        ``writes``, if given, runs inside that transaction with its connection.
+        """
 
     def balances(self, prefix: str | None) -> dict[str, int]:
         """Return the stored balance of every account whose id starts with ``prefix``."""
@@ -179,7 +192,14 @@ class MemoryStore:
         accounts = self._accounts
         return {a: accounts[a] for a in account_ids if a in accounts}
 
-    def commit(self, pending: Sequence[Pending], accounts: Mapping[str, Account]) -> list[Entry]:
+    def commit(
+        self,
+        pending: Sequence[Pending],
+        accounts: Mapping[str, Account],
+        writes: ExtraWrites | None = None,
+    ) -> list[Entry]:
+        if writes is not None:
+            raise LedgerError("the in-memory store holds no SQL tables to write with its entries")
         with self._lock:
             fresh, replays = resolve_replays(pending, self._by_key)
             touched = {
