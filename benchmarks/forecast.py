@@ -36,7 +36,7 @@ CANDIDATES = ("naive", "seasonal_naive", "linear", "lightgbm")
 # errors need only the last week, which keeps the most recent data in the calibration
 # fit; day and week errors need more origins.
 TASKS: dict[str, tuple[int, int, int | None, int]] = {
-    "hour": (168, 1, 24, 168),
+    "hour": (168, 1, 48, 168),
     "day": (7, 24, None, 336),
     "week": (1, 168, None, 336),
 }
