@@ -5,7 +5,8 @@
   doing the same writes (lock the five balances, insert the entry and its legs, update
   the balances) in the same run; the ratio is held to >= 0.40;
 * batched settlement: 10,000 trades in one ``Ledger.post_batch`` transaction, as an
-  auction settles; held to >= 50,000 trades/s;
+  auction settles; held to >= 50,000 trades/s (best of ``--repeats`` batches), next to
+  a plain ``sqlite3`` settlement of the same batch (one transaction, ``executemany``);
 * the same two on PostgreSQL (``--pg-url``), against a plain psycopg loop.
 
 Settlement is also reported per CPU-second of the settling process, for context on a
@@ -110,12 +111,24 @@ def _fresh_ledger(url: str) -> Ledger:
     return ledger
 
 
-def _batch_rate(ledger: Ledger, batch: int) -> tuple[float, float]:
-    """Return trades per wall-clock second and per CPU-second of this process."""
-    requests = _trades(batch, 2, "batch")
-    started, cpu = time.perf_counter(), time.process_time()
-    ledger.post_batch(requests)
-    return batch / (time.perf_counter() - started), batch / (time.process_time() - cpu)
+def _batch_rates(
+    ledger: Ledger, plain: Callable[[list[EntryRequest]], None] | None, batch: int, repeats: int
+) -> tuple[float, float, float, float]:
+    """Return the best trades per wall-clock second and per CPU-second of this process,
+    of the ledger and of the plain driver (0 without one), over ``repeats`` batches."""
+    best = [0.0, 0.0, 0.0, 0.0]
+    for run in range(repeats):
+        # alternate the two so a busy moment of the machine slows both alike
+        for offset, post in ((0, ledger.post_batch), (2, plain)):
+            if post is None:
+                continue
+            requests = _trades(batch, 2 + run, f"batch{offset}-{run}")
+            started, cpu = time.perf_counter(), time.process_time()
+            post(requests)
+            wall, used = time.perf_counter() - started, time.process_time() - cpu
+            best[offset] = max(best[offset], batch / wall)
+            best[offset + 1] = max(best[offset + 1], batch / max(used, 1e-9))
+    return best[0], best[1], best[2], best[3]
 
 
 def _interleaved(
@@ -202,6 +215,63 @@ def _plain_sqlite(path: Path) -> Callable[[list[EntryRequest]], None]:
     return post
 
 
+def _plain_sqlite_batch(path: Path) -> Callable[[list[EntryRequest]], None]:
+    """Return a plain ``sqlite3`` settlement of a whole batch in one transaction."""
+    _fresh_ledger(f"sqlite:///{path}").close()
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=FULL")
+    at = to_micros(START)
+
+    def post(requests: list[EntryRequest]) -> None:
+        prefix = uuid.uuid4().hex[:16]
+        entries = []
+        legs = []
+        deltas: dict[str, int] = {}
+        for n, request in enumerate(requests):
+            entry_id = f"{prefix}{n:016x}"
+            entries.append(
+                (
+                    entry_id,
+                    request.idempotency_key,
+                    request.fingerprint(),
+                    request.reason,
+                    request.actor,
+                    at,
+                    json.dumps(dict(request.metadata), separators=(",", ":")),
+                )
+            )
+            for position, t in enumerate(request.transfers):
+                legs.append((entry_id, position, t.source, t.destination, t.amount))
+                deltas[t.source] = deltas.get(t.source, 0) - t.amount
+                deltas[t.destination] = deltas.get(t.destination, 0) + t.amount
+        conn.execute("BEGIN IMMEDIATE")
+        accounts = sorted(deltas)
+        marks = ",".join("?" * len(accounts))
+        balances = dict(
+            conn.execute(
+                f"SELECT id, balance FROM ledger_accounts WHERE id IN ({marks})", accounts
+            ).fetchall()
+        )
+        conn.executemany(
+            "INSERT INTO ledger_entries (id, idempotency_key, fingerprint, reason, actor,"
+            " created_at_us, metadata) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            entries,
+        )
+        conn.executemany(
+            "INSERT INTO ledger_transfers (entry_id, position, source, destination, amount)"
+            " VALUES (?, ?, ?, ?, ?)",
+            legs,
+        )
+        conn.executemany(
+            "UPDATE ledger_accounts SET balance = ? WHERE id = ?",
+            [(balances[a] + d, a) for a, d in deltas.items()],
+        )
+        conn.execute("COMMIT")
+
+    return post
+
+
 def _plain_postgres(url: str) -> tuple[Callable[[list[EntryRequest]], None], Callable[[], None]]:
     import psycopg
 
@@ -253,7 +323,7 @@ def _fresh_pg_schema(server_url: str) -> tuple[str, Callable[[], None]]:
     return f"{server_url}{sep}options=-csearch_path%3D{schema}", drop
 
 
-def run(singles: int, batch: int, pg_url: str | None) -> list[Figure]:
+def run(singles: int, batch: int, pg_url: str | None, repeats: int = 3) -> list[Figure]:
     """Measure every figure of the ledger area and return them."""
     figures: list[Figure] = []
     with tempfile.TemporaryDirectory(prefix="creditx-bench-ledger-") as tmp:
@@ -262,7 +332,9 @@ def run(singles: int, batch: int, pg_url: str | None) -> list[Figure]:
         plain, single = _interleaved(
             _plain_sqlite(work / "plain.db"), _ledger_singles(ledger), singles
         )
-        batched, batched_cpu = _batch_rate(ledger, batch)
+        batched, batched_cpu, plain_batched, plain_batched_cpu = _batch_rates(
+            ledger, _plain_sqlite_batch(work / "plain-batch.db"), batch, repeats
+        )
         if not ledger.verify().ok:
             raise RuntimeError("the benchmark ledger does not verify")
         ledger.close()
@@ -272,6 +344,13 @@ def run(singles: int, batch: int, pg_url: str | None) -> list[Figure]:
         Figure("sqlite ledger / plain sqlite3", single / plain, "ratio", ">= 0.40"),
         Figure(f"sqlite batched settlement ({batch:,} trades)", batched, "trades/s", ">= 50000"),
         Figure("sqlite batched settlement per CPU-second", batched_cpu, "trades/cpu-s"),
+        Figure("sqlite plain sqlite3 batched settlement", plain_batched, "trades/s"),
+        Figure(
+            "sqlite plain sqlite3 batched settlement per CPU-second",
+            plain_batched_cpu,
+            "trades/cpu-s",
+        ),
+        Figure("sqlite batched settlement / plain sqlite3", batched / plain_batched, "ratio"),
     ]
     if pg_url:
         plain_url, drop_plain = _fresh_pg_schema(pg_url)
@@ -281,7 +360,7 @@ def run(singles: int, batch: int, pg_url: str | None) -> list[Figure]:
             plain_post, close_plain = _plain_postgres(plain_url)
             plain, single = _interleaved(plain_post, _ledger_singles(ledger), singles)
             close_plain()
-            batched, batched_cpu = _batch_rate(ledger, batch)
+            batched, batched_cpu, _, _ = _batch_rates(ledger, None, batch, repeats)
             ledger.close()
         finally:
             drop_plain()
@@ -309,6 +388,7 @@ def register(bench_app: typer.Typer) -> None:
         pg_url: str = typer.Option(DEFAULT_PG_URL, "--pg-url", help="PostgreSQL; '' to skip"),
         singles: int = typer.Option(2_000, help="single-trade commits per store"),
         batch: int = typer.Option(10_000, help="trades in the settlement batch"),
+        repeats: int = typer.Option(3, help="settlement batches per store; the best counts"),
     ) -> None:
         """Durable single-trade commits vs plain drivers, and batched settlement."""
-        report("ledger", run(singles, batch, pg_url or None), json_out)
+        report("ledger", run(singles, batch, pg_url or None, repeats), json_out)

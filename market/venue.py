@@ -1065,21 +1065,15 @@ class Venue:
     ) -> Callable[[Connection], None]:
         """Return the writes of the venue's rows, to run in the ledger's transaction."""
         order_rows = [_order_row(o, auction) for o in orders]
+        # an auction's trades share one time: convert each distinct time once; the
+        # first ten fields of a Trade are the table's first ten columns
+        stamps = {at: _micros(at) for at in {t.at for t in trades}}
         trade_rows = [
             (
-                t.trade_id,
-                t.tier,
-                t.price,
-                t.quantity,
-                t.buy_order_id,
-                t.sell_order_id,
-                t.buyer,
-                t.seller,
-                t.value,
-                t.fee,
+                *t[:10],
                 t.seller_value,
                 None if t.aggressor is None else t.aggressor.value,
-                _micros(t.at),
+                stamps[t.at],
             )
             for t in trades
         ]

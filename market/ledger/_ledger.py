@@ -144,12 +144,13 @@ class Ledger:
                 if source.asset != destination.asset:
                     raise AssetMismatch(destination.id, destination.asset, source.asset)
         created_at = self._now()
-        # One read of the random source for the whole batch: 128-bit random entry ids.
-        ids = os.urandom(16 * len(requests)).hex()
+        # 128-bit entry ids: a random 64-bit prefix per batch and the position in it, so
+        # a batch's ids are unique and consecutive (its index inserts land side by side).
+        prefix = os.urandom(8).hex()
         pending = [
             Pending(
                 Entry(
-                    id=ids[32 * n : 32 * n + 32],
+                    id=f"{prefix}{n:016x}",
                     idempotency_key=r.idempotency_key,
                     reason=r.reason,
                     actor=r.actor,
