@@ -37,6 +37,7 @@ the HTTP API.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections import defaultdict
@@ -81,6 +82,14 @@ def quantile_level(column: str) -> Fraction:
     InvalidAgentInput
         For a name that is not ``q`` followed by a percentage strictly in ``(0, 100)``.
     """
+    if not isinstance(column, str):
+        raise InvalidAgentInput("quantile column", column, "must read like 'q50' or 'q90'")
+    return _quantile_level(column)
+
+
+@functools.lru_cache(maxsize=256)
+def _quantile_level(column: str) -> Fraction:
+    # every decision reads the same few column names: parse each once
     try:
         level = Fraction(column[1:]) / 100 if column.startswith("q") else None
     except ValueError:
@@ -408,6 +417,17 @@ def _check_state(state: AgentState) -> None:
             raise InvalidAgentInput("open order", order, "needs a side, quantity and escrow")
 
 
+def _sorted_columns(forecast: InstanceForecast) -> tuple[str, ...]:
+    """Return the forecast's quantile columns, lowest level first."""
+    names = frozenset(c for h in forecast.horizons.values() for c in h.quantiles)
+    return _order_columns(names)
+
+
+@functools.lru_cache(maxsize=256)
+def _order_columns(names: frozenset[str]) -> tuple[str, ...]:
+    return tuple(sorted(names, key=quantile_level))
+
+
 class Agent:
     """The Virtual Instance Agent of one owner's policy; one instance per decision."""
 
@@ -509,9 +529,7 @@ class Agent:
         if age > self.policy.max_forecast_age:
             return f"forecast is stale: generated {age} ago"
         try:
-            columns = sorted(
-                {c for h in forecast.horizons.values() for c in h.quantiles}, key=quantile_level
-            )
+            columns = _sorted_columns(forecast)
             if self.policy.risk_quantile not in columns:
                 return f"forecast has no {self.policy.risk_quantile} quantile"
             for name, horizon in forecast.horizons.items():
@@ -532,9 +550,7 @@ class Agent:
     ) -> tuple[int, int, Valuation, dict[str, Any]]:
         policy = self.policy
         assert state.forecast is not None
-        columns = sorted(
-            {c for h in state.forecast.horizons.values() for c in h.quantiles}, key=quantile_level
-        )
+        columns = _sorted_columns(state.forecast)
         upper = columns[-1]
         if quantile_level(policy.risk_quantile) > quantile_level(upper):
             upper = policy.risk_quantile

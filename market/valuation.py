@@ -38,6 +38,7 @@ value an uncertain buyer bids above, so they meet. All arithmetic is exact
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
@@ -63,6 +64,8 @@ class Valuation:
 
 
 def _unit_interval(name: str, value: Fraction) -> Fraction:
+    if type(value) is Fraction and 0 <= value.numerator <= value.denominator:
+        return value  # the common case, checked without building new fractions
     if not isinstance(value, Fraction | int) or isinstance(value, bool):
         raise InvalidAgentInput(name, value, "must be an exact Fraction or int")
     if not 0 <= value <= 1:
@@ -81,6 +84,12 @@ def clearing_anchor(recent_prices: Sequence[int], throttle_cost: int) -> Fractio
     for price in recent_prices:
         if type(price) is not int or price <= 0:
             raise InvalidAgentInput("clearing price", price, "must be a positive int")
+    # every agent of a tier reads the same recent prices in an interval
+    return _median_anchor(tuple(recent_prices))
+
+
+@functools.lru_cache(maxsize=64)
+def _median_anchor(recent_prices: tuple[int, ...]) -> Fraction:
     return Fraction(median_low(recent_prices))
 
 
@@ -104,11 +113,11 @@ def pool_scarcity(available: int, capacity: int) -> Fraction:
     return Fraction(max(0, capacity - available), capacity)
 
 
-def _floor_tick(value: Fraction, tick: int) -> int:
+def _floor_tick(value: Fraction | int, tick: int) -> int:
     return int(value // tick) * tick
 
 
-def _ceil_tick(value: Fraction, tick: int) -> int:
+def _ceil_tick(value: Fraction | int, tick: int) -> int:
     return int(-(-value // tick)) * tick
 
 
@@ -161,15 +170,17 @@ def value_credit(
     scarcity = _unit_interval("scarcity", scarcity)
     uncertainty = _unit_interval("uncertainty", uncertainty)
     anchor = clearing_anchor(recent_prices, throttle_cost)
-    market_value = anchor * (1 + (scarcity - _HALF))
+    market_value = anchor * (scarcity + _HALF)
     bid_value = market_value + anchor * uncertainty / 2
     keep_value = (
         Fraction(0) if overflows_cap else throttle_cost * (1 - quantile) * (1 + uncertainty)
     )
-    bid_ceiling = Fraction(throttle_cost if max_bid is None else min(throttle_cost, max_bid))
-    bid = _floor_tick(min(bid_ceiling, bid_value), tick_size)
-    ask_floor = max(keep_value, Fraction(min_ask or 0), Fraction(tick_size))
-    ask = _ceil_tick(max(ask_floor, market_value), tick_size)
+    bid_ceiling = throttle_cost if max_bid is None else min(throttle_cost, max_bid)
+    bid = _floor_tick(bid_value if bid_value < bid_ceiling else bid_ceiling, tick_size)
+    ask_floor: Fraction | int = max(min_ask or 0, tick_size)
+    if keep_value > ask_floor:
+        ask_floor = keep_value
+    ask = _ceil_tick(market_value if market_value > ask_floor else ask_floor, tick_size)
     return Valuation(
         anchor=anchor,
         scarcity=scarcity,
