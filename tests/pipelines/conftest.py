@@ -8,9 +8,7 @@ gets its own MLflow SQLite store and artifact directory under ``tmp_path``.
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pandas as pd
@@ -18,12 +16,6 @@ import pytest
 
 if TYPE_CHECKING:
     from pipelines.snapshot import Snapshot
-
-_ROOT = str(Path(__file__).resolve().parents[2])
-# Test directories named like the product packages (tests/data, tests/models) also sit
-# on sys.path; the product packages must be the ones imported.
-if sys.path[0] != _ROOT:
-    sys.path.insert(0, _ROOT)
 
 FLEET_INSTANCES = 20
 FLEET_DAYS = 21
