@@ -35,7 +35,7 @@ import numpy as np
 
 from market.agent import InstanceForecast, OwnerPolicy, VenueAgents
 from market.book import BookConfig
-from market.cem_auto import CemAutomation, CemPolicy, apply_decision, tier_states
+from market.cem_auto import CemAutomation, CemPolicy, TierState, apply_decision
 from market.clock import ManualClock
 from market.exchange import CreditExchange
 from market.ledger import (
@@ -238,6 +238,20 @@ class _Books:
         self.pinned_rates = (
             None if scenario.cem_automatic_rates else {t.name: t.exchange_rate for t in fleet.tiers}
         )
+        # What the CEM's demand forecast reads of each instance, fixed for the run.
+        instances = {i.id: i for i in self.tiers.instances()}
+        specs = [self.tiers.tier(fleet.tier_names[int(k)]) for k in fleet.tier_of]
+        self.pool_draw = np.array(
+            [str(i) in instances and instances[str(i)].pool_draw for i in fleet.ids], dtype=bool
+        )
+        self.earn_hour = np.array(
+            [s.hourly_earnings(int(v)) for s, v in zip(specs, fleet.vcpus, strict=True)],
+            dtype=np.int64,
+        )
+        self.balance_cap = np.array(
+            [s.balance_cap(int(v)) for s, v in zip(specs, fleet.vcpus, strict=True)],
+            dtype=np.int64,
+        )
         self.venue: Venue | None = None
         self.agents: VenueAgents | None = None
         if flags.market:
@@ -341,18 +355,63 @@ def _check_books(
             raise ConservationError(policy, step, f"credits:{tier}", expected, actual)
 
 
+def fleet_tier_states(
+    books: _Books,
+    fleet: ReplayFleet,
+    forecasts: ForecastTable,
+    hour: int,
+    credits: np.ndarray,
+    *,
+    hours: int = 24,
+) -> list[TierState]:
+    """Return what :func:`market.cem_auto.tier_states` returns, over the fleet's arrays.
+
+    Each instance that may draw on its pool adds its shortfall over the next ``hours``
+    at q90: its balance (``credits``) runs forward earning its tier's hourly baseline
+    and spending the q90 need (``ceil(vcpus * 600 * q90)`` milli-credits an hour),
+    clipped at its cap, every credit short drawn from the pool. An instance whose
+    forecast is missing, not a day long, or not a percentage adds nothing and counts
+    as missing. All instances step together, one hour at a time, in exact integers.
+    """
+    q90 = forecasts.q90[:, hour, :].astype(np.float64)
+    usable = ~np.isnan(forecasts.point[:, hour, :]).any(axis=1)
+    if forecasts.horizon != 24:
+        usable[:] = False  # the day forecast the agents read must be 24 hours long
+    with np.errstate(invalid="ignore"):
+        usable &= ((q90 >= 0) & (q90 <= 100)).all(axis=1)
+    counted = books.pool_draw & usable
+    missing = books.pool_draw & ~usable
+    per_percent = (fleet.vcpus.astype(np.int64) * 600).astype(np.float64)
+    need = np.ceil(per_percent[:, None] * np.where(usable[:, None], q90, 0.0) - 1e-9)
+    need = need.astype(np.int64)[:, :hours]
+    balance = credits.astype(np.int64)
+    drawn = np.zeros_like(balance)
+    for h in range(need.shape[1]):
+        balance = np.minimum(books.balance_cap, balance + books.earn_hour - need[:, h])
+        drawn -= np.minimum(balance, 0)
+        balance = np.maximum(balance, 0)
+    demand = np.add.reduceat(np.where(counted, drawn, 0), fleet.starts)
+    absent = np.add.reduceat(missing.astype(np.int64), fleet.starts)
+    by_tier = {t: (int(demand[k]), int(absent[k])) for k, t in enumerate(fleet.tier_names)}
+    states = []
+    for p in books.tiers.pools(books.ledger):
+        d, m = by_tier.get(p.tier, (0, 0))
+        states.append(TierState(p.tier, p.exchange_rate, d, p.available, p.capacity, m))
+    return states
+
+
 def _cem(
     books: _Books,
     fleet: ReplayFleet,
-    wanted: dict[str, InstanceForecast],
+    forecasts: ForecastTable,
     hour: int,
     result: PolicyResult,
 ) -> None:
     """Run one interval of the CEM automation: forecast-driven rate steps and pool swaps."""
     assert books.automation is not None
     at = fleet.start + timedelta(hours=hour)
-    before = books.read()[1]
-    states = tier_states(books.tiers, books.ledger, wanted)
+    credits, before = books.read()
+    states = fleet_tier_states(books, fleet, forecasts, hour, credits)
     pinned = books.pinned_rates
     decision = books.automation.step(states, at, pinned)
     apply_decision(books.cem, decision, books.automation.policy, None)
@@ -466,15 +525,11 @@ def run_policy(
     for hour in range(hours):
         if books is not None:
             books.clock.set(fleet.start + timedelta(hours=hour))
-            wanted = (
-                forecasts.at(hour, fleet.ids, fleet.start + timedelta(hours=hour))
-                if forecasts is not None and (flags.market or flags.swaps)
-                else {}
-            )
-            if flags.market:
+            if flags.market and forecasts is not None:
+                wanted = forecasts.at(hour, fleet.ids, fleet.start + timedelta(hours=hour))
                 _trade(books, fleet, wanted, hour, result)
-            if flags.swaps:
-                _cem(books, fleet, wanted, hour, result)
+            if flags.swaps and forecasts is not None:
+                _cem(books, fleet, forecasts, hour, result)
             if flags.market or flags.swaps:
                 balance, pool = books.read()
         h_minted = np.zeros(n, dtype=np.int64)
