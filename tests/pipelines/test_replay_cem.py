@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from market.cem_auto import tier_states
-from pipelines.replay import prepare_fleet
+from pipelines.replay import ReplayFleet, Scenario, prepare_fleet
 from pipelines.replay.engine import _FLAGS, _Books, fleet_tier_states
 from pipelines.replay.forecasts import ForecastTable
 from pipelines.replay.scenario import scenario_from_mapping
@@ -32,7 +32,7 @@ rows = st.lists(
 )
 
 
-def _fleet(share: str):  # type: ignore[no-untyped-def]
+def _fleet(share: str) -> tuple[ReplayFleet, Scenario]:
     steps = HOURS * 12
     frame = pd.DataFrame(
         [
