@@ -5,14 +5,26 @@ forecast to draw from the tier's pool (``demand``: the sum of their forecast
 shortfalls, see :func:`instance_pool_demand`) with what the pool holds
 (``available``), within its physical capacity. In milli-credits throughout.
 
-**Exchange rates.** The tier's *excess demand* is
-``e = (demand - available) / max(demand, available, 1)``, in ``[-1, 1]``. It is
-smoothed, ``s = alpha * e + (1 - alpha) * s_previous``, and the rate moves by
-``gain_bps * s`` basis points, clamped to ``max_step_bps`` per interval, with no move
-inside the dead band ``|s| < deadband``. The new rate is rounded towards the old one,
-so a step never exceeds its bound, and stays within ``[min_rate, max_rate]``. The step
-is monotone in the excess demand. A tier whose rate an administrator set by hand is
-*pinned*: the automation leaves its rate alone until the administrator releases it.
+**Exchange rates.** Each tier has a *base rate*: the relative value of its hardware,
+the rate it was configured with (the first rate the automation sees for it, unless
+given). Demand moves the rate within a band around that value, never beyond it. The
+tier's *excess demand* is ``e = (demand - available) / max(demand, available, 1)``,
+in ``[-1, 1]``. It is smoothed, ``s = alpha * e + (1 - alpha) * s_previous``, and the
+step, in basis points of the current rate ``r``, is::
+
+    step = gain_bps * s  -  restore_bps * (r - base) / r
+
+where the first term is zero inside the dead band ``|s| < deadband``. The second is
+a restoring force: it closes ``restore_bps`` of the gap to the base each interval,
+so with no excess demand the rate relaxes back to its base, and a sustained excess
+holds it where the two terms balance. The step is clamped to ``max_step_bps``; the
+new rate is then clamped to the band ``[ceil(band_low * base), floor(band_high *
+base)]`` (and to ``[min_rate, max_rate]``) and rounded towards the old rate, so a
+step never exceeds its bound and a rate inside its band never leaves it; a rate
+outside it (a released manual rate) comes back at most ``max_step_bps`` per
+interval. For a given rate and history the new rate is monotone in the excess
+demand. A tier whose rate an administrator set by hand is *pinned*: the automation
+leaves its rate alone until the administrator releases it.
 
 **Swaps.** A saturated tier (``demand > available``) needs ``demand - available``
 milli-credits, at most its headroom (``capacity - available``). An under-used tier can
@@ -103,8 +115,13 @@ class CemPolicy:
         Weight of the newest excess demand in the smoothed one, in ``(0, 1]``.
     deadband
         No step while the smoothed excess demand is smaller than this in magnitude.
+    restore_bps
+        Share of the gap between the rate and its base closed each interval, basis
+        points: the restoring force.
+    band_low, band_high
+        The band each rate stays in, as multiples of its base rate.
     min_rate, max_rate
-        The range rates stay in, micro-units.
+        The outer range every rate stays in, micro-units.
     reserve_bps
         What a source pool keeps beyond its own forecast demand, basis points of it.
     min_swap
@@ -119,6 +136,9 @@ class CemPolicy:
     max_step_bps: int = 500
     smoothing: Fraction = Fraction(1, 2)
     deadband: Fraction = Fraction(1, 20)
+    restore_bps: int = 500
+    band_low: Fraction = Fraction(4, 5)
+    band_high: Fraction = Fraction(5, 4)
     min_rate: int = 100_000
     max_rate: int = 100_000_000
     reserve_bps: int = 1_000
@@ -133,6 +153,12 @@ class CemPolicy:
                 raise InvalidPolicy(name, value, "must be a positive int")
         if type(self.max_step_bps) is not int or not 0 < self.max_step_bps < BPS:
             raise InvalidPolicy("max_step_bps", self.max_step_bps, f"must lie in 1..{BPS - 1}")
+        if type(self.restore_bps) is not int or not 0 <= self.restore_bps < BPS:
+            raise InvalidPolicy("restore_bps", self.restore_bps, f"must lie in 0..{BPS - 1}")
+        if not isinstance(self.band_low, Fraction | int) or not 0 < self.band_low <= 1:
+            raise InvalidPolicy("band_low", self.band_low, "must be a Fraction in (0, 1]")
+        if not isinstance(self.band_high, Fraction | int) or self.band_high < 1:
+            raise InvalidPolicy("band_high", self.band_high, "must be a Fraction of at least 1")
         if type(self.reserve_bps) is not int or self.reserve_bps < 0:
             raise InvalidPolicy("reserve_bps", self.reserve_bps, "must be a non-negative int")
         if not isinstance(self.smoothing, Fraction | int) or not 0 < self.smoothing <= 1:
@@ -144,6 +170,15 @@ class CemPolicy:
         if not self.actor or not self.reason_tag:
             raise InvalidPolicy("actor", self.actor, "actor and reason_tag must be non-empty")
 
+    def band(self, base_rate: int) -> tuple[int, int]:
+        """Return the lowest and highest rate the automation sets for ``base_rate``."""
+        low = max(self.min_rate, -int(-self.band_low * base_rate // 1))
+        high = min(self.max_rate, int(self.band_high * base_rate // 1))
+        if low > high:
+            # a base outside [min_rate, max_rate]: the band shrinks to the nearest end
+            low = high = max(self.min_rate, min(self.max_rate, base_rate))
+        return low, high
+
 
 @dataclass(frozen=True, slots=True)
 class RateStep:
@@ -152,6 +187,7 @@ class RateStep:
     tier: str
     old_rate: int
     new_rate: int
+    base_rate: int
     excess_demand: Fraction
     smoothed: Fraction
     step_bps: Fraction
@@ -208,6 +244,7 @@ class CemDecision:
                             "step_bps": r.step_bps,
                             "old_rate": r.old_rate,
                             "new_rate": r.new_rate,
+                            "base_rate": r.base_rate,
                         }
                     ),
                 )
@@ -246,25 +283,35 @@ class CemDecision:
 
 
 def rate_step(
-    old_rate: int, excess_demand: Fraction, previous: Fraction, policy: CemPolicy
+    old_rate: int, base_rate: int, excess_demand: Fraction, previous: Fraction, policy: CemPolicy
 ) -> tuple[int, Fraction, Fraction]:
-    """Return ``(new_rate, smoothed_excess, step_bps)`` for one tier and interval."""
+    """Return ``(new_rate, smoothed_excess, step_bps)`` for one tier and interval.
+
+    See the module docstring for the rule.
+
+    Raises
+    ------
+    InvalidAgentInput
+        For an excess demand outside ``[-1, 1]`` or a rate or base that is not a
+        positive int.
+    """
+    for name, value in (("old_rate", old_rate), ("base_rate", base_rate)):
+        if type(value) is not int or value <= 0:
+            raise InvalidAgentInput(name, value, "must be a positive int")
     if not -1 <= excess_demand <= 1:
         raise InvalidAgentInput("excess demand", excess_demand, "must lie in [-1, 1]")
     smoothed = policy.smoothing * excess_demand + (1 - policy.smoothing) * previous
-    if abs(smoothed) < policy.deadband:
-        step = Fraction(0)
-    else:
-        bound = Fraction(policy.max_step_bps)
-        step = max(-bound, min(bound, policy.gain_bps * smoothed))
-    target = old_rate * (BPS + step) / BPS
+    push = Fraction(0) if abs(smoothed) < policy.deadband else policy.gain_bps * smoothed
+    restore = Fraction(policy.restore_bps * (old_rate - base_rate), old_rate)
+    bound = Fraction(policy.max_step_bps)
+    step = max(-bound, min(bound, push - restore))
+    low, high = policy.band(base_rate)
+    target = max(Fraction(low), min(Fraction(high), old_rate * (BPS + step) / BPS))
+    # the band may pull a rate from outside it, but no faster than the step bound
+    reach = old_rate * bound / BPS
+    target = max(old_rate - reach, min(old_rate + reach, target))
     # rounded towards the old rate, so the step never exceeds its bound
-    moved = int(target // 1) if step >= 0 else -int(-target // 1)
-    new_rate = max(policy.min_rate, min(policy.max_rate, moved))
-    if step > 0:
-        new_rate = max(new_rate, min(old_rate, policy.max_rate))
-    elif step < 0:
-        new_rate = min(new_rate, max(old_rate, policy.min_rate))
+    new_rate = int(target // 1) if target >= old_rate else -int(-target // 1)
     return new_rate, smoothed, step
 
 
@@ -389,13 +436,23 @@ class CemAutomation:
         The automation's settings.
     smoothed
         Each tier's smoothed excess demand so far (zero for tiers not given).
+    base_rates
+        Each tier's base rate, micro-units; a tier not given takes the first rate the
+        automation sees for it.
     """
 
     def __init__(
-        self, policy: CemPolicy | None = None, smoothed: Mapping[str, Fraction] | None = None
+        self,
+        policy: CemPolicy | None = None,
+        smoothed: Mapping[str, Fraction] | None = None,
+        base_rates: Mapping[str, int] | None = None,
     ) -> None:
         self.policy = policy or CemPolicy()
         self.smoothed: dict[str, Fraction] = dict(smoothed or {})
+        self.base_rates: dict[str, int] = dict(base_rates or {})
+        for tier, rate in self.base_rates.items():
+            if type(rate) is not int or rate <= 0:
+                raise InvalidAgentInput(f"base rate of {tier}", rate, "must be a positive int")
 
     def step(
         self,
@@ -420,9 +477,11 @@ class CemAutomation:
             raise InvalidAgentInput("tiers", names, "name a tier more than once")
         pinned = manual_rates or {}
         steps = []
+        bases = {t.tier: self.base_rates.get(t.tier, t.exchange_rate) for t in tiers}
         for t in tiers:
             new_rate, smoothed, step = rate_step(
                 t.exchange_rate,
+                bases[t.tier],
                 t.excess_demand,
                 self.smoothed.get(t.tier, Fraction(0)),
                 self.policy,
@@ -433,6 +492,7 @@ class CemAutomation:
                     t.tier,
                     t.exchange_rate,
                     t.exchange_rate if manual else new_rate,
+                    bases[t.tier],
                     t.excess_demand,
                     smoothed,
                     Fraction(0) if manual else step,
@@ -442,18 +502,25 @@ class CemAutomation:
         swaps = plan_swaps(tiers, self.policy)
         for s in steps:
             self.smoothed[s.tier] = s.smoothed
+        self.base_rates.update(bases)
         return CemDecision(at, tuple(tiers), tuple(steps), tuple(swaps))
 
     @classmethod
     def resume(cls, policy: CemPolicy, log: DecisionLog, tiers: Iterable[str]) -> CemAutomation:
-        """Return an automation that carries on from the smoothed state its log last recorded."""
-        smoothed = {}
+        """Return an automation that carries on from the state its log last recorded.
+
+        Each tier's smoothed excess demand and base rate come from its latest rate
+        record; a tier without one starts afresh.
+        """
+        smoothed, bases = {}, {}
         for tier in tiers:
             for record in log.query(DecisionQuery(kind="cem", subject=tier, limit=20)):
                 if record.outcome in _RATE_OUTCOMES and "smoothed_excess" in record.detail:
                     smoothed[tier] = Fraction(str(record.detail["smoothed_excess"]))
+                    if "base_rate" in record.detail:
+                        bases[tier] = int(record.detail["base_rate"])
                     break
-        return cls(policy, smoothed)
+        return cls(policy, smoothed, bases)
 
 
 def releases_of(log: DecisionLog, tiers: Iterable[str]) -> dict[str, datetime]:

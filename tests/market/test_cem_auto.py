@@ -38,38 +38,173 @@ POLICY = CemPolicy()
 
 excess = st.fractions(-1, 1, max_denominator=1000)
 rates = st.integers(POLICY.min_rate, POLICY.max_rate)
+bases = st.integers(500_000, 5_000_000)
+policies = st.builds(
+    CemPolicy,
+    gain_bps=st.integers(1, 20_000),
+    max_step_bps=st.integers(1, 9_999),
+    smoothing=st.fractions(Fraction(1, 100), 1, max_denominator=100),
+    deadband=st.fractions(0, Fraction(1, 2), max_denominator=100),
+    restore_bps=st.integers(0, 9_999),
+    band_low=st.fractions(Fraction(1, 2), 1, max_denominator=100),
+    band_high=st.fractions(1, 2, max_denominator=100),
+)
+
+
+def _in_band(rate: int, base: int, policy: CemPolicy) -> bool:
+    low, high = policy.band(base)
+    return low <= rate <= high
 
 
 # rates
 
 
-@given(rates, excess, excess, st.fractions(-1, 1, max_denominator=100))
+@given(rates, bases, excess, excess, st.fractions(-1, 1, max_denominator=100), policies)
 def test_rate_adjustment_is_monotone_in_excess_demand(
-    old: int, a: Fraction, b: Fraction, previous: Fraction
+    old: int, base: int, a: Fraction, b: Fraction, previous: Fraction, policy: CemPolicy
 ) -> None:
     low, high = min(a, b), max(a, b)
-    assert rate_step(old, low, previous, POLICY)[0] <= rate_step(old, high, previous, POLICY)[0]
+    assert (
+        rate_step(old, base, low, previous, policy)[0]
+        <= rate_step(old, base, high, previous, policy)[0]
+    )
+
+
+@given(rates, bases, excess, st.fractions(-1, 1, max_denominator=100), policies)
+def test_rate_adjustment_is_bounded_per_step_and_follows_its_forces(
+    old: int, base: int, e: Fraction, previous: Fraction, policy: CemPolicy
+) -> None:
+    new, smoothed, step = rate_step(old, base, e, previous, policy)
+    assert abs(new - old) * 10_000 <= old * policy.max_step_bps
+    assert abs(step) <= policy.max_step_bps
+    assert policy.min_rate <= new <= policy.max_rate
+    assert smoothed == policy.smoothing * e + (1 - policy.smoothing) * previous
+    low, high = policy.band(base)
+    if low <= old <= high:
+        # inside the band the rate moves the way demand and the restoring force push it
+        if step > 0:
+            assert old <= new <= high
+        if step < 0:
+            assert low <= new <= old
+        if step == 0:
+            assert new == old
+    elif old > high:
+        # above it (a released manual rate) the rate heads down into it, never away
+        assert low <= new <= old
+    else:
+        assert old <= new <= high
 
 
 @given(
-    rates,
-    excess,
+    bases,
+    st.fractions(0, 1, max_denominator=100),
     st.fractions(-1, 1, max_denominator=100),
-    st.integers(1, 9_999),
-    st.integers(1, 100_000),
 )
-def test_rate_adjustment_is_bounded_per_step_and_follows_excess_demand(
-    old: int, e: Fraction, previous: Fraction, max_step: int, gain: int
+def test_without_restoring_force_the_rate_follows_excess_demand(
+    base: int, e: Fraction, previous: Fraction
 ) -> None:
-    policy = CemPolicy(max_step_bps=max_step, gain_bps=gain, deadband=Fraction(0))
-    new, smoothed, _step = rate_step(old, e, previous, policy)
-    assert abs(new - old) * 10_000 <= old * max_step
-    assert policy.min_rate <= new <= policy.max_rate
-    if smoothed > 0:
-        assert new >= old
-    if smoothed < 0:
-        assert new <= old
-    assert smoothed == policy.smoothing * e + (1 - policy.smoothing) * previous
+    policy = CemPolicy(restore_bps=0, deadband=Fraction(0))
+    for old in policy.band(base):
+        new, smoothed, _step = rate_step(old, base, e, previous, policy)
+        if smoothed > 0:
+            assert new >= old
+        if smoothed < 0:
+            assert new <= old
+
+
+@pytest.mark.slow
+@settings(max_examples=40, deadline=None)
+@given(
+    policies,
+    bases,
+    st.lists(st.tuples(st.integers(0, 10**7), st.integers(0, 10**7)), min_size=150, max_size=300),
+)
+def test_the_rate_never_leaves_its_band_over_long_demand_sequences(
+    policy: CemPolicy, base: int, demand: list[tuple[int, int]]
+) -> None:
+    automation = CemAutomation(policy)
+    rate = base
+    for hour, (wanted, available) in enumerate(demand):
+        state = TierState("bronze", rate, wanted, available, 2 * 10**7)
+        (step,) = automation.step([state], NOW + timedelta(hours=hour)).rates
+        assert step.base_rate == base
+        assert _in_band(step.new_rate, base, policy)
+        assert abs(step.new_rate - rate) * 10_000 <= rate * policy.max_step_bps
+        rate = step.new_rate
+
+
+def test_a_saturated_tier_saturates_its_band_not_the_whole_range() -> None:
+    # one tier short of credits for a month, the others idle: the rates part only as
+    # far as their bands allow, so a swap still converts near the hardware's value
+    automation = CemAutomation()
+    rates_now = {"bronze": 1_000_000, "silver": 1_500_000, "gold": 2_200_000}
+    for hour in range(24 * 30):
+        states = [
+            TierState(
+                name,
+                rate,
+                500_000 if name == "bronze" else 0,
+                0 if name == "bronze" else 900_000,
+                10**7,
+            )
+            for name, rate in rates_now.items()
+        ]
+        decision = automation.step(states, NOW + timedelta(hours=hour))
+        rates_now = {r.tier: r.new_rate for r in decision.rates}
+    assert rates_now == {"bronze": 1_250_000, "silver": 1_200_000, "gold": 1_760_000}
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    st.builds(
+        CemPolicy,
+        gain_bps=st.integers(1, 20_000),
+        max_step_bps=st.integers(50, 9_999),
+        smoothing=st.fractions(Fraction(1, 10), 1, max_denominator=100),
+        deadband=st.fractions(Fraction(1, 100), Fraction(1, 2), max_denominator=100),
+        restore_bps=st.integers(100, 9_999),
+        band_low=st.fractions(Fraction(1, 2), 1, max_denominator=100),
+        band_high=st.fractions(1, 2, max_denominator=100),
+    ),
+    bases,
+    st.integers(1, 200),
+)
+def test_the_rate_returns_toward_its_base_when_demand_subsides(
+    policy: CemPolicy, base: int, busy_hours: int
+) -> None:
+    automation = CemAutomation(policy)
+    rate, at = base, NOW
+    for _ in range(busy_hours):
+        (step,) = automation.step([TierState("gold", rate, 10**6, 0, 10**7)], at).rates
+        rate, at = step.new_rate, at + timedelta(hours=1)
+    gap = abs(rate - base)
+    # demand met from here on: once the smoothed excess has decayed the rate only
+    # ever closes on its base, and never overshoots it
+    settled = False
+    for _ in range(400):
+        (step,) = automation.step([TierState("gold", rate, 10**6, 10**6, 10**7)], at).rates
+        at += timedelta(hours=1)
+        if abs(step.smoothed) < policy.deadband or step.smoothed == 0:
+            settled = True
+        if settled:
+            assert abs(step.new_rate - base) <= abs(rate - base)
+            assert (step.new_rate - base) * (rate - base) >= 0
+        rate = step.new_rate
+    assert settled
+    assert abs(rate - base) <= max(gap // 2, base // 1_000 + 1)
+
+
+def test_a_tier_relaxes_to_its_base_after_a_burst() -> None:
+    automation = CemAutomation()
+    rate, at = 2_200_000, NOW
+    for _ in range(48):
+        (step,) = automation.step([TierState("gold", rate, 10**6, 0, 10**7)], at).rates
+        rate, at = step.new_rate, at + timedelta(hours=1)
+    assert rate == 2_750_000  # the top of the band: 1.25 x the base
+    for _ in range(24 * 7):
+        (step,) = automation.step([TierState("gold", rate, 10**6, 10**6, 10**7)], at).rates
+        rate, at = step.new_rate, at + timedelta(hours=1)
+    assert 2_200_000 <= rate <= 2_200_000 * 1_001 // 1_000
 
 
 def test_a_sustained_excess_moves_the_rate_further_than_a_spike() -> None:
@@ -80,7 +215,7 @@ def test_a_sustained_excess_moves_the_rate_further_than_a_spike() -> None:
     after_spike = automation.step(calm, NOW + timedelta(hours=1)).rates[0]
     assert first.new_rate == 2_000_000 * 10_500 // 10_000  # 1/2 * 1 * 1000 bps, capped at 500
     assert after_spike.smoothed == Fraction(1, 4)
-    assert after_spike.step_bps == 250
+    assert after_spike.step_bps == 250  # the state still shows the base rate: no pull back
     quiet = CemAutomation().step([TierState("gold", 2_000_000, 1_020, 1_000, 10**6)], NOW)
     assert quiet.rates[0].new_rate == 2_000_000  # inside the dead band
 
@@ -250,6 +385,7 @@ def test_an_administrators_rate_pins_the_tier_until_released() -> None:
     assert pinned_rates(exchange.rate_changes(), releases_of(log, names), policy) == {}
     resumed = CemAutomation.resume(policy, log, names)
     assert resumed.smoothed["gold"] == automation.smoothed["gold"]
+    assert resumed.base_rates["gold"] == automation.base_rates["gold"] == 3_000_000
 
 
 # bad input
@@ -268,6 +404,16 @@ def test_bad_input_is_refused_and_remembers_nothing() -> None:
         CemPolicy(max_step_bps=0)
     with pytest.raises(InvalidPolicy, match="smoothing"):
         CemPolicy(smoothing=Fraction(0))
+    with pytest.raises(InvalidPolicy, match="restore_bps"):
+        CemPolicy(restore_bps=10_000)
+    with pytest.raises(InvalidPolicy, match="band_low"):
+        CemPolicy(band_low=Fraction(0))
+    with pytest.raises(InvalidPolicy, match="band_high"):
+        CemPolicy(band_high=Fraction(9, 10))
+    with pytest.raises(InvalidAgentInput, match="base_rate"):
+        rate_step(1_000_000, 0, Fraction(0), Fraction(0), POLICY)
+    with pytest.raises(InvalidAgentInput, match="base rate of gold"):
+        CemAutomation(base_rates={"gold": -1})
 
 
 @settings(max_examples=25, deadline=None)
