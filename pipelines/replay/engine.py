@@ -406,8 +406,11 @@ def _cem(
     forecasts: ForecastTable,
     hour: int,
     result: PolicyResult,
-) -> None:
-    """Run one interval of the CEM automation: forecast-driven rate steps and pool swaps."""
+) -> tuple[np.ndarray, np.ndarray]:
+    """Run one interval of the CEM automation: forecast-driven rate steps and pool swaps.
+
+    Return the instances' balances and the pools after it.
+    """
     assert books.automation is not None
     at = fleet.start + timedelta(hours=hour)
     credits, before = books.read()
@@ -415,9 +418,11 @@ def _cem(
     pinned = books.pinned_rates
     decision = books.automation.step(states, at, pinned)
     apply_decision(books.cem, decision, books.automation.policy, None)
-    moved = books.read()[1] - before
+    after = books.read()
+    moved = after[1] - before
     result.swapped_in += np.maximum(moved, 0)
     result.swapped_out += np.maximum(-moved, 0)
+    return after
 
 
 def _trade(
@@ -529,8 +534,8 @@ def run_policy(
                 wanted = forecasts.at(hour, fleet.ids, fleet.start + timedelta(hours=hour))
                 _trade(books, fleet, wanted, hour, result)
             if flags.swaps and forecasts is not None:
-                _cem(books, fleet, forecasts, hour, result)
-            if flags.market or flags.swaps:
+                balance, pool = _cem(books, fleet, forecasts, hour, result)
+            elif flags.market:
                 balance, pool = books.read()
         h_minted = np.zeros(n, dtype=np.int64)
         h_spent = np.zeros(n, dtype=np.int64)
