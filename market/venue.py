@@ -28,11 +28,13 @@ Operations run one at a time (a lock serialises callers from several threads).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
+import gc
 import threading
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, ParamSpec, TypeVar
@@ -201,6 +203,19 @@ def _order_row(o: Order, auction: bool) -> tuple[Any, ...]:
         auction,
         o.priority,
     )
+
+
+@contextlib.contextmanager
+def _gc_paused() -> Iterator[None]:
+    # A settlement batch allocates many small objects that all live until its commit;
+    # the collector's passes over them would find nothing to free.
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def _from_micros(micros: int) -> datetime:
@@ -661,6 +676,10 @@ class Venue:
         Every waiting order is finished afterwards: filled, or cancelled for what the
         auction left (its escrow goes back in the same entry).
         """
+        with _gc_paused():
+            return self._run_auction(tier, auction_id)
+
+    def _run_auction(self, tier: str, auction_id: str | None) -> AuctionResult:
         book = self.book(tier)
         now = self._clock()
         self._auction_seq += 1

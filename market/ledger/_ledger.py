@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import os
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 
 from market.ledger._errors import AssetMismatch, InvalidRequest, UnknownAccount
@@ -19,6 +21,20 @@ from market.ledger._model import (
 from market.ledger._store import EntryQuery, ExtraWrites, Pending, Store
 
 Clock = Callable[[], datetime]
+_LARGE_BATCH = 1000
+
+
+@contextlib.contextmanager
+def _gc_paused() -> Iterator[None]:
+    # A settlement batch allocates many small objects that all live until its commit;
+    # the collector's passes over them would find nothing to free.
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 class Ledger:
@@ -132,6 +148,14 @@ class Ledger:
         """
         if not requests:
             return []
+        if len(requests) < _LARGE_BATCH:
+            return self._post_batch(requests, writes)
+        with _gc_paused():
+            return self._post_batch(requests, writes)
+
+    def _post_batch(
+        self, requests: Sequence[EntryRequest], writes: ExtraWrites | None
+    ) -> list[Entry]:
         if not all(isinstance(r, EntryRequest) for r in requests):
             raise InvalidRequest("post_batch takes EntryRequest objects")
         accounts = self._resolve(
