@@ -27,6 +27,9 @@ class ForecastConfig(BaseModel):
     selection_shrinkage
         Weight of a candidate's fleet-wide back-test score in each instance's score
         (0: instances choose on their own evidence; 1: one model for the fleet).
+    quantile_sources
+        Candidates whose quantiles are averaged per instance and horizon bucket: the
+        ones with the lowest back-test pinball loss at 0.9 (1: the best one alone).
     quantiles
         Default quantile levels of :meth:`~models.fleet.FleetForecaster.predict`.
     seed
@@ -42,6 +45,7 @@ class ForecastConfig(BaseModel):
     horizon_max: int = Field(default=168, ge=1)
     shrinkage: float = Field(default=24.0, ge=0.0)
     selection_shrinkage: float = Field(default=0.5, ge=0.0, le=1.0)
+    quantile_sources: int = Field(default=2, ge=1)
     quantiles: tuple[float, ...] = (0.5, 0.9)
     seed: int = 0
     n_jobs: int = Field(default=1, ge=1)

@@ -141,7 +141,10 @@ class FleetForecaster:
         model whose point forecast is in force per instance and horizon bucket (the
         lowest back-test absolute error; the ``model`` column).
     quantile_choice_ : numpy.ndarray
-        The same for the quantiles: the lowest back-test pinball loss at 0.9.
+        ``(n_instances, n_horizon_buckets, k)``: the ``k = config.quantile_sources``
+        candidates with the lowest back-test pinball loss at 0.9, best first, whose
+        quantiles are averaged (a candidate that could not be scored is replaced by
+        the best one).
     fallbacks_ : pandas.DataFrame
         ``unique_id, model, history_hours, needs_hours``: each candidate an instance
         had too little history for (it uses a simpler model instead).
@@ -189,7 +192,7 @@ class FleetForecaster:
             scores.append(score)
         self.models_ = models
         self.choice_ = self._choose(np.stack(scores))
-        self.quantile_choice_ = self._choose(np.stack(pinballs))
+        self.quantile_choice_ = self._choose_sources(np.stack(pinballs))
         self.unique_ids_ = ids
         self.first_hour_ = first_hour
         self.last_hour_ = first_hour + panel.shape[1] - 1
@@ -217,6 +220,16 @@ class FleetForecaster:
         # Where nothing could be scored the simplest candidate stands in.
         choice[~np.isfinite(stacked.min(axis=0))] = 0
         return choice.astype(np.int8)
+
+    def _choose_sources(self, stacked: np.ndarray) -> np.ndarray:
+        k = min(self.config.quantile_sources, stacked.shape[0])
+        order = np.argsort(stacked, axis=0, kind="stable")[:k]  # (k, n, buckets)
+        best = self._choose(stacked)
+        ranked = np.take_along_axis(stacked, order, axis=0)
+        # An average with an unscored candidate would be a guess: use the best twice.
+        order = np.where(np.isfinite(ranked), order, best[None])
+        order[0] = best
+        return np.moveaxis(order, 0, -1).astype(np.int8)
 
     # -- user forecasts --------------------------------------------------------------
 
@@ -306,14 +319,15 @@ class FleetForecaster:
         # points: (n_candidates, n_all, n_origins, h); qs adds a level axis.
         buckets = horizon_bucket(np.arange(1, h + 1))
         choice = self.choice_[rows][:, buckets]  # (n, h)
-        qchoice = self.quantile_choice_[rows][:, buckets][:, None, :]
+        qchoice = self.quantile_choice_[rows][:, buckets][:, None, :, :]  # (n, 1, h, k)
         n, n_origins = len(rows), len(origin_hours)
         pick = choice[:, None, :]
         ri = rows[:, None, None]
         oi = np.arange(n_origins)[None, :, None]
         si = np.arange(h)[None, None, :]
         yhat = points[pick, ri, oi, si]
-        quant = qs[qchoice, ri, oi, si, :]
+        # The mean of non-decreasing quantile vectors is non-decreasing.
+        quant = qs[qchoice, ri[..., None], oi[..., None], si[..., None], :].mean(axis=3)
         hours = origin_hours[None, :, None] + np.arange(h)[None, None, :]
         hours = np.broadcast_to(hours, (n, n_origins, h))
         names = np.asarray(self.config.candidates, dtype=object)[

@@ -153,3 +153,29 @@ def test_backtest_does_not_see_the_future(fleet_frame: pd.DataFrame) -> None:
     assert not np.allclose(a["y"], b["y"])
     assert (a["origin"] == origin).all()
     assert a["ds"].min() == origin
+
+
+def test_quantiles_average_the_best_sources(fleet_frame: pd.DataFrame) -> None:
+    from models.base import horizon_bucket
+
+    config = ForecastConfig(
+        candidates=("naive", "seasonal_naive", "linear"), calibration_hours=72, horizon_max=48
+    )
+    blended = FleetForecaster(config).fit(fleet_frame)
+    single = FleetForecaster(config.model_copy(update={"quantile_sources": 1})).fit(fleet_frame)
+    choice = blended.quantile_choice_
+    assert choice.shape == (len(blended.unique_ids_), 8, 2)
+    # Best first, and the single-source fleet keeps exactly that best one.
+    np.testing.assert_array_equal(choice[..., 0], single.quantile_choice_[..., 0])
+    out = blended.predict(24).sort_values(["unique_id", "ds"])
+    parts = [m.predict(24, (0.5, 0.9)).quantiles for m in blended.models_]
+    bucket = horizon_bucket(np.arange(1, 25))
+    rows = np.arange(len(blended.unique_ids_))[:, None]
+    steps = np.arange(24)[None, :]
+    reference = np.mean(
+        [np.stack(parts)[choice[rows, bucket, j], rows, steps] for j in range(2)], axis=0
+    )  # brute force: (n, 24, levels) from each source's own forecast
+    np.testing.assert_allclose(out[["q50", "q90"]].to_numpy(), reference.reshape(-1, 2))
+    assert (out["q90"] >= out["q50"]).all()
+    with pytest.raises(ValueError, match="quantile_sources"):
+        ForecastConfig(quantile_sources=0)
