@@ -46,11 +46,17 @@ class ForecastTable:
         point = self.point[:, hour, :]
         q50 = self.q50[:, hour, :]
         q90 = self.q90[:, hour, :]
-        usable = ~np.isnan(point).any(axis=1)
+        rows = np.flatnonzero(~np.isnan(point).any(axis=1))
         out: dict[str, InstanceForecast] = {}
-        for row in np.flatnonzero(usable):
-            p, a, b = point[row].tolist(), q50[row].tolist(), q90[row].tolist()
-            out[str(ids[row])] = InstanceForecast(
+        # one conversion to Python floats per array, not per instance
+        for iid, p, a, b in zip(
+            ids[rows].tolist(),
+            point[rows].tolist(),
+            q50[rows].tolist(),
+            q90[rows].tolist(),
+            strict=True,
+        ):
+            out[str(iid)] = InstanceForecast(
                 generated_at,
                 {
                     "hour": HorizonForecast((p[0],), {"q50": (a[0],), "q90": (b[0],)}),
