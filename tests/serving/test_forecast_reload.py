@@ -64,7 +64,7 @@ def test_background_reloads_never_fail_or_block_requests(make_api) -> None:
     seen: set[str] = set()
     slowest = 0.0
     try:
-        deadline = time.monotonic() + 1.5
+        deadline = time.monotonic() + 4.0
         while time.monotonic() < deadline:
             started = time.monotonic()
             seen.add(_version(api))
