@@ -50,16 +50,8 @@ def load_command(
     vmtable: VmtableOption = None,
 ) -> None:
     """Load telemetry into the frame contract; print a summary, optionally write Parquet."""
-    from data.loaders import load_telemetry
-
-    with _errors(), _row_progress("loading") as progress:
-        frame = load_telemetry(
-            path,
-            format=format,  # type: ignore[arg-type]
-            columns=_mapping(column),
-            vmtable=vmtable,
-            progress=progress,
-        )
+    with _errors():
+        frame = _load(path, format, column, vmtable)
     _print_summary(frame, path)
     if out is not None:
         _write(frame, out)
@@ -188,16 +180,9 @@ def describe_command(
     from rich.table import Table
 
     from data.calibration import STATISTICS, fleet_statistics
-    from data.loaders import load_telemetry
 
-    with _errors(), _row_progress("loading") as progress:
-        frame = load_telemetry(
-            path,
-            format=format,  # type: ignore[arg-type]
-            columns=_mapping(column),
-            vmtable=vmtable,
-            progress=progress,
-        )
+    with _errors():
+        frame = _load(path, format, column, vmtable)
         statistics = fleet_statistics(frame)
     _print_summary(frame, path)
     table = Table(title="per-instance statistics")
@@ -208,6 +193,20 @@ def describe_command(
         values = statistics[stat].quantile([0.1, 0.25, 0.5, 0.75, 0.9])
         table.add_row(stat, *(f"{v:.4g}" for v in values))
     Console().print(table)
+
+
+def _load(path: str, format: str, column: list[str] | None, vmtable: Path | None) -> pd.DataFrame:
+    """Load telemetry into the frame contract with a progress bar over its rows."""
+    from data.loaders import load_telemetry
+
+    with _row_progress("loading") as progress:
+        return load_telemetry(
+            path,
+            format=format,  # type: ignore[arg-type]
+            columns=_mapping(column),
+            vmtable=vmtable,
+            progress=progress,
+        )
 
 
 def _mapping(pairs: list[str] | None) -> dict[str, str] | None:
