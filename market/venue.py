@@ -67,6 +67,7 @@ from market.ledger import (
     FUNDS,
     AccountKind,
     EntryRequest,
+    ExtraWrites,
     InsufficientBalance,
     Ledger,
     Transfer,
@@ -153,6 +154,13 @@ t_auctions = sa.Table(
 )
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+AcceptedWrites = Callable[[list[tuple[int, str]]], ExtraWrites | None]
+"""A caller's rows for the transaction that commits accepted orders.
+
+Called with the ``(request position, order id)`` of the orders one transaction locks;
+returns writes to run on that transaction's connection (or ``None``), so that the
+caller's rows commit with the orders' escrow locks and rows, or not at all."""
 
 
 def create_market_tables(engine: Engine) -> None:
@@ -531,15 +539,38 @@ class Venue:
         return result
 
     @_serialised
-    def place_many(self, requests: Sequence[OrderRequest]) -> list[Placement | MarketError]:
+    def place_many(
+        self, requests: Sequence[OrderRequest], *, writes: AcceptedWrites | None = None
+    ) -> list[Placement | MarketError]:
         """Place orders in arrival order, sharing the ledger and store transactions.
+
+        Parameters
+        ----------
+        requests
+            The orders, in arrival order.
+        writes
+            Adds the caller's rows to the transaction that commits the accepted orders'
+            escrow locks and rows (before any of them matches): called with the
+            ``(request position, order id)`` of the orders that transaction commits, it
+            returns writes to run on its connection, or ``None``. It is called once per
+            such transaction (more than once only if some owner's balance changed under
+            the batch and its orders were locked one by one), and not at all if no order
+            is accepted. What the writes raise rolls the orders back: SQL errors reach
+            the caller as :class:`~market.errors.MarketError` (the driver's error as its
+            cause), others unchanged. Needs a venue with an engine.
 
         Returns, per request, its :class:`Placement` or the specific error that rejected
         it (a rejected order changes nothing).
+
+        Raises
+        ------
+        MarketError
+            If ``writes`` is given to a venue without an engine; nothing changes.
         """
+        self._check_writes(writes)
         now = self._clock()
         results: list[Placement | MarketError | None] = [None] * len(requests)
-        accepted = self._lock_many(requests, now, results, auction=False)
+        accepted = self._lock_many(requests, now, results, auction=False, writes=writes)
         ledger_requests: list[EntryRequest] = []
         trades: list[Trade] = []
         touched: set[str] = set()
@@ -631,19 +662,28 @@ class Venue:
     # ----------------------------------------------------------------- auction
 
     @_serialised
-    def submit_to_auction(self, requests: Sequence[OrderRequest]) -> list[Order | MarketError]:
+    def submit_to_auction(
+        self, requests: Sequence[OrderRequest], *, writes: AcceptedWrites | None = None
+    ) -> list[Order | MarketError]:
         """Lock escrow for orders that wait for their tier's next call auction.
 
         An auction order lives for one auction: :meth:`run_auction` fills what it can
         and returns the escrow of the rest. Time in force is ignored. An order whose
         owner already waits on the opposite side is rejected with
-        :class:`~market.errors.SelfTradeRejected`.
+        :class:`~market.errors.SelfTradeRejected`. ``writes`` adds the caller's rows to
+        the transaction that commits the accepted orders, as in :meth:`place_many`.
 
         Returns, per request, the waiting order or the specific error that rejected it.
+
+        Raises
+        ------
+        MarketError
+            If ``writes`` is given to a venue without an engine; nothing changes.
         """
+        self._check_writes(writes)
         now = self._clock()
         results: list[Order | MarketError | None] = [None] * len(requests)
-        accepted = self._lock_many(requests, now, results, auction=True)
+        accepted = self._lock_many(requests, now, results, auction=True, writes=writes)
         for i, order_id in accepted:
             r = requests[i]
             tier = self._instances[r.instance_id]
@@ -787,6 +827,7 @@ class Venue:
         results: list[Any],
         *,
         auction: bool,
+        writes: AcceptedWrites | None = None,
     ) -> list[tuple[int, str]]:
         """Validate and lock escrow for each request; return ``(position, order_id)`` locked."""
         valid: list[tuple[int, str, int]] = []
@@ -865,14 +906,14 @@ class Venue:
             for i, order_id, _ in valid
         ]
         try:
-            self._post(locks, self._order_writes(rows))
+            self._post(locks, self._order_writes(rows, writes, [(i, o) for i, o, _ in valid]))
             locked = valid
         except InsufficientBalance:
             # one of them cannot pay: lock one by one so the rest still trade
             locked = []
             for (i, order_id, amount), lock, row in zip(valid, locks, rows, strict=True):
                 try:
-                    self._post([lock], self._order_writes([row]))
+                    self._post([lock], self._order_writes([row], writes, [(i, order_id)]))
                     locked.append((i, order_id, amount))
                 except InsufficientBalance as exc:
                     r = requests[i]
@@ -918,13 +959,27 @@ class Venue:
             state=OrderState.OPEN,
         )
 
-    def _order_writes(self, rows: list[tuple[Any, ...]]) -> Callable[[Connection], None] | None:
+    def _check_writes(self, writes: AcceptedWrites | None) -> None:
+        if writes is not None and self._engine is None:
+            raise MarketError("extra writes need a venue with an engine: it keeps no SQL rows")
+        if writes is not None and not callable(writes):
+            raise MarketError(f"writes must be callable, got {writes!r}")
+
+    def _order_writes(
+        self,
+        rows: list[tuple[Any, ...]],
+        writes: AcceptedWrites | None = None,
+        accepted: list[tuple[int, str]] | None = None,
+    ) -> Callable[[Connection], None] | None:
         if self._engine is None or not rows:
             return None
         sql = self._upsert_orders
+        extra = None if writes is None else writes(list(accepted or ()))
 
         def write(conn: Connection) -> None:
             conn.exec_driver_sql(sql, rows)
+            if extra is not None:
+                extra(conn)
 
         return write
 

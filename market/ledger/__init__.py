@@ -42,7 +42,7 @@ from market.ledger._model import (
     rounding_account,
 )
 from market.ledger._sql import SqlStore, create_store_engine
-from market.ledger._store import MemoryStore, Store
+from market.ledger._store import ExtraWrites, MemoryStore, Store
 
 __all__ = [
     "FEES_ACCOUNT",
@@ -56,6 +56,7 @@ __all__ = [
     "Clock",
     "Entry",
     "EntryRequest",
+    "ExtraWrites",
     "IdempotencyConflict",
     "InsufficientBalance",
     "InvalidAmount",

@@ -11,6 +11,7 @@ import textwrap
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -209,6 +210,127 @@ def test_failed_auction_rows_roll_back_the_batch(sqlite_url: str, clock: ManualC
     assert (trades, auctions) == (set(), set())
     assert {orders[p.order_id] for p in placed if not isinstance(p, Exception)} == {("open", 0)}
     _check_entries_match_rows(venue)
+
+
+def _side_table(venue: Venue) -> None:
+    engine = venue._engine
+    assert engine is not None
+    with engine.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE side_rows (order_id TEXT PRIMARY KEY, position INT)")
+
+
+def _side_rows(venue: Venue) -> dict[str, int]:
+    engine = venue._engine
+    assert engine is not None
+    with engine.connect() as conn:
+        return dict(conn.exec_driver_sql("SELECT order_id, position FROM side_rows").all())
+
+
+def _record(calls: list[list[tuple[int, str]]]) -> Callable[[list[tuple[int, str]]], Any]:
+    def writes(accepted: list[tuple[int, str]]) -> Callable[[Connection], None]:
+        calls.append(accepted)
+        rows = [(order_id, i) for i, order_id in accepted]
+
+        def run(conn: Connection) -> None:
+            conn.exec_driver_sql("INSERT INTO side_rows (order_id, position) VALUES (?, ?)", rows)
+
+        return run
+
+    return writes
+
+
+@pytest.mark.parametrize("auction", [False, True], ids=["place_many", "submit_to_auction"])
+def test_the_callers_rows_commit_with_the_accepted_orders(
+    sqlite_url: str, clock: ManualClock, auction: bool
+) -> None:
+    venue = _sqlite_venue(sqlite_url, clock)
+    _side_table(venue)
+    calls: list[list[tuple[int, str]]] = []
+    requests = [
+        OrderRequest("vm0", Side.BUY, 100, 1_000),
+        OrderRequest("vm1", Side.SELL, 100, 0),  # rejected: no quantity
+        OrderRequest("vm2", Side.SELL, 120, 2_000),
+    ]
+    submit = venue.submit_to_auction if auction else venue.place_many
+    results = submit(requests, writes=_record(calls))
+    ids = [
+        getattr(r, "order_id", None) or getattr(getattr(r, "order", None), "order_id", None)
+        for r in results
+    ]
+    assert isinstance(results[1], MarketError)
+    assert calls == [[(0, ids[0]), (2, ids[2])]]
+    assert _side_rows(venue) == {ids[0]: 0, ids[2]: 2}
+    _, orders, _ = _rows(venue)
+    assert set(orders) == {ids[0], ids[2]}
+    # a batch that accepts nothing does not call the hook
+    submit([OrderRequest("vm3", Side.BUY, 100, -5)], writes=_record(calls))
+    assert len(calls) == 1
+    # a hook with nothing to add
+    (placed,) = submit([OrderRequest("vm4", Side.SELL, 130, 1_000)], writes=lambda accepted: None)
+    assert not isinstance(placed, MarketError)
+    _check_entries_match_rows(venue)
+
+
+@pytest.mark.parametrize("auction", [False, True], ids=["place_many", "submit_to_auction"])
+def test_failing_caller_rows_roll_the_orders_back(
+    sqlite_url: str, clock: ManualClock, auction: bool
+) -> None:
+    venue = _sqlite_venue(sqlite_url, clock)
+    _side_table(venue)
+    submit = venue.submit_to_auction if auction else venue.place_many
+    (first,) = submit([OrderRequest("vm0", Side.BUY, 100, 1_000)], writes=_record([]))
+    assert not isinstance(first, MarketError)
+    balances = venue.ledger.balances()
+    rows = _rows(venue)
+    entries = len(venue.ledger.entries())
+
+    def clash(accepted: list[tuple[int, str]]) -> Callable[[Connection], None]:
+        def run(conn: Connection) -> None:
+            taken = first.order_id if auction else first.order.order_id  # type: ignore[union-attr]
+            conn.exec_driver_sql(
+                "INSERT INTO side_rows (order_id, position) VALUES (?, 9)", (taken,)
+            )
+
+        return run
+
+    with pytest.raises(MarketError, match="refused"):
+        submit([OrderRequest("vm2", Side.SELL, 100, 500)], writes=clash)
+
+    class Refused(Exception):
+        pass
+
+    def refuse(accepted: list[tuple[int, str]]) -> Callable[[Connection], None]:
+        def run(conn: Connection) -> None:
+            raise Refused("the caller said no")
+
+        return run
+
+    with pytest.raises(Refused, match="said no"):
+        submit([OrderRequest("vm2", Side.SELL, 100, 500)], writes=refuse)
+    assert {k: v for k, v in venue.ledger.balances().items() if v} == {
+        k: v for k, v in balances.items() if v
+    }
+    assert _rows(venue) == rows
+    assert len(venue.ledger.entries()) == entries
+    assert len(_side_rows(venue)) == 1
+    if auction:
+        assert [o.owner for o in venue.pending_auction_orders("gold")] == ["vm0"]
+    else:
+        assert venue.book("gold").best_bid() is not None
+        assert venue.book("gold").best_ask() is None
+    _check_entries_match_rows(venue)
+
+
+def test_caller_rows_need_an_engine(clock: ManualClock) -> None:
+    ledger = Ledger(MemoryStore(), clock)
+    venue = Venue(ledger, clock, [BookConfig(tier="gold")])
+    venue.register_instance("vm0", "gold")
+    balances = ledger.balances()
+    for submit in (venue.place_many, venue.submit_to_auction):
+        with pytest.raises(MarketError, match="need a venue with an engine"):
+            submit([OrderRequest("vm0", Side.BUY, 100, 1_000)], writes=lambda accepted: None)
+    assert ledger.balances() == balances
+    assert venue.pending_auction_orders("gold") == []
 
 
 CHILD = textwrap.dedent(
