@@ -6,11 +6,13 @@ both from the buy order's escrow; the sell order's escrow delivers the credits t
 buyer. In a McAfee auction the buyer pays more than the seller receives and the
 difference goes to the exchange's fee account with the fee.
 
-An auction batch routes through two clearing accounts of its own (one for funds, one
-for the tier's credits): every order's whole escrow goes in (one leg per order) and
-each instance gets one leg per asset back out (what it bought or sold plus what its
-orders did not use), so the entry has about one leg per order however many trades
-there are; both clearing accounts end every batch at zero.
+Escrow is held per instance and asset (:mod:`market.escrow`). An auction batch routes
+through two clearing accounts of its own (one for funds, one for the tier's credits):
+each instance's escrow account pays in what its auction orders hold (one leg per
+instance and asset) and each instance gets one leg per asset back out (what it bought
+or sold plus what its orders did not use), so the entry has a few legs per instance
+however many orders and trades there are; both clearing accounts end every batch at
+zero.
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ from market.ledger import (
     FEES_ACCOUNT,
     EntryRequest,
     Transfer,
-    escrow_account,
+    escrow_credits,
+    escrow_funds,
     instance_credits,
     instance_funds,
 )
@@ -39,11 +42,11 @@ def _legs(source: str, destination: str, amount: int) -> list[Transfer]:
 
 def trade_transfers(trade: Trade) -> list[Transfer]:
     """Return the legs of one trade: value, fee (and McAfee surplus), credits."""
-    buy_escrow = escrow_account(trade.buy_order_id)
+    buy_escrow = escrow_funds(trade.buyer)
     return [
         *_legs(buy_escrow, instance_funds(trade.seller), trade.seller_receives),
         *_legs(buy_escrow, FEES_ACCOUNT, trade.fee + trade.value - trade.seller_receives),
-        *_legs(escrow_account(trade.sell_order_id), instance_credits(trade.buyer), trade.quantity),
+        *_legs(escrow_credits(trade.seller), instance_credits(trade.buyer), trade.quantity),
     ]
 
 
@@ -77,12 +80,18 @@ def auction_request(
 ) -> EntryRequest | None:
     """Return the one entry that settles an auction batch, or ``None`` if nothing moves.
 
-    ``escrows`` maps every order of the auction to ``(owner, side, escrow left)``. The
-    whole escrow of each order goes to the clearing account of its asset (one leg per
-    order); out of them each instance receives, in one leg per asset, what it bought or
-    sold plus what its orders did not use, and the fee account the fees (and any McAfee
-    surplus). ``funds_clearing`` and ``credits_clearing`` are escrow-kind accounts of
-    funds and of the tier's credits; both end the entry at zero.
+    ``escrows`` maps every order of the auction to ``(owner, side, escrow left)``. What
+    an instance's orders hold goes from its escrow account to the clearing account of
+    its asset (one leg per instance and asset); out of them each instance receives, in
+    one leg per asset, what it bought or sold plus what its orders did not use, and the
+    fee account the fees (and any McAfee surplus). ``funds_clearing`` and
+    ``credits_clearing`` are escrow-kind accounts of funds and of the tier's credits;
+    both end the entry at zero.
+
+    Raises
+    ------
+    ValueError
+        If the trades draw more from an order than its escrow holds.
     """
     funds_out: dict[str, int] = defaultdict(int)  # instance -> refund + proceeds
     credits_out: dict[str, int] = defaultdict(int)  # instance -> bought + unsold
@@ -96,19 +105,24 @@ def auction_request(
         funds_out[t.seller] += t.seller_receives
         credits_out[t.buyer] += t.quantity
         fees += t.fee + t.value - t.seller_receives
-    funds_in: list[Transfer] = []
-    credits_in: list[Transfer] = []
+    funds_in: dict[str, int] = defaultdict(int)  # instance -> what its bids held
+    credits_in: dict[str, int] = defaultdict(int)  # instance -> what its asks held
     for order_id, (owner, side, left) in escrows.items():
         unused = left - used.get(order_id, 0)
         if unused < 0:
             raise ValueError(f"order {order_id!r} was drawn beyond its escrow")
         if side is Side.BUY:
-            funds_in += _legs(escrow_account(order_id), funds_clearing, left)
+            funds_in[owner] += left
             funds_out[owner] += unused
         else:
-            credits_in += _legs(escrow_account(order_id), credits_clearing, left)
+            credits_in[owner] += left
             credits_out[owner] += unused
-    transfers = [*funds_in, *credits_in, *_legs(funds_clearing, FEES_ACCOUNT, fees)]
+    transfers: list[Transfer] = []
+    for owner, amount in funds_in.items():
+        transfers += _legs(escrow_funds(owner), funds_clearing, amount)
+    for owner, amount in credits_in.items():
+        transfers += _legs(escrow_credits(owner), credits_clearing, amount)
+    transfers += _legs(funds_clearing, FEES_ACCOUNT, fees)
     for owner, amount in funds_out.items():
         transfers += _legs(funds_clearing, instance_funds(owner), amount)
     for owner, amount in credits_out.items():

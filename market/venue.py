@@ -34,6 +34,7 @@ import functools
 import gc
 import threading
 import uuid
+from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -57,9 +58,10 @@ from market.errors import (
 from market.escrow import (
     RELEASE_REASON,
     escrow_asset,
+    escrow_of,
     lock_request,
     owner_account,
-    release_transfer,
+    release_transfers,
     required_escrow,
 )
 from market.ledger import (
@@ -73,10 +75,13 @@ from market.ledger import (
     Transfer,
     credits_asset,
     escrow_account,
+    escrow_credits,
+    escrow_funds,
     instance_credits,
     instance_funds,
 )
 from market.marketdata import MarketData
+from market.migrations import schema
 from market.orders import (
     LIFECYCLE,
     TERMINAL_STATES,
@@ -93,65 +98,10 @@ from market.orders import (
 )
 from market.settlement import auction_request, trade_request
 
-_metadata = sa.MetaData()
-
-t_orders = sa.Table(
-    "market_orders",
-    _metadata,
-    sa.Column("order_id", sa.String(200), primary_key=True),
-    sa.Column("tier", sa.String(64), nullable=False),
-    sa.Column("owner", sa.String(200), nullable=False),
-    sa.Column("side", sa.String(4), nullable=False),
-    sa.Column("price", sa.BigInteger, nullable=False),
-    sa.Column("quantity", sa.BigInteger, nullable=False),
-    sa.Column("filled", sa.BigInteger, nullable=False),
-    sa.Column("time_in_force", sa.String(8), nullable=False),
-    sa.Column("expires_at_us", sa.BigInteger),
-    sa.Column("created_at_us", sa.BigInteger, nullable=False),
-    sa.Column("state", sa.String(20), nullable=False),
-    sa.Column("auction", sa.Boolean, nullable=False),
-    sa.Column("priority", sa.BigInteger, nullable=False),
-)
-t_trades = sa.Table(
-    "market_trades",
-    _metadata,
-    sa.Column("trade_id", sa.String(200), primary_key=True),
-    sa.Column("tier", sa.String(64), nullable=False, index=True),
-    sa.Column("price", sa.BigInteger, nullable=False),
-    sa.Column("quantity", sa.BigInteger, nullable=False),
-    sa.Column("buy_order_id", sa.String(200), nullable=False),
-    sa.Column("sell_order_id", sa.String(200), nullable=False),
-    sa.Column("buyer", sa.String(200), nullable=False),
-    sa.Column("seller", sa.String(200), nullable=False),
-    sa.Column("value", sa.BigInteger, nullable=False),
-    sa.Column("fee", sa.BigInteger, nullable=False),
-    sa.Column("seller_value", sa.BigInteger),
-    sa.Column("aggressor", sa.String(4)),
-    sa.Column("at_us", sa.BigInteger, nullable=False),
-)
-t_limits = sa.Table(
-    "market_limits",
-    _metadata,
-    sa.Column("instance_id", sa.String(200), primary_key=True),
-    sa.Column("max_bid", sa.BigInteger),
-    sa.Column("min_ask", sa.BigInteger),
-)
-t_auctions = sa.Table(
-    "market_auctions",
-    _metadata,
-    sa.Column("auction_id", sa.String(200), primary_key=True),
-    sa.Column("tier", sa.String(64), nullable=False),
-    sa.Column("mode", sa.String(12), nullable=False),
-    sa.Column("at_us", sa.BigInteger, nullable=False),
-    sa.Column("clearing_price", sa.BigInteger),
-    sa.Column("buy_price", sa.BigInteger),
-    sa.Column("sell_price", sa.BigInteger),
-    sa.Column("volume", sa.BigInteger, nullable=False),
-    sa.Column("demand", sa.BigInteger, nullable=False),
-    sa.Column("supply", sa.BigInteger, nullable=False),
-    sa.Column("unmatched_bid_quantity", sa.BigInteger, nullable=False),
-    sa.Column("unmatched_ask_quantity", sa.BigInteger, nullable=False),
-)
+t_orders = schema.orders
+t_trades = schema.trades
+t_limits = schema.limits
+t_auctions = schema.auctions
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -194,8 +144,8 @@ def _bulk_sql(engine: Engine, table: sa.Table, *, upsert: bool) -> str:
     return sql
 
 
-def _order_row(o: Order, auction: bool) -> tuple[Any, ...]:
-    """Return the ``market_orders`` row of an order, in column order."""
+def _order_row(o: Order, auction: bool, escrow: int) -> tuple[Any, ...]:
+    """Return the ``market_orders`` row of an order holding ``escrow``, in column order."""
     return (
         o.order_id,
         o.tier,
@@ -210,6 +160,7 @@ def _order_row(o: Order, auction: bool) -> tuple[Any, ...]:
         o.state.value,
         auction,
         o.priority,
+        escrow,
     )
 
 
@@ -258,7 +209,7 @@ class Placement:
 
 @dataclass(slots=True)
 class _Held:
-    """An order's escrow as the venue tracks it (mirrors its ledger account)."""
+    """An open order's share of its owner's escrow account (persisted on its row)."""
 
     owner: str
     side: Side
@@ -266,6 +217,7 @@ class _Held:
     left: int
 
 
+ADOPT_REASON = "market.escrow.adopt"
 _AUCTION_FILLED = LIFECYCLE[OrderState.OPEN, OrderEventType.FILL]
 _AUCTION_CANCELLED = LIFECYCLE[OrderState.OPEN, OrderEventType.CANCEL]
 _P = ParamSpec("_P")
@@ -360,8 +312,11 @@ class Venue:
             self._insert_auction = _bulk_sql(engine, t_auctions, upsert=False)
             mark = "?" if engine.dialect.paramstyle == "qmark" else "%s"
             self._update_orders = (
-                f"UPDATE {t_orders.name} SET filled = {mark}, state = {mark} "
+                f"UPDATE {t_orders.name} SET filled = {mark}, state = {mark}, escrow = 0 "
                 f"WHERE order_id = {mark}"
+            )
+            self._update_escrow = (
+                f"UPDATE {t_orders.name} SET escrow = {mark} WHERE order_id = {mark}"
             )
         ledger.open_account(FEES_ACCOUNT, FUNDS, AccountKind.FEES)
 
@@ -369,7 +324,8 @@ class Venue:
 
     @_serialised
     def register_instance(self, instance_id: str, tier: str) -> None:
-        """Let an instance of ``tier`` trade: open its credit and funds accounts.
+        """Let an instance of ``tier`` trade: open its credit and funds accounts and the
+        escrow accounts its orders lock them in.
 
         Raises
         ------
@@ -382,6 +338,8 @@ class Venue:
             [
                 (instance_credits(instance_id), credits_asset(tier), AccountKind.INSTANCE),
                 (instance_funds(instance_id), FUNDS, AccountKind.INSTANCE),
+                (escrow_credits(instance_id), credits_asset(tier), AccountKind.ESCROW),
+                (escrow_funds(instance_id), FUNDS, AccountKind.ESCROW),
             ]
         )
         self._instances[instance_id] = tier
@@ -424,14 +382,18 @@ class Venue:
 
         Call it on a fresh venue over the same ledger and engine. Continuous orders go
         back into their books in their old time priority and auction orders back to
-        their tier's next auction; each keeps the escrow its ledger account holds.
-        Instances named by those orders are registered again; others need
-        :meth:`register_instance`. Returns the number of open orders restored.
+        their tier's next auction; each keeps the share of its owner's escrow its row
+        records. Orders written before escrow was held per instance have their
+        per-order escrow moved into their owner's escrow account first (one entry,
+        committed with their rows' shares). Instances named by those orders are
+        registered again; others need :meth:`register_instance`. Returns the number of
+        open orders restored.
 
         Raises
         ------
         MarketError
-            If the venue has no engine or already holds orders.
+            If the venue has no engine or already holds orders, or if an escrow
+            account's balance differs from the sum of its open orders' shares.
         """
         if self._engine is None:
             raise MarketError("a venue without an engine has nothing to restore")
@@ -445,12 +407,27 @@ class Venue:
                 .where(t_orders.c.state.in_(open_states))
                 .order_by(t_orders.c.priority, t_orders.c.created_at_us, t_orders.c.order_id)
             ).all()
-        for row in limits:
-            self._limits[row.instance_id] = (row.max_bid, row.min_ask)
-        escrow = self.ledger.balances("escrow:order:")
         for row in rows:
             if row.owner not in self._instances:
                 self.register_instance(row.owner, row.tier)
+        shares = {row.order_id: row.escrow for row in rows}
+        legacy = [row for row in rows if row.escrow is None]
+        if legacy:
+            shares.update(self._adopt_order_escrow(legacy))
+        expected: dict[str, int] = defaultdict(int)
+        for row in rows:
+            expected[escrow_of(Side(row.side), row.owner)] += shares[row.order_id]
+        held = {a: b for a, b in self.ledger.balances("escrow:instance:").items() if b}
+        if held != {a: b for a, b in expected.items() if b}:
+            wrong = sorted(
+                a for a in held.keys() | expected.keys() if held.get(a, 0) != expected[a]
+            )
+            raise MarketError(
+                f"escrow accounts differ from their open orders' shares: {', '.join(wrong)}"
+            )
+        for row in limits:
+            self._limits[row.instance_id] = (row.max_bid, row.min_ask)
+        for row in rows:
             order = Order(
                 order_id=row.order_id,
                 tier=row.tier,
@@ -473,9 +450,38 @@ class Venue:
                 self._auction_snapshots[row.order_id] = order
             else:
                 self.book(row.tier).restore(order)
-            left = escrow.get(escrow_account(row.order_id), 0)
-            self._held[row.order_id] = _Held(row.owner, order.side, row.tier, left)
+            self._held[row.order_id] = _Held(row.owner, order.side, row.tier, shares[row.order_id])
         return len(rows)
+
+    def _adopt_order_escrow(self, rows: Sequence[Any]) -> dict[str, int]:
+        """Move per-order escrow accounts of ``rows`` into their owners' escrow accounts."""
+        balances = self.ledger.balances("escrow:order:")
+        shares = {row.order_id: balances.get(escrow_account(row.order_id), 0) for row in rows}
+        legs = tuple(
+            Transfer(escrow_account(row.order_id), escrow_of(Side(row.side), row.owner), amount)
+            for row in rows
+            if (amount := shares[row.order_id])
+        )
+        updates = [(shares[row.order_id], row.order_id) for row in rows]
+        sql = self._update_escrow
+
+        def write(conn: Connection) -> None:
+            conn.exec_driver_sql(sql, updates)
+
+        requests = []
+        if legs:
+            self._seq += 1
+            requests.append(
+                EntryRequest(
+                    legs,
+                    reason=ADOPT_REASON,
+                    actor=self._actor,
+                    idempotency_key=f"escrow-adopt:{self._prefix}:{self._seq}",
+                    metadata={"orders": len(rows)},
+                )
+            )
+        self._post(requests, write)
+        return shares
 
     # ---------------------------------------------------------------- queries
 
@@ -643,7 +649,7 @@ class Venue:
         held = self._held[order_id]
         needed = required_escrow(current.side, new_price, new_remaining, config.fee_bps)
         if needed > held.left:
-            self._lock(order_id, held.owner, held.side, needed - held.left, f"lock:{order_id}")
+            self._top_up(order_id, needed - held.left)
         events = book.modify(order_id, price=price, quantity=quantity)
         self._apply(book, events, trim=order_id)
         return events
@@ -879,31 +885,14 @@ class Venue:
         valid = funded
         if not valid:
             return []
-        self.ledger.open_accounts(
-            [
-                (
-                    escrow_account(order_id),
-                    escrow_asset(requests[i].side, self._instances[requests[i].instance_id]),
-                    AccountKind.ESCROW,
-                )
-                for i, order_id, _ in valid
-            ]
+        # one entry locks the whole batch, one leg per owner and asset
+        locks = self._lock_entries(
+            [(requests[i], order_id, amount) for i, order_id, amount in valid]
         )
-        locks = [
-            lock_request(
-                order_id,
-                requests[i].instance_id,
-                requests[i].side,
-                amount,
-                actor=self._actor,
-                key=f"lock:{order_id}",
-            )
-            for i, order_id, amount in valid
-        ]
-        # each order's row commits with its escrow lock
+        # each order's row (with its share of the escrow) commits with its lock
         rows = [
-            _order_row(self._new_order(order_id, requests[i], now, auction), auction)
-            for i, order_id, _ in valid
+            _order_row(self._new_order(order_id, requests[i], now, auction), auction, amount)
+            for i, order_id, amount in valid
         ]
         try:
             self._post(locks, self._order_writes(rows, writes, [(i, o) for i, o, _ in valid]))
@@ -911,9 +900,10 @@ class Venue:
         except InsufficientBalance:
             # one of them cannot pay: lock one by one so the rest still trade
             locked = []
-            for (i, order_id, amount), lock, row in zip(valid, locks, rows, strict=True):
+            for (i, order_id, amount), row in zip(valid, rows, strict=True):
+                lock = self._lock_entries([(requests[i], order_id, amount)])
                 try:
-                    self._post([lock], self._order_writes([row], writes, [(i, order_id)]))
+                    self._post(lock, self._order_writes([row], writes, [(i, order_id)]))
                     locked.append((i, order_id, amount))
                 except InsufficientBalance as exc:
                     r = requests[i]
@@ -930,18 +920,46 @@ class Venue:
             )
         return [(i, order_id) for i, order_id, _ in locked]
 
-    def _lock(self, order_id: str, owner: str, side: Side, amount: int, key_base: str) -> None:
-        self._seq += 1
-        try:
-            self.ledger.post(
-                lock_request(
-                    order_id, owner, side, amount, actor=self._actor, key=f"{key_base}:{self._seq}"
-                )
+    def _lock_entries(self, locks: Sequence[tuple[OrderRequest, str, int]]) -> list[EntryRequest]:
+        """Return the entry locking ``(request, order id, amount)``s, or none if nothing moves."""
+        amounts: dict[tuple[str, Side], int] = defaultdict(int)
+        for r, _, amount in locks:
+            amounts[r.instance_id, r.side] += amount
+        if not any(amounts.values()):
+            return []
+        first, last = locks[0][1], locks[-1][1]
+        return [
+            lock_request(
+                amounts,
+                actor=self._actor,
+                key=f"lock:{first}",
+                metadata={"orders": len(locks), "first_order_id": first, "last_order_id": last},
             )
+        ]
+
+    def _top_up(self, order_id: str, amount: int) -> None:
+        """Lock ``amount`` more for an open order; its row's share commits with the lock."""
+        held = self._held[order_id]
+        self._seq += 1
+        request = lock_request(
+            {(held.owner, held.side): amount},
+            actor=self._actor,
+            key=f"lock:{order_id}:{self._seq}",
+            metadata={"orders": 1, "first_order_id": order_id, "last_order_id": order_id},
+        )
+        writes = None
+        if self._engine is not None:
+            update = (self._update_escrow, [(held.left + amount, order_id)])
+
+            def writes(conn: Connection) -> None:
+                conn.exec_driver_sql(*update)
+
+        try:
+            self._post([request], writes)
         except InsufficientBalance as exc:
-            tier = self._held[order_id].tier
-            raise InsufficientEscrow(owner, escrow_asset(side, tier), exc.balance, amount) from exc
-        self._held[order_id].left += amount
+            asset = escrow_asset(held.side, held.tier)
+            raise InsufficientEscrow(held.owner, asset, exc.balance, amount) from exc
+        held.left += amount
 
     def _new_order(self, order_id: str, r: OrderRequest, now: datetime, auction: bool) -> Order:
         # an auction order lives for one auction: its time in force does not apply
@@ -988,7 +1006,11 @@ class Venue:
     ) -> None:
         """Post ``requests`` with the venue's rows in one transaction; translate SQL errors."""
         try:
-            self.ledger.post_batch(requests, writes=writes)
+            if requests:
+                self.ledger.post_batch(requests, writes=writes)
+            elif writes is not None:
+                with self._engine.begin() as conn:  # type: ignore[union-attr]
+                    writes(conn)
         except sa.exc.SQLAlchemyError as exc:
             raise MarketError(f"the venue's store refused the settlement: {exc}") from exc
 
@@ -1001,7 +1023,7 @@ class Venue:
         touched: set[str],
     ) -> list[BookEvent]:
         """Turn a book's events into ledger requests; return the events."""
-        releases: list[Transfer] = []
+        releases: dict[tuple[str, Side], int] = defaultdict(int)
         out = list(events)
         for event in out:
             if isinstance(event, Trade):
@@ -1017,15 +1039,13 @@ class Venue:
                     held = self._held.pop(event.order_id)
                     if held.left < 0:
                         raise AssertionError(f"order {event.order_id} overdrew its escrow")
-                    if held.left:
-                        releases.append(
-                            release_transfer(event.order_id, held.owner, held.side, held.left)
-                        )
-        if releases:
+                    releases[held.owner, held.side] += held.left
+        legs = release_transfers(releases)
+        if legs:
             self._seq += 1
             ledger_requests.append(
                 EntryRequest(
-                    tuple(releases),
+                    tuple(legs),
                     reason=RELEASE_REASON,
                     actor=self._actor,
                     idempotency_key=f"release:{self._prefix}:{self._seq}",
@@ -1040,6 +1060,7 @@ class Venue:
         self._settle(book, events, ledger_requests, trades, touched)
         held = self._held.get(trim) if trim is not None else None
         if trim is not None and held is not None:
+            touched.add(trim)
             current = book.order(trim)
             needed = required_escrow(
                 current.side, current.price, current.remaining, book.config.fee_bps
@@ -1048,7 +1069,7 @@ class Venue:
                 self._seq += 1
                 ledger_requests.append(
                     EntryRequest(
-                        (release_transfer(trim, held.owner, held.side, held.left - needed),),
+                        tuple(release_transfers({(held.owner, held.side): held.left - needed})),
                         reason=RELEASE_REASON,
                         actor=self._actor,
                         idempotency_key=f"release:{self._prefix}:{self._seq}",
@@ -1069,12 +1090,15 @@ class Venue:
             del self._waiting[snapshot.tier][snapshot.owner]
         del self._auction_snapshots[order_id]
         self._seq += 1
-        request = EntryRequest(
-            (release_transfer(order_id, held.owner, held.side, held.left),),
-            reason=RELEASE_REASON,
-            actor=self._actor,
-            idempotency_key=f"release:{self._prefix}:{self._seq}",
-        )
+        legs = release_transfers({(held.owner, held.side): held.left})
+        requests = [
+            EntryRequest(
+                tuple(legs),
+                reason=RELEASE_REASON,
+                actor=self._actor,
+                idempotency_key=f"release:{self._prefix}:{self._seq}",
+            )
+        ]
         cancelled = Order(
             order_id=order_id,
             tier=snapshot.tier,
@@ -1089,7 +1113,7 @@ class Venue:
             state=state,
         )
         self._finished_auction_orders[order_id] = (snapshot, 0, state)
-        self._commit([request], [], [cancelled], auction=True)
+        self._commit(requests if legs else [], [], [cancelled], auction=True)
         return [
             OrderEvent(
                 order_id,
@@ -1116,14 +1140,7 @@ class Venue:
         writes = None
         if self._engine is not None and (orders or trades or order_updates or result is not None):
             writes = self._writes(orders, trades, auction, result, order_updates)
-        if ledger_requests:
-            self._post(ledger_requests, writes)
-        elif writes is not None:
-            try:
-                with self._engine.begin() as conn:  # type: ignore[union-attr]
-                    writes(conn)
-            except sa.exc.SQLAlchemyError as exc:
-                raise MarketError(f"the venue's store refused the writes: {exc}") from exc
+        self._post(ledger_requests, writes)
         self._trade_log += trades
         if trades and result is None:
             # an auction's trades reach the market data with its result
@@ -1138,7 +1155,11 @@ class Venue:
         order_updates: Sequence[tuple[int, str, str]],
     ) -> Callable[[Connection], None]:
         """Return the writes of the venue's rows, to run in the ledger's transaction."""
-        order_rows = [_order_row(o, auction) for o in orders]
+        held = self._held
+        order_rows = [
+            _order_row(o, auction, held[o.order_id].left if o.order_id in held else 0)
+            for o in orders
+        ]
         # an auction's trades share one time: convert each distinct time once; the
         # first ten fields of a Trade are the table's first ten columns
         stamps = {at: _micros(at) for at in {t.at for t in trades}}

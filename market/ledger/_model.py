@@ -71,10 +71,26 @@ FEES_ACCOUNT = "fees:funds"
 """The exchange's fee account (asset ``funds``)."""
 
 
-def escrow_account(order_id: str) -> str:
-    """Return the id of the escrow account that holds an order's reserved asset."""
-    _check_part("order id", order_id)
-    return f"escrow:order:{order_id}"
+def escrow_account(name: str) -> str:
+    """Return the id of a named escrow account (an auction's or a replay's clearing).
+
+    Orders do not hold escrow accounts of their own: see ``escrow_funds`` and
+    ``escrow_credits``.
+    """
+    _check_part("escrow name", name)
+    return f"escrow:order:{name}"
+
+
+def escrow_funds(instance_id: str) -> str:
+    """Return the id of the account holding the funds an instance's open bids lock."""
+    _check_part("instance id", instance_id)
+    return f"escrow:instance:{instance_id}:funds"
+
+
+def escrow_credits(instance_id: str) -> str:
+    """Return the id of the account holding the credits an instance's open asks lock."""
+    _check_part("instance id", instance_id)
+    return f"escrow:instance:{instance_id}:credits"
 
 
 def mint_account(asset: str) -> str:

@@ -1,9 +1,19 @@
-"""Random order streams through the venue: escrow conserves every asset at every step."""
+"""Random order streams through the venue: escrow conserves every asset at every step.
+
+Escrow is held per instance and asset; after every step each instance's escrow account
+holds exactly the sum of its open orders' shares (as the venue tracks them and, on
+SQLite, as the orders' rows record them), finished orders hold nothing, and fills draw
+only from their own order's share.
+"""
 
 from __future__ import annotations
 
+import shutil
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
+import pytest
+import sqlalchemy as sa
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
@@ -17,15 +27,18 @@ from market.ledger import (
     EntryRequest,
     Ledger,
     MemoryStore,
+    SqlStore,
     Transfer,
     credits_asset,
-    escrow_account,
+    escrow_credits,
+    escrow_funds,
     instance_credits,
     instance_funds,
     mint_account,
 )
+from market.migrations import upgrade
 from market.orders import ACTIVE_STATES, Side, TimeInForce, Trade
-from market.venue import OrderRequest, Venue
+from market.venue import OrderRequest, Venue, t_orders
 
 NAMES = ("a", "b", "c")
 FEE_BPS = 50
@@ -62,9 +75,15 @@ streams = st.lists(
 )
 
 
-def _venue(clock: ManualClock) -> Venue:
-    ledger = Ledger(MemoryStore(), clock)
-    venue = Venue(ledger, clock, [BookConfig(tier="gold", tick_size=10, fee_bps=FEE_BPS)])
+def _venue(clock: ManualClock, url: str | None = None) -> Venue:
+    tiers = [BookConfig(tier="gold", tick_size=10, fee_bps=FEE_BPS)]
+    if url is None:
+        ledger = Ledger(MemoryStore(), clock)
+        venue = Venue(ledger, clock, tiers)
+    else:
+        store = SqlStore(url, durable=False)
+        ledger = Ledger(store, clock)
+        venue = Venue(ledger, clock, tiers, engine=store.engine)
     ledger.open_accounts(
         [
             (mint_account(FUNDS), FUNDS, AccountKind.MINT),
@@ -86,7 +105,9 @@ def _venue(clock: ManualClock) -> Venue:
     return venue
 
 
-def _check(venue: Venue, orders: dict[str, int], trades: list[Trade]) -> None:
+def _check(
+    venue: Venue, orders: dict[str, int], trades: list[Trade], drawn: dict[str, int]
+) -> None:
     balances = venue.ledger.balances()
     totals: dict[str, int] = {}
     for account_id, balance in balances.items():
@@ -98,34 +119,72 @@ def _check(venue: Venue, orders: dict[str, int], trades: list[Trade]) -> None:
     book = venue.book("gold")
     bid, ask = book.best_bid(), book.best_ask()
     assert bid is None or ask is None or bid < ask
+    shares: dict[str, int] = {}
+    for name in NAMES:
+        shares[escrow_funds(name)] = shares[escrow_credits(name)] = 0
     for order_id in orders:
         order = venue.order(order_id)
-        held = balances[escrow_account(order_id)]
-        assert held == venue.escrow_left(order_id)
+        held = venue.escrow_left(order_id)
         if order.state in ACTIVE_STATES:
             assert held >= required_escrow(order.side, order.price, order.remaining, FEE_BPS)
         else:
             assert held == 0, "a finished order kept escrow"
+        account = (escrow_funds if order.side is Side.BUY else escrow_credits)(order.owner)
+        shares[account] += held
+    # each escrow account holds exactly its open orders' shares: no balance backs two
+    assert {a: balances[a] for a in shares} == shares
+    engine = venue._engine
+    if engine is not None:
+        with engine.connect() as conn:
+            rows = dict(conn.execute(sa.select(t_orders.c.order_id, t_orders.c.escrow)).all())
+        assert rows == {o: venue.escrow_left(o) for o in orders}, "a row's share is stale"
     for t in trades:
         assert orders[t.sell_order_id] <= t.price <= orders[t.buy_order_id]
+        drawn[t.buy_order_id] = drawn.get(t.buy_order_id, 0) + t.value + t.fee
+        drawn[t.sell_order_id] = drawn.get(t.sell_order_id, 0) + t.quantity
     for name in NAMES:
         assert balances[instance_funds(name)] >= 0
         assert balances[instance_credits(name)] >= 0
 
 
+@pytest.fixture(scope="module")
+def template_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("escrow") / "template.db"
+    upgrade(f"sqlite:///{path}")
+    return path
+
+
 @settings(max_examples=150, deadline=None)
 @given(stream=streams)
 def test_escrow_conserves_every_asset_after_every_step(stream) -> None:
+    _run(stream, None)
+
+
+@settings(max_examples=25, deadline=None)
+@given(stream=streams)
+def test_escrow_shares_persist_on_sqlite_after_every_step(
+    stream, template_db: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    path = tmp_path_factory.mktemp("stream") / "venue.db"
+    shutil.copy(template_db, path)
+    _run(stream, f"sqlite:///{path}")
+
+
+def _run(stream: list, url: str | None) -> None:
     clock = ManualClock(datetime(2026, 3, 2, tzinfo=UTC))
-    venue = _venue(clock)
+    venue = _venue(clock, url)
     orders: dict[str, int] = {}  # order id -> current limit price
     ids: list[str] = []
+    # order id -> escrow it locked (first lock and top-ups), and what its fills drew
+    locked: dict[str, int] = {}
+    drawn: dict[str, int] = {}
     # a resting book to trade against: asks at 30 and 40, bids at 20 and 10
     seed = [("a", Side.SELL, 30), ("a", Side.SELL, 40), ("b", Side.BUY, 20), ("b", Side.BUY, 10)]
     for name, side, price in seed:
         placed = venue.place(name, side, price, 999)
         orders[placed.order.order_id] = price
         ids.append(placed.order.order_id)
+        locked[placed.order.order_id] = required_escrow(side, price, 999, FEE_BPS)
     for op in stream:
         trades: list[Trade] = []
         before = venue.ledger.balances()
@@ -139,6 +198,7 @@ def test_escrow_conserves_every_asset_after_every_step(stream) -> None:
                 else:
                     orders[result.order.order_id] = price
                     ids.append(result.order.order_id)
+                    locked[result.order.order_id] = required_escrow(side, price, qty, FEE_BPS)
                     trades += result.trades
             elif op[0] == "cancel" and ids:
                 order_id = ids[op[1] % len(ids)]
@@ -147,13 +207,25 @@ def test_escrow_conserves_every_asset_after_every_step(stream) -> None:
                     order.owner
                 )
                 left = venue.escrow_left(order_id)
+                escrow = (escrow_funds if order.side is Side.BUY else escrow_credits)(order.owner)
                 venue.cancel(order_id)
-                # cancel returns exactly what was left in escrow, to the owner
+                # cancel returns exactly what was left of its share, to the owner
                 assert venue.ledger.balance(account) == before[account] + left
-                assert venue.ledger.balance(escrow_account(order_id)) == 0
+                assert venue.ledger.balance(escrow) == before[escrow] - left
+                assert venue.escrow_left(order_id) == 0
             elif op[0] == "modify" and ids:
                 order_id = ids[op[1] % len(ids)]
+                order = venue.order(order_id)
+                needed = required_escrow(
+                    order.side,
+                    order.price if op[2] is None else op[2],
+                    order.remaining if op[3] is None else op[3],
+                    FEE_BPS,
+                )
+                top_up = max(0, needed - venue.escrow_left(order_id))
                 events = venue.modify(order_id, price=op[2], quantity=op[3])
+                # a top-up adds to the order's share (a trim returns part of it)
+                locked[order_id] += top_up
                 if op[2] is not None:
                     orders[order_id] = op[2]
                 trades += [e for e in events if isinstance(e, Trade)]
@@ -162,6 +234,9 @@ def test_escrow_conserves_every_asset_after_every_step(stream) -> None:
                 venue.expire()
         except MarketError:
             assert venue.ledger.balances() == before, "a rejected operation moved a balance"
-        _check(venue, orders, trades)
+        _check(venue, orders, trades, drawn)
+        # fills draw only from their own order's share: never more than it locked
+        assert all(drawn.get(o, 0) <= locked[o] for o in orders)
     event(f"trades: {len(venue.trade_log()) > 0}")
     assert venue.ledger.verify().ok
+    venue.ledger.close()

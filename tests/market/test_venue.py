@@ -31,7 +31,8 @@ from market.ledger import (
     MemoryStore,
     Transfer,
     credits_asset,
-    escrow_account,
+    escrow_credits,
+    escrow_funds,
     instance_credits,
     instance_funds,
     mint_account,
@@ -83,10 +84,12 @@ def _state(venue: Venue) -> tuple[dict[str, int], list, list]:
 def test_a_bid_locks_quantity_times_limit_plus_the_largest_fee(venue: Venue) -> None:
     placed = venue.place("alice", Side.BUY, 200, 3_000)
     # value 3 credits x 200 = 600, fee 30 bps of 600 = 1 (rounded down)
-    assert venue.ledger.balance(escrow_account(placed.order.order_id)) == 601
+    assert venue.ledger.balance(escrow_funds("alice")) == 601
+    assert venue.escrow_left(placed.order.order_id) == 601
     assert venue.ledger.balance(instance_funds("alice")) == 100_000 - 601
     ask = venue.place("bob", Side.SELL, 250, 2_000)
-    assert venue.ledger.balance(escrow_account(ask.order.order_id)) == 2_000
+    assert venue.ledger.balance(escrow_credits("bob")) == 2_000
+    assert venue.escrow_left(ask.order.order_id) == 2_000
     assert venue.ledger.balance(instance_credits("bob")) == 48_000
 
 
@@ -104,8 +107,8 @@ def test_a_trade_settles_value_fee_and_credits_and_releases_the_price_improvemen
     assert balances[instance_funds("bob")] == 100_000 + 300
     assert balances[instance_credits("alice")] == 52_000
     assert balances[instance_credits("bob")] == 48_000
-    assert balances[escrow_account(bid.order.order_id)] == 0
-    assert balances[escrow_account(ask.order.order_id)] == 0
+    assert balances[escrow_funds("alice")] == balances[escrow_credits("bob")] == 0
+    assert venue.escrow_left(bid.order.order_id) == venue.escrow_left(ask.order.order_id) == 0
     (entry,) = venue.ledger.entries(reason="market.trade")
     assert entry.metadata["trade_id"] == trade.trade_id
     assert venue.trade_log() == [trade]
@@ -131,7 +134,7 @@ def test_cancel_returns_exactly_what_is_left_in_escrow(venue: Venue) -> None:
     paid = 2_000 * 200 // 1000
     paid += paid * 30 // 10_000
     assert venue.ledger.balance(instance_funds("alice")) == before - paid
-    assert venue.ledger.balance(escrow_account(bid.order.order_id)) == 0
+    assert venue.ledger.balance(escrow_funds("alice")) == 0
     assert venue.escrow_left(bid.order.order_id) == 0
 
 
@@ -149,9 +152,9 @@ def test_modify_tops_up_and_trims_the_escrow(venue: Venue) -> None:
     bid = venue.place("alice", Side.BUY, 100, 1_000)
     order_id = bid.order.order_id
     venue.modify(order_id, price=300, quantity=2_000)
-    assert venue.ledger.balance(escrow_account(order_id)) == 601
+    assert venue.ledger.balance(escrow_funds("alice")) == venue.escrow_left(order_id) == 601
     venue.modify(order_id, quantity=1_000)
-    assert venue.ledger.balance(escrow_account(order_id)) == 300
+    assert venue.ledger.balance(escrow_funds("alice")) == venue.escrow_left(order_id) == 300
     assert venue.ledger.balance(instance_funds("alice")) == 100_000 - 300
 
 

@@ -30,6 +30,8 @@ from market.ledger import (
     SqlStore,
     Transfer,
     credits_asset,
+    escrow_credits,
+    escrow_funds,
     instance_credits,
     instance_funds,
     mint_account,
@@ -97,7 +99,8 @@ def _rows(venue: Venue) -> tuple[set[str], dict[str, tuple[str, int]], set[str]]
 
 
 def _check_entries_match_rows(venue: Venue) -> None:
-    """Every settled trade has its row and every row its entry; every lock its order."""
+    """Every settled trade has its row and every row its entry; every escrow account holds
+    exactly what its orders' rows record; every lock entry's orders have rows."""
     ledger = venue.ledger
     trades, orders, auctions = _rows(venue)
     batches = {str(e.metadata["auction_id"]): e for e in ledger.entries(reason="market.auction")}
@@ -109,9 +112,26 @@ def _check_entries_match_rows(venue: Venue) -> None:
     assert {
         str(e.metadata["trade_id"]) for e in ledger.entries(reason="market.trade")
     } == continuous
-    assert {
-        str(e.metadata["order_id"]) for e in ledger.entries(reason="market.escrow.lock")
-    } == set(orders)
+    locks = ledger.entries(reason="market.escrow.lock")
+    locked = {str(e.metadata[k]) for e in locks for k in ("first_order_id", "last_order_id")}
+    assert locked <= set(orders)
+    # a fresh order id starts every lock entry's key: no order is locked twice
+    assert len({e.metadata["first_order_id"] for e in locks}) == len(locks)
+    engine = venue._engine
+    assert engine is not None
+    with engine.connect() as conn:
+        shares = conn.execute(
+            sa.select(t_orders.c.owner, t_orders.c.side, sa.func.sum(t_orders.c.escrow)).group_by(
+                t_orders.c.owner, t_orders.c.side
+            )
+        ).all()
+    recorded = {
+        (escrow_funds if side == "buy" else escrow_credits)(owner): int(total)
+        for owner, side, total in shares
+        if total
+    }
+    held = {a: b for a, b in ledger.balances("escrow:instance:").items() if b}
+    assert held == recorded
     assert set(batches) == auctions
     assert ledger.verify().ok
 
@@ -179,12 +199,11 @@ def test_failed_trade_rows_roll_back_the_settlement(sqlite_url: str, clock: Manu
     after = venue.ledger.balances()
     # only the bid's own escrow lock (with its order row) committed; no trade moved
     moved = {k: after.get(k, 0) - balances.get(k, 0) for k in after}
-    (escrow,) = (k for k in after if k not in balances)
-    locked = after[escrow]
+    locked = after[escrow_funds("vm0")]
     assert locked > 0
     assert {k: v for k, v in moved.items() if v} == {
         instance_funds("vm0"): -locked,
-        escrow: locked,
+        escrow_funds("vm0"): locked,
     }
     assert len(venue.ledger.entries()) == entries + 1
     trades, orders, _ = _rows(venue)
@@ -307,9 +326,7 @@ def test_failing_caller_rows_roll_the_orders_back(
 
     with pytest.raises(Refused, match="said no"):
         submit([OrderRequest("vm2", Side.SELL, 100, 500)], writes=refuse)
-    assert {k: v for k, v in venue.ledger.balances().items() if v} == {
-        k: v for k, v in balances.items() if v
-    }
+    assert venue.ledger.balances() == balances
     assert _rows(venue) == rows
     assert len(venue.ledger.entries()) == entries
     assert len(_side_rows(venue)) == 1
