@@ -30,6 +30,9 @@ decision says which rule applied and why.
 
 :meth:`Agent.decide` is pure: it reads a plain :class:`AgentState` and returns an
 :class:`AgentDecision` whose ``intents`` cancel and place orders; it does no I/O.
+:func:`decide_fleet` is the same decision for many agents of one policy at once, over
+arrays (:class:`FleetState` in, :class:`FleetDecision` out); :meth:`Agent.decide` runs
+it on a fleet of one, so a fleet and a single agent decide alike.
 :class:`VenueAgents` runs the agents of a fleet in process over a
 :class:`~market.venue.Venue` (the fleet replay); ``serving.agent_client`` runs one over
 the HTTP API.
@@ -47,6 +50,8 @@ from datetime import datetime, timedelta
 from fractions import Fraction
 from typing import TYPE_CHECKING, Any, Literal
 
+import numpy as np
+
 from market.clock import to_micros
 from market.decisions import (
     DecisionLog,
@@ -57,7 +62,7 @@ from market.decisions import (
 )
 from market.errors import MarketError
 from market.orders import MILLI, Side, bid_escrow
-from market.valuation import Valuation, forecast_uncertainty, value_credit
+from market.valuation import Valuation, credit_prices, forecast_uncertainty, value_credit
 
 if TYPE_CHECKING:
     from market.venue import Venue
@@ -166,6 +171,53 @@ class AgentState:
     forecast: InstanceForecast | None
     market: MarketView = field(default_factory=MarketView)
     open_orders: tuple[OpenOrder, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class FleetState:
+    """The states of many agents as arrays over ``n`` instances: what :func:`decide_fleet` reads.
+
+    ``holdings`` and ``money`` are each instance's free credits and funds plus what its
+    own open orders hold in escrow (they come back when it cancels them); ``vcpus``,
+    ``earn_rate`` and ``cap`` are as in :class:`AgentState`. ``need_upper``,
+    ``need_risk`` and ``need_mid`` are ``(n, hours)`` milli-credits needed each hour ahead
+    at the upper quantile (level ``upper_quantile``), the owner's risk quantile and the
+    median (see :func:`hourly_need`). A row whose forecast is not ``usable`` (missing,
+    stale or unusable) takes the fallback rule, and its needs are not read. Row ``i``
+    trades in ``markets[market[i]]``.
+    """
+
+    holdings: np.ndarray
+    money: np.ndarray
+    vcpus: np.ndarray
+    earn_rate: np.ndarray
+    cap: np.ndarray
+    usable: np.ndarray
+    need_upper: np.ndarray
+    need_risk: np.ndarray
+    need_mid: np.ndarray
+    upper_quantile: Fraction
+    market: np.ndarray
+    markets: tuple[MarketView, ...]
+
+    def __post_init__(self) -> None:
+        n = len(self.holdings)
+        for name in ("money", "vcpus", "earn_rate", "cap", "usable", "market"):
+            if np.shape(getattr(self, name)) != (n,):
+                raise InvalidAgentInput(name, np.shape(getattr(self, name)), f"must hold {n} rows")
+        hours = np.shape(self.need_upper)
+        if len(hours) != 2 or hours[0] != n:
+            raise InvalidAgentInput("need_upper", hours, f"must be ({n}, hours)")
+        for name in ("need_risk", "need_mid"):
+            if np.shape(getattr(self, name)) != hours:
+                raise InvalidAgentInput(name, np.shape(getattr(self, name)), f"must be {hours}")
+        if n and not 0 <= int(np.min(self.market)) <= int(np.max(self.market)) < len(self.markets):
+            raise InvalidAgentInput("market", self.market, "must index markets")
+        if n and (np.min(self.holdings) < 0 or np.min(self.money) < 0):
+            raise InvalidAgentInput("holdings", "negative", "credits and funds must be >= 0")
+        for name in ("vcpus", "earn_rate", "cap"):
+            if n and np.min(getattr(self, name)) <= 0:
+                raise InvalidAgentInput(name, "non-positive", "must be positive")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -306,6 +358,32 @@ class AgentDecision:
         return DecisionRecord("agent", self.instance_id, self.at, self.outcome, detail)
 
 
+@dataclass(frozen=True, slots=True)
+class FleetDecision:
+    """What :func:`decide_fleet` worked out, arrays over the same ``n`` instances.
+
+    ``spare`` and ``lack`` are as in :class:`AgentDecision`. An agent bids
+    ``bid_quantity`` at ``bid_price`` where ``bid_quantity > 0`` and asks
+    ``ask_quantity`` at ``ask_price`` where ``ask_quantity > 0`` (never both). Where it
+    lacks credits, ``bid_price`` is ``0`` when the owner's ``max_bid`` leaves no price on
+    the tick, and ``affordable`` is how many of the wanted milli-credits its budget
+    escrows (``0``: none). ``lowest_upper``, ``margin_upper`` and ``overflows_cap`` are
+    the upper-quantile path's lowest balance, its safety margin and whether it reaches
+    the cap.
+    """
+
+    spare: np.ndarray
+    lack: np.ndarray
+    bid_price: np.ndarray
+    bid_quantity: np.ndarray
+    ask_price: np.ndarray
+    ask_quantity: np.ndarray
+    affordable: np.ndarray
+    lowest_upper: np.ndarray
+    margin_upper: np.ndarray
+    overflows_cap: np.ndarray
+
+
 # the arithmetic
 
 
@@ -330,8 +408,6 @@ def hourly_need(forecast: InstanceForecast, column: str, vcpus: int) -> list[int
             )
         series.append(values)
     need: list[int] = []
-    per_percent = vcpus * _MILLI_PER_VCPU_PERCENT_HOUR
-    ceil = math.ceil
     for values in series:
         part = values[len(need) :]
         if not part:
@@ -346,8 +422,21 @@ def hourly_need(forecast: InstanceForecast, column: str, vcpus: int) -> list[int
                 (u for u in part if not (isinstance(u, int | float) and 0 <= u <= 100)), part
             )
             raise InvalidAgentInput("forecast value", bad, "must be a percentage in [0, 100]")
-        need += [ceil(per_percent * u - 1e-9) for u in part]
+        need += need_from_percent(np.array([part], dtype=np.float64), np.array([vcpus]))[0].tolist()
     return need
+
+
+def need_from_percent(percent: np.ndarray, vcpus: np.ndarray) -> np.ndarray:
+    """Return the milli-credits ``(n, hours)`` hourly demands ``percent`` need.
+
+    Row ``i`` is a demand in percent of ``vcpus[i]`` vCPUs, each hour rounded up to a
+    whole milli-credit. The percentages are not checked: see :func:`hourly_need`.
+    """
+    per_percent = (np.asarray(vcpus, dtype=np.int64) * _MILLI_PER_VCPU_PERCENT_HOUR).astype(
+        np.float64
+    )
+    need = np.ceil(per_percent[:, None] * np.asarray(percent, dtype=np.float64) - 1e-9)
+    return need.astype(np.int64)
 
 
 def balance_path(start: int, earn_rate: int, cap: int, need: Sequence[int]) -> list[int]:
@@ -355,15 +444,28 @@ def balance_path(start: int, earn_rate: int, cap: int, need: Sequence[int]) -> l
 
     The path may go negative: that is the credits the instance would lack.
     """
-    path: list[int] = []
-    append = path.append
-    balance = start
-    for hour_need in need:
-        balance += earn_rate - hour_need
-        if balance > cap:
-            balance = cap
-        append(balance)
-    return path
+    path = balance_paths(
+        np.array([start]), np.array([earn_rate]), np.array([cap]), np.array([need], np.int64)
+    )
+    return [int(b) for b in path[0]]
+
+
+def balance_paths(
+    start: np.ndarray, earn_rate: np.ndarray, cap: np.ndarray, need: np.ndarray
+) -> np.ndarray:
+    """Return :func:`balance_path` of every row: ``(n, hours)`` from ``(n,)`` and ``(n, hours)``.
+
+    With ``S`` the running sum of ``earn_rate - need``, the balance after hour ``t`` is
+    ``S[t] + min(start, cap - max(S[:t + 1]))``: each clip at the cap lowers every later
+    balance by what it cut.
+    """
+    running = np.cumsum(np.asarray(earn_rate, np.int64)[:, None] - need, axis=1)
+    if running.shape[1] == 0:
+        return running
+    highest = np.maximum.accumulate(running, axis=1)
+    return running + np.minimum(
+        np.asarray(start, np.int64)[:, None], np.asarray(cap, np.int64)[:, None] - highest
+    )
 
 
 def spare_credits(holdings: int, earn_rate: int, cap: int, need: Sequence[int], margin: int) -> int:
@@ -376,8 +478,59 @@ def lacking_credits(
     holdings: int, earn_rate: int, cap: int, need: Sequence[int], margin: int
 ) -> int:
     """Return the fewest milli-credits to add now so the path stays above ``margin``."""
-    lowest = min(balance_path(holdings, earn_rate, cap, need), default=holdings)
-    return max(0, margin - lowest)
+    return int(
+        _lacking(
+            np.array([holdings]),
+            np.array([earn_rate]),
+            np.array([cap]),
+            np.array([need], np.int64).reshape(1, len(need)),
+            np.array([margin]),
+        )[0]
+    )
+
+
+def _lacking(
+    holdings: np.ndarray, earn_rate: np.ndarray, cap: np.ndarray, need: np.ndarray, margin: Any
+) -> np.ndarray:
+    if need.shape[1] == 0:
+        lowest = holdings
+    else:
+        lowest = balance_paths(holdings, earn_rate, cap, need).min(axis=1)
+    return np.maximum(0, margin - lowest)
+
+
+def _margins(policy: OwnerPolicy, need: np.ndarray) -> np.ndarray:
+    # a share of the next day's need: a week's would keep most of the balance idle
+    day = need[:, :24].sum(axis=1)
+    return policy.safety_margin + day * policy.safety_margin_bps // BPS
+
+
+def _bid_escrows(quantity: np.ndarray, price: np.ndarray, fee_bps: np.ndarray) -> np.ndarray:
+    # market.orders.bid_escrow over arrays: the value at the limit plus the largest fee
+    value = quantity * price // MILLI
+    return value + value * fee_bps // BPS
+
+
+def _affordable(
+    money: np.ndarray, price: np.ndarray, fee_bps: np.ndarray, quantity: np.ndarray
+) -> np.ndarray:
+    """Return the most milli-credits, up to ``quantity``, a bid at ``price`` escrows with ``money``.
+
+    The arrays' :func:`affordable_quantity`, bounded by what the agent wants.
+    """
+    fits = _bid_escrows(quantity, price, fee_bps) <= money
+    # escrow grows with quantity: bisect where the whole quantity does not fit, keeping
+    # escrow(low) <= money < escrow(high)
+    low = np.where(fits, quantity, 0)
+    high = np.where(fits, quantity + 1, quantity)
+    open_ = high - low > 1
+    while open_.any():
+        middle = (low + high) // 2
+        ok = _bid_escrows(middle, price, fee_bps) <= money
+        low = np.where(open_ & ok, middle, low)
+        high = np.where(open_ & ~ok, middle, high)
+        open_ = high - low > 1
+    return np.where((money > 0) & (price > 0), low, 0)
 
 
 def affordable_quantity(money: int, price: int, fee_bps: int) -> int:
@@ -396,9 +549,83 @@ def affordable_quantity(money: int, price: int, fee_bps: int) -> int:
     return low
 
 
-def _margin(policy: OwnerPolicy, need: Sequence[int]) -> int:
-    # a share of the next day's need: a week's would keep most of the balance idle
-    return policy.safety_margin + sum(need[:24]) * policy.safety_margin_bps // BPS
+def decide_fleet(policy: OwnerPolicy, fleet: FleetState) -> FleetDecision:
+    """Decide for every agent of ``fleet`` under one owner ``policy`` at once.
+
+    Row by row this is the decision :meth:`Agent.decide` takes (the module docstring
+    gives the rules); turning what each agent wants into intents against its open
+    orders is left to the caller.
+    """
+    holdings, earn, cap, usable = fleet.holdings, fleet.earn_rate, fleet.cap, fleet.usable
+    n, hours = fleet.need_upper.shape
+    # selling: the upper-quantile path over every hour forecast
+    path = balance_paths(holdings, earn, cap, fleet.need_upper)
+    margin_upper = _margins(policy, fleet.need_upper)
+    if hours:
+        lowest_upper = path.min(axis=1)
+        overflows = usable & (path.max(axis=1) >= cap)
+        spare = np.where(
+            usable, np.maximum(0, np.minimum(holdings, lowest_upper) - margin_upper), 0
+        )
+    else:
+        lowest_upper = holdings
+        overflows = np.zeros(n, dtype=bool)
+        spare = np.zeros(n, dtype=np.int64)
+    # buying: the risk quantile's path over the buy horizon, or the fallback reserve
+    buy_need = fleet.need_risk[:, : policy.buy_horizon_hours]
+    lack = _lacking(holdings, earn, cap, buy_need, _margins(policy, buy_need))
+    fallback = ~usable
+    if fallback.any():
+        reserve = np.repeat(
+            (fleet.vcpus[fallback] * 60 * MILLI)[:, None], policy.fallback_reserve_hours, axis=1
+        )
+        lack[fallback] = _lacking(holdings[fallback], earn[fallback], cap[fallback], reserve, 0)
+    lack = np.where(spare > 0, 0, lack)
+    selling = spare >= policy.min_order
+    # prices where the agent trades, each market's rows (forecast, then fallback) at once
+    bid_price = np.zeros(n, dtype=np.int64)
+    ask_price = np.zeros(n, dtype=np.int64)
+    need_mid = np.where(usable, fleet.need_mid.sum(axis=1), 0)
+    need_high = np.where(usable, fleet.need_upper.sum(axis=1), 0)
+    trading = (lack > 0) | selling
+    for k, view in enumerate(fleet.markets):
+        in_market = trading & (fleet.market == k)
+        for quantile, rows in (
+            (fleet.upper_quantile, np.flatnonzero(in_market & usable)),
+            (Fraction(9, 10), np.flatnonzero(in_market & fallback)),
+        ):
+            if not rows.size:
+                continue
+            bid_price[rows], ask_price[rows] = credit_prices(
+                throttle_cost=policy.throttle_cost,
+                quantile=quantile,
+                recent_prices=view.recent_prices,
+                scarcity=view.scarcity,
+                need_mid=need_mid[rows],
+                need_high=need_high[rows],
+                overflows_cap=overflows[rows],
+                tick_size=view.tick_size,
+                max_bid=policy.max_bid,
+                min_ask=policy.min_ask,
+            )
+    quantity = np.where(lack > 0, np.maximum(lack, policy.min_order), 0)
+    spendable = fleet.money if policy.budget is None else np.minimum(fleet.money, policy.budget)
+    fees = np.array([m.fee_bps for m in fleet.markets], dtype=np.int64)[fleet.market]
+    affordable = np.where(
+        (quantity > 0) & (bid_price > 0), _affordable(spendable, bid_price, fees, quantity), 0
+    )
+    return FleetDecision(
+        spare=spare,
+        lack=lack,
+        bid_price=bid_price,
+        bid_quantity=affordable,
+        ask_price=np.where(selling, ask_price, 0),
+        ask_quantity=np.where(selling, spare, 0),
+        affordable=affordable,
+        lowest_upper=lowest_upper,
+        margin_upper=margin_upper,
+        overflows_cap=overflows,
+    )
 
 
 def _check_state(state: AgentState) -> None:
@@ -465,42 +692,85 @@ class Agent:
         }
         needs: dict[str, list[int]] = {}
         problem = self._forecast_problem(state, needs)
+        if problem is None:
+            assert state.forecast is not None
+            columns = _sorted_columns(state.forecast)
+            upper = columns[-1]
+            if quantile_level(policy.risk_quantile) > quantile_level(upper):
+                upper = policy.risk_quantile
+            need_high = needs[upper]
+            need_risk = needs[policy.risk_quantile]
+            need_mid = needs["q50" if "q50" in columns else "point"]
+            level = quantile_level(upper)
+        else:
+            need_high = need_risk = need_mid = []
+            level = Fraction(9, 10)
+        hours = len(need_high)
+        one = functools.partial(np.array, dtype=np.int64)
+        d = decide_fleet(
+            policy,
+            FleetState(
+                holdings=one([holdings]),
+                money=one([money]),
+                vcpus=one([state.vcpus]),
+                earn_rate=one([state.earn_rate]),
+                cap=one([state.cap]),
+                usable=np.array([problem is None]),
+                need_upper=one(need_high).reshape(1, hours),
+                need_risk=one(need_risk).reshape(1, hours),
+                need_mid=one(need_mid).reshape(1, hours),
+                upper_quantile=level,
+                market=one([0]),
+                markets=(state.market,),
+            ),
+        )
+        spare, lack = int(d.spare[0]), int(d.lack[0])
+        overflows = bool(d.overflows_cap[0])
+        valuation = self._value(
+            state, level, forecast_uncertainty(sum(need_mid), sum(need_high)), overflows=overflows
+        )
         if problem is not None:
             reasons.append(f"fallback: {problem}; no asks, bids only for a reserve")
-            reserve_need = [state.vcpus * 60 * MILLI] * policy.fallback_reserve_hours
-            spare = 0
-            lack = lacking_credits(holdings, state.earn_rate, state.cap, reserve_need, 0)
-            valuation = self._value(state, Fraction(9, 10), Fraction(0), overflows=False)
             outcome = "fallback"
             inputs["forecast"] = problem
         else:
             assert state.forecast is not None
-            spare, lack, valuation, detail = self._plan(state, holdings, needs)
-            inputs.update(detail)
+            buy_need = need_risk[: policy.buy_horizon_hours]
+            inputs.update(
+                {
+                    "upper_quantile": upper,
+                    "hours": hours,
+                    "need_upper": sum(need_high),
+                    "need_mid": sum(need_mid),
+                    "need_risk_buy_horizon": sum(buy_need),
+                    "safety_margin": int(d.margin_upper[0]),
+                    "lowest_upper_path": int(d.lowest_upper[0]) if hours else holdings,
+                    "overflows_cap": overflows,
+                    "forecast_generated_at": state.forecast.generated_at,
+                    "model_version": state.forecast.model_version,
+                }
+            )
             outcome = "orders"
         bid = ask = None
         if lack > 0:
             quantity = max(lack, policy.min_order)
-            if valuation.bid_price is None:
+            affordable = int(d.affordable[0])
+            if d.bid_price[0] == 0:
                 reasons.append(
                     f"blocked: max_bid {policy.max_bid} leaves no price on the tick "
                     f"{state.market.tick_size}; lacking {lack} milli-credits unbought"
                 )
-            else:
-                affordable = affordable_quantity(
-                    spendable, valuation.bid_price, state.market.fee_bps
+            elif affordable == 0:
+                reasons.append(
+                    f"blocked: budget {spendable} cannot escrow one milli-credit at "
+                    f"{valuation.bid_price}; lacking {lack} milli-credits unbought"
                 )
-                if affordable == 0:
-                    reasons.append(
-                        f"blocked: budget {spendable} cannot escrow one milli-credit at "
-                        f"{valuation.bid_price}; lacking {lack} milli-credits unbought"
-                    )
-                else:
-                    if affordable < quantity:
-                        reasons.append(f"budget buys {affordable} of {quantity} milli-credits")
-                    bid = (valuation.bid_price, min(quantity, affordable))
-        if spare >= policy.min_order:
-            ask = (valuation.ask_price, spare)
+            else:
+                if affordable < quantity:
+                    reasons.append(f"budget buys {affordable} of {quantity} milli-credits")
+                bid = (int(d.bid_price[0]), affordable)
+        if d.ask_quantity[0] > 0:
+            ask = (int(d.ask_price[0]), int(d.ask_quantity[0]))
         intents = self._reconcile(state, bid, ask)
         if outcome != "fallback":
             blocked = any(r.startswith("blocked") for r in reasons)
@@ -544,44 +814,6 @@ class Agent:
         except (InvalidAgentInput, TypeError) as exc:
             return f"forecast unusable: {exc}"
         return None
-
-    def _plan(
-        self, state: AgentState, holdings: int, needs: dict[str, list[int]]
-    ) -> tuple[int, int, Valuation, dict[str, Any]]:
-        policy = self.policy
-        assert state.forecast is not None
-        columns = _sorted_columns(state.forecast)
-        upper = columns[-1]
-        if quantile_level(policy.risk_quantile) > quantile_level(upper):
-            upper = policy.risk_quantile
-        need_high = needs[upper]
-        need_risk = needs[policy.risk_quantile]
-        need_mid = needs["q50" if "q50" in columns else "point"]
-        margin_high = _margin(policy, need_high)
-        path_high = balance_path(holdings, state.earn_rate, state.cap, need_high)
-        spare = max(0, min(holdings, *path_high) - margin_high) if path_high else 0
-        buy_need = need_risk[: policy.buy_horizon_hours]
-        lack = lacking_credits(
-            holdings, state.earn_rate, state.cap, buy_need, _margin(policy, buy_need)
-        )
-        if spare > 0:
-            lack = 0
-        overflows = bool(path_high) and max(path_high) >= state.cap
-        uncertainty = forecast_uncertainty(sum(need_mid), sum(need_high))
-        valuation = self._value(state, quantile_level(upper), uncertainty, overflows=overflows)
-        detail = {
-            "upper_quantile": upper,
-            "hours": len(need_high),
-            "need_upper": sum(need_high),
-            "need_mid": sum(need_mid),
-            "need_risk_buy_horizon": sum(buy_need),
-            "safety_margin": margin_high,
-            "lowest_upper_path": min(path_high, default=holdings),
-            "overflows_cap": overflows,
-            "forecast_generated_at": state.forecast.generated_at,
-            "model_version": state.forecast.model_version,
-        }
-        return spare, lack, valuation, detail
 
     def _value(
         self, state: AgentState, quantile: Fraction, uncertainty: Fraction, *, overflows: bool

@@ -48,6 +48,8 @@ from datetime import datetime
 from fractions import Fraction
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from market.clock import to_micros
 from market.decisions import (
     DecisionLog,
@@ -62,7 +64,7 @@ if TYPE_CHECKING:
     from market.agent import InstanceForecast
     from market.exchange import CreditExchange, RateChange
     from market.ledger import Ledger
-    from market.tiers import TierManager
+    from market.tiers import Pool, TierManager
 
 BPS = 10_000
 MANUAL_RELEASED = "manual_rate_released"
@@ -354,13 +356,55 @@ def instance_pool_demand(credits: int, earn_rate: int, cap: int, need: Sequence[
     Its balance runs forward earning ``earn_rate`` and spending ``need`` each hour,
     clipped at ``cap``; every credit short is drawn from the pool.
     """
-    balance, drawn = credits, 0
-    for hour_need in need:
-        balance = min(cap, balance + earn_rate - hour_need)
-        if balance < 0:
-            drawn -= balance
-            balance = 0
+    drawn = pool_demands(
+        np.array([credits]), np.array([earn_rate]), np.array([cap]), np.array([need], np.int64)
+    )
+    return int(drawn[0])
+
+
+def pool_demands(
+    credits: np.ndarray, earn_rate: np.ndarray, cap: np.ndarray, need: np.ndarray
+) -> np.ndarray:
+    """Return :func:`instance_pool_demand` of every row: ``(n,)`` from ``(n,)`` and ``(n, hours)``.
+
+    All instances step together, one hour at a time, in exact integers.
+    """
+    balance = np.asarray(credits, dtype=np.int64)
+    earn = np.asarray(earn_rate, dtype=np.int64)
+    drawn = np.zeros_like(balance)
+    for hour in range(need.shape[1]):
+        balance = np.minimum(cap, balance + earn - need[:, hour])
+        drawn -= np.minimum(balance, 0)
+        balance = np.maximum(balance, 0)
     return drawn
+
+
+def fleet_tier_states(
+    pools: Sequence[Pool],
+    tier_of: np.ndarray,
+    usable: np.ndarray,
+    credits: np.ndarray,
+    earn_rate: np.ndarray,
+    cap: np.ndarray,
+    need: np.ndarray,
+) -> list[TierState]:
+    """Return every tier's state from its pool and arrays over the instances that may draw on it.
+
+    Instance ``i`` belongs to ``pools[tier_of[i]]``; where its forecast is ``usable`` it
+    adds :func:`pool_demands` of its ``credits``, ``earn_rate``, ``cap`` and hourly
+    ``need`` (milli-credits, ``(n, hours)``) to its tier's demand, and otherwise counts
+    in the tier's ``missing_forecasts``.
+    """
+    tier_of = np.asarray(tier_of, dtype=np.int64)
+    usable = np.asarray(usable, dtype=bool)
+    drawn = pool_demands(credits[usable], earn_rate[usable], cap[usable], need[usable])
+    demand = np.zeros(len(pools), dtype=np.int64)
+    np.add.at(demand, tier_of[usable], drawn)
+    missing = np.bincount(tier_of[~usable], minlength=len(pools))
+    return [
+        TierState(p.tier, p.exchange_rate, int(demand[k]), p.available, p.capacity, int(missing[k]))
+        for k, p in enumerate(pools)
+    ]
 
 
 def tier_states(
@@ -376,36 +420,37 @@ def tier_states(
     ``tiers`` is the :class:`~market.tiers.TierManager`; ``forecasts`` maps instance ids
     to :class:`~market.agent.InstanceForecast`. An instance that may draw on its pool
     adds its shortfall over the next ``hours`` at the ``column`` quantile; one without
-    a usable forecast adds nothing and is counted in ``missing_forecasts``.
+    a usable forecast adds nothing and is counted in ``missing_forecasts``
+    (:func:`fleet_tier_states` over the instances' arrays).
     """
     from market.agent import hourly_need
     from market.ledger import instance_credits
 
     balances = ledger.balances("instance:")
-    demand: dict[str, int] = {t.name: 0 for t in tiers.tiers()}
-    missing: dict[str, int] = {t.name: 0 for t in tiers.tiers()}
-    for instance in tiers.instances():
-        if not instance.pool_draw:
-            continue
+    pools = tiers.pools(ledger)
+    index = {p.tier: k for k, p in enumerate(pools)}
+    drawing = [i for i in tiers.instances() if i.pool_draw]
+    n = len(drawing)
+    tier_of = np.zeros(n, dtype=np.int64)
+    usable = np.zeros(n, dtype=bool)
+    credits, earn_rate, cap = (np.zeros(n, dtype=np.int64) for _ in range(3))
+    # hours a forecast does not cover need nothing: they never draw on the pool
+    need = np.zeros((n, hours), dtype=np.int64)
+    for row, instance in enumerate(drawing):
         spec = tiers.tier(instance.tier)
+        tier_of[row] = index[instance.tier]
+        credits[row] = balances.get(instance_credits(instance.id), 0)
+        earn_rate[row] = spec.hourly_earnings(instance.vcpus)
+        cap[row] = spec.balance_cap(instance.vcpus)
         forecast = forecasts.get(instance.id)
         try:
-            need = None if forecast is None else hourly_need(forecast, column, instance.vcpus)
+            hourly = None if forecast is None else hourly_need(forecast, column, instance.vcpus)
         except InvalidAgentInput:
-            need = None
-        if need is None:
-            missing[instance.tier] += 1
-            continue
-        demand[instance.tier] += instance_pool_demand(
-            balances.get(instance_credits(instance.id), 0),
-            spec.hourly_earnings(instance.vcpus),
-            spec.balance_cap(instance.vcpus),
-            need[:hours],
-        )
-    return [
-        TierState(p.tier, p.exchange_rate, demand[p.tier], p.available, p.capacity, missing[p.tier])
-        for p in tiers.pools(ledger)
-    ]
+            hourly = None
+        if hourly is not None:
+            usable[row] = True
+            need[row, : len(hourly[:hours])] = hourly[:hours]
+    return fleet_tier_states(pools, tier_of, usable, credits, earn_rate, cap, need)
 
 
 def pinned_rates(

@@ -33,7 +33,12 @@ value grows to ``throttle_cost * (1 - q) * (1 + uncertainty)``. So::
 
 Both rise with scarcity and with uncertainty, and a confident seller asks the market
 value an uncertain buyer bids above, so they meet. All arithmetic is exact
-(``Fraction``) until the final rounding to an integer price on the tier's tick.
+(``Fraction``, or integers over a common denominator) until the final rounding to an
+integer price on the tier's tick.
+
+:func:`credit_prices` prices a whole group of agents that read the same market at
+once (arrays over instances, exact Python integers); :func:`value_credit` prices one
+and returns the figures behind the prices. Both round through the same code.
 """
 
 from __future__ import annotations
@@ -43,6 +48,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from statistics import median_low
+
+import numpy as np
 
 from market.decisions import InvalidAgentInput
 
@@ -113,14 +120,6 @@ def pool_scarcity(available: int, capacity: int) -> Fraction:
     return Fraction(max(0, capacity - available), capacity)
 
 
-def _floor_tick(value: Fraction | int, tick: int) -> int:
-    return int(value // tick) * tick
-
-
-def _ceil_tick(value: Fraction | int, tick: int) -> int:
-    return int(-(-value // tick)) * tick
-
-
 def value_credit(
     *,
     throttle_cost: int,
@@ -162,10 +161,7 @@ def value_credit(
     InvalidAgentInput
         For a non-positive throttle cost or tick, or a fraction outside ``[0, 1]``.
     """
-    if type(throttle_cost) is not int or throttle_cost <= 0:
-        raise InvalidAgentInput("throttle_cost", throttle_cost, "must be a positive int")
-    if type(tick_size) is not int or tick_size <= 0:
-        raise InvalidAgentInput("tick_size", tick_size, "must be a positive int")
+    _check_prices(throttle_cost, tick_size)
     quantile = _unit_interval("quantile", quantile)
     scarcity = _unit_interval("scarcity", scarcity)
     uncertainty = _unit_interval("uncertainty", uncertainty)
@@ -175,12 +171,19 @@ def value_credit(
     keep_value = (
         Fraction(0) if overflows_cap else throttle_cost * (1 - quantile) * (1 + uncertainty)
     )
-    bid_ceiling = throttle_cost if max_bid is None else min(throttle_cost, max_bid)
-    bid = _floor_tick(bid_value if bid_value < bid_ceiling else bid_ceiling, tick_size)
-    ask_floor: Fraction | int = max(min_ask or 0, tick_size)
-    if keep_value > ask_floor:
-        ask_floor = keep_value
-    ask = _ceil_tick(market_value if market_value > ask_floor else ask_floor, tick_size)
+    bids, asks = _prices(
+        throttle_cost=throttle_cost,
+        quantile=quantile,
+        anchor=anchor,
+        scarcity=scarcity,
+        spread=np.array([uncertainty.numerator], dtype=object),
+        need=np.array([uncertainty.denominator], dtype=object),
+        overflows_cap=np.array([overflows_cap]),
+        tick_size=tick_size,
+        max_bid=max_bid,
+        min_ask=min_ask,
+    )
+    bid, ask = int(bids[0]), int(asks[0])
     return Valuation(
         anchor=anchor,
         scarcity=scarcity,
@@ -188,6 +191,106 @@ def value_credit(
         market_value=market_value,
         bid_value=bid_value,
         keep_value=keep_value,
-        bid_price=bid if bid >= tick_size else None,
+        bid_price=bid or None,
         ask_price=ask,
     )
+
+
+def credit_prices(
+    *,
+    throttle_cost: int,
+    quantile: Fraction,
+    recent_prices: Sequence[int],
+    scarcity: Fraction,
+    need_mid: np.ndarray,
+    need_high: np.ndarray,
+    overflows_cap: np.ndarray,
+    tick_size: int = 1,
+    max_bid: int | None = None,
+    min_ask: int | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Work out the bid and ask limit prices of many agents that read one market.
+
+    Each agent's uncertainty is :func:`forecast_uncertainty` of its ``need_mid`` and
+    ``need_high`` (integer arrays, milli-credits); ``overflows_cap`` is a boolean array.
+    The other parameters are those of :func:`value_credit`, shared by every agent.
+
+    Returns
+    -------
+    tuple of numpy.ndarray
+        ``(bid_prices, ask_prices)``, int64; a bid price of ``0`` means no positive
+        price on the tick is allowed (``None`` in :func:`value_credit`).
+
+    Raises
+    ------
+    InvalidAgentInput
+        As :func:`value_credit`, or for arrays of different lengths.
+    """
+    _check_prices(throttle_cost, tick_size)
+    high = np.asarray(need_high, dtype=np.int64)
+    mid = np.asarray(need_mid, dtype=np.int64)
+    overflows = np.asarray(overflows_cap, dtype=bool)
+    if not high.shape == mid.shape == overflows.shape or high.ndim != 1:
+        raise InvalidAgentInput(
+            "need arrays", (mid.shape, high.shape, overflows.shape), "must be 1-d of one length"
+        )
+    # (high - mid) / high clipped to [0, 1], and 0 / 1 where nothing is needed
+    positive = high > 0
+    spread = np.where(positive, np.clip(high - mid, 0, np.maximum(high, 0)), 0)
+    bids, asks = _prices(
+        throttle_cost=throttle_cost,
+        quantile=_unit_interval("quantile", quantile),
+        anchor=clearing_anchor(recent_prices, throttle_cost),
+        scarcity=_unit_interval("scarcity", scarcity),
+        spread=spread.astype(object),
+        need=np.where(positive, high, 1).astype(object),
+        overflows_cap=overflows,
+        tick_size=tick_size,
+        max_bid=max_bid,
+        min_ask=min_ask,
+    )
+    return bids.astype(np.int64), asks.astype(np.int64)
+
+
+def _check_prices(throttle_cost: int, tick_size: int) -> None:
+    if type(throttle_cost) is not int or throttle_cost <= 0:
+        raise InvalidAgentInput("throttle_cost", throttle_cost, "must be a positive int")
+    if type(tick_size) is not int or tick_size <= 0:
+        raise InvalidAgentInput("tick_size", tick_size, "must be a positive int")
+
+
+def _prices(
+    *,
+    throttle_cost: int,
+    quantile: Fraction,
+    anchor: Fraction,
+    scarcity: Fraction,
+    spread: np.ndarray,
+    need: np.ndarray,
+    overflows_cap: np.ndarray,
+    tick_size: int,
+    max_bid: int | None,
+    min_ask: int | None,
+) -> tuple[np.ndarray, np.ndarray]:
+    # Uncertainty is spread / need (object arrays of Python ints, so nothing overflows):
+    # each price is one fraction over a common denominator, floored or ceiled to the tick.
+    market_value = anchor * (scarcity + _HALF)
+    half_anchor = anchor / 2
+    m, dm = market_value.numerator, market_value.denominator
+    h, dh = half_anchor.numerator, half_anchor.denominator
+    # bid value = m/dm + (h/dh) * spread/need, over dm * dh * need
+    denominator = dm * dh * need
+    bid_value = m * dh * need + h * dm * spread
+    ceiling = throttle_cost if max_bid is None else min(throttle_cost, max_bid)
+    bid_value = np.minimum(bid_value, ceiling * denominator)
+    bids = bid_value // (denominator * tick_size) * tick_size
+    # ask = max(market value, min_ask, tick, keep value), over df * dk * need with
+    # keep value = k/dk * (need + spread)/need, or 0 when the balance overflows its cap
+    keep = throttle_cost * (1 - quantile)
+    k, dk = keep.numerator, keep.denominator
+    floor = max(market_value, Fraction(max(min_ask or 0, tick_size)))
+    f, df = floor.numerator, floor.denominator
+    keep_value = np.where(overflows_cap, 0, k * df * (need + spread))
+    ask_value = np.maximum(f * dk * need, keep_value)
+    asks = -((-ask_value) // (df * dk * need * tick_size)) * tick_size
+    return np.where(bids >= tick_size, bids, 0), asks

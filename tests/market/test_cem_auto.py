@@ -6,6 +6,7 @@ from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 from fractions import Fraction
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -18,6 +19,7 @@ from market.cem_auto import (
     instance_pool_demand,
     pinned_rates,
     plan_swaps,
+    pool_demands,
     rate_step,
     release_manual_rate,
     releases_of,
@@ -293,6 +295,42 @@ def test_instance_pool_demand_counts_every_credit_short() -> None:
     assert instance_pool_demand(10_000, 6_000, 144_000, [1_000] * 24) == 0
     # after a shortfall the balance restarts from empty, as burstable accounting does
     assert instance_pool_demand(0, 6_000, 144_000, [10_000, 0, 10_000]) == 4_000 + 0
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(0, 300),
+            st.integers(1, 40),
+            st.integers(1, 300),
+            st.lists(st.integers(0, 90), min_size=5, max_size=5),
+        ),
+        min_size=1,
+        max_size=6,
+    )
+)
+def test_pool_demands_step_every_instance_as_a_credit_by_credit_run(
+    rows: list[tuple[int, int, int, list[int]]],
+) -> None:
+    drawn = pool_demands(
+        np.array([r[0] for r in rows]),
+        np.array([r[1] for r in rows]),
+        np.array([r[2] for r in rows]),
+        np.array([r[3] for r in rows]),
+    )
+    for (credits, earn, cap, need), got in zip(rows, drawn.tolist(), strict=True):
+        # one milli-credit at a time: earn, spend or borrow, then clip at the cap
+        balance, borrowed = credits, 0
+        for hour in need:
+            balance += earn
+            for _ in range(hour):
+                if balance > 0:
+                    balance -= 1
+                else:
+                    borrowed += 1
+            balance = min(cap, balance)
+        assert got == borrowed == instance_pool_demand(credits, earn, cap, need)
 
 
 # booking through the CEM

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import math
 from fractions import Fraction
 
+import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from market.decisions import InvalidAgentInput
 from market.valuation import (
     clearing_anchor,
+    credit_prices,
     forecast_uncertainty,
     pool_scarcity,
     value_credit,
@@ -162,3 +165,109 @@ def test_uncertainty_and_scarcity_helpers() -> None:
 def test_bad_input_is_refused(overrides: dict[str, object], match: str) -> None:
     with pytest.raises(InvalidAgentInput, match=match):
         _value(**overrides)
+
+
+def _reference_prices(
+    *,
+    throttle_cost: int,
+    quantile: Fraction,
+    recent_prices: list[int],
+    scarcity: Fraction,
+    uncertainty: Fraction,
+    overflows_cap: bool,
+    tick_size: int,
+    max_bid: int | None,
+    min_ask: int | None,
+) -> tuple[int | None, int]:
+    """The module docstring's formulas, one Fraction at a time."""
+    anchor = (
+        Fraction(sorted(recent_prices)[(len(recent_prices) - 1) // 2])
+        if recent_prices
+        else Fraction(throttle_cost, 2)
+    )
+    market = anchor * (scarcity + Fraction(1, 2))
+    bid_value = market + anchor * uncertainty / 2
+    keep = 0 if overflows_cap else throttle_cost * (1 - quantile) * (1 + uncertainty)
+    ceiling = throttle_cost if max_bid is None else min(throttle_cost, max_bid)
+    bid = math.floor(min(bid_value, ceiling) / tick_size) * tick_size
+    ask = math.ceil(max(market, keep, min_ask or 0, tick_size) / tick_size) * tick_size
+    return (bid if bid >= tick_size else None), ask
+
+
+needs = st.lists(
+    st.tuples(st.integers(0, 10**7), st.integers(0, 10**7), st.booleans()), min_size=1, max_size=12
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    needs,
+    prices,
+    fractions01,
+    st.fractions(Fraction(1, 100), Fraction(99, 100), max_denominator=100),
+    st.integers(1, 1000),
+    st.integers(1, 25),
+    st.one_of(st.none(), st.integers(0, 2000)),
+    st.one_of(st.none(), st.integers(0, 2000)),
+)
+def test_fleet_prices_equal_each_agents_and_a_fraction_reference(
+    rows: list[tuple[int, int, bool]],
+    recent: list[int],
+    scarcity: Fraction,
+    quantile: Fraction,
+    throttle_cost: int,
+    tick: int,
+    max_bid: int | None,
+    min_ask: int | None,
+) -> None:
+    shared = {
+        "throttle_cost": throttle_cost,
+        "quantile": quantile,
+        "recent_prices": recent,
+        "scarcity": scarcity,
+        "tick_size": tick,
+        "max_bid": max_bid,
+        "min_ask": min_ask,
+    }
+    bids, asks = credit_prices(
+        need_mid=np.array([r[0] for r in rows]),
+        need_high=np.array([r[1] for r in rows]),
+        overflows_cap=np.array([r[2] for r in rows]),
+        **shared,  # type: ignore[arg-type]
+    )
+    for (mid, high, overflows), bid, ask in zip(rows, bids.tolist(), asks.tolist(), strict=True):
+        uncertainty = forecast_uncertainty(mid, high)
+        one = value_credit(uncertainty=uncertainty, overflows_cap=overflows, **shared)  # type: ignore[arg-type]
+        assert (one.bid_price, one.ask_price) == (bid or None, ask)
+        reference = _reference_prices(uncertainty=uncertainty, overflows_cap=overflows, **shared)  # type: ignore[arg-type]
+        assert reference == (bid or None, ask)
+
+
+def test_fleet_prices_land_exactly_on_tick_boundaries() -> None:
+    # an anchor of 100 with no spread prices exactly at 100: no rounding may move it
+    bids, asks = credit_prices(
+        throttle_cost=200,
+        quantile=Fraction(9, 10),
+        recent_prices=[100],
+        scarcity=Fraction(1, 2),
+        need_mid=np.array([5, 0, 3]),
+        need_high=np.array([5, 0, 6]),
+        overflows_cap=np.array([True, False, False]),
+        tick_size=10,
+    )
+    # the third: uncertainty 1/2 adds 25 to the bid value and half again to the keep value
+    assert bids.tolist() == [100, 100, 120]
+    assert asks.tolist() == [100, 100, 100]
+
+
+def test_fleet_prices_refuse_arrays_of_different_lengths() -> None:
+    with pytest.raises(InvalidAgentInput, match="need arrays"):
+        credit_prices(
+            throttle_cost=100,
+            quantile=Fraction(9, 10),
+            recent_prices=[],
+            scarcity=Fraction(1, 2),
+            need_mid=np.array([1, 2]),
+            need_high=np.array([1]),
+            overflows_cap=np.array([False, False]),
+        )
