@@ -3,12 +3,15 @@ flow's format (the outside world of the service), and a handle on the app under 
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
-import pandas as pd
+from batch_predictions import (
+    HORIZON_HOURS,
+    INSTANCES,
+    START,
+    publish_predictions,
+    write_predictions,
+)
 from fastapi.testclient import TestClient
 
 from market.clock import ManualClock
@@ -16,61 +19,14 @@ from market.ledger import EntryRequest, Transfer, credits_asset, instance_credit
 from serving.services import Services
 from serving.tokens import TokenKind
 
-START = datetime(2026, 11, 24, 15, tzinfo=UTC)
-INSTANCES = (
-    "vm-bronze-1",
-    "vm-bronze-2",
-    "vm-silver-1",
-    "vm-silver-2",
-    "vm-gold-1",
-    "vm-gold-2",
-    "vm-platinum-1",
-)
-HORIZON_HOURS = {"hour": 1, "day": 24, "week": 168}
-
-
-def write_predictions(
-    directory: Path,
-    version: str,
-    instances: tuple[str, ...] = INSTANCES,
-    *,
-    level: float = 10.0,
-    generated_at: datetime = START,
-) -> None:
-    """Write batch predictions as the ``predict`` flow does (parquet + manifest)."""
-    directory.mkdir(parents=True, exist_ok=True)
-    rows = []
-    for n, unique_id in enumerate(instances):
-        for horizon, hours in HORIZON_HOURS.items():
-            for h in range(1, hours + 1):
-                yhat = level + n + h / 100
-                rows.append(
-                    {
-                        "unique_id": unique_id,
-                        "horizon": horizon,
-                        "ds": pd.Timestamp(generated_at + timedelta(hours=h)),
-                        "yhat": yhat,
-                        "q50": yhat - 0.5,
-                        "q90": yhat + 5.0,
-                        "model": "seasonal_naive",
-                        "source": "learned",
-                        "model_name": "creditx-fleet-forecaster",
-                        "model_version": version,
-                        "generated_at": pd.Timestamp(generated_at),
-                    }
-                )
-    pd.DataFrame(rows).to_parquet(directory / "forecasts.parquet", index=False)
-    manifest = {
-        "model_name": "creditx-fleet-forecaster",
-        "model_version": version,
-        "generated_at": generated_at.isoformat(),
-        "snapshot": "test",
-        "rows": len(rows),
-        "instances": len(instances),
-        "horizons": HORIZON_HOURS,
-        "quantiles": [0.5, 0.9],
-    }
-    (directory / "manifest.json").write_text(json.dumps(manifest))
+__all__ = [
+    "HORIZON_HOURS",
+    "INSTANCES",
+    "START",
+    "Api",
+    "publish_predictions",
+    "write_predictions",
+]
 
 
 @dataclass
