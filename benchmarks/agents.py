@@ -1,6 +1,8 @@
 """``creditx bench agents``: how fast the agents decide and the CEM automation steps.
 
 * pure agent decisions per second (a week of hourly forecasts with q50/q90 each);
+* one fleet decision: every agent of a fleet at once (:func:`~market.agent.decide_fleet`,
+  a day of hourly needs each), as the fleet replay decides each hour;
 * one fleet round in process: every agent of a fleet reads its state from the venue,
   decides, and its orders are cancelled and placed in one batch on an in-memory ledger;
 * one CEM interval over a fleet: tier demand from every instance's forecast, rate
@@ -18,17 +20,21 @@ from datetime import UTC, datetime
 from fractions import Fraction
 from pathlib import Path
 
+import numpy as np
 import typer
 
 from benchmarks._report import Figure, report
 from market.agent import (
     Agent,
     AgentState,
+    FleetState,
     HorizonForecast,
     InstanceForecast,
     MarketView,
     OwnerPolicy,
     VenueAgents,
+    decide_fleet,
+    need_from_percent,
 )
 from market.book import BookConfig
 from market.cem_auto import CemAutomation, tier_states
@@ -90,6 +96,38 @@ def decisions_per_second(n: int, seed: int = 3) -> float:
     for state in states:
         agent.decide(state)
     return n / (time.perf_counter() - started)
+
+
+def fleet_decision_seconds(n: int, seed: int = 4) -> float:
+    """Return the best seconds of three :func:`decide_fleet` calls over ``n`` agents."""
+    rng = np.random.default_rng(seed)
+    vcpus = rng.choice([2, 4, 8], n)
+    level = rng.uniform(1, 60, (n, 1))
+    mid = np.clip(level + rng.normal(0, 5, (n, 24)), 0, 100)
+    high = np.clip(mid * 1.3 + 2, 0, 100)
+    earn = vcpus * 6_000
+    need_high = need_from_percent(high, vcpus)
+    fleet = FleetState(
+        holdings=rng.integers(0, 24, n) * earn,
+        money=rng.integers(0, 1_000_000, n),
+        vcpus=vcpus,
+        earn_rate=earn,
+        cap=24 * earn,
+        usable=rng.random(n) > 0.05,
+        need_upper=need_high,
+        need_risk=need_high,
+        need_mid=need_from_percent(mid, vcpus),
+        upper_quantile=Fraction(9, 10),
+        market=rng.integers(0, 4, n),
+        markets=tuple(MarketView((100, 104, 98), Fraction(k, 4), 1, 20) for k in range(4)),
+    )
+    policy = OwnerPolicy()
+    best = float("inf")
+    for _ in range(3):
+        started = time.perf_counter()
+        decide_fleet(policy, fleet)
+        best = min(best, time.perf_counter() - started)
+    return best
 
 
 def _fleet(n: int) -> tuple[TierManager, Ledger, ManualClock]:
@@ -161,14 +199,21 @@ def register(bench_app: typer.Typer) -> None:
         json_out: Path | None = typer.Option(None, "--json", help="write the figures here"),
         decisions: int = typer.Option(2_000, help="pure agent decisions timed"),
         fleet: int = typer.Option(100, help="instances in the timed fleet round"),
+        fleet_decision: int = typer.Option(1_000, help="agents in the timed fleet decision"),
     ) -> None:
-        """Measure agent decisions, a fleet round in process and a CEM interval."""
+        """Measure agent decisions, a fleet decision, a fleet round and a CEM interval."""
         figures = [
             Figure(
                 "agent decisions, week forecasts",
                 decisions_per_second(decisions),
                 "decisions/s",
                 ">= 1000",
+            ),
+            Figure(
+                f"fleet decision of {fleet_decision:,} agents at once",
+                fleet_decision_seconds(fleet_decision),
+                "s",
+                "<= 0.05",
             ),
             Figure(
                 f"fleet round of {fleet} agents, in memory",

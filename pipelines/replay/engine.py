@@ -29,13 +29,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
+from fractions import Fraction
 from typing import Any
 
 import numpy as np
 
-from market.agent import InstanceForecast, OwnerPolicy, VenueAgents
+from market.agent import FleetState, MarketView, OwnerPolicy, decide_fleet, recent_prices_of
 from market.book import BookConfig
-from market.cem_auto import CemAutomation, CemPolicy, TierState, apply_decision
+from market.cem_auto import CemAutomation, CemPolicy, TierState, apply_decision, fleet_tier_states
 from market.clock import ManualClock
 from market.exchange import CreditExchange
 from market.ledger import (
@@ -47,15 +48,16 @@ from market.ledger import (
     burn_account,
     escrow_account,
     instance_credits,
+    instance_funds,
     mint_account,
     pool_account,
 )
 from market.orders import Side
-from market.tiers import TierManager
+from market.tiers import Pool, TierManager
 from market.venue import OrderRequest, Venue
 from pipelines.replay.errors import ConservationError, ScenarioError
 from pipelines.replay.fleet import STEPS_PER_HOUR, ReplayFleet
-from pipelines.replay.forecasts import ForecastTable
+from pipelines.replay.forecasts import ForecastTable, HourNeeds
 from pipelines.replay.scenario import Scenario
 
 POLICIES: tuple[str, ...] = (
@@ -204,7 +206,8 @@ class _Books:
         self.tiers: TierManager = fleet.tier_manager(scenario.fee_bps)
         self.tiers.open_accounts(self.ledger)
         self.cem = CreditExchange(self.ledger, self.tiers, self.clock)
-        self.accounts = [instance_credits(str(i)) for i in fleet.ids]
+        self.instance_ids = [str(i) for i in fleet.ids]
+        self.accounts = [instance_credits(i) for i in self.instance_ids]
         self.pools = [pool_account(t) for t in fleet.tier_names]
         self.mints = [mint_account(t.asset) for t in fleet.tiers]
         self.burns = [burn_account(t.asset) for t in fleet.tiers]
@@ -252,8 +255,14 @@ class _Books:
             [s.balance_cap(int(v)) for s, v in zip(specs, fleet.vcpus, strict=True)],
             dtype=np.int64,
         )
+        self.pool_capacity = np.array(
+            [self.tiers.pool_capacity(t) for t in fleet.tier_names], dtype=np.int64
+        )
         self.venue: Venue | None = None
-        self.agents: VenueAgents | None = None
+        self.funds: list[str] = []
+        self.policy = OwnerPolicy(
+            throttle_cost=scenario.throttle_cost, risk_quantile=scenario.risk_quantile
+        )
         if flags.market:
             self.venue = Venue(
                 self.ledger,
@@ -267,27 +276,21 @@ class _Books:
                 self.venue.register_instance(str(iid), fleet.tier_names[int(k)])
                 if scenario.starting_funds:
                     self.cem.deposit_funds(str(iid), scenario.starting_funds, actor=_CEM)
-            earn_hour = fleet.earned * STEPS_PER_HOUR
-            self.agents = VenueAgents(
-                self.venue,
-                [
-                    (str(i), fleet.tier_names[int(k)], int(v), int(e), int(c))
-                    for i, k, v, e, c in zip(
-                        fleet.ids, fleet.tier_of, fleet.vcpus, earn_hour, fleet.cap, strict=True
-                    )
-                ],
-                OwnerPolicy(
-                    throttle_cost=scenario.throttle_cost, risk_quantile=scenario.risk_quantile
-                ),
-                None,
-                self.clock,
-            )
+            self.funds = [instance_funds(str(i)) for i in fleet.ids]
 
-    def read(self) -> tuple[np.ndarray, np.ndarray]:
+    def read(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Return the instances' credits and funds (market policies) and the pools."""
         balances = self.ledger.balances()
-        credits = np.fromiter((balances[a] for a in self.accounts), np.int64, len(self.accounts))
-        pools = np.fromiter((balances[p] for p in self.pools), np.int64, len(self.pools))
-        return credits, pools
+        return (
+            np.fromiter((balances[a] for a in self.accounts), np.int64, len(self.accounts)),
+            np.fromiter((balances[a] for a in self.funds), np.int64, len(self.funds)),
+            np.fromiter((balances[p] for p in self.pools), np.int64, len(self.pools)),
+        )
+
+    def read_pools(self) -> np.ndarray:
+        """Return the pools' balances."""
+        balances = self.ledger.balances("pool:")
+        return np.fromiter((balances[p] for p in self.pools), np.int64, len(self.pools))
 
 
 def _post_hour(
@@ -345,106 +348,127 @@ def _check_books(
     fleet: ReplayFleet,
     balance: np.ndarray,
     pool: np.ndarray,
-) -> None:
-    credits, pools = books.read()
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Check the ledger holds the engine's balances and pools; return what it read."""
+    credits, funds, pools = books.read()
     for k, tier in enumerate(fleet.tier_names):
         a, b = fleet.starts[k], (fleet.starts[k + 1] if k + 1 < len(fleet.starts) else len(balance))
         expected = int(balance[a:b].sum()) + int(pool[k])
         actual = int(credits[a:b].sum()) + int(pools[k])
         if expected != actual or not np.array_equal(credits[a:b], balance[a:b]):
             raise ConservationError(policy, step, f"credits:{tier}", expected, actual)
+    return credits, funds, pools
 
 
-def fleet_tier_states(
-    books: _Books,
-    fleet: ReplayFleet,
-    forecasts: ForecastTable,
-    hour: int,
-    credits: np.ndarray,
-    *,
-    hours: int = 24,
+def cem_tier_states(
+    books: _Books, fleet: ReplayFleet, needs: HourNeeds, credits: np.ndarray, pools: np.ndarray
 ) -> list[TierState]:
-    """Return what :func:`market.cem_auto.tier_states` returns, over the fleet's arrays.
+    """Return what :func:`market.cem_auto.tier_states` returns, from the fleet's arrays.
 
-    Each instance that may draw on its pool adds its shortfall over the next ``hours``
-    at q90: its balance (``credits``) runs forward earning its tier's hourly baseline
-    and spending the q90 need (``ceil(vcpus * 600 * q90)`` milli-credits an hour),
-    clipped at its cap, every credit short drawn from the pool. An instance whose
-    forecast is missing, not a day long, or not a percentage adds nothing and counts
-    as missing. All instances step together, one hour at a time, in exact integers.
+    ``credits`` and ``pools`` are the ledger's balances, read once for the hour.
     """
-    q90 = forecasts.q90[:, hour, :].astype(np.float64)
-    usable = ~np.isnan(forecasts.point[:, hour, :]).any(axis=1)
-    if forecasts.horizon != 24:
-        usable[:] = False  # the day forecast the agents read must be 24 hours long
-    with np.errstate(invalid="ignore"):
-        usable &= ((q90 >= 0) & (q90 <= 100)).all(axis=1)
-    counted = books.pool_draw & usable
-    missing = books.pool_draw & ~usable
-    per_percent = (fleet.vcpus.astype(np.int64) * 600).astype(np.float64)
-    need = np.ceil(per_percent[:, None] * np.where(usable[:, None], q90, 0.0) - 1e-9)
-    need = need.astype(np.int64)[:, :hours]
-    balance = credits.astype(np.int64)
-    drawn = np.zeros_like(balance)
-    for h in range(need.shape[1]):
-        balance = np.minimum(books.balance_cap, balance + books.earn_hour - need[:, h])
-        drawn -= np.minimum(balance, 0)
-        balance = np.maximum(balance, 0)
-    demand = np.add.reduceat(np.where(counted, drawn, 0), fleet.starts)
-    absent = np.add.reduceat(missing.astype(np.int64), fleet.starts)
-    by_tier = {t: (int(demand[k]), int(absent[k])) for k, t in enumerate(fleet.tier_names)}
-    states = []
-    for p in books.tiers.pools(books.ledger):
-        d, m = by_tier.get(p.tier, (0, 0))
-        states.append(TierState(p.tier, p.exchange_rate, d, p.available, p.capacity, m))
-    return states
+    tier_pools = [
+        Pool(t, int(pools[k]), int(books.pool_capacity[k]), books.tiers.tier(t).exchange_rate)
+        for k, t in enumerate(fleet.tier_names)
+    ]
+    draws = books.pool_draw
+    return fleet_tier_states(
+        tier_pools,
+        fleet.tier_of[draws],
+        needs.cem[draws],
+        credits[draws],
+        books.earn_hour[draws],
+        books.balance_cap[draws],
+        needs.q90[draws, :24],
+    )
 
 
 def _cem(
     books: _Books,
     fleet: ReplayFleet,
-    forecasts: ForecastTable,
+    needs: HourNeeds,
     hour: int,
+    credits: np.ndarray,
+    pools: np.ndarray,
     result: PolicyResult,
-) -> tuple[np.ndarray, np.ndarray]:
+) -> np.ndarray:
     """Run one interval of the CEM automation: forecast-driven rate steps and pool swaps.
 
-    Return the instances' balances and the pools after it.
+    Return the pools after it.
     """
     assert books.automation is not None
     at = fleet.start + timedelta(hours=hour)
-    credits, before = books.read()
-    states = fleet_tier_states(books, fleet, forecasts, hour, credits)
-    pinned = books.pinned_rates
-    decision = books.automation.step(states, at, pinned)
+    states = cem_tier_states(books, fleet, needs, credits, pools)
+    decision = books.automation.step(states, at, books.pinned_rates)
     apply_decision(books.cem, decision, books.automation.policy, None)
-    after = books.read()
-    moved = after[1] - before
+    if not decision.swaps:
+        return pools  # rate changes move no credits
+    after = books.read_pools()
+    moved = after - pools
     result.swapped_in += np.maximum(moved, 0)
     result.swapped_out += np.maximum(-moved, 0)
     return after
 
 
+def agent_fleet(
+    books: _Books, fleet: ReplayFleet, needs: HourNeeds, credits: np.ndarray, funds: np.ndarray
+) -> FleetState:
+    """Return every agent's state for :func:`market.agent.decide_fleet`, from the fleet's arrays.
+
+    What :class:`~market.agent.VenueAgents` reads for each agent, for all at once: the
+    continuous books stay empty (every order waits for an hourly call auction, which
+    finishes it), so no escrow comes back and the free balances are all there is.
+    """
+    assert books.venue is not None
+    risk = books.policy.risk_quantile  # q50 or q90: the scenario allows no other
+    markets = tuple(
+        MarketView(
+            recent_prices=recent_prices_of(books.venue, tier),
+            scarcity=Fraction(1, 2),
+            tick_size=books.venue.book(tier).config.tick_size,
+            fee_bps=books.venue.book(tier).config.fee_bps,
+        )
+        for tier in fleet.tier_names
+    )
+    return FleetState(
+        holdings=credits,
+        money=funds,
+        vcpus=fleet.vcpus,
+        earn_rate=fleet.earned * STEPS_PER_HOUR,
+        cap=fleet.cap,
+        usable=needs.agents,
+        need_upper=needs.q90,
+        need_risk=needs.q50 if risk == "q50" else needs.q90,
+        need_mid=needs.q50,
+        upper_quantile=Fraction(9, 10),
+        market=fleet.tier_of,
+        markets=markets,
+    )
+
+
 def _trade(
     books: _Books,
     fleet: ReplayFleet,
-    wanted: dict[str, InstanceForecast],
+    needs: HourNeeds,
     hour: int,
+    credits: np.ndarray,
+    funds: np.ndarray,
     result: PolicyResult,
 ) -> None:
-    """Let every agent decide on its forecast, then clear each tier's hourly call auction."""
-    assert books.agents is not None
+    """Let every agent decide at once, then clear each tier's hourly call auction."""
     assert books.venue is not None
-    requests = []
-    for state in books.agents.states(wanted):
-        decision = books.agents.agent(state.instance_id).decide(state)
-        for intent in decision.intents:
-            if intent.action == "place" and intent.quantity > 0:
-                requests.append(
-                    OrderRequest(
-                        intent.instance_id, Side(str(intent.side)), intent.price, intent.quantity
-                    )
-                )
+    decision = decide_fleet(books.policy, agent_fleet(books, fleet, needs, credits, funds))
+    rows = np.flatnonzero((decision.bid_quantity > 0) | (decision.ask_quantity > 0))
+    buys = decision.bid_quantity[rows] > 0
+    prices = np.where(buys, decision.bid_price[rows], decision.ask_price[rows])
+    quantities = np.where(buys, decision.bid_quantity[rows], decision.ask_quantity[rows])
+    ids = books.instance_ids
+    requests = [
+        OrderRequest(ids[i], Side.BUY if buy else Side.SELL, price, quantity)
+        for i, buy, price, quantity in zip(
+            rows.tolist(), buys.tolist(), prices.tolist(), quantities.tolist(), strict=True
+        )
+    ]
     if requests:
         books.venue.submit_to_auction(requests)
     for k, tier in enumerate(fleet.tier_names):
@@ -520,23 +544,23 @@ def run_policy(
     n = len(fleet.ids)
     balance = fleet.start_balance.copy()
     pool = zeros_k.copy()
-    pool_capacity = (
-        np.array([books.tiers.pool_capacity(t) for t in fleet.tier_names], dtype=np.int64)
-        if books is not None
-        else zeros_k
-    )
+    pool_capacity = books.pool_capacity if books is not None else zeros_k
     earned, cap = fleet.earned, fleet.cap
     throttled_total = np.zeros(n, dtype=np.int64)
+    # the ledger's balances, read once after each hour's check for the next hour
+    funds = np.zeros(0, dtype=np.int64)
+    if books is not None:
+        balance, funds, pool = books.read()
     for hour in range(hours):
         if books is not None:
             books.clock.set(fleet.start + timedelta(hours=hour))
-            if flags.market and forecasts is not None:
-                wanted = forecasts.at(hour, fleet.ids, fleet.start + timedelta(hours=hour))
-                _trade(books, fleet, wanted, hour, result)
-            if flags.swaps and forecasts is not None:
-                balance, pool = _cem(books, fleet, forecasts, hour, result)
-            elif flags.market:
-                balance, pool = books.read()
+        if books is not None and forecasts is not None and (flags.market or flags.swaps):
+            needs = forecasts.needs(hour, fleet.vcpus)
+            if flags.market:
+                _trade(books, fleet, needs, hour, balance, funds, result)
+                balance, funds, pool = books.read()
+            if flags.swaps:
+                pool = _cem(books, fleet, needs, hour, balance, pool, result)
         h_minted = np.zeros(n, dtype=np.int64)
         h_spent = np.zeros(n, dtype=np.int64)
         h_to_pool = np.zeros(n, dtype=np.int64)
@@ -599,7 +623,8 @@ def run_policy(
             result.demand += np.add.reduceat(demand, starts)
         if books is not None:
             _post_hour(books, fleet, hour, h_minted, h_spent, h_to_pool, h_from_pool)
-            _check_books(policy, (hour + 1) * STEPS_PER_HOUR - 1, books, fleet, balance, pool)
+            step = (hour + 1) * STEPS_PER_HOUR - 1
+            balance, funds, pool = _check_books(policy, step, books, fleet, balance, pool)
             result.rate_series[hour] = [books.tiers.tier(t).exchange_rate for t in fleet.tier_names]
         result.pool_series[hour] = pool
         if progress is not None:

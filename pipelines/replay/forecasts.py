@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 import numpy as np
 import pandas as pd
 
-from market.agent import HorizonForecast, InstanceForecast
+from market.agent import HorizonForecast, InstanceForecast, need_from_percent
 from pipelines.replay.fleet import STEPS_PER_HOUR, ReplayFleet
 from pipelines.replay.scenario import Scenario
 
@@ -65,6 +65,45 @@ class ForecastTable:
                 self.source,
             )
         return out
+
+    def needs(self, hour: int, vcpus: np.ndarray) -> HourNeeds:
+        """Return the milli-credits every instance needs each hour of the day ahead at ``hour``.
+
+        What :func:`~market.agent.hourly_need` reads of the forecasts :meth:`at` returns,
+        for every instance at once, and which of them the agents and the CEM can use.
+        """
+        point = self.point[:, hour, :]
+        q50 = self.q50[:, hour, :].astype(np.float64)
+        q90 = self.q90[:, hour, :].astype(np.float64)
+        exists = ~np.isnan(point).any(axis=1)
+        with np.errstate(invalid="ignore"):
+            q50_valid = ((q50 >= 0) & (q50 <= 100)).all(axis=1)
+            q90_valid = ((q90 >= 0) & (q90 <= 100)).all(axis=1)
+        # the day forecast must be 24 hours long; the agents refuse a forecast with a
+        # NaN or an infinity anywhere, the CEM reads only q90
+        day = self.horizon == 24
+        agents = exists & np.isfinite(point).all(axis=1) & q50_valid & q90_valid & day
+        cem = exists & q90_valid & day
+        return HourNeeds(
+            q50=need_from_percent(np.where(agents[:, None], q50, 0.0), vcpus),
+            q90=need_from_percent(np.where(cem[:, None], q90, 0.0), vcpus),
+            agents=agents,
+            cem=cem,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class HourNeeds:
+    """Milli-credits ``(n, horizon)`` each instance needs each hour ahead, by quantile.
+
+    ``agents`` marks the rows whose forecast the agents can use (others fall back),
+    ``cem`` those the CEM can (others count as missing); rows not marked need 0.
+    """
+
+    q50: np.ndarray
+    q90: np.ndarray
+    agents: np.ndarray
+    cem: np.ndarray
 
 
 def hourly_utilisation(fleet: ReplayFleet) -> np.ndarray:
