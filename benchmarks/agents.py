@@ -34,6 +34,7 @@ from market.agent import (
     OwnerPolicy,
     VenueAgents,
     decide_fleet,
+    fleet_instances,
     need_from_percent,
 )
 from market.book import BookConfig
@@ -160,17 +161,7 @@ def fleet_round_seconds(n: int) -> float:
     venue = Venue(ledger, clock, [BookConfig(tier=t.name, fee_bps=20) for t in tiers.tiers()])
     for i in tiers.instances():
         venue.register_instance(i.id, i.tier)
-    specs = [
-        (
-            i.id,
-            i.tier,
-            i.vcpus,
-            tiers.tier(i.tier).hourly_earnings(i.vcpus),
-            tiers.tier(i.tier).balance_cap(i.vcpus),
-        )
-        for i in tiers.instances()
-    ]
-    agents = VenueAgents(venue, specs, OwnerPolicy(), None, clock)
+    agents = VenueAgents(venue, fleet_instances(tiers), OwnerPolicy(), None, clock)
     rng = random.Random(7)
     forecasts = {i.id: _forecast(rng) for i in tiers.instances()}
     agents.step(forecasts)  # the first round places; the timed one keeps or replaces

@@ -65,6 +65,7 @@ from market.orders import MILLI, Side, bid_escrow
 from market.valuation import Valuation, credit_prices, forecast_uncertainty, value_credit
 
 if TYPE_CHECKING:
+    from market.tiers import TierManager
     from market.venue import Venue
 
 BPS = 10_000
@@ -886,6 +887,24 @@ class IntentResult:
 def recent_prices_of(venue: Venue, tier: str, n: int = 20) -> tuple[int, ...]:
     """Return the prices of a tier's latest trades on ``venue``, newest first."""
     return tuple(t.price for t in venue.market_data.last_trades(tier, n))
+
+
+def fleet_instances(tiers: TierManager) -> list[tuple[str, str, int, int, int]]:
+    """Return ``(instance_id, tier, vcpus, earn_rate, cap)`` of every instance of ``tiers``.
+
+    What :class:`VenueAgents` takes: each instance's hourly baseline earnings and
+    balance cap from its tier.
+    """
+    return [
+        (
+            i.id,
+            i.tier,
+            i.vcpus,
+            tiers.tier(i.tier).hourly_earnings(i.vcpus),
+            tiers.tier(i.tier).balance_cap(i.vcpus),
+        )
+        for i in tiers.instances()
+    ]
 
 
 class VenueAgents:
