@@ -47,6 +47,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
+from itertools import count, repeat
 from typing import NamedTuple
 
 import numpy as np
@@ -95,6 +96,8 @@ class _Allocation:
     buyer: np.ndarray  # per trade: input position of the buy order
     seller: np.ndarray
     quantity: np.ndarray
+    is_buy: np.ndarray  # per input position: whether the order bids
+    order_quantity: np.ndarray  # per input position: the order's quantity
 
 
 _NOTHING = np.empty(0, dtype=np.int64)
@@ -157,31 +160,63 @@ class AuctionResult:
         buy_price, sell_price = self.buy_price, self.sell_price
         assert buy_price is not None
         assert sell_price is not None
-        tier, fee_bps, at = self.tier, self.fee_bps, self.at
-        mcafee = buy_price != sell_price
-        trades = []
-        pairs = zip(a.buyer.tolist(), a.seller.tolist(), a.quantity.tolist(), strict=True)
-        for n, (b, s, q) in enumerate(pairs):
-            buy, sell = orders[b], orders[s]
-            value = q * buy_price // MILLI
-            trades.append(
-                Trade(
-                    f"{self.auction_id}-{n + 1}",
-                    tier,
-                    buy_price,
-                    q,
-                    buy.order_id,
-                    sell.order_id,
-                    buy.owner,
-                    sell.owner,
-                    value,
-                    value * fee_bps // BPS,
-                    at,
-                    None,
-                    q * sell_price // MILLI if mcafee else None,
-                )
+        tier, at, prefix = self.tier, self.at, self.auction_id
+        quantity, value, fee, seller_value = self.trade_amounts()
+        buys = [orders[b] for b in a.buyer.tolist()]
+        sells = [orders[s] for s in a.seller.tolist()]
+        received = seller_value.tolist() if buy_price != sell_price else repeat(None)
+        pairs = zip(
+            count(1), buys, sells, quantity.tolist(), value.tolist(), fee.tolist(), received
+        )
+        return tuple(
+            Trade(
+                f"{prefix}-{n}",
+                tier,
+                buy_price,
+                q,
+                buy.order_id,
+                sell.order_id,
+                buy.owner,
+                sell.owner,
+                v,
+                f,
+                at,
+                None,
+                r,
             )
-        return tuple(trades)
+            for n, buy, sell, q, v, f, r in pairs
+        )
+
+    def trade_amounts(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Return per trade, in :attr:`trades` order: quantity, value, fee, seller's value.
+
+        Exact integers, rounded down as :func:`market.orders.trade_value` and
+        :func:`market.orders.trade_fee` round them (int64 arrays, or Python integers in
+        object arrays where int64 could overflow).
+        """
+        quantity = self.allocation.quantity
+        if not self.volume:
+            return quantity, quantity, quantity, quantity
+        buy_price, sell_price = self.buy_price, self.sell_price
+        assert buy_price is not None
+        assert sell_price is not None
+        if int(quantity.max()) * max(buy_price, sell_price) * max(self.fee_bps, 1) >= 2**62:
+            quantity = quantity.astype(object)
+        value = quantity * buy_price // MILLI
+        fee = value * self.fee_bps // BPS
+        seller_value = value if buy_price == sell_price else quantity * sell_price // MILLI
+        return quantity, value, fee, seller_value
+
+    def order_fills(self) -> np.ndarray:
+        """Return the quantity filled of every order, in the order the auction took them.
+
+        Compare with ``allocation.order_quantity`` to tell filled orders from the rest.
+        """
+        a = self.allocation
+        filled = np.zeros(len(a.orders), dtype=np.int64)
+        filled[a.bid_index] = a.bid_fill
+        filled[a.ask_index] = a.ask_fill
+        return filled
 
     @property
     def surplus(self) -> int:
@@ -430,6 +465,11 @@ class CallAuction:
         demand: int | None = None,
         supply: int | None = None,
     ) -> AuctionResult:
+        is_buy = np.zeros(len(orders), dtype=bool)
+        is_buy[bids.index] = True
+        order_quantity = np.zeros(len(orders), dtype=np.int64)
+        order_quantity[bids.index] = bids.quantity
+        order_quantity[asks.index] = asks.quantity
         bid_fill = _allocate(bids, n_bids, volume)
         ask_fill = _allocate(asks, n_asks, volume)
         bid_index = bids.index[:n_bids][bid_fill > 0]
@@ -447,6 +487,8 @@ class CallAuction:
             buyer,
             seller,
             quantity,
+            is_buy,
+            order_quantity,
         )
         total_bid = int(bids.quantity.sum())
         total_ask = int(asks.quantity.sum())

@@ -17,9 +17,12 @@ zero.
 
 from __future__ import annotations
 
-from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Sequence
+from operator import attrgetter
 
+import numpy as np
+
+from market.auction import AuctionResult
 from market.ledger import (
     FEES_ACCOUNT,
     EntryRequest,
@@ -29,10 +32,11 @@ from market.ledger import (
     instance_credits,
     instance_funds,
 )
-from market.orders import Side, Trade
+from market.orders import Trade
 
 TRADE_REASON = "market.trade"
 AUCTION_REASON = "market.auction"
+_OWNER = attrgetter("owner")
 
 
 def _legs(source: str, destination: str, amount: int) -> list[Transfer]:
@@ -69,10 +73,8 @@ def trade_request(trade: Trade, releases: Sequence[Transfer], *, actor: str) -> 
 
 
 def auction_request(
-    auction_id: str,
-    tier: str,
-    trades: Iterable[Trade],
-    escrows: Mapping[str, tuple[str, Side, int]],
+    result: AuctionResult,
+    escrow_left: Sequence[int],
     *,
     funds_clearing: str,
     credits_clearing: str,
@@ -80,59 +82,86 @@ def auction_request(
 ) -> EntryRequest | None:
     """Return the one entry that settles an auction batch, or ``None`` if nothing moves.
 
-    ``escrows`` maps every order of the auction to ``(owner, side, escrow left)``. What
-    an instance's orders hold goes from its escrow account to the clearing account of
-    its asset (one leg per instance and asset); out of them each instance receives, in
-    one leg per asset, what it bought or sold plus what its orders did not use, and the
-    fee account the fees (and any McAfee surplus). ``funds_clearing`` and
-    ``credits_clearing`` are escrow-kind accounts of funds and of the tier's credits;
-    both end the entry at zero.
+    ``escrow_left`` holds, per order of the auction (in the order the auction took
+    them), that order's share of its owner's escrow. What an instance's orders hold goes
+    from its escrow account to the clearing account of its asset (one leg per instance
+    and asset); out of them each instance receives, in one leg per asset, what it bought
+    or sold plus what its orders did not use, and the fee account the fees (and any
+    McAfee surplus). ``funds_clearing`` and ``credits_clearing`` are escrow-kind
+    accounts of funds and of the tier's credits; both end the entry at zero.
 
     Raises
     ------
     ValueError
-        If the trades draw more from an order than its escrow holds.
+        If ``escrow_left`` does not hold one share per order, or if the trades draw
+        more from an order than its share.
     """
-    funds_out: dict[str, int] = defaultdict(int)  # instance -> refund + proceeds
-    credits_out: dict[str, int] = defaultdict(int)  # instance -> bought + unsold
-    used: dict[str, int] = defaultdict(int)  # order -> escrow the trades drew
-    fees = 0
-    count = 0
-    for t in trades:
-        count += 1
-        used[t.buy_order_id] += t.value + t.fee
-        used[t.sell_order_id] += t.quantity
-        funds_out[t.seller] += t.seller_receives
-        credits_out[t.buyer] += t.quantity
-        fees += t.fee + t.value - t.seller_receives
-    funds_in: dict[str, int] = defaultdict(int)  # instance -> what its bids held
-    credits_in: dict[str, int] = defaultdict(int)  # instance -> what its asks held
-    for order_id, (owner, side, left) in escrows.items():
-        unused = left - used.get(order_id, 0)
-        if unused < 0:
-            raise ValueError(f"order {order_id!r} was drawn beyond its escrow")
-        if side is Side.BUY:
-            funds_in[owner] += left
-            funds_out[owner] += unused
-        else:
-            credits_in[owner] += left
-            credits_out[owner] += unused
-    transfers: list[Transfer] = []
-    for owner, amount in funds_in.items():
-        transfers += _legs(escrow_funds(owner), funds_clearing, amount)
-    for owner, amount in credits_in.items():
-        transfers += _legs(escrow_credits(owner), credits_clearing, amount)
-    transfers += _legs(funds_clearing, FEES_ACCOUNT, fees)
-    for owner, amount in funds_out.items():
-        transfers += _legs(funds_clearing, instance_funds(owner), amount)
-    for owner, amount in credits_out.items():
-        transfers += _legs(credits_clearing, instance_credits(owner), amount)
+    allocation = result.allocation
+    orders = allocation.orders
+    n = len(orders)
+    if len(escrow_left) != n:
+        raise ValueError(f"{len(escrow_left)} escrow shares for an auction of {n} orders")
+    owner_of = list(map(_OWNER, orders))
+    names = list(dict.fromkeys(owner_of))
+    owner_codes = {name: k for k, name in enumerate(names)}
+    code = np.fromiter(map(owner_codes.__getitem__, owner_of), np.int64, n)
+    is_buy = allocation.is_buy
+    quantity, value, fee, seller_value = result.trade_amounts()
+    dtype = quantity.dtype
+    left = np.array(escrow_left, dtype=dtype) if n else np.zeros(0, dtype=dtype)
+    buyer, seller = allocation.buyer, allocation.seller
+    used = np.zeros(n, dtype=dtype)
+    np.add.at(used, buyer, value + fee)
+    np.add.at(used, seller, quantity)
+    unused = left - used
+    overdrawn = np.flatnonzero(unused < 0)
+    if len(overdrawn):
+        raise ValueError(f"order {orders[overdrawn[0]].order_id!r} was drawn beyond its escrow")
+    owners = len(owner_codes)
+    funds_in, credits_in, funds_out, credits_out = (np.zeros(owners, dtype=dtype) for _ in "1234")
+    np.add.at(funds_in, code[is_buy], left[is_buy])
+    np.add.at(credits_in, code[~is_buy], left[~is_buy])
+    np.add.at(funds_out, code[is_buy], unused[is_buy])
+    np.add.at(funds_out, code[seller], seller_value)
+    np.add.at(credits_out, code[~is_buy], unused[~is_buy])
+    np.add.at(credits_out, code[buyer], quantity)
+    fees = int((value + fee - seller_value).sum())
+    transfers = [
+        *_per_owner(names, funds_in, escrow_funds, funds_clearing, inward=True),
+        *_per_owner(names, credits_in, escrow_credits, credits_clearing, inward=True),
+        *_legs(funds_clearing, FEES_ACCOUNT, fees),
+        *_per_owner(names, funds_out, instance_funds, funds_clearing, inward=False),
+        *_per_owner(names, credits_out, instance_credits, credits_clearing, inward=False),
+    ]
     if not transfers:
         return None
     return EntryRequest(
         tuple(transfers),
         reason=AUCTION_REASON,
         actor=actor,
-        idempotency_key=f"auction:{auction_id}",
-        metadata={"auction_id": auction_id, "tier": tier, "trades": count, "fees": fees},
+        idempotency_key=f"auction:{result.auction_id}",
+        metadata={
+            "auction_id": result.auction_id,
+            "tier": result.tier,
+            "trades": len(quantity),
+            "fees": fees,
+        },
     )
+
+
+def _per_owner(
+    names: list[str],
+    amounts: np.ndarray,
+    account: Callable[[str], str],
+    clearing: str,
+    *,
+    inward: bool,
+) -> list[Transfer]:
+    # one leg per owner with something to move, between its account and the clearing
+    nonzero = np.flatnonzero(amounts)
+    return [
+        Transfer(account(names[k]), clearing, a)
+        if inward
+        else Transfer(clearing, account(names[k]), a)
+        for k, a in zip(nonzero.tolist(), amounts[nonzero].tolist(), strict=True)
+    ]

@@ -38,6 +38,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from operator import attrgetter
 from typing import Any, ParamSpec, TypeVar
 
 import sqlalchemy as sa
@@ -218,8 +219,13 @@ class _Held:
 
 
 ADOPT_REASON = "market.escrow.adopt"
-_AUCTION_FILLED = LIFECYCLE[OrderState.OPEN, OrderEventType.FILL]
-_AUCTION_CANCELLED = LIFECYCLE[OrderState.OPEN, OrderEventType.CANCEL]
+# an auction order's final state, indexed by whether it was filled completely
+_AUCTION_OUTCOMES = (
+    LIFECYCLE[OrderState.OPEN, OrderEventType.CANCEL],
+    LIFECYCLE[OrderState.OPEN, OrderEventType.FILL],
+)
+_AUCTION_OUTCOME_VALUES = tuple(state.value for state in _AUCTION_OUTCOMES)
+_LEFT = attrgetter("left")
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
 
@@ -318,7 +324,24 @@ class Venue:
             self._update_escrow = (
                 f"UPDATE {t_orders.name} SET escrow = {mark} WHERE order_id = {mark}"
             )
-        ledger.open_account(FEES_ACCOUNT, FUNDS, AccountKind.FEES)
+        # each tier's auctions settle through two clearing accounts that end every batch at 0
+        self._clearing = {
+            c.tier: (
+                escrow_account(f"auction-{c.tier}-funds"),
+                escrow_account(f"auction-{c.tier}-credits"),
+            )
+            for c in tiers
+        }
+        ledger.open_accounts(
+            [
+                (FEES_ACCOUNT, FUNDS, AccountKind.FEES),
+                *(
+                    (account, asset, AccountKind.ESCROW)
+                    for tier, pair in self._clearing.items()
+                    for account, asset in zip(pair, (FUNDS, credits_asset(tier)), strict=True)
+                ),
+            ]
+        )
 
     # ---------------------------------------------------------------- set-up
 
@@ -737,40 +760,23 @@ class Venue:
             at=now,
             previous_price=self._last_price.get(tier),
         )
-        filled = {f.order_id: f.quantity for f in result.fills}
-        escrows: dict[str, tuple[str, Side, int]] = {}
-        updates: list[tuple[int, str, str]] = []
-        finished = self._finished_auction_orders
-        for order_id, o in pending.items():
-            held = self._held.pop(order_id)
-            escrows[order_id] = (held.owner, held.side, held.left)
-            qty = filled.get(order_id, 0)
-            # open -> fill -> filled, or open [-> partial_fill] -> cancel -> cancelled
-            state = _AUCTION_FILLED if qty == o.quantity else _AUCTION_CANCELLED
-            finished[order_id] = (self._auction_snapshots.pop(order_id), qty, state)
-            updates.append((qty, state.value, order_id))
-        funds_clearing = escrow_account(f"{auction_id}-funds")
-        credits_clearing = escrow_account(f"{auction_id}-credits")
+        ids = list(pending)
+        held = self._held
+        funds_clearing, credits_clearing = self._clearing[tier]
         request = auction_request(
-            auction_id,
-            tier,
-            result.trades,
-            escrows,
+            result,
+            list(map(_LEFT, map(held.__getitem__, ids))),
             funds_clearing=funds_clearing,
             credits_clearing=credits_clearing,
             actor=self._actor,
         )
-        if request is not None:
-            self.ledger.open_accounts(
-                [
-                    (funds_clearing, FUNDS, AccountKind.ESCROW),
-                    (credits_clearing, credits_asset(tier), AccountKind.ESCROW),
-                ]
-            )
-        pending.clear()
-        self._waiting[book.tier].clear()
-        if result.clearing_price is not None:
-            self._last_price[tier] = result.clearing_price
+        filled = result.order_fills()
+        # open -> fill -> filled, or open [-> partial_fill] -> cancel -> cancelled
+        complete = (filled == result.allocation.order_quantity).tolist()
+        states = [_AUCTION_OUTCOMES[done] for done in complete]
+        fills = filled.tolist()
+        state_values = [_AUCTION_OUTCOME_VALUES[done] for done in complete]
+        updates = list(zip(fills, state_values, ids, strict=True))
         self._commit(
             [] if request is None else [request],
             list(result.trades),
@@ -778,6 +784,16 @@ class Venue:
             result=result,
             order_updates=updates,
         )
+        # settled: every waiting order is finished
+        snapshots = list(map(self._auction_snapshots.pop, ids))
+        outcomes = zip(snapshots, fills, states, strict=True)
+        self._finished_auction_orders.update(zip(ids, outcomes, strict=True))
+        for order_id in ids:
+            del held[order_id]
+        pending.clear()
+        self._waiting[book.tier].clear()
+        if result.clearing_price is not None:
+            self._last_price[tier] = result.clearing_price
         self.market_data.record_auction(result)
         return result
 
@@ -1160,18 +1176,23 @@ class Venue:
             _order_row(o, auction, held[o.order_id].left if o.order_id in held else 0)
             for o in orders
         ]
-        # an auction's trades share one time: convert each distinct time once; the
-        # first ten fields of a Trade are the table's first ten columns
-        stamps = {at: _micros(at) for at in {t.at for t in trades}}
-        trade_rows = [
-            (
-                *t[:10],
-                t.seller_value,
-                None if t.aggressor is None else t.aggressor.value,
-                stamps[t.at],
-            )
-            for t in trades
-        ]
+        # the first ten fields of a Trade are the table's first ten columns
+        trade_rows: list[tuple[Any, ...]]
+        if result is not None:
+            # an auction's trades share one time and have no aggressor
+            tail = (None, _micros(result.at))
+            trade_rows = [(*t[:10], t[12], *tail) for t in trades]
+        else:
+            stamps = {at: _micros(at) for at in {t.at for t in trades}}
+            trade_rows = [
+                (
+                    *t[:10],
+                    t.seller_value,
+                    None if t.aggressor is None else t.aggressor.value,
+                    stamps[t.at],
+                )
+                for t in trades
+            ]
         auction_rows = (
             []
             if result is None

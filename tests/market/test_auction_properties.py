@@ -11,8 +11,17 @@ from hypothesis import strategies as st
 
 from market.auction import AuctionMode, AuctionOrder, CallAuction
 from market.errors import InvalidAuction
+from market.escrow import required_escrow
+from market.ledger import (
+    FEES_ACCOUNT,
+    escrow_credits,
+    escrow_funds,
+    instance_credits,
+    instance_funds,
+)
 from market.matching_reference import reference_uniform_price
 from market.orders import Side
+from market.settlement import auction_request
 
 TICK = 5
 AT = datetime(2026, 3, 1, 12, tzinfo=UTC)
@@ -190,3 +199,87 @@ def test_rationing_fills_the_earliest_order_at_the_margin_first() -> None:
 def test_bad_auction_orders_are_rejected(raw, match) -> None:
     with pytest.raises(InvalidAuction, match=match):
         CallAuction("gold", tick_size=5).clear("A", _orders(raw), at=AT)
+
+
+def _reference_legs(result, lefts: list[int]) -> set[tuple[str, str, int]]:
+    """The auction entry's legs, trade by trade and order by order, without arrays."""
+    funds_out: Counter[str] = Counter()
+    credits_out: Counter[str] = Counter()
+    funds_in: Counter[str] = Counter()
+    credits_in: Counter[str] = Counter()
+    used: Counter[str] = Counter()
+    fees = 0
+    for t in result.trades:
+        used[t.buy_order_id] += t.value + t.fee
+        used[t.sell_order_id] += t.quantity
+        funds_out[t.seller] += t.seller_receives
+        credits_out[t.buyer] += t.quantity
+        fees += t.fee + t.value - t.seller_receives
+    for o, left in zip(result.allocation.orders, lefts, strict=True):
+        assert left >= used[o.order_id]
+        if o.side is Side.BUY:
+            funds_in[o.owner] += left
+            funds_out[o.owner] += left - used[o.order_id]
+        else:
+            credits_in[o.owner] += left
+            credits_out[o.owner] += left - used[o.order_id]
+    legs = {(escrow_funds(o), "clear:funds", a) for o, a in funds_in.items() if a}
+    legs |= {(escrow_credits(o), "clear:credits", a) for o, a in credits_in.items() if a}
+    legs |= {("clear:funds", instance_funds(o), a) for o, a in funds_out.items() if a}
+    legs |= {("clear:credits", instance_credits(o), a) for o, a in credits_out.items() if a}
+    if fees:
+        legs.add(("clear:funds", FEES_ACCOUNT, fees))
+    return legs
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    raw=order_lists,
+    mode=st.sampled_from(list(AuctionMode)),
+    fee_bps=st.sampled_from([0, 25, 300]),
+    extra=st.lists(st.integers(0, 50), min_size=25, max_size=25),
+)
+def test_auction_settlement_matches_the_trade_by_trade_reference(raw, mode, fee_bps, extra) -> None:
+    orders = _orders(raw)
+    result = CallAuction("gold", tick_size=TICK, fee_bps=fee_bps, mode=mode).clear(
+        "a1", orders, at=AT
+    )
+    lefts = [
+        required_escrow(o.side, o.price, o.quantity, fee_bps) + bonus
+        for o, bonus in zip(orders, extra, strict=False)
+    ]
+    request = auction_request(
+        result, lefts, funds_clearing="clear:funds", credits_clearing="clear:credits", actor="t"
+    )
+    expected = _reference_legs(result, lefts)
+    if request is None:
+        assert expected == set()
+        return
+    legs = [(t.source, t.destination, t.amount) for t in request.transfers]
+    assert len(legs) == len(set(legs))
+    assert set(legs) == expected
+    assert request.metadata["trades"] == len(result.trades)
+    event(f"trades: {bool(result.trades)}")
+    # a share smaller than what the trades draw is refused
+    if result.trades:
+        buy_id = result.trades[0].buy_order_id
+        drawn = sum(t.value + t.fee for t in result.trades if t.buy_order_id == buy_id)
+        short = [
+            drawn - 1 if o.order_id == buy_id else left
+            for o, left in zip(orders, lefts, strict=True)
+        ]
+        if drawn:
+            with pytest.raises(ValueError, match=f"order '{buy_id}' was drawn beyond its escrow"):
+                auction_request(result, short, funds_clearing="f", credits_clearing="c", actor="t")
+
+
+def test_trade_amounts_stay_exact_beyond_int64() -> None:
+    orders = [
+        AuctionOrder("b", "i1", Side.BUY, 5_000_000, 10**12 + 7),
+        AuctionOrder("s", "i2", Side.SELL, 5_000_000, 10**12 + 7),
+    ]
+    result = CallAuction("gold", fee_bps=300).clear("big", orders, at=AT)
+    (trade,) = result.trades
+    value = (10**12 + 7) * 5_000_000 // 1000
+    assert (trade.value, trade.fee) == (value, value * 300 // 10_000)
+    assert type(trade.value) is int
