@@ -14,13 +14,15 @@ The per-step arithmetic runs on numpy arrays across instances; each policy books
 each hour in its own :class:`~market.ledger.Ledger` (in-memory store) as one entry,
 with the market (agents, hourly call auctions on :class:`~market.venue.Venue`) and
 the CEM's swaps (:class:`~market.exchange.CreditExchange`) acting on the same ledger
-at the start of each hour. Conservation is checked every step (balances plus pools
-change exactly by what was earned less what was spent), every hour (the ledger's
-instance and pool balances equal the engine's) and at the end (the ledger's journal
-replays to its balances and every asset sums to zero over its accounts); any
-difference raises :class:`ConservationError`. The hourly entry moves each tier's
-mint, burn and pool totals through a clearing account that ends it at zero, and one
-net leg per instance whose balance moved.
+at the start of each hour: every agent decides at once
+(:func:`market.agent.decide_fleet` on the forecast table's arrays) and the hour's
+orders go to the auctions in one venue call. Conservation is checked every step
+(balances plus pools change exactly by what was earned less what was spent), every
+hour (the ledger's instance and pool balances equal the engine's) and at the end (the
+ledger's journal replays to its balances and every asset sums to zero over its
+accounts); any difference raises :class:`ConservationError`. The hourly entry moves
+each tier's mint, burn and pool totals through a clearing account that ends it at
+zero, and one net leg per instance whose balance moved.
 """
 
 from __future__ import annotations
@@ -324,11 +326,20 @@ def _post_hour(
         elif p < 0:
             legs.append(Transfer(books.pools[k], clearing, int(-p)))
     net = minted + from_pool - to_pool - spent
-    accounts, tier_of, clearings = books.accounts, fleet.tier_of, books.clearing
-    for i in np.flatnonzero(net > 0).tolist():
-        legs.append(Transfer(clearings[tier_of[i]], accounts[i], int(net[i])))
-    for i in np.flatnonzero(net < 0).tolist():
-        legs.append(Transfer(accounts[i], clearings[tier_of[i]], int(-net[i])))
+    accounts, clearings = books.accounts, books.clearing
+    gain, loss = np.flatnonzero(net > 0), np.flatnonzero(net < 0)
+    legs += [
+        Transfer(clearings[k], accounts[i], amount)
+        for i, k, amount in zip(
+            gain.tolist(), fleet.tier_of[gain].tolist(), net[gain].tolist(), strict=True
+        )
+    ]
+    legs += [
+        Transfer(accounts[i], clearings[k], amount)
+        for i, k, amount in zip(
+            loss.tolist(), fleet.tier_of[loss].tolist(), (-net[loss]).tolist(), strict=True
+        )
+    ]
     if legs:
         books.ledger.post(
             EntryRequest(
