@@ -14,11 +14,17 @@ Every forecaster follows one life cycle::
 Quantiles are conformal: :meth:`Forecaster.fit` first fits on the history minus a
 calibration window (two weeks by default, shorter when the history is), back-tests
 rolling origins inside that window (each origin sees only the data before it), and
-keeps, per series and horizon bucket, the empirical quantiles of the scaled errors
-shrunk toward the fleet-wide ones; then it refits on the whole history. The same
-back-test gives the scaled absolute error and the scaled pinball loss at 0.9 of each
-series and horizon bucket, which the orchestrator uses to choose a model per
-instance and horizon.
+keeps, per series and horizon bucket, the empirical quantiles of the normalised
+errors shrunk toward the fleet-wide ones; then it refits on the whole history. An
+error of the next day (steps up to ``LOCAL_STEPS``) is normalised by the *local
+scale* at its origin (:func:`local_scale`): the mean of the series' seasonal error
+scale and its 24 h seasonal-naive error over the last day, so a forecast from a calm
+origin gets a narrow band and one right after a level shift or a burst a wide one;
+errors further ahead, which the last day says little about, by the series' scale
+(:func:`series_scale`). The same back-test gives the scaled absolute error
+and the scaled pinball loss at 0.9 of each series and horizon bucket (in units of
+the series' scale), which the orchestrator uses to choose a model per instance and
+horizon.
 """
 
 from __future__ import annotations
@@ -43,6 +49,13 @@ LEVEL_GRID = np.array(
 _Q90 = int(np.flatnonzero(np.isclose(LEVEL_GRID, 0.9))[0])
 SEASON = 24
 WEEK = 168
+#: Hours before an origin whose seasonal-naive error sets the local scale.
+LOCAL_HOURS = SEASON
+#: Weight of the series' whole-history scale in the local scale (the rest: recent error).
+LOCAL_WEIGHT = 0.5
+#: Longest horizon step whose quantile offsets are in units of the local scale; later
+#: steps use the series' scale. A bucket edge, so a bucket uses one unit throughout.
+LOCAL_STEPS = SEASON
 
 
 def horizon_bucket(steps: np.ndarray) -> np.ndarray:
@@ -119,6 +132,36 @@ def series_scale(y: np.ndarray) -> np.ndarray:
     for fallback in (step, level, np.ones(n)):
         scale = np.where(np.isfinite(scale) & (scale > 1e-9), scale, fallback)
     return scale
+
+
+def local_scale(y: np.ndarray, origins: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """Return the ``(n, n_origins)`` unit of the quantile offsets of forecasts from ``origins``.
+
+    It is ``LOCAL_WEIGHT * scale + (1 - LOCAL_WEIGHT) * recent``, where ``recent`` is
+    the mean absolute 24 h seasonal difference over the ``LOCAL_HOURS`` columns before
+    each origin (column index of ``y``; only columns before it are read) and ``scale``
+    is each series' :func:`series_scale`. Where no such difference is observed (the
+    series starts less than a day and an hour before the origin) ``recent`` is
+    ``scale``.
+    """
+    n, t = y.shape
+    origins = np.asarray(origins, dtype=np.int64)
+    diff = np.zeros((n, t))
+    seen = np.zeros((n, t), dtype=bool)
+    if t > SEASON:
+        d = np.abs(y[:, SEASON:] - y[:, :-SEASON])
+        seen[:, SEASON:] = ~np.isnan(d)
+        diff[:, SEASON:] = np.where(seen[:, SEASON:], d, 0.0)
+    sums = np.zeros((n, t + 1))
+    counts = np.zeros((n, t + 1))
+    sums[:, 1:] = np.cumsum(diff, axis=1)
+    counts[:, 1:] = np.cumsum(seen, axis=1)
+    lo = np.maximum(origins - LOCAL_HOURS, 0)
+    count = counts[:, origins] - counts[:, lo]
+    recent = np.where(
+        count > 0, (sums[:, origins] - sums[:, lo]) / np.maximum(count, 1), scale[:, None]
+    )
+    return LOCAL_WEIGHT * scale[:, None] + (1 - LOCAL_WEIGHT) * recent
 
 
 @dataclass(frozen=True, slots=True)
@@ -230,12 +273,13 @@ class Forecaster(ABC):
             # Too short to hold a window out: calibrate in sample on the full fit.
             cal = min(self.calibration_hours, max(t - self.min_history, 0))
             self._fit(y, first_hour)
-        errors, steps = self._backtest_errors(y, first_hour, cal)
+        errors, units, steps = self._backtest_errors(y, first_hour, cal)
         self.quantile_table_, self.backtest_mae_, self.backtest_pinball_ = self._summarise(
-            errors, steps
+            errors, units, steps
         )
         self._fit(y, first_hour)
-        keep = min(self.window, t)
+        # The local scale at the end of the history reads its last day and the one before.
+        keep = min(max(self.window, LOCAL_HOURS + SEASON), t)
         # float32 halves what a pickled fleet carries; demand needs no more digits.
         self.history_ = y[:, t - keep :].astype(np.float32)
         self.history_first_hour_ = first_hour + t - keep
@@ -284,11 +328,19 @@ class Forecaster(ABC):
         point = self._point(y, int(first_hour), h)
         point = self._repair(point, y)
         offsets = self._offsets(levels, h)
-        qs = point[:, :, None] + self.spread_[:, None, None] * offsets
+        unit = self._unit(y, np.array([y.shape[1]]), h)[:, 0]
+        qs = point[:, :, None] + unit[:, :, None] * offsets
         qs = np.sort(np.maximum(qs, self.floor_), axis=2)
         return PanelForecast(np.maximum(point, self.floor_), qs, levels)
 
     # -- calibration ------------------------------------------------------------------
+
+    def _unit(self, y: np.ndarray, origins: np.ndarray, h: int) -> np.ndarray:
+        # The quantile offsets' unit per series, origin and step, (n, n_origins, h); none
+        # for a series that never varied.
+        local = local_scale(y, origins, self.scale_) * (self.spread_ > 0)[:, None]
+        near = (np.arange(1, h + 1) <= LOCAL_STEPS)[None, None, :]
+        return np.where(near, local[:, :, None], self.spread_[:, None, None])
 
     def _repair(self, point: np.ndarray, y: np.ndarray) -> np.ndarray:
         # A model that cannot forecast a series (e.g. too short) leaves NaN: use its last value.
@@ -297,16 +349,18 @@ class Forecaster(ABC):
 
     def _backtest_errors(
         self, y: np.ndarray, first_hour: int, cal: int
-    ) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    ) -> tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray]]:
+        # Errors in units of the local scale at their origin, that unit in units of the
+        # series' scale (the same shape), and the horizon step of each error.
         t = y.shape[1]
         if cal < 1:
-            return [], []
+            return [], [], []
         hmax = max(1, min(self.horizon_max, cal))
         parts: list[tuple[np.ndarray, int]] = [(np.arange(t - cal, t), min(hmax, SEASON))]
         if hmax > SEASON:
             # Long horizons from every 12th origin: the errors of nearby origins are alike.
             parts.append((np.arange(t - cal, t - SEASON, 12), hmax))
-        errors, steps = [], []
+        errors, units, steps = [], [], []
         for origins, horizon in parts:
             if len(origins) == 0:
                 continue
@@ -315,19 +369,26 @@ class Forecaster(ABC):
             idx = origins[:, None] + np.arange(horizon)[None, :]
             valid = idx < t
             actual = np.where(valid[None], y[:, np.minimum(idx, t - 1)], np.nan)
-            err = (actual - np.maximum(point, self.floor_)) / self.scale_[:, None, None]
+            near = (np.arange(1, horizon + 1) <= LOCAL_STEPS)[None, None, :]
+            local = np.where(
+                near, local_scale(y, origins, self.scale_)[:, :, None], self.scale_[:, None, None]
+            )
+            err = (actual - np.maximum(point, self.floor_)) / local
+            unit = local / self.scale_[:, None, None]
             step = np.broadcast_to(np.arange(1, horizon + 1)[None, :], idx.shape)
             if horizon > SEASON:
                 keep = step > SEASON  # the short horizons are counted from every origin above
-                err, step = err[:, keep], step[keep]
+                err, unit, step = err[:, keep], unit[:, keep], step[keep]
             else:
-                err, step = err.reshape(y.shape[0], -1), step.reshape(-1)
+                n = y.shape[0]
+                err, unit, step = err.reshape(n, -1), unit.reshape(n, -1), step.reshape(-1)
             errors.append(err)
+            units.append(unit)
             steps.append(step)
-        return errors, steps
+        return errors, units, steps
 
     def _summarise(
-        self, errors: list[np.ndarray], steps: list[np.ndarray]
+        self, errors: list[np.ndarray], units: list[np.ndarray], steps: list[np.ndarray]
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         n_buckets = len(HORIZON_EDGES)
         n = len(self.scale_)
@@ -337,17 +398,19 @@ class Forecaster(ABC):
         if not errors:
             return table, mae, pinball
         err = np.concatenate(errors, axis=1)
+        unit = np.concatenate(units, axis=1)
         bucket = horizon_bucket(np.concatenate(steps))
         filled: list[int] = []
         for b in range(n_buckets):
             e = err[:, bucket == b]
+            u = unit[:, bucket == b]
             counts = (~np.isnan(e)).sum(axis=1)
             if counts.sum() == 0:
                 continue
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", RuntimeWarning)  # series without errors here
                 own = np.nanquantile(e, LEVEL_GRID, axis=1).T
-                mae[:, b] = np.nanmean(np.abs(e), axis=1)
+                mae[:, b] = np.nanmean(np.abs(e * u), axis=1)
             pooled = np.nanquantile(e[~np.isnan(e)], LEVEL_GRID)
             # Errors of overlapping horizons from nearby origins are alike: a series'
             # evidence counts once per longest step of the bucket, not once per error.
@@ -355,8 +418,9 @@ class Forecaster(ABC):
             weight = (effective / (effective + self.shrinkage))[:, None]
             own = np.where(np.isnan(own), pooled[None, :], own)
             table[:, b, :] = weight * own + (1 - weight) * pooled[None, :]
-            # The offset in force: none for a series that never varied.
-            miss = e - (table[:, b, _Q90] * (self.spread_ > 0))[:, None]
+            # The offset in force (none for a series that never varied), both in units of
+            # the series' scale so that candidates compare on one footing.
+            miss = (e - (table[:, b, _Q90] * (self.spread_ > 0))[:, None]) * u
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", RuntimeWarning)
                 pinball[:, b] = np.nanmean(np.maximum(0.9 * miss, -0.1 * miss), axis=1)
@@ -408,6 +472,7 @@ def predict_origins(
     last = y[:, origins - 1]
     point = np.where(np.isfinite(point), point, last[:, :, None])
     offsets = model._offsets(levels, h)  # (n, h, L)
-    qs = point[..., None] + model.spread_[:, None, None, None] * offsets[:, None, :, :]
+    unit = model._unit(y, origins, h)  # (n, n_origins, h)
+    qs = point[..., None] + unit[..., None] * offsets[:, None, :, :]
     qs = np.sort(np.maximum(qs, model.floor_), axis=3)
     return np.maximum(point, model.floor_), qs

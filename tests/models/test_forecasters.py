@@ -8,7 +8,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from models import Forecaster, InvalidInputError, InvalidQuantileError, NotFittedError
-from models.base import check_panel, predict_origins
+from models.base import (
+    LOCAL_HOURS,
+    LOCAL_WEIGHT,
+    SEASON,
+    check_panel,
+    local_scale,
+    predict_origins,
+)
 from models.baselines import Naive, SeasonalNaive
 from models.gbm import GlobalLightGBM
 from models.linear import LinearLags
@@ -52,12 +59,14 @@ def test_quantiles_non_decreasing(fitted: Forecaster) -> None:
 def test_forecasts_do_not_see_the_future(fitted: Forecaster, panel: tuple[np.ndarray, int]) -> None:
     y, first_hour = panel
     origins = np.array([410, 430])
-    before, _ = predict_origins(fitted, y, first_hour, origins, 24, (0.9,))
+    before, q_before = predict_origins(fitted, y, first_hour, origins, 24, (0.9,))
     changed = y.copy()
     changed[:, 410:] = changed[:, 410:] * 3 + 50
-    after, _ = predict_origins(fitted, changed, first_hour, origins, 24, (0.9,))
+    after, q_after = predict_origins(fitted, changed, first_hour, origins, 24, (0.9,))
     np.testing.assert_array_equal(before[:, 0, :], after[:, 0, :])
+    np.testing.assert_array_equal(q_before[:, 0], q_after[:, 0])  # the local scale too
     assert not np.array_equal(before[:, 1, :], after[:, 1, :])  # 430 sees the change
+    assert not np.array_equal(q_before[:, 1], q_after[:, 1])
 
 
 def test_fit_ignores_data_after_its_panel(panel: tuple[np.ndarray, int]) -> None:
@@ -129,3 +138,52 @@ def test_short_history_calibrates_in_sample(
     fc = _make(cls).fit(y[:, :60], first_hour).predict(24, (0.5, 0.9))
     assert np.isfinite(fc.quantiles).all()
     assert (fc.level(0.9) >= fc.level(0.5)).all()
+
+
+def _local_scale_by_hand(y: np.ndarray, origin: int, scale: float) -> float:
+    diffs = [
+        abs(y[j] - y[j - SEASON])
+        for j in range(max(origin - LOCAL_HOURS, SEASON), origin)
+        if not np.isnan(y[j] - y[j - SEASON])
+    ]
+    recent = sum(diffs) / len(diffs) if diffs else scale
+    return LOCAL_WEIGHT * scale + (1 - LOCAL_WEIGHT) * recent
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    seed=st.integers(0, 2**16),
+    t=st.integers(2, 90),
+    starts=st.lists(st.integers(0, 89), min_size=1, max_size=4),
+    picks=st.lists(st.floats(0.0, 1.0), min_size=1, max_size=6),
+)
+def test_local_scale_matches_a_brute_force_reference(
+    seed: int, t: int, starts: list[int], picks: list[float]
+) -> None:
+    rng = np.random.default_rng(seed)
+    y = rng.gamma(2.0, 3.0, size=(len(starts), t))
+    for row, start in enumerate(starts):
+        y[row, : min(start, t - 1)] = np.nan  # a late start; every row keeps one value
+    scale = rng.uniform(0.5, 4.0, size=len(starts))
+    origins = np.array([1 + int(p * (t - 1)) for p in picks])
+    got = local_scale(y, origins, scale)
+    assert got.shape == (len(starts), len(origins))
+    for i in range(len(starts)):
+        for j, origin in enumerate(origins):
+            expected = _local_scale_by_hand(y[i], int(origin), float(scale[i]))
+            assert got[i, j] == pytest.approx(expected, rel=1e-9, abs=1e-12)
+
+
+def test_quantiles_widen_after_a_volatile_day() -> None:
+    rng = np.random.default_rng(5)
+    hours = np.arange(24 * 20)
+    y = 60 + 5 * np.sin(2 * np.pi * hours / SEASON) + rng.normal(0, 1, size=(4, len(hours)))
+    model = SeasonalNaive(calibration_hours=120).fit(y, 0)
+    calm = model.predict(24, (0.5, 0.9), y=y, first_hour=0)
+    stormy_y = y.copy()
+    stormy_y[:, -SEASON:] += rng.normal(0, 6, size=(4, SEASON))  # stays above zero
+    stormy = model.predict(24, (0.5, 0.9), y=stormy_y, first_hour=0)
+    band = calm.level(0.9) - calm.point
+    # The same calibrated offsets, in units of a local scale the stormy day has raised.
+    assert (stormy.level(0.9) - stormy.point > band + 1e-9).all()
+    assert (band > 0).all()
