@@ -2,21 +2,12 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import pytest
 
-_ROOT = str(Path(__file__).resolve().parents[2])
-# This directory shares the product package's name and sits on sys.path; the product
-# package must be the one imported.
-if sys.path[0] != _ROOT:
-    sys.path.insert(0, _ROOT)
-
-from data.synthetic import generate_fleet  # noqa: E402
-from models.fleet import to_panel  # noqa: E402
+from data.synthetic import generate_fleet
+from models.fleet import to_panel
 
 
 @pytest.fixture(scope="module")
