@@ -145,6 +145,94 @@ def _bulk_sql(engine: Engine, table: sa.Table, *, upsert: bool) -> str:
     return sql
 
 
+def trade_log_sql(engine: Engine) -> str:
+    """Return the driver-level insert of trade-log rows (``market_trades``) on ``engine``.
+
+    Run it with :func:`trade_log_rows` as ``connection.exec_driver_sql(sql, rows)``
+    inside a ledger transaction (``Ledger.post_batch(..., writes=...)``); a row whose
+    trade id exists is kept, since the first posting of the same settlement wrote it.
+    """
+    return _bulk_sql(engine, t_trades, upsert=False)
+
+
+def trade_log_writes(
+    engine: Engine, trades: Sequence[Trade], *, auction_at: datetime | None = None
+) -> Callable[[Connection], None]:
+    """Return the writes of ``trades``' trade-log rows, to commit with their settlement.
+
+    Pass the result as ``Ledger.post_batch(..., writes=...)`` (the venue does): the rows
+    commit with the entry that settles the trades, or not at all. ``auction_at`` as in
+    :func:`trade_log_rows`. A row whose trade id exists is kept. On PostgreSQL a large
+    batch streams in by ``COPY``.
+    """
+    rows = trade_log_rows(trades, auction_at=auction_at)
+    if engine.dialect.name == "postgresql" and len(rows) >= _PG_COPY_FROM:
+        ids = [row[0] for row in rows]
+
+        def copy_rows(conn: Connection) -> None:
+            # COPY streams the rows in one round trip but has no ON CONFLICT rule: rows
+            # already written (a settlement posted again) go through a staging table
+            replayed = conn.exec_driver_sql(_PG_ANY_TRADE, (ids,)).scalar()
+            if replayed:
+                conn.exec_driver_sql(_PG_STAGE_TRADES)
+            cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+            with cursor.copy(_PG_COPY_STAGED_TRADES if replayed else _PG_COPY_TRADES) as copy:
+                for row in rows:
+                    copy.write_row(row)
+            cursor.close()
+            if replayed:
+                conn.exec_driver_sql(_PG_INSERT_STAGED_TRADES)
+
+        return copy_rows
+    sql = trade_log_sql(engine)
+
+    def write(conn: Connection) -> None:
+        if rows:
+            conn.exec_driver_sql(sql, rows)
+
+    return write
+
+
+# From this many rows on, PostgreSQL takes trade rows by COPY rather than one by one.
+_PG_COPY_FROM = 64
+_TRADE_COLUMNS = ", ".join(c.name for c in t_trades.columns)
+_PG_STAGE_TRADES = (
+    f"CREATE TEMPORARY TABLE IF NOT EXISTS staged_{t_trades.name} (LIKE {t_trades.name})"
+    " ON COMMIT DELETE ROWS"
+)
+_PG_ANY_TRADE = f"SELECT EXISTS (SELECT 1 FROM {t_trades.name} WHERE trade_id = ANY(%s))"
+_PG_COPY_TRADES = f"COPY {t_trades.name} ({_TRADE_COLUMNS}) FROM STDIN"
+_PG_COPY_STAGED_TRADES = f"COPY staged_{t_trades.name} ({_TRADE_COLUMNS}) FROM STDIN"
+_PG_INSERT_STAGED_TRADES = (
+    f"INSERT INTO {t_trades.name} ({_TRADE_COLUMNS}) SELECT {_TRADE_COLUMNS}"
+    f" FROM staged_{t_trades.name} ON CONFLICT DO NOTHING"
+)
+
+
+def trade_log_rows(
+    trades: Sequence[Trade], *, auction_at: datetime | None = None
+) -> list[tuple[Any, ...]]:
+    """Return the ``market_trades`` rows of ``trades``, in column order.
+
+    ``auction_at`` is the time of the call auction all of ``trades`` come from (they
+    share it and have no aggressor); ``None`` takes each trade's own time and aggressor.
+    """
+    # the first ten fields of a Trade are the table's first ten columns
+    if auction_at is not None:
+        tail = (None, _micros(auction_at))
+        return [(*t[:10], t[12], *tail) for t in trades]
+    stamps = {at: _micros(at) for at in {t.at for t in trades}}
+    return [
+        (
+            *t[:10],
+            t.seller_value,
+            None if t.aggressor is None else t.aggressor.value,
+            stamps[t.at],
+        )
+        for t in trades
+    ]
+
+
 def _order_row(o: Order, auction: bool, escrow: int) -> tuple[Any, ...]:
     """Return the ``market_orders`` row of an order holding ``escrow``, in column order."""
     return (
@@ -314,7 +402,6 @@ class Venue:
             if not sa.inspect(engine).has_table(t_trades.name):
                 create_market_tables(engine)
             self._upsert_orders = _bulk_sql(engine, t_orders, upsert=True)
-            self._insert_trades = _bulk_sql(engine, t_trades, upsert=False)
             self._insert_auction = _bulk_sql(engine, t_auctions, upsert=False)
             mark = "?" if engine.dialect.paramstyle == "qmark" else "%s"
             self._update_orders = (
@@ -1177,22 +1264,9 @@ class Venue:
             for o in orders
         ]
         # the first ten fields of a Trade are the table's first ten columns
-        trade_rows: list[tuple[Any, ...]]
-        if result is not None:
-            # an auction's trades share one time and have no aggressor
-            tail = (None, _micros(result.at))
-            trade_rows = [(*t[:10], t[12], *tail) for t in trades]
-        else:
-            stamps = {at: _micros(at) for at in {t.at for t in trades}}
-            trade_rows = [
-                (
-                    *t[:10],
-                    t.seller_value,
-                    None if t.aggressor is None else t.aggressor.value,
-                    stamps[t.at],
-                )
-                for t in trades
-            ]
+        assert self._engine is not None
+        at = None if result is None else result.at
+        write_trades = trade_log_writes(self._engine, trades, auction_at=at) if trades else None
         auction_rows = (
             []
             if result is None
@@ -1219,8 +1293,8 @@ class Venue:
             # plain driver executemany: bulk rows skip SQLAlchemy's per-row compilation
             if order_rows:
                 conn.exec_driver_sql(self._upsert_orders, order_rows)
-            if trade_rows:
-                conn.exec_driver_sql(self._insert_trades, trade_rows)
+            if write_trades is not None:
+                write_trades(conn)
             if updates:
                 conn.exec_driver_sql(self._update_orders, updates)
             if auction_rows:

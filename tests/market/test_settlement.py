@@ -7,7 +7,7 @@ import random
 import pytest
 import sqlalchemy as sa
 
-from market.auction import AuctionMode
+from market.auction import AuctionMode, AuctionOrder, CallAuction
 from market.book import BookConfig
 from market.clock import ManualClock
 from market.errors import StandingLimitViolation
@@ -27,7 +27,15 @@ from market.ledger import (
 )
 from market.migrations import upgrade
 from market.orders import Side
-from market.venue import OrderRequest, Venue, t_auctions, t_orders, t_trades
+from market.venue import (
+    OrderRequest,
+    Venue,
+    t_auctions,
+    t_orders,
+    t_trades,
+    trade_log_rows,
+    trade_log_writes,
+)
 
 INSTANCES = [f"vm{i}" for i in range(12)]
 
@@ -214,3 +222,33 @@ def test_a_restarted_venue_restores_books_priority_escrow_and_limits(
     # the bid was vm1's only order: its escrow account is empty again
     assert again.ledger.balance(escrow_funds("vm1")) == 0
     assert again.ledger.verify().ok
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def store_url(request: pytest.FixtureRequest) -> str:
+    return str(request.getfixturevalue("sqlite_url" if request.param == "sqlite" else "pg_url"))
+
+
+@pytest.mark.parametrize("orders", [10, 300], ids=["few-rows", "copy-sized"])
+def test_trade_log_writes_store_every_row_once_and_keep_them_on_a_replay(
+    store_url: str, clock: ManualClock, orders: int
+) -> None:
+    upgrade(store_url)
+    store = SqlStore(store_url, durable=False)
+    rng = random.Random(orders)
+    auction_orders = [
+        AuctionOrder(
+            f"o{i}", f"vm{i % 12}", Side.BUY if i % 2 else Side.SELL, rng.randrange(90, 110), 1_000
+        )
+        for i in range(orders)
+    ]
+    result = CallAuction("gold", fee_bps=25).clear("a1", auction_orders, at=clock.now)
+    assert len(result.trades) >= (64 if orders > 100 else 1)
+    expected = trade_log_rows(result.trades, auction_at=result.at)
+    for _ in range(2):  # the second run replays the same settlement's rows
+        with store.engine.begin() as conn:
+            trade_log_writes(store.engine, result.trades, auction_at=result.at)(conn)
+    with store.engine.connect() as conn:
+        stored = [tuple(r) for r in conn.execute(sa.select(t_trades))]
+    assert sorted(stored) == sorted(expected)
+    store.close()
