@@ -2,8 +2,14 @@
 
 The venue keeps its books in memory, so every operation that changes it runs under
 one lock. Order placements that arrive together are placed as one batch
-(:meth:`Venue.place_many`), sharing the store's transactions; each batch also
-records the idempotent responses of its orders in one transaction.
+(:meth:`Venue.place_many`), sharing the store's transactions.
+
+An order's idempotency record commits in the transaction that commits the order
+(its escrow lock and row): ``(scope, key, fingerprint)`` with the order id in place of
+the response, which is only known once the order has matched. The response body
+follows in the next transaction the service makes anyway (the next batch's), or on its
+own once the desk is idle. A replay of a key whose body is not stored (the process
+died in between) answers from the order's current state, so no key ever places twice.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ import asyncio
 import contextlib
 import hashlib
 import json
+import logging
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -26,16 +33,31 @@ from market.book import BookConfig
 from market.clock import to_micros
 from market.errors import MarketError
 from market.exchange import CreditExchange
-from market.ledger import Ledger, SqlStore, instance_credits, instance_funds
+from market.ledger import ExtraWrites, Ledger, SqlStore, instance_credits, instance_funds
 from market.migrations import upgrade
 from market.orders import Order
 from market.registry import Registry
 from market.tiers import TierManager, load_config
-from market.venue import OrderRequest, Placement, Venue, t_auctions, t_orders, t_trades
+from market.venue import (
+    AcceptedWrites,
+    OrderRequest,
+    Placement,
+    Venue,
+    t_auctions,
+    t_orders,
+    t_trades,
+)
 from serving.errors import IdempotencyMismatch
 from serving.tables import api_idempotency
 
+logger = logging.getLogger(__name__)
+
 _MAX_BATCH = 256
+# the status of an idempotency record that holds the order id, not yet the response
+_UNRENDERED = 0
+# how long the desk waits for another batch to carry stored responses before it
+# writes them on their own
+_SAVE_AFTER_SECONDS = 0.05
 
 
 def request_fingerprint(document: Any) -> str:
@@ -51,6 +73,13 @@ class StoredResponse:
     status_code: int
     body: str
     replayed: bool
+
+
+PlacementTicket = tuple[OrderRequest, bool, str, str, str]
+"""``(request, auction, scope, key, fingerprint)`` of one order placement."""
+
+RenderStored = Callable[[Any, Sequence[Any]], str]
+"""Renders a stored order row and its stored trade rows as a placement's response."""
 
 
 @dataclass(slots=True)
@@ -102,6 +131,9 @@ class MarketService:
         # open orders and their escrow survive a restart of the service
         self.restored_orders = self.venue.restore()
         self.lock = threading.RLock()
+        # responses whose records commit holding the order id only, until a later
+        # transaction stores them: (scope, key) -> (status, body)
+        self._unsaved: dict[tuple[str, str], tuple[int, str]] = {}
 
     # balances and records
 
@@ -155,17 +187,20 @@ class MarketService:
     def stored_responses(
         self, keys: Sequence[tuple[str, str]]
     ) -> dict[tuple[str, str], tuple[str, int, str]]:
-        """Return ``(fingerprint, status, body)`` stored for ``(scope, key)`` pairs."""
+        """Return ``(fingerprint, status, body)`` stored for ``(scope, key)`` pairs.
+
+        A status of 0 marks a record whose body is the order id (the response is not
+        stored yet).
+        """
         found: dict[tuple[str, str], tuple[str, int, str]] = {}
         scopes = {scope for scope, _ in keys}
-        names = {key for _, key in keys}
+        names = sorted({key for _, key in keys})
         with self.engine.connect() as conn:
             for start in range(0, len(names), 400):
-                chunk = sorted(names)[start : start + 400]
                 rows = conn.execute(
                     sa.select(api_idempotency).where(
                         api_idempotency.c.scope.in_(scopes),
-                        api_idempotency.c.idempotency_key.in_(chunk),
+                        api_idempotency.c.idempotency_key.in_(names[start : start + 400]),
                     )
                 )
                 for row in rows:
@@ -178,15 +213,18 @@ class MarketService:
 
     def place_batch(
         self,
-        tickets: Sequence[tuple[OrderRequest, bool, str, str, str]],
+        tickets: Sequence[PlacementTicket],
         render: Callable[[Placement | Order], str],
+        render_stored: RenderStored,
     ) -> list[StoredResponse | MarketError | IdempotencyMismatch]:
         """Place ``(request, auction, scope, key, fingerprint)`` orders in arrival order.
 
         A key already stored replays its first response (or, with another fingerprint,
-        is refused with :class:`IdempotencyMismatch`). Accepted orders have their
-        response stored under their key in one transaction; rejected ones return the
-        specific error and store nothing.
+        is refused with :class:`IdempotencyMismatch`); a key whose order committed
+        without its response replays the order's current state (``render_stored``).
+        An accepted order's key commits with the order; its response is kept until
+        :meth:`save_responses` or the next batch stores it. Rejected orders return
+        the specific error and store nothing.
         """
         results: list[StoredResponse | MarketError | IdempotencyMismatch | None]
         results = [None] * len(tickets)
@@ -200,46 +238,154 @@ class MarketService:
                 elif first[0] != t[4]:
                     results[i] = IdempotencyMismatch(t[3])
                 else:
-                    results[i] = StoredResponse(first[1], first[2], replayed=True)
-            continuous = [i for i in fresh if not tickets[i][1]]
-            auction = [i for i in fresh if tickets[i][1]]
-            if continuous:
-                placed = self.venue.place_many([tickets[i][0] for i in continuous])
-                for i, outcome in zip(continuous, placed, strict=True):
-                    results[i] = (
-                        outcome
-                        if isinstance(outcome, MarketError)
-                        else StoredResponse(201, render(outcome), replayed=False)
-                    )
-            if auction:
-                waiting = self.venue.submit_to_auction([tickets[i][0] for i in auction])
-                for i, waiting_order in zip(auction, waiting, strict=True):
-                    results[i] = (
-                        waiting_order
-                        if isinstance(waiting_order, MarketError)
-                        else StoredResponse(201, render(waiting_order), replayed=False)
-                    )
-            now = to_micros(self.clock())
-            rows = [
-                {
-                    "scope": t[2],
-                    "idempotency_key": t[3],
-                    "fingerprint": t[4],
-                    "status_code": r.status_code,
-                    "body": r.body,
-                    "created_at_us": now,
-                }
-                for t, r in zip(tickets, results, strict=True)
-                if isinstance(r, StoredResponse) and not r.replayed
-            ]
-            if rows:
-                with self.engine.begin() as conn:
-                    conn.execute(api_idempotency.insert(), rows)
+                    results[i] = self._replay((t[2], t[3]), first, render_stored)
+            # continuous orders first, as they arrived; then those for the auctions
+            for auction in (False, True):
+                positions = [i for i in fresh if tickets[i][1] == auction]
+                if positions:
+                    outcomes = self._place_recorded([tickets[i] for i in positions], auction)
+                    self._keep_responses(positions, outcomes, tickets, results, render)
         return [r for r in results if r is not None]
 
+    def save_responses(self) -> int:
+        """Store the responses whose orders committed without them; return how many."""
+        with self.lock:
+            unsaved = dict(self._unsaved)
+            if unsaved:
+                with self.engine.begin() as conn:
+                    self._response_writes(unsaved)(conn)
+                self._forget(unsaved)
+            return len(unsaved)
+
+    @property
+    def unsaved_responses(self) -> int:
+        """Return how many responses wait to be stored."""
+        return len(self._unsaved)
+
+    def _replay(
+        self, key: tuple[str, str], first: tuple[str, int, str], render_stored: RenderStored
+    ) -> StoredResponse | MarketError:
+        status, body = first[1], first[2]
+        if status != _UNRENDERED:
+            return StoredResponse(status, body, replayed=True)
+        kept = self._unsaved.get(key)
+        if kept is not None:
+            return StoredResponse(kept[0], kept[1], replayed=True)
+        # the order committed but the process stopped before its response was stored
+        row = self.order_row(body)
+        if row is None:
+            return MarketError(f"idempotency key {key[1]!r} names order {body!r}, not stored")
+        query = (
+            sa.select(t_trades)
+            .where(sa.or_(t_trades.c.buy_order_id == body, t_trades.c.sell_order_id == body))
+            .order_by(t_trades.c.at_us, t_trades.c.trade_id)
+        )
+        with self.engine.connect() as conn:
+            trades = list(conn.execute(query))
+        return StoredResponse(201, render_stored(row, trades), replayed=True)
+
+    def _record_keys(self, tickets: Sequence[PlacementTicket]) -> AcceptedWrites:
+        # the keys of the orders a venue transaction accepts, written in it
+        now = to_micros(self.clock())
+
+        def accepted(placed: list[tuple[int, str]]) -> ExtraWrites | None:
+            rows = [
+                {
+                    "scope": tickets[i][2],
+                    "idempotency_key": tickets[i][3],
+                    "fingerprint": tickets[i][4],
+                    "status_code": _UNRENDERED,
+                    "body": order_id,
+                    "created_at_us": now,
+                }
+                for i, order_id in placed
+            ]
+
+            def write(conn: sa.Connection) -> None:
+                conn.execute(api_idempotency.insert(), rows)
+
+            return write
+
+        return accepted
+
+    def _place_recorded(
+        self, tickets: Sequence[PlacementTicket], auction: bool
+    ) -> Sequence[Placement | Order | MarketError]:
+        # the accepted orders' keys, and the responses kept so far, commit with the orders
+        record = self._record_keys(tickets)
+        unsaved = dict(self._unsaved)
+        responses = self._response_writes(unsaved) if unsaved else None
+
+        def writes(placed: list[tuple[int, str]]) -> ExtraWrites | None:
+            keys = record(placed)
+            if responses is None:
+                return keys
+
+            def write(conn: sa.Connection) -> None:
+                if keys is not None:
+                    keys(conn)
+                responses(conn)
+
+            return write
+
+        requests = [t[0] for t in tickets]
+        outcomes: Sequence[Placement | Order | MarketError] = (
+            self.venue.submit_to_auction(requests, writes=writes)
+            if auction
+            else self.venue.place_many(requests, writes=writes)
+        )
+        # the writes committed exactly when some order was accepted
+        if unsaved and any(not isinstance(o, MarketError) for o in outcomes):
+            self._forget(unsaved)
+        return outcomes
+
+    def _keep_responses(
+        self,
+        positions: list[int],
+        outcomes: Sequence[Placement | Order | MarketError],
+        tickets: Sequence[PlacementTicket],
+        results: list[StoredResponse | MarketError | IdempotencyMismatch | None],
+        render: Callable[[Placement | Order], str],
+    ) -> None:
+        for i, outcome in zip(positions, outcomes, strict=True):
+            if isinstance(outcome, MarketError):
+                results[i] = outcome
+                continue
+            response = StoredResponse(201, render(outcome), replayed=False)
+            self._unsaved[(tickets[i][2], tickets[i][3])] = (201, response.body)
+            results[i] = response
+
+    @staticmethod
+    def _response_writes(unsaved: dict[tuple[str, str], tuple[int, str]]) -> ExtraWrites:
+        statement = (
+            api_idempotency.update()
+            .where(
+                api_idempotency.c.scope == sa.bindparam("b_scope"),
+                api_idempotency.c.idempotency_key == sa.bindparam("b_key"),
+            )
+            .values(status_code=sa.bindparam("b_status"), body=sa.bindparam("b_body"))
+        )
+        rows = [
+            {"b_scope": scope, "b_key": key, "b_status": status, "b_body": body}
+            for (scope, key), (status, body) in unsaved.items()
+        ]
+
+        def write(conn: sa.Connection) -> None:
+            conn.execute(statement, rows)
+
+        return write
+
+    def _forget(self, saved: dict[tuple[str, str], tuple[int, str]]) -> None:
+        for key, response in saved.items():
+            if self._unsaved.get(key) == response:
+                del self._unsaved[key]
+
     def close(self) -> None:
-        """Release the store."""
-        self.engine.dispose()
+        """Store the responses still kept, then release the store."""
+        try:
+            self.save_responses()
+        finally:
+            self.engine.dispose()
 
 
 class OrderDesk:
@@ -251,11 +397,24 @@ class OrderDesk:
         The market the orders go to.
     render
         Turns a placement or a waiting auction order into the JSON of the response.
+    render_stored
+        Turns a stored order row and its trade rows into the JSON of the response, for
+        a replay whose first response was never stored.
+
+    A batch's responses are sent once its orders and their keys committed; the
+    responses themselves are stored with the next batch, or on their own once no
+    batch follows within 50 ms.
     """
 
-    def __init__(self, market: MarketService, render: Callable[[Placement | Order], str]) -> None:
+    def __init__(
+        self,
+        market: MarketService,
+        render: Callable[[Placement | Order], str],
+        render_stored: RenderStored,
+    ) -> None:
         self._market = market
         self._render = render
+        self._render_stored = render_stored
         self._queue: asyncio.Queue[_Ticket] | None = None
         self._worker: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -269,12 +428,13 @@ class OrderDesk:
         self._worker = self._loop.create_task(self._run())
 
     async def stop(self) -> None:
-        """Stop the worker once the orders already queued are placed."""
+        """Stop the worker and store the responses it still keeps."""
         if self._worker is not None:
             self._worker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._worker
             self._worker = None
+        await asyncio.to_thread(self._market.save_responses)
 
     async def place(
         self,
@@ -323,12 +483,14 @@ class OrderDesk:
     async def _run(self) -> None:
         assert self._queue is not None
         while True:
-            batch = [await self._queue.get()]
+            batch = [await self._next_ticket()]
             while not self._queue.empty() and len(batch) < _MAX_BATCH:
                 batch.append(self._queue.get_nowait())
             tickets = [(t.request, t.auction, t.scope, t.key, t.fingerprint) for t in batch]
             try:
-                outcomes = await asyncio.to_thread(self._market.place_batch, tickets, self._render)
+                outcomes = await asyncio.to_thread(
+                    self._market.place_batch, tickets, self._render, self._render_stored
+                )
             except Exception as exc:  # the store failed: every order of the batch fails
                 for t in batch:
                     if not t.future.done():
@@ -339,3 +501,16 @@ class OrderDesk:
                 if not t.future.done():
                     t.future.set_result(outcome)
                 self._in_flight.pop((t.scope, t.key), None)
+
+    async def _next_ticket(self) -> _Ticket:
+        # kept responses ride with the next batch; with none in sight, store them alone
+        assert self._queue is not None
+        while self._market.unsaved_responses:
+            try:
+                return await asyncio.wait_for(self._queue.get(), _SAVE_AFTER_SECONDS)
+            except TimeoutError:
+                try:
+                    await asyncio.to_thread(self._market.save_responses)
+                except Exception:  # the store failed: the next batch carries them
+                    logger.exception("storing idempotent responses failed")
+        return await self._queue.get()

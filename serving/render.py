@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from market.clock import from_micros
@@ -146,6 +147,14 @@ def render_placement(outcome: Placement | Order) -> str:
     return OrderPlaced(
         order=order_public(outcome.order, auction=False),
         trades=[own_trade(t, outcome.order.owner) for t in outcome.trades],
+    ).model_dump_json()
+
+
+def render_stored_placement(order_row: Any, trade_rows: Sequence[Any]) -> str:
+    """Return the JSON body of a placed order from its stored row and trades as they are now."""
+    return OrderPlaced(
+        order=order_row_public(order_row),
+        trades=[own_trade_row(t, order_row.owner) for t in trade_rows],
     ).model_dump_json()
 
 

@@ -10,7 +10,7 @@ from market.ledger import create_store_engine
 from serving.forecasts import ChampionSource, ForecastStore, MlflowChampion
 from serving.market_service import MarketService, OrderDesk
 from serving.ratelimit import RateLimiter
-from serving.render import render_placement
+from serving.render import render_placement, render_stored_placement
 from serving.settings import Settings
 from serving.tokens import TokenStore
 from serving.user_forecasts import UserForecastStore
@@ -64,5 +64,5 @@ def build_services(
         limiter=RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst),
         forecasts=ForecastStore(settings.predictions_dir, source, clock),
         user_forecasts=UserForecastStore(engine, clock),
-        desk=OrderDesk(market, render_placement),
+        desk=OrderDesk(market, render_placement, render_stored_placement),
     )

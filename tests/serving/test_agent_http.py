@@ -214,7 +214,7 @@ def test_decision_logs_are_private_and_manual_rates_are_released_by_admins(api: 
 
 
 @pytest.mark.postgres
-def test_the_agent_and_its_log_work_on_postgresql(make_api, pg_url: str) -> None:
+def test_the_agent_and_its_log_work_on_postgresql(pg_url: str, make_api) -> None:
     api = make_api(database_url=pg_url)
     api.grant_credits(SELLER, 200_000)
     seller, _ = agent(api, SELLER, 4)

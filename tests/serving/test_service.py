@@ -159,7 +159,7 @@ def test_creditx_serve_answers_real_http_on_loopback(tmp_path: Path) -> None:
 
 
 @pytest.mark.postgres
-def test_orders_balances_and_replays_on_postgresql(make_api, pg_url: str) -> None:
+def test_orders_balances_and_replays_on_postgresql(pg_url: str, make_api) -> None:
     api = make_api(database_url=pg_url)
     api.grant_credits("vm-silver-2", 10_000)
     api.deposit("vm-silver-1", 100_000)
