@@ -27,6 +27,7 @@ zero, and one net leg per instance whose balance moved.
 
 from __future__ import annotations
 
+import gc
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -527,6 +528,25 @@ def run_policy(
     flags = _FLAGS[policy]
     if (flags.market or flags.swaps) and forecasts is None:
         raise ScenarioError("policy", policy, "the agents and the CEM need forecasts")
+    # The books keep every entry, order and trade of the run and none of them forms a
+    # cycle: the cyclic collector would rescan them, ever more of them, for nothing.
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return _replay(fleet, scenario, policy, flags, forecasts, progress)
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _replay(
+    fleet: ReplayFleet,
+    scenario: Scenario,
+    policy: str,
+    flags: _Flags,
+    forecasts: ForecastTable | None,
+    progress: Callable[[int], None] | None,
+) -> PolicyResult:
     began = time.perf_counter()
     n_tiers = len(fleet.tier_names)
     hours = fleet.hours
