@@ -56,6 +56,18 @@ def _take(y: np.ndarray, idx: np.ndarray) -> np.ndarray:
     return np.where(idx >= 0, out, np.nan)
 
 
+def _nan_median(values: np.ndarray) -> np.ndarray:
+    # numpy.nanmedian over the last axis (NaN where every value is), by one sort: numpy's
+    # masked-array path took a tenth of a fleet's fitting time.
+    ordered = np.sort(values, axis=-1)  # NaN sorts last
+    count = (~np.isnan(values)).sum(axis=-1)
+    lo = np.maximum(count - 1, 0) // 2
+    hi = np.minimum(count // 2, values.shape[-1] - 1)
+    low = np.take_along_axis(ordered, lo[..., None], axis=-1)[..., 0]
+    high = np.take_along_axis(ordered, hi[..., None], axis=-1)[..., 0]
+    return np.where(count > 0, (low + high) / 2, np.nan)
+
+
 def build_features(
     y: np.ndarray, first_hour: int, origins: np.ndarray, steps: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -111,7 +123,7 @@ def build_features(
         profile = np.stack(
             [
                 np.nanmean(same_hour, axis=-1),
-                np.nanmedian(same_hour, axis=-1),
+                _nan_median(same_hour),
                 np.nanmax(same_hour, axis=-1),
                 same_hour[..., 0],
                 _take(y, target_col - WEEK),

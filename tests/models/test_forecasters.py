@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -17,7 +19,7 @@ from models.base import (
     predict_origins,
 )
 from models.baselines import Naive, SeasonalNaive
-from models.gbm import GlobalLightGBM
+from models.gbm import GlobalLightGBM, _nan_median
 from models.linear import LinearLags
 from models.stats import ETS
 
@@ -187,3 +189,19 @@ def test_quantiles_widen_after_a_volatile_day() -> None:
     # The same calibrated offsets, in units of a local scale the stormy day has raised.
     assert (stormy.level(0.9) - stormy.point > band + 1e-9).all()
     assert (band > 0).all()
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    seed=st.integers(0, 2**16),
+    shape=st.tuples(st.integers(1, 4), st.integers(1, 5), st.integers(1, 8)),
+    holes=st.floats(0.0, 1.0),
+)
+def test_nan_median_equals_numpy(seed: int, shape: tuple[int, int, int], holes: float) -> None:
+    rng = np.random.default_rng(seed)
+    values = rng.normal(size=shape).round(1)  # ties as well
+    values[rng.random(shape) < holes] = np.nan
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows
+        expected = np.nanmedian(values, axis=-1)
+    np.testing.assert_array_equal(_nan_median(values), expected)
