@@ -53,6 +53,10 @@ def _ingest(
     return IngestParams(synthetic=fleet, home=settings.home)
 
 
+def _names(candidates: str) -> tuple[str, ...]:
+    return tuple(c.strip() for c in candidates.split(",") if c.strip())
+
+
 def _fail(exc: Exception) -> typer.Exit:
     typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
     return typer.Exit(code=1)
@@ -111,7 +115,9 @@ def register(app: typer.Typer) -> None:
     def train(
         snapshot: Path | None = typer.Option(None, help="snapshot to train on; newest by default"),
         fleet: str = fleet_option,
-        candidates: str = typer.Option("naive,seasonal_naive", help="comma-separated forecasters"),
+        candidates: str | None = typer.Option(
+            None, help="comma-separated forecasters; the forecast benchmark's set by default"
+        ),
         shard_size: int = typer.Option(500, help="instances per training shard"),
         promote: bool = typer.Option(True, help="gate the new version for promotion"),
         runner: str = typer.Option("default", help="task runner: default or dask"),
@@ -126,7 +132,7 @@ def register(app: typer.Typer) -> None:
 
         settings = _settings()
         from pipelines.flows import task_runner, train_flow
-        from pipelines.params import TrainParams
+        from pipelines.params import DEFAULT_CANDIDATES, TrainParams
 
         path = snapshot or latest_snapshot(settings.home / "snapshots")
         if path is None:
@@ -135,7 +141,7 @@ def register(app: typer.Typer) -> None:
             params = TrainParams(
                 snapshot=path,
                 tracking=_tracking(settings, fleet),
-                candidates=tuple(c.strip() for c in candidates.split(",") if c.strip()),
+                candidates=DEFAULT_CANDIDATES if candidates is None else _names(candidates),
                 shard_size=shard_size,
                 promote=promote,
             )

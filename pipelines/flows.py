@@ -9,6 +9,7 @@ models or left out), with the reason in the Prefect log and on the MLflow run.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,13 +18,12 @@ from typing import Any
 import pandas as pd
 from prefect import flow, get_run_logger, unmapped
 from prefect.states import Completed, State
+from prefect.task_runners import ThreadPoolTaskRunner
 
 from data.frame import ID_COL
-from models import ForecastConfig
 from pipelines.errors import BrokenModelError, InvalidParametersError, SnapshotError
 from pipelines.gate import PromotionDecision, PromotionGate, Scorecard
 from pipelines.params import (
-    QUANTILES,
     EvaluateParams,
     IngestParams,
     PredictParams,
@@ -37,6 +37,7 @@ from pipelines.tasks import (
     TrainingRecord,
     config_hash,
     find_training,
+    forecast_config,
     forecast_horizons,
     hourly_telemetry,
     load_snapshot,
@@ -75,16 +76,13 @@ def ingest_flow(params: IngestParams) -> Snapshot:
     return snapshot
 
 
-def _forecast_config(candidates: tuple[str, ...], seed: int) -> ForecastConfig:
-    return ForecastConfig(candidates=candidates, seed=seed, quantiles=QUANTILES)
-
-
 def _train_params_document(params: TrainParams, snapshot: Snapshot) -> dict[str, Any]:
     return {
         "snapshot": str(snapshot.path),
         "candidates": ",".join(params.candidates),
         "shard_size": params.shard_size,
         "backtest_days": params.backtest_days,
+        "calibration_hours": params.calibration_hours,
         "seed": params.seed,
         "instances": snapshot.instances,
         "hours": int((snapshot.end - snapshot.start) / pd.Timedelta(hours=1)) + 1,
@@ -100,7 +98,15 @@ class TrainOutcome:
     snapshot: Snapshot
 
 
-@flow(name="train")
+# Shards are CPU-bound: more threads than cores only add peak memory.
+_SHARD_WORKERS = os.cpu_count() or 1
+
+
+def _thread_pool() -> Any:
+    return ThreadPoolTaskRunner(max_workers=_SHARD_WORKERS)
+
+
+@flow(name="train", task_runner=_thread_pool())
 def train_flow(params: TrainParams) -> State:
     """Back-test and fit every instance for every horizon; log and register one model.
 
@@ -130,7 +136,7 @@ def train_flow(params: TrainParams) -> State:
         sample = list(
             pd.Series(ids).sample(min(params.sample_instances, len(ids)), random_state=params.seed)
         )
-        config = _forecast_config(params.candidates, params.seed)
+        config = forecast_config(params.candidates, params.seed, params.calibration_hours)
         shards = split_shards(frame, params.shard_size)
         futures = train_shard.map(shards, unmapped(config), unmapped(window), unmapped(sample))
         results: list[ShardResult] = [part for future in futures for part in future.result()]
@@ -285,16 +291,14 @@ def task_runner(
     Parameters
     ----------
     runner
-        ``"default"`` (Prefect's thread pool) or ``"dask"``.
+        ``"default"`` (Prefect's thread pool, one thread per core) or ``"dask"``.
     address
         Scheduler address of a running Dask cluster; a LocalCluster by default.
     workers, processes
         Size and kind of the LocalCluster's workers.
     """
     if runner == "default":
-        from prefect.task_runners import ThreadPoolTaskRunner
-
-        return ThreadPoolTaskRunner()
+        return _thread_pool()
     if runner != "dask":
         raise InvalidParametersError("runner", f"expected 'default' or 'dask', got {runner!r}")
     from prefect_dask import DaskTaskRunner

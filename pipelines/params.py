@@ -15,6 +15,11 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 HORIZONS: dict[str, int] = {"hour": 1, "day": 24, "week": 168}
 #: Quantile levels every forecast carries.
 QUANTILES: tuple[float, ...] = (0.5, 0.9)
+#: Forecasters a training run chooses from per instance and horizon: the baselines,
+#: the global ridge and the global LightGBM, the set ``creditx bench forecast`` scores.
+DEFAULT_CANDIDATES: tuple[str, ...] = ("naive", "seasonal_naive", "linear", "lightgbm")
+#: Calibration window of a training run's forecasters, in hours.
+CALIBRATION_HOURS = 336
 
 Runner = Literal["default", "dask"]
 
@@ -91,6 +96,9 @@ class TrainParams(_Params):
         Instances per training shard; shards are fitted in parallel by the task runner.
     backtest_days
         Length of the back-test window at the end of the snapshot.
+    calibration_hours
+        Hours at the end of each fit's history that every forecaster back-tests from
+        rolling origins to choose the model per instance and calibrate its quantiles.
     sample_instances
         Instances drawn in the forecast-against-actual plot.
     seed
@@ -104,9 +112,10 @@ class TrainParams(_Params):
     tracking: TrackingParams
     snapshot: Path | None = None
     ingest: IngestParams | None = None
-    candidates: tuple[str, ...] = ("naive", "seasonal_naive")
+    candidates: tuple[str, ...] = DEFAULT_CANDIDATES
     shard_size: int = Field(default=500, ge=1)
     backtest_days: int = Field(default=7, ge=1)
+    calibration_hours: int = Field(default=CALIBRATION_HOURS, ge=24)
     sample_instances: int = Field(default=4, ge=0, le=32)
     seed: int = 0
     promote: bool = True

@@ -13,11 +13,12 @@ Per instance and horizon the figures are those of :func:`models.metrics.score_ba
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import pandas as pd
 
-from data.frame import ID_COL
+from data.frame import ID_COL, TARGET_COL, TIME_COL
 from pipelines.errors import InvalidParametersError
 from pipelines.params import HORIZONS
 from pipelines.snapshot import Snapshot
@@ -65,6 +66,49 @@ def backtest_window(snapshot: Snapshot, days: int) -> BacktestWindow:
             f"snapshot from {snapshot.start} to {snapshot.end}",
         )
     return BacktestWindow(snapshot.digest, start, days)
+
+
+def window_forecasts(
+    forecast: Callable[[int, pd.DataFrame], pd.DataFrame],
+    frame: pd.DataFrame,
+    window: BacktestWindow,
+) -> dict[str, pd.DataFrame]:
+    """Forecast every horizon from each of its origins in the window, without refitting.
+
+    Each origin's forecast reads the telemetry before it and nothing after.
+
+    Parameters
+    ----------
+    forecast
+        ``forecast(h, history)`` returns the ``h`` hours after ``history`` of every
+        instance in it (``unique_id, ds, yhat, q.., model, source``).
+    frame
+        Hourly telemetry covering the history and the window's actuals.
+    window
+        The back-test window whose origins are forecast.
+
+    Returns
+    -------
+    dict of pandas.DataFrame
+        Per horizon, ``unique_id, ds, yhat, q.., model, source, origin, y``: the shape
+        :func:`score_horizons` scores.
+    """
+    actual = frame[[ID_COL, TIME_COL, TARGET_COL]].assign(
+        **{ID_COL: frame[ID_COL].astype("string")}
+    )
+    # Rows in time order make each origin's history one slice of the frame.
+    ordered = frame.sort_values(TIME_COL, kind="stable", ignore_index=True)
+    stamps = ordered[TIME_COL]
+    backtests = {}
+    for horizon, hours in HORIZONS.items():
+        parts = []
+        for origin in window.origins(horizon):
+            history = ordered.iloc[: int(stamps.searchsorted(origin, side="left"))]
+            parts.append(forecast(hours, history).assign(origin=origin))
+        forecasts = pd.concat(parts, ignore_index=True)
+        forecasts[ID_COL] = forecasts[ID_COL].astype("string")
+        backtests[horizon] = forecasts.merge(actual, on=[ID_COL, TIME_COL], how="left")
+    return backtests
 
 
 def score_horizons(frame: pd.DataFrame, backtests: dict[str, pd.DataFrame]) -> pd.DataFrame:

@@ -32,8 +32,19 @@ from pipelines.errors import (
     StoreUnavailableError,
 )
 from pipelines.fleet_model import FleetModel, input_example
-from pipelines.params import HORIZONS, QUANTILES, IngestParams, TrackingParams
-from pipelines.scoring import BacktestWindow, aggregate_metrics, score_horizons
+from pipelines.params import (
+    CALIBRATION_HOURS,
+    HORIZONS,
+    QUANTILES,
+    IngestParams,
+    TrackingParams,
+)
+from pipelines.scoring import (
+    BacktestWindow,
+    aggregate_metrics,
+    score_horizons,
+    window_forecasts,
+)
 from pipelines.snapshot import Snapshot, read_snapshot, write_snapshot
 from pipelines.tracking import (
     TAG_CONFIG,
@@ -231,6 +242,18 @@ _FALLBACK_COLUMNS = [ID_COL, "model", "reason"]
 _MODEL_ERRORS = (ForecastError, ValueError, FloatingPointError, np.linalg.LinAlgError)
 
 
+def forecast_config(
+    candidates: tuple[str, ...], seed: int, calibration_hours: int
+) -> ForecastConfig:
+    """Return the fleet forecaster's configuration of a training run."""
+    return ForecastConfig(
+        candidates=candidates,
+        seed=seed,
+        quantiles=QUANTILES,
+        calibration_hours=calibration_hours,
+    )
+
+
 @task(cache_policy=NO_CACHE)
 def split_shards(frame: pd.DataFrame, shard_size: int) -> list[pd.DataFrame]:
     """Split the fleet into shards of at most ``shard_size`` instances."""
@@ -307,11 +330,18 @@ def _fit_and_score(
     sample: list[str],
     fit_final: bool,
 ) -> ShardResult:
-    forecaster = FleetForecaster(config)
-    backtests = {
-        horizon: forecaster.backtest(shard, window.origins(horizon), hours, quantiles=QUANTILES)
-        for horizon, hours in HORIZONS.items()
-    }
+    # One fit on the data before the window serves every horizon's origins: the
+    # forecasters are refitted once per window, as FleetForecaster.backtest does.
+    from data.frame import TIME_COL
+
+    before = FleetForecaster(config).fit(shard.loc[shard[TIME_COL] < window.start])
+    fitted = pd.Index(before.unique_ids_)
+
+    def forecast(h: int, history: pd.DataFrame) -> pd.DataFrame:
+        # Instances that start inside the window have no fitted model to forecast with.
+        return before.predict(h, QUANTILES, frame=history.loc[history[ID_COL].isin(fitted)])
+
+    backtests = window_forecasts(forecast, shard, window)
     metrics = score_horizons(shard, backtests)
     week = backtests["week"]
     picked = week.loc[week[ID_COL].astype("string").isin(sample)]
@@ -556,8 +586,10 @@ def champion_scores(
     own = run.data.params
     snapshot, frame = read_snapshot(Path(facts["params"]["snapshot"]))
     window = backtest_window(snapshot, int(facts["params"]["backtest_days"]))
-    config = ForecastConfig(
-        candidates=tuple(own["candidates"].split(",")), seed=int(own["seed"]), quantiles=QUANTILES
+    config = forecast_config(
+        tuple(own["candidates"].split(",")),
+        int(own["seed"]),
+        int(own.get("calibration_hours", CALIBRATION_HOURS)),
     )
     shards = split_shards.fn(frame, int(own["shard_size"]))
     results = [
@@ -633,25 +665,12 @@ def score_served(
     model: FleetModel, frame: pd.DataFrame, window: BacktestWindow
 ) -> dict[str, float]:
     """Score a fitted fleet model on the window, forecasting each origin without refitting."""
-    from data.frame import TARGET_COL, TIME_COL
-
-    # Two weeks before an origin are all the history the forecasters read.
-    lookback = pd.Timedelta(days=14)
     frame = frame.loc[frame[ID_COL].isin(model.unique_ids)]
-    actual = frame[[ID_COL, TIME_COL, TARGET_COL]].assign(
-        **{ID_COL: frame[ID_COL].astype("string")}
-    )
-    backtests = {}
-    for horizon, hours in HORIZONS.items():
-        parts = []
-        for origin in window.origins(horizon):
-            history = frame.loc[(frame[TIME_COL] < origin) & (frame[TIME_COL] >= origin - lookback)]
-            part = model.forecast(hours, QUANTILES, frame=history)
-            parts.append(part.assign(origin=origin))
-        forecasts = pd.concat(parts, ignore_index=True)
-        forecasts[ID_COL] = forecasts[ID_COL].astype("string")
-        backtests[horizon] = forecasts.merge(actual, on=[ID_COL, TIME_COL], how="left")
-    return aggregate_metrics(score_horizons(frame, backtests))
+
+    def forecast(h: int, history: pd.DataFrame) -> pd.DataFrame:
+        return model.forecast(h, QUANTILES, frame=history)
+
+    return aggregate_metrics(score_horizons(frame, window_forecasts(forecast, frame, window)))
 
 
 @task(retries=2, retry_delay_seconds=1, cache_policy=NO_CACHE, retry_condition_fn=_retry_on_io)

@@ -18,6 +18,7 @@ import pytest
 from mlflow import MlflowClient
 
 from pipelines.errors import EmptySnapshotError, ModelNotFoundError, StoreUnavailableError
+from pipelines.fleet_model import FleetModel
 from pipelines.flows import (
     TrainOutcome,
     evaluate_flow,
@@ -27,6 +28,7 @@ from pipelines.flows import (
     train_flow,
 )
 from pipelines.params import (
+    DEFAULT_CANDIDATES,
     EvaluateParams,
     IngestParams,
     PredictParams,
@@ -39,6 +41,8 @@ from pipelines.snapshot import Snapshot, write_snapshot
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 
 FLEET = SyntheticFleet(instances=20, days=21, seed=3, freq="30min")
+# Tests about the flow rather than the forecasters train on the quick baselines.
+BASELINES = ("naive", "seasonal_naive")
 
 
 @dataclass(frozen=True)
@@ -88,7 +92,7 @@ def test_training_logs_a_run_and_registers_the_champion(trained: Trained) -> Non
     for horizon in ("hour", "day", "week"):
         assert 0 < run.data.metrics[f"mase_{horizon}"] < 5
         assert 0.5 < run.data.metrics[f"coverage90_{horizon}"] <= 1
-    assert run.data.params["candidates"] == "naive,seasonal_naive"
+    assert run.data.params["candidates"] == ",".join(DEFAULT_CANDIDATES)
     artifacts = {a.path for a in client.list_artifacts(record.run_id, "metrics")}
     assert artifacts == {"metrics/instances.parquet", "metrics/fallbacks.parquet"}
     plots = {a.path for a in client.list_artifacts(record.run_id, "plots")}
@@ -112,6 +116,22 @@ def test_training_logs_a_run_and_registers_the_champion(trained: Trained) -> Non
     assert forecast.groupby("unique_id").size().eq(24).all()
     assert len(forecast) == 24 * FLEET.instances
     assert np.isfinite(forecast[["yhat", "q50", "q90"]].to_numpy()).all()
+
+
+def test_the_registered_model_forecasts_with_the_default_candidates(trained: Trained) -> None:
+    _client(trained.tracking)
+    pyfunc = mlflow.pyfunc.load_model("models:/fleet-model@champion")
+    fleet = pyfunc.unwrap_python_model()
+    assert isinstance(fleet, FleetModel)
+    for shard in fleet.shards:
+        assert shard.config.candidates == DEFAULT_CANDIDATES
+        assert [model.name for model in shard.models_] == list(DEFAULT_CANDIDATES)
+    ids = fleet.unique_ids
+    config = pd.DataFrame({"unique_id": ids, "h": 168, "quantiles": [[0.5, 0.9]] * len(ids)})
+    in_force = set(pyfunc.predict(config)["model"])
+    assert in_force <= set(DEFAULT_CANDIDATES)
+    # The learned forecasters win somewhere: the model is not the baselines in disguise.
+    assert in_force & {"linear", "lightgbm"}
 
 
 def test_a_rerun_on_the_same_snapshot_changes_nothing(trained: Trained) -> None:
@@ -156,7 +176,7 @@ def test_a_broken_candidate_never_replaces_the_champion(trained: Trained, tmp_pa
     broken_ids = [f"vm-{i:06d}" for i in range(15)]
     frame.loc[frame["unique_id"].isin(broken_ids), "y"] = np.nan
     snapshot = write_snapshot(frame, tmp_path)
-    name, outcome = _train(trained.tracking, snapshot.path)
+    name, outcome = _train(trained.tracking, snapshot.path, candidates=BASELINES)
     assert name == "Partial"
     assert outcome.record.metrics["failed_instances"] == 15
     run = client.get_run(outcome.record.run_id)
@@ -267,7 +287,9 @@ def test_entirely_rejected_telemetry_makes_no_snapshot(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_train_runs_on_a_dask_local_cluster(fleet_snapshot: Snapshot, tmp_path: Path) -> None:
     tracking = _tracking(tmp_path, name="dask-fleet")
-    params = TrainParams(tracking=tracking, snapshot=fleet_snapshot.path, shard_size=5)
+    params = TrainParams(
+        tracking=tracking, snapshot=fleet_snapshot.path, shard_size=5, candidates=BASELINES
+    )
     flow = train_flow.with_options(task_runner=task_runner("dask", workers=2, processes=False))
     state = flow(params, return_state=True)
     assert state.is_completed()
