@@ -28,8 +28,16 @@ def _design(x: np.ndarray) -> np.ndarray:
             np.sin(2 * np.pi * k * week_hour / WEEK),
             np.cos(2 * np.pi * k * week_hour / WEEK),
         ]
-    body = np.nan_to_num(x[..., :-3], nan=0.0, posinf=0.0, neginf=0.0)
-    return np.concatenate([body, np.stack([*fourier, np.log(step)], axis=-1)], axis=-1)
+    extra = [*fourier, np.log(step)]
+    n_body = x.shape[-1] - 3
+    # One output array, cleaned in place: the design is the largest array of a fit.
+    out = np.empty((*x.shape[:-1], n_body + len(extra)))
+    body = out[..., :n_body]
+    body[...] = x[..., :n_body]
+    np.nan_to_num(body, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
+    for j, column in enumerate(extra):
+        out[..., n_body + j] = column
+    return out
 
 
 class LinearLags(Forecaster):
