@@ -50,7 +50,6 @@ from market.ledger import (
     SqlStore,
     Transfer,
     credits_asset,
-    escrow_account,
     escrow_credits,
     escrow_funds,
     instance_credits,
@@ -60,7 +59,12 @@ from market.ledger import (
 from market.migrations import upgrade
 from market.orders import Side
 from market.settlement import auction_request
-from market.venue import trade_log_rows, trade_log_sql, trade_log_writes
+from market.venue import (
+    auction_clearing_accounts,
+    trade_log_rows,
+    trade_log_sql,
+    trade_log_writes,
+)
 
 START = datetime(2026, 1, 5, tzinfo=UTC)
 TIER = "gold"
@@ -152,8 +156,7 @@ def _fresh_ledger(url: str) -> Ledger:
     return ledger
 
 
-_FUNDS_CLEARING = escrow_account(f"auction-{TIER}-funds")
-_CREDITS_CLEARING = escrow_account(f"auction-{TIER}-credits")
+_FUNDS_CLEARING, _CREDITS_CLEARING = auction_clearing_accounts(TIER)
 _FEE_BPS = 20
 
 
@@ -343,6 +346,26 @@ def _deltas(request: EntryRequest) -> dict[str, int]:
     return deltas
 
 
+def _plain_sqlite_writes(
+    conn: sqlite3.Connection,
+    entry: tuple[Any, ...],
+    legs: list[tuple[Any, ...]],
+    updates: list[tuple[int, str]],
+) -> None:
+    """Write one entry row, its legs and its accounts' new balances (plain ``sqlite3``)."""
+    conn.execute(
+        "INSERT INTO ledger_entries (id, idempotency_key, fingerprint, reason, actor,"
+        " created_at_us, metadata) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        entry,
+    )
+    conn.executemany(
+        "INSERT INTO ledger_transfers (entry_id, position, source, destination, amount)"
+        " VALUES (?, ?, ?, ?, ?)",
+        legs,
+    )
+    conn.executemany("UPDATE ledger_accounts SET balance = ? WHERE id = ?", updates)
+
+
 def _plain_sqlite(path: Path) -> Callable[[list[EntryRequest]], None]:
     url = f"sqlite:///{path}"
     _fresh_ledger(url).close()
@@ -360,20 +383,8 @@ def _plain_sqlite(path: Path) -> Callable[[list[EntryRequest]], None]:
                     f"SELECT id, balance FROM ledger_accounts WHERE id IN ({marks})", accounts
                 ).fetchall()
             )
-            conn.execute(
-                "INSERT INTO ledger_entries (id, idempotency_key, fingerprint, reason, actor,"
-                " created_at_us, metadata) VALUES (:id, :key, :fp, :reason, :actor, :at, :meta)",
-                entry,
-            )
-            conn.executemany(
-                "INSERT INTO ledger_transfers (entry_id, position, source, destination, amount)"
-                " VALUES (?, ?, ?, ?, ?)",
-                legs,
-            )
-            conn.executemany(
-                "UPDATE ledger_accounts SET balance = ? WHERE id = ?",
-                [(balances[a] + d, a) for a, d in _deltas(request).items()],
-            )
+            updates = [(balances[a] + d, a) for a, d in _deltas(request).items()]
+            _plain_sqlite_writes(conn, tuple(entry.values()), legs, updates)
             conn.execute("COMMIT")
 
     return post
@@ -419,20 +430,8 @@ def _plain_sqlite_batch(path: Path) -> Callable[[EntryRequest, list[tuple[Any, .
                     f"SELECT id, balance FROM ledger_accounts WHERE id IN ({marks})", chunk
                 ).fetchall()
             )
-        conn.execute(
-            "INSERT INTO ledger_entries (id, idempotency_key, fingerprint, reason, actor,"
-            " created_at_us, metadata) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            entry,
-        )
-        conn.executemany(
-            "INSERT INTO ledger_transfers (entry_id, position, source, destination, amount)"
-            " VALUES (?, ?, ?, ?, ?)",
-            legs,
-        )
-        conn.executemany(
-            "UPDATE ledger_accounts SET balance = ? WHERE id = ?",
-            [(balances[a] + d, a) for a, d in deltas.items()],
-        )
+        updates = [(balances[a] + d, a) for a, d in deltas.items()]
+        _plain_sqlite_writes(conn, entry, legs, updates)
         conn.executemany(insert_trades, trade_rows)
         conn.execute("COMMIT")
 

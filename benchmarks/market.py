@@ -24,22 +24,12 @@ import numpy as np
 import typer
 
 from benchmarks._report import Figure, report
+from benchmarks.ledger import open_fleet
 from market.auction import AuctionMode, AuctionOrder, CallAuction
 from market.book import BookConfig, OrderBook
 from market.clock import ManualClock
 from market.errors import InvalidTransition
-from market.ledger import (
-    FUNDS,
-    AccountKind,
-    EntryRequest,
-    Ledger,
-    SqlStore,
-    Transfer,
-    credits_asset,
-    instance_credits,
-    instance_funds,
-    mint_account,
-)
+from market.ledger import Ledger, SqlStore
 from market.migrations import upgrade
 from market.orders import Side, TimeInForce
 from market.venue import OrderRequest, Venue
@@ -124,29 +114,10 @@ def _sqlite_venue(directory: Path, instances: int) -> Venue:
     clock = ManualClock(START)
     ledger = Ledger(store, clock)
     venue = Venue(ledger, clock, [BookConfig(tier=TIER, fee_bps=10)], engine=store.engine)
-    ledger.open_accounts(
-        [
-            (mint_account(FUNDS), FUNDS, AccountKind.MINT),
-            (mint_account(credits_asset(TIER)), credits_asset(TIER), AccountKind.MINT),
-        ]
-    )
     names = [f"vm{i}" for i in range(instances)]
+    open_fleet(ledger, names, TIER)
     for name in names:
         venue.register_instance(name, TIER)
-    ledger.post(
-        EntryRequest(
-            tuple(
-                leg
-                for name in names
-                for leg in (
-                    Transfer(mint_account(FUNDS), instance_funds(name), 10**12),
-                    Transfer(mint_account(credits_asset(TIER)), instance_credits(name), 10**12),
-                )
-            ),
-            reason="deposit",
-            actor="bench",
-        )
-    )
     return venue
 
 

@@ -47,7 +47,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from itertools import count, repeat
+from itertools import repeat
+from operator import attrgetter
 from typing import NamedTuple
 
 import numpy as np
@@ -101,6 +102,8 @@ class _Allocation:
 
 
 _NOTHING = np.empty(0, dtype=np.int64)
+_ORDER_ID = attrgetter("order_id")
+_OWNER = attrgetter("owner")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -160,32 +163,28 @@ class AuctionResult:
         buy_price, sell_price = self.buy_price, self.sell_price
         assert buy_price is not None
         assert sell_price is not None
-        tier, at, prefix = self.tier, self.at, self.auction_id
         quantity, value, fee, seller_value = self.trade_amounts()
-        buys = [orders[b] for b in a.buyer.tolist()]
-        sells = [orders[s] for s in a.seller.tolist()]
-        received = seller_value.tolist() if buy_price != sell_price else repeat(None)
-        pairs = zip(
-            count(1), buys, sells, quantity.tolist(), value.tolist(), fee.tolist(), received
+        order_ids = list(map(_ORDER_ID, orders))
+        owners = list(map(_OWNER, orders))
+        buyer, seller = a.buyer.tolist(), a.seller.tolist()
+        prefix = f"{self.auction_id}-"
+        columns = (
+            [f"{prefix}{n}" for n in range(1, len(buyer) + 1)],
+            repeat(self.tier),
+            repeat(buy_price),
+            quantity.tolist(),
+            map(order_ids.__getitem__, buyer),
+            map(order_ids.__getitem__, seller),
+            map(owners.__getitem__, buyer),
+            map(owners.__getitem__, seller),
+            value.tolist(),
+            fee.tolist(),
+            repeat(self.at),
+            repeat(None),
+            seller_value.tolist() if buy_price != sell_price else repeat(None),
         )
-        return tuple(
-            Trade(
-                f"{prefix}-{n}",
-                tier,
-                buy_price,
-                q,
-                buy.order_id,
-                sell.order_id,
-                buy.owner,
-                sell.owner,
-                v,
-                f,
-                at,
-                None,
-                r,
-            )
-            for n, buy, sell, q, v, f, r in pairs
-        )
+        # the rows are built whole, so the named tuple's own constructor is skipped
+        return tuple(map(tuple.__new__, repeat(Trade), zip(*columns, strict=False)))
 
     def trade_amounts(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Return per trade, in :attr:`trades` order: quantity, value, fee, seller's value.

@@ -32,6 +32,7 @@ import contextlib
 import dataclasses
 import functools
 import gc
+import json
 import threading
 import uuid
 from collections import defaultdict
@@ -41,6 +42,7 @@ from datetime import UTC, datetime, timedelta
 from operator import attrgetter
 from typing import Any, ParamSpec, TypeVar
 
+import numpy as np
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
@@ -143,6 +145,11 @@ def _bulk_sql(engine: Engine, table: sa.Table, *, upsert: bool) -> str:
     else:
         sql += " ON CONFLICT DO NOTHING"
     return sql
+
+
+def auction_clearing_accounts(tier: str) -> tuple[str, str]:
+    """Return the funds and credits clearing accounts ``tier``'s auctions settle through."""
+    return escrow_account(f"auction-{tier}-funds"), escrow_account(f"auction-{tier}-credits")
 
 
 def trade_log_sql(engine: Engine) -> str:
@@ -392,6 +399,7 @@ class Venue:
         self._auction_seq = 0
         self.market_data = MarketData()
         self._engine = engine
+        self._postgres = engine is not None and engine.dialect.name == "postgresql"
         if engine is not None:
             ledger_engine: object = getattr(ledger.store, "engine", None)
             if ledger_engine is not engine:
@@ -408,17 +416,18 @@ class Venue:
                 f"UPDATE {t_orders.name} SET filled = {mark}, state = {mark}, escrow = 0 "
                 f"WHERE order_id = {mark}"
             )
+            # one statement per group of auction orders: filled whole, or cancelled unfilled
+            ids = "= ANY(%s)" if self._postgres else "IN (SELECT value FROM json_each(?))"
+            self._finish_orders = tuple(
+                f"UPDATE {t_orders.name} SET filled = {filled}, state = '{state.value}', "
+                f"escrow = 0 WHERE order_id {ids}"
+                for filled, state in zip(("quantity", "0"), _AUCTION_OUTCOMES[::-1], strict=True)
+            )
             self._update_escrow = (
                 f"UPDATE {t_orders.name} SET escrow = {mark} WHERE order_id = {mark}"
             )
         # each tier's auctions settle through two clearing accounts that end every batch at 0
-        self._clearing = {
-            c.tier: (
-                escrow_account(f"auction-{c.tier}-funds"),
-                escrow_account(f"auction-{c.tier}-credits"),
-            )
-            for c in tiers
-        }
+        self._clearing = {c.tier: auction_clearing_accounts(c.tier) for c in tiers}
         ledger.open_accounts(
             [
                 (FEES_ACCOUNT, FUNDS, AccountKind.FEES),
@@ -859,17 +868,25 @@ class Venue:
         )
         filled = result.order_fills()
         # open -> fill -> filled, or open [-> partial_fill] -> cancel -> cancelled
-        complete = (filled == result.allocation.order_quantity).tolist()
-        states = [_AUCTION_OUTCOMES[done] for done in complete]
+        done = filled == result.allocation.order_quantity
+        states = list(map(_AUCTION_OUTCOMES.__getitem__, done.tolist()))
         fills = filled.tolist()
-        state_values = [_AUCTION_OUTCOME_VALUES[done] for done in complete]
-        updates = list(zip(fills, state_values, ids, strict=True))
+        # whole groups of rows change alike: filled completely, or cancelled untouched;
+        # the few partly filled orders (one per side at most) are updated one by one
+        id_array = np.array(ids, dtype=object)
+        whole = id_array[done].tolist()
+        untouched = id_array[filled == 0].tolist()
+        partial = [
+            (fills[k], _AUCTION_OUTCOME_VALUES[False], ids[k])
+            for k in np.flatnonzero((filled > 0) & ~done).tolist()
+        ]
         self._commit(
             [] if request is None else [request],
             list(result.trades),
             [],
             result=result,
-            order_updates=updates,
+            order_updates=partial,
+            finished_orders=(whole, untouched),
         )
         # settled: every waiting order is finished
         snapshots = list(map(self._auction_snapshots.pop, ids))
@@ -1080,6 +1097,10 @@ class Venue:
             state=OrderState.OPEN,
         )
 
+    def _id_list(self, order_ids: list[str]) -> Any:
+        # PostgreSQL takes an array; SQLite a JSON array read back by json_each
+        return order_ids if self._postgres else json.dumps(order_ids)
+
     def _check_writes(self, writes: AcceptedWrites | None) -> None:
         if writes is not None and self._engine is None:
             raise MarketError("extra writes need a venue with an engine: it keeps no SQL rows")
@@ -1238,11 +1259,12 @@ class Venue:
         auction: bool = False,
         result: AuctionResult | None = None,
         order_updates: Sequence[tuple[int, str, str]] = (),
+        finished_orders: tuple[list[str], list[str]] = ([], []),
     ) -> None:
         orders = list(orders)
         writes = None
         if self._engine is not None and (orders or trades or order_updates or result is not None):
-            writes = self._writes(orders, trades, auction, result, order_updates)
+            writes = self._writes(orders, trades, auction, result, order_updates, finished_orders)
         self._post(ledger_requests, writes)
         self._trade_log += trades
         if trades and result is None:
@@ -1256,6 +1278,7 @@ class Venue:
         auction: bool,
         result: AuctionResult | None,
         order_updates: Sequence[tuple[int, str, str]],
+        finished_orders: tuple[list[str], list[str]],
     ) -> Callable[[Connection], None]:
         """Return the writes of the venue's rows, to run in the ledger's transaction."""
         held = self._held
@@ -1297,6 +1320,10 @@ class Venue:
                 write_trades(conn)
             if updates:
                 conn.exec_driver_sql(self._update_orders, updates)
+            # auction orders filled completely, and those the auction did not touch
+            for sql, order_ids in zip(self._finish_orders, finished_orders, strict=True):
+                if order_ids:
+                    conn.exec_driver_sql(sql, (self._id_list(order_ids),))
             if auction_rows:
                 conn.exec_driver_sql(self._insert_auction, auction_rows)
 
