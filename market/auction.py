@@ -48,7 +48,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from itertools import repeat
-from operator import attrgetter
+from operator import attrgetter, is_
 from typing import NamedTuple
 
 import numpy as np
@@ -104,6 +104,9 @@ class _Allocation:
 _NOTHING = np.empty(0, dtype=np.int64)
 _ORDER_ID = attrgetter("order_id")
 _OWNER = attrgetter("owner")
+_PRICE = attrgetter("price")
+_QUANTITY = attrgetter("quantity")
+_SIDE = attrgetter("side")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -347,8 +350,8 @@ class CallAuction:
             If an order id repeats, or a price or quantity is invalid or off the tick.
         """
         n = len(orders)
-        raw_prices = [o.price for o in orders]
-        raw_quantities = [o.quantity for o in orders]
+        raw_prices = list(map(_PRICE, orders))
+        raw_quantities = list(map(_QUANTITY, orders))
         prices = np.array(raw_prices) if n else np.empty(0, dtype=np.int64)
         quantities = np.array(raw_quantities) if n else np.empty(0, dtype=np.int64)
         well_formed = (
@@ -356,11 +359,11 @@ class CallAuction:
             and quantities.dtype == np.int64
             and bool((prices > 0).all() and (quantities > 0).all())
             and not bool((prices % self.tick_size).any())
-            and len({o.order_id for o in orders}) == n
+            and len(set(map(_ORDER_ID, orders))) == n
         )
         if not well_formed:
             self._reject(orders)
-        is_buy = np.fromiter((o.side is Side.BUY for o in orders), dtype=bool, count=n)
+        is_buy = np.fromiter(map(is_, map(_SIDE, orders), repeat(Side.BUY)), dtype=bool, count=n)
         positions = np.arange(n)
         bids = _sorted_side(prices[is_buy], quantities[is_buy], positions[is_buy], buy=True)
         asks = _sorted_side(prices[~is_buy], quantities[~is_buy], positions[~is_buy], buy=False)
