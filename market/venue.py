@@ -174,12 +174,13 @@ def trade_log_writes(
     """
     rows = trade_log_rows(trades, auction_at=auction_at)
     if engine.dialect.name == "postgresql" and len(rows) >= _PG_COPY_FROM:
-        ids = [row[0] for row in rows]
+        first_id = rows[0][0]
 
         def copy_rows(conn: Connection) -> None:
-            # COPY streams the rows in one round trip but has no ON CONFLICT rule: rows
-            # already written (a settlement posted again) go through a staging table
-            replayed = conn.exec_driver_sql(_PG_ANY_TRADE, (ids,)).scalar()
+            # COPY streams the rows in one round trip but has no ON CONFLICT rule: the
+            # rows of a settlement posted again (they commit together, so its first
+            # row is there) go through a staging table
+            replayed = conn.exec_driver_sql(_PG_ANY_TRADE, (first_id,)).scalar()
             if replayed:
                 conn.exec_driver_sql(_PG_STAGE_TRADES)
             cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
@@ -207,7 +208,7 @@ _PG_STAGE_TRADES = (
     f"CREATE TEMPORARY TABLE IF NOT EXISTS staged_{t_trades.name} (LIKE {t_trades.name})"
     " ON COMMIT DELETE ROWS"
 )
-_PG_ANY_TRADE = f"SELECT EXISTS (SELECT 1 FROM {t_trades.name} WHERE trade_id = ANY(%s))"
+_PG_ANY_TRADE = f"SELECT EXISTS (SELECT 1 FROM {t_trades.name} WHERE trade_id = %s)"
 _PG_COPY_TRADES = f"COPY {t_trades.name} ({_TRADE_COLUMNS}) FROM STDIN"
 _PG_COPY_STAGED_TRADES = f"COPY staged_{t_trades.name} ({_TRADE_COLUMNS}) FROM STDIN"
 _PG_INSERT_STAGED_TRADES = (
