@@ -70,8 +70,20 @@ modify = st.tuples(
     st.none() | st.integers(1, 12).map(lambda k: k * 333),
 )
 tick = st.tuples(st.just("tick"), st.integers(1, 3))
+# call auction orders wait beside the book and settle together when the auction runs
+auction_order = st.tuples(
+    st.sampled_from(NAMES),
+    st.sampled_from([Side.BUY, Side.SELL]),
+    st.integers(0, 3),
+    st.integers(1, 6).map(lambda k: k * 333),
+).map(lambda o: (*o[:2], (o[2] + (3 if o[1] is Side.BUY else 1)) * 10, o[3]))
+# a batch of auction orders, locked together
+auction = st.tuples(st.just("auction"), st.lists(auction_order, min_size=1, max_size=4))
+run = st.tuples(st.just("run"))
 streams = st.lists(
-    st.one_of(place, place, place, bad_place, cancel, modify, tick), min_size=4, max_size=30
+    st.one_of(place, place, place, bad_place, cancel, modify, tick, auction, run),
+    min_size=4,
+    max_size=30,
 )
 
 
@@ -231,12 +243,41 @@ def _run(stream: list, url: str | None) -> None:
                 trades += [e for e in events if isinstance(e, Trade)]
             elif op[0] == "tick":
                 clock.advance(timedelta(minutes=op[1]))
-                venue.expire()
+                lefts = {o: venue.escrow_left(o) for o in orders}
+                expired = [e.order_id for e in venue.expire()]
+                # expiry returns exactly what each expired order had left, to its owner
+                returned: dict[str, int] = {}
+                for order_id in expired:
+                    order = venue.order(order_id)
+                    account = (instance_funds if order.side is Side.BUY else instance_credits)(
+                        order.owner
+                    )
+                    returned[account] = returned.get(account, 0) + lefts[order_id]
+                after = venue.ledger.balances()
+                assert {a: after[a] - before[a] for a in returned} == returned
+            elif op[0] == "auction":
+                batch = [OrderRequest(name, side, price, qty) for name, side, price, qty in op[1]]
+                for r, waiting in zip(batch, venue.submit_to_auction(batch), strict=True):
+                    if not isinstance(waiting, MarketError):
+                        orders[waiting.order_id] = r.price
+                        ids.append(waiting.order_id)
+                        locked[waiting.order_id] = required_escrow(
+                            r.side, r.price, r.quantity, FEE_BPS
+                        )
+            elif op[0] == "run":
+                auction_trades = venue.run_auction("gold").trades
+                event(f"auction trades: {len(auction_trades) > 0}")
+                trades += auction_trades
         except MarketError:
             assert venue.ledger.balances() == before, "a rejected operation moved a balance"
         _check(venue, orders, trades, drawn)
         # fills draw only from their own order's share: never more than it locked
         assert all(drawn.get(o, 0) <= locked[o] for o in orders)
+    # every stream ends with an auction of whatever still waits for one
+    final = venue.run_auction("gold").trades
+    event(f"final auction trades: {len(final) > 0}")
+    _check(venue, orders, list(final), drawn)
+    assert all(drawn.get(o, 0) <= locked[o] for o in orders)
     event(f"trades: {len(venue.trade_log()) > 0}")
     assert venue.ledger.verify().ok
     venue.ledger.close()
