@@ -33,13 +33,16 @@ AZURE_PEERS: dict[str, dict[str, float]] = {
 # Holt-Winters ETS is left out: it never beat the global models in back-tests and its
 # per-instance estimation dominates the run time.
 CANDIDATES = ("naive", "seasonal_naive", "linear", "lightgbm")
-# (origins, horizon, hours between refits, calibration window in hours): one-step
-# errors need only the last week, which keeps the most recent data in the calibration
-# fit; day and week errors need more origins.
-TASKS: dict[str, tuple[int, int, int | None, int]] = {
-    "hour": (168, 1, 48, 168),
-    "day": (7, 24, None, 336),
-    "week": (1, 168, None, 336),
+# (origins, horizon, hours between refits, calibration window in hours, longest horizon
+# the models train and back-test on): one-step errors need only the last week, which
+# keeps the most recent data in the calibration fit, and a one-step model trained on
+# step 1 alone (MASE 1.014 -> 0.985 on Azure, 0.665 -> 0.655 on the synthetic fleet, a
+# sixth of the CPU); day and week errors need more origins, and the day's quantiles
+# gain from models trained on the whole week.
+TASKS: dict[str, tuple[int, int, int | None, int, int]] = {
+    "hour": (168, 1, 48, 168, 1),
+    "day": (7, 24, None, 336, 168),
+    "week": (1, 168, None, 336, 168),
 }
 
 
@@ -86,8 +89,13 @@ def run(frame: pd.DataFrame, n_jobs: int = 1) -> dict[str, dict[str, float | int
     from models.metrics import score_backtest
 
     results: dict[str, dict[str, float | int]] = {}
-    for task, (_, h, refit_every, calibration) in TASKS.items():
-        config = ForecastConfig(candidates=CANDIDATES, calibration_hours=calibration, n_jobs=n_jobs)
+    for task, (_, h, refit_every, calibration, horizon_max) in TASKS.items():
+        config = ForecastConfig(
+            candidates=CANDIDATES,
+            calibration_hours=calibration,
+            horizon_max=horizon_max,
+            n_jobs=n_jobs,
+        )
         fleet = FleetForecaster(config)
         origins = task_origins(frame, task)
         started, cpu_started = time.perf_counter(), time.process_time()
