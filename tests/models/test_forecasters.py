@@ -32,7 +32,7 @@ def _make(cls: type[Forecaster], seed: int = 0) -> Forecaster:
     return cls(seed=seed, **SMALL)
 
 
-FORECASTERS = [Naive, SeasonalNaive, ETS, LinearLags, GlobalLightGBM]
+FORECASTERS: list[type[Forecaster]] = [Naive, SeasonalNaive, ETS, LinearLags, GlobalLightGBM]
 
 
 @pytest.fixture(scope="module", params=FORECASTERS, ids=lambda c: c.name)
@@ -205,3 +205,23 @@ def test_nan_median_equals_numpy(seed: int, shape: tuple[int, int, int], holes: 
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows
         expected = np.nanmedian(values, axis=-1)
     np.testing.assert_array_equal(_nan_median(values), expected)
+
+
+@pytest.mark.parametrize("cls", FORECASTERS, ids=lambda c: c.name)
+def test_one_step_models_still_forecast_a_day(
+    cls: type[Forecaster], panel: tuple[np.ndarray, int]
+) -> None:
+    y, first_hour = panel
+    kwargs = {"calibration_hours": 72, "horizon_max": 1, "seed": 0}
+    model = (
+        GlobalLightGBM(n_estimators=25, max_rows=4000, **kwargs)
+        if cls is GlobalLightGBM
+        else cls(**kwargs)
+    ).fit(y[:, :300], first_hour)
+    fc = model.predict(24, (0.5, 0.9))
+    assert np.isfinite(fc.quantiles).all()
+    assert (np.diff(fc.quantiles, axis=2) >= 0).all()
+    # Every bucket borrows the calibrated one-step offsets.
+    np.testing.assert_array_equal(
+        model.quantile_table_[:, 1:], model.quantile_table_[:, :1].repeat(7, 1)
+    )
