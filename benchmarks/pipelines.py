@@ -26,7 +26,12 @@ if TYPE_CHECKING:
 
 
 def run(
-    instances: int, days: float, shard_size: int, candidates: str | None, home: Path
+    instances: int,
+    days: float,
+    shard_size: int,
+    candidates: str | None,
+    home: Path,
+    calibration_hours: int | None = None,
 ) -> list[Figure]:
     """Ingest a synthetic fleet, train and promote it; return the figures."""
     os.environ.setdefault("PREFECT_HOME", str(home / "prefect"))
@@ -35,6 +40,7 @@ def run(
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "300")
     from pipelines.flows import ingest_flow, promote_flow, train_flow
     from pipelines.params import (
+        CALIBRATION_HOURS,
         DEFAULT_CANDIDATES,
         IngestParams,
         PromoteParams,
@@ -59,6 +65,7 @@ def run(
         snapshot=snapshot.path,
         candidates=DEFAULT_CANDIDATES if candidates is None else tuple(candidates.split(",")),
         shard_size=shard_size,
+        calibration_hours=calibration_hours or CALIBRATION_HOURS,
         promote=False,
     )
     started, cpu_started = time.perf_counter(), time.process_time()
@@ -71,11 +78,13 @@ def run(
     started = time.perf_counter()
     decision = promote_flow(PromoteParams(tracking=tracking, version=record.version))
     promote_seconds = time.perf_counter() - started
+    print(f"candidates {','.join(params.candidates)}")
     print(f"{state.name}: {record.reason or 'every instance on its chosen model'}")
     print(decision.reason)
     return [
         Figure("instances", float(snapshot.instances), ""),
         Figure("hourly rows", float(snapshot.rows), ""),
+        Figure("forecasters' calibration window", float(params.calibration_hours), "h"),
         Figure("train flow, default runner", train_seconds, "s", "<= 600"),
         Figure("train flow CPU (all threads of the process)", train_cpu_seconds, "s"),
         Figure(
@@ -106,8 +115,11 @@ def register(bench_app: typer.Typer) -> None:
         candidates: str | None = typer.Option(
             None, help="forecasters to choose from; the train flow's default set without"
         ),
+        calibration_hours: int | None = typer.Option(
+            None, help="calibration window of the forecasters; the train flow's default without"
+        ),
     ) -> None:
         """Time the train flow on a synthetic fleet and MLflow's share of it."""
         with tempfile.TemporaryDirectory(prefix="creditx-bench-pipelines-") as tmp:
-            figures = run(instances, days, shard_size, candidates, Path(tmp))
+            figures = run(instances, days, shard_size, candidates, Path(tmp), calibration_hours)
         report("pipelines", figures, json_out)
