@@ -39,7 +39,8 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from operator import attrgetter
+from itertools import repeat
+from operator import add, attrgetter, is_, itemgetter
 from typing import Any, ParamSpec, TypeVar
 
 import numpy as np
@@ -227,6 +228,10 @@ def trade_log_rows(
     """
     # the first ten fields of a Trade are the table's first ten columns
     if auction_at is not None:
+        if all(map(is_, map(_SELLER_VALUE, trades), repeat(None))):
+            # a uniform-price auction's rows all end alike
+            ending = (None, None, _micros(auction_at))
+            return list(map(add, map(_FIRST_TEN, trades), repeat(ending)))
         tail = (None, _micros(auction_at))
         return [(*t[:10], t[12], *tail) for t in trades]
     stamps = {at: _micros(at) for at in {t.at for t in trades}}
@@ -322,6 +327,8 @@ _AUCTION_OUTCOMES = (
 )
 _AUCTION_OUTCOME_VALUES = tuple(state.value for state in _AUCTION_OUTCOMES)
 _LEFT = attrgetter("left")
+_FIRST_TEN = itemgetter(slice(0, 10))
+_SELLER_VALUE = itemgetter(12)
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
 

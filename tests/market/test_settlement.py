@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from datetime import UTC, datetime
 
 import pytest
 import sqlalchemy as sa
@@ -245,6 +246,14 @@ def test_trade_log_writes_store_every_row_once_and_keep_them_on_a_replay(
     result = CallAuction("gold", fee_bps=25).clear("a1", auction_orders, at=clock.now)
     assert len(result.trades) >= (64 if orders > 100 else 1)
     expected = trade_log_rows(result.trades, auction_at=result.at)
+    at_us = int((result.at - datetime(1970, 1, 1, tzinfo=UTC)).total_seconds()) * 1_000_000
+    assert expected == [(*t[:10], t.seller_value, None, at_us) for t in result.trades]
+    mcafee = CallAuction("gold", fee_bps=25, mode=AuctionMode.MCAFEE).clear(
+        "a2", auction_orders, at=clock.now
+    )
+    assert trade_log_rows(mcafee.trades, auction_at=mcafee.at) == [
+        (*t[:10], t.seller_value, None, at_us) for t in mcafee.trades
+    ]
     for _ in range(2):  # the second run replays the same settlement's rows
         with store.engine.begin() as conn:
             trade_log_writes(store.engine, result.trades, auction_at=result.at)(conn)
