@@ -7,6 +7,7 @@ route but ``/v1/health`` needs a bearer token; every error is an RFC 9457
 
 from __future__ import annotations
 
+import gc
 import importlib.util
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -67,9 +68,14 @@ def create_app(
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         wired.desk.start()
         wired.forecasts.start(settings.forecast_reload_seconds)
+        # what is built by now (libraries, stores, the books) lives as long as the app:
+        # full collections need not walk it (they paused requests for 100-300 ms)
+        gc.collect()
+        gc.freeze()
         try:
             yield
         finally:
+            gc.unfreeze()
             await wired.desk.stop()
             wired.forecasts.stop()
 

@@ -434,7 +434,10 @@ class OrderDesk:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._worker
             self._worker = None
-        await asyncio.to_thread(self._market.save_responses)
+        try:
+            await asyncio.to_thread(self._market.save_responses)
+        except Exception:  # their orders and keys are stored: a replay answers from those
+            logger.exception("storing idempotent responses failed on shutdown")
 
     async def place(
         self,
