@@ -17,10 +17,23 @@ from __future__ import annotations
 
 
 class ApiError(Exception):
-    """Root of the service's errors: one problem document with an HTTP status."""
+    """Root of the service's errors: one problem document with an HTTP status.
+
+    A subclass names its status and title in its class line:
+    ``class NotFound(ApiError, status=404, title="Not found")``.
+    """
 
     status: int = 400
     title: str = "Bad request"
+
+    def __init_subclass__(
+        cls, *, status: int | None = None, title: str | None = None, **kwargs: object
+    ) -> None:
+        super().__init_subclass__(**kwargs)
+        if status is not None:
+            cls.status = status
+        if title is not None:
+            cls.title = title
 
     def __init__(self, detail: str, *, title: str | None = None, **extra: object) -> None:
         super().__init__(detail)
@@ -30,39 +43,24 @@ class ApiError(Exception):
         self.extra = extra
 
 
-class Unauthenticated(ApiError):
+class Unauthenticated(ApiError, status=401, title="Authentication required"):
     """No bearer token, or one that is unknown or revoked."""
 
-    status = 401
-    title = "Authentication required"
 
-
-class Forbidden(ApiError):
+class Forbidden(ApiError, status=403, title="Forbidden"):
     """The caller's token may not act on this resource."""
 
-    status = 403
-    title = "Forbidden"
 
-
-class NotFound(ApiError):
+class NotFound(ApiError, status=404, title="Not found"):
     """No such resource for this caller."""
 
-    status = 404
-    title = "Not found"
 
-
-class Conflict(ApiError):
+class Conflict(ApiError, status=409, title="Conflict"):
     """The request clashes with the current state of a resource."""
 
-    status = 409
-    title = "Conflict"
 
-
-class IdempotencyMismatch(ApiError):
+class IdempotencyMismatch(ApiError, status=409, title="Idempotency key reused"):
     """An Idempotency-Key reused with a request that differs from the first."""
-
-    status = 409
-    title = "Idempotency key reused"
 
     def __init__(self, key: str) -> None:
         super().__init__(
@@ -73,18 +71,12 @@ class IdempotencyMismatch(ApiError):
         self.key = key
 
 
-class PayloadTooLarge(ApiError):
+class PayloadTooLarge(ApiError, status=413, title="Request body too large"):
     """The request body exceeds the service's cap."""
 
-    status = 413
-    title = "Request body too large"
 
-
-class RateLimited(ApiError):
+class RateLimited(ApiError, status=429, title="Too many requests"):
     """The token spent its request budget; retry after ``retry_after`` seconds."""
-
-    status = 429
-    title = "Too many requests"
 
     def __init__(self, retry_after: int) -> None:
         super().__init__(
@@ -94,8 +86,5 @@ class RateLimited(ApiError):
         self.retry_after = retry_after
 
 
-class ServiceUnavailable(ApiError):
+class ServiceUnavailable(ApiError, status=503, title="Service unavailable"):
     """A store or the forecasts are not available yet."""
-
-    status = 503
-    title = "Service unavailable"

@@ -22,7 +22,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from market import cem_errors, ledger
 from market import errors as market_errors
 from models.errors import ForecastError
-from serving.errors import ApiError, RateLimited
+from serving.errors import ApiError, PayloadTooLarge, RateLimited
 
 logger = logging.getLogger(__name__)
 
@@ -233,14 +233,8 @@ class BodySizeLimit:
                 except ValueError:
                     declared = 0
                 if declared > self.max_bytes:
-                    response = problem_response(
-                        413,
-                        "Request body too large",
-                        f"the body declares {declared} bytes; the limit is {self.max_bytes}",
-                        instance=scope.get("path"),
-                        max_bytes=self.max_bytes,
-                    )
-                    await response(scope, receive, send)
+                    detail = f"the body declares {declared} bytes; the limit is {self.max_bytes}"
+                    await self._refuse(detail, scope, receive, send)
                     return
         if not any(name in (b"content-length", b"transfer-encoding") for name, _ in headers):
             await self.app(scope, receive, send)
@@ -256,14 +250,8 @@ class BodySizeLimit:
             chunk = message.get("body", b"")
             seen += len(chunk)
             if seen > self.max_bytes:
-                response = problem_response(
-                    413,
-                    "Request body too large",
-                    f"the body exceeds the limit of {self.max_bytes} bytes",
-                    instance=scope.get("path"),
-                    max_bytes=self.max_bytes,
-                )
-                await response(scope, receive, send)
+                detail = f"the body exceeds the limit of {self.max_bytes} bytes"
+                await self._refuse(detail, scope, receive, send)
                 return
             chunks.append(chunk)
             if not message.get("more_body", False):
@@ -279,3 +267,13 @@ class BodySizeLimit:
             return await receive()
 
         await self.app(scope, replay, send)
+
+    async def _refuse(self, detail: str, scope: Scope, receive: Receive, send: Send) -> None:
+        response = problem_response(
+            PayloadTooLarge.status,
+            PayloadTooLarge.title,
+            detail,
+            instance=scope.get("path"),
+            max_bytes=self.max_bytes,
+        )
+        await response(scope, receive, send)

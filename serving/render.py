@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from datetime import datetime
+from typing import Any, TypeVar
+
+from pydantic import BaseModel
 
 from market.clock import from_micros
+from market.exchange import RateChange
 from market.orders import Order
 from market.orders import Trade as BookTrade
 from market.tiers import Tier, format_rate
@@ -18,9 +22,12 @@ from serving.schemas import (
     OrderPlaced,
     OrderPublic,
     OwnTradePublic,
+    RateChangePublic,
     TierPublic,
     TradePublic,
 )
+
+Public = TypeVar("Public", bound=BaseModel)
 
 
 def tier_public(tier: Tier) -> TierPublic:
@@ -38,20 +45,21 @@ def tier_public(tier: Tier) -> TierPublic:
     )
 
 
+def from_fields(model: type[Public], source: Any, **values: Any) -> Public:
+    """Return ``model`` with each field read from ``source``'s attribute of the same name,
+    except those given in ``values``."""
+    copied = {name: getattr(source, name) for name in model.model_fields if name not in values}
+    return model(**copied, **values)
+
+
 def order_public(order: Order, *, auction: bool) -> OrderPublic:
     """Return an order snapshot as its response body."""
-    return OrderPublic(
-        order_id=order.order_id,
+    return from_fields(
+        OrderPublic,
+        order,
         instance_id=order.owner,
-        tier=order.tier,
         side=order.side.value,
-        price=order.price,
-        quantity=order.quantity,
-        filled=order.filled,
-        remaining=order.remaining,
         time_in_force=order.time_in_force.value,
-        expires_at=order.expires_at,
-        created_at=order.created_at,
         state=order.state.value,
         venue="auction" if auction else "continuous",
     )
@@ -59,85 +67,44 @@ def order_public(order: Order, *, auction: bool) -> OrderPublic:
 
 def order_row_public(row: Any) -> OrderPublic:
     """Return a stored order row as its response body."""
-    return OrderPublic(
-        order_id=row.order_id,
+    return from_fields(
+        OrderPublic,
+        row,
         instance_id=row.owner,
-        tier=row.tier,
-        side=row.side,
-        price=row.price,
-        quantity=row.quantity,
-        filled=row.filled,
         remaining=row.quantity - row.filled,
-        time_in_force=row.time_in_force,
         expires_at=None if row.expires_at_us is None else from_micros(row.expires_at_us),
         created_at=from_micros(row.created_at_us),
-        state=row.state,
         venue="auction" if row.auction else "continuous",
     )
 
 
-def own_trade(trade: BookTrade, instance_id: str) -> OwnTradePublic:
-    """Return a trade as one of its parties sees it."""
+def own_trade(
+    trade: BookTrade | Any, instance_id: str, *, at: datetime | None = None
+) -> OwnTradePublic:
+    """Return a trade (or a stored trade row, with its time) as one of its parties sees it."""
     buying = trade.buyer == instance_id
-    return OwnTradePublic(
-        trade_id=trade.trade_id,
-        tier=trade.tier,
+    return from_fields(
+        OwnTradePublic,
+        trade,
         side="buy" if buying else "sell",
         order_id=trade.buy_order_id if buying else trade.sell_order_id,
-        price=trade.price,
-        quantity=trade.quantity,
-        value=trade.value,
-        fee=trade.fee,
-        at=trade.at,
+        at=trade.at if at is None else at,
     )
 
 
 def own_trade_row(row: Any, instance_id: str) -> OwnTradePublic:
     """Return a stored trade row as one of its parties sees it."""
-    buying = row.buyer == instance_id
-    return OwnTradePublic(
-        trade_id=row.trade_id,
-        tier=row.tier,
-        side="buy" if buying else "sell",
-        order_id=row.buy_order_id if buying else row.sell_order_id,
-        price=row.price,
-        quantity=row.quantity,
-        value=row.value,
-        fee=row.fee,
-        at=from_micros(row.at_us),
-    )
+    return own_trade(row, instance_id, at=from_micros(row.at_us))
 
 
 def trade_row_public(row: Any) -> TradePublic:
     """Return a stored trade row for the public tape."""
-    return TradePublic(
-        trade_id=row.trade_id,
-        tier=row.tier,
-        price=row.price,
-        quantity=row.quantity,
-        value=row.value,
-        fee=row.fee,
-        aggressor=row.aggressor,
-        at=from_micros(row.at_us),
-    )
+    return from_fields(TradePublic, row, at=from_micros(row.at_us))
 
 
 def auction_row_public(row: Any) -> AuctionPublic:
     """Return a stored auction result as its response body."""
-    return AuctionPublic(
-        auction_id=row.auction_id,
-        tier=row.tier,
-        mode=row.mode,
-        at=from_micros(row.at_us),
-        clearing_price=row.clearing_price,
-        buy_price=row.buy_price,
-        sell_price=row.sell_price,
-        volume=row.volume,
-        demand=row.demand,
-        supply=row.supply,
-        unmatched_bid_quantity=row.unmatched_bid_quantity,
-        unmatched_ask_quantity=row.unmatched_ask_quantity,
-    )
+    return from_fields(AuctionPublic, row, at=from_micros(row.at_us))
 
 
 def render_placement(outcome: Placement | Order) -> str:
@@ -156,6 +123,13 @@ def render_stored_placement(order_row: Any, trade_rows: Sequence[Any]) -> str:
         order=order_row_public(order_row),
         trades=[own_trade_row(t, order_row.owner) for t in trade_rows],
     ).model_dump_json()
+
+
+def rate_change_public(change: RateChange) -> RateChangePublic:
+    """Return an audited exchange-rate change as its response body."""
+    return from_fields(
+        RateChangePublic, change, old_rate_micro=change.old_rate, new_rate_micro=change.new_rate
+    )
 
 
 def forecast_public(snapshot: ForecastSnapshot, series: ForecastSeries) -> ForecastPublic:

@@ -12,7 +12,7 @@ from fastapi import APIRouter, Header, Query
 from market.cem_errors import InvalidParameter
 from serving.deps import AdminDep, Limit, Offset, SessionDep, TierPath
 from serving.errors import Conflict
-from serving.render import auction_row_public
+from serving.render import auction_row_public, from_fields, rate_change_public
 from serving.schemas import (
     AuctionPublic,
     DepositCreate,
@@ -49,14 +49,7 @@ def set_exchange_rate(
         change = services.market.exchange.set_exchange_rate(
             tier, update.exchange_rate_micro, actor=admin.subject, reason=update.reason
         )
-    return RateChangePublic(
-        tier=change.tier,
-        old_rate_micro=change.old_rate,
-        new_rate_micro=change.new_rate,
-        actor=change.actor,
-        reason=change.reason,
-        changed_at=change.changed_at,
-    )
+    return rate_change_public(change)
 
 
 @router.get(
@@ -73,17 +66,7 @@ def list_rate_changes(
 ) -> list[RateChangePublic]:
     """Return the audited exchange-rate changes, oldest first."""
     changes = services.market.exchange.rate_changes(tier)
-    return [
-        RateChangePublic(
-            tier=c.tier,
-            old_rate_micro=c.old_rate,
-            new_rate_micro=c.new_rate,
-            actor=c.actor,
-            reason=c.reason,
-            changed_at=c.changed_at,
-        )
-        for c in changes[offset : offset + limit]
-    ]
+    return [rate_change_public(c) for c in changes[offset : offset + limit]]
 
 
 @router.post("/swaps", response_model=SwapPublic, status_code=201, summary="Swap pool credits")
@@ -158,20 +141,7 @@ def run_auction(tier: TierPath, services: SessionDep, _admin: AdminDep) -> Aucti
     rows = market.auction_rows(tier, limit=1, offset=0)
     if rows and rows[0].auction_id == result.auction_id:
         return auction_row_public(rows[0])
-    return AuctionPublic(
-        auction_id=result.auction_id,
-        tier=result.tier,
-        mode=result.mode.value,
-        at=result.at,
-        clearing_price=result.clearing_price,
-        buy_price=result.buy_price,
-        sell_price=result.sell_price,
-        volume=result.volume,
-        demand=result.demand,
-        supply=result.supply,
-        unmatched_bid_quantity=result.unmatched_bid_quantity,
-        unmatched_ask_quantity=result.unmatched_ask_quantity,
-    )
+    return from_fields(AuctionPublic, result, mode=result.mode.value)
 
 
 @router.get("/ledger/verify", response_model=VerifyPublic, summary="Verify the ledger")

@@ -24,6 +24,7 @@ from serving.deps import (
     SessionDep,
     TierPath,
 )
+from serving.render import from_fields
 from serving.services import Services
 
 router = APIRouter(tags=["decisions"])
@@ -95,14 +96,7 @@ def _log(services: Services) -> SqlDecisionLog:
 
 
 def _public(record: DecisionRecord) -> DecisionPublic:
-    return DecisionPublic(
-        seq=record.seq,
-        kind=record.kind,
-        subject=record.subject,
-        at=record.at,
-        outcome=record.outcome,
-        detail=dict(record.detail),
-    )
+    return from_fields(DecisionPublic, record, detail=dict(record.detail))
 
 
 @router.get(
