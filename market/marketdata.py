@@ -12,12 +12,15 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from fractions import Fraction
+from itertools import groupby
+from operator import attrgetter, mul
 
 from market.auction import AuctionResult
 from market.book import OrderBook
 from market.orders import Side, Trade
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_tier_and_time = attrgetter("tier", "at")
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,22 +113,27 @@ class MarketData:
 
     def record_trades(self, trades: Iterable[Trade]) -> None:
         """Add trades, in the order they happened."""
-        for t in trades:
-            self._last[t.tier].append(t)
-            bars = self._bars[t.tier]
-            start = self.bar_start(t.at)
+        # An auction's trades share one tier and one time: fold each such run at once.
+        for (tier, at), run in groupby(trades, key=_tier_and_time):
+            group = list(run)
+            self._last[tier].extend(group)
+            prices = [t.price for t in group]
+            quantities = [t.quantity for t in group]
+            high, low, close = max(prices), min(prices), prices[-1]
+            volume, price_volume = sum(quantities), sum(map(mul, prices, quantities))
+            bars = self._bars[tier]
+            start = self.bar_start(at)
             bar = bars.get(start)
             if bar is None:
                 # open, high, low, close, volume, trades, price * volume
-                bars[start] = [t.price, t.price, t.price, t.price, t.quantity, 1,
-                               t.price * t.quantity]  # fmt: skip
+                bars[start] = [prices[0], high, low, close, volume, len(group), price_volume]
             else:
-                bar[1] = max(bar[1], t.price)
-                bar[2] = min(bar[2], t.price)
-                bar[3] = t.price
-                bar[4] += t.quantity
-                bar[5] += 1
-                bar[6] += t.price * t.quantity
+                bar[1] = max(bar[1], high)
+                bar[2] = min(bar[2], low)
+                bar[3] = close
+                bar[4] += volume
+                bar[5] += len(group)
+                bar[6] += price_volume
 
     def record_auction(self, result: AuctionResult) -> None:
         """Add a call auction's result and its trades."""

@@ -5,6 +5,9 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from fractions import Fraction
 
+from hypothesis import given
+from hypothesis import strategies as st
+
 from market.book import BookConfig, OrderBook
 from market.marketdata import Level, MarketData, depth
 from market.orders import Side, Trade
@@ -53,3 +56,46 @@ def test_depth_aggregates_each_price_level_best_first() -> None:
     assert snapshot.bids == (Level(100, 1_500, 2), Level(90, 700, 1))
     assert snapshot.asks == (Level(110, 300, 1),)
     assert depth(book, levels=1).bids == (Level(100, 1_500, 2),)
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["gold", "silver"]),
+            st.integers(0, 180),
+            st.integers(1, 500),
+            st.integers(1, 5_000),
+        ),
+        max_size=40,
+    ),
+    st.lists(st.integers(1, 10), max_size=10),
+)
+def test_bars_match_a_trade_by_trade_reference_however_trades_arrive(
+    rows: list[tuple[str, int, int, int]], chunks: list[int]
+) -> None:
+    rows = sorted(rows, key=lambda r: r[1])
+    trades = [
+        Trade(f"t{n}", tier, price, qty, "b", "s", "x", "y", 0, 0, T0 + timedelta(minutes=m))
+        for n, (tier, m, price, qty) in enumerate(rows)
+    ]
+    data = MarketData(interval=timedelta(hours=1), keep_trades=5)
+    start = 0
+    for size in [*chunks, len(trades)]:
+        data.record_trades(iter(trades[start : start + size]))
+        start += size
+    for tier in ("gold", "silver"):
+        expected: dict[datetime, list[int]] = {}
+        for t in trades:
+            if t.tier != tier:
+                continue
+            start_of_bar = T0 + timedelta(hours=(t.at - T0) // timedelta(hours=1))
+            bar = expected.setdefault(start_of_bar, [t.price, t.price, t.price, 0, 0, 0, 0])
+            bar[1], bar[2], bar[3] = max(bar[1], t.price), min(bar[2], t.price), t.price
+            bar[4] += t.quantity
+            bar[5] += 1
+            bar[6] += t.price * t.quantity
+        got = {b.start: [b.open, b.high, b.low, b.close, b.volume, b.trades, b.price_volume]
+               for b in data.bars(tier)}  # fmt: skip
+        assert got == expected
+        own = [t for t in trades if t.tier == tier]
+        assert data.last_trades(tier, 10) == own[::-1][:5]
