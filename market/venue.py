@@ -28,15 +28,13 @@ Operations run one at a time (a lock serialises callers from several threads).
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import functools
-import gc
 import json
 import threading
 import uuid
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from itertools import repeat
@@ -47,6 +45,7 @@ import numpy as np
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from market._gc import gc_paused
 from market.auction import AuctionMode, AuctionOrder, AuctionResult, CallAuction
 from market.book import BookConfig, BookEvent, Clock, OrderBook
 from market.errors import (
@@ -264,19 +263,6 @@ def _order_row(o: Order, auction: bool, escrow: int) -> tuple[Any, ...]:
         o.priority,
         escrow,
     )
-
-
-@contextlib.contextmanager
-def _gc_paused() -> Iterator[None]:
-    # A settlement batch allocates many small objects that all live until its commit;
-    # the collector's passes over them would find nothing to free.
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 def _from_micros(micros: int) -> datetime:
@@ -849,7 +835,7 @@ class Venue:
         Every waiting order is finished afterwards: filled, or cancelled for what the
         auction left (its escrow goes back in the same entry).
         """
-        with _gc_paused():
+        with gc_paused():
             return self._run_auction(tier, auction_id)
 
     def _run_auction(self, tier: str, auction_id: str | None) -> AuctionResult:

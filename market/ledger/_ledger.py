@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import contextlib
-import gc
 import os
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 
+from market._gc import gc_paused
 from market.ledger._errors import AssetMismatch, InvalidRequest, UnknownAccount
 from market.ledger._model import (
     Account,
@@ -22,19 +21,6 @@ from market.ledger._store import EntryQuery, ExtraWrites, Pending, Store
 
 Clock = Callable[[], datetime]
 _LARGE_BATCH = 1000
-
-
-@contextlib.contextmanager
-def _gc_paused() -> Iterator[None]:
-    # A settlement batch allocates many small objects that all live until its commit;
-    # the collector's passes over them would find nothing to free.
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 class Ledger:
@@ -150,7 +136,7 @@ class Ledger:
             return []
         if len(requests) < _LARGE_BATCH:
             return self._post_batch(requests, writes)
-        with _gc_paused():
+        with gc_paused():
             return self._post_batch(requests, writes)
 
     def _post_batch(
