@@ -185,8 +185,18 @@ class Ledger:
 
     def balance(self, account_id: str) -> int:
         """Return the balance of an opened account."""
-        self.account(account_id)
-        return self.store.balances(account_id)[account_id]
+        return self.balances_of([account_id])[account_id]
+
+    def balances_of(self, account_ids: Iterable[str]) -> dict[str, int]:
+        """Return the balance of each of these opened accounts.
+
+        Raises
+        ------
+        UnknownAccount
+            If one of them was never opened.
+        """
+        wanted = self._resolve(account_ids)
+        return self.store.balances_of(wanted)
 
     def balances(self, prefix: str | None = None) -> dict[str, int]:
         """Return the balance of every account whose id starts with ``prefix`` (all if None)."""

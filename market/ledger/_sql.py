@@ -362,6 +362,16 @@ class SqlStore:
         with self.engine.connect().execution_options(**_READ) as conn, conn.begin():
             return dict(conn.execute(query).all())
 
+    def balances_of(self, account_ids: Iterable[str]) -> dict[str, int]:
+        ids = list(dict.fromkeys(account_ids))
+        found: dict[str, int] = {}
+        query = sa.select(t_accounts.c.id, t_accounts.c.balance)
+        with self.engine.connect().execution_options(**_READ) as conn, conn.begin():
+            for start in range(0, len(ids), _CHUNK):
+                chunk = ids[start : start + _CHUNK]
+                found.update(conn.execute(query.where(t_accounts.c.id.in_(chunk))).all())
+        return found
+
     def entries(self, query: EntryQuery) -> list[Entry]:
         select = sa.select(t_entries).order_by(t_entries.c.seq)
         if query.reason is not None:

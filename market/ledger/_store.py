@@ -83,6 +83,9 @@ class Store(Protocol):
     def balances(self, prefix: str | None) -> dict[str, int]:
         """Return the stored balance of every account whose id starts with ``prefix``."""
 
+    def balances_of(self, account_ids: Iterable[str]) -> dict[str, int]:
+        """Return the stored balance of each of these accounts (those that exist)."""
+
     def entries(self, query: EntryQuery) -> list[Entry]:
         """Return the entries matching ``query`` in journal order."""
 
@@ -219,6 +222,11 @@ class MemoryStore:
             return {
                 a: b for a, b in self._balances.items() if prefix is None or a.startswith(prefix)
             }
+
+    def balances_of(self, account_ids: Iterable[str]) -> dict[str, int]:
+        with self._lock:
+            balances = self._balances
+            return {a: balances[a] for a in account_ids if a in balances}
 
     def entries(self, query: EntryQuery) -> list[Entry]:
         with self._lock:

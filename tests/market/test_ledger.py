@@ -76,6 +76,20 @@ def test_multi_leg_entry_moves_every_leg(ledger: Ledger, clock: ManualClock) -> 
     assert ledger.verify().ok
 
 
+def test_balances_of_named_accounts_only(ledger: Ledger) -> None:
+    # "instance:a:funds" is a prefix of no other id here, but "instance:a" would be
+    open_funds(ledger, "a", "ab", "b")
+    deposit(ledger, A, 700)
+    deposit(ledger, instance_funds("ab"), 50)
+    assert ledger.balance(A) == 700
+    assert ledger.balances_of([A, B, A]) == {A: 700, B: 0}
+    assert ledger.balances_of([]) == {}
+    with pytest.raises(UnknownAccount, match="instance:zz:funds"):
+        ledger.balances_of([A, instance_funds("zz")])
+    with pytest.raises(UnknownAccount):
+        ledger.balance(instance_funds("zz"))
+
+
 def test_entry_fails_as_one_and_changes_nothing(ledger: Ledger) -> None:
     open_funds(ledger, "a", "b", "c")
     deposit(ledger, A, 500)
