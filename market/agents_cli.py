@@ -138,7 +138,7 @@ def agents_run(
     ),
 ) -> None:
     """Let every instance's agent decide once and trade on the store's market."""
-    from market.agent import VenueAgents
+    from market.agent import VenueAgents, fleet_instances
     from market.clock import system_clock
     from market.decisions import SqlDecisionLog
     from market.valuation import pool_scarcity
@@ -152,16 +152,7 @@ def agents_run(
         unknown = sorted(set(own) - {i.id for i in tiers.instances()})
         if unknown:
             raise _fail(RuntimeError(f"owner policies name unknown instances {unknown}"))
-        instances = [
-            (
-                i.id,
-                i.tier,
-                i.vcpus,
-                tiers.tier(i.tier).hourly_earnings(i.vcpus),
-                tiers.tier(i.tier).balance_cap(i.vcpus),
-            )
-            for i in tiers.instances()
-        ]
+        instances = fleet_instances(tiers)
         scarcity = {
             p.tier: pool_scarcity(p.available, p.capacity) for p in tiers.pools(market.ledger)
         }
