@@ -28,6 +28,7 @@ from pipelines.flows import (
     train_flow,
 )
 from pipelines.params import (
+    CALIBRATION_HOURS,
     DEFAULT_CANDIDATES,
     EvaluateParams,
     IngestParams,
@@ -93,6 +94,7 @@ def test_training_logs_a_run_and_registers_the_champion(trained: Trained) -> Non
         assert 0 < run.data.metrics[f"mase_{horizon}"] < 5
         assert 0.5 < run.data.metrics[f"coverage90_{horizon}"] <= 1
     assert run.data.params["candidates"] == ",".join(DEFAULT_CANDIDATES)
+    assert run.data.params["calibration_hours"] == str(CALIBRATION_HOURS)
     artifacts = {a.path for a in client.list_artifacts(record.run_id, "metrics")}
     assert artifacts == {"metrics/instances.parquet", "metrics/fallbacks.parquet"}
     plots = {a.path for a in client.list_artifacts(record.run_id, "plots")}
