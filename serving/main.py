@@ -66,7 +66,6 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        wired.market.start_checkpoints(settings.checkpoint_seconds)
         wired.desk.start()
         wired.forecasts.start(settings.forecast_reload_seconds)
         # what is built by now (libraries, stores, the books) lives as long as the app:
@@ -79,7 +78,6 @@ def create_app(
             gc.unfreeze()
             await wired.desk.stop()
             wired.forecasts.stop()
-            wired.market.stop_checkpoints()
 
     app = FastAPI(
         title="creditx",

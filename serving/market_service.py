@@ -19,7 +19,6 @@ import contextlib
 import hashlib
 import json
 import logging
-import sqlite3
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -135,8 +134,6 @@ class MarketService:
         # responses whose records commit holding the order id only, until a later
         # transaction stores them: (scope, key) -> (status, body)
         self._unsaved: dict[tuple[str, str], tuple[int, str]] = {}
-        self._checkpoints: threading.Thread | None = None
-        self._checkpoints_stop = threading.Event()
 
     # balances and records
 
@@ -383,66 +380,12 @@ class MarketService:
             if self._unsaved.get(key) == response:
                 del self._unsaved[key]
 
-    def start_checkpoints(self, interval: float) -> None:
-        """Checkpoint a SQLite store's write-ahead log every ``interval`` seconds in a
-        background thread, instead of in the commit that fills it.
-
-        SQLite otherwise checkpoints inside the commit that grows the log past 1,000
-        pages: that commit copies the log into the database and syncs it, and the
-        batch waiting on it took 200-500 ms instead of 10. Commits stay as durable
-        (``synchronous=FULL`` syncs the log at each one). Does nothing on PostgreSQL.
-        """
-        if self.engine.dialect.name != "sqlite" or self._checkpoints is not None:
-            return
-        sa.event.listen(self.engine, "connect", _no_autocheckpoint)
-        # connections opened so far checkpoint on their own: open new ones
-        self.engine.dispose()
-        self._checkpoints_stop.clear()
-        self._checkpoints = threading.Thread(
-            target=self._checkpoint_loop, args=(interval,), name="wal-checkpoints", daemon=True
-        )
-        self._checkpoints.start()
-
-    def stop_checkpoints(self) -> None:
-        """Stop the background checkpoints; commits checkpoint the log again."""
-        if self._checkpoints is None:
-            return
-        self._checkpoints_stop.set()
-        self._checkpoints.join(timeout=30)
-        self._checkpoints = None
-        sa.event.remove(self.engine, "connect", _no_autocheckpoint)
-        self.engine.dispose()
-
-    def _checkpoint_loop(self, interval: float) -> None:
-        while not self._checkpoints_stop.wait(interval):
-            # outside any transaction (a checkpoint cannot run inside one); PASSIVE copies
-            # what no reader needs and never waits for or blocks a writer
-            connection = self.engine.raw_connection()
-            try:
-                cursor = connection.cursor()
-                cursor.execute("PRAGMA wal_checkpoint(PASSIVE)")
-                cursor.fetchall()
-                cursor.close()
-            except sqlite3.Error:
-                logger.exception("checkpointing the store's write-ahead log failed")
-            finally:
-                connection.close()
-
     def close(self) -> None:
         """Store the responses still kept, then release the store."""
-        self.stop_checkpoints()
         try:
             self.save_responses()
         finally:
             self.engine.dispose()
-
-
-def _no_autocheckpoint(dbapi_connection: Any, _record: Any) -> None:
-    cursor = dbapi_connection.cursor()
-    try:
-        cursor.execute("PRAGMA wal_autocheckpoint=0")
-    finally:
-        cursor.close()
 
 
 class OrderDesk:

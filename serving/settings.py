@@ -54,11 +54,6 @@ class Settings(BaseSettings):
     forecast_reload_seconds: float = Field(
         default=30.0, gt=0, description="how often the service looks for new forecasts"
     )
-    checkpoint_seconds: float = Field(
-        default=1.0,
-        gt=0,
-        description="how often the service checkpoints a SQLite store's write-ahead log",
-    )
 
     @cached_property
     def ledger_url(self) -> str:

@@ -33,25 +33,6 @@ def _order(api: Api, instance_id: str, key: str, **fields: object) -> httpx.Resp
     )
 
 
-def test_the_sqlite_log_is_checkpointed_in_the_background(make_api) -> None:
-    api = make_api(checkpoint_seconds=0.05)
-    engine = api.services.market.engine
-    with engine.connect() as conn:
-        # commits no longer checkpoint: only the service's thread writes the database file
-        assert conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() == 0
-    database = Path(engine.url.database or "")
-    before = database.stat().st_mtime_ns
-    api.deposit("vm-gold-1", 100_000)
-    assert _order(api, "vm-gold-1", "c", side="buy", price=100, quantity=5_000).status_code == 201
-    deadline = time.monotonic() + 10
-    while database.stat().st_mtime_ns == before and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert database.stat().st_mtime_ns != before
-    api.client.__exit__(None, None, None)
-    with engine.connect() as conn:
-        assert conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() == 1000
-
-
 def test_open_orders_and_keys_survive_a_restart(make_api) -> None:
     api = make_api()
     api.deposit("vm-gold-1", 100_000)
