@@ -30,6 +30,7 @@ from sqlalchemy.engine import Engine
 
 from market.clock import from_micros, to_micros
 from market.errors import MarketError
+from market.ledger import read_connection
 
 DecisionKind = Literal["agent", "cem"]
 KINDS: tuple[str, ...] = ("agent", "cem")
@@ -225,7 +226,7 @@ class SqlDecisionLog(DecisionLog):
         if query.until is not None:
             statement = statement.where(t.c.at_us < to_micros(query.until))
         statement = statement.order_by(t.c.seq.desc()).limit(query.limit).offset(query.offset)
-        with self.engine.connect() as conn:
+        with read_connection(self.engine) as conn:
             return [
                 DecisionRecord(
                     kind=r.kind,

@@ -11,7 +11,7 @@ from sqlalchemy.engine import Engine
 
 from market.clock import from_micros, to_micros
 from market.exchange import RateChange
-from market.ledger import create_store_engine
+from market.ledger import create_store_engine, read_connection
 from market.tiers import ExchangeConfig, HardwareProfile, Host, Instance, Tier, TierManager
 
 metadata = sa.MetaData()
@@ -138,7 +138,7 @@ class Registry:
 
     def load(self) -> TierManager:
         """Return the fleet definition stored here (empty if nothing was saved)."""
-        with self.engine.connect() as conn:
+        with read_connection(self.engine) as conn:
             tier_rows = conn.execute(sa.select(tiers_table).order_by(tiers_table.c.position))
             tiers = [
                 Tier(
@@ -194,7 +194,7 @@ class Registry:
         query = sa.select(rate_changes_table).order_by(rate_changes_table.c.seq)
         if tier is not None:
             query = query.where(rate_changes_table.c.tier == tier)
-        with self.engine.connect() as conn:
+        with read_connection(self.engine) as conn:
             return [
                 RateChange(
                     r.tier,

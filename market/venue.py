@@ -82,6 +82,7 @@ from market.ledger import (
     escrow_funds,
     instance_credits,
     instance_funds,
+    read_connection,
 )
 from market.marketdata import MarketData
 from market.migrations import schema
@@ -513,7 +514,7 @@ class Venue:
         if self._held:
             raise MarketError("restore into a fresh venue, before any order is placed")
         open_states = [OrderState.OPEN.value, OrderState.PARTIALLY_FILLED.value]
-        with self._engine.connect() as conn:
+        with read_connection(self._engine) as conn:
             limits = conn.execute(sa.select(t_limits)).all()
             rows = conn.execute(
                 sa.select(t_orders)

@@ -33,7 +33,14 @@ from market.book import BookConfig
 from market.clock import to_micros
 from market.errors import MarketError
 from market.exchange import CreditExchange
-from market.ledger import ExtraWrites, Ledger, SqlStore, instance_credits, instance_funds
+from market.ledger import (
+    ExtraWrites,
+    Ledger,
+    SqlStore,
+    instance_credits,
+    instance_funds,
+    read_connection,
+)
 from market.migrations import upgrade
 from market.orders import Order
 from market.registry import Registry
@@ -147,7 +154,7 @@ class MarketService:
 
     def order_row(self, order_id: str) -> Any | None:
         """Return an order's stored row, or ``None``."""
-        with self.engine.connect() as conn:
+        with read_connection(self.engine) as conn:
             return conn.execute(sa.select(t_orders).where(t_orders.c.order_id == order_id)).first()
 
     def order_rows(self, owner: str, *, state: str | None, limit: int, offset: int) -> list[Any]:
@@ -156,7 +163,7 @@ class MarketService:
         if state is not None:
             query = query.where(t_orders.c.state == state)
         query = query.order_by(t_orders.c.created_at_us.desc(), t_orders.c.order_id.desc())
-        with self.engine.connect() as conn:
+        with read_connection(self.engine) as conn:
             return list(conn.execute(query.limit(limit).offset(offset)))
 
     def trade_rows(
@@ -169,7 +176,7 @@ class MarketService:
         if instance is not None:
             query = query.where(sa.or_(t_trades.c.buyer == instance, t_trades.c.seller == instance))
         query = query.order_by(t_trades.c.at_us.desc(), t_trades.c.trade_id.desc())
-        with self.engine.connect() as conn:
+        with read_connection(self.engine) as conn:
             return list(conn.execute(query.limit(limit).offset(offset)))
 
     def auction_rows(self, tier: str, *, limit: int, offset: int) -> list[Any]:
@@ -179,7 +186,7 @@ class MarketService:
             .where(t_auctions.c.tier == tier)
             .order_by(t_auctions.c.at_us.desc(), t_auctions.c.auction_id.desc())
         )
-        with self.engine.connect() as conn:
+        with read_connection(self.engine) as conn:
             return list(conn.execute(query.limit(limit).offset(offset)))
 
     # idempotency
@@ -195,7 +202,7 @@ class MarketService:
         found: dict[tuple[str, str], tuple[str, int, str]] = {}
         scopes = {scope for scope, _ in keys}
         names = sorted({key for _, key in keys})
-        with self.engine.connect() as conn:
+        with read_connection(self.engine) as conn:
             for start in range(0, len(names), 400):
                 rows = conn.execute(
                     sa.select(api_idempotency).where(
@@ -280,7 +287,7 @@ class MarketService:
             .where(sa.or_(t_trades.c.buy_order_id == body, t_trades.c.sell_order_id == body))
             .order_by(t_trades.c.at_us, t_trades.c.trade_id)
         )
-        with self.engine.connect() as conn:
+        with read_connection(self.engine) as conn:
             trades = list(conn.execute(query))
         return StoredResponse(201, render_stored(row, trades), replayed=True)
 

@@ -21,6 +21,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from market.clock import from_micros, to_micros
+from market.ledger import read_connection
 from serving.tables import api_tokens
 
 TOKEN_PREFIX = "cx_"
@@ -141,7 +142,7 @@ class TokenStore:
 
     def get(self, token_id: str) -> TokenRecord | None:
         """Return a token's record by id, or ``None``."""
-        with self._engine.connect() as conn:
+        with read_connection(self._engine) as conn:
             row = conn.execute(
                 sa.select(api_tokens).where(api_tokens.c.token_id == token_id)
             ).first()
@@ -152,7 +153,7 @@ class TokenStore:
         query = sa.select(api_tokens).order_by(api_tokens.c.created_at_us, api_tokens.c.token_id)
         if subject is not None:
             query = query.where(api_tokens.c.subject == subject)
-        with self._engine.connect() as conn:
+        with read_connection(self._engine) as conn:
             return [_record(r) for r in conn.execute(query)]
 
     def authenticate(self, token: str) -> Principal | None:
@@ -162,7 +163,7 @@ class TokenStore:
         cached = self._cache.get(digest)
         if cached is not None and cached[1] > now:
             return cached[0]
-        with self._engine.connect() as conn:
+        with read_connection(self._engine) as conn:
             row = conn.execute(
                 sa.select(api_tokens).where(api_tokens.c.token_hash == digest)
             ).first()

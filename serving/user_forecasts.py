@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from market.clock import to_micros
+from market.ledger import read_connection
 from models.user import DailyProfile, WeeklyProfile
 from serving.forecasts import UserForecast
 from serving.tables import api_user_forecasts
@@ -38,7 +39,7 @@ class UserForecastStore:
         self._engine = engine
         self._clock = clock
         self._lock = threading.Lock()
-        with engine.connect() as conn:
+        with read_connection(engine) as conn:
             rows = list(conn.execute(sa.select(api_user_forecasts)))
         self._documents: dict[str, tuple[dict[str, Any], datetime, str]] = {}
         self._built: dict[str, UserForecast] = {}

@@ -43,7 +43,7 @@ from market.ledger._model import (
     pool_account,
     rounding_account,
 )
-from market.ledger._sql import SqlStore, create_store_engine
+from market.ledger._sql import SqlStore, create_store_engine, read_connection
 from market.ledger._store import ExtraWrites, MemoryStore, Store
 
 __all__ = [
@@ -85,5 +85,6 @@ __all__ = [
     "instance_funds",
     "mint_account",
     "pool_account",
+    "read_connection",
     "rounding_account",
 ]

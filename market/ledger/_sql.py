@@ -107,6 +107,16 @@ def create_store_engine(url: str, *, busy_timeout_ms: int = 30_000, durable: boo
     raise LedgerError(f"unsupported store URL {url!r}: use sqlite:/// or postgresql://")
 
 
+def read_connection(engine: Engine) -> Connection:
+    """Open a connection of a creditx store whose transactions only read.
+
+    On SQLite they begin with a deferred ``BEGIN``, reading a snapshot of the WAL
+    without taking the write lock, so readers never queue behind (or hold up) writers;
+    plain ``engine.connect()`` transactions begin ``IMMEDIATE``, as writers must.
+    """
+    return engine.connect().execution_options(**_READ)
+
+
 def _driver_error(exc: BaseException) -> BaseException:
     # COPY runs on the driver's cursor, so its errors arrive unwrapped by SQLAlchemy.
     return exc.orig if isinstance(exc, sa.exc.DBAPIError) and exc.orig is not None else exc
