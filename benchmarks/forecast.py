@@ -21,6 +21,7 @@ import pandas as pd
 import typer
 
 from benchmarks._report import Figure, report
+from models.config import DEFAULT_CANDIDATES
 
 LEVEL = 0.9
 # Peer figures on azure_v1_100vms.parquet (FORECAST_TASK.md): best MASE of any peer and
@@ -30,9 +31,7 @@ AZURE_PEERS: dict[str, dict[str, float]] = {
     "day": {"mase": 1.664, "pinball90": 0.833},
     "week": {"mase": 3.970, "pinball90": 2.726},
 }
-# Holt-Winters ETS is left out: it never beat the global models in back-tests and its
-# per-instance estimation dominates the run time.
-CANDIDATES = ("naive", "seasonal_naive", "linear", "lightgbm")
+CANDIDATES = DEFAULT_CANDIDATES
 # (origins, horizon, hours between refits, calibration window in hours, longest horizon
 # the models train and back-test on): one-step errors need only the last week, which
 # keeps the most recent data in the calibration fit, and a one-step model trained on

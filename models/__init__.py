@@ -7,7 +7,7 @@ from :class:`ForecastError` (tree in :mod:`models.errors`).
 """
 
 from models.base import Forecaster, PanelForecast
-from models.config import ForecastConfig
+from models.config import DEFAULT_CANDIDATES, ForecastConfig
 from models.errors import (
     ForecastError,
     InvalidInputError,
@@ -19,6 +19,7 @@ from models.fleet import FleetForecaster
 from models.user import DailyProfile, ExplicitForecast, WeeklyProfile
 
 __all__ = [
+    "DEFAULT_CANDIDATES",
     "DailyProfile",
     "ExplicitForecast",
     "FleetForecaster",

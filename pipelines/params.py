@@ -11,13 +11,14 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from models.config import DEFAULT_CANDIDATES
+
 #: Forecast horizons served to the market, in hours ahead: next hour, day and week.
 HORIZONS: dict[str, int] = {"hour": 1, "day": 24, "week": 168}
 #: Quantile levels every forecast carries.
 QUANTILES: tuple[float, ...] = (0.5, 0.9)
 #: Forecasters a training run chooses from per instance and horizon: the baselines,
 #: the global ridge and the global LightGBM, the set ``creditx bench forecast`` scores.
-DEFAULT_CANDIDATES: tuple[str, ...] = ("naive", "seasonal_naive", "linear", "lightgbm")
 #: Calibration window of a training run's forecasters, in hours: one week of rolling
 #: origins chooses and calibrates about as well as two (2,000 synthetic instances:
 #: back-test MASE within 0.2 %) at 58 % of the training CPU.

@@ -19,8 +19,10 @@ from models import (
     UnknownInstanceError,
     WeeklyProfile,
 )
+from models.config import CANDIDATES
 
-CONFIG = ForecastConfig(calibration_hours=72, horizon_max=48)
+# every known candidate, ETS included, so that each one's fallback is exercised
+CONFIG = ForecastConfig(candidates=CANDIDATES, calibration_hours=72, horizon_max=48)
 
 
 @pytest.fixture(scope="module")
