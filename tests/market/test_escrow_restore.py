@@ -23,36 +23,17 @@ from market.ledger import (
     escrow_funds,
     instance_credits,
     instance_funds,
-    mint_account,
 )
 from market.migrations import schema, upgrade
 from market.orders import OrderState, Side
 from market.venue import OrderRequest, Venue, t_orders
+from tests.market.support import deposit
 
 TIERS = [BookConfig(tier="gold", tick_size=5, fee_bps=25)]
 
 
 def _fund(ledger: Ledger, names: list[str]) -> None:
-    ledger.open_accounts(
-        [
-            (mint_account(FUNDS), FUNDS, AccountKind.MINT),
-            (mint_account(credits_asset("gold")), credits_asset("gold"), AccountKind.MINT),
-        ]
-    )
-    ledger.post(
-        EntryRequest(
-            tuple(
-                leg
-                for name in names
-                for leg in (
-                    Transfer(mint_account(FUNDS), instance_funds(name), 1_000_000),
-                    Transfer(mint_account(credits_asset("gold")), instance_credits(name), 90_000),
-                )
-            ),
-            reason="deposit",
-            actor="test",
-        )
-    )
+    deposit(ledger, names, funds=1_000_000, credits=90_000)
 
 
 def _venue(url: str, clock: ManualClock) -> Venue:

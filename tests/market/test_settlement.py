@@ -14,17 +14,11 @@ from market.clock import ManualClock
 from market.errors import StandingLimitViolation
 from market.ledger import (
     FEES_ACCOUNT,
-    FUNDS,
-    AccountKind,
-    EntryRequest,
     Ledger,
     SqlStore,
-    Transfer,
-    credits_asset,
     escrow_funds,
     instance_credits,
     instance_funds,
-    mint_account,
 )
 from market.migrations import upgrade
 from market.orders import Side
@@ -37,6 +31,7 @@ from market.venue import (
     trade_log_rows,
     trade_log_writes,
 )
+from tests.market.support import deposit
 
 INSTANCES = [f"vm{i}" for i in range(12)]
 
@@ -52,28 +47,9 @@ def _venue(url: str, clock: ManualClock, mode: AuctionMode) -> Venue:
         engine=store.engine,
         auction_mode=mode,
     )
-    ledger.open_accounts(
-        [
-            (mint_account(FUNDS), FUNDS, AccountKind.MINT),
-            (mint_account(credits_asset("gold")), credits_asset("gold"), AccountKind.MINT),
-        ]
-    )
     for name in INSTANCES:
         venue.register_instance(name, "gold")
-    ledger.post(
-        EntryRequest(
-            tuple(
-                leg
-                for name in INSTANCES
-                for leg in (
-                    Transfer(mint_account(FUNDS), instance_funds(name), 1_000_000),
-                    Transfer(mint_account(credits_asset("gold")), instance_credits(name), 90_000),
-                )
-            ),
-            reason="deposit",
-            actor="test",
-        )
-    )
+    deposit(ledger, INSTANCES, funds=1_000_000, credits=90_000)
     return venue
 
 

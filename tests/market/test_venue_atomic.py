@@ -29,16 +29,15 @@ from market.ledger import (
     MemoryStore,
     SqlStore,
     Transfer,
-    credits_asset,
     escrow_credits,
     escrow_funds,
-    instance_credits,
     instance_funds,
     mint_account,
 )
 from market.migrations import upgrade
 from market.orders import Side
 from market.venue import OrderRequest, Venue, t_auctions, t_orders, t_trades
+from tests.market.support import deposit
 
 NAMES = [f"vm{i}" for i in range(6)]
 
@@ -48,28 +47,9 @@ def _venue(url: str, clock: ManualClock) -> Venue:
     store = SqlStore(url, durable=False)
     ledger = Ledger(store, clock)
     venue = Venue(ledger, clock, [BookConfig(tier="gold", fee_bps=25)], engine=store.engine)
-    ledger.open_accounts(
-        [
-            (mint_account(FUNDS), FUNDS, AccountKind.MINT),
-            (mint_account(credits_asset("gold")), credits_asset("gold"), AccountKind.MINT),
-        ]
-    )
     for name in NAMES:
         venue.register_instance(name, "gold")
-    ledger.post(
-        EntryRequest(
-            tuple(
-                leg
-                for name in NAMES
-                for leg in (
-                    Transfer(mint_account(FUNDS), instance_funds(name), 10**9),
-                    Transfer(mint_account(credits_asset("gold")), instance_credits(name), 10**9),
-                )
-            ),
-            reason="deposit",
-            actor="test",
-        )
-    )
+    deposit(ledger, NAMES, funds=10**9, credits=10**9)
     return venue
 
 
