@@ -40,7 +40,7 @@ import typer
 from benchmarks._report import Figure, report
 from market.auction import AuctionOrder, AuctionResult, CallAuction
 from market.clock import ManualClock, to_micros
-from market.escrow import lock_request, required_escrow
+from market.escrow import lock_request, required_escrow, trading_accounts
 from market.ledger import (
     FEES_ACCOUNT,
     FUNDS,
@@ -50,8 +50,6 @@ from market.ledger import (
     SqlStore,
     Transfer,
     credits_asset,
-    escrow_credits,
-    escrow_funds,
     instance_credits,
     instance_funds,
     mint_account,
@@ -75,9 +73,9 @@ DEFAULT_PG_URL = "postgresql+psycopg://127.0.0.1:5432/test"
 def open_fleet(ledger: Ledger, names: list[str], tier: str = TIER, amount: int = 10**12) -> None:
     """Open a fleet's accounts in ``ledger`` and give every instance ``amount`` of each asset.
 
-    Opens the mint accounts of funds and of ``tier``'s credits, the fee account, and per
-    instance its credit and funds accounts and the two escrow accounts its orders lock
-    them in (as :meth:`market.venue.Venue.register_instance` opens them).
+    Opens the mint accounts of funds and of ``tier``'s credits, the fee account, and
+    each instance's :func:`market.escrow.trading_accounts` (as
+    :meth:`market.venue.Venue.register_instance` opens them).
     """
     asset = credits_asset(tier)
     definitions: list[tuple[str, str, AccountKind]] = [
@@ -86,12 +84,7 @@ def open_fleet(ledger: Ledger, names: list[str], tier: str = TIER, amount: int =
         (FEES_ACCOUNT, FUNDS, AccountKind.FEES),
     ]
     for name in names:
-        definitions += [
-            (instance_credits(name), asset, AccountKind.INSTANCE),
-            (instance_funds(name), FUNDS, AccountKind.INSTANCE),
-            (escrow_credits(name), asset, AccountKind.ESCROW),
-            (escrow_funds(name), FUNDS, AccountKind.ESCROW),
-        ]
+        definitions += trading_accounts(name, tier)
     ledger.open_accounts(definitions)
     grants = [
         leg

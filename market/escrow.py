@@ -17,6 +17,7 @@ from collections.abc import Mapping
 
 from market.ledger import (
     FUNDS,
+    AccountKind,
     EntryRequest,
     MetadataValue,
     Transfer,
@@ -30,6 +31,20 @@ from market.orders import Side, bid_escrow
 
 LOCK_REASON = "market.escrow.lock"
 RELEASE_REASON = "market.escrow.release"
+
+
+def trading_accounts(instance_id: str, tier: str) -> list[tuple[str, str, AccountKind]]:
+    """Return the accounts an instance of ``tier`` trades through, as ledger definitions.
+
+    Its credits and funds, and the two escrow accounts its open asks and bids lock them in.
+    """
+    asset = credits_asset(tier)
+    return [
+        (instance_credits(instance_id), asset, AccountKind.INSTANCE),
+        (instance_funds(instance_id), FUNDS, AccountKind.INSTANCE),
+        (escrow_credits(instance_id), asset, AccountKind.ESCROW),
+        (escrow_funds(instance_id), FUNDS, AccountKind.ESCROW),
+    ]
 
 
 def escrow_asset(side: Side, tier: str) -> str:

@@ -66,6 +66,7 @@ from market.escrow import (
     owner_account,
     release_transfers,
     required_escrow,
+    trading_accounts,
 )
 from market.ledger import (
     FEES_ACCOUNT,
@@ -78,10 +79,6 @@ from market.ledger import (
     Transfer,
     credits_asset,
     escrow_account,
-    escrow_credits,
-    escrow_funds,
-    instance_credits,
-    instance_funds,
     read_connection,
 )
 from market.marketdata import MarketData
@@ -448,14 +445,7 @@ class Venue:
         """
         if tier not in self._books:
             raise UnknownTier(tier)
-        self.ledger.open_accounts(
-            [
-                (instance_credits(instance_id), credits_asset(tier), AccountKind.INSTANCE),
-                (instance_funds(instance_id), FUNDS, AccountKind.INSTANCE),
-                (escrow_credits(instance_id), credits_asset(tier), AccountKind.ESCROW),
-                (escrow_funds(instance_id), FUNDS, AccountKind.ESCROW),
-            ]
-        )
+        self.ledger.open_accounts(trading_accounts(instance_id, tier))
         self._instances[instance_id] = tier
 
     @_serialised
