@@ -45,7 +45,6 @@ import numpy as np
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from market._gc import gc_paused
 from market.auction import AuctionMode, AuctionOrder, AuctionResult, CallAuction
 from market.book import BookConfig, BookEvent, Clock, OrderBook
 from market.errors import (
@@ -82,6 +81,7 @@ from market.ledger import (
     read_connection,
 )
 from market.marketdata import MarketData
+from market.memory import gc_paused
 from market.migrations import schema
 from market.orders import (
     LIFECYCLE,

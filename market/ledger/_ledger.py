@@ -7,7 +7,6 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 
-from market._gc import gc_paused
 from market.ledger._errors import AssetMismatch, InvalidRequest, UnknownAccount
 from market.ledger._model import (
     Account,
@@ -18,6 +17,7 @@ from market.ledger._model import (
     VerifyReport,
 )
 from market.ledger._store import EntryQuery, ExtraWrites, Pending, Store
+from market.memory import gc_paused
 
 Clock = Callable[[], datetime]
 _LARGE_BATCH = 1000

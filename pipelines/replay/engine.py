@@ -27,7 +27,6 @@ zero, and one net leg per instance whose balance moved.
 
 from __future__ import annotations
 
-import gc
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -55,6 +54,7 @@ from market.ledger import (
     mint_account,
     pool_account,
 )
+from market.memory import gc_paused
 from market.orders import Side
 from market.tiers import Pool, TierManager
 from market.venue import OrderRequest, Venue
@@ -530,13 +530,8 @@ def run_policy(
         raise ScenarioError("policy", policy, "the agents and the CEM need forecasts")
     # The books keep every entry, order and trade of the run and none of them forms a
     # cycle: the cyclic collector would rescan them, ever more of them, for nothing.
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
+    with gc_paused():
         return _replay(fleet, scenario, policy, flags, forecasts, progress)
-    finally:
-        if enabled:
-            gc.enable()
 
 
 def _replay(
