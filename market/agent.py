@@ -62,7 +62,16 @@ from market.decisions import (
 )
 from market.errors import MarketError
 from market.orders import MILLI, Side, bid_escrow
-from market.valuation import Valuation, credit_prices, forecast_uncertainty, value_credit
+from market.valuation import (
+    NEED_SHARE,
+    Valuation,
+    ask_prices,
+    band_share,
+    bid_prices,
+    clearing_anchor,
+    tail_share,
+    value_credit,
+)
 
 if TYPE_CHECKING:
     from market.tiers import TierManager
@@ -185,7 +194,8 @@ class FleetState:
     at the upper quantile (level ``upper_quantile``), the owner's risk quantile and the
     median (see :func:`hourly_need`). A row whose forecast is not ``usable`` (missing,
     stale or unusable) takes the fallback rule, and its needs are not read. Row ``i``
-    trades in ``markets[market[i]]``.
+    trades in ``markets[market[i]]`` and values a credit at ``value[i]`` (its owner's
+    value; ``None``: the policy's ``throttle_cost`` for every row).
     """
 
     holdings: np.ndarray
@@ -200,9 +210,14 @@ class FleetState:
     upper_quantile: Fraction
     market: np.ndarray
     markets: tuple[MarketView, ...]
+    value: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         n = len(self.holdings)
+        if self.value is not None and (
+            np.shape(self.value) != (n,) or (n and int(np.min(self.value)) <= 0)
+        ):
+            raise InvalidAgentInput("value", np.shape(self.value), f"must be {n} positive ints")
         for name in ("money", "vcpus", "earn_rate", "cap", "usable", "market"):
             if np.shape(getattr(self, name)) != (n,):
                 raise InvalidAgentInput(name, np.shape(getattr(self, name)), f"must hold {n} rows")
@@ -346,10 +361,9 @@ class AgentDecision:
             v = self.valuation
             detail["valuation"] = plain(
                 {
-                    "anchor": v.anchor,
+                    "value": v.value,
+                    "expected_price": v.expected_price,
                     "scarcity": v.scarcity,
-                    "uncertainty": v.uncertainty,
-                    "market_value": v.market_value,
                     "bid_value": v.bid_value,
                     "keep_value": v.keep_value,
                     "bid_price": v.bid_price,
@@ -383,6 +397,12 @@ class FleetDecision:
     lowest_upper: np.ndarray
     margin_upper: np.ndarray
     overflows_cap: np.ndarray
+    ask_tranche: np.ndarray
+    bid_tranche: np.ndarray
+
+
+TRANCHES = ("", "need", "band", "tail")
+"""The tranche codes of :class:`FleetDecision` (``0``: no order on that side)."""
 
 
 # the arithmetic
@@ -554,12 +574,19 @@ def decide_fleet(policy: OwnerPolicy, fleet: FleetState) -> FleetDecision:
     """Decide for every agent of ``fleet`` under one owner ``policy`` at once.
 
     Row by row this is the decision :meth:`Agent.decide` takes (the module docstring
-    gives the rules); turning what each agent wants into intents against its open
-    orders is left to the caller.
+    gives the rules); each row values credits at its own ``fleet.value`` where given,
+    the policy's ``throttle_cost`` otherwise. Turning what each agent wants into intents
+    against its open orders is left to the caller.
     """
     holdings, earn, cap, usable = fleet.holdings, fleet.earn_rate, fleet.cap, fleet.usable
     n, hours = fleet.need_upper.shape
-    # selling: the upper-quantile path over every hour forecast
+    value = (
+        np.full(n, policy.throttle_cost, dtype=np.int64)
+        if fleet.value is None
+        else np.asarray(fleet.value, dtype=np.int64)
+    )
+    # selling: the upper quantile's path over every hour forecast leaves the tail, the
+    # median's leaves the band and the tail
     path = balance_paths(holdings, earn, cap, fleet.need_upper)
     margin_upper = _margins(policy, fleet.need_upper)
     if hours:
@@ -568,65 +595,145 @@ def decide_fleet(policy: OwnerPolicy, fleet: FleetState) -> FleetDecision:
         spare = np.where(
             usable, np.maximum(0, np.minimum(holdings, lowest_upper) - margin_upper), 0
         )
+        lowest_mid = balance_paths(holdings, earn, cap, fleet.need_mid).min(axis=1)
+        margin_mid = _margins(policy, fleet.need_mid)
+        spare_band = np.where(
+            usable, np.maximum(spare, np.minimum(holdings, lowest_mid) - margin_mid), 0
+        )
     else:
         lowest_upper = holdings
         overflows = np.zeros(n, dtype=bool)
-        spare = np.zeros(n, dtype=np.int64)
-    # buying: the risk quantile's path over the buy horizon, or the fallback reserve
-    buy_need = fleet.need_risk[:, : policy.buy_horizon_hours]
-    lack = _lacking(holdings, earn, cap, buy_need, _margins(policy, buy_need))
+        spare = spare_band = np.zeros(n, dtype=np.int64)
+    # buying: the median's path over the buy horizon (the need), then the risk
+    # quantile's (the band); the fallback reserve where no forecast can be read
+    horizon = policy.buy_horizon_hours
+    buy_mid, buy_risk = fleet.need_mid[:, :horizon], fleet.need_risk[:, :horizon]
+    lack_need = _lacking(holdings, earn, cap, buy_mid, _margins(policy, buy_mid))
+    lack_risk = np.maximum(
+        lack_need, _lacking(holdings, earn, cap, buy_risk, _margins(policy, buy_risk))
+    )
     fallback = ~usable
     if fallback.any():
         reserve = np.repeat(
             (fleet.vcpus[fallback] * 60 * MILLI)[:, None], policy.fallback_reserve_hours, axis=1
         )
-        lack[fallback] = _lacking(holdings[fallback], earn[fallback], cap[fallback], reserve, 0)
-    lack = np.where(spare > 0, 0, lack)
-    selling = spare >= policy.min_order
-    # prices where the agent trades, each market's rows (forecast, then fallback) at once
-    bid_price = np.zeros(n, dtype=np.int64)
-    ask_price = np.zeros(n, dtype=np.int64)
-    need_mid = np.where(usable, fleet.need_mid.sum(axis=1), 0)
-    need_high = np.where(usable, fleet.need_upper.sum(axis=1), 0)
-    trading = (lack > 0) | selling
+        lack_need[fallback] = _lacking(
+            holdings[fallback], earn[fallback], cap[fallback], reserve, 0
+        )
+        lack_risk[fallback] = lack_need[fallback]
+    # prices: each tranche's worth at the owner's value, per market (tick, fee)
+    upper = fleet.upper_quantile
+    ask_price, ask_quantity, bid_price, want, ask_tranche, bid_tranche = (
+        np.zeros(n, dtype=np.int64) for _ in range(6)
+    )
     for k, view in enumerate(fleet.markets):
-        in_market = trading & (fleet.market == k)
-        for quantile, rows in (
-            (fleet.upper_quantile, np.flatnonzero(in_market & usable)),
-            (Fraction(9, 10), np.flatnonzero(in_market & fallback)),
-        ):
-            if not rows.size:
-                continue
-            bid_price[rows], ask_price[rows] = credit_prices(
-                throttle_cost=policy.throttle_cost,
-                quantile=quantile,
-                recent_prices=view.recent_prices,
-                scarcity=view.scarcity,
-                need_mid=need_mid[rows],
-                need_high=need_high[rows],
-                overflows_cap=overflows[rows],
-                tick_size=view.tick_size,
-                max_bid=policy.max_bid,
-                min_ask=policy.min_ask,
-            )
-    quantity = np.where(lack > 0, np.maximum(lack, policy.min_order), 0)
+        rows = np.flatnonzero(fleet.market == k)
+        if not rows.size:
+            continue
+        (
+            ask_price[rows],
+            ask_quantity[rows],
+            bid_price[rows],
+            want[rows],
+            ask_tranche[rows],
+            bid_tranche[rows],
+        ) = _orders_in_market(
+            policy,
+            view,
+            upper,
+            value[rows],
+            holdings[rows],
+            usable[rows],
+            overflows[rows],
+            (spare[rows], spare_band[rows]),
+            (lack_need[rows], lack_risk[rows]),
+        )
+    # never more than the cap holds: bought credits above it would sit idle
+    want = np.minimum(want, np.maximum(0, cap - holdings))
     spendable = fleet.money if policy.budget is None else np.minimum(fleet.money, policy.budget)
     fees = np.array([m.fee_bps for m in fleet.markets], dtype=np.int64)[fleet.market]
     affordable = np.where(
-        (quantity > 0) & (bid_price > 0), _affordable(spendable, bid_price, fees, quantity), 0
+        (want > 0) & (bid_price > 0), _affordable(spendable, bid_price, fees, want), 0
     )
     return FleetDecision(
         spare=spare,
-        lack=lack,
+        lack=np.where(ask_quantity > 0, 0, np.where(lack_need > 0, lack_need, lack_risk)),
         bid_price=bid_price,
         bid_quantity=affordable,
-        ask_price=np.where(selling, ask_price, 0),
-        ask_quantity=np.where(selling, spare, 0),
+        ask_price=ask_price,
+        ask_quantity=ask_quantity,
         affordable=affordable,
         lowest_upper=lowest_upper,
         margin_upper=margin_upper,
         overflows_cap=overflows,
+        ask_tranche=ask_tranche,
+        bid_tranche=np.where(affordable > 0, bid_tranche, 0),
     )
+
+
+def _orders_in_market(
+    policy: OwnerPolicy,
+    view: MarketView,
+    upper: Fraction,
+    value: np.ndarray,
+    holdings: np.ndarray,
+    usable: np.ndarray,
+    overflows: np.ndarray,
+    spares: tuple[np.ndarray, np.ndarray],
+    lacks: tuple[np.ndarray, np.ndarray],
+) -> tuple[np.ndarray, ...]:
+    """Return each row's ask (price, quantity), bid (price, wanted quantity) and tranches.
+
+    A row offers the tranche worth offering at the price it expects (see
+    :mod:`market.valuation`): everything it holds, its band and tail, or its tail; it
+    bids for what its median lacks at the need's worth, or else for what its risk
+    quantile lacks at the band's worth, and never bids while it offers.
+    """
+    spare_tail, spare_band = spares
+    lack_need, lack_risk = lacks
+    tick, fee = view.tick_size, view.fee_bps
+    asks = {
+        "need": ask_prices(value, NEED_SHARE, tick_size=tick, min_ask=policy.min_ask),
+        "band": ask_prices(value, band_share(upper), tick_size=tick, min_ask=policy.min_ask),
+        "tail": ask_prices(
+            value, tail_share(upper), tick_size=tick, min_ask=policy.min_ask, worthless=overflows
+        ),
+    }
+    expected = _expected_prices(view, value)
+    minimum = policy.min_order
+    sell_all = usable & (expected >= asks["need"]) & (holdings >= minimum)
+    sell_band = usable & ~sell_all & (expected >= asks["band"]) & (spare_band >= minimum)
+    sell_tail = usable & ~sell_all & ~sell_band & (spare_tail >= minimum)
+    ask_quantity = np.select(
+        [sell_all, sell_band, sell_tail], [holdings, spare_band, spare_tail], 0
+    ).astype(np.int64)
+    ask_price = np.select(
+        [sell_all, sell_band, sell_tail], [asks["need"], asks["band"], asks["tail"]], 0
+    ).astype(np.int64)
+    bids = {
+        share: bid_prices(value, share, fee_bps=fee, tick_size=tick, max_bid=policy.max_bid)
+        for share in (NEED_SHARE, band_share(upper))
+    }
+    offering = ask_quantity > 0
+    buy_need = ~offering & (lack_need > 0)
+    buy_band = ~offering & ~buy_need & (lack_risk > 0)
+    bid_price = np.select(
+        [buy_need, buy_band], [bids[NEED_SHARE], bids[band_share(upper)]], 0
+    ).astype(np.int64)
+    wanted = np.select([buy_need, buy_band], [lack_need, lack_risk], 0)
+    want = np.where(wanted > 0, np.maximum(wanted, minimum), 0).astype(np.int64)
+    ask_tranche = np.select([sell_all, sell_band, sell_tail], [1, 2, 3], 0)
+    bid_tranche = np.select([buy_need, buy_band], [1, 2], 0)
+    return ask_price, ask_quantity, bid_price, want, ask_tranche, bid_tranche
+
+
+def _expected_prices(view: MarketView, value: np.ndarray) -> np.ndarray:
+    # Which tranche to offer is a choice, not a price: floats serve it; every price an
+    # agent sets is exact.
+    scale = float(view.scarcity) + 0.5
+    if view.recent_prices:
+        return np.full(len(value), float(clearing_anchor(view.recent_prices, 1)) * scale)
+    return value.astype(np.float64) / 2 * scale
 
 
 def _check_state(state: AgentState) -> None:
@@ -727,9 +834,7 @@ class Agent:
         )
         spare, lack = int(d.spare[0]), int(d.lack[0])
         overflows = bool(d.overflows_cap[0])
-        valuation = self._value(
-            state, level, forecast_uncertainty(sum(need_mid), sum(need_high)), overflows=overflows
-        )
+        valuation = self._value(state, level, d, overflows=overflows)
         if problem is not None:
             reasons.append(f"fallback: {problem}; no asks, bids only for a reserve")
             outcome = "fallback"
@@ -756,7 +861,12 @@ class Agent:
         if lack > 0:
             quantity = max(lack, policy.min_order)
             affordable = int(d.affordable[0])
-            if d.bid_price[0] == 0:
+            if holdings >= state.cap:
+                reasons.append(
+                    f"blocked: the balance holds its cap {state.cap}; lacking {lack} "
+                    "milli-credits unbought"
+                )
+            elif d.bid_price[0] == 0:
                 reasons.append(
                     f"blocked: max_bid {policy.max_bid} leaves no price on the tick "
                     f"{state.market.tick_size}; lacking {lack} milli-credits unbought"
@@ -817,16 +927,20 @@ class Agent:
         return None
 
     def _value(
-        self, state: AgentState, quantile: Fraction, uncertainty: Fraction, *, overflows: bool
+        self, state: AgentState, upper: Fraction, d: FleetDecision, *, overflows: bool
     ) -> Valuation:
+        # the worth of the tranches the decision chose, at the owner's value
         policy = self.policy
+        shares = {"need": NEED_SHARE, "band": band_share(upper), "tail": tail_share(upper)}
         return value_credit(
-            throttle_cost=policy.throttle_cost,
-            quantile=quantile,
+            value=policy.throttle_cost,
+            upper_quantile=upper,
             recent_prices=state.market.recent_prices,
             scarcity=state.market.scarcity,
-            uncertainty=uncertainty,
+            bid_share=shares.get(TRANCHES[int(d.bid_tranche[0])], NEED_SHARE),
+            keep_share=shares.get(TRANCHES[int(d.ask_tranche[0])], tail_share(upper)),
             overflows_cap=overflows,
+            fee_bps=state.market.fee_bps,
             tick_size=state.market.tick_size,
             max_bid=policy.max_bid,
             min_ask=policy.min_ask,

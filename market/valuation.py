@@ -1,44 +1,34 @@
-"""The valuation behind every limit price a Virtual Instance Agent sets.
+"""The valuation behind every limit price a Virtual Instance Agent sets: the owner's value.
 
 A credit is one vCPU at 100 % for one minute. An instance that lacks one credit is
-throttled to its baseline for one vCPU-minute, so the owner states what a throttled
-minute costs them, ``throttle_cost`` (minor currency units per credit lacked). That
-is the most a credit can be worth to its owner, and the agent never bids above it.
+throttled to its baseline for one vCPU-minute, so its owner states what a throttled
+minute costs them: their **value** (minor currency units per credit). A credit is worth
+to its owner its value times the chance that the instance will use it within the
+horizon; the agent reads that chance off its demand forecast's quantiles, in three
+tranches of the credits it holds or lacks:
 
-A surplus credit is one the instance's upper-quantile need (quantile ``q``, e.g. q90)
-says it will not use. It is worth keeping only in case demand lands in the tail beyond
-that quantile, so its *keep value* is ``throttle_cost * (1 - q)``; and it is worth
-nothing when the balance would overflow its cap anyway (earnings above the cap are
-forfeited), so then its keep value is zero. The agent never asks less than the keep
-value.
+* **need**: credits the median (q50) forecast uses; each is used with a chance of at
+  least one half, so they are worth ``value * (1 + 1/2) / 2`` (``3/4`` of the value);
+* **band**: credits only the upper quantile (q90) uses; a chance between ``1 - 9/10``
+  and one half, so ``value * (1/10 + 1/2) / 2`` (``3/10``);
+* **tail**: credits beyond the upper quantile; a chance below ``1 - q``, so
+  ``value * (1 - q)``, and nothing at all when the balance overflows its cap within the
+  horizon (those credits would be thrown away).
 
-Between those two bounds the market sets the price. With
+An agent asks no less for a credit than keeping it is worth (its *keep value*, rounded
+up to the tick) and bids no more than it is worth to it (its *bid value*, net of the
+buyer's fee, rounded down to the tick); the owner's ``max_bid`` and ``min_ask`` bound
+both. Prices come from the owner's value and the forecast alone, never from the last
+clearing price: a market whose bids are anchored on the last price can only climb. What
+the market's recent prices tell an agent is *which* tranche is worth offering: it sells
+everything it holds when the expected price is above what its needed credits are worth
+to it, only its band and tail when the price is above the band's worth, and only its
+tail otherwise (:func:`ask_tranche`).
 
-* ``anchor``: the median of the tier's recent clearing prices, or ``throttle_cost / 2``
-  when nothing traded yet;
-* ``scarcity`` in ``[0, 1]``: how short the tier's credits are (``1/2`` is balanced;
-  :func:`pool_scarcity` reads it from the tier's pool);
-* ``uncertainty`` in ``[0, 1]``: ``(need_high - need_mid) / need_high``, the relative
-  spread of the forecast need between its upper quantile and its median;
-
-the *market value* of a credit is ``anchor * (1 + (scarcity - 1/2))``: scarce credits
-cost more. Uncertainty moves each side away from it in its own way. A short instance
-whose forecast is wide may lack more than planned, so it pays up for insurance: its
-bid value is ``anchor * (1 + (scarcity - 1/2) + uncertainty / 2)``. A long instance's
-surplus is a buffer against the tail, worth more when the forecast is wide: its keep
-value grows to ``throttle_cost * (1 - q) * (1 + uncertainty)``. So::
-
-    bid = min(throttle_cost, max_bid, bid value)     rounded down to the tick
-    ask = max(keep value, min_ask, market value)     rounded up to the tick
-
-Both rise with scarcity and with uncertainty, and a confident seller asks the market
-value an uncertain buyer bids above, so they meet. All arithmetic is exact
-(``Fraction``, or integers over a common denominator) until the final rounding to an
-integer price on the tier's tick.
-
-:func:`credit_prices` prices a whole group of agents that read the same market at
-once (arrays over instances, exact Python integers); :func:`value_credit` prices one
-and returns the figures behind the prices. Both round through the same code.
+All arithmetic is exact (integers over a common denominator) until the final rounding to
+an integer price on the tier's tick. :func:`tranche_prices` prices many agents at once
+(arrays over instances); :func:`value_credit` prices one and returns the figures behind
+its prices. Both round through the same code.
 """
 
 from __future__ import annotations
@@ -53,17 +43,33 @@ import numpy as np
 
 from market.decisions import InvalidAgentInput
 
-_HALF = Fraction(1, 2)
+BPS = 10_000
+NEED_SHARE = Fraction(3, 4)
+"""What a credit the median forecast uses is worth, as a share of the owner's value."""
+
+
+def band_share(upper_quantile: Fraction) -> Fraction:
+    """Return the worth of a credit only the upper quantile uses, as a share of the value."""
+    return ((1 - upper_quantile) + Fraction(1, 2)) / 2
+
+
+def tail_share(upper_quantile: Fraction) -> Fraction:
+    """Return the worth of a credit beyond the upper quantile, as a share of the value."""
+    return 1 - upper_quantile
 
 
 @dataclass(frozen=True, slots=True)
 class Valuation:
-    """The prices one decision works out, and the figures they came from."""
+    """The prices one decision works out, and the figures they came from.
 
-    anchor: Fraction
+    ``expected_price`` is what the agent expects a credit to clear at (the median of
+    the tier's recent clearing prices, or half its value); ``bid_value`` and
+    ``keep_value`` are the worth of the tranche it bids for and offers.
+    """
+
+    value: int
+    expected_price: Fraction
     scarcity: Fraction
-    uncertainty: Fraction
-    market_value: Fraction
     bid_value: Fraction
     keep_value: Fraction
     bid_price: int | None
@@ -80,14 +86,14 @@ def _unit_interval(name: str, value: Fraction) -> Fraction:
     return Fraction(value)
 
 
-def clearing_anchor(recent_prices: Sequence[int], throttle_cost: int) -> Fraction:
-    """Return the price a credit trades around: the median of recent clearing prices.
+def clearing_anchor(recent_prices: Sequence[int], value: int) -> Fraction:
+    """Return the price an agent expects a credit to clear at.
 
-    The lower median keeps the anchor an observed price; without trades the anchor is
-    half the throttle cost.
+    The lower median of the tier's recent clearing prices keeps it an observed price;
+    without trades it is half the owner's value.
     """
     if not recent_prices:
-        return Fraction(throttle_cost, 2)
+        return Fraction(value, 2)
     for price in recent_prices:
         if type(price) is not int or price <= 0:
             raise InvalidAgentInput("clearing price", price, "must be a positive int")
@@ -98,6 +104,16 @@ def clearing_anchor(recent_prices: Sequence[int], throttle_cost: int) -> Fractio
 @functools.lru_cache(maxsize=64)
 def _median_anchor(recent_prices: tuple[int, ...]) -> Fraction:
     return Fraction(median_low(recent_prices))
+
+
+def expected_price(recent_prices: Sequence[int], value: int, scarcity: Fraction) -> Fraction:
+    """Return the price an agent expects: the anchor, raised or lowered by the tier's scarcity.
+
+    ``scarcity`` is ``1/2`` for a balanced tier (the anchor as it is), ``1`` for an empty
+    pool (half as much again) and ``0`` for a full one (half of it).
+    """
+    scale = _unit_interval("scarcity", scarcity) + Fraction(1, 2)
+    return clearing_anchor(recent_prices, value) * scale
 
 
 def forecast_uncertainty(need_mid: int, need_high: int) -> Fraction:
@@ -120,177 +136,117 @@ def pool_scarcity(available: int, capacity: int) -> Fraction:
     return Fraction(max(0, capacity - available), capacity)
 
 
+def _check_prices(tick_size: int, fee_bps: int) -> None:
+    if type(tick_size) is not int or tick_size <= 0:
+        raise InvalidAgentInput("tick_size", tick_size, "must be a positive int")
+    if type(fee_bps) is not int or not 0 <= fee_bps < BPS:
+        raise InvalidAgentInput("fee_bps", fee_bps, f"must be an int in [0, {BPS})")
+
+
+def _check_values(value: np.ndarray) -> np.ndarray:
+    values = np.asarray(value)
+    if values.ndim != 1 or (values.size and (values.dtype.kind not in "iu" or values.min() <= 0)):
+        raise InvalidAgentInput("value", "non-positive", "owner values must be positive ints")
+    return values.astype(np.int64)
+
+
+def bid_prices(
+    value: np.ndarray,
+    share: Fraction,
+    *,
+    fee_bps: int,
+    tick_size: int = 1,
+    max_bid: int | None = None,
+) -> np.ndarray:
+    """Return the highest bid on the tick whose price plus the buyer's fee stays within worth.
+
+    Worth is ``value * share`` per credit; the buyer pays the price plus ``fee_bps`` of
+    it, so the bid is ``value * share * BPS / (BPS + fee_bps)`` rounded down to the
+    tick, and no more than ``max_bid``. ``0`` where no positive price on the tick fits.
+    """
+    _check_prices(tick_size, fee_bps)
+    values = _check_values(value).astype(object)
+    share = _unit_interval("share", share)
+    numerator = values * share.numerator * BPS
+    denominator = share.denominator * (BPS + fee_bps) * tick_size
+    bids = (numerator // denominator * tick_size).astype(np.int64)
+    if max_bid is not None:
+        bids = np.minimum(bids, max_bid // tick_size * tick_size)
+    return np.where(bids >= tick_size, bids, 0)
+
+
+def ask_prices(
+    value: np.ndarray,
+    share: Fraction,
+    *,
+    tick_size: int = 1,
+    min_ask: int | None = None,
+    worthless: np.ndarray | None = None,
+) -> np.ndarray:
+    """Return the lowest ask on the tick that is no less than the keep value ``value * share``.
+
+    Rows marked ``worthless`` (credits the cap would throw away) keep nothing and ask
+    one tick; ``min_ask`` bounds every ask from below.
+    """
+    _check_prices(tick_size, 0)
+    values = _check_values(value).astype(object)
+    share = _unit_interval("share", share)
+    numerator = values * share.numerator
+    denominator = share.denominator * tick_size
+    asks = (-((-numerator) // denominator) * tick_size).astype(np.int64)
+    if worthless is not None:
+        asks = np.where(np.asarray(worthless, dtype=bool), 0, asks)
+    floor = max(min_ask or 0, tick_size)
+    floor = -(-floor // tick_size) * tick_size
+    return np.maximum(asks, floor)
+
+
 def value_credit(
     *,
-    throttle_cost: int,
-    quantile: Fraction,
+    value: int,
+    upper_quantile: Fraction,
     recent_prices: Sequence[int],
     scarcity: Fraction,
-    uncertainty: Fraction,
-    overflows_cap: bool,
+    bid_share: Fraction,
+    keep_share: Fraction,
+    overflows_cap: bool = False,
+    fee_bps: int = 0,
     tick_size: int = 1,
     max_bid: int | None = None,
     min_ask: int | None = None,
 ) -> Valuation:
-    """Work out the bid and ask limit prices of one credit (minor units per credit).
+    """Work out one agent's bid and ask limit prices and the figures behind them.
 
-    Parameters
-    ----------
-    throttle_cost
-        What a throttled vCPU-minute costs the owner, minor units; the bid ceiling.
-    quantile
-        The upper quantile the surplus is measured against (``9/10`` for q90).
-    recent_prices
-        The tier's recent clearing prices, any order.
-    scarcity, uncertainty
-        Exact fractions in ``[0, 1]``; see the module docstring.
-    overflows_cap
-        Whether the balance reaches its cap within the horizon (surplus then keeps nothing).
-    tick_size
-        Prices are positive multiples of it.
-    max_bid, min_ask
-        The owner's limits; ``None`` for none.
-
-    Returns
-    -------
-    Valuation
-        ``bid_price`` is ``None`` when no positive price on the tick is allowed.
+    ``bid_share`` and ``keep_share`` are the worth of the tranches bid for and offered
+    (:data:`NEED_SHARE`, :func:`band_share`, :func:`tail_share`); a tail offered while
+    the balance overflows its cap keeps nothing.
 
     Raises
     ------
     InvalidAgentInput
-        For a non-positive throttle cost or tick, or a fraction outside ``[0, 1]``.
+        For a non-positive value or tick, or a fraction outside ``[0, 1]``.
     """
-    _check_prices(throttle_cost, tick_size)
-    quantile = _unit_interval("quantile", quantile)
-    scarcity = _unit_interval("scarcity", scarcity)
-    uncertainty = _unit_interval("uncertainty", uncertainty)
-    anchor = clearing_anchor(recent_prices, throttle_cost)
-    market_value = anchor * (scarcity + _HALF)
-    bid_value = market_value + anchor * uncertainty / 2
-    keep_value = (
-        Fraction(0) if overflows_cap else throttle_cost * (1 - quantile) * (1 + uncertainty)
+    if type(value) is not int or value <= 0:
+        raise InvalidAgentInput("value", value, "must be a positive int")
+    _unit_interval("upper_quantile", upper_quantile)
+    row = np.array([value], dtype=np.int64)
+    worthless = overflows_cap and keep_share == tail_share(upper_quantile)
+    bid = int(bid_prices(row, bid_share, fee_bps=fee_bps, tick_size=tick_size, max_bid=max_bid)[0])
+    ask = int(
+        ask_prices(
+            row,
+            keep_share,
+            tick_size=tick_size,
+            min_ask=min_ask,
+            worthless=np.array([worthless]),
+        )[0]
     )
-    bids, asks = _prices(
-        throttle_cost=throttle_cost,
-        quantile=quantile,
-        anchor=anchor,
-        scarcity=scarcity,
-        spread=np.array([uncertainty.numerator], dtype=object),
-        need=np.array([uncertainty.denominator], dtype=object),
-        overflows_cap=np.array([overflows_cap]),
-        tick_size=tick_size,
-        max_bid=max_bid,
-        min_ask=min_ask,
-    )
-    bid, ask = int(bids[0]), int(asks[0])
     return Valuation(
-        anchor=anchor,
+        value=value,
+        expected_price=expected_price(recent_prices, value, scarcity),
         scarcity=scarcity,
-        uncertainty=uncertainty,
-        market_value=market_value,
-        bid_value=bid_value,
-        keep_value=keep_value,
+        bid_value=value * bid_share,
+        keep_value=Fraction(0) if worthless else value * keep_share,
         bid_price=bid or None,
         ask_price=ask,
     )
-
-
-def credit_prices(
-    *,
-    throttle_cost: int,
-    quantile: Fraction,
-    recent_prices: Sequence[int],
-    scarcity: Fraction,
-    need_mid: np.ndarray,
-    need_high: np.ndarray,
-    overflows_cap: np.ndarray,
-    tick_size: int = 1,
-    max_bid: int | None = None,
-    min_ask: int | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Work out the bid and ask limit prices of many agents that read one market.
-
-    Each agent's uncertainty is :func:`forecast_uncertainty` of its ``need_mid`` and
-    ``need_high`` (integer arrays, milli-credits); ``overflows_cap`` is a boolean array.
-    The other parameters are those of :func:`value_credit`, shared by every agent.
-
-    Returns
-    -------
-    tuple of numpy.ndarray
-        ``(bid_prices, ask_prices)``, int64; a bid price of ``0`` means no positive
-        price on the tick is allowed (``None`` in :func:`value_credit`).
-
-    Raises
-    ------
-    InvalidAgentInput
-        As :func:`value_credit`, or for arrays of different lengths.
-    """
-    _check_prices(throttle_cost, tick_size)
-    high = np.asarray(need_high, dtype=np.int64)
-    mid = np.asarray(need_mid, dtype=np.int64)
-    overflows = np.asarray(overflows_cap, dtype=bool)
-    if not high.shape == mid.shape == overflows.shape or high.ndim != 1:
-        raise InvalidAgentInput(
-            "need arrays", (mid.shape, high.shape, overflows.shape), "must be 1-d of one length"
-        )
-    # (high - mid) / high clipped to [0, 1], and 0 / 1 where nothing is needed
-    positive = high > 0
-    spread = np.where(positive, np.clip(high - mid, 0, np.maximum(high, 0)), 0)
-    bids, asks = _prices(
-        throttle_cost=throttle_cost,
-        quantile=_unit_interval("quantile", quantile),
-        anchor=clearing_anchor(recent_prices, throttle_cost),
-        scarcity=_unit_interval("scarcity", scarcity),
-        spread=spread.astype(object),
-        need=np.where(positive, high, 1).astype(object),
-        overflows_cap=overflows,
-        tick_size=tick_size,
-        max_bid=max_bid,
-        min_ask=min_ask,
-    )
-    return bids.astype(np.int64), asks.astype(np.int64)
-
-
-def _check_prices(throttle_cost: int, tick_size: int) -> None:
-    if type(throttle_cost) is not int or throttle_cost <= 0:
-        raise InvalidAgentInput("throttle_cost", throttle_cost, "must be a positive int")
-    if type(tick_size) is not int or tick_size <= 0:
-        raise InvalidAgentInput("tick_size", tick_size, "must be a positive int")
-
-
-def _prices(
-    *,
-    throttle_cost: int,
-    quantile: Fraction,
-    anchor: Fraction,
-    scarcity: Fraction,
-    spread: np.ndarray,
-    need: np.ndarray,
-    overflows_cap: np.ndarray,
-    tick_size: int,
-    max_bid: int | None,
-    min_ask: int | None,
-) -> tuple[np.ndarray, np.ndarray]:
-    # Uncertainty is spread / need (object arrays of Python ints, so nothing overflows):
-    # each price is one fraction over a common denominator, floored or ceiled to the tick.
-    market_value = anchor * (scarcity + _HALF)
-    half_anchor = anchor / 2
-    m, dm = market_value.numerator, market_value.denominator
-    h, dh = half_anchor.numerator, half_anchor.denominator
-    # bid value = m/dm + (h/dh) * spread/need, over dm * dh * need
-    denominator = dm * dh * need
-    bid_value = m * dh * need + h * dm * spread
-    ceiling = throttle_cost if max_bid is None else min(throttle_cost, max_bid)
-    bid_value = np.minimum(bid_value, ceiling * denominator)
-    bids = bid_value // (denominator * tick_size) * tick_size
-    # ask = max(market value, min_ask, tick, keep value), over df * dk * need with
-    # keep value = k/dk * (need + spread)/need, or 0 when the balance overflows its cap
-    keep = throttle_cost * (1 - quantile)
-    k, dk = keep.numerator, keep.denominator
-    floor = max(market_value, Fraction(max(min_ask or 0, tick_size)))
-    f, df = floor.numerator, floor.denominator
-    keep_value = np.where(overflows_cap, 0, k * df * (need + spread))
-    ask_value = np.maximum(f * dk * need, keep_value)
-    asks = -((-ask_value) // (df * dk * need * tick_size)) * tick_size
-    return np.where(bids >= tick_size, bids, 0), asks

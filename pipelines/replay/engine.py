@@ -36,12 +36,24 @@ from typing import Any
 
 import numpy as np
 
-from market.agent import FleetState, MarketView, OwnerPolicy, decide_fleet, recent_prices_of
+from market.agent import (
+    TRANCHES,
+    FleetState,
+    MarketView,
+    OwnerPolicy,
+    decide_fleet,
+    recent_prices_of,
+)
 from market.book import BookConfig
 from market.cem_auto import CemAutomation, CemPolicy, TierState, apply_decision, fleet_tier_states
 from market.clock import ManualClock
+from market.errors import MarketError
 from market.exchange import CreditExchange
 from market.ledger import (
+    FEES_ACCOUNT,
+    FUNDS,
+    MILLI_PER_CREDIT,
+    POOL_REVENUE_ACCOUNT,
     AccountKind,
     EntryRequest,
     Ledger,
@@ -57,18 +69,22 @@ from market.ledger import (
 from market.memory import gc_paused
 from market.orders import Side
 from market.tiers import Pool, TierManager
+from market.valuation import pool_scarcity
 from market.venue import OrderRequest, Venue
 from pipelines.replay.errors import ConservationError, ScenarioError
 from pipelines.replay.fleet import STEPS_PER_HOUR, ReplayFleet
-from pipelines.replay.forecasts import ForecastTable, HourNeeds
+from pipelines.replay.forecasts import ForecastTable, HourNeeds, hourly_utilisation, with_prior
+from pipelines.replay.optimum import solve_optimum
 from pipelines.replay.scenario import Scenario
 
 POLICIES: tuple[str, ...] = (
     "static",
     "pool",
     "pool+swap",
+    "pool-by-value",
     "market",
     "market-oracle",
+    "optimum",
     "physical-limit",
 )
 """Every policy, in the order reports list them."""
@@ -82,14 +98,16 @@ class _Flags:
     pools: bool
     swaps: bool
     market: bool
+    draw: str = "pro-rata"  # how a pool serves its tier: pro-rata, value or priced
 
 
 _FLAGS = {
     "static": _Flags(credits=True, pools=False, swaps=False, market=False),
     "pool": _Flags(credits=True, pools=True, swaps=False, market=False),
     "pool+swap": _Flags(credits=True, pools=True, swaps=True, market=False),
-    "market": _Flags(credits=True, pools=True, swaps=True, market=True),
-    "market-oracle": _Flags(credits=True, pools=True, swaps=True, market=True),
+    "pool-by-value": _Flags(credits=True, pools=True, swaps=True, market=False, draw="value"),
+    "market": _Flags(credits=True, pools=True, swaps=True, market=True, draw="priced"),
+    "market-oracle": _Flags(credits=True, pools=True, swaps=True, market=True, draw="priced"),
     "physical-limit": _Flags(credits=False, pools=False, swaps=False, market=False),
 }
 
@@ -100,7 +118,8 @@ class PolicyResult:
 
     Quantities are milli-credits (= milli-vCPU-minutes) and minor units; ``*_series``
     arrays are ``(hours, tiers)``. ``clearing_price_series`` is NaN in hours without
-    a trade.
+    a trade. ``instance_value`` is each instance's owner value and ``instance_demand``
+    and ``instance_throttled`` its totals, so value-weighted figures come from them.
     """
 
     policy: str
@@ -123,26 +142,85 @@ class PolicyResult:
     ledger_entries: int = 0
     seconds: float = 0.0
     instance_throttled: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    instance_demand: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    instance_value: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     ledger: Ledger | None = None
+    orders_placed: int = 0
+    orders_filled: int = 0
+    orders_rejected: int = 0
+    rejections: dict[str, int] = field(default_factory=dict)
+    paid: int = 0
+    seller_receipts: int = 0
+    pool_revenue: int = 0
+    above_cap: int = 0
+    method: str = ""
+
+    def value_cost(self) -> tuple[int, int]:
+        """Return the value-weighted throttling and demand: sums of value x milli-credits."""
+        value = self.instance_value.astype(object)
+        return (
+            int((value * self.instance_throttled.astype(object)).sum()),
+            int((value * self.instance_demand.astype(object)).sum()),
+        )
 
     def summary(self) -> dict[str, Any]:
         """Return the fleet-wide figures of this policy as plain JSON values."""
         demand = int(self.demand.sum())
         throttled = int(self.throttled.sum())
+        cost, demand_value = self.value_cost()
         return {
             "throttled_share": throttled / demand if demand else 0.0,
+            "value_cost_share": cost / demand_value if demand_value else 0.0,
+            "value_cost": cost / 1000,
             "throttled_vcpu_minutes": throttled / 1000,
             "demand_vcpu_minutes": demand / 1000,
             "credits_thrown_away": int(self.forfeited.sum()) / 1000,
             "instances_ever_throttled": int(self.instances_throttled.sum()),
+            "orders_placed": self.orders_placed,
+            "orders_filled": self.orders_filled,
+            "orders_rejected": self.orders_rejected,
+            "rejections": dict(self.rejections),
             "trades": int(self.trades.sum()),
             "volume_credits": int(self.volume.sum()) / 1000,
+            "paid": self.paid,
+            "seller_receipts": self.seller_receipts,
             "fees": int(self.fees.sum()),
+            "pool_revenue": self.pool_revenue,
+            "median_clearing_price": self._prices(50),
+            "clearing_price_p10": self._prices(10),
+            "clearing_price_p90": self._prices(90),
+            "credits_above_cap": self.above_cap / 1000,
+            "throttle_spread_similar_value": self.throttle_spread(),
             "swapped_credits_in": int(self.swapped_in.sum()) / 1000,
             "conservation_violations": self.conservation_violations,
             "ledger_entries": self.ledger_entries,
+            "method": self.method,
             "seconds": round(self.seconds, 3),
         }
+
+    def _prices(self, percentile: int) -> dict[str, float | None]:
+        out: dict[str, float | None] = {}
+        for k, tier in enumerate(self.tiers):
+            prices = self.clearing_price_series[:, k]
+            prices = prices[~np.isnan(prices)]
+            out[tier] = float(np.percentile(prices, percentile)) if prices.size else None
+        return out
+
+    def throttle_spread(self, groups: int = 5) -> float:
+        """Return how unevenly instances of similar value are throttled.
+
+        Instances are split by owner value into ``groups`` groups of equal size; within
+        each, the standard deviation of the instances' throttled shares of their demand;
+        the mean over the groups (``0``: instances alike in value are throttled alike).
+        """
+        demand = self.instance_demand
+        live = np.flatnonzero(demand > 0)
+        if live.size < 2:
+            return 0.0
+        share = self.instance_throttled[live] / demand[live]
+        order = np.argsort(self.instance_value[live], kind="stable")
+        spreads = [float(np.std(share[g])) for g in np.array_split(order, groups) if g.size > 1]
+        return float(np.mean(spreads)) if spreads else 0.0
 
     def per_tier(self) -> dict[str, dict[str, Any]]:
         """Return the figures of each tier as plain JSON values."""
@@ -200,11 +278,103 @@ def _draw_in_order(
     return np.clip(level[tier_of] - taken_before, 0, want)
 
 
+def _draw_pro_rata(
+    want: np.ndarray, level: np.ndarray, starts: np.ndarray, tier_of: np.ndarray
+) -> np.ndarray:
+    """Return what each instance gets when its tier's ``level`` serves ``want`` pro rata.
+
+    A tier whose pool covers every want serves them all; otherwise each instance gets
+    ``want * level // total`` and the rounding remainder one milli-credit each.
+    """
+    total = np.add.reduceat(want, starts)
+    short = total > level
+    if not short.any():
+        return want
+    short_i = short[tier_of]
+    share = np.where(short_i, want * level[tier_of] // np.maximum(total[tier_of], 1), want)
+    remainder = np.where(short, level - np.add.reduceat(share, starts), 0)
+    left = short_i & (share < want)
+    rank = _segment_rank(left, starts, tier_of)
+    return share + (left & (rank <= remainder[tier_of]))
+
+
+def _draw(
+    books: _Books,
+    rule: str,
+    want: np.ndarray,
+    level: np.ndarray,
+    price: np.ndarray,
+    funds: np.ndarray,
+    drawn: np.ndarray,
+) -> np.ndarray:
+    """Return what each instance draws from its tier's pool under the policy's ``rule``.
+
+    ``pro-rata``: the patent's free pool, shared in proportion to what each wants when
+    it runs short. ``value``: the free pool, highest owner value first. ``priced``: a
+    credit costs the tier's draw ``price``; an instance whose owner values a credit
+    below it draws nothing, the others draw highest value first as far as their funds
+    pay for it (``drawn`` is what each already drew this hour).
+    """
+    starts, tier_of = books.starts, books.tier_of
+    if rule == "pro-rata":
+        return _draw_pro_rata(want, level, starts, tier_of)
+    if rule == "priced":
+        price_i = price[tier_of]
+        paying = price_i > 0
+        affordable = np.where(
+            paying, funds * MILLI_PER_CREDIT // np.maximum(price_i, 1) - drawn, want
+        )
+        want = np.where(books.value >= price_i, np.clip(affordable, 0, want), 0)
+    order, inverse = books.by_value, books.by_value_inverse
+    return _draw_in_order(want[order], level, starts, tier_of)[inverse]
+
+
+def _settle_pool(
+    books: _Books,
+    fleet: ReplayFleet,
+    hour: int,
+    drawn: np.ndarray,
+    lent: np.ndarray,
+    price: np.ndarray,
+) -> tuple[int, int]:
+    """Settle the hour's pool trades at each tier's draw price; return (charged, repaid).
+
+    Each instance pays ``drawn * price // 1000`` for what it drew (milli-credits at minor
+    units per credit, rounded down), which its funds cover: the draws were bounded by
+    them. What the draws of a tier brought in goes first to the instances that lent the
+    pool their surplus this hour, at the same price, pro rata to what they lent when
+    the draws did not take it all (rounded down); the rest is the provider's.
+    """
+    charge = drawn * price[fleet.tier_of] // MILLI_PER_CREDIT
+    owed = (lent * price[fleet.tier_of] // MILLI_PER_CREDIT).astype(object)
+    income = np.add.reduceat(charge, fleet.starts).astype(object)
+    owed_k = np.add.reduceat(owed, fleet.starts)
+    k = fleet.tier_of
+    repay = np.where(
+        owed_k[k] <= income[k], owed, owed * income[k] // np.maximum(owed_k[k], 1)
+    ).astype(np.int64)
+    legs = [
+        Transfer(books.funds[i], POOL_REVENUE_ACCOUNT, amount)
+        for i, amount in zip(
+            np.flatnonzero(charge).tolist(), charge[charge > 0].tolist(), strict=True
+        )
+    ]
+    legs += [
+        Transfer(POOL_REVENUE_ACCOUNT, books.funds[i], amount)
+        for i, amount in zip(np.flatnonzero(repay).tolist(), repay[repay > 0].tolist(), strict=True)
+    ]
+    if legs:
+        books.ledger.post(EntryRequest(tuple(legs), "pool-trades", _CEM, f"replay-pool-{hour}"))
+    return int(charge.sum()), int(repay.sum())
+
+
 class _Books:
     """One policy's ledger, CEM, venue and agents, and the engine's mirror of them."""
 
     def __init__(self, fleet: ReplayFleet, scenario: Scenario, flags: _Flags) -> None:
         self.clock = ManualClock(fleet.start)
+        self.tier_names = fleet.tier_names
+        self.starts, self.tier_of = fleet.starts, fleet.tier_of
         self.ledger = Ledger(MemoryStore(), self.clock)
         self.tiers: TierManager = fleet.tier_manager(scenario.fee_bps)
         self.tiers.open_accounts(self.ledger)
@@ -261,6 +431,17 @@ class _Books:
         self.pool_capacity = np.array(
             [self.tiers.pool_capacity(t) for t in fleet.tier_names], dtype=np.int64
         )
+        self.value = fleet.value
+        # instances of each tier, highest owner value first (ties in id order)
+        self.by_value = np.lexsort((-fleet.value, fleet.tier_of))
+        self.by_value_inverse = np.argsort(self.by_value)
+        self.reference_price = np.array(
+            [int(np.median(fleet.value[fleet.tier_of == k])) for k in range(len(fleet.tiers))],
+            dtype=np.int64,
+        )
+        self.base_rates = np.array([t.exchange_rate for t in fleet.tiers], dtype=np.int64)
+        self.last_price = np.zeros(len(fleet.tiers), dtype=np.int64)
+        self.pool_sellers = [f"pool-{t}" for t in fleet.tier_names]
         self.venue: Venue | None = None
         self.funds: list[str] = []
         self.policy = OwnerPolicy(
@@ -280,6 +461,9 @@ class _Books:
                 if scenario.starting_funds:
                     self.cem.deposit_funds(str(iid), scenario.starting_funds, actor=_CEM)
             self.funds = [instance_funds(str(i)) for i in fleet.ids]
+            self.ledger.open_accounts([(POOL_REVENUE_ACCOUNT, FUNDS, AccountKind.FEES)])
+            for seller, tier in zip(self.pool_sellers, fleet.tier_names, strict=True):
+                self.venue.register_instance(seller, tier)
 
     def read(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Return the instances' credits and funds (market policies) and the pools."""
@@ -289,6 +473,32 @@ class _Books:
             np.fromiter((balances[a] for a in self.funds), np.int64, len(self.funds)),
             np.fromiter((balances[p] for p in self.pools), np.int64, len(self.pools)),
         )
+
+    def reserve_prices(self, pools: np.ndarray) -> np.ndarray:
+        """Return each tier's pool reserve: its reference price scaled by rate and scarcity.
+
+        The reference is the median owner value of the tier, moved as the CEM moves the
+        tier's exchange rate from its base; scaled by the share of the pool's capacity
+        not held (:func:`~market.valuation.pool_scarcity`), rounded up: a full pool's
+        credits cost nothing, an empty one's the reference.
+        """
+        rates = np.array([self.tiers.tier(t).exchange_rate for t in self.tier_names])
+        reference = self.reference_price * rates // self.base_rates
+        capacity = np.maximum(self.pool_capacity, 1)
+        empty = np.maximum(0, capacity - pools)
+        return np.where(self.pool_capacity > 0, -((-reference * empty) // capacity), reference)
+
+    def reserve_prices_at(self, k: int, level: int) -> int:
+        """Return tier ``k``'s reserve price were its pool at ``level``."""
+        pools = np.zeros(len(self.tier_names), dtype=np.int64)
+        pools[k] = level
+        return int(self.reserve_prices(pools)[k])
+
+    def draw_prices(self, pools: np.ndarray) -> np.ndarray:
+        """Return what a credit drawn from each pool costs: its reserve, or the last clearing
+        price where that is lower."""
+        reserve = self.reserve_prices(pools)
+        return np.where(self.last_price > 0, np.minimum(self.last_price, reserve), reserve)
 
     def read_pools(self) -> np.ndarray:
         """Return the pools' balances."""
@@ -423,24 +633,31 @@ def _cem(
 
 
 def agent_fleet(
-    books: _Books, fleet: ReplayFleet, needs: HourNeeds, credits: np.ndarray, funds: np.ndarray
+    books: _Books,
+    fleet: ReplayFleet,
+    needs: HourNeeds,
+    credits: np.ndarray,
+    funds: np.ndarray,
+    pools: np.ndarray,
 ) -> FleetState:
     """Return every agent's state for :func:`market.agent.decide_fleet`, from the fleet's arrays.
 
     What :class:`~market.agent.VenueAgents` reads for each agent, for all at once: the
     continuous books stay empty (every order waits for an hourly call auction, which
-    finishes it), so no escrow comes back and the free balances are all there is.
+    finishes it), so no escrow comes back and the free balances are all there is. Each
+    tier's scarcity is its pool's real level (:func:`~market.valuation.pool_scarcity`),
+    and each agent prices from its owner's value.
     """
     assert books.venue is not None
     risk = books.policy.risk_quantile  # q50 or q90: the scenario allows no other
     markets = tuple(
         MarketView(
             recent_prices=recent_prices_of(books.venue, tier),
-            scarcity=Fraction(1, 2),
+            scarcity=pool_scarcity(int(pools[k]), int(books.pool_capacity[k])),
             tick_size=books.venue.book(tier).config.tick_size,
             fee_bps=books.venue.book(tier).config.fee_bps,
         )
-        for tier in fleet.tier_names
+        for k, tier in enumerate(fleet.tier_names)
     )
     return FleetState(
         holdings=credits,
@@ -455,7 +672,57 @@ def agent_fleet(
         upper_quantile=Fraction(9, 10),
         market=fleet.tier_of,
         markets=markets,
+        value=books.value,
     )
+
+
+def _pool_offers(books: _Books, fleet: ReplayFleet, pools: np.ndarray) -> list[OrderRequest]:
+    """Offer each tier's pool credits above half its capacity into the tier's call auction.
+
+    The CEM moves them to the pool's trading account and asks in two slices, the upper
+    quarter of the capacity at the reserve price of a pool seven eighths full and the
+    quarter below it at that of a pool five eighths full: the fuller the pool, the lower
+    its credits go. What does not sell goes back to the pool after the auction.
+    """
+    capacity = books.pool_capacity
+    legs, offers = [], []
+    for k, seller in enumerate(books.pool_sellers):
+        half, three_quarters = capacity[k] // 2, capacity[k] * 3 // 4
+        level = int(pools[k])
+        slices = (
+            (max(0, level - three_quarters), capacity[k] * 7 // 8),
+            (max(0, min(level, three_quarters) - half), capacity[k] * 5 // 8),
+        )
+        for quantity, fill in slices:
+            if quantity < MILLI_PER_CREDIT:
+                continue
+            price = max(1, int(books.reserve_prices_at(k, fill)))
+            offers.append(OrderRequest(seller, Side.SELL, price, int(quantity)))
+            legs.append(Transfer(books.pools[k], instance_credits(seller), int(quantity)))
+    if legs:
+        books.ledger.post(EntryRequest(tuple(legs), "pool-offer", _CEM))
+    return offers
+
+
+def _close_pool_offers(books: _Books, fleet: ReplayFleet) -> int:
+    """Return unsold pool credits to their pools and the proceeds to the provider; the proceeds."""
+    sellers = books.pool_sellers
+    balances = books.ledger.balances_of(
+        [instance_credits(s) for s in sellers] + [instance_funds(s) for s in sellers]
+    )
+    legs = []
+    proceeds = 0
+    for k, seller in enumerate(sellers):
+        unsold = balances[instance_credits(seller)]
+        if unsold:
+            legs.append(Transfer(instance_credits(seller), books.pools[k], unsold))
+        money = balances[instance_funds(seller)]
+        if money:
+            legs.append(Transfer(instance_funds(seller), POOL_REVENUE_ACCOUNT, money))
+            proceeds += money
+    if legs:
+        books.ledger.post(EntryRequest(tuple(legs), "pool-offer-close", _CEM))
+    return proceeds
 
 
 def _trade(
@@ -463,13 +730,18 @@ def _trade(
     fleet: ReplayFleet,
     needs: HourNeeds,
     hour: int,
-    credits: np.ndarray,
-    funds: np.ndarray,
+    balances: tuple[np.ndarray, np.ndarray, np.ndarray],
     result: PolicyResult,
-) -> None:
-    """Let every agent decide at once, then clear each tier's hourly call auction."""
+) -> np.ndarray:
+    """Let every agent decide at once, offer the pools, then clear each tier's call auction.
+
+    A rejected order is counted by its error and changes nothing. Return which agents
+    offered everything they hold (their credits are worth more to the market than to
+    their owners).
+    """
     assert books.venue is not None
-    decision = decide_fleet(books.policy, agent_fleet(books, fleet, needs, credits, funds))
+    credits, funds, pools = balances
+    decision = decide_fleet(books.policy, agent_fleet(books, fleet, needs, credits, funds, pools))
     rows = np.flatnonzero((decision.bid_quantity > 0) | (decision.ask_quantity > 0))
     buys = decision.bid_quantity[rows] > 0
     prices = np.where(buys, decision.bid_price[rows], decision.ask_price[rows])
@@ -481,16 +753,102 @@ def _trade(
             rows.tolist(), buys.tolist(), prices.tolist(), quantities.tolist(), strict=True
         )
     ]
-    if requests:
-        books.venue.submit_to_auction(requests)
+    offers = _pool_offers(books, fleet, pools)
+    outcomes = books.venue.submit_to_auction(requests + offers) if requests or offers else []
+    for outcome in outcomes[: len(requests)]:
+        if isinstance(outcome, MarketError):
+            result.orders_rejected += 1
+            name = type(outcome).__name__
+            result.rejections[name] = result.rejections.get(name, 0) + 1
+    result.orders_placed += len(requests) - sum(
+        isinstance(o, MarketError) for o in outcomes[: len(requests)]
+    )
+    sellers = set(books.pool_sellers)
     for k, tier in enumerate(fleet.tier_names):
         auction = books.venue.run_auction(tier, auction_id=f"{tier}-h{hour}")
         if auction.trades:
+            filled = set()
+            for t in auction.trades:
+                result.paid += t.value + t.fee
+                result.fees[k] += t.fee
+                filled.add(t.buy_order_id)
+                if t.seller not in sellers:
+                    result.seller_receipts += t.value
+                    filled.add(t.sell_order_id)
+            result.orders_filled += len(filled)
             result.trades[k] += len(auction.trades)
             result.volume[k] += auction.volume
-            result.fees[k] += sum(t.fee for t in auction.trades)
         if auction.clearing_price is not None:
             result.clearing_price_series[hour, k] = auction.clearing_price
+            books.last_price[k] = auction.clearing_price
+    result.pool_revenue += _close_pool_offers(books, fleet)
+    return np.asarray(decision.ask_tranche == TRANCHES.index("need"))
+
+
+def _reconcile_money(
+    policy: str, books: _Books, fleet: ReplayFleet, scenario: Scenario, result: PolicyResult
+) -> None:
+    """Check that buyers paid exactly what sellers, the exchange and the pools received.
+
+    In the engine's figures (payments = sellers' receipts + fees + pool revenue) and in
+    the ledger (the fee and pool revenue accounts hold those sums, and the instances'
+    funds fell by exactly them).
+    """
+    fees = int(result.fees.sum())
+    held = books.ledger.balances_of([FEES_ACCOUNT, POOL_REVENUE_ACCOUNT, *books.funds])
+    spent = scenario.starting_funds * len(fleet.ids) - sum(held[a] for a in books.funds)
+    step = fleet.hours * STEPS_PER_HOUR
+    checks = (
+        ("payments", result.seller_receipts + fees + result.pool_revenue, result.paid),
+        (FEES_ACCOUNT, fees, held[FEES_ACCOUNT]),
+        (POOL_REVENUE_ACCOUNT, result.pool_revenue, held[POOL_REVENUE_ACCOUNT]),
+        ("funds spent", fees + result.pool_revenue, spent),
+    )
+    for what, expected, actual in checks:
+        if expected != actual:
+            result.conservation_violations += 1
+            raise ConservationError(policy, step, what, expected, actual)
+
+
+def _optimum(fleet: ReplayFleet, scenario: Scenario) -> PolicyResult:
+    """Return the ``optimum`` policy's figures (:mod:`pipelines.replay.optimum`)."""
+    solved = solve_optimum(fleet, scenario)
+    n_tiers, hours = len(fleet.tier_names), fleet.hours
+    throttled = np.asarray(solved["throttled"])
+    per_hour = throttled.shape[1] // hours
+    hourly = throttled.reshape(len(fleet.ids), hours, per_hour).sum(axis=2)
+    instance = np.rint(hourly.sum(axis=1)).astype(np.int64)
+    series = np.rint(
+        np.stack([hourly[fleet.tier_of == k].sum(axis=0) for k in range(n_tiers)], axis=1)
+    ).astype(np.int64)
+    demand = fleet.demand[:, : hours * STEPS_PER_HOUR].sum(axis=1)
+    zeros = np.zeros(n_tiers, dtype=np.int64)
+    return PolicyResult(
+        policy="optimum",
+        tiers=fleet.tier_names,
+        demand=np.bincount(fleet.tier_of, weights=demand, minlength=n_tiers).astype(np.int64),
+        throttled=series.sum(axis=0),
+        forfeited=np.rint(np.asarray(solved["thrown_away"])).astype(np.int64),
+        instances_throttled=np.bincount(
+            fleet.tier_of, weights=instance > 0, minlength=n_tiers
+        ).astype(np.int64),
+        instances=np.bincount(fleet.tier_of, minlength=n_tiers).astype(np.int64),
+        trades=zeros.copy(),
+        volume=zeros.copy(),
+        fees=zeros.copy(),
+        swapped_in=zeros.copy(),
+        swapped_out=zeros.copy(),
+        conservation_violations=0,
+        throttled_series=series,
+        pool_series=np.zeros((hours, n_tiers), dtype=np.int64),
+        rate_series=np.tile([t.exchange_rate for t in fleet.tiers], (hours, 1)),
+        clearing_price_series=np.full((hours, n_tiers), np.nan),
+        seconds=float(solved["seconds"]),  # type: ignore[arg-type]
+        instance_throttled=instance,
+        instance_demand=demand,
+        instance_value=fleet.value,
+        method=str(solved["method"]),
+    )
 
 
 def run_policy(
@@ -523,6 +881,8 @@ def run_policy(
     ConservationError
         If credits appear or vanish at any step.
     """
+    if policy == "optimum":
+        return _optimum(fleet, scenario)
     if policy not in _FLAGS:
         raise ScenarioError("policy", policy, f"must be one of {POLICIES}")
     flags = _FLAGS[policy]
@@ -577,20 +937,30 @@ def _replay(
     funds = np.zeros(0, dtype=np.int64)
     if books is not None:
         balance, funds, pool = books.read()
+    hourly = hourly_utilisation(fleet) if flags.market else None
+    draw_price = zeros_k
+    consign = np.zeros(n, dtype=bool)
     for hour in range(hours):
         if books is not None:
             books.clock.set(fleet.start + timedelta(hours=hour))
         if books is not None and forecasts is not None and (flags.market or flags.swaps):
             needs = forecasts.needs(hour, fleet.vcpus)
             if flags.market:
-                _trade(books, fleet, needs, hour, balance, funds, result)
+                assert hourly is not None
+                prior = with_prior(needs, hourly, hour, fleet.vcpus, forecasts.horizon)
+                sold_all = _trade(books, fleet, prior, hour, (balance, funds, pool), result)
                 balance, funds, pool = books.read()
+                # an agent whose whole holding sold lends the hour's surplus to the pool
+                consign = sold_all & (balance < MILLI_PER_CREDIT)
             if flags.swaps:
                 pool = _cem(books, fleet, needs, hour, balance, pool, result)
+        if books is not None and flags.draw == "priced":
+            draw_price = books.draw_prices(pool)
         h_minted = np.zeros(n, dtype=np.int64)
         h_spent = np.zeros(n, dtype=np.int64)
         h_to_pool = np.zeros(n, dtype=np.int64)
         h_from_pool = np.zeros(n, dtype=np.int64)
+        h_lent = np.zeros(n, dtype=np.int64)
         for s in range(hour * STEPS_PER_HOUR, (hour + 1) * STEPS_PER_HOUR):
             demand = fleet.demand[:, s]
             if not flags.credits:
@@ -600,16 +970,22 @@ def _replay(
                 own = balance + earned
                 allowed = np.minimum(demand, own)
                 if flags.pools:
-                    allowed = allowed + _draw_in_order(demand - allowed, pool, starts, tier_of)
+                    assert books is not None
+                    allowed = allowed + _draw(
+                        books, flags.draw, demand - allowed, pool, draw_price, funds, h_from_pool
+                    )
                 served = _serve(allowed, capacity, starts, tier_of)
                 throttled = demand - served
                 from_pool = np.maximum(0, served - own)
                 net = own + from_pool - served
                 overflow = np.maximum(0, np.minimum(net - cap, earned - served))
+                lent = np.where(consign, np.maximum(0, np.minimum(net, earned - served)), 0)
+                overflow = np.maximum(overflow, lent)
                 if flags.pools:
                     drawn = np.add.reduceat(from_pool, starts)
                     headroom = np.maximum(0, pool_capacity - (pool - drawn))
                     to_pool = _draw_in_order(overflow, headroom, starts, tier_of)
+                    h_lent += np.where(consign, to_pool, 0)
                 else:
                     drawn = zeros_k
                     to_pool = np.zeros_like(overflow)
@@ -649,6 +1025,11 @@ def _replay(
             result.demand += np.add.reduceat(demand, starts)
         if books is not None:
             _post_hour(books, fleet, hour, h_minted, h_spent, h_to_pool, h_from_pool)
+            if flags.draw == "priced":
+                charged, repaid = _settle_pool(books, fleet, hour, h_from_pool, h_lent, draw_price)
+                result.paid += charged
+                result.seller_receipts += repaid
+                result.pool_revenue += charged - repaid
             step = (hour + 1) * STEPS_PER_HOUR - 1
             balance, funds, pool = _check_books(policy, step, books, fleet, balance, pool)
             result.rate_series[hour] = [books.tiers.tier(t).exchange_rate for t in fleet.tier_names]
@@ -664,9 +1045,15 @@ def _replay(
             raise ConservationError(policy, hours * STEPS_PER_HOUR, asset, 0, total)
         result.ledger_entries = report.entries
         result.ledger = books.ledger
+        if flags.market:
+            _reconcile_money(policy, books, fleet, scenario, result)
     result.instances_throttled = np.bincount(
         tier_of, weights=throttled_total > 0, minlength=n_tiers
     ).astype(np.int64)
     result.instance_throttled = throttled_total
+    result.instance_demand = fleet.demand[:, : hours * STEPS_PER_HOUR].sum(axis=1)
+    result.instance_value = fleet.value
+    if flags.credits:
+        result.above_cap = int(np.maximum(0, balance - cap).sum())
     result.seconds = time.perf_counter() - began
     return result

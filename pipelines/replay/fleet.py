@@ -58,6 +58,8 @@ class ReplayFleet:
         Milli-credits each tier's hosts can serve per step (vCPU-minutes x 1000).
     start
         Start of the first step (UTC).
+    value
+        Each instance's owner value: minor units one throttled vCPU-minute costs it.
     """
 
     ids: np.ndarray
@@ -74,6 +76,7 @@ class ReplayFleet:
     capacity: np.ndarray
     start: datetime
     tiers: tuple[Tier, ...]
+    value: np.ndarray
 
     @property
     def hours(self) -> int:
@@ -154,6 +157,7 @@ def prepare_fleet(frame: pd.DataFrame, scenario: Scenario) -> ReplayFleet:
     names = tuple(t.name for t in scenario.tiers)
     order = sorted(tier_by_id, key=lambda i: (names.index(tier_by_id[i]), i))
     row_of = {iid: r for r, iid in enumerate(order)}
+    value = scenario.owner_values.of(order, [tier_by_id[i] for i in order])
     rows = np.fromiter((row_of[i] for i in ids), dtype=np.int64, count=len(ids))
     n = len(order)
     counts = np.bincount(rows * total + steps, minlength=n * total)
@@ -219,4 +223,5 @@ def prepare_fleet(frame: pd.DataFrame, scenario: Scenario) -> ReplayFleet:
         capacity=capacity.astype(np.int64),
         start=t0.to_pydatetime(),
         tiers=tiers,
+        value=value,
     )

@@ -182,3 +182,26 @@ def model_forecasts(
 def generated_at(fleet: ReplayFleet, hour: int) -> datetime:
     """Return the time the forecasts of ``hour`` are made: the hour's start."""
     return fleet.start + timedelta(hours=hour)
+
+
+def with_prior(
+    needs: HourNeeds, hourly: np.ndarray, hour: int, vcpus: np.ndarray, horizon: int
+) -> HourNeeds:
+    """Return ``needs`` with a prior for every agent that has no usable forecast yet.
+
+    The prior is what the instance has shown: over the last day it has been seen (at
+    least one hour), its mean hourly utilisation as the median and the 90th percentile
+    of its hours as the upper quantile, flat over the horizon. Agents act on it until the
+    forecaster's first forecast, so the first day has sellers as well as buyers; the
+    CEM reads only real forecasts.
+    """
+    missing = ~needs.agents
+    if hour == 0 or not missing.any():
+        return needs
+    seen = hourly[missing, max(0, hour - 24) : hour]
+    mid = np.repeat(seen.mean(axis=1)[:, None], horizon, axis=1)
+    high = np.repeat(np.percentile(seen, 90, axis=1)[:, None], horizon, axis=1)
+    q50, q90 = needs.q50.copy(), needs.q90.copy()
+    q50[missing] = need_from_percent(mid, vcpus[missing])
+    q90[missing] = need_from_percent(np.maximum(high, mid), vcpus[missing])
+    return HourNeeds(q50=q50, q90=q90, agents=np.ones_like(needs.agents), cem=needs.cem)

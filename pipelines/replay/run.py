@@ -164,7 +164,7 @@ def replay(
     fleet = prepare_fleet(frame, scenario)
     forecasts = oracle = None
     began = time.perf_counter()
-    if "market" in policies or "pool+swap" in policies:
+    if {"market", "pool+swap", "pool-by-value"} & set(policies):
         tick = progress("forecasts", fleet.hours) if progress is not None else None
         forecasts = model_forecasts(fleet, scenario, tick)
     if "market-oracle" in policies:

@@ -15,10 +15,13 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from pipelines.replay.errors import ScenarioError
 
 _PATH = Path(__file__).resolve().parent / "standard_scenario.toml"
-_SECTIONS = {"fleet", "tiers", "market", "forecast", "cem"}
+_SECTIONS = {"fleet", "tiers", "market", "forecast", "cem", "owners"}
+_SCENARIOS = Path(__file__).resolve().parent / "scenarios"
 _QUANTILES = ("q50", "q90")
 _CANDIDATES = ("naive", "seasonal_naive", "lightgbm")
 
@@ -51,6 +54,60 @@ class TierSpec:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class OwnerValues:
+    """What each owner puts on a throttled vCPU-minute (minor units per credit).
+
+    One value for every owner (``value``), a value per tier (``tiers``, tier name to
+    value; tiers not named take ``value``), or a seeded lognormal draw
+    (``median``, ``sigma``, ``seed``), and per-instance values over any of them
+    (``instances``).
+    """
+
+    value: int = 100
+    tiers: tuple[tuple[str, int], ...] = ()
+    median: int | None = None
+    sigma: Decimal = Decimal(1)
+    seed: int = 0
+    instances: tuple[tuple[str, int], ...] = ()
+
+    def __post_init__(self) -> None:
+        _int("owners.value", self.value, low=1, high=10**9)
+        for name, value in self.tiers:
+            _int(f"owners.tiers.{name}", value, low=1, high=10**9)
+        for name, value in self.instances:
+            _int(f"owners.instances.{name}", value, low=1, high=10**9)
+        if self.median is not None:
+            _int("owners.median", self.median, low=1, high=10**9)
+            if self.tiers:
+                raise ScenarioError("owners", "median and tiers", "give one or the other")
+        if not 0 <= self.sigma <= 5:
+            raise ScenarioError("owners.sigma", self.sigma, "must lie in 0..5")
+        _int("owners.seed", self.seed, low=0, high=2**32 - 1)
+
+    def of(self, instance_ids: Sequence[str], tiers: Sequence[str]) -> np.ndarray:
+        """Return the owners' values of ``instance_ids`` (whose tiers are ``tiers``).
+
+        A lognormal draw gives each instance, sorted by id, one draw of a generator seeded
+        with ``seed``, so an instance keeps its value whatever else is in the fleet's order.
+        """
+        by_tier = dict(self.tiers)
+        values = np.array([by_tier.get(t, self.value) for t in tiers], dtype=np.int64)
+        if self.median is not None:
+            order = np.argsort(np.asarray(instance_ids, dtype=str), kind="stable")
+            draws = np.random.default_rng(self.seed).lognormal(
+                0.0, float(self.sigma), len(instance_ids)
+            )
+            drawn = np.empty(len(instance_ids))
+            drawn[order] = draws
+            values = np.maximum(1, np.rint(self.median * drawn)).astype(np.int64)
+        overrides = dict(self.instances)
+        for i, iid in enumerate(instance_ids):
+            if iid in overrides:
+                values[i] = overrides[iid]
+        return values
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Scenario:
     """Everything a replay needs besides the telemetry.
 
@@ -69,7 +126,10 @@ class Scenario:
     starting_funds
         Minor units each instance holds to buy credits with.
     throttle_cost
-        What one throttled vCPU-minute costs an owner: the agents' bid ceiling.
+        What one throttled vCPU-minute costs an owner where ``owners`` sets no value.
+    owners
+        Each owner's value of a throttled vCPU-minute (:class:`OwnerValues`): what the
+        value-weighted figures weigh throttling by and what the agents price from.
     risk_quantile
         The forecast quantile agents buy for.
     retrain_every_hours, horizon_hours, candidates
@@ -98,6 +158,12 @@ class Scenario:
     cem_gain_bps: int = 1_000
     cem_max_step_bps: int = 500
     cem_automatic_rates: bool = True
+    owners: OwnerValues | None = None
+
+    @property
+    def owner_values(self) -> OwnerValues:
+        """Return the owners' values; one value, ``throttle_cost``, when none is set."""
+        return self.owners or OwnerValues(value=self.throttle_cost)
 
     def __post_init__(self) -> None:
         if not self.tiers:
@@ -177,6 +243,8 @@ def scenario_from_mapping(document: Mapping[str, Any]) -> Scenario:
         "forecast": {"retrain_every_hours", "horizon_hours", "candidates"},
         "cem": {"reserve_bps", "gain_bps", "max_step_bps", "automatic_rates"},
     }
+    if "owners" in document:
+        fields["owners"] = _owners(document["owners"])
     for section, keys in allowed.items():
         values = document.get(section, {})
         if not isinstance(values, Mapping):
@@ -198,8 +266,38 @@ def scenario_from_mapping(document: Mapping[str, Any]) -> Scenario:
     return Scenario(**fields)
 
 
+def _owners(section: object) -> OwnerValues:
+    if not isinstance(section, Mapping):
+        raise ScenarioError("owners", section, "must be a table")
+    keys = {"value", "tiers", "median", "sigma", "seed", "instances"}
+    extra = sorted(set(section) - keys)
+    if extra:
+        raise ScenarioError(
+            f"owners.{extra[0]}", section[extra[0]], f"unknown key; expected some of {sorted(keys)}"
+        )
+    fields: dict[str, Any] = {k: section[k] for k in ("value", "median", "seed") if k in section}
+    for key in ("tiers", "instances"):
+        table = section.get(key, {})
+        if not isinstance(table, Mapping):
+            raise ScenarioError(f"owners.{key}", table, "must be a table of name = value")
+        fields[key] = tuple((str(k), v) for k, v in table.items())
+    if "sigma" in section:
+        fields["sigma"] = _decimal(
+            "owners.sigma", section["sigma"], low=Decimal(0), high=Decimal(5)
+        )
+    return OwnerValues(**fields)
+
+
+def scenario_names() -> tuple[str, ...]:
+    """Return the names of the scenarios shipped beside the standard one."""
+    return ("standard", *sorted(p.stem for p in _SCENARIOS.glob("*.toml")))
+
+
 def load_scenario(path: str | Path | None = None) -> Scenario:
-    """Read a scenario file; the standard scenario when ``path`` is ``None``.
+    """Read a scenario file, or a shipped scenario by name; the standard one for ``None``.
+
+    ``path`` may name a shipped scenario (``"scarce-values"``, see
+    :func:`scenario_names`) instead of a file.
 
     Raises
     ------
@@ -207,6 +305,8 @@ def load_scenario(path: str | Path | None = None) -> Scenario:
         If the file cannot be read, is not TOML, or holds an invalid scenario.
     """
     source = Path(path) if path is not None else _PATH
+    if path is not None and str(path) in scenario_names():
+        source = _PATH if str(path) == "standard" else _SCENARIOS / f"{path}.toml"
     try:
         document = tomllib.loads(source.read_text())
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
