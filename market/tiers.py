@@ -55,6 +55,10 @@ _MAX_RATE = 1_000 * MICRO
 _MAX_DECIMAL = Decimal(10**9)
 
 
+POOL_REVENUE_ACCOUNT = "revenue:pools:funds"
+"""The provider's account for what the tiers' pools sell (asset ``funds``)."""
+
+
 def _positive_int(name: str, value: object, upper: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise InvalidParameter(name, value, "must be an int")
@@ -348,6 +352,7 @@ class TierManager:
             (mint_account(FUNDS), FUNDS, AccountKind.MINT),
             (burn_account(FUNDS), FUNDS, AccountKind.BURN),
             (FEES_ACCOUNT, FUNDS, AccountKind.FEES),
+            (POOL_REVENUE_ACCOUNT, FUNDS, AccountKind.FEES),
             (conversion_account(VALUE), VALUE, AccountKind.CONVERSION),
             (rounding_account(VALUE), VALUE, AccountKind.ROUNDING),
         ]

@@ -70,9 +70,6 @@ def pool_account(tier: str) -> str:
 FEES_ACCOUNT = "fees:funds"
 """The exchange's fee account (asset ``funds``)."""
 
-POOL_REVENUE_ACCOUNT = "revenue:pools:funds"
-"""The provider's account for what the tiers' pools sell (asset ``funds``)."""
-
 
 def escrow_account(name: str) -> str:
     """Return the id of a named escrow account (an auction's or a replay's clearing).

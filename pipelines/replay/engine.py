@@ -51,9 +51,7 @@ from market.errors import MarketError
 from market.exchange import CreditExchange
 from market.ledger import (
     FEES_ACCOUNT,
-    FUNDS,
     MILLI_PER_CREDIT,
-    POOL_REVENUE_ACCOUNT,
     AccountKind,
     EntryRequest,
     Ledger,
@@ -68,7 +66,7 @@ from market.ledger import (
 )
 from market.memory import gc_paused
 from market.orders import Side
-from market.tiers import Pool, TierManager
+from market.tiers import POOL_REVENUE_ACCOUNT, Pool, TierManager
 from market.valuation import pool_scarcity
 from market.venue import OrderRequest, Venue
 from pipelines.replay.errors import ConservationError, ScenarioError
@@ -139,6 +137,7 @@ class PolicyResult:
     pool_series: np.ndarray
     rate_series: np.ndarray
     clearing_price_series: np.ndarray
+    forfeited_series: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.int64))
     ledger_entries: int = 0
     seconds: float = 0.0
     instance_throttled: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
@@ -191,6 +190,7 @@ class PolicyResult:
             "clearing_price_p90": self._prices(90),
             "credits_above_cap": self.above_cap / 1000,
             "throttle_spread_similar_value": self.throttle_spread(),
+            "overflow_day_price_to_value": self.overflow_day_price(),
             "swapped_credits_in": int(self.swapped_in.sum()) / 1000,
             "conservation_violations": self.conservation_violations,
             "ledger_entries": self.ledger_entries,
@@ -205,6 +205,25 @@ class PolicyResult:
             prices = prices[~np.isnan(prices)]
             out[tier] = float(np.percentile(prices, percentile)) if prices.size else None
         return out
+
+    def overflow_day_price(self) -> float | None:
+        """Return the highest ratio, over the days a tier's pool overflowed, of that day's
+        median clearing price in the tier to the tier's median owner value.
+
+        ``None`` when no pool overflowed on a day with trades.
+        """
+        worst = None
+        days = len(self.forfeited_series) // 24
+        for k in range(len(self.tiers)):
+            median_value = float(np.median(self.instance_value)) if self.instance_value.size else 0
+            for day in range(days):
+                hours = slice(24 * day, 24 * day + 24)
+                prices = self.clearing_price_series[hours, k]
+                prices = prices[~np.isnan(prices)]
+                if self.forfeited_series[hours, k].sum() > 0 and prices.size and median_value:
+                    ratio = float(np.median(prices)) / median_value
+                    worst = ratio if worst is None else max(worst, ratio)
+        return worst
 
     def throttle_spread(self, groups: int = 5) -> float:
         """Return how unevenly instances of similar value are throttled.
@@ -461,7 +480,6 @@ class _Books:
                 if scenario.starting_funds:
                     self.cem.deposit_funds(str(iid), scenario.starting_funds, actor=_CEM)
             self.funds = [instance_funds(str(i)) for i in fleet.ids]
-            self.ledger.open_accounts([(POOL_REVENUE_ACCOUNT, FUNDS, AccountKind.FEES)])
             for seller, tier in zip(self.pool_sellers, fleet.tier_names, strict=True):
                 self.venue.register_instance(seller, tier)
 
@@ -925,6 +943,7 @@ def _replay(
         pool_series=np.zeros((hours, n_tiers), dtype=np.int64),
         rate_series=np.zeros((hours, n_tiers), dtype=np.int64),
         clearing_price_series=np.full((hours, n_tiers), np.nan),
+        forfeited_series=np.zeros((hours, n_tiers), dtype=np.int64),
     )
     books = _Books(fleet, scenario, flags) if flags.credits else None
     n = len(fleet.ids)
@@ -1017,7 +1036,9 @@ def _replay(
                 h_spent += served
                 h_to_pool += to_pool
                 h_from_pool += from_pool
-                result.forfeited += np.add.reduceat(forfeited, starts)
+                thrown = np.add.reduceat(forfeited, starts)
+                result.forfeited += thrown
+                result.forfeited_series[hour] += thrown
             throttled_total += throttled
             t_k = np.add.reduceat(throttled, starts)
             result.throttled += t_k

@@ -95,7 +95,8 @@ def buys(decision) -> list:
 
 
 def test_a_quiet_instance_sells_what_its_upper_quantile_leaves() -> None:
-    decision = Agent().decide(state())
+    # a market that pays less than the band's worth: only the tail is worth offering
+    decision = Agent().decide(state(market=MarketView((20,), Fraction(1, 2))))
     assert decision.outcome == "orders"
     (ask,) = sells(decision)
     assert ask.quantity == decision.spare > 0
@@ -103,6 +104,25 @@ def test_a_quiet_instance_sells_what_its_upper_quantile_leaves() -> None:
     need = hourly_need(state().forecast, "q90", VCPUS)  # type: ignore[arg-type]
     margin = 1_000 + sum(need[:24]) * 1_000 // 10_000
     assert upper_path_low(state(), 50_000 - ask.quantity) >= margin
+    # the tail would overflow the cap anyway: it keeps nothing and asks one tick
+    assert decision.inputs["overflows_cap"] and ask.price == 1
+    # an upper quantile that uses just what it earns: the balance never reaches the cap
+    busier = Agent().decide(
+        state(
+            market=MarketView((20,), Fraction(1, 2)),
+            forecast=forecast(3.0, 3.0, 3.0, spread=2.0),
+        )
+    )
+    (tail,) = sells(busier)
+    assert not busier.inputs["overflows_cap"] and tail.price == 10  # a tenth of the value
+
+
+def test_an_instance_sells_all_it_holds_when_the_market_pays_more_than_its_need_is_worth() -> None:
+    decision = Agent().decide(state(market=MarketView((200,), Fraction(1, 2))))
+    (ask,) = sells(decision)
+    assert ask.quantity == 50_000
+    assert ask.price == 75  # never below what its median need is worth to it
+    assert not buys(decision)
 
 
 week_values = st.lists(st.floats(0, 100), min_size=168, max_size=168)
@@ -118,8 +138,10 @@ week_values = st.lists(st.floats(0, 100), min_size=168, max_size=168)
     margin=st.integers(0, 20_000),
     margin_bps=st.integers(0, 5_000),
     open_ask=st.integers(0, 30_000),
+    anchor=st.integers(1, 400),
+    value=st.integers(1, 400),
 )
-def test_agents_never_sell_below_their_upper_quantile_need_plus_the_margin(
+def test_agents_never_sell_below_their_keep_value(
     credits: int,
     hour: float,
     day: list[float],
@@ -128,40 +150,65 @@ def test_agents_never_sell_below_their_upper_quantile_need_plus_the_margin(
     margin: int,
     margin_bps: int,
     open_ask: int,
+    anchor: int,
+    value: int,
 ) -> None:
     orders = (OpenOrder("o-1", "sell", 90, open_ask, open_ask),) if open_ask else ()
     s = state(
         credits=credits,
         forecast=forecast(hour, day, week, spread=spread),
         open_orders=orders,
+        market=MarketView((anchor,), Fraction(1, 2)),
     )
-    policy = OwnerPolicy(safety_margin=margin, safety_margin_bps=margin_bps)
+    policy = OwnerPolicy(safety_margin=margin, safety_margin_bps=margin_bps, throttle_cost=value)
     decision = Agent(policy).decide(s)
     holdings = credits + open_ask
-    kept = [o for o in orders if not any(i.order_id == o.order_id for i in decision.intents)]
-    offered = sum(i.quantity for i in sells(decision)) + sum(o.remaining for o in kept)
+    placed = sells(decision)
+    offered = sum(i.quantity for i in placed)
     assert offered <= holdings
-    if offered:
+    for ask in placed:
+        # credits its upper quantile will not use keep at most a tenth of the value...
+        assert ask.price >= 1
         need = hourly_need(s.forecast, "q90", VCPUS)  # type: ignore[arg-type]
         floor = margin + sum(need[:24]) * margin_bps // 10_000
-        assert upper_path_low(s, holdings - offered) >= floor
+        if upper_path_low(s, holdings - offered) < floor:
+            # ...those the upper quantile uses keep at least three tenths...
+            assert ask.price * 10 >= 3 * value
+            mid = hourly_need(s.forecast, "q50", VCPUS)  # type: ignore[arg-type]
+            floor_mid = margin + sum(mid[:24]) * margin_bps // 10_000
+            if upper_path_low(s, holdings - offered, "q50") < floor_mid:
+                # ...and those the median uses three quarters of it
+                assert ask.price * 4 >= 3 * value
 
 
 def test_a_busy_instance_buys_what_it_lacks_and_offers_nothing() -> None:
-    s = state(credits=1_000, funds=10_000_000, forecast=forecast(60.0, 60.0, 60.0))
+    s = state(
+        credits=1_000,
+        funds=10_000_000,
+        forecast=forecast(60.0, 60.0, 60.0),
+        market=MarketView((60,), Fraction(1, 2)),
+    )
     decision = Agent().decide(s)
     assert decision.spare == 0
     assert not sells(decision)
     (bid,) = buys(decision)
-    assert bid.quantity == decision.lack > 0
-    assert bid.price <= 100  # the throttle cost
+    # as much as the cap holds of what it lacks, at what its median need is worth
+    assert bid.quantity == min(decision.lack, CAP - 1_000) > 0
+    assert bid.price == 75
 
 
-def test_risk_level_q50_buys_less_than_q90() -> None:
-    s = state(credits=1_000, forecast=forecast(30.0, 30.0, 30.0, spread=20.0))
+def test_risk_level_q90_insures_at_the_bands_worth_where_q50_buys_nothing() -> None:
+    s = state(
+        credits=20_000,
+        forecast=forecast(5.0, 5.0, 5.0, spread=20.0),
+        market=MarketView((20,), Fraction(1, 2)),
+    )
     bold = Agent(OwnerPolicy(risk_quantile="q50")).decide(s)
     careful = Agent(OwnerPolicy(risk_quantile="q90")).decide(s)
-    assert 0 < bold.lack < careful.lack
+    assert bold.lack == 0 and not buys(bold)
+    (bid,) = buys(careful)
+    assert careful.lack > 0
+    assert bid.price == 30  # three tenths of the owner's value
 
 
 # what it pays
@@ -202,20 +249,19 @@ def test_bids_never_exceed_the_budget_funds_or_limits(
         assert any(r.startswith("blocked") for r in decision.reasons)
 
 
-def test_bids_and_asks_rise_as_the_tiers_credits_get_scarce() -> None:
+def test_prices_come_from_the_owners_value_not_the_last_clearing_price() -> None:
     short = state(credits=0, forecast=forecast(60.0, 60.0, 60.0))
-    long = state(credits=100_000)
-    bid_prices, ask_prices = [], []
-    for scarcity in (Fraction(1, 10), Fraction(1, 2), Fraction(9, 10)):
-        market = MarketView((100,), scarcity)
-        (bid,) = buys(Agent().decide(dataclasses.replace(short, market=market)))
-        (ask,) = sells(Agent().decide(dataclasses.replace(long, market=market)))
-        bid_prices.append(bid.price)
-        ask_prices.append(ask.price)
-    assert bid_prices == sorted(bid_prices)
-    assert bid_prices[0] < bid_prices[-1]
-    assert ask_prices == sorted(ask_prices)
-    assert ask_prices[0] < ask_prices[-1]
+    bids = set()
+    for last in (1, 40, 70):
+        for scarcity in (Fraction(1, 10), Fraction(1, 2), Fraction(9, 10)):
+            market = MarketView((last,), scarcity)
+            (bid,) = buys(Agent().decide(dataclasses.replace(short, market=market)))
+            bids.add(bid.price)
+    assert bids == {75}
+    dear = Agent(OwnerPolicy(throttle_cost=400)).decide(
+        dataclasses.replace(short, market=MarketView((70,), Fraction(1, 2)))
+    )
+    assert [b.price for b in buys(dear)] == [300]
 
 
 def test_affordable_quantity_is_the_largest_that_fits() -> None:

@@ -25,6 +25,7 @@ from market.agent import (
     hourly_need,
 )
 from market.decisions import InvalidAgentInput
+from market.valuation import NEED_SHARE, bid_prices
 
 NOW = datetime(2026, 11, 24, 15, tzinfo=UTC)
 MARKETS = (
@@ -168,8 +169,9 @@ def test_balance_paths_equal_an_hour_by_hour_run(
 
 
 @settings(max_examples=100, deadline=None)
-@given(st.integers(0, 10**6), st.integers(1, 500), st.sampled_from([0, 20, 250]))
-def test_a_budget_bids_what_it_can_escrow(money: int, price: int, fee: int) -> None:
+@given(st.integers(0, 10**6), st.integers(2, 700), st.sampled_from([0, 20, 250]))
+def test_a_budget_bids_what_it_can_escrow(money: int, value: int, fee: int) -> None:
+    price = int(bid_prices(np.array([value]), NEED_SHARE, fee_bps=fee)[0])
     s = AgentState(
         instance_id="vm",
         tier="t0",
@@ -180,14 +182,18 @@ def test_a_budget_bids_what_it_can_escrow(money: int, price: int, fee: int) -> N
         earn_rate=1_200,
         cap=28_800,
         forecast=None,
-        market=MarketView((price,), Fraction(1, 2), 1, fee),
+        market=MarketView((10**6,), Fraction(1, 2), 1, fee),
     )
-    policy = OwnerPolicy(throttle_cost=10**6, fallback_reserve_hours=1, min_order=1)
+    policy = OwnerPolicy(throttle_cost=value, fallback_reserve_hours=1, min_order=1)
     decision = decide_fleet(policy, fleet_of(policy, [s]))
     wanted = int(decision.lack[0])
     assert wanted > 0
+    # the bid comes from the owner's value, whatever the market's last price
     assert int(decision.bid_price[0]) == price
-    assert int(decision.affordable[0]) == min(wanted, affordable_quantity(money, price, fee))
+    # never more than the cap holds, and no more than the budget escrows
+    assert int(decision.affordable[0]) == min(
+        wanted, 28_800, affordable_quantity(money, price, fee) if price else 0
+    )
 
 
 def test_a_fleet_state_of_mismatched_arrays_is_refused() -> None:
