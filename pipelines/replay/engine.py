@@ -58,15 +58,17 @@ from market.ledger import (
     MemoryStore,
     Transfer,
     burn_account,
+    conversion_account,
     escrow_account,
     instance_credits,
     instance_funds,
     mint_account,
     pool_account,
+    rounding_account,
 )
 from market.memory import gc_paused
 from market.orders import Side
-from market.tiers import POOL_REVENUE_ACCOUNT, Pool, TierManager
+from market.tiers import POOL_REVENUE_ACCOUNT, VALUE, Pool, TierManager
 from market.valuation import pool_scarcity
 from market.venue import OrderRequest, Venue
 from pipelines.replay.errors import ConservationError, ScenarioError
@@ -88,6 +90,7 @@ POLICIES: tuple[str, ...] = (
 """Every policy, in the order reports list them."""
 
 _CEM = "cem"
+_RATE_UNIT = 1_000_000  # exchange rates are micro-units
 
 
 @dataclass(frozen=True, slots=True)
@@ -325,18 +328,21 @@ def _draw(
     price: np.ndarray,
     funds: np.ndarray,
     drawn: np.ndarray,
-) -> np.ndarray:
-    """Return what each instance draws from its tier's pool under the policy's ``rule``.
+) -> tuple[np.ndarray, np.ndarray]:
+    """Return what each instance draws from the pools under the policy's ``rule``, and
+    what each tier's pool gained (or lost) to the others in converting for it.
 
     ``pro-rata``: the patent's free pool, shared in proportion to what each wants when
     it runs short. ``value``: the free pool, highest owner value first. ``priced``: a
     credit costs the tier's draw ``price``; an instance whose owner values a credit
     below it draws nothing, the others draw highest value first as far as their funds
-    pay for it (``drawn`` is what each already drew this hour).
+    pay for it (``drawn`` is what each already drew this hour); what a tier's pool
+    cannot serve, the other tiers' pools serve at the exchange rates (:func:`_bridge`).
     """
     starts, tier_of = books.starts, books.tier_of
+    shift = np.zeros(len(level), dtype=np.int64)
     if rule == "pro-rata":
-        return _draw_pro_rata(want, level, starts, tier_of)
+        return _draw_pro_rata(want, level, starts, tier_of), shift
     if rule == "priced":
         price_i = price[tier_of]
         paying = price_i > 0
@@ -345,7 +351,53 @@ def _draw(
         )
         want = np.where(books.value >= price_i, np.clip(affordable, 0, want), 0)
     order, inverse = books.by_value, books.by_value_inverse
-    return _draw_in_order(want[order], level, starts, tier_of)[inverse]
+    got = _draw_in_order(want[order], level, starts, tier_of)[inverse]
+    if rule != "priced" or len(level) == 1:
+        return got, shift
+    unmet = want - got
+    arrived, shift = _bridge(
+        books, np.add.reduceat(unmet, starts), level - np.add.reduceat(got, starts), price
+    )
+    if arrived.any():
+        got = got + _draw_in_order(unmet[order], arrived, starts, tier_of)[inverse]
+    return got, shift
+
+
+def _bridge(
+    books: _Books, short: np.ndarray, left: np.ndarray, price: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Serve each tier's unmet draws from the other tiers' pools at the exchange rates.
+
+    The CEM converts value in, value out (``amount * rate_from // rate_to``, the value
+    remainder to the rounding account), the dearest tier (draw price per unit of value)
+    served first from the cheapest. Return the credits that arrive in each tier and
+    each pool's change; the hour's conversions add up in ``books.converted``.
+    """
+    rates = books.rates
+    arrived = np.zeros(len(short), dtype=np.int64)
+    shift = np.zeros(len(short), dtype=np.int64)
+    left = left.copy()
+    short = short.copy()
+    per_value = price / rates
+    for b in np.argsort(-per_value, kind="stable").tolist():
+        for a in np.argsort(per_value, kind="stable").tolist():
+            if short[b] <= 0:
+                break
+            if a == b or left[a] <= 0:
+                continue
+            take = min(int(short[b]), int(left[a]) * int(rates[a]) // int(rates[b]))
+            if take <= 0:
+                continue
+            source = -(-take * int(rates[b]) // int(rates[a]))
+            books.converted[0][a] += source
+            books.converted[1][b] += take
+            books.converted[2] += source * int(rates[a]) - take * int(rates[b])
+            left[a] -= source
+            short[b] -= take
+            arrived[b] += take
+            shift[a] -= source
+            shift[b] += take
+    return arrived, shift
 
 
 def _settle_pool(
@@ -454,12 +506,15 @@ class _Books:
         # instances of each tier, highest owner value first (ties in id order)
         self.by_value = np.lexsort((-fleet.value, fleet.tier_of))
         self.by_value_inverse = np.argsort(self.by_value)
-        self.reference_price = np.array(
-            [int(np.median(fleet.value[fleet.tier_of == k])) for k in range(len(fleet.tiers))],
-            dtype=np.int64,
-        )
         self.base_rates = np.array([t.exchange_rate for t in fleet.tiers], dtype=np.int64)
+        # the median owner value per unit of value (a credit at exchange rate 1.0)
+        self.reference_value = int(
+            np.median(fleet.value * _RATE_UNIT / self.base_rates[fleet.tier_of])
+        )
         self.last_price = np.zeros(len(fleet.tiers), dtype=np.int64)
+        self.rates = self.base_rates.copy()
+        # this hour's conversions between pools: out of, into each tier, value remainder
+        self.converted: list = [np.zeros_like(self.base_rates), np.zeros_like(self.base_rates), 0]
         self.pool_sellers = [f"pool-{t}" for t in fleet.tier_names]
         self.venue: Venue | None = None
         self.funds: list[str] = []
@@ -492,30 +547,33 @@ class _Books:
             np.fromiter((balances[p] for p in self.pools), np.int64, len(self.pools)),
         )
 
-    def reserve_prices(self, pools: np.ndarray) -> np.ndarray:
-        """Return each tier's pool reserve: its reference price scaled by rate and scarcity.
+    def reserve_prices(self, empty: int, capacity: int) -> np.ndarray:
+        """Return each tier's pool reserve price when ``empty`` of ``capacity`` is not held.
 
-        The reference is the median owner value of the tier, moved as the CEM moves the
-        tier's exchange rate from its base; scaled by the share of the pool's capacity
-        not held (:func:`~market.valuation.pool_scarcity`), rounded up: a full pool's
+        The reference is the median owner value per unit of value, in each tier at its
+        current exchange rate (so a tier's credits cost what they are worth against the
+        others'), scaled by the share of capacity not held and rounded up: a full pool's
         credits cost nothing, an empty one's the reference.
         """
-        rates = np.array([self.tiers.tier(t).exchange_rate for t in self.tier_names])
-        reference = self.reference_price * rates // self.base_rates
-        capacity = np.maximum(self.pool_capacity, 1)
-        empty = np.maximum(0, capacity - pools)
-        return np.where(self.pool_capacity > 0, -((-reference * empty) // capacity), reference)
+        reference = self.reference_value * self.current_rates() // _RATE_UNIT
+        if capacity <= 0:
+            return reference
+        return -((-reference * empty) // capacity)
 
-    def reserve_prices_at(self, k: int, level: int) -> int:
-        """Return tier ``k``'s reserve price were its pool at ``level``."""
-        pools = np.zeros(len(self.tier_names), dtype=np.int64)
-        pools[k] = level
-        return int(self.reserve_prices(pools)[k])
+    def current_rates(self) -> np.ndarray:
+        """Return the tiers' exchange rates now."""
+        return np.array([self.tiers.tier(t).exchange_rate for t in self.tier_names])
 
     def draw_prices(self, pools: np.ndarray) -> np.ndarray:
-        """Return what a credit drawn from each pool costs: its reserve, or the last clearing
-        price where that is lower."""
-        reserve = self.reserve_prices(pools)
+        """Return what a credit drawn from each pool costs: the reserve of the tiers' pools
+        taken together (in value, at the exchange rates), or the tier's last clearing price
+        where that is lower. One scarcity for every tier keeps a credit's price in
+        proportion to its value, so the pools serve the highest value per unit of value
+        first, whichever tier it is in."""
+        rates = self.current_rates()
+        capacity = int((self.pool_capacity.astype(object) * rates).sum())
+        empty = int((np.maximum(0, self.pool_capacity - pools).astype(object) * rates).sum())
+        reserve = self.reserve_prices(empty, capacity)
         return np.where(self.last_price > 0, np.minimum(self.last_price, reserve), reserve)
 
     def read_pools(self) -> np.ndarray:
@@ -537,15 +595,23 @@ def _post_hour(
     # account that ends the entry at zero, and one net leg per instance whose balance moved.
     legs: list[Transfer] = []
     starts = fleet.starts
+    # what the pools converted between tiers this hour, value in and value out
+    out, into, remainder = books.converted
+    books.converted = [np.zeros_like(out), np.zeros_like(into), 0]
     for k, (m, b, p) in enumerate(
         zip(
             np.add.reduceat(minted, starts),
             np.add.reduceat(spent, starts),
-            np.add.reduceat(to_pool - from_pool, starts),
+            np.add.reduceat(to_pool - from_pool, starts) + into - out,
             strict=True,
         )
     ):
         clearing = books.clearing[k]
+        asset = fleet.tiers[k].asset
+        if out[k]:
+            legs.append(Transfer(clearing, conversion_account(asset), int(out[k])))
+        if into[k]:
+            legs.append(Transfer(conversion_account(asset), clearing, int(into[k])))
         if m:
             legs.append(Transfer(books.mints[k], clearing, int(m)))
         if b:
@@ -554,6 +620,8 @@ def _post_hour(
             legs.append(Transfer(clearing, books.pools[k], int(p)))
         elif p < 0:
             legs.append(Transfer(books.pools[k], clearing, int(-p)))
+    if remainder:
+        legs.append(Transfer(conversion_account(VALUE), rounding_account(VALUE), int(remainder)))
     net = minted + from_pool - to_pool - spent
     accounts, clearings = books.accounts, books.clearing
     gain, loss = np.flatnonzero(net > 0), np.flatnonzero(net < 0)
@@ -714,7 +782,7 @@ def _pool_offers(books: _Books, fleet: ReplayFleet, pools: np.ndarray) -> list[O
         for quantity, fill in slices:
             if quantity < MILLI_PER_CREDIT:
                 continue
-            price = max(1, int(books.reserve_prices_at(k, fill)))
+            price = max(1, int(books.reserve_prices(capacity[k] - fill, capacity[k])[k]))
             offers.append(OrderRequest(seller, Side.SELL, price, int(quantity)))
             legs.append(Transfer(books.pools[k], instance_credits(seller), int(quantity)))
     if legs:
@@ -975,6 +1043,9 @@ def _replay(
                 pool = _cem(books, fleet, needs, hour, balance, pool, result)
         if books is not None and flags.draw == "priced":
             draw_price = books.draw_prices(pool)
+            books.rates = books.current_rates()
+            # so does one whose owner values a credit below what the pool charges for it
+            consign = consign | (books.value < draw_price[tier_of])
         h_minted = np.zeros(n, dtype=np.int64)
         h_spent = np.zeros(n, dtype=np.int64)
         h_to_pool = np.zeros(n, dtype=np.int64)
@@ -988,11 +1059,13 @@ def _replay(
             else:
                 own = balance + earned
                 allowed = np.minimum(demand, own)
+                shift = zeros_k
                 if flags.pools:
                     assert books is not None
-                    allowed = allowed + _draw(
+                    extra, shift = _draw(
                         books, flags.draw, demand - allowed, pool, draw_price, funds, h_from_pool
                     )
+                    allowed = allowed + extra
                 served = _serve(allowed, capacity, starts, tier_of)
                 throttled = demand - served
                 from_pool = np.maximum(0, served - own)
@@ -1002,7 +1075,7 @@ def _replay(
                 overflow = np.maximum(overflow, lent)
                 if flags.pools:
                     drawn = np.add.reduceat(from_pool, starts)
-                    headroom = np.maximum(0, pool_capacity - (pool - drawn))
+                    headroom = np.maximum(0, pool_capacity - (pool - drawn + shift))
                     to_pool = _draw_in_order(overflow, headroom, starts, tier_of)
                     h_lent += np.where(consign, to_pool, 0)
                 else:
@@ -1010,17 +1083,18 @@ def _replay(
                     to_pool = np.zeros_like(overflow)
                 forfeited = overflow - to_pool
                 new_balance = net - overflow
-                new_pool = pool - drawn + np.add.reduceat(to_pool, starts)
+                new_pool = pool - drawn + shift + np.add.reduceat(to_pool, starts)
                 minted = earned - forfeited
-                # Exact conservation: balances and pools change by what was minted less spent.
+                # Exact conservation: balances and pools change by what was minted less
+                # spent, and by what the pools converted between tiers.
                 before = np.add.reduceat(balance, starts) + pool
                 after = np.add.reduceat(new_balance, starts) + new_pool
-                change = np.add.reduceat(minted - served, starts)
+                change = np.add.reduceat(minted - served, starts) + shift
                 if (
                     not np.array_equal(after - before, change)
                     or (new_balance < 0).any()
                     or (new_pool < 0).any()
-                    or (new_pool > np.maximum(pool_capacity, pool)).any()
+                    or (new_pool > np.maximum(pool_capacity, pool + np.maximum(shift, 0))).any()
                 ):
                     k = int(np.argmax(after - before != change))
                     result.conservation_violations += 1
