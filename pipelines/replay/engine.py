@@ -412,31 +412,27 @@ def _settle_pool(
 
     Each instance pays ``drawn * price // 1000`` for what it drew (milli-credits at minor
     units per credit, rounded down), which its funds cover: the draws were bounded by
-    them. What the draws of a tier brought in goes first to the instances that lent the
-    pool their surplus this hour, at the same price, pro rata to what they lent when
-    the draws did not take it all (rounded down); the rest is the provider's.
+    them. An instance that lent the pool credits is owed them at its tier's price; what
+    the draws bring in pays what the lenders are owed, pro rata when it falls short
+    (rounded down; the rest stays owed for later hours' draws), and only what is left
+    over is the provider's.
     """
     charge = drawn * price[fleet.tier_of] // MILLI_PER_CREDIT
-    owed = (lent * price[fleet.tier_of] // MILLI_PER_CREDIT).astype(object)
-    income = np.add.reduceat(charge, fleet.starts).astype(object)
-    owed_k = np.add.reduceat(owed, fleet.starts)
-    k = fleet.tier_of
-    repay = np.where(
-        owed_k[k] <= income[k], owed, owed * income[k] // np.maximum(owed_k[k], 1)
-    ).astype(np.int64)
+    books.owed += (lent * price[fleet.tier_of] // MILLI_PER_CREDIT).astype(object)
+    income, owed_total = int(charge.sum()), int(books.owed.sum())
+    repay = books.owed if owed_total <= income else books.owed * income // owed_total
+    books.owed = books.owed - repay
     legs = [
-        Transfer(books.funds[i], POOL_REVENUE_ACCOUNT, amount)
-        for i, amount in zip(
-            np.flatnonzero(charge).tolist(), charge[charge > 0].tolist(), strict=True
-        )
+        Transfer(books.funds[i], POOL_REVENUE_ACCOUNT, int(charge[i]))
+        for i in np.flatnonzero(charge).tolist()
     ]
     legs += [
-        Transfer(POOL_REVENUE_ACCOUNT, books.funds[i], amount)
-        for i, amount in zip(np.flatnonzero(repay).tolist(), repay[repay > 0].tolist(), strict=True)
+        Transfer(POOL_REVENUE_ACCOUNT, books.funds[i], int(repay[i]))
+        for i in np.flatnonzero(repay).tolist()
     ]
     if legs:
         books.ledger.post(EntryRequest(tuple(legs), "pool-trades", _CEM, f"replay-pool-{hour}"))
-    return int(charge.sum()), int(repay.sum())
+    return income, int(repay.sum())
 
 
 class _Books:
@@ -513,6 +509,8 @@ class _Books:
         )
         self.last_price = np.zeros(len(fleet.tiers), dtype=np.int64)
         self.rates = self.base_rates.copy()
+        # what each lender is owed for credits it lent the pools, not yet paid
+        self.owed = np.zeros(len(fleet.ids), dtype=object)
         # this hour's conversions between pools: out of, into each tier, value remainder
         self.converted: list = [np.zeros_like(self.base_rates), np.zeros_like(self.base_rates), 0]
         self.pool_sellers = [f"pool-{t}" for t in fleet.tier_names]
@@ -564,17 +562,36 @@ class _Books:
         """Return the tiers' exchange rates now."""
         return np.array([self.tiers.tier(t).exchange_rate for t in self.tier_names])
 
-    def draw_prices(self, pools: np.ndarray) -> np.ndarray:
-        """Return what a credit drawn from each pool costs: the reserve of the tiers' pools
-        taken together (in value, at the exchange rates), or the tier's last clearing price
-        where that is lower. One scarcity for every tier keeps a credit's price in
-        proportion to its value, so the pools serve the highest value per unit of value
-        first, whichever tier it is in."""
+    def draw_prices(self, pools: np.ndarray, credits: np.ndarray, need: np.ndarray) -> np.ndarray:
+        """Return what a credit drawn from each pool costs this hour.
+
+        One price of value for every tier, each tier's at its exchange rate, so the pools
+        serve the highest owner value per unit of value first whichever tier it is in. It
+        clears the hour's forecast: owners sorted by value per unit of value, the highest
+        draw what their holdings and earnings leave short of their median need (``need``,
+        milli-credits in the next hour), the others lend what they hold and earn beyond
+        it, and the pools add what they hold; the price is the value of the last owner
+        served. When the pools and lenders would serve everyone, the price is the
+        pools' reserve at their scarcity taken together (:meth:`reserve_prices`).
+        """
         rates = self.current_rates()
+        rate_i = rates[self.tier_of].astype(object)
+        earn = self.earn_hour
+        short = np.maximum(0, need - earn - credits).astype(object) * rate_i
+        spare = (credits + np.maximum(0, earn - need)).astype(object) * rate_i
+        worth = self.value.astype(object) * _RATE_UNIT // rate_i
+        order = np.argsort(-self.value * _RATE_UNIT / rates[self.tier_of], kind="stable")
+        held = int((pools.astype(object) * rates).sum())
+        demand = np.cumsum(short[order])
+        supply = held + (spare[order].sum() - np.cumsum(spare[order]))
+        served = np.flatnonzero(demand <= supply)
         capacity = int((self.pool_capacity.astype(object) * rates).sum())
-        empty = int((np.maximum(0, self.pool_capacity - pools).astype(object) * rates).sum())
-        reserve = self.reserve_prices(empty, capacity)
-        return np.where(self.last_price > 0, np.minimum(self.last_price, reserve), reserve)
+        if served.size and served[-1] == len(order) - 1:
+            empty = int((np.maximum(0, self.pool_capacity - pools).astype(object) * rates).sum())
+            return self.reserve_prices(empty, capacity)
+        last = int(served[-1]) if served.size else 0
+        marginal = int(worth[order[last]])
+        return np.maximum(1, marginal * rates // _RATE_UNIT)
 
     def read_pools(self) -> np.ndarray:
         """Return the pools' balances."""
@@ -1027,6 +1044,7 @@ def _replay(
     hourly = hourly_utilisation(fleet) if flags.market else None
     draw_price = zeros_k
     consign = np.zeros(n, dtype=bool)
+    hour_need = np.zeros(n, dtype=np.int64)
     for hour in range(hours):
         if books is not None:
             books.clock.set(fleet.start + timedelta(hours=hour))
@@ -1035,6 +1053,7 @@ def _replay(
             if flags.market:
                 assert hourly is not None
                 prior = with_prior(needs, hourly, hour, fleet.vcpus, forecasts.horizon)
+                hour_need = prior.q50[:, 0]
                 sold_all = _trade(books, fleet, prior, hour, (balance, funds, pool), result)
                 balance, funds, pool = books.read()
                 # an agent whose whole holding sold lends the hour's surplus to the pool
@@ -1042,7 +1061,7 @@ def _replay(
             if flags.swaps:
                 pool = _cem(books, fleet, needs, hour, balance, pool, result)
         if books is not None and flags.draw == "priced":
-            draw_price = books.draw_prices(pool)
+            draw_price = books.draw_prices(pool, balance, hour_need)
             books.rates = books.current_rates()
             # so does one whose owner values a credit below what the pool charges for it
             consign = consign | (books.value < draw_price[tier_of])
@@ -1071,18 +1090,21 @@ def _replay(
                 from_pool = np.maximum(0, served - own)
                 net = own + from_pool - served
                 overflow = np.maximum(0, np.minimum(net - cap, earned - served))
-                lent = np.where(consign, np.maximum(0, np.minimum(net, earned - served)), 0)
-                overflow = np.maximum(overflow, lent)
                 if flags.pools:
                     drawn = np.add.reduceat(from_pool, starts)
                     headroom = np.maximum(0, pool_capacity - (pool - drawn + shift))
                     to_pool = _draw_in_order(overflow, headroom, starts, tier_of)
-                    h_lent += np.where(consign, to_pool, 0)
+                    # a lender passes the pool all it holds, as far as the pool has room
+                    lendable = np.where(consign, net - overflow, 0)
+                    room = headroom - np.add.reduceat(to_pool, starts)
+                    lent = _draw_in_order(lendable, room, starts, tier_of)
+                    h_lent += lent
                 else:
                     drawn = zeros_k
-                    to_pool = np.zeros_like(overflow)
+                    to_pool = lent = np.zeros_like(overflow)
                 forfeited = overflow - to_pool
-                new_balance = net - overflow
+                to_pool = to_pool + lent
+                new_balance = net - overflow - lent
                 new_pool = pool - drawn + shift + np.add.reduceat(to_pool, starts)
                 minted = earned - forfeited
                 # Exact conservation: balances and pools change by what was minted less
