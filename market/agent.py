@@ -701,8 +701,8 @@ def _orders_in_market(
     }
     expected = _expected_prices(view, value)
     minimum = policy.min_order
-    sell_all = usable & (expected >= asks["need"]) & (holdings >= minimum)
-    sell_band = usable & ~sell_all & (expected >= asks["band"]) & (spare_band >= minimum)
+    sell_all = usable & (expected > asks["need"]) & (holdings >= minimum)
+    sell_band = usable & ~sell_all & (expected > asks["band"]) & (spare_band >= minimum)
     sell_tail = usable & ~sell_all & ~sell_band & (spare_tail >= minimum)
     ask_quantity = np.select(
         [sell_all, sell_band, sell_tail], [holdings, spare_band, spare_tail], 0

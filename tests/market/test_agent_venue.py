@@ -56,7 +56,9 @@ def seed(ledger: Ledger, instance: str, *, credits: int, funds: int) -> None:
     ledger.post(EntryRequest(tuple(legs), "deposit", "test"))
 
 
-def fleet(ledger: Ledger, clock: ManualClock, log) -> tuple[Venue, VenueAgents]:
+def fleet(
+    ledger: Ledger, clock: ManualClock, log, policies: object = None
+) -> tuple[Venue, VenueAgents]:
     venue = Venue(ledger, clock, [BookConfig(tier="gold", fee_bps=20)])
     for name in ("seller", "buyer"):
         venue.register_instance(name, "gold")
@@ -65,7 +67,7 @@ def fleet(ledger: Ledger, clock: ManualClock, log) -> tuple[Venue, VenueAgents]:
     agents = VenueAgents(
         venue,
         [("seller", "gold", 2, EARN, CAP), ("buyer", "gold", 2, EARN, CAP)],
-        OwnerPolicy(throttle_cost=200),
+        policies or OwnerPolicy(throttle_cost=200),  # type: ignore[arg-type]
         log,
         clock,
     )
@@ -142,7 +144,12 @@ def test_a_market_rejection_is_recorded_and_moves_nothing(stores) -> None:
 
 def test_a_second_round_keeps_orders_that_still_fit(stores) -> None:
     ledger, clock, log = stores
-    venue, agents = fleet(ledger, clock, log)
+    # the buyer will pay no more than 50: below what the seller asks
+    policies = {
+        "seller": OwnerPolicy(throttle_cost=200),
+        "buyer": OwnerPolicy(throttle_cost=200, max_bid=50),
+    }
+    venue, agents = fleet(ledger, clock, log, policies)
     # only the seller has a forecast: the buyer falls back and the seller's ask rests
     first, _ = agents.step({"seller": flat(1.0)})
     assert {d.instance_id: d.outcome for d in first} == {"seller": "orders", "buyer": "fallback"}

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from market.agent import Agent, VenueAgents, decide_fleet
 from market.cem_auto import tier_states
+from market.valuation import pool_scarcity
 from pipelines.replay import ReplayFleet, Scenario, prepare_fleet
 from pipelines.replay.engine import _FLAGS, _Books, agent_fleet, cem_tier_states
 from pipelines.replay.forecasts import ForecastTable
@@ -83,7 +84,7 @@ def test_the_replays_fleet_decision_is_each_agents_own(
     books = _Books(fleet, scenario, _FLAGS["market"])
     assert books.venue is not None
     table = _table(values)
-    credits, funds, _pools = books.read()
+    credits, funds, pools = books.read()
     agents = VenueAgents(
         books.venue,
         [
@@ -98,9 +99,15 @@ def test_the_replays_fleet_decision_is_each_agents_own(
     )
     at = fleet.start
     together = decide_fleet(
-        books.policy, agent_fleet(books, fleet, table.needs(0, fleet.vcpus), credits, funds)
+        books.policy,
+        agent_fleet(books, fleet, table.needs(0, fleet.vcpus), credits, funds, pools),
     )
-    for row, state in enumerate(agents.states(table.at(0, fleet.ids, at))):
+    # the replay's agents read each tier's real pool level as its scarcity
+    scarcity = {
+        t: pool_scarcity(int(pools[k]), int(books.pool_capacity[k]))
+        for k, t in enumerate(fleet.tier_names)
+    }
+    for row, state in enumerate(agents.states(table.at(0, fleet.ids, at), scarcity)):
         alone = Agent(books.policy).decide(state)
         assert (together.spare[row], together.lack[row]) == (alone.spare, alone.lack)
         placed = {(i.side, i.price, i.quantity) for i in alone.intents if i.action == "place"}
