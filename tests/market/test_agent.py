@@ -105,7 +105,8 @@ def test_a_quiet_instance_sells_what_its_upper_quantile_leaves() -> None:
     margin = 1_000 + sum(need[:24]) * 1_000 // 10_000
     assert upper_path_low(state(), 50_000 - ask.quantity) >= margin
     # the tail would overflow the cap anyway: it keeps nothing and asks one tick
-    assert decision.inputs["overflows_cap"] and ask.price == 1
+    assert decision.inputs["overflows_cap"]
+    assert ask.price == 1
     # an upper quantile that uses just what it earns: the balance never reaches the cap
     busier = Agent().decide(
         state(
@@ -114,7 +115,8 @@ def test_a_quiet_instance_sells_what_its_upper_quantile_leaves() -> None:
         )
     )
     (tail,) = sells(busier)
-    assert not busier.inputs["overflows_cap"] and tail.price == 10  # a tenth of the value
+    assert not busier.inputs["overflows_cap"]
+    assert tail.price == 10
 
 
 def test_an_instance_sells_all_it_holds_when_the_market_pays_more_than_its_need_is_worth() -> None:
@@ -205,7 +207,8 @@ def test_risk_level_q90_insures_at_the_bands_worth_where_q50_buys_nothing() -> N
     )
     bold = Agent(OwnerPolicy(risk_quantile="q50")).decide(s)
     careful = Agent(OwnerPolicy(risk_quantile="q90")).decide(s)
-    assert bold.lack == 0 and not buys(bold)
+    assert bold.lack == 0
+    assert not buys(bold)
     (bid,) = buys(careful)
     assert careful.lack > 0
     assert bid.price == 30  # three tenths of the owner's value

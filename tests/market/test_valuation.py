@@ -29,7 +29,7 @@ shares = st.sampled_from([NEED_SHARE, band_share(Q90), tail_share(Q90)])
 
 
 def test_tranche_worths_fall_from_need_to_band_to_tail() -> None:
-    assert NEED_SHARE == Fraction(3, 4)
+    assert Fraction(3, 4) == NEED_SHARE
     assert band_share(Q90) == Fraction(3, 10)
     assert tail_share(Q90) == Fraction(1, 10)
 
@@ -53,20 +53,17 @@ def test_the_anchor_is_the_lower_median_or_half_the_value() -> None:
 def test_a_bid_plus_its_fee_never_exceeds_the_worth_and_is_the_highest_that_fits(
     value: int, share: Fraction, fee: int, tick: int, max_bid: int | None
 ) -> None:
-    bid = int(
-        bid_prices(np.array([value]), share, fee_bps=fee, tick_size=tick, max_bid=max_bid)[0]
-    )
+    bid = int(bid_prices(np.array([value]), share, fee_bps=fee, tick_size=tick, max_bid=max_bid)[0])
     worth = value * share
-    assert bid % tick == 0 and bid >= 0
+    assert bid % tick == 0
+    assert bid >= 0
     # price plus fee within the worth, and never above the owner's value itself
     assert Fraction(bid * (BPS + fee), BPS) <= worth <= value
     if max_bid is not None:
         assert bid <= max_bid
     # one tick more would pay more than the worth (or break the owner's limit)
     higher = bid + tick
-    assert Fraction(higher * (BPS + fee), BPS) > worth or (
-        max_bid is not None and higher > max_bid
-    )
+    assert Fraction(higher * (BPS + fee), BPS) > worth or (max_bid is not None and higher > max_bid)
 
 
 @given(
@@ -89,8 +86,10 @@ def test_an_ask_is_never_below_the_keep_value_and_is_the_lowest_on_the_tick(
         )[0]
     )
     keep = Fraction(0) if worthless else value * share
-    assert ask % tick == 0 and ask >= tick
-    assert ask >= keep and ask >= (min_ask or 0)
+    assert ask % tick == 0
+    assert ask >= tick
+    assert ask >= keep
+    assert ask >= (min_ask or 0)
     if ask - tick >= max(tick, min_ask or 0):
         assert ask - tick < keep
 
