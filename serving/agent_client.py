@@ -14,6 +14,7 @@ and it moved nothing.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Mapping
 from datetime import datetime
@@ -292,8 +293,25 @@ class HttpAgent:
                 results.append(IntentResult(intent, order_id))
         return results
 
+    def owner_value(self) -> int | None:
+        """Return the value the instance's owner set through the API, or ``None``."""
+        path = f"/v1/instances/{self.instance_id}/owner-value"
+        response = self.transport.request("GET", path)
+        if response.status_code == 404:
+            return None
+        if response.status_code >= 400:
+            raise TransportError("GET", path, response.status_code, _detail(response))
+        return int(response.json()["value"])
+
     def run_once(self) -> tuple[AgentDecision, list[IntentResult]]:
-        """Read the state, decide, apply, and record the decision and any refusal."""
+        """Read the state, decide, apply, and record the decision and any refusal.
+
+        The owner's value set through the API, where there is one, prices the decision in
+        place of the policy's ``throttle_cost``.
+        """
+        value = self.owner_value()
+        if value is not None and value != self.agent.policy.throttle_cost:
+            self.agent = Agent(dataclasses.replace(self.agent.policy, throttle_cost=value))
         decision = self.agent.decide(self.state())
         results = self.apply(decision)
         records = [decision.record(), *rejection_records(results, decision.at)]

@@ -547,3 +547,20 @@ class HealthPublic(_Output):
 
     status: Literal["ok"]
     forecasts_loaded: bool
+
+
+class OwnerValueSet(_Input):
+    """What a throttled vCPU-minute costs the instance's owner."""
+
+    value: Annotated[int, Field(strict=True, ge=1, le=10**9), BeforeValidator(_whole_number)] = (
+        Field(description="minor units per throttled vCPU-minute (per credit)")
+    )
+
+
+class OwnerValuePublic(_Output):
+    """An instance's owner value: every bid and ask of its agent is priced from it."""
+
+    instance_id: str
+    value: int = Field(description="minor units per throttled vCPU-minute (per credit)")
+    updated_at: datetime
+    updated_by: str

@@ -9,6 +9,7 @@ from datetime import datetime
 from market.ledger import create_store_engine
 from serving.forecasts import ChampionSource, ForecastStore, MlflowChampion
 from serving.market_service import MarketService, OrderDesk
+from serving.owner_values import OwnerValueStore
 from serving.ratelimit import RateLimiter
 from serving.render import render_placement, render_stored_placement
 from serving.settings import Settings
@@ -27,6 +28,7 @@ class Services:
     limiter: RateLimiter
     forecasts: ForecastStore
     user_forecasts: UserForecastStore
+    owner_values: OwnerValueStore
     desk: OrderDesk
 
     def close(self) -> None:
@@ -64,5 +66,6 @@ def build_services(
         limiter=RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst),
         forecasts=ForecastStore(settings.predictions_dir, source, clock),
         user_forecasts=UserForecastStore(engine, clock),
+        owner_values=OwnerValueStore(engine, clock),
         desk=OrderDesk(market, render_placement, render_stored_placement),
     )

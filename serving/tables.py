@@ -1,5 +1,6 @@
 """The service's own tables in the creditx store: API tokens, idempotent responses and
-user-defined forecasts (created by the ``0003_api`` migration)."""
+user-defined forecasts (created by the ``0003_api`` migration), and owners' values
+(``0007_owner_values``)."""
 
 from __future__ import annotations
 
@@ -34,6 +35,15 @@ api_user_forecasts = sa.Table(
     metadata,
     sa.Column("instance_id", sa.String(200), primary_key=True),
     sa.Column("document", sa.Text, nullable=False),
+    sa.Column("updated_at_us", sa.BigInteger, nullable=False),
+    sa.Column("updated_by", sa.String(200), nullable=False),
+)
+
+api_owner_values = sa.Table(
+    "api_owner_values",
+    metadata,
+    sa.Column("instance_id", sa.String(200), primary_key=True),
+    sa.Column("value", sa.BigInteger, nullable=False),
     sa.Column("updated_at_us", sa.BigInteger, nullable=False),
     sa.Column("updated_by", sa.String(200), nullable=False),
 )

@@ -304,3 +304,31 @@ def test_an_administrator_sees_why_a_rate_moved_and_a_swap_happened(api: Api) ->
     assert gold["detail"]["new_rate"] > gold["detail"]["old_rate"]
     changes = api.client.get("/v1/admin/exchange-rate-changes", headers=api.admin()).json()
     assert changes[-1]["reason"].startswith("cem-auto:")
+
+
+def test_the_owner_sets_its_value_and_its_agent_prices_from_it(api: Api) -> None:
+    path = f"/v1/instances/{BUYER}/owner-value"
+    assert api.client.get(path, headers=api.agent(BUYER)).status_code == 404
+    for bad in (0, -5, 10**10, "100", 1.5, True, None):
+        refused = api.client.put(path, json={"value": bad}, headers=api.agent(BUYER))
+        assert refused.status_code == 422, bad
+    # another instance's agent may not set it
+    assert api.client.put(path, json={"value": 9}, headers=api.agent(SELLER)).status_code in (
+        403,
+        404,
+    )
+    assert api.client.get(path, headers=api.agent(BUYER)).status_code == 404
+    stored = api.client.put(path, json={"value": 400}, headers=api.agent(BUYER))
+    assert stored.status_code == 200
+    assert stored.json()["value"] == 400
+    assert api.client.get(path, headers=api.admin()).json()["value"] == 400
+    api.deposit(BUYER, 2_000_000)
+    busy(api, BUYER)
+    buyer, _ = agent(api, BUYER, 8, throttle_cost=100)
+    bought, _ = buyer.run_once()
+    # three quarters of 400, net of the 20 bps fee: the API's value, not the policy's 100
+    assert bought.valuation is not None
+    assert bought.valuation.value == 400
+    assert bought.intents[0].price == 299
+    assert api.client.delete(path, headers=api.agent(BUYER)).status_code == 204
+    assert api.client.delete(path, headers=api.agent(BUYER)).status_code == 404
