@@ -27,6 +27,7 @@ zero, and one net leg per instance whose balance moved.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -90,6 +91,7 @@ POLICIES: tuple[str, ...] = (
 """Every policy, in the order reports list them."""
 
 _CEM = "cem"
+_log = logging.getLogger(__name__)
 _RATE_UNIT = 1_000_000  # exchange rates are micro-units
 
 
@@ -858,11 +860,19 @@ def _trade(
     ]
     offers = _pool_offers(books, fleet, pools)
     outcomes = books.venue.submit_to_auction(requests + offers) if requests or offers else []
-    for outcome in outcomes[: len(requests)]:
+    for request, outcome in zip(requests, outcomes, strict=False):
         if isinstance(outcome, MarketError):
             result.orders_rejected += 1
             name = type(outcome).__name__
             result.rejections[name] = result.rejections.get(name, 0) + 1
+            _log.warning(
+                "%s hour %d: %s's %s order refused: %s",
+                result.policy,
+                hour,
+                request.instance_id,
+                request.side.value,
+                outcome,
+            )
     result.orders_placed += len(requests) - sum(
         isinstance(o, MarketError) for o in outcomes[: len(requests)]
     )
