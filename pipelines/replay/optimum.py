@@ -3,7 +3,9 @@
 An offline linear programme over the whole trace, with perfect knowledge of every
 instance's demand and owner value. Every instance always keeps its own baseline: in
 each step it is served ``min(demand, earned)`` of its own earnings whatever else
-happens; what it earns beyond its demand goes to its tier's *stock* of credits, and the
+happens (except in a step where its tier's baselines alone ask more than the hosts
+serve: there the programme chooses whose to serve, as the hosts would have to);
+what it earns beyond its demand goes to its tier's *stock* of credits, and the
 stock serves anyone's demand above baseline. The stock holds at most what its
 instances' balance caps and its pool can hold together (nothing any policy stores can
 exceed that), credits move between tiers at the tiers' configured exchange rates (value
@@ -46,9 +48,8 @@ EXACT_LIMIT = 400_000
 def optimum_lp(fleet: ReplayFleet, scenario: Scenario, steps_per_period: int) -> dict[str, object]:
     """Solve the programme with periods of ``steps_per_period`` steps.
 
-    Returns ``served`` ``(n, periods)`` milli-credits served above baseline, ``throttled``
-    per instance, ``thrown_away`` per tier and ``cost`` (``sum(value * throttled)``,
-    value x milli-credits).
+    Returns ``throttled`` ``(n, periods)`` milli-credits, ``thrown_away`` per tier and
+    ``cost`` (``sum(value * throttled)``, value x milli-credits).
 
     Raises
     ------
@@ -67,18 +68,30 @@ def optimum_lp(fleet: ReplayFleet, scenario: Scenario, steps_per_period: int) ->
     surplus = (earned - baseline).reshape(n, periods, m).sum(axis=2)
     tier_of = fleet.tier_of
     tier_surplus = np.stack([surplus[tier_of == k].sum(axis=0) for k in range(tiers)])
-    tier_baseline = np.stack(
-        [baseline[tier_of == k].reshape(-1, periods, m).sum(axis=(0, 2)) for k in range(tiers)]
-    )
     manager = fleet.tier_manager(scenario.fee_bps)
     pool_capacity = np.array([manager.pool_capacity(t) for t in fleet.tier_names], np.int64)
     stock_max = np.bincount(tier_of, weights=fleet.cap, minlength=tiers) + pool_capacity
     stock_start = np.bincount(tier_of, weights=fleet.start_balance, minlength=tiers)
-    host = np.maximum(0, fleet.capacity[:, None] * m - tier_baseline)
     rates = np.array([t.exchange_rate for t in fleet.tiers], dtype=np.float64)
 
+    # Where a tier's baselines alone ask more than its hosts in a step, no baseline is
+    # promised: those steps' baselines are served as the programme chooses.
+    tier_step = np.stack([baseline[tier_of == k].sum(axis=0) for k in range(tiers)])
+    binding = tier_step > fleet.capacity[:, None]
+    floor = np.where(binding[tier_of], 0, baseline)
+    base = baseline.reshape(n, periods, m).sum(axis=2)
+    base_floor = floor.reshape(n, periods, m).sum(axis=2)
+    free_i, free_t = np.nonzero(base_floor < base)
+    fixed = base.copy()
+    fixed[free_i, free_t] = 0
+    tier_fixed = np.stack([fixed[tier_of == k].sum(axis=0) for k in range(tiers)])
+    host = fleet.capacity[:, None] * m - tier_fixed
+
     rows_i, cols_t = np.nonzero(excess)
-    n_x = rows_i.size
+    # served above baseline, then the free baselines: both draw on the stock
+    serve_i = np.concatenate([rows_i, free_i])
+    serve_t = np.concatenate([cols_t, free_t])
+    n_x = serve_i.size
     n_s = tiers * periods
     pairs = [(a, b) for a in range(tiers) for b in range(tiers) if a != b]
     n_f = len(pairs) * periods
@@ -89,8 +102,7 @@ def optimum_lp(fleet: ReplayFleet, scenario: Scenario, steps_per_period: int) ->
         return k * periods + t
 
     eq_r, eq_c, eq_v = [], [], []
-    # served above baseline leaves its tier's stock
-    eq_r.append(balance_row(tier_of[rows_i], cols_t))
+    eq_r.append(balance_row(tier_of[serve_i], serve_t))
     eq_c.append(x0 + np.arange(n_x))
     eq_v.append(np.ones(n_x))
     # stock[k, t] - stock[k, t - 1]
@@ -106,10 +118,8 @@ def optimum_lp(fleet: ReplayFleet, scenario: Scenario, steps_per_period: int) ->
     t_range = np.arange(periods)
     for p, (a, b) in enumerate(pairs):
         cols = f0 + p * periods + t_range
-        eq_r += [
-            balance_row(np.full(periods, a), t_range),
-            balance_row(np.full(periods, b), t_range),
-        ]
+        eq_r += [balance_row(np.full(periods, a), t_range)]
+        eq_r += [balance_row(np.full(periods, b), t_range)]
         eq_c += [cols, cols]
         eq_v += [np.ones(periods), np.full(periods, -rates[a] / rates[b])]
     # thrown away
@@ -121,38 +131,50 @@ def optimum_lp(fleet: ReplayFleet, scenario: Scenario, steps_per_period: int) ->
         (np.concatenate(eq_v), (np.concatenate(eq_r), np.concatenate(eq_c))),
         shape=(n_s, n_vars),
     )
-    b_eq = tier_surplus.astype(np.float64).reshape(-1)
+    # the stock takes what was earned beyond the promised baselines
+    free_base = np.zeros((n, periods))
+    free_base[free_i, free_t] = base[free_i, free_t]
+    tier_free = np.stack([free_base[tier_of == k].sum(axis=0) for k in range(tiers)])
+    b_eq = (tier_surplus + tier_free).astype(np.float64).reshape(-1)
     b_eq[np.arange(tiers) * periods] += stock_start
     a_ub = sparse.csr_matrix(
-        (np.ones(n_x), (balance_row(tier_of[rows_i], cols_t), x0 + np.arange(n_x))),
+        (np.ones(n_x), (balance_row(tier_of[serve_i], serve_t), x0 + np.arange(n_x))),
         shape=(n_s, n_vars),
     )
     b_ub = host.astype(np.float64).reshape(-1)
+    lower = np.concatenate(
+        [
+            np.zeros(rows_i.size),
+            base_floor[free_i, free_t].astype(np.float64),
+            np.zeros(n_s + n_f + n_w),
+        ]
+    )
     upper = np.concatenate(
         [
             excess[rows_i, cols_t].astype(np.float64),
+            base[free_i, free_t].astype(np.float64),
             np.repeat(stock_max.astype(np.float64), periods),
             np.full(n_f + n_w, np.inf),
         ]
     )
     cost = np.zeros(n_vars)
-    cost[:n_x] = -fleet.value[rows_i].astype(np.float64)
+    cost[:n_x] = -fleet.value[serve_i].astype(np.float64)
     solved = linprog(
         cost,
         A_ub=a_ub,
         b_ub=b_ub,
         A_eq=a_eq,
         b_eq=b_eq,
-        bounds=np.column_stack([np.zeros(n_vars), upper]),
+        bounds=np.column_stack([lower, upper]),
         method="highs",
     )
     if solved.status != 0:
         raise ScenarioError("optimum", solved.status, f"HiGHS found no optimum: {solved.message}")
-    served = np.zeros((n, periods))
-    served[rows_i, cols_t] = np.clip(solved.x[:n_x], 0.0, excess[rows_i, cols_t])
-    throttled = excess - served
+    chosen = np.clip(solved.x[:n_x], lower[:n_x], upper[:n_x])
+    throttled = np.zeros((n, periods))
+    throttled[rows_i, cols_t] += excess[rows_i, cols_t] - chosen[: rows_i.size]
+    throttled[free_i, free_t] += base[free_i, free_t] - chosen[rows_i.size :]
     return {
-        "served": served,
         "throttled": throttled,
         "thrown_away": solved.x[w0:].reshape(tiers, periods).sum(axis=1),
         "cost": float((fleet.value[:, None] * throttled).sum()),

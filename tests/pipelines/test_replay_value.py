@@ -53,7 +53,8 @@ def _scenario(physical: str = "0.5", **owners: object) -> object:
 
 def _reference_lp(fleet, scenario) -> float:
     """The optimum written out step by step on dense matrices: total service per instance
-    between its baseline and its demand, one stock per tier, moves at the rates."""
+    between its baseline (where the hosts can serve the tier's baselines) and its demand,
+    one stock per tier, moves at the rates."""
     n, steps = fleet.demand.shape
     tiers = len(fleet.tier_names)
     manager = fleet.tier_manager(scenario.fee_bps)
@@ -105,11 +106,15 @@ def _reference_lp(fleet, scenario) -> float:
                 host[y(i, s)] = 1
             a_ub.append(host)
             b_ub.append(float(fleet.capacity[t]))
+    baselines = np.minimum(fleet.demand, fleet.earned[:, None])
     bounds = []
     for i in range(n):
+        members = fleet.tier_of == fleet.tier_of[i]
         for s in range(steps):
             d = int(fleet.demand[i, s])
-            bounds.append((min(d, int(fleet.earned[i])), d))
+            # a step whose baselines alone exceed the hosts promises none of them
+            promised = baselines[members, s].sum() <= fleet.capacity[fleet.tier_of[i]]
+            bounds.append((int(baselines[i, s]) if promised else 0, d))
     bounds += [(0, stock_max[t]) for t in range(tiers) for _ in range(steps)]
     bounds += [(0, None)] * (nm + ns)
     cost = np.zeros(size)
