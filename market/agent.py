@@ -1,22 +1,27 @@
 """The Virtual Instance Agent: it trades its instance's credits on the instance's forecast.
 
-From its instance's balance, earn rate and cap, the owner's policy and the demand
-forecast for the next hour, day and week, the agent works out two amounts (integer
-milli-credits):
+From its instance's balance, earn rate and cap, its owner's value of a throttled
+vCPU-minute and the demand forecast for the next hour, day and week, the agent works
+out what it can sell and what it should buy (integer milli-credits), in the tranches
+:mod:`market.valuation` prices:
 
-* **spare**: what it can sell. The agent runs its balance forward hour by hour at the
-  *upper-quantile* need (the highest quantile forecast, q90), earning its baseline
-  and clipping at the cap, over every hour forecast (up to a week). The lowest point
-  of that path, less the safety margin, is what it can part with: selling ``x`` now
-  lowers every later balance by at most ``x``, so the path never drops below the
-  margin. It never offers more.
-* **lack**: what it should buy. The same run at the quantile of the owner's risk level
-  (q50 takes risks, q90 buys insurance) over the buy horizon (a day by default): the
-  credits that keep that path above the safety margin.
+* the **tail**: what the *upper-quantile* (q90) path spares. The agent runs its balance
+  forward hour by hour at the upper quantile's need, earning its baseline and clipping
+  at the cap, over every hour forecast (up to a week); the lowest point of that path,
+  less the safety margin, can go without any later balance dropping below the margin;
+* the **band**: what the *median* path spares beyond the tail (credits only the upper
+  quantile would use);
+* the **need**: the rest of what it holds.
 
-Limit prices come from :mod:`market.valuation`. Bids never exceed the owner's
-``max_bid``, the throttle cost, or what the owner's budget (and the instance's funds)
-can escrow; asks never go below ``min_ask``.
+It offers the tranche worth offering at the price it expects: everything it holds
+when that price exceeds what its needed credits are worth to it (it would rather be
+paid than use them), its band and tail when it exceeds the band's worth, its tail
+otherwise. It bids for what the median path lacks over the buy horizon (a day by
+default), at the need's worth, or else, at the band's worth, for what the path at the
+owner's risk quantile lacks (q50 takes risks, q90 insures); never while it offers,
+never beyond its cap. Bids never exceed the owner's value (net of the buyer's fee), its
+``max_bid``, or what the owner's budget (and the instance's funds) can escrow; asks
+never go below the keep value or ``min_ask``.
 
 The hourly need at hour ``t`` comes from the shortest horizon that covers it: the
 hour forecast for the first hour, the day forecast up to hour 24, the week forecast
@@ -25,7 +30,8 @@ vCPUs needs ``v * u * 600`` milli-credits (rounded up).
 
 A missing, stale or unusable forecast switches the agent to its **fallback rule**: it
 withdraws every ask and offers nothing, and bids only to keep one hour of full
-demand (``v * 60`` credits, ``fallback_reserve_hours`` of them) in its balance. The
+demand (``v * 60`` credits, ``fallback_reserve_hours`` of them) in its balance, at the
+need's worth. The
 decision says which rule applied and why.
 
 :meth:`Agent.decide` is pure: it reads a plain :class:`AgentState` and returns an
