@@ -2,7 +2,11 @@
 
 Each step, per instance, in milli-credits: the instance earns its tier's baseline
 (``earned``), asks for ``demand``; its own balance pays first, then (pool policies)
-its tier's pool, drawn in instance order within the tier; the credits it may spend
+its tier's pool: shared pro rata when it runs short (``pool``, ``pool+swap``), highest
+owner value first (``pool-by-value``), or at a price that clears the hour's forecast,
+highest value per unit of value first and across tiers at the exchange rates, with
+owners who value a credit below the price lending theirs (the market policies, see
+``docs/scenario.md``); the credits it may spend
 are what its tier's hosts can serve: when the tier asks for more than the hosts'
 physical capacity, every instance is served ``allowed * capacity // total`` (the
 rounding remainder one milli-credit each, in instance order), so no policy ever
@@ -20,9 +24,12 @@ orders go to the auctions in one venue call. Conservation is checked every step
 (balances plus pools change exactly by what was earned less what was spent), every
 hour (the ledger's instance and pool balances equal the engine's) and at the end (the
 ledger's journal replays to its balances and every asset sums to zero over its
-accounts); any difference raises :class:`ConservationError`. The hourly entry moves
-each tier's mint, burn and pool totals through a clearing account that ends it at
-zero, and one net leg per instance whose balance moved.
+accounts), and the market policies' money must reconcile (buyers' payments equal
+sellers' and lenders' receipts plus fees plus pool revenue, in the figures and in the
+ledger); any difference raises :class:`ConservationError`. The hourly entry moves
+each tier's mint, burn, pool and conversion totals through a clearing account that ends
+it at zero, and one net leg per instance whose balance moved. ``optimum`` is solved
+offline (:mod:`pipelines.replay.optimum`).
 """
 
 from __future__ import annotations
