@@ -8,8 +8,8 @@ imported only when its command runs or is listed, so ``creditx --help`` stays fa
 from __future__ import annotations
 
 import importlib
+from typing import Any
 
-import click
 import typer
 from typer.core import TyperGroup
 
@@ -29,14 +29,14 @@ AREAS: tuple[str, ...] = (
 
 
 class _Areas(TyperGroup):
-    def list_commands(self, ctx: click.Context) -> list[str]:
+    def list_commands(self, ctx: Any) -> list[str]:
         return list(AREAS)
 
-    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
         if cmd_name not in AREAS:
             return None
         if cmd_name not in self.commands:
-            area = typer.Typer()
+            area = typer.Typer(add_completion=False)
             importlib.import_module(f"benchmarks.{cmd_name}").register(area)
             command = typer.main.get_command(area)
             readable_options(command)

@@ -30,7 +30,7 @@ cem_app = typer.Typer(help="The CEM's automatic exchange rates and swaps.", no_a
 
 def _fail(exc: Exception) -> typer.Exit:
     typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
-    return typer.Exit(1)
+    return typer.Exit(2)
 
 
 def _settings() -> Any:

@@ -3,7 +3,7 @@ swaps, trades, exchange rates and the ledger's verification.
 
 Every command works on the store named by ``CREDITX_DATABASE_URL`` (default: a SQLite
 file under ``CREDITX_HOME``) unless ``--url`` is given. Domain errors print their message
-and exit with status 1; nothing is changed by a refused command.
+and exit with status 2; nothing is changed by a refused command.
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ def _config_path(config: Path | None) -> Path | None:
 
 def _fail(exc: Exception) -> typer.Exit:
     typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
-    return typer.Exit(1)
+    return typer.Exit(2)
 
 
 @contextmanager

@@ -59,7 +59,7 @@ def _names(candidates: str) -> tuple[str, ...]:
 
 def _fail(exc: Exception) -> typer.Exit:
     typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
-    return typer.Exit(code=1)
+    return typer.Exit(code=2)
 
 
 def mlflow_ui_command(settings: Settings, host: str, port: int) -> list[str]:

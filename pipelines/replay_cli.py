@@ -21,7 +21,7 @@ _DEFAULT_HTML = Path(".creditx/replay/report.html")
 
 def _fail(exc: Exception) -> typer.Exit:
     typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
-    return typer.Exit(code=1)
+    return typer.Exit(code=2)
 
 
 @contextmanager

@@ -14,7 +14,6 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-import click
 import typer
 from typer.core import TyperGroup
 
@@ -108,14 +107,14 @@ class CommandLine(TyperGroup):
         for name, command in self.commands.items():
             command.rich_help_panel = _PANELS.get(name)  # type: ignore[attr-defined]
 
-    def list_commands(self, ctx: click.Context) -> list[str]:
+    def list_commands(self, ctx: Any) -> list[str]:
         # Panels in the order a newcomer meets them, then each panel's commands.
         order = list(dict.fromkeys(_PANELS.values()))
         known = [n for n in _PANELS if n in self.commands]
         known.sort(key=lambda n: order.index(_PANELS[n]))
         return known + [n for n in self.commands if n not in _PANELS]
 
-    def invoke(self, ctx: click.Context) -> Any:
+    def invoke(self, ctx: Any) -> Any:
         try:
             return super().invoke(ctx)
         except Exception as exc:

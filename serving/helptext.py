@@ -9,6 +9,7 @@ from typer.core import TyperArgument, TyperGroup, TyperOption
 
 # Shown instead of a Python type: what kind of value the option takes.
 _KINDS: dict[type, str] = {int: "N", float: "NUMBER"}
+_CHOICES_SHOWN = 24
 
 
 def readable_options(command: Any) -> None:
@@ -42,7 +43,10 @@ def _metavar(option: TyperOption) -> str:
         return ""
     descriptor = getattr(option, "type_descriptor", None)
     if descriptor is not None and descriptor.is_choice and descriptor.choices:
-        return "[" + "|".join(str(getattr(c, "value", c)) for c in descriptor.choices) + "]"
+        choices = "[" + "|".join(str(getattr(c, "value", c)) for c in descriptor.choices) + "]"
+        # A long list reads better in the option's help than in a narrow column.
+        if len(choices) <= _CHOICES_SHOWN:
+            return choices
     if descriptor is not None and descriptor.is_path:
         return "PATH"
     annotation = getattr(descriptor, "annotation", None)

@@ -83,7 +83,7 @@ def test_report_refuses_what_is_not_a_replay(tmp_path: Path) -> None:
     bad.write_text("{not json")
     page = tmp_path / "report.html"
     result = CliRunner().invoke(app, ["report", "--json", str(bad), "--out", str(page)])
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert "cannot read" in result.output
     assert not page.exists()
 
@@ -95,6 +95,6 @@ def test_replay_refuses_an_unknown_policy_and_writes_nothing(tmp_path: Path) -> 
     result = CliRunner().invoke(
         app, ["replay", "--data", str(trace), "--json", str(out), "--policies", "static,lottery"]
     )
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert "lottery" in result.output
     assert not out.exists()
