@@ -58,7 +58,7 @@ from data.frame import (
 )
 from data.validation import ValidationPolicy, ValidationResult, validate_telemetry
 
-__all__ = ["AZURE_ORIGIN", "FORMATS", "load_telemetry", "read_telemetry"]
+__all__ = ["AZURE_ORIGIN", "FORMATS", "check_source", "load_telemetry", "read_telemetry"]
 
 Format = Literal["auto", "shared", "contract", "azure", "cloudwatch", "mapped"]
 FORMATS: tuple[str, ...] = ("auto", "shared", "contract", "azure", "cloudwatch", "mapped")
@@ -181,6 +181,42 @@ def read_telemetry(
     """
     frame, rejected = _load(path, format, columns, vmtable, origin, chunk_rows, False, progress)
     return validate_telemetry(frame, policy, interval=interval, source=str(path), rejected=rejected)
+
+
+def check_source(
+    path: str | Path, *, format: Format = "auto", columns: Mapping[str, str] | None = None
+) -> str:
+    """Check that ``path`` names telemetry of a readable format, from its headers only.
+
+    A quick check before a long job: the files exist, and their names and first lines
+    (or Parquet schemas) match ``format`` or one format :func:`load_telemetry` detects.
+
+    Returns
+    -------
+    str
+        The format the files will be read as.
+
+    Raises
+    ------
+    TelemetryFormatError
+        If the path is missing, empty, or of no supported format.
+    InvalidParameterError
+        If ``format`` is unknown, or ``"mapped"`` comes without ``columns``.
+    MissingColumnError
+        If a mapped column is absent from the first file.
+    """
+    if format not in FORMATS:
+        raise InvalidParameterError("format", format, f"one of {list(FORMATS)}")
+    files = _expand(path)
+    kind = _detect(files, columns) if format == "auto" else format
+    if kind == "mapped" and not columns:
+        raise InvalidParameterError("columns", columns, "a mapping for the 'mapped' format")
+    if columns:
+        present = _columns_of(files[0])
+        for source in columns.values():
+            if source not in present:
+                raise MissingColumnError(files[0], source, present)
+    return kind
 
 
 def _load(
