@@ -225,17 +225,9 @@ def _load(
 
 
 def _mapping(pairs: list[str] | None) -> dict[str, str] | None:
-    from data.errors import InvalidParameterError
+    from data.loaders import column_mapping
 
-    if not pairs:
-        return None
-    mapping: dict[str, str] = {}
-    for pair in pairs:
-        target, sep, source = pair.partition("=")
-        if not sep or not target.strip() or not source.strip():
-            raise InvalidParameterError("--column", pair, "CONTRACT=SOURCE, e.g. unique_id=host")
-        mapping[target.strip()] = source.strip()
-    return mapping
+    return column_mapping(pairs)
 
 
 @contextmanager

@@ -58,7 +58,14 @@ from data.frame import (
 )
 from data.validation import ValidationPolicy, ValidationResult, validate_telemetry
 
-__all__ = ["AZURE_ORIGIN", "FORMATS", "check_source", "load_telemetry", "read_telemetry"]
+__all__ = [
+    "AZURE_ORIGIN",
+    "FORMATS",
+    "check_source",
+    "column_mapping",
+    "load_telemetry",
+    "read_telemetry",
+]
 
 Format = Literal["auto", "shared", "contract", "azure", "cloudwatch", "mapped"]
 FORMATS: tuple[str, ...] = ("auto", "shared", "contract", "azure", "cloudwatch", "mapped")
@@ -181,6 +188,25 @@ def read_telemetry(
     """
     frame, rejected = _load(path, format, columns, vmtable, origin, chunk_rows, False, progress)
     return validate_telemetry(frame, policy, interval=interval, source=str(path), rejected=rejected)
+
+
+def column_mapping(pairs: list[str] | None) -> dict[str, str] | None:
+    """Return the mapping that ``CONTRACT=SOURCE`` pairs (``unique_id=host``) name.
+
+    Raises
+    ------
+    InvalidParameterError
+        If a pair is not of that form.
+    """
+    if not pairs:
+        return None
+    mapping: dict[str, str] = {}
+    for pair in pairs:
+        target, sep, source = pair.partition("=")
+        if not sep or not target.strip() or not source.strip():
+            raise InvalidParameterError("--column", pair, "CONTRACT=SOURCE, e.g. unique_id=host")
+        mapping[target.strip()] = source.strip()
+    return mapping
 
 
 def check_source(

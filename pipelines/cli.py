@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, cast
 
 import typer
 
+from pipelines.registration import DEFAULT_TIER
+
 if TYPE_CHECKING:
     from pipelines.flows import TrainOutcome
     from pipelines.params import IngestParams, TrackingParams
@@ -98,17 +100,46 @@ def register(app: typer.Typer) -> None:
         instances: int = instances_option,
         days: float = days_option,
         seed: int = seed_option,
+        format: str = typer.Option(
+            "auto",
+            "--format",
+            help="Schema of --source: auto (detected), shared, contract, azure, cloudwatch "
+            "or mapped.",
+        ),
+        column: list[str] | None = typer.Option(
+            None,
+            "--column",
+            help="Map a contract column to the file's column, e.g. --column unique_id=host "
+            "(repeat for ds, y, tier, vcpus).",
+        ),
+        tier: str = typer.Option(
+            DEFAULT_TIER, help="Tier of the instances whose telemetry names none."
+        ),
     ) -> None:
-        """Load, validate and snapshot telemetry; print the snapshot path."""
-        from pipelines.errors import PipelineError
+        """Load, validate and snapshot telemetry; register its instances in the market.
 
+        Prints the snapshot path.
+        """
+        from data.loaders import check_source, column_mapping
+
+        mapping = column_mapping(column)
+        if source is not None:
+            # Seconds, not the minute Prefect takes to start, to tell a bad file.
+            check_source(source, format=format, columns=mapping)  # type: ignore[arg-type]
         settings = _settings()
         from pipelines.flows import ingest_flow
+        from pipelines.registration import register_instances
+        from pipelines.snapshot import read_snapshot
 
-        try:
-            snapshot = ingest_flow(_ingest(settings, source, instances, days, seed))
-        except PipelineError as exc:
-            raise _fail(exc) from exc
+        params = _ingest(settings, source, instances, days, seed)
+        if source is not None:
+            params = params.model_copy(update={"format": format, "columns": mapping})
+        snapshot = ingest_flow(params)
+        _, frame = read_snapshot(snapshot.path)
+        registration = register_instances(
+            frame, settings.ledger_url, settings.tiers_config, default_tier=tier
+        )
+        typer.echo(registration.summary(tier), err=True)
         typer.echo(str(snapshot.path))
 
     @pipeline_app.command("train")

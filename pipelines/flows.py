@@ -21,6 +21,7 @@ from prefect.states import Completed, State
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from data.frame import ID_COL
+from pipelines.config import quiet_user_errors
 from pipelines.errors import BrokenModelError, InvalidParametersError, SnapshotError
 from pipelines.gate import PromotionDecision, PromotionGate, Scorecard
 from pipelines.params import (
@@ -52,6 +53,8 @@ from pipelines.tasks import (
     write_predictions,
 )
 from pipelines.tracking import TAG_CONFIG, TAG_SNAPSHOT, TAG_WINDOW
+
+quiet_user_errors()
 
 
 @flow(name="ingest", log_prints=False)

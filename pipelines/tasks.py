@@ -116,7 +116,9 @@ def load_telemetry(params: IngestParams) -> tuple[pd.DataFrame, pd.DataFrame, st
             )
             result = validate_telemetry(raw, policy, source=source)
         else:
-            result = read_telemetry(Path(str(params.source)), policy)
+            result = read_telemetry(
+                Path(str(params.source)), policy, format=params.format, columns=params.columns
+            )
     except EmptyTelemetryError as exc:
         raise EmptySnapshotError(source, rows=0, rejected=0) from exc
     except InstancesRejectedError as exc:
@@ -128,10 +130,13 @@ def load_telemetry(params: IngestParams) -> tuple[pd.DataFrame, pd.DataFrame, st
 @task(cache_policy=NO_CACHE)
 def hourly_telemetry(frame: pd.DataFrame, source: str) -> pd.DataFrame:
     """Average validated telemetry to hourly values, the grain the forecasters learn."""
-    from data.resample import to_hourly
+    from data.resample import drop_partial_first_hours, to_hourly
 
     if frame.empty:
         raise EmptySnapshotError(source, rows=0, rejected=0)
+    frame, note = drop_partial_first_hours(frame)
+    if note is not None:
+        get_run_logger().info("%s: %s", source, note)
     return to_hourly(frame)
 
 
