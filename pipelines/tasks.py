@@ -375,8 +375,13 @@ def log_training(
     tags: dict[str, str],
     results: list[ShardResult],
     total_instances: int,
+    started_ms: int | None = None,
 ) -> TrainingRecord:
-    """Log one training run: params, metrics, tables, plots and the fleet model version."""
+    """Log one training run: params, metrics, tables, plots and the fleet model version.
+
+    ``started_ms`` (epoch milliseconds) is when the training began, so the run's
+    duration covers the fitting and not only its logging.
+    """
     from mlflow.entities import Metric, Param
 
     watch = Stopwatch()
@@ -408,6 +413,7 @@ def log_training(
             experiment_id,
             tags={TAG_KIND: "train", TAG_STATUS: status, TAG_REASON: reason, **tags},
             run_name=f"train-{tags[TAG_SNAPSHOT][:8]}",
+            start_time=started_ms,
         )
         run_id = run.info.run_id
         try:

@@ -44,6 +44,12 @@ TAG_STATUS = "creditx.status"
 TAG_REASON = "creditx.reason"
 
 
+#: MLflow's experiment kind: a model-development experiment opens on its runs table,
+#: not on the GenAI overview of traces.
+TAG_EXPERIMENT_KIND = "mlflow.experimentKind"
+MODEL_DEVELOPMENT = "custom_model_development"
+
+
 @dataclass
 class Stopwatch:
     """Seconds spent talking to MLflow, so the flow can report its share."""
@@ -63,9 +69,19 @@ def ensure_experiment(client: MlflowClient, tracking: TrackingParams) -> str:
     """Return the id of the fleet's experiment, creating it with its artifact root."""
     experiment = client.get_experiment_by_name(tracking.experiment)
     if experiment is not None:
+        if experiment.tags.get(TAG_EXPERIMENT_KIND) != MODEL_DEVELOPMENT:
+            client.set_experiment_tag(
+                experiment.experiment_id, TAG_EXPERIMENT_KIND, MODEL_DEVELOPMENT
+            )
         return str(experiment.experiment_id)
     location = f"{tracking.artifact_root.rstrip('/')}/{tracking.experiment}"
-    return str(client.create_experiment(tracking.experiment, artifact_location=location))
+    return str(
+        client.create_experiment(
+            tracking.experiment,
+            artifact_location=location,
+            tags={TAG_EXPERIMENT_KIND: MODEL_DEVELOPMENT},
+        )
+    )
 
 
 def find_finished_run(client: MlflowClient, experiment_id: str, tags: dict[str, str]) -> Run | None:
