@@ -225,7 +225,7 @@ def _load(
 
 
 def _mapping(pairs: list[str] | None) -> dict[str, str] | None:
-    from data.loaders import column_mapping
+    from data.sources import column_mapping
 
     return column_mapping(pairs)
 

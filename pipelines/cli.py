@@ -8,7 +8,7 @@ from :class:`serving.settings.Settings` (``CREDITX_*``).
 
 from __future__ import annotations
 
-import subprocess
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
@@ -79,7 +79,44 @@ def mlflow_ui_command(settings: Settings, host: str, port: int) -> list[str]:
         host,
         "--port",
         str(port),
+        # One worker starts in seconds and is plenty for one person's browser.
+        "--workers",
+        "1",
     ]
+
+
+def prefect_server_command(host: str, port: int) -> list[str]:
+    """Return the command line that serves Prefect's API and UI on this machine."""
+    return [
+        sys.executable,
+        "-m",
+        "prefect",
+        "server",
+        "start",
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--analytics-off",
+    ]
+
+
+def _experiment_url(base: str, experiment: str) -> str:
+    # The UI's own API names the experiment's id once the server answers.
+    import httpx
+
+    try:
+        reply = httpx.get(
+            f"{base}/api/2.0/mlflow/experiments/get-by-name",
+            params={"experiment_name": experiment},
+            timeout=5,
+        )
+        experiment_id = reply.json()["experiment"]["experiment_id"]
+    except (httpx.HTTPError, KeyError, ValueError):
+        return base
+    return (
+        f"{base}/#/experiments/{experiment_id}/runs?orderByKey=metrics.%60mase%60&orderByAsc=true"
+    )
 
 
 def register(app: typer.Typer) -> None:
@@ -120,7 +157,7 @@ def register(app: typer.Typer) -> None:
 
         Prints the snapshot path.
         """
-        from data.loaders import check_source, column_mapping
+        from data.sources import check_source, column_mapping
 
         mapping = column_mapping(column)
         if source is not None:
@@ -257,10 +294,26 @@ def register(app: typer.Typer) -> None:
         days: float = days_option,
         seed: int = seed_option,
     ) -> None:
-        """Serve the flows on cron: predict hourly, train daily, evaluate weekly."""
-        settings = _settings()
+        """Serve the flows on cron: predict hourly, train daily, evaluate weekly.
+
+        Needs a Prefect server: `creditx prefect-ui` (or CREDITX_PREFECT_API_URL), whose UI
+        shows the deployments and their runs and can start one now.
+        """
+        from pipelines.config import LOCAL_PREFECT_URL, OrchestrationConfig
+        from pipelines.errors import StoreUnavailableError
+        from serving.settings import get_settings
+
+        settings = get_settings()
+        local = OrchestrationConfig.from_settings(settings).apply()
+        if local is None and settings.prefect_api_url is None:
+            raise StoreUnavailableError(
+                "Prefect",
+                LOCAL_PREFECT_URL,
+                "start `creditx prefect-ui` in another terminal first; the schedule runs there",
+            )
         from pipelines.schedule import deployments, serve
 
+        typer.echo(f"serving the {fleet} fleet's flows on {local or settings.prefect_api_url}")
         serve(
             *deployments(
                 _tracking(settings, fleet),
@@ -270,19 +323,66 @@ def register(app: typer.Typer) -> None:
             )
         )
 
-    @app.command("mlflow-ui")
-    def mlflow_ui(
-        host: str = typer.Option("127.0.0.1", help="interface to listen on"),
-        port: int = typer.Option(5000, help="port to listen on"),
-    ) -> None:
-        """Open the MLflow experiment UI on the configured tracking store."""
-        from pipelines.config import check_tracking_store
-        from pipelines.errors import PipelineError
+    @app.command("prefect-ui")
+    def prefect_ui() -> None:
+        """Run the local Prefect server and its UI; pipeline commands run their flows on it.
+
+        Its state lives under CREDITX_HOME; Ctrl-C or SIGTERM stops it and its workers.
+        """
+        from pipelines.config import LOCAL_PREFECT_HOST, LOCAL_PREFECT_PORT, OrchestrationConfig
+        from pipelines.errors import StoreUnavailableError
+        from pipelines.servers import port_in_use, run_ui_server
         from serving.settings import get_settings
 
         settings = get_settings()
-        try:
-            check_tracking_store(settings.tracking_uri)
-        except PipelineError as exc:
-            raise _fail(exc) from exc
-        raise typer.Exit(subprocess.call(mlflow_ui_command(settings, host, port)))
+        base = f"http://{LOCAL_PREFECT_HOST}:{LOCAL_PREFECT_PORT}"
+        if port_in_use(LOCAL_PREFECT_HOST, LOCAL_PREFECT_PORT):
+            raise StoreUnavailableError(
+                "Prefect", base, "the port is in use; is it running already?"
+            )
+        config = OrchestrationConfig.from_settings(settings)
+        config.prefect_home.mkdir(parents=True, exist_ok=True)
+        env = {**os.environ, **config.server_environment()}
+        env.pop("PREFECT_API_URL", None)
+        typer.echo(f"starting Prefect at {base} (state in {config.prefect_home}) ...")
+        run_ui_server(
+            "Prefect",
+            prefect_server_command(LOCAL_PREFECT_HOST, LOCAL_PREFECT_PORT),
+            f"{base}/api/health",
+            env=env,
+            ready=lambda: typer.echo(
+                f"Prefect UI: {base}  (pipeline commands now run their flows here; Ctrl-C stops it)"
+            ),
+        )
+
+    @app.command("mlflow-ui")
+    def mlflow_ui(
+        host: str = typer.Option("127.0.0.1", help="Interface to listen on."),
+        port: int = typer.Option(5000, help="Port to listen on."),
+        fleet: str = fleet_option,
+    ) -> None:
+        """Open the MLflow UI on the configured store, at the fleet's training runs.
+
+        Ctrl-C or SIGTERM stops it and its workers.
+        """
+        from pipelines.config import check_tracking_store
+        from pipelines.errors import StoreUnavailableError
+        from pipelines.servers import port_in_use, run_ui_server
+        from serving.settings import get_settings
+
+        settings = get_settings()
+        check_tracking_store(settings.tracking_uri)
+        base = f"http://{host}:{port}"
+        if port_in_use(host, port):
+            raise StoreUnavailableError("MLflow", base, "the port is in use; choose --port")
+        experiment = _tracking(settings, fleet).experiment
+        typer.echo(f"starting the MLflow UI at {base} ...")
+        code = run_ui_server(
+            "MLflow",
+            mlflow_ui_command(settings, host, port),
+            f"{base}/health",
+            ready=lambda: typer.echo(
+                f"MLflow UI: {_experiment_url(base, experiment)}  (Ctrl-C stops it)"
+            ),
+        )
+        raise typer.Exit(code)
