@@ -72,19 +72,32 @@ def register(app: typer.Typer) -> None:
         policies: str = typer.Option("", help="comma-separated policies; every policy without"),
     ) -> None:
         """Replay every policy on a trace and write the figures per policy as JSON."""
+        from data.sources import check_source
+
+        check_source(data)  # a bad file fails in a second, before the libraries load
         from data.errors import TelemetryError
-        from data.loaders import load_telemetry
+        from data.loaders import read_telemetry
+        from data.resample import to_steps
         from pipelines.replay import POLICIES, ReplayError, load_scenario, replay
 
         chosen = tuple(p.strip() for p in policies.split(",") if p.strip()) or POLICIES
         try:
             spec = load_scenario(scenario)
-            frame = load_telemetry(data)
+            # The same validation and repairs as `data validate`, then the replay's
+            # 5-minute grid from a whole hour.
+            validated = read_telemetry(data)
+            frame, notes = to_steps(validated.frame, "5min")
+            rejected = int((validated.report["status"] == "rejected").sum())
+            if rejected:
+                notes.insert(0, f"left out {rejected} instance(s) that validation rejected")
+            for note in notes:
+                typer.echo(f"note: {note}", err=True)
             with _progress() as factory:
                 run = replay(frame, spec, chosen, progress=factory)
         except (ReplayError, TelemetryError) as exc:
             raise _fail(exc) from exc
         document = run.document(source=str(data))
+        document["notes"] = notes
         json_out.parent.mkdir(parents=True, exist_ok=True)
         json_out.write_text(json.dumps(document, indent=1))
         _print_table(document)
