@@ -95,6 +95,10 @@ def validate_command(
 ) -> None:
     """Validate telemetry per instance; print the report, repair or reject by policy."""
     from data.errors import InstancesRejectedError
+    from data.sources import check_source
+
+    with _errors():
+        check_source(path, format=format, columns=_mapping(column))
     from data.loaders import read_telemetry
     from data.validation import ValidationPolicy
 
@@ -189,13 +193,14 @@ def describe_command(
     vmtable: VmtableOption = None,
 ) -> None:
     """Print a fleet's size, span and the quartiles of its per-instance statistics."""
+    with _errors():
+        frame = _load(path, format, column, vmtable)
     from rich.console import Console
     from rich.table import Table
 
     from data.calibration import STATISTICS, fleet_statistics
 
     with _errors():
-        frame = _load(path, format, column, vmtable)
         statistics = fleet_statistics(frame)
     _print_summary(frame, path)
     table = Table(title="per-instance statistics")
@@ -212,6 +217,9 @@ def _load(
     path: str, format: Format, column: list[str] | None, vmtable: Path | None
 ) -> pd.DataFrame:
     """Load telemetry into the frame contract with a progress bar over its rows."""
+    from data.sources import check_source
+
+    check_source(path, format=format, columns=_mapping(column))
     from data.loaders import load_telemetry
 
     with _row_progress("loading") as progress:

@@ -51,6 +51,19 @@ def _fail(exc: Exception) -> typer.Exit:
     return typer.Exit(2)
 
 
+def _check_toml(config: Path | None) -> None:
+    # Before the store libraries load: a missing or unparsable file fails in a second.
+    import tomllib
+
+    if config is None:
+        return
+    try:
+        tomllib.loads(config.read_text())
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        raise _fail(RuntimeError(f"cannot read tier config {config}: {reason}")) from exc
+
+
 @contextmanager
 def _refusals() -> Iterator[None]:
     from market.cem_errors import ExchangeError
@@ -124,6 +137,11 @@ def _load(url: str | None, config: Path | None) -> None:
 @store_app.command("init")
 def store_init(url: str | None = URL, config: Path | None = CONFIG) -> None:
     """Create or migrate the store, then load tiers, hosts and instances from config."""
+    _check_toml(config)  # a bad config changes nothing, not even the store
+    from market.tiers import load_config
+
+    with _refusals():
+        load_config(_config_path(config))
     from market.migrations import upgrade
 
     store_url = _store_url(url)

@@ -55,6 +55,20 @@ def _ingest(
     return IngestParams(synthetic=fleet, home=settings.home)
 
 
+def _check_snapshot(path: Path) -> None:
+    # A missing or unreadable snapshot fails in a second, before Prefect starts.
+    from data.errors import TelemetryError
+    from data.sources import parquet_schema
+    from pipelines.errors import SnapshotError
+
+    if not path.is_file():
+        raise SnapshotError(str(path), "no such snapshot file; `creditx pipeline ingest` makes one")
+    try:
+        parquet_schema(path)
+    except TelemetryError as exc:
+        raise SnapshotError(str(path), "not a snapshot: unreadable as Parquet") from exc
+
+
 def _names(candidates: str) -> tuple[str, ...]:
     return tuple(c.strip() for c in candidates.split(",") if c.strip())
 
@@ -196,6 +210,9 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Back-test, fit, log and register the fleet model; gate it for promotion."""
         from pipelines.errors import PipelineError
+
+        if snapshot is not None:
+            _check_snapshot(snapshot)
         from pipelines.snapshot import latest_snapshot
 
         settings = _settings()

@@ -109,14 +109,17 @@ def register(app: typer.Typer) -> None:
         out: Path = typer.Option(_DEFAULT_HTML, help="where the HTML page goes"),
     ) -> None:
         """Write the replay's HTML report and print its summary table."""
+        try:
+            document = json.loads(json_in.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+            typer.secho(f"error: cannot read {json_in}: {reason}", err=True, fg="red")
+            raise typer.Exit(code=2) from exc
         from pipelines.replay import ReportError
         from pipelines.report import write_report
 
         try:
-            document = json.loads(json_in.read_text())
             write_report(document, out)
-        except (OSError, json.JSONDecodeError) as exc:
-            raise _fail(ReportError(f"cannot read {json_in}: {exc}")) from exc
         except ReportError as exc:
             raise _fail(exc) from exc
         _print_table(document)

@@ -117,6 +117,12 @@ class CommandLine(TyperGroup):
     def invoke(self, ctx: Any) -> Any:
         try:
             return super().invoke(ctx)
+        except typer.Exit as stop:
+            # A command that printed a user error itself: --debug still shows its cause.
+            cause = stop.__cause__ or stop.__context__
+            if ctx.meta.get("creditx.debug") and stop.exit_code == USAGE_ERROR and cause:
+                raise cause from None
+            raise
         except Exception as exc:
             if not is_user_error(exc) or ctx.meta.get("creditx.debug"):
                 raise

@@ -145,11 +145,11 @@ def issue(
     name: Annotated[str, typer.Option(help="the administrator's name (audited)")] = "admin",
 ) -> None:
     """Issue a token and print it once; only its SHA-256 is stored."""
+    if admin == (instance is not None):
+        raise typer.BadParameter("give exactly one of --admin or --instance ID")
     from market.cem_errors import InstanceNotFound
     from serving.tokens import TokenKind
 
-    if admin == (instance is not None):
-        raise typer.BadParameter("give exactly one of --admin or --instance ID")
     market, store = _token_store()
     try:
         if instance is not None:
