@@ -16,19 +16,6 @@ from pipelines.report import render_report, summary_rows
 from serving.cli import app
 
 
-@pytest.fixture(scope="module")
-def replay_document(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    """A replay of every policy on a Parquet trace of 8 synthetic instances x 3 days."""
-    folder = tmp_path_factory.mktemp("replay")
-    trace = folder / "trace.parquet"
-    generate_fleet(8, 3, seed=3, attributes=False).to_parquet(trace)
-    out = folder / "replay.json"
-    result = CliRunner().invoke(app, ["replay", "--data", str(trace), "--json", str(out)])
-    assert result.exit_code == 0, result.output
-    assert "figures written to" in result.output
-    return json.loads(out.read_text())
-
-
 def test_replay_writes_every_policy_with_its_figures(replay_document: dict) -> None:
     policies = replay_document["policies"]
     assert list(policies) == list(POLICIES)
