@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -49,7 +50,7 @@ def serve(
         port=port or settings.api_port,
         workers=1,
         access_log=access_log,
-        log_level="info" if access_log else "warning",
+        log_level=None,  # the levels of _log_config hold
         log_config=_log_config(),
     )
     server = uvicorn.Server(config)
@@ -57,8 +58,24 @@ def serve(
         target=_announce, args=(server, app.state.services.forecasts), daemon=True
     )
     announcer.start()
-    server.run()
+    # uvicorn shuts down gracefully on SIGINT and SIGTERM, then raises the signal again
+    # with the handler it found: this one, so the command ends with status 0.
+    previous = signal.signal(signal.SIGTERM, _stop)
+    try:
+        server.run()
+    except (KeyboardInterrupt, _Stopped):
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     typer.echo("creditx API stopped")
+
+
+class _Stopped(Exception):
+    pass
+
+
+def _stop(signum: int, frame: Any) -> None:
+    raise _Stopped
 
 
 def _log_config() -> dict[str, Any]:

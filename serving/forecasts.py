@@ -36,6 +36,9 @@ QUANTILE_COLUMNS = ("q50", "q90")
 
 UserForecast = DailyProfile | WeeklyProfile | ExplicitForecast
 
+# Seconds a stopping service waits for a reload under way.
+_STOP_WAIT_S = 3.0
+
 
 @dataclass(frozen=True, slots=True)
 class ForecastSeries:
@@ -311,7 +314,8 @@ class ForecastStore:
         """Stop the background thread."""
         self._stop.set()
         if self._thread is not None:
-            self._thread.join(timeout=30)
+            # A reload only reads; one stuck loading MLflow must not hold up a shutdown.
+            self._thread.join(timeout=_STOP_WAIT_S)
             self._thread = None
 
     def status(self) -> dict[str, Any]:
