@@ -155,7 +155,18 @@ def register(app: typer.Typer) -> None:
         typer.echo(f"Report:     {outcome.report.resolve()}")
         typer.echo(f"            open it in a browser: file://{outcome.report.resolve()}")
         typer.echo(f"Figures:    {outcome.replay_json.resolve()}")
-        home = f"CREDITX_HOME={settings.home.resolve()} "
-        typer.echo(f"MLflow UI:  {home}.venv/bin/creditx mlflow-ui   (then http://127.0.0.1:5000)")
-        api = f"http://{settings.api_host}:{settings.api_port}/docs"
-        typer.echo(f"API:        {home}.venv/bin/creditx serve   (then {api})")
+        home = f"CREDITX_HOME={settings.home.resolve()} .venv/bin/creditx"
+        base = f"http://{settings.api_host}:{settings.api_port}"
+        instance = (
+            str(document["forecast_samples"][0]["instance"])
+            if document.get("forecast_samples")
+            else "vm-000000"
+        )
+        typer.echo(f"MLflow UI:  {home} mlflow-ui --fleet demo   (prints the runs' URL)")
+        typer.echo(f"Prefect UI: {home} prefect-ui   (flows then run there)")
+        typer.echo(f"API:        {home} serve   (then {base}/docs)")
+        typer.echo(f"            TOKEN=$({home} tokens issue --instance {instance})")
+        typer.echo(
+            f'            curl -H "Authorization: Bearer $TOKEN" '
+            f'"{base}/v1/instances/{instance}/forecast?horizon=day"'
+        )
