@@ -303,11 +303,19 @@ def findings(document: Mapping[str, Any]) -> list[str]:
     out: list[str] = []
     credit_bound = [n for n in share if n != "physical-limit"]
     if credit_bound:
-        best = min(credit_bound, key=lambda n: minutes[n])
-        out.append(
-            f"Under credits, {best} throttles least: {_percent(share[best])} of the demand "
-            f"({minutes[best]:,.0f} vCPU-minutes)."
-        )
+        least = min(minutes[n] for n in credit_bound)
+        best = [n for n in credit_bound if minutes[n] - least < 0.5]
+        if len(best) == len(credit_bound) > 1:
+            out.append(
+                f"Every credit policy throttles the same: {_percent(share[best[0]])} of the "
+                f"demand ({least:,.0f} vCPU-minutes): on this fleet no policy moves credits "
+                "to where throttling happens."
+            )
+        else:
+            out.append(
+                f"Under credits, {' and '.join(best)} throttle{'s' if len(best) == 1 else ''} "
+                f"least: {_percent(share[best[0]])} of the demand ({least:,.0f} vCPU-minutes)."
+            )
     if "physical-limit" in share:
         out.append(
             f"With credits ignored the hosts alone would throttle "
