@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
@@ -67,6 +69,18 @@ def _check_snapshot(path: Path) -> None:
         parquet_schema(path)
     except TelemetryError as exc:
         raise SnapshotError(str(path), "not a snapshot: unreadable as Parquet") from exc
+
+
+@contextmanager
+def _working(description: str) -> Iterator[None]:
+    # A spinner with the time spent, so a flow of minutes is visibly at work.
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    with Progress(
+        SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), transient=True
+    ) as progress:
+        progress.add_task(description, total=None)
+        yield
 
 
 def _names(candidates: str) -> tuple[str, ...]:
@@ -185,7 +199,8 @@ def register(app: typer.Typer) -> None:
         params = _ingest(settings, source, instances, days, seed)
         if source is not None:
             params = params.model_copy(update={"format": format, "columns": mapping})
-        snapshot = ingest_flow(params)
+        with _working("ingesting telemetry"):
+            snapshot = ingest_flow(params)
         _, frame = read_snapshot(snapshot.path)
         registration = register_instances(
             frame, settings.ledger_url, settings.tiers_config, default_tier=tier
@@ -233,7 +248,8 @@ def register(app: typer.Typer) -> None:
             flow = train_flow.with_options(
                 task_runner=task_runner(runner, dask_address, dask_workers)
             )
-            state = flow(params, return_state=True)
+            with _working(f"training on {path.name}"):
+                state = flow(params, return_state=True)
             outcome = cast("TrainOutcome", state.result())
         except PipelineError as exc:
             raise _fail(exc) from exc
@@ -257,9 +273,12 @@ def register(app: typer.Typer) -> None:
         from pipelines.params import PromoteParams
 
         try:
-            decision = promote_flow(
-                PromoteParams(tracking=_tracking(settings, fleet), version=version, margin=margin)
-            )
+            with _working("scoring the candidate against the champion"):
+                decision = promote_flow(
+                    PromoteParams(
+                        tracking=_tracking(settings, fleet), version=version, margin=margin
+                    )
+                )
         except PipelineError as exc:
             raise _fail(exc) from exc
         typer.echo(decision.reason)
@@ -279,7 +298,9 @@ def register(app: typer.Typer) -> None:
             snapshots_dir=settings.home / "snapshots",
         )
         try:
-            typer.echo(str(predict_flow(params)))
+            with _working("forecasting every instance"):
+                written = predict_flow(params)
+            typer.echo(str(written))
         except PipelineError as exc:
             raise _fail(exc) from exc
 
@@ -296,7 +317,8 @@ def register(app: typer.Typer) -> None:
             tracking=_tracking(settings, fleet), snapshots_dir=settings.home / "snapshots"
         )
         try:
-            metrics = evaluate_flow(params)
+            with _working("scoring the champion"):
+                metrics = evaluate_flow(params)
         except PipelineError as exc:
             raise _fail(exc) from exc
         typer.echo(f"MASE {metrics['mase']:.4f}, coverage90 {metrics['coverage90']:.3f}")

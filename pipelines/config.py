@@ -39,13 +39,15 @@ LOCAL_PREFECT_HOST = "127.0.0.1"
 LOCAL_PREFECT_PORT = 4200
 LOCAL_PREFECT_URL = f"http://{LOCAL_PREFECT_HOST}:{LOCAL_PREFECT_PORT}/api"
 
-# Prefect's defaults that do not suit a command line: usage telemetry (whose writes
-# lock the embedded SQLite database), INFO lines of every task on the console (they
-# stay in the Prefect UI), and a slow first migration of a fresh database.
+# Prefect's and MLflow's defaults that do not suit a command line: usage telemetry
+# (whose writes lock the embedded SQLite database), INFO lines of every task and store
+# migration on the console (they stay in the Prefect UI), and a slow first migration
+# of a fresh database.
 _PREFECT_DEFAULTS = {
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
     "PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL": "WARNING",
     "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "180",
+    "MLFLOW_LOGGING_LEVEL": "WARNING",
 }
 
 

@@ -95,7 +95,11 @@ def run_demo(
     _, hourly = read_snapshot(snapshot.path)
     registration = register_instances(hourly, settings.ledger_url, settings.tiers_config)
     say(registration.summary(DEFAULT_TIER))
+    # A bar per long stage: its elapsed time shows the flow at work.
+    trained = progress("training and promotion", 1) if progress is not None else None
     state = train_flow(TrainParams(snapshot=snapshot.path, tracking=tracking), return_state=True)
+    if trained is not None:
+        trained(1)
     outcome = cast("TrainOutcome", state.result())
     decision = outcome.decision
     say(f"trained version {outcome.record.version} (MASE {outcome.record.metrics['mase']:.3f})")
