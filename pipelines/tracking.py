@@ -9,6 +9,7 @@ once as a pyfunc and registered as a new version of the fleet model's name.
 from __future__ import annotations
 
 import json
+import logging
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -124,16 +125,24 @@ def log_model_version(
 
     from pipelines.fleet_model import signature
 
-    with mlflow.start_run(run_id=run_id):
-        info = mlflow.pyfunc.log_model(
-            name="fleet_model",
-            python_model=model,
-            signature=signature(),
-            input_example=example,
-            pip_requirements=MODEL_REQUIREMENTS,
-            registered_model_name=tracking.model_name,
-            await_registration_for=0,
-        )
+    # The fleet model is our own class, pickled on purpose: MLflow's warning about
+    # pickled Python objects says nothing a user of creditx can act on.
+    pyfunc_log = logging.getLogger("mlflow.pyfunc")
+    level = pyfunc_log.level
+    pyfunc_log.setLevel(logging.ERROR)
+    try:
+        with mlflow.start_run(run_id=run_id):
+            info = mlflow.pyfunc.log_model(
+                name="fleet_model",
+                python_model=model,
+                signature=signature(),
+                input_example=example,
+                pip_requirements=MODEL_REQUIREMENTS,
+                registered_model_name=tracking.model_name,
+                await_registration_for=0,
+            )
+    finally:
+        pyfunc_log.setLevel(level)
     version = info.registered_model_version
     if version is None:
         raise ModelNotFoundError(tracking.model_name)
