@@ -127,7 +127,10 @@ def _announce(server: Any, forecasts: Any) -> None:
     typer.echo(f"creditx API listening on {url}  (docs {url}/docs; Ctrl-C stops it)")
     if forecasts.loading:
         typer.echo("forecasts: loading ...")
-    forecasts.loaded.wait()
+    # The batch predictions serve as soon as they are read; following the MLflow
+    # champion may take a while longer.
+    while forecasts.current is None and not forecasts.loaded.wait(0.1):
+        pass
     status = forecasts.status()
     if status["instances"]:
         typer.echo(
