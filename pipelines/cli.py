@@ -137,7 +137,7 @@ def _experiment_url(base: str, experiment: str) -> str:
         reply = httpx.get(
             f"{base}/api/2.0/mlflow/experiments/get-by-name",
             params={"experiment_name": experiment},
-            timeout=5,
+            timeout=60,  # the first request opens the store
         )
         experiment_id = reply.json()["experiment"]["experiment_id"]
     except (httpx.HTTPError, KeyError, ValueError):
