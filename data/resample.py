@@ -213,10 +213,11 @@ def drop_partial_first_hours(frame: pd.DataFrame) -> tuple[pd.DataFrame, str | N
 def to_steps(frame: pd.DataFrame, step: str = "5min") -> tuple[pd.DataFrame, list[str]]:
     """Put each instance's readings on one UTC grid of ``step``, starting on the hour.
 
-    Readings off the grid or closer together than ``step`` are averaged into the
+    Readings closer together than ``step`` (or off its grid) are averaged into the
     step that holds them; readings further apart (an interval that is a multiple of
-    ``step``) are repeated over every step of their interval; then each instance's
-    partial first hour is dropped (:func:`drop_partial_first_hours`).
+    ``step`` and divides an hour, or whole hours) are repeated over every step of their
+    interval from the step they fall in; then each instance's partial first hour is
+    dropped (:func:`drop_partial_first_hours`).
 
     Parameters
     ----------
@@ -252,11 +253,7 @@ def to_steps(frame: pd.DataFrame, step: str = "5min") -> tuple[pd.DataFrame, lis
     except InvalidParameterError:
         spacing = step_ns  # single readings: nothing tells their interval
     label = _duration(spacing)
-    if spacing < step_ns or (ns % step_ns).any():
-        aggregates = ("mean", "max") if MAX_COL in frame.columns else ("mean",)
-        frame = resample(frame, step, aggregates)
-        notes.append(f"averaged readings every {label} onto a {step} grid aligned to the hour")
-    elif spacing > step_ns:
+    if spacing > step_ns:
         if spacing % step_ns or (_NS_PER_HOUR % spacing and spacing % _NS_PER_HOUR):
             raise InvalidParameterError(
                 "interval", label, f"a multiple of {step} that divides an hour or whole hours"
@@ -265,8 +262,13 @@ def to_steps(frame: pd.DataFrame, step: str = "5min") -> tuple[pd.DataFrame, lis
         rows = np.repeat(np.arange(len(frame)), repeat)
         frame = frame.iloc[rows].reset_index(drop=True)
         shift = np.tile(np.arange(repeat, dtype=np.int64) * step_ns, len(rows) // repeat)
-        frame[TIME_COL] = _timestamps(np.repeat(ns, repeat) + shift)
+        # Each reading covers its interval from the grid step it falls in.
+        frame[TIME_COL] = _timestamps(np.repeat(ns - ns % step_ns, repeat) + shift)
         notes.append(f"repeated each reading every {label} over its {int(repeat)} {step} steps")
+    elif spacing < step_ns or (ns % step_ns).any():
+        aggregates = ("mean", "max") if MAX_COL in frame.columns else ("mean",)
+        frame = resample(frame, step, aggregates)
+        notes.append(f"averaged readings every {label} onto a {step} grid aligned to the hour")
     frame, note = drop_partial_first_hours(frame)
     if note is not None:
         notes.append(note)

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import re
 import threading
+from collections.abc import Callable
 
-from conftest import ApiFactory
 from serving_support import Api
 
 from serving.forecasts import ForecastStore
+
+ApiFactory = Callable[..., Api]
 
 PROBLEM = "application/problem+json"
 
