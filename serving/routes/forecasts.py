@@ -48,7 +48,8 @@ def _forecast(services: Services, instance_id: str, horizon: str) -> ForecastPub
                 retry_after=2,
             )
         raise ServiceUnavailable(
-            "no forecasts to serve: run `creditx pipeline predict` (after `pipeline train`)"
+            "no forecasts to serve: the predict flow has written none; run "
+            "`creditx pipeline predict` (after `pipeline train`)"
         )
     series = snapshot.series.get((instance_id, horizon))
     if series is None:
