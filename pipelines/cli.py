@@ -103,13 +103,13 @@ def mlflow_ui_command(settings: Settings, host: str, port: int) -> list[str]:
         settings.tracking_uri,
         "--default-artifact-root",
         settings.artifact_root,
+        # One worker starts soonest and is plenty for one person's browser.
+        "--workers",
+        "1",
         "--host",
         host,
         "--port",
         str(port),
-        # One worker starts in seconds and is plenty for one person's browser.
-        "--workers",
-        "1",
     ]
 
 
