@@ -23,7 +23,13 @@ if TYPE_CHECKING:
         validate_frame,
     )
     from data.loaders import load_telemetry, read_telemetry
-    from data.resample import credit_usage, resample, to_hourly
+    from data.resample import (
+        credit_usage,
+        drop_partial_first_hours,
+        resample,
+        to_hourly,
+        to_steps,
+    )
     from data.synthetic import generate_fleet, iter_fleet
     from data.validation import ValidationPolicy, ValidationResult, validate_telemetry
 
@@ -39,6 +45,7 @@ __all__ = [
     "ValidationResult",
     "coerce_frame",
     "credit_usage",
+    "drop_partial_first_hours",
     "generate_fleet",
     "iter_fleet",
     "load_telemetry",
@@ -46,6 +53,7 @@ __all__ = [
     "read_telemetry",
     "resample",
     "to_hourly",
+    "to_steps",
     "validate_frame",
     "validate_telemetry",
 ]
@@ -66,6 +74,8 @@ _HOMES = {
     "credit_usage": "data.resample",
     "resample": "data.resample",
     "to_hourly": "data.resample",
+    "to_steps": "data.resample",
+    "drop_partial_first_hours": "data.resample",
     "generate_fleet": "data.synthetic",
     "iter_fleet": "data.synthetic",
     "ValidationPolicy": "data.validation",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, Literal, NoReturn
 
 import typer
 
@@ -17,10 +17,11 @@ data_app = typer.Typer(
     help="Load, validate, generate and describe CPU telemetry.", no_args_is_help=True
 )
 
-_FORMAT_HELP = "auto, shared, contract, azure, cloudwatch or mapped"
+_FORMAT_HELP = "Telemetry schema: auto (detected), shared, contract, azure, cloudwatch or mapped."
+Format = Literal["auto", "shared", "contract", "azure", "cloudwatch", "mapped"]
 _REPORT_SHOWN = 30
 
-FormatOption = Annotated[str, typer.Option("--format", help=_FORMAT_HELP)]
+FormatOption = Annotated[Format, typer.Option("--format", help=_FORMAT_HELP)]
 ColumnOption = Annotated[
     list[str] | None,
     typer.Option(
@@ -73,33 +74,49 @@ def validate_command(
         str | None, typer.Option(help="Expected spacing, e.g. 5min; inferred if omitted.")
     ] = None,
     max_gap: Annotated[int, typer.Option(help="Interpolate gaps up to this many intervals.")] = 12,
-    duplicates: Annotated[str, typer.Option(help="dedupe or reject")] = "dedupe",
-    out_of_range: Annotated[str, typer.Option(help="clip or reject")] = "clip",
-    nan: Annotated[str, typer.Option(help="interpolate or reject")] = "interpolate",
-    out_of_order: Annotated[str, typer.Option(help="sort or reject")] = "sort",
-    irregular: Annotated[str, typer.Option(help="snap or reject")] = "snap",
-    long_gaps: Annotated[str, typer.Option(help="keep or reject")] = "keep",
+    duplicates: Annotated[
+        Literal["dedupe", "reject"], typer.Option(help="Repair duplicates or reject the instance.")
+    ] = "dedupe",
+    out_of_range: Annotated[
+        Literal["clip", "reject"], typer.Option(help="Repair out of range or reject the instance.")
+    ] = "clip",
+    nan: Annotated[
+        Literal["interpolate", "reject"], typer.Option(help="Repair nan or reject the instance.")
+    ] = "interpolate",
+    out_of_order: Annotated[
+        Literal["sort", "reject"], typer.Option(help="Repair out of order or reject the instance.")
+    ] = "sort",
+    irregular: Annotated[
+        Literal["snap", "reject"], typer.Option(help="Repair irregular or reject the instance.")
+    ] = "snap",
+    long_gaps: Annotated[
+        Literal["keep", "reject"], typer.Option(help="Repair long gaps or reject the instance.")
+    ] = "keep",
 ) -> None:
     """Validate telemetry per instance; print the report, repair or reject by policy."""
     from data.errors import InstancesRejectedError
+    from data.sources import check_source
+
+    with _errors():
+        check_source(path, format=format, columns=_mapping(column))
     from data.loaders import read_telemetry
     from data.validation import ValidationPolicy
 
     try:
         with _errors(reraise=(InstancesRejectedError,)), _row_progress("validating") as progress:
             policy = ValidationPolicy(
-                duplicates=duplicates,  # type: ignore[arg-type]
-                out_of_range=out_of_range,  # type: ignore[arg-type]
-                nan=nan,  # type: ignore[arg-type]
-                out_of_order=out_of_order,  # type: ignore[arg-type]
-                irregular=irregular,  # type: ignore[arg-type]
+                duplicates=duplicates,
+                out_of_range=out_of_range,
+                nan=nan,
+                out_of_order=out_of_order,
+                irregular=irregular,
                 max_gap=max_gap,
-                long_gaps=long_gaps,  # type: ignore[arg-type]
+                long_gaps=long_gaps,
             )
             result = read_telemetry(
                 path,
                 policy,
-                format=format,  # type: ignore[arg-type]
+                format=format,
                 columns=_mapping(column),
                 vmtable=vmtable,
                 interval=interval,
@@ -176,13 +193,14 @@ def describe_command(
     vmtable: VmtableOption = None,
 ) -> None:
     """Print a fleet's size, span and the quartiles of its per-instance statistics."""
+    with _errors():
+        frame = _load(path, format, column, vmtable)
     from rich.console import Console
     from rich.table import Table
 
     from data.calibration import STATISTICS, fleet_statistics
 
     with _errors():
-        frame = _load(path, format, column, vmtable)
         statistics = fleet_statistics(frame)
     _print_summary(frame, path)
     table = Table(title="per-instance statistics")
@@ -195,14 +213,19 @@ def describe_command(
     Console().print(table)
 
 
-def _load(path: str, format: str, column: list[str] | None, vmtable: Path | None) -> pd.DataFrame:
+def _load(
+    path: str, format: Format, column: list[str] | None, vmtable: Path | None
+) -> pd.DataFrame:
     """Load telemetry into the frame contract with a progress bar over its rows."""
+    from data.sources import check_source
+
+    check_source(path, format=format, columns=_mapping(column))
     from data.loaders import load_telemetry
 
     with _row_progress("loading") as progress:
         return load_telemetry(
             path,
-            format=format,  # type: ignore[arg-type]
+            format=format,
             columns=_mapping(column),
             vmtable=vmtable,
             progress=progress,
@@ -210,17 +233,9 @@ def _load(path: str, format: str, column: list[str] | None, vmtable: Path | None
 
 
 def _mapping(pairs: list[str] | None) -> dict[str, str] | None:
-    from data.errors import InvalidParameterError
+    from data.sources import column_mapping
 
-    if not pairs:
-        return None
-    mapping: dict[str, str] = {}
-    for pair in pairs:
-        target, sep, source = pair.partition("=")
-        if not sep or not target.strip() or not source.strip():
-            raise InvalidParameterError("--column", pair, "CONTRACT=SOURCE, e.g. unique_id=host")
-        mapping[target.strip()] = source.strip()
-    return mapping
+    return column_mapping(pairs)
 
 
 @contextmanager

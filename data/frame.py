@@ -25,17 +25,16 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from data.columns import (
+    ID_COL,
+    MAX_COL,
+    REQUIRED_COLUMNS,
+    TARGET_COL,
+    TIER_COL,
+    TIME_COL,
+    VCPUS_COL,
+)
 from data.errors import FrameContractError, MissingColumnError, TelemetryParseError
-
-ID_COL = "unique_id"
-TIME_COL = "ds"
-TARGET_COL = "y"
-MAX_COL = "y_max"
-TIER_COL = "tier"
-VCPUS_COL = "vcpus"
-
-REQUIRED_COLUMNS: tuple[str, ...] = (ID_COL, TIME_COL, TARGET_COL)
-OPTIONAL_COLUMNS: tuple[str, ...] = (MAX_COL, TIER_COL, VCPUS_COL)
 
 
 def quantile_column(level: float) -> str:

@@ -26,26 +26,16 @@ category of strings (the dictionary the file already stores), ids from CSV as st
 
 from __future__ import annotations
 
-import glob
-import gzip
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from data.errors import (
-    EmptyTelemetryError,
-    InvalidParameterError,
-    MissingColumnError,
-    TelemetryFormatError,
-    TelemetryParseError,
-)
-from data.frame import (
+from data.columns import (
     ID_COL,
     MAX_COL,
     OPTIONAL_COLUMNS,
@@ -53,15 +43,31 @@ from data.frame import (
     TARGET_COL,
     TIME_COL,
     VCPUS_COL,
-    coerce_frame,
-    is_sorted_by_id_time,
+)
+from data.errors import (
+    EmptyTelemetryError,
+    InvalidParameterError,
+    MissingColumnError,
+    TelemetryFormatError,
+    TelemetryParseError,
+)
+from data.frame import coerce_frame, is_sorted_by_id_time
+from data.sources import (
+    CSV_SUFFIXES,
+    FORMATS,
+    PARQUET_SUFFIXES,
+    Format,
+    columns_of,
+    detect,
+    expand,
+    file_suffix,
+    header_line,
+    parquet_schema,
 )
 from data.validation import ValidationPolicy, ValidationResult, validate_telemetry
 
 __all__ = ["AZURE_ORIGIN", "FORMATS", "load_telemetry", "read_telemetry"]
 
-Format = Literal["auto", "shared", "contract", "azure", "cloudwatch", "mapped"]
-FORMATS: tuple[str, ...] = ("auto", "shared", "contract", "azure", "cloudwatch", "mapped")
 
 #: The Azure traces publish seconds from an unnamed start; this is the origin the
 #: shared Parquet sample uses.
@@ -75,8 +81,6 @@ _CLOUDWATCH_MAP = {TIME_COL: "timestamp", TARGET_COL: "value"}
 # The vmtable buckets core counts; ">24" is read as the next size up.
 _VM_CORE_BUCKETS = {">24": 32}
 _NUMERIC = (TARGET_COL, MAX_COL, VCPUS_COL)
-_CSV_SUFFIXES = (".csv", ".csv.gz", ".gz")
-_PARQUET_SUFFIXES = (".parquet", ".pq")
 
 
 @dataclass
@@ -197,8 +201,8 @@ def _load(
         raise InvalidParameterError("format", format, f"one of {list(FORMATS)}")
     if isinstance(chunk_rows, bool) or not isinstance(chunk_rows, int) or chunk_rows < 1:
         raise InvalidParameterError("chunk_rows", chunk_rows, "a positive number of rows")
-    files = _expand(path)
-    kind = _detect(files, columns) if format == "auto" else format
+    files = expand(path)
+    kind = detect(files, columns) if format == "auto" else format
     if kind == "mapped" and not columns:
         raise InvalidParameterError("columns", columns, "a mapping for the 'mapped' format")
     collected = _Collected()
@@ -241,116 +245,12 @@ def _load(
 
 def _default_mapping(path: Path, kind: str) -> dict[str, str]:
     base = _SHARED if kind == "shared" else _CONTRACT
-    present = set(_columns_of(path))
+    present = set(columns_of(path))
     return {
         target: source
         for target, source in base.items()
         if target in REQUIRED_COLUMNS or source in present
     }
-
-
-def _columns_of(path: Path) -> list[str]:
-    if _suffix(path) in _PARQUET_SUFFIXES:
-        return list(_parquet_schema(path).names)
-    return [f.strip().strip('"') for f in _first_line(path).split(",")]
-
-
-def _expand(path: str | Path) -> list[Path]:
-    text = str(path)
-    candidate = Path(text)
-    if candidate.is_dir():
-        files = sorted(p for p in candidate.iterdir() if p.is_file() and not p.name.startswith("."))
-        if not files:
-            raise EmptyTelemetryError(candidate, "a directory with telemetry files")
-        return files
-    if candidate.is_file():
-        return [candidate]
-    if glob.has_magic(text):
-        files = sorted(Path(p) for p in glob.glob(text) if Path(p).is_file())
-        if not files:
-            raise TelemetryFormatError(text, "a pattern matching telemetry files", "no match")
-        return files
-    raise TelemetryFormatError(text, "an existing file, directory or glob", "not found")
-
-
-def _suffix(path: Path) -> str:
-    name = path.name.lower()
-    for suffix in (*_PARQUET_SUFFIXES, ".csv.gz", ".csv"):
-        if name.endswith(suffix):
-            return suffix
-    return path.suffix.lower()
-
-
-def _detect(files: list[Path], columns: Mapping[str, str] | None) -> Format:
-    if columns:
-        return "mapped"
-    kinds = {_detect_file(f) for f in files}
-    if len(kinds) > 1:
-        raise TelemetryFormatError(files[0].parent, "files of one format", f"found {sorted(kinds)}")
-    kind = kinds.pop()
-    if kind in ("shared", "contract", "azure", "cloudwatch"):
-        return kind  # type: ignore[return-value]
-    raise TelemetryFormatError(files[0], "a telemetry format", kind)
-
-
-def _detect_file(path: Path) -> str:
-    suffix = _suffix(path)
-    if suffix in _PARQUET_SUFFIXES:
-        names = set(_parquet_schema(path).names)
-        return _detect_names(path, names)
-    if suffix not in _CSV_SUFFIXES:
-        raise TelemetryFormatError(path, "a Parquet (.parquet) or CSV (.csv, .csv.gz) file")
-    first = _first_line(path)
-    fields = [f.strip().strip('"') for f in first.split(",")]
-    lowered = {f.lower() for f in fields}
-    if lowered == {"timestamp", "value"}:
-        return "cloudwatch"
-    if len(fields) == 5 and _is_number(fields[0]) and all(_is_number(f) for f in fields[2:]):
-        return "azure"
-    return _detect_names(path, set(fields))
-
-
-def _detect_names(path: Path, names: set[str]) -> str:
-    if {"instance_id", "ts", "cpu_avg"} <= names:
-        return "shared"
-    if set(REQUIRED_COLUMNS) <= names:
-        return "contract"
-    raise TelemetryFormatError(
-        path,
-        "columns instance_id, ts, cpu_avg (shared schema) or unique_id, ds, y (frame "
-        "contract), or a column mapping",
-        f"found columns {sorted(names)}",
-    )
-
-
-def _first_line(path: Path) -> str:
-    try:
-        if path.name.lower().endswith(".gz"):
-            with gzip.open(path, "rt", encoding="utf-8") as handle:
-                line = handle.readline()
-        else:
-            with path.open(encoding="utf-8") as handle:
-                line = handle.readline()
-    except (OSError, UnicodeDecodeError, EOFError) as exc:
-        raise TelemetryFormatError(path, "a UTF-8 CSV file", str(exc)) from exc
-    if not line.strip():
-        raise EmptyTelemetryError(path)
-    return line.strip()
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
-
-
-def _parquet_schema(path: Path) -> pa.Schema:
-    try:
-        return pq.read_schema(path)
-    except (pa.ArrowInvalid, OSError) as exc:
-        raise TelemetryFormatError(path, "a Parquet file", str(exc)) from exc
 
 
 def _read_table(
@@ -366,9 +266,9 @@ def _read_table(
     for column in REQUIRED_COLUMNS:
         if column not in mapping:
             raise InvalidParameterError("columns", dict(mapping), f"a source column for {column!r}")
-    if _suffix(path) in _PARQUET_SUFFIXES:
+    if file_suffix(path) in PARQUET_SUFFIXES:
         chunks: Iterator[tuple[pd.DataFrame, int]] = _parquet_chunks(path, mapping, chunk_rows)
-    elif _suffix(path) in _CSV_SUFFIXES:
+    elif file_suffix(path) in CSV_SUFFIXES:
         chunks = _csv_chunks(path, mapping, chunk_rows, headerless)
     else:
         raise TelemetryFormatError(path, "a Parquet (.parquet) or CSV (.csv, .csv.gz) file")
@@ -383,7 +283,7 @@ def _read_table(
 def _parquet_chunks(
     path: Path, mapping: Mapping[str, str], chunk_rows: int
 ) -> Iterator[tuple[pd.DataFrame, int]]:
-    schema = _parquet_schema(path)
+    schema = parquet_schema(path)
     wanted = list(dict.fromkeys(mapping.values()))
     for name in wanted:
         if name not in schema.names:
@@ -428,7 +328,7 @@ def _csv_chunks(
     if headerless:
         options.update(header=None, names=list(_AZURE_COLUMNS))
     else:
-        header = [f.strip().strip('"') for f in _first_line(path).split(",")]
+        header = [f.strip().strip('"') for f in header_line(path).split(",")]
         for name in wanted:
             if name not in header:
                 raise MissingColumnError(path, name, header)
@@ -562,9 +462,9 @@ def _read_cloudwatch(
     collected: _Collected,
     progress: Callable[[int], None] | None,
 ) -> None:
-    if _suffix(path) not in _CSV_SUFFIXES:
+    if file_suffix(path) not in CSV_SUFFIXES:
         raise TelemetryFormatError(path, "a CloudWatch CSV file with timestamp,value")
-    header = [f.strip().strip('"') for f in _first_line(path).split(",")]
+    header = [f.strip().strip('"') for f in header_line(path).split(",")]
     lowered = {name.lower(): name for name in header}
     if "timestamp" not in lowered or "value" not in lowered:
         missing = "timestamp" if "timestamp" not in lowered else "value"

@@ -29,12 +29,20 @@ from data.frame import (
     epoch_nanoseconds,
 )
 
-__all__ = ["AGGREGATES", "credit_usage", "resample", "to_hourly"]
+__all__ = [
+    "AGGREGATES",
+    "credit_usage",
+    "drop_partial_first_hours",
+    "resample",
+    "to_hourly",
+    "to_steps",
+]
 
 #: Aggregates :func:`resample` computes, and the column each one is written to.
 AGGREGATES: dict[str, str] = {"mean": TARGET_COL, "max": MAX_COL, "p95": "y_p95"}
 
 _NS_PER_MINUTE = 60_000_000_000
+_NS_PER_HOUR = 60 * _NS_PER_MINUTE
 _STATIC = (TIER_COL, VCPUS_COL)
 
 
@@ -161,6 +169,112 @@ def to_hourly(frame: pd.DataFrame) -> pd.DataFrame:
     return _restore_id_dtype(pd.DataFrame(columns), frame)
 
 
+def drop_partial_first_hours(frame: pd.DataFrame) -> tuple[pd.DataFrame, str | None]:
+    """Drop each instance's readings before its first whole UTC hour.
+
+    An instance whose telemetry starts at 10:07 keeps its readings from 11:00 on, so
+    every instance's first hour is a full one and hourly series start on the hour.
+
+    Parameters
+    ----------
+    frame
+        A frame in the contract.
+
+    Returns
+    -------
+    tuple[pandas.DataFrame, str | None]
+        The kept rows in their order, and a one-line note of what was dropped (``None``
+        when every instance already starts on the hour).
+
+    Raises
+    ------
+    MissingColumnError
+        If ``unique_id`` or ``ds`` is absent.
+    """
+    _require(frame, (ID_COL, TIME_COL))
+    if frame.empty:
+        return frame, None
+    codes, _ = _codes(frame[ID_COL])
+    ns = _epoch_ns(frame[TIME_COL])
+    first = np.full(int(codes.max()) + 1, np.iinfo(np.int64).max, dtype=np.int64)
+    np.minimum.at(first, codes, ns)
+    boundary = -(-first // _NS_PER_HOUR) * _NS_PER_HOUR
+    keep = ns >= boundary[codes]
+    if keep.all():
+        return frame, None
+    partial = np.unique(codes[~keep])
+    note = (
+        f"dropped the partial first hour of {len(partial):,} instance(s) "
+        f"({int((~keep).sum()):,} readings before their first whole hour)"
+    )
+    return frame.loc[keep].reset_index(drop=True), note
+
+
+def to_steps(frame: pd.DataFrame, step: str = "5min") -> tuple[pd.DataFrame, list[str]]:
+    """Put each instance's readings on one UTC grid of ``step``, starting on the hour.
+
+    Readings closer together than ``step`` (or off its grid) are averaged into the
+    step that holds them; readings further apart (an interval that is a multiple of
+    ``step`` and divides an hour, or whole hours) are repeated over every step of their
+    interval from the step they fall in; then each instance's partial first hour is
+    dropped (:func:`drop_partial_first_hours`).
+
+    Parameters
+    ----------
+    frame
+        A frame in the contract, e.g. validated CloudWatch or Azure telemetry.
+    step
+        The grid's interval; it divides an hour.
+
+    Returns
+    -------
+    tuple[pandas.DataFrame, list[str]]
+        ``unique_id``, ``ds``, ``y`` (plus ``y_max``, ``tier`` and ``vcpus`` where the
+        frame has them) on the grid, sorted by id then time; and one note per change.
+
+    Raises
+    ------
+    InvalidParameterError
+        If ``step`` does not divide an hour, or the readings' interval is coarser than
+        ``step`` but not a multiple of it.
+    MissingColumnError
+        If a required column is absent.
+    """
+    step_ns = _step_ns(step)
+    if _NS_PER_HOUR % step_ns:
+        raise InvalidParameterError("step", step, "an interval that divides an hour")
+    _require(frame, (ID_COL, TIME_COL, TARGET_COL))
+    notes: list[str] = []
+    if frame.empty:
+        return frame, notes
+    ns = _epoch_ns(frame[TIME_COL])
+    try:
+        spacing = _interval_minutes(frame, None) * _NS_PER_MINUTE
+    except InvalidParameterError:
+        spacing = step_ns  # single readings: nothing tells their interval
+    label = _duration(spacing)
+    if spacing > step_ns:
+        if spacing % step_ns or (_NS_PER_HOUR % spacing and spacing % _NS_PER_HOUR):
+            raise InvalidParameterError(
+                "interval", label, f"a multiple of {step} that divides an hour or whole hours"
+            )
+        repeat = spacing // step_ns
+        rows = np.repeat(np.arange(len(frame)), repeat)
+        frame = frame.iloc[rows].reset_index(drop=True)
+        shift = np.tile(np.arange(repeat, dtype=np.int64) * step_ns, len(rows) // repeat)
+        # Each reading covers its interval from the grid step it falls in.
+        frame[TIME_COL] = _timestamps(np.repeat(ns - ns % step_ns, repeat) + shift)
+        notes.append(f"repeated each reading every {label} over its {int(repeat)} {step} steps")
+    elif spacing < step_ns or (ns % step_ns).any():
+        aggregates = ("mean", "max") if MAX_COL in frame.columns else ("mean",)
+        frame = resample(frame, step, aggregates)
+        notes.append(f"averaged readings every {label} onto a {step} grid aligned to the hour")
+    frame, note = drop_partial_first_hours(frame)
+    if note is not None:
+        notes.append(note)
+    return frame, notes
+
+
 def credit_usage(
     frame: pd.DataFrame,
     baseline: float | Decimal | str,
@@ -247,6 +361,11 @@ def _interval_minutes(frame: pd.DataFrame, interval: str | None) -> int:
     if step % _NS_PER_MINUTE:
         raise InvalidParameterError("interval", pd.Timedelta(step), "a whole number of minutes")
     return step // _NS_PER_MINUTE
+
+
+def _duration(ns: int) -> str:
+    minutes = ns // _NS_PER_MINUTE
+    return f"{minutes // 60} h" if minutes % 60 == 0 else f"{minutes} min"
 
 
 def _step_ns(freq: str) -> int:

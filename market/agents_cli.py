@@ -30,7 +30,7 @@ cem_app = typer.Typer(help="The CEM's automatic exchange rates and swaps.", no_a
 
 def _fail(exc: Exception) -> typer.Exit:
     typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
-    return typer.Exit(1)
+    return typer.Exit(2)
 
 
 def _settings() -> Any:
@@ -138,6 +138,8 @@ def agents_run(
     ),
 ) -> None:
     """Let every instance's agent decide once and trade on the store's market."""
+    if policies is not None and not policies.is_file():
+        raise _fail(FileNotFoundError(f"no owner policies at {policies}"))
     from market.agent import VenueAgents, fleet_instances
     from market.clock import system_clock
     from market.decisions import SqlDecisionLog

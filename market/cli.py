@@ -3,7 +3,7 @@ swaps, trades, exchange rates and the ledger's verification.
 
 Every command works on the store named by ``CREDITX_DATABASE_URL`` (default: a SQLite
 file under ``CREDITX_HOME``) unless ``--url`` is given. Domain errors print their message
-and exit with status 1; nothing is changed by a refused command.
+and exit with status 2; nothing is changed by a refused command.
 """
 
 from __future__ import annotations
@@ -48,7 +48,20 @@ def _config_path(config: Path | None) -> Path | None:
 
 def _fail(exc: Exception) -> typer.Exit:
     typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
-    return typer.Exit(1)
+    return typer.Exit(2)
+
+
+def _check_toml(config: Path | None) -> None:
+    # Before the store libraries load: a missing or unparsable file fails in a second.
+    import tomllib
+
+    if config is None:
+        return
+    try:
+        tomllib.loads(config.read_text())
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        raise _fail(RuntimeError(f"cannot read tier config {config}: {reason}")) from exc
 
 
 @contextmanager
@@ -124,6 +137,11 @@ def _load(url: str | None, config: Path | None) -> None:
 @store_app.command("init")
 def store_init(url: str | None = URL, config: Path | None = CONFIG) -> None:
     """Create or migrate the store, then load tiers, hosts and instances from config."""
+    _check_toml(config)  # a bad config changes nothing, not even the store
+    from market.tiers import load_config
+
+    with _refusals():
+        load_config(_config_path(config))
     from market.migrations import upgrade
 
     store_url = _store_url(url)

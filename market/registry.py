@@ -9,6 +9,7 @@ from decimal import Decimal
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from market.cem_errors import TierNotFound
 from market.clock import from_micros, to_micros
 from market.exchange import RateChange
 from market.ledger import create_store_engine, read_connection
@@ -135,6 +136,34 @@ class Registry:
                     },
                 ],
             )
+
+    def add_instances(self, instances: list[Instance]) -> list[Instance]:
+        """Store the instances not stored yet and return them; stored ones are kept as they are.
+
+        Each instance's tier must be stored already.
+        """
+        with self.engine.begin() as conn:
+            stored = set(conn.execute(sa.select(instances_table.c.id)).scalars())
+            tiers = set(conn.execute(sa.select(tiers_table.c.name)).scalars())
+            added = [i for i in instances if i.id not in stored]
+            for instance in added:
+                if instance.tier not in tiers:
+                    raise TierNotFound(instance.tier)
+            if added:
+                conn.execute(
+                    instances_table.insert(),
+                    [
+                        {
+                            "id": i.id,
+                            "tier": i.tier,
+                            "vcpus": i.vcpus,
+                            "owner": i.owner,
+                            "pool_draw": i.pool_draw,
+                        }
+                        for i in added
+                    ],
+                )
+        return added
 
     def load(self) -> TierManager:
         """Return the fleet definition stored here (empty if nothing was saved)."""

@@ -6,17 +6,23 @@ models (:class:`Forecaster` subclasses) are small and array-shaped; errors deriv
 from :class:`ForecastError` (tree in :mod:`models.errors`).
 """
 
-from models.base import Forecaster, PanelForecast
-from models.config import DEFAULT_CANDIDATES, ForecastConfig
-from models.errors import (
-    ForecastError,
-    InvalidInputError,
-    InvalidQuantileError,
-    NotFittedError,
-    UnknownInstanceError,
-)
-from models.fleet import FleetForecaster
-from models.user import DailyProfile, ExplicitForecast, WeeklyProfile
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from models.base import Forecaster, PanelForecast
+    from models.config import DEFAULT_CANDIDATES, ForecastConfig
+    from models.errors import (
+        ForecastError,
+        InvalidInputError,
+        InvalidQuantileError,
+        NotFittedError,
+        UnknownInstanceError,
+    )
+    from models.fleet import FleetForecaster
+    from models.user import DailyProfile, ExplicitForecast, WeeklyProfile
 
 __all__ = [
     "DEFAULT_CANDIDATES",
@@ -33,3 +39,27 @@ __all__ = [
     "UnknownInstanceError",
     "WeeklyProfile",
 ]
+
+# Names load on first use, so importing a command module (and ``creditx --help``)
+# does not load pandas, SQLAlchemy and the forecasters.
+_HOMES = {
+    "Forecaster": "models.base",
+    "PanelForecast": "models.base",
+    "DEFAULT_CANDIDATES": "models.config",
+    "ForecastConfig": "models.config",
+    "ForecastError": "models.errors",
+    "InvalidInputError": "models.errors",
+    "InvalidQuantileError": "models.errors",
+    "NotFittedError": "models.errors",
+    "UnknownInstanceError": "models.errors",
+    "FleetForecaster": "models.fleet",
+    "DailyProfile": "models.user",
+    "ExplicitForecast": "models.user",
+    "WeeklyProfile": "models.user",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _HOMES:
+        raise AttributeError(f"module 'models' has no attribute {name!r}")
+    return getattr(importlib.import_module(_HOMES[name]), name)

@@ -18,6 +18,9 @@ def register(app: typer.Typer) -> None:
         quantile: list[float] = typer.Option([0.5, 0.9], help="quantile levels"),
     ) -> None:
         """Fit the fleet forecaster on a telemetry file and forecast every instance."""
+        from data.sources import check_source
+
+        check_source(data)  # a bad file fails in a second, before the libraries load
         from data import load_telemetry, to_hourly
         from models import FleetForecaster, ForecastError
         from models.base import check_quantiles

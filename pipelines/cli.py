@@ -8,12 +8,16 @@ from :class:`serving.settings.Settings` (``CREDITX_*``).
 
 from __future__ import annotations
 
-import subprocess
+import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
 import typer
+
+from pipelines.registration import DEFAULT_TIER
 
 if TYPE_CHECKING:
     from pipelines.flows import TrainOutcome
@@ -53,13 +57,39 @@ def _ingest(
     return IngestParams(synthetic=fleet, home=settings.home)
 
 
+def _check_snapshot(path: Path) -> None:
+    # A missing or unreadable snapshot fails in a second, before Prefect starts.
+    from data.errors import TelemetryError
+    from data.sources import parquet_schema
+    from pipelines.errors import SnapshotError
+
+    if not path.is_file():
+        raise SnapshotError(str(path), "no such snapshot file; `creditx pipeline ingest` makes one")
+    try:
+        parquet_schema(path)
+    except TelemetryError as exc:
+        raise SnapshotError(str(path), "not a snapshot: unreadable as Parquet") from exc
+
+
+@contextmanager
+def _working(description: str) -> Iterator[None]:
+    # A spinner with the time spent, so a flow of minutes is visibly at work.
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    with Progress(
+        SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), transient=True
+    ) as progress:
+        progress.add_task(description, total=None)
+        yield
+
+
 def _names(candidates: str) -> tuple[str, ...]:
     return tuple(c.strip() for c in candidates.split(",") if c.strip())
 
 
 def _fail(exc: Exception) -> typer.Exit:
     typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
-    return typer.Exit(code=1)
+    return typer.Exit(code=2)
 
 
 def mlflow_ui_command(settings: Settings, host: str, port: int) -> list[str]:
@@ -73,11 +103,48 @@ def mlflow_ui_command(settings: Settings, host: str, port: int) -> list[str]:
         settings.tracking_uri,
         "--default-artifact-root",
         settings.artifact_root,
+        # One worker starts soonest and is plenty for one person's browser.
+        "--workers",
+        "1",
         "--host",
         host,
         "--port",
         str(port),
     ]
+
+
+def prefect_server_command(host: str, port: int) -> list[str]:
+    """Return the command line that serves Prefect's API and UI on this machine."""
+    return [
+        sys.executable,
+        "-m",
+        "prefect",
+        "server",
+        "start",
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--analytics-off",
+    ]
+
+
+def _experiment_url(base: str, experiment: str) -> str:
+    # The UI's own API names the experiment's id once the server answers.
+    import httpx
+
+    try:
+        reply = httpx.get(
+            f"{base}/api/2.0/mlflow/experiments/get-by-name",
+            params={"experiment_name": experiment},
+            timeout=60,  # the first request opens the store
+        )
+        experiment_id = reply.json()["experiment"]["experiment_id"]
+    except (httpx.HTTPError, KeyError, ValueError):
+        return base
+    return (
+        f"{base}/#/experiments/{experiment_id}/runs?orderByKey=metrics.%60mase%60&orderByAsc=true"
+    )
 
 
 def register(app: typer.Typer) -> None:
@@ -98,17 +165,47 @@ def register(app: typer.Typer) -> None:
         instances: int = instances_option,
         days: float = days_option,
         seed: int = seed_option,
+        format: str = typer.Option(
+            "auto",
+            "--format",
+            help="Schema of --source: auto (detected), shared, contract, azure, cloudwatch "
+            "or mapped.",
+        ),
+        column: list[str] | None = typer.Option(
+            None,
+            "--column",
+            help="Map a contract column to the file's column, e.g. --column unique_id=host "
+            "(repeat for ds, y, tier, vcpus).",
+        ),
+        tier: str = typer.Option(
+            DEFAULT_TIER, help="Tier of the instances whose telemetry names none."
+        ),
     ) -> None:
-        """Load, validate and snapshot telemetry; print the snapshot path."""
-        from pipelines.errors import PipelineError
+        """Load, validate and snapshot telemetry; register its instances in the market.
 
+        Prints the snapshot path.
+        """
+        from data.sources import check_source, column_mapping
+
+        mapping = column_mapping(column)
+        if source is not None:
+            # Seconds, not the minute Prefect takes to start, to tell a bad file.
+            check_source(source, format=format, columns=mapping)  # type: ignore[arg-type]
         settings = _settings()
         from pipelines.flows import ingest_flow
+        from pipelines.registration import register_instances
+        from pipelines.snapshot import read_snapshot
 
-        try:
-            snapshot = ingest_flow(_ingest(settings, source, instances, days, seed))
-        except PipelineError as exc:
-            raise _fail(exc) from exc
+        params = _ingest(settings, source, instances, days, seed)
+        if source is not None:
+            params = params.model_copy(update={"format": format, "columns": mapping})
+        with _working("ingesting telemetry"):
+            snapshot = ingest_flow(params)
+        _, frame = read_snapshot(snapshot.path)
+        registration = register_instances(
+            frame, settings.ledger_url, settings.tiers_config, default_tier=tier
+        )
+        typer.echo(registration.summary(tier), err=True)
         typer.echo(str(snapshot.path))
 
     @pipeline_app.command("train")
@@ -128,6 +225,9 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Back-test, fit, log and register the fleet model; gate it for promotion."""
         from pipelines.errors import PipelineError
+
+        if snapshot is not None:
+            _check_snapshot(snapshot)
         from pipelines.snapshot import latest_snapshot
 
         settings = _settings()
@@ -148,7 +248,8 @@ def register(app: typer.Typer) -> None:
             flow = train_flow.with_options(
                 task_runner=task_runner(runner, dask_address, dask_workers)
             )
-            state = flow(params, return_state=True)
+            with _working(f"training on {path.name}"):
+                state = flow(params, return_state=True)
             outcome = cast("TrainOutcome", state.result())
         except PipelineError as exc:
             raise _fail(exc) from exc
@@ -172,9 +273,12 @@ def register(app: typer.Typer) -> None:
         from pipelines.params import PromoteParams
 
         try:
-            decision = promote_flow(
-                PromoteParams(tracking=_tracking(settings, fleet), version=version, margin=margin)
-            )
+            with _working("scoring the candidate against the champion"):
+                decision = promote_flow(
+                    PromoteParams(
+                        tracking=_tracking(settings, fleet), version=version, margin=margin
+                    )
+                )
         except PipelineError as exc:
             raise _fail(exc) from exc
         typer.echo(decision.reason)
@@ -194,7 +298,9 @@ def register(app: typer.Typer) -> None:
             snapshots_dir=settings.home / "snapshots",
         )
         try:
-            typer.echo(str(predict_flow(params)))
+            with _working("forecasting every instance"):
+                written = predict_flow(params)
+            typer.echo(str(written))
         except PipelineError as exc:
             raise _fail(exc) from exc
 
@@ -211,7 +317,8 @@ def register(app: typer.Typer) -> None:
             tracking=_tracking(settings, fleet), snapshots_dir=settings.home / "snapshots"
         )
         try:
-            metrics = evaluate_flow(params)
+            with _working("scoring the champion"):
+                metrics = evaluate_flow(params)
         except PipelineError as exc:
             raise _fail(exc) from exc
         typer.echo(f"MASE {metrics['mase']:.4f}, coverage90 {metrics['coverage90']:.3f}")
@@ -226,10 +333,26 @@ def register(app: typer.Typer) -> None:
         days: float = days_option,
         seed: int = seed_option,
     ) -> None:
-        """Serve the flows on cron: predict hourly, train daily, evaluate weekly."""
-        settings = _settings()
+        """Serve the flows on cron: predict hourly, train daily, evaluate weekly.
+
+        Needs a Prefect server: `creditx prefect-ui` (or CREDITX_PREFECT_API_URL), whose UI
+        shows the deployments and their runs and can start one now.
+        """
+        from pipelines.config import LOCAL_PREFECT_URL, OrchestrationConfig
+        from pipelines.errors import StoreUnavailableError
+        from serving.settings import get_settings
+
+        settings = get_settings()
+        local = OrchestrationConfig.from_settings(settings).apply()
+        if local is None and settings.prefect_api_url is None:
+            raise StoreUnavailableError(
+                "Prefect",
+                LOCAL_PREFECT_URL,
+                "start `creditx prefect-ui` in another terminal first; the schedule runs there",
+            )
         from pipelines.schedule import deployments, serve
 
+        typer.echo(f"serving the {fleet} fleet's flows on {local or settings.prefect_api_url}")
         serve(
             *deployments(
                 _tracking(settings, fleet),
@@ -239,19 +362,66 @@ def register(app: typer.Typer) -> None:
             )
         )
 
-    @app.command("mlflow-ui")
-    def mlflow_ui(
-        host: str = typer.Option("127.0.0.1", help="interface to listen on"),
-        port: int = typer.Option(5000, help="port to listen on"),
-    ) -> None:
-        """Open the MLflow experiment UI on the configured tracking store."""
-        from pipelines.config import check_tracking_store
-        from pipelines.errors import PipelineError
+    @app.command("prefect-ui")
+    def prefect_ui() -> None:
+        """Run the local Prefect server and its UI; pipeline commands run their flows on it.
+
+        Its state lives under CREDITX_HOME; Ctrl-C or SIGTERM stops it and its workers.
+        """
+        from pipelines.config import LOCAL_PREFECT_HOST, LOCAL_PREFECT_PORT, OrchestrationConfig
+        from pipelines.errors import StoreUnavailableError
+        from pipelines.servers import port_in_use, run_ui_server
         from serving.settings import get_settings
 
         settings = get_settings()
-        try:
-            check_tracking_store(settings.tracking_uri)
-        except PipelineError as exc:
-            raise _fail(exc) from exc
-        raise typer.Exit(subprocess.call(mlflow_ui_command(settings, host, port)))
+        base = f"http://{LOCAL_PREFECT_HOST}:{LOCAL_PREFECT_PORT}"
+        if port_in_use(LOCAL_PREFECT_HOST, LOCAL_PREFECT_PORT):
+            raise StoreUnavailableError(
+                "Prefect", base, "the port is in use; is it running already?"
+            )
+        config = OrchestrationConfig.from_settings(settings)
+        config.prefect_home.mkdir(parents=True, exist_ok=True)
+        env = {**os.environ, **config.server_environment()}
+        env.pop("PREFECT_API_URL", None)
+        typer.echo(f"starting Prefect at {base} (state in {config.prefect_home}) ...")
+        run_ui_server(
+            "Prefect",
+            prefect_server_command(LOCAL_PREFECT_HOST, LOCAL_PREFECT_PORT),
+            f"{base}/api/health",
+            env=env,
+            ready=lambda: typer.echo(
+                f"Prefect UI: {base}  (pipeline commands now run their flows here; Ctrl-C stops it)"
+            ),
+        )
+
+    @app.command("mlflow-ui")
+    def mlflow_ui(
+        host: str = typer.Option("127.0.0.1", help="Interface to listen on."),
+        port: int = typer.Option(5000, help="Port to listen on."),
+        fleet: str = fleet_option,
+    ) -> None:
+        """Open the MLflow UI on the configured store, at the fleet's training runs.
+
+        Ctrl-C or SIGTERM stops it and its workers.
+        """
+        from pipelines.config import check_tracking_store
+        from pipelines.errors import StoreUnavailableError
+        from pipelines.servers import port_in_use, run_ui_server
+        from serving.settings import get_settings
+
+        settings = get_settings()
+        check_tracking_store(settings.tracking_uri)
+        base = f"http://{host}:{port}"
+        if port_in_use(host, port):
+            raise StoreUnavailableError("MLflow", base, "the port is in use; choose --port")
+        experiment = _tracking(settings, fleet).experiment
+        typer.echo(f"starting the MLflow UI at {base} ...")
+        code = run_ui_server(
+            "MLflow",
+            mlflow_ui_command(settings, host, port),
+            f"{base}/health",
+            ready=lambda: typer.echo(
+                f"MLflow UI: {_experiment_url(base, experiment)}  (Ctrl-C stops it)"
+            ),
+        )
+        raise typer.Exit(code)

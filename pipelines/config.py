@@ -1,14 +1,17 @@
 """Where the pipelines keep their state: the MLflow store and Prefect's home.
 
 Both default to one working directory (``Settings.home``): an MLflow SQLite store
-``mlflow.db`` with artifacts under ``mlartifacts/``, and Prefect's embedded server with
-``PREFECT_HOME`` under ``prefect/``. Either moves to PostgreSQL or a remote server
-through ``CREDITX_MLFLOW_TRACKING_URI``, ``CREDITX_PREFECT_API_URL`` or
-``CREDITX_PREFECT_DATABASE_URL``.
+``mlflow.db`` with artifacts under ``mlartifacts/``, and Prefect's home ``prefect/``.
+Flows run on the local Prefect server that ``creditx prefect-ui`` keeps (at
+:data:`LOCAL_PREFECT_URL`) whenever it answers, so their runs show in its UI and a
+command starts in seconds; otherwise on a temporary server of their own. Either store
+moves to PostgreSQL or a remote server through ``CREDITX_MLFLOW_TRACKING_URI``,
+``CREDITX_PREFECT_API_URL`` or ``CREDITX_PREFECT_DATABASE_URL``.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -17,7 +20,9 @@ import httpx
 import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict
 
-from pipelines.errors import StoreUnavailableError
+from data.errors import TelemetryError
+from models.errors import ForecastError
+from pipelines.errors import PipelineError, StoreUnavailableError
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -26,6 +31,24 @@ if TYPE_CHECKING:
 
 # A store that does not answer within this many seconds is reported unreachable.
 _CONNECT_TIMEOUT_S = 5
+
+_USER_ERRORS = (TelemetryError, ForecastError, PipelineError)
+
+#: Where ``creditx prefect-ui`` serves Prefect's API and UI on this machine.
+LOCAL_PREFECT_HOST = "127.0.0.1"
+LOCAL_PREFECT_PORT = 4200
+LOCAL_PREFECT_URL = f"http://{LOCAL_PREFECT_HOST}:{LOCAL_PREFECT_PORT}/api"
+
+# Prefect's and MLflow's defaults that do not suit a command line: usage telemetry
+# (whose writes lock the embedded SQLite database), INFO lines of every task and store
+# migration on the console (they stay in the Prefect UI), and a slow first migration
+# of a fresh database.
+_PREFECT_DEFAULTS = {
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL": "WARNING",
+    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "180",
+    "MLFLOW_LOGGING_LEVEL": "WARNING",
+}
 
 
 class TrackingConfig(BaseModel):
@@ -92,12 +115,50 @@ class OrchestrationConfig(BaseModel):
             env["PREFECT_SERVER_DATABASE_CONNECTION_URL"] = _async_database_url(self.database_url)
         return env
 
-    def apply(self) -> None:
-        """Export :meth:`environment` into this process, before Prefect reads its settings."""
+    def server_environment(self) -> dict[str, str]:
+        """Return the environment of a Prefect server or client of this configuration."""
+        env = dict(_PREFECT_DEFAULTS)
+        env.update({k: v for k, v in os.environ.items() if k in _PREFECT_DEFAULTS})
+        env.update(self.environment())
+        return env
+
+    def apply(self) -> str | None:
+        """Export the Prefect settings into this process, before Prefect reads them.
+
+        Returns
+        -------
+        str | None
+            The URL of the local Prefect server the flows will run on, when
+            ``creditx prefect-ui`` runs one and no other server is configured.
+        """
+        from pipelines.servers import answers
+
         self.prefect_home.mkdir(parents=True, exist_ok=True)
+        for name, value in _PREFECT_DEFAULTS.items():
+            os.environ.setdefault(name, value)
         os.environ.update(self.environment())
-        # The embedded server migrates a fresh database on first start: allow for it.
-        os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
+        configured = self.api_url is not None or "PREFECT_API_URL" in os.environ
+        if not configured and answers(f"{LOCAL_PREFECT_URL}/health", timeout=0.3):
+            os.environ["PREFECT_API_URL"] = LOCAL_PREFECT_URL
+            return LOCAL_PREFECT_URL
+        return None
+
+
+class _UserErrorsStayOff(logging.Filter):
+    # A flow that fails on the user's input (a bad file, no champion yet) has its
+    # message printed once by the command; its traceback stays in the Prefect UI.
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        return not isinstance(error, _USER_ERRORS)
+
+
+def quiet_user_errors() -> None:
+    """Keep tracebacks of user errors in flows off Prefect's console (they reach its UI)."""
+    for handler in logging.getLogger().handlers:
+        if type(handler).__name__ == "PrefectConsoleHandler" and not any(
+            isinstance(f, _UserErrorsStayOff) for f in handler.filters
+        ):
+            handler.addFilter(_UserErrorsStayOff())
 
 
 def _async_database_url(url: str) -> str:

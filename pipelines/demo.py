@@ -9,7 +9,6 @@ under the settings' working directory (``CREDITX_HOME``).
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,11 +74,11 @@ def run_demo(
         TrackingParams,
         TrainParams,
     )
+    from pipelines.registration import DEFAULT_TIER, register_instances
     from pipelines.replay import load_scenario, replay
     from pipelines.report import write_report
+    from pipelines.snapshot import read_snapshot
 
-    # The demo's embedded Prefect server runs offline: no usage telemetry.
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     OrchestrationConfig.from_settings(settings).apply()
     from pipelines.flows import ingest_flow, predict_flow, train_flow
 
@@ -93,7 +92,14 @@ def run_demo(
     fleet = SyntheticFleet(instances=instances, days=days, seed=seed)
     snapshot = ingest_flow(IngestParams(synthetic=fleet, home=home))
     say(f"ingested {instances} instances x {days:g} days: {snapshot.path}")
+    _, hourly = read_snapshot(snapshot.path)
+    registration = register_instances(hourly, settings.ledger_url, settings.tiers_config)
+    say(registration.summary(DEFAULT_TIER))
+    # A bar per long stage: its elapsed time shows the flow at work.
+    trained = progress("training and promotion", 1) if progress is not None else None
     state = train_flow(TrainParams(snapshot=snapshot.path, tracking=tracking), return_state=True)
+    if trained is not None:
+        trained(1)
     outcome = cast("TrainOutcome", state.result())
     decision = outcome.decision
     say(f"trained version {outcome.record.version} (MASE {outcome.record.metrics['mase']:.3f})")

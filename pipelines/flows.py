@@ -10,6 +10,7 @@ models or left out), with the reason in the Prefect log and on the MLflow run.
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,6 +22,7 @@ from prefect.states import Completed, State
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from data.frame import ID_COL
+from pipelines.config import quiet_user_errors
 from pipelines.errors import BrokenModelError, InvalidParametersError, SnapshotError
 from pipelines.gate import PromotionDecision, PromotionGate, Scorecard
 from pipelines.params import (
@@ -52,6 +54,8 @@ from pipelines.tasks import (
     write_predictions,
 )
 from pipelines.tracking import TAG_CONFIG, TAG_SNAPSHOT, TAG_WINDOW
+
+quiet_user_errors()
 
 
 @flow(name="ingest", log_prints=False)
@@ -114,6 +118,7 @@ def train_flow(params: TrainParams) -> State:
     it unchanged. With ``params.promote`` the new version goes through the gate.
     """
     logger = get_run_logger()
+    started_ms = int(time.time() * 1000)  # the run's true start, for its MLflow duration
     experiment_id = open_experiment(params.tracking)
     if params.ingest is not None:
         path = ingest_flow(params.ingest).path
@@ -145,7 +150,7 @@ def train_flow(params: TrainParams) -> State:
             record_failure(params.tracking, experiment_id, "train", tags, reason)
             raise SnapshotError(str(snapshot.path), reason)
         record = log_training(
-            params.tracking, experiment_id, document, tags, results, snapshot.instances
+            params.tracking, experiment_id, document, tags, results, snapshot.instances, started_ms
         )
         logger.info(
             "run %s registered %s v%s: MASE %.4f (hour %.4f, day %.4f, week %.4f)",

@@ -54,12 +54,18 @@ class IngestParams(_Params):
     policy
         ``"repair"`` fixes what validation can (clip, dedupe, interpolate short
         gaps); ``"strict"`` rejects every instance with any problem instead.
+    format
+        The source's schema (``data.loaders.FORMATS``); detected by default.
+    columns
+        Contract column to the source's column, for a file in its own schema.
     """
 
     source: Path | None = None
     synthetic: SyntheticFleet | None = None
     home: Path = Path(".creditx")
     policy: Literal["repair", "strict"] = "repair"
+    format: Literal["auto", "shared", "contract", "azure", "cloudwatch", "mapped"] = "auto"
+    columns: dict[str, str] | None = None
 
     @model_validator(mode="after")
     def _one_source(self) -> IngestParams:

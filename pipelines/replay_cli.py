@@ -21,7 +21,7 @@ _DEFAULT_HTML = Path(".creditx/replay/report.html")
 
 def _fail(exc: Exception) -> typer.Exit:
     typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
-    return typer.Exit(code=1)
+    return typer.Exit(code=2)
 
 
 @contextmanager
@@ -72,19 +72,32 @@ def register(app: typer.Typer) -> None:
         policies: str = typer.Option("", help="comma-separated policies; every policy without"),
     ) -> None:
         """Replay every policy on a trace and write the figures per policy as JSON."""
+        from data.sources import check_source
+
+        check_source(data)  # a bad file fails in a second, before the libraries load
         from data.errors import TelemetryError
-        from data.loaders import load_telemetry
+        from data.loaders import read_telemetry
+        from data.resample import to_steps
         from pipelines.replay import POLICIES, ReplayError, load_scenario, replay
 
         chosen = tuple(p.strip() for p in policies.split(",") if p.strip()) or POLICIES
         try:
             spec = load_scenario(scenario)
-            frame = load_telemetry(data)
+            # The same validation and repairs as `data validate`, then the replay's
+            # 5-minute grid from a whole hour.
+            validated = read_telemetry(data)
+            frame, notes = to_steps(validated.frame, "5min")
+            rejected = int((validated.report["status"] == "rejected").sum())
+            if rejected:
+                notes.insert(0, f"left out {rejected} instance(s) that validation rejected")
+            for note in notes:
+                typer.echo(f"note: {note}", err=True)
             with _progress() as factory:
                 run = replay(frame, spec, chosen, progress=factory)
         except (ReplayError, TelemetryError) as exc:
             raise _fail(exc) from exc
         document = run.document(source=str(data))
+        document["notes"] = notes
         json_out.parent.mkdir(parents=True, exist_ok=True)
         json_out.write_text(json.dumps(document, indent=1))
         _print_table(document)
@@ -96,14 +109,17 @@ def register(app: typer.Typer) -> None:
         out: Path = typer.Option(_DEFAULT_HTML, help="where the HTML page goes"),
     ) -> None:
         """Write the replay's HTML report and print its summary table."""
+        try:
+            document = json.loads(json_in.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+            typer.secho(f"error: cannot read {json_in}: {reason}", err=True, fg="red")
+            raise typer.Exit(code=2) from exc
         from pipelines.replay import ReportError
         from pipelines.report import write_report
 
         try:
-            document = json.loads(json_in.read_text())
             write_report(document, out)
-        except (OSError, json.JSONDecodeError) as exc:
-            raise _fail(ReportError(f"cannot read {json_in}: {exc}")) from exc
         except ReportError as exc:
             raise _fail(exc) from exc
         _print_table(document)
@@ -139,7 +155,18 @@ def register(app: typer.Typer) -> None:
         typer.echo(f"Report:     {outcome.report.resolve()}")
         typer.echo(f"            open it in a browser: file://{outcome.report.resolve()}")
         typer.echo(f"Figures:    {outcome.replay_json.resolve()}")
-        home = f"CREDITX_HOME={settings.home.resolve()} "
-        typer.echo(f"MLflow UI:  {home}.venv/bin/creditx mlflow-ui   (then http://127.0.0.1:5000)")
-        api = f"http://{settings.api_host}:{settings.api_port}/docs"
-        typer.echo(f"API:        {home}.venv/bin/creditx serve   (then {api})")
+        home = f"CREDITX_HOME={settings.home.resolve()} .venv/bin/creditx"
+        base = f"http://{settings.api_host}:{settings.api_port}"
+        instance = (
+            str(document["forecast_samples"][0]["instance"])
+            if document.get("forecast_samples")
+            else "vm-000000"
+        )
+        typer.echo(f"MLflow UI:  {home} mlflow-ui --fleet demo   (prints the runs' URL)")
+        typer.echo(f"Prefect UI: {home} prefect-ui   (flows then run there)")
+        typer.echo(f"API:        {home} serve   (then {base}/docs)")
+        typer.echo(f"            TOKEN=$({home} tokens issue --instance {instance})")
+        typer.echo(
+            f'            curl -H "Authorization: Bearer $TOKEN" '
+            f'"{base}/v1/instances/{instance}/forecast?horizon=day"'
+        )

@@ -68,6 +68,57 @@ def headers() -> list[str]:
     return [title for _, title in _COLUMNS]
 
 
+#: One sentence per policy a replay may hold; a policy not listed is still shown.
+POLICY_NOTES: dict[str, str] = {
+    "static": "AWS standard mode: each instance earns and spends only its own credits; "
+    "what it earns above its 24-hour cap is thrown away.",
+    "pool": "Each tier keeps a pool: credits above an instance's cap go to its tier's pool, "
+    "and empty balances are topped up from it (the patent's free pool).",
+    "pool+swap": "Pools as above, and the CEM swaps pool credits from idle tiers to saturated "
+    "ones at demand-driven exchange rates.",
+    "market": "Pools and the CEM, and every instance's agent trades credits in hourly call "
+    "auctions, pricing its bids and asks from the forecasts made at the pipelines' cadence.",
+    "market-oracle": "The market with perfect forecasts: the agents know each instance's own "
+    "future demand exactly.",
+    "optimum": "The best allocation with perfect foresight that still gives every instance its "
+    "own baseline: the floor no policy can beat under credits.",
+    "pool-by-value": "Pools that top up the instances whose owners value a throttled "
+    "vCPU-minute most first.",
+    "physical-limit": "Credits ignored; only the hosts' physical vCPUs bind: the least "
+    "throttling any policy could reach.",
+}
+
+#: One sentence per figure of a policy's summary; figures not listed are shown by name.
+FIGURE_NOTES: dict[str, str] = {
+    "throttled_share": "share of the demanded vCPU-minutes that were throttled (lower is better)",
+    "throttled_vcpu_minutes": "vCPU-minutes demanded but not served, summed over the fleet",
+    "credits_thrown_away": "credits earned above an instance's 24-hour cap and lost "
+    "(one credit = one vCPU at 100 % for one minute)",
+    "instances_ever_throttled": "instances throttled in at least one 5-minute step",
+    "trades": "trades the auctions settled",
+    "volume_credits": "credits that changed hands in trades",
+    "fees": "fees the exchange charged, in minor units of money",
+    "conservation_violations": "hours whose ledger did not balance (must be 0)",
+    "value_gap_closed": "share of the value-weighted throttling gap between pool+swap and the "
+    "optimum that the policy closes (higher is better)",
+    "value_cost_share": "value-weighted throttling cost as a share of pool+swap's",
+    "pool_revenue": "money the pools earned, in minor units",
+}
+
+#: One sentence per target of the replay.
+TARGET_NOTES: dict[str, str] = {
+    "market_reduction_vs_static": "how much less the market throttles than static, as a "
+    "share of static's throttled vCPU-minutes",
+    "market_gap_closed": "share of the gap between static and physical-limit that the market "
+    "closes",
+    "market_oracle_gap": "how far the market with forecasts stays from the market with perfect "
+    "forecasts, as a share of that same gap (lower is better)",
+}
+
+# Figures of a policy that are bookkeeping, not outcomes.
+_HIDDEN = {"seconds", "ledger_entries", "demand_vcpu_minutes", "swapped_credits_in"}
+
+
 def _png(figure: Any) -> str:
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
@@ -77,7 +128,33 @@ def _png(figure: Any) -> str:
     return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def _plots(document: Mapping[str, Any]) -> list[tuple[str, str]]:
+def _hours(document: Mapping[str, Any]) -> Any:
+    import pandas as pd
+
+    return pd.date_range(pd.Timestamp(document["start"]), periods=document["hours"], freq="h")
+
+
+def _date_axis(ax: Any) -> None:
+    import matplotlib.dates as mdates
+
+    locator = mdates.AutoDateLocator(maxticks=8)
+    ax.xaxis.set_major_locator(locator)
+    ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
+    ax.set_xlabel("time (UTC)")
+
+
+def _legend_outside(ax: Any) -> None:
+    # Beside the axes, never over the data.
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
+
+
+def _values(series: Sequence[Any]) -> Any:
+    import numpy as np
+
+    return np.asarray([np.nan if v is None else v for v in series], dtype=float)
+
+
+def _plots(document: Mapping[str, Any]) -> list[tuple[str, str, str]]:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -86,9 +163,10 @@ def _plots(document: Mapping[str, Any]) -> list[tuple[str, str]]:
 
     policies: dict[str, Any] = document["policies"]
     tiers: Sequence[str] = document["tiers"]
-    out: list[tuple[str, str]] = []
+    hours = _hours(document)
+    out: list[tuple[str, str, str]] = []
 
-    fig, ax = plt.subplots(figsize=(9, 3.8))
+    fig, ax = plt.subplots(figsize=(10, 3.8))
     width = 0.8 / max(1, len(policies))
     x = np.arange(len(tiers))
     for i, (name, figures) in enumerate(policies.items()):
@@ -96,23 +174,33 @@ def _plots(document: Mapping[str, Any]) -> list[tuple[str, str]]:
         ax.bar(x + i * width, shares, width, label=name)
     ax.set_xticks(x + width * (len(policies) - 1) / 2, tiers)
     ax.set_ylabel("throttled share of demand (%)")
-    ax.legend(fontsize=8)
-    ax.set_title("Throttling by policy and tier")
-    out.append(("Throttling by policy and tier", _png(fig)))
+    _legend_outside(ax)
+    out.append(
+        (
+            "Throttling by policy and tier",
+            "Share of each tier's demanded vCPU-minutes that was throttled; lower is better.",
+            _png(fig),
+        )
+    )
 
-    fig, ax = plt.subplots(figsize=(9, 3.8))
+    fig, ax = plt.subplots(figsize=(10, 3.8))
     for name, figures in policies.items():
         series = np.asarray(figures["series"]["throttled_vcpu_minutes"], dtype=float)
-        ax.plot(np.cumsum(series.sum(axis=1)), label=name)
-    ax.set_xlabel("hour")
+        ax.plot(hours[: len(series)], np.cumsum(series.sum(axis=1)), label=name)
     ax.set_ylabel("throttled vCPU-minutes, cumulative")
-    ax.legend(fontsize=8)
-    ax.set_title("Throttling over time")
-    out.append(("Throttling over time", _png(fig)))
+    _date_axis(ax)
+    _legend_outside(ax)
+    out.append(
+        (
+            "Throttling over time",
+            "vCPU-minutes throttled since the start, summed over the fleet.",
+            _png(fig),
+        )
+    )
 
     market = next((policies[p] for p in ("market", "market-oracle") if p in policies), None)
     if market is not None:
-        fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.6))
+        fig, (left, right) = plt.subplots(2, 1, figsize=(10, 6.4), sharex=True)
         prices = np.asarray(
             [
                 [np.nan if v is None else v for v in row]
@@ -123,58 +211,163 @@ def _plots(document: Mapping[str, Any]) -> list[tuple[str, str]]:
         rates = np.asarray(market["series"]["exchange_rate"], dtype=float)
         for k, tier in enumerate(tiers):
             if prices.size:
-                left.plot(prices[:, k], ".", markersize=3, label=tier)
+                left.plot(hours[: len(prices)], prices[:, k], "o", markersize=5, label=tier)
             if rates.size:
-                right.plot(rates[:, k], label=tier)
-        left.set_title("Hourly clearing price per tier (market)")
-        left.set_ylabel("minor units per credit")
-        left.set_xlabel("hour")
-        left.legend(fontsize=8)
-        right.set_title("Exchange rate per tier")
-        # Rates can spread over orders of magnitude once the CEM moves them.
-        right.set_yscale("log")
-        right.set_xlabel("hour")
-        right.legend(fontsize=8)
-        out.append(("Prices and exchange rates", _png(fig)))
+                right.plot(hours[: len(rates)], rates[:, k], label=tier)
+        left.set_ylabel("clearing price\n(minor units per credit)")
+        right.set_ylabel("exchange rate\n(value of a credit, bronze = 1)")
+        right.set_ylim(bottom=0)
+        _date_axis(right)
+        _legend_outside(left)
+        _legend_outside(right)
+        out.append(
+            (
+                "Clearing prices and exchange rates",
+                "Top: the price of each hourly auction per tier (no dot: no trade that hour). "
+                "Bottom: each tier's exchange rate as the CEM moves it with demand.",
+                _png(fig),
+            )
+        )
 
     pooled = [p for p in ("pool", "pool+swap", "market") if p in policies]
     if pooled:
-        fig, axes = plt.subplots(1, len(pooled), figsize=(4 * len(pooled), 3.4), squeeze=False)
-        for ax, name in zip(axes[0], pooled, strict=True):
+        fig, axes = plt.subplots(len(pooled), 1, figsize=(10, 2.6 * len(pooled)), squeeze=False)
+        for ax, name in zip(axes[:, 0], pooled, strict=True):
             levels = np.asarray(policies[name]["series"]["pool_credits"], dtype=float)
             for k, tier in enumerate(tiers):
                 if levels.size:
-                    ax.plot(levels[:, k], label=tier)
-            ax.set_title(f"Pool levels ({name})")
-            ax.set_xlabel("hour")
-            ax.set_ylabel("credits")
-            ax.legend(fontsize=8)
-        out.append(("Pool levels", _png(fig)))
+                    ax.plot(hours[: len(levels)], levels[:, k], label=tier)
+            ax.set_title(name, fontsize=9, loc="left")
+            ax.set_ylabel("credits in pool")
+            _date_axis(ax)
+            _legend_outside(ax)
+        fig.tight_layout()
+        out.append(
+            ("Pool levels", "Credits each tier's pool holds at the end of each hour.", _png(fig))
+        )
 
     samples = document.get("forecast_samples") or []
     if samples:
+        ahead = int(samples[0].get("ahead_hours") or 1)
+        columns = 2 if ahead > 1 and "forecast_ahead" in samples[0] else 1
         fig, axes = plt.subplots(
-            len(samples), 1, figsize=(10, 2.4 * len(samples)), squeeze=False, layout="constrained"
+            len(samples),
+            columns,
+            figsize=(6 * columns, 2.6 * len(samples)),
+            squeeze=False,
+            layout="constrained",
+            sharey="row",
         )
-        for ax, sample in zip(axes[:, 0], samples, strict=True):
+        panels = [("forecast", "q90", "1 hour ahead")]
+        if columns == 2:
+            panels.append(("forecast_ahead", "q90_ahead", f"{ahead} hours ahead"))
+        for row, sample in zip(axes, samples, strict=True):
             actual = np.asarray(sample["actual"], dtype=float)
-            forecast = np.asarray(
-                [np.nan if v is None else v for v in sample["forecast"]], dtype=float
+            times = hours[: len(actual)]
+            for ax, (point_key, upper_key, label) in zip(row, panels, strict=False):
+                point = _values(sample[point_key])
+                upper = _values(sample[upper_key])
+                ax.fill_between(
+                    times, point, upper, color="tab:orange", alpha=0.3, label="forecast to q90"
+                )
+                ax.plot(times, point, color="tab:blue", linewidth=0.8, label=f"forecast {label}")
+                ax.plot(times, actual, color="black", linewidth=0.7, label="actual")
+                ax.set_title(f"{sample['instance']} ({sample['tier']}), {label}", fontsize=9)
+                ax.set_ylabel("CPU %")
+                _date_axis(ax)
+        axes[0, -1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+        out.append(
+            (
+                "Forecast against actual",
+                "Hourly CPU of sample instances against what the replay's forecasters "
+                "predicted for that hour, with the band up to the 90th percentile (q90).",
+                _png(fig),
             )
-            upper = np.asarray([np.nan if v is None else v for v in sample["q90"]], dtype=float)
-            ax.plot(actual, color="black", linewidth=0.8, label="actual")
-            ax.plot(forecast, color="tab:blue", linewidth=0.8, label="forecast (hour ahead)")
-            ax.plot(upper, color="tab:orange", linewidth=0.6, label="q90")
-            ax.set_title(f"{sample['instance']} ({sample['tier']})", fontsize=9)
-            ax.set_ylabel("CPU %")
-            ax.legend(fontsize=7, loc="upper right")
-        axes[-1, 0].set_xlabel("hour")
-        out.append(("Forecast against actual", _png(fig)))
+        )
     return out
+
+
+def _percent(value: float | None) -> str:
+    return "n/a" if value is None else f"{100 * value:.1f} %"
+
+
+def findings(document: Mapping[str, Any]) -> list[str]:
+    """Return the sentences that say what the replay's figures show.
+
+    Each is written from the figures: which policy throttles least, what the market
+    adds to pools and swaps, and how forecasts compare with perfect ones.
+    """
+    policies: Mapping[str, Any] = document["policies"]
+    share = {n: float(f["throttled_share"]) for n, f in policies.items()}
+    minutes = {n: float(f["throttled_vcpu_minutes"]) for n, f in policies.items()}
+    out: list[str] = []
+    credit_bound = [n for n in share if n != "physical-limit"]
+    if credit_bound:
+        least = min(minutes[n] for n in credit_bound)
+        best = [n for n in credit_bound if minutes[n] - least < 0.5]
+        if len(best) == len(credit_bound) > 1:
+            out.append(
+                f"Every credit policy throttles the same: {_percent(share[best[0]])} of the "
+                f"demand ({least:,.0f} vCPU-minutes): on this fleet no policy moves credits "
+                "to where throttling happens."
+            )
+        else:
+            out.append(
+                f"Under credits, {' and '.join(best)} throttle{'s' if len(best) == 1 else ''} "
+                f"least: {_percent(share[best[0]])} of the demand ({least:,.0f} vCPU-minutes)."
+            )
+    if "physical-limit" in share:
+        out.append(
+            f"With credits ignored the hosts alone would throttle "
+            f"{_percent(share['physical-limit'])}: the floor of any credit policy."
+        )
+    if "market" in minutes and "pool+swap" in minutes:
+        trades = int(policies["market"].get("trades", 0))
+        if abs(minutes["market"] - minutes["pool+swap"]) < 0.5:
+            out.append(
+                f"The market throttles as much as pool+swap ({trades:,} trades). A market "
+                "only helps when credits are scarce for some instances while others hold "
+                "more than they will need; where the pools and swaps already cover demand, "
+                "or no agent expects a surplus, there is nothing to trade that would help."
+            )
+        else:
+            change = (minutes["pool+swap"] - minutes["market"]) / max(minutes["pool+swap"], 1e-9)
+            word = "less" if change > 0 else "more"
+            out.append(
+                f"The market throttles {abs(100 * change):.1f} % {word} than pool+swap, "
+                f"with {trades:,} trades."
+            )
+    if "market" in minutes and "market-oracle" in minutes:
+        if minutes["market-oracle"] > minutes["market"] + 0.5:
+            out.append(
+                "The agents with perfect forecasts throttle more than the agents with "
+                f"learned ones ({minutes['market-oracle']:,.0f} against "
+                f"{minutes['market']:,.0f} vCPU-minutes). Perfect foresight of each "
+                "instance's own demand is not a fleet-wide optimum: an agent sure of its "
+                "need keeps its credits, a cautious forecast sells or buys differently, and "
+                "who trades with whom changes where throttling falls."
+            )
+        elif minutes["market-oracle"] < minutes["market"] - 0.5:
+            out.append(
+                "Perfect forecasts throttle less than learned ones "
+                f"({minutes['market-oracle']:,.0f} against {minutes['market']:,.0f} "
+                "vCPU-minutes): better forecasts are worth that much here."
+            )
+    return out
+
+
+def _explained(notes: Mapping[str, str], names: Sequence[str]) -> str:
+    return "".join(
+        f"<dt>{html.escape(n)}</dt><dd>{html.escape(notes.get(n, 'no description'))}</dd>"
+        for n in names
+    )
 
 
 def render_report(document: Mapping[str, Any]) -> str:
     """Return the replay report as one self-contained HTML page.
+
+    Every policy and figure the document holds is shown, each explained in a sentence
+    where :data:`POLICY_NOTES` and :data:`FIGURE_NOTES` know it.
 
     Raises
     ------
@@ -186,34 +379,94 @@ def render_report(document: Mapping[str, Any]) -> str:
     body = "".join(
         "<tr>" + "".join(f"<td>{html.escape(cell)}</td>" for cell in row) + "</tr>" for row in rows
     )
+    policies: Mapping[str, Any] = document["policies"]
+    shown = {key for key, _ in _COLUMNS}
+    extra = sorted(
+        {
+            k
+            for f in policies.values()
+            for k, v in f.items()
+            if k not in shown and k not in _HIDDEN and isinstance(v, int | float)
+        }
+    )
+    extra_table = ""
+    if extra:
+        extra_head = "".join(f"<th>{html.escape(k.replace('_', ' '))}</th>" for k in extra)
+        extra_body = "".join(
+            f"<tr><td>{html.escape(name)}</td>"
+            + "".join(f"<td>{'' if f.get(k) is None else f'{f[k]:,.3g}'}</td>" for k in extra)
+            + "</tr>"
+            for name, f in policies.items()
+        )
+        extra_table = (
+            f"<table><thead><tr><th>policy</th>{extra_head}</tr></thead>"
+            f"<tbody>{extra_body}</tbody></table>"
+        )
     targets = document.get("targets") or {}
     target_rows = "".join(
-        f"<tr><td>{html.escape(k.replace('_', ' '))}</td>"
-        f"<td>{'n/a' if v is None else f'{100 * v:.1f} %'}</td></tr>"
+        f"<tr><td>{html.escape(k.replace('_', ' '))}</td><td>{_percent(v)}</td>"
+        f"<td>{html.escape(TARGET_NOTES.get(k, ''))}</td></tr>"
         for k, v in targets.items()
     )
     figures = "".join(
-        f'<h2>{html.escape(title)}</h2><img alt="{html.escape(title)}" '
-        f'src="data:image/png;base64,{data}">'
-        for title, data in _plots(document)
+        f'<section><h2>{html.escape(title)}</h2><p>{html.escape(caption)}</p><img alt="'
+        f'{html.escape(title)}" src="data:image/png;base64,{data}"></section>'
+        for title, caption, data in _plots(document)
     )
+    shows = "".join(f"<li>{html.escape(s)}</li>" for s in findings(document))
+    notes = "".join(f"<li>{html.escape(str(n))}</li>" for n in document.get("notes") or [])
+    scenario = document.get("scenario") or {}
+    samples = document.get("forecast_samples") or []
     source = html.escape(str(document.get("source") or "telemetry"))
+    method = [
+        f"{document['instances']} instances of {source}, replayed in 5-minute steps over "
+        f"{document['hours']} hours from {html.escape(str(document['start']))} (UTC).",
+        "Tiers: instances are dealt to the scenario's tiers "
+        f"({html.escape(', '.join(t['name'] for t in scenario.get('tiers', [])))}) in turn, "
+        "in the order of their ids; tiers in the telemetry are not used.",
+        f"Every instance has {scenario.get('vcpus', '?')} vCPUs and starts with "
+        f"{_percent(float(scenario.get('starting_balance_share', 0)))} of its 24-hour credit "
+        "cap; each tier's hosts hold "
+        f"{html.escape(str(scenario.get('physical_vcpus_per_vcpu', '?')))} physical vCPUs per "
+        "instance vCPU.",
+        "Units: a credit is one vCPU at 100 % for one minute; throttling is counted in "
+        "vCPU-minutes demanded but not served; money in integer minor units.",
+    ]
+    if samples:
+        method.append(
+            "Forecast samples: the instance with the highest mean CPU in each of the first "
+            f"{len(samples)} tiers."
+        )
+    method_items = "".join(f"<li>{m}</li>" for m in method)
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>creditx fleet replay</title>
 <style>
-body {{ font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 1100px; color: #222; }}
+body {{ font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 1100px; color: #222;
+  line-height: 1.45; padding: 0 1rem; }}
 table {{ border-collapse: collapse; margin: 1rem 0; }}
 th, td {{ border: 1px solid #ccc; padding: 0.3rem 0.6rem; text-align: right; }}
 th:first-child, td:first-child {{ text-align: left; }}
+td:nth-child(3) {{ text-align: left; }}
+dt {{ font-weight: 600; margin-top: 0.4rem; }}
+dd {{ margin-left: 1.2rem; }}
 img {{ max-width: 100%; }}
+.shows {{ background: #f3f6fa; border-left: 4px solid #3b6ea5; padding: 0.6rem 1.2rem; }}
 </style></head><body>
 <h1>creditx fleet replay</h1>
-<p>{document["instances"]} instances of {source}, {document["hours"]} hours from
-{html.escape(str(document["start"]))}; tiers {html.escape(", ".join(document["tiers"]))}.</p>
+<p>How much CPU each credit policy throttles when the same fleet runs through it.</p>
+<div class="shows"><h2>What this shows</h2><ul>{shows}</ul></div>
 <h2>Summary</h2>
 <table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>
+{extra_table}
 <h2>Targets</h2>
 <table><tbody>{target_rows}</tbody></table>
+<h2>How the replay was run</h2>
+<ul>{method_items}</ul>
+{f"<h3>Notes on the telemetry</h3><ul>{notes}</ul>" if notes else ""}
+<h2>The policies</h2>
+<dl>{_explained(POLICY_NOTES, list(policies))}</dl>
+<h2>The figures</h2>
+<dl>{_explained(FIGURE_NOTES, [k for k, _ in _COLUMNS[1:]] + extra)}</dl>
 {figures}
 </body></html>
 """

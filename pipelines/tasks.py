@@ -116,7 +116,9 @@ def load_telemetry(params: IngestParams) -> tuple[pd.DataFrame, pd.DataFrame, st
             )
             result = validate_telemetry(raw, policy, source=source)
         else:
-            result = read_telemetry(Path(str(params.source)), policy)
+            result = read_telemetry(
+                Path(str(params.source)), policy, format=params.format, columns=params.columns
+            )
     except EmptyTelemetryError as exc:
         raise EmptySnapshotError(source, rows=0, rejected=0) from exc
     except InstancesRejectedError as exc:
@@ -128,10 +130,13 @@ def load_telemetry(params: IngestParams) -> tuple[pd.DataFrame, pd.DataFrame, st
 @task(cache_policy=NO_CACHE)
 def hourly_telemetry(frame: pd.DataFrame, source: str) -> pd.DataFrame:
     """Average validated telemetry to hourly values, the grain the forecasters learn."""
-    from data.resample import to_hourly
+    from data.resample import drop_partial_first_hours, to_hourly
 
     if frame.empty:
         raise EmptySnapshotError(source, rows=0, rejected=0)
+    frame, note = drop_partial_first_hours(frame)
+    if note is not None:
+        get_run_logger().info("%s: %s", source, note)
     return to_hourly(frame)
 
 
@@ -370,8 +375,13 @@ def log_training(
     tags: dict[str, str],
     results: list[ShardResult],
     total_instances: int,
+    started_ms: int | None = None,
 ) -> TrainingRecord:
-    """Log one training run: params, metrics, tables, plots and the fleet model version."""
+    """Log one training run: params, metrics, tables, plots and the fleet model version.
+
+    ``started_ms`` (epoch milliseconds) is when the training began, so the run's
+    duration covers the fitting and not only its logging.
+    """
     from mlflow.entities import Metric, Param
 
     watch = Stopwatch()
@@ -403,6 +413,7 @@ def log_training(
             experiment_id,
             tags={TAG_KIND: "train", TAG_STATUS: status, TAG_REASON: reason, **tags},
             run_name=f"train-{tags[TAG_SNAPSHOT][:8]}",
+            start_time=started_ms,
         )
         run_id = run.info.run_id
         try:

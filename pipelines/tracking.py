@@ -9,6 +9,7 @@ once as a pyfunc and registered as a new version of the fleet model's name.
 from __future__ import annotations
 
 import json
+import logging
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -44,6 +45,12 @@ TAG_STATUS = "creditx.status"
 TAG_REASON = "creditx.reason"
 
 
+#: MLflow's experiment kind: a model-development experiment opens on its runs table,
+#: not on the GenAI overview of traces.
+TAG_EXPERIMENT_KIND = "mlflow.experimentKind"
+MODEL_DEVELOPMENT = "custom_model_development"
+
+
 @dataclass
 class Stopwatch:
     """Seconds spent talking to MLflow, so the flow can report its share."""
@@ -63,9 +70,19 @@ def ensure_experiment(client: MlflowClient, tracking: TrackingParams) -> str:
     """Return the id of the fleet's experiment, creating it with its artifact root."""
     experiment = client.get_experiment_by_name(tracking.experiment)
     if experiment is not None:
+        if experiment.tags.get(TAG_EXPERIMENT_KIND) != MODEL_DEVELOPMENT:
+            client.set_experiment_tag(
+                experiment.experiment_id, TAG_EXPERIMENT_KIND, MODEL_DEVELOPMENT
+            )
         return str(experiment.experiment_id)
     location = f"{tracking.artifact_root.rstrip('/')}/{tracking.experiment}"
-    return str(client.create_experiment(tracking.experiment, artifact_location=location))
+    return str(
+        client.create_experiment(
+            tracking.experiment,
+            artifact_location=location,
+            tags={TAG_EXPERIMENT_KIND: MODEL_DEVELOPMENT},
+        )
+    )
 
 
 def find_finished_run(client: MlflowClient, experiment_id: str, tags: dict[str, str]) -> Run | None:
@@ -108,16 +125,24 @@ def log_model_version(
 
     from pipelines.fleet_model import signature
 
-    with mlflow.start_run(run_id=run_id):
-        info = mlflow.pyfunc.log_model(
-            name="fleet_model",
-            python_model=model,
-            signature=signature(),
-            input_example=example,
-            pip_requirements=MODEL_REQUIREMENTS,
-            registered_model_name=tracking.model_name,
-            await_registration_for=0,
-        )
+    # The fleet model is our own class, pickled on purpose: MLflow's warning about
+    # pickled Python objects says nothing a user of creditx can act on.
+    pyfunc_log = logging.getLogger("mlflow.pyfunc")
+    level = pyfunc_log.level
+    pyfunc_log.setLevel(logging.ERROR)
+    try:
+        with mlflow.start_run(run_id=run_id):
+            info = mlflow.pyfunc.log_model(
+                name="fleet_model",
+                python_model=model,
+                signature=signature(),
+                input_example=example,
+                pip_requirements=MODEL_REQUIREMENTS,
+                registered_model_name=tracking.model_name,
+                await_registration_for=0,
+            )
+    finally:
+        pyfunc_log.setLevel(level)
     version = info.registered_model_version
     if version is None:
         raise ModelNotFoundError(tracking.model_name)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated
+import signal
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -22,13 +23,20 @@ def register(app: typer.Typer) -> None:
 
 
 def serve(
-    host: Annotated[str | None, typer.Option(help="address to bind; CREDITX_API_HOST")] = None,
-    port: Annotated[int | None, typer.Option(help="port to bind; CREDITX_API_PORT")] = None,
+    host: Annotated[str | None, typer.Option(help="Address to bind; CREDITX_API_HOST.")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to bind; CREDITX_API_PORT.")] = None,
     follow_champion: Annotated[
-        bool, typer.Option(help="follow the MLflow champion alias as well as the predictions")
+        bool, typer.Option(help="Follow the MLflow champion alias as well as the predictions.")
     ] = True,
+    access_log: Annotated[bool, typer.Option(help="Log every request on stdout.")] = True,
 ) -> None:
-    """Serve the API with uvicorn (one worker) on the store CREDITX_* settings name."""
+    """Serve the API (uvicorn, one worker) on the stores the CREDITX_* settings name.
+
+    Prints the URL once it answers and when the forecasts are loaded; stops cleanly on
+    Ctrl-C or SIGTERM.
+    """
+    import threading
+
     import uvicorn
 
     from serving.main import create_app
@@ -36,14 +44,101 @@ def serve(
 
     settings = Settings()
     app = create_app(settings, champion=True if follow_champion else None)
-    uvicorn.run(
+    config = uvicorn.Config(
         app,
         host=host or settings.api_host,
         port=port or settings.api_port,
         workers=1,
-        access_log=False,
-        log_level="warning",
+        access_log=access_log,
+        log_level=None,  # the levels of _log_config hold
+        log_config=_log_config(),
     )
+    server = uvicorn.Server(config)
+    announcer = threading.Thread(
+        target=_announce, args=(server, app.state.services.forecasts), daemon=True
+    )
+    announcer.start()
+    # uvicorn shuts down gracefully on SIGINT and SIGTERM, then raises the signal again
+    # with the handler it found: this one, so the command ends with status 0.
+    previous = signal.signal(signal.SIGTERM, _stop)
+    try:
+        server.run()
+    except (KeyboardInterrupt, _Stopped):
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    typer.echo("creditx API stopped")
+
+
+class _Stopped(Exception):
+    pass
+
+
+def _stop(signum: int, frame: Any) -> None:
+    raise _Stopped
+
+
+def _log_config() -> dict[str, Any]:
+    # Requests as one short line each; uvicorn's own start-up chatter stays quiet,
+    # since _announce says where the API is and when it is ready.
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {
+            "access": {
+                "()": "uvicorn.logging.AccessFormatter",
+                "fmt": '%(asctime)s %(client_addr)s "%(request_line)s" %(status_code)s',
+                "datefmt": "%H:%M:%S",
+            },
+            "default": {
+                "()": "uvicorn.logging.DefaultFormatter",
+                "fmt": "%(levelprefix)s %(message)s",
+            },
+        },
+        "handlers": {
+            "access": {
+                "class": "logging.StreamHandler",
+                "formatter": "access",
+                "stream": "ext://sys.stdout",
+            },
+            "default": {
+                "class": "logging.StreamHandler",
+                "formatter": "default",
+                "stream": "ext://sys.stderr",
+            },
+        },
+        "loggers": {
+            "uvicorn.access": {"handlers": ["access"], "level": "INFO", "propagate": False},
+            "uvicorn.error": {"handlers": ["default"], "level": "WARNING", "propagate": False},
+            "uvicorn": {"handlers": ["default"], "level": "WARNING", "propagate": False},
+        },
+    }
+
+
+def _announce(server: Any, forecasts: Any) -> None:
+    import time
+
+    while not server.started:
+        if server.should_exit:
+            return
+        time.sleep(0.05)
+    config = server.config
+    url = f"http://{config.host}:{config.port}"
+    typer.echo(f"creditx API listening on {url}  (docs {url}/docs; Ctrl-C stops it)")
+    if forecasts.loading:
+        typer.echo("forecasts: loading ...")
+    # The batch predictions serve as soon as they are read; following the MLflow
+    # champion may take a while longer.
+    while forecasts.current is None and not forecasts.loaded.wait(0.1):
+        pass
+    status = forecasts.status()
+    if status["instances"]:
+        typer.echo(
+            f"forecasts: ready, {status['instances']} instances from "
+            f"{status['model_name']} v{status['model_version']}"
+        )
+    else:
+        typer.echo("forecasts: none yet; run `creditx pipeline train` then `pipeline predict`")
 
 
 def _token_store() -> tuple[MarketService, TokenStore]:
@@ -70,11 +165,11 @@ def issue(
     name: Annotated[str, typer.Option(help="the administrator's name (audited)")] = "admin",
 ) -> None:
     """Issue a token and print it once; only its SHA-256 is stored."""
+    if admin == (instance is not None):
+        raise typer.BadParameter("give exactly one of --admin or --instance ID")
     from market.cem_errors import InstanceNotFound
     from serving.tokens import TokenKind
 
-    if admin == (instance is not None):
-        raise typer.BadParameter("give exactly one of --admin or --instance ID")
     market, store = _token_store()
     try:
         if instance is not None:

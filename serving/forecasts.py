@@ -36,6 +36,9 @@ QUANTILE_COLUMNS = ("q50", "q90")
 
 UserForecast = DailyProfile | WeeklyProfile | ExplicitForecast
 
+# Seconds a stopping service waits for a reload under way.
+_STOP_WAIT_S = 3.0
+
 
 @dataclass(frozen=True, slots=True)
 class ForecastSeries:
@@ -223,6 +226,9 @@ class ForecastStore:
         self.champion_version: str | None = None
         self.current: ForecastSnapshot | None = None
         self.last_error: str | None = None
+        # Set once the first refresh has finished, whatever it found: until then an
+        # empty store is "loading", afterwards "nothing to serve".
+        self.loaded = threading.Event()
         self._refresh_lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -236,13 +242,21 @@ class ForecastStore:
             before = self.current
             try:
                 self._reload_batch()
+                # The batch serves at once; following the champion may load MLflow.
+                self.current = self._choose()
                 self._follow_champion()
                 self.last_error = None
             except Exception as exc:  # keep serving the previous snapshot
                 self.last_error = f"{type(exc).__name__}: {exc}"
                 logger.warning("forecast reload failed, keeping the previous snapshot: %s", exc)
             self.current = self._choose()
+            self.loaded.set()
             return self.current is not before
+
+    @property
+    def loading(self) -> bool:
+        """Return whether the first load is still under way."""
+        return not self.loaded.is_set()
 
     def _reload_batch(self) -> None:
         manifest = self.predictions_dir / "manifest.json"
@@ -300,7 +314,8 @@ class ForecastStore:
         """Stop the background thread."""
         self._stop.set()
         if self._thread is not None:
-            self._thread.join(timeout=30)
+            # A reload only reads; one stuck loading MLflow must not hold up a shutdown.
+            self._thread.join(timeout=_STOP_WAIT_S)
             self._thread = None
 
     def status(self) -> dict[str, Any]:
@@ -314,4 +329,5 @@ class ForecastStore:
             "champion_version": self.champion_version,
             "instances": 0 if current is None else len(current.instance_ids),
             "last_error": self.last_error,
+            "loading": self.loading,
         }

@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime
 from http import HTTPStatus
+from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, FastAPI
@@ -27,6 +28,7 @@ from serving.services import Services, build_services
 from serving.settings import Settings
 
 _ERRORS_PUBLIC = (400, 404, 413, 422)
+_DOCS_ASSETS = "/docs-assets"
 _ERRORS_SECURED = (400, 401, 403, 404, 409, 413, 422, 429, 503)
 
 
@@ -89,7 +91,10 @@ def create_app(
             "milli-credits, money integer minor units, exchange rates integer micro-units."
         ),
         lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
     )
+    _install_docs(app)
     app.state.services = wired
     install_problem_handlers(app)
     for module in (health, forecasts, tiers, instances, orders, admin, tokens):
@@ -105,6 +110,37 @@ def create_app(
 
     app.openapi = openapi  # type: ignore[method-assign]
     return app
+
+
+def _install_docs(app: FastAPI) -> None:
+    # Swagger UI and ReDoc from an installed package, not a CDN: /docs works offline.
+    import fastapi_offline
+    from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+    from fastapi.responses import HTMLResponse
+    from fastapi.staticfiles import StaticFiles
+
+    static = Path(fastapi_offline.__file__).parent / "static"
+    app.mount(_DOCS_ASSETS, StaticFiles(directory=static), name="docs-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    async def swagger_ui() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url=app.openapi_url or "/openapi.json",
+            title=f"{app.title} API",
+            swagger_js_url=f"{_DOCS_ASSETS}/swagger-ui-bundle.js",
+            swagger_css_url=f"{_DOCS_ASSETS}/swagger-ui.css",
+            swagger_favicon_url=f"{_DOCS_ASSETS}/favicon.png",
+        )
+
+    @app.get("/redoc", include_in_schema=False)
+    async def redoc() -> HTMLResponse:
+        return get_redoc_html(
+            openapi_url=app.openapi_url or "/openapi.json",
+            title=f"{app.title} API",
+            redoc_js_url=f"{_DOCS_ASSETS}/redoc.standalone.js",
+            redoc_favicon_url=f"{_DOCS_ASSETS}/favicon.png",
+            with_google_fonts=False,
+        )
 
 
 def _problem_response(status: int) -> dict[str, Any]:

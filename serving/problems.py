@@ -112,6 +112,8 @@ def _fields(exc: Exception) -> dict[str, Any]:
 def _api_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ApiError)
     headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, RateLimited) else None
+    if "retry_after" in exc.extra:
+        headers = {"Retry-After": str(exc.extra["retry_after"])}
     if exc.status == 401:
         headers = {"WWW-Authenticate": 'Bearer realm="creditx"'}
     return problem_response(

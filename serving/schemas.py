@@ -514,6 +514,7 @@ class ForecastStatusPublic(_Output):
     champion_version: str | None
     instances: int
     last_error: str | None
+    loading: bool = False
 
 
 class DailyUserForecast(_Input):

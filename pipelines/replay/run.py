@@ -136,6 +136,21 @@ class ReplayRun:
             "forecast_samples": self._samples(),
         }
 
+    def _furthest_ahead(self, row: int) -> dict[str, Any]:
+        # Each hour as forecast from the furthest origin: the forecast `steps` hours ahead.
+        assert self.forecasts is not None
+        steps = self.forecasts.horizon
+        point = np.full(self.forecasts.point.shape[1], np.nan)
+        upper = np.full_like(point, np.nan)
+        if steps > 1:
+            point[steps - 1 :] = self.forecasts.point[row, : 1 - steps, -1]
+            upper[steps - 1 :] = self.forecasts.q90[row, : 1 - steps, -1]
+        return {
+            "ahead_hours": steps,
+            "forecast_ahead": [None if np.isnan(v) else round(float(v), 3) for v in point],
+            "q90_ahead": [None if np.isnan(v) else round(float(v), 3) for v in upper],
+        }
+
     def _samples(self) -> list[dict[str, Any]]:
         # The instances with the most demand in each of the first tiers, hour-ahead forecasts.
         if self.forecasts is None:
@@ -158,6 +173,7 @@ class ReplayRun:
                         None if np.isnan(v) else round(float(v), 3)
                         for v in self.forecasts.q90[row, :, 0]
                     ],
+                    **self._furthest_ahead(row),
                 }
             )
         return out

@@ -41,7 +41,16 @@ HorizonQuery = Annotated[Horizon, Query(description="hour (1 h), day (24 h) or w
 def _forecast(services: Services, instance_id: str, horizon: str) -> ForecastPublic | bytes | None:
     snapshot = services.forecasts.current
     if snapshot is None:
-        raise ServiceUnavailable("no forecasts are loaded yet; the predict flow has not run")
+        if services.forecasts.loading:
+            raise ServiceUnavailable(
+                "the forecasts are still loading; retry in a few seconds",
+                title="Loading",
+                retry_after=2,
+            )
+        raise ServiceUnavailable(
+            "no forecasts to serve: the predict flow has written none; run "
+            "`creditx pipeline predict` (after `pipeline train`)"
+        )
     series = snapshot.series.get((instance_id, horizon))
     if series is None:
         return None

@@ -11,7 +11,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from data.errors import InvalidParameterError, MissingColumnError
-from data.resample import credit_usage, resample, to_hourly
+from data.resample import (
+    credit_usage,
+    drop_partial_first_hours,
+    resample,
+    to_hourly,
+    to_steps,
+)
 from data.synthetic import generate_fleet
 
 
@@ -175,3 +181,57 @@ def test_bad_frequency_is_rejected(freq: str) -> None:
 def test_unknown_aggregate_is_rejected() -> None:
     with pytest.raises(InvalidParameterError, match="aggregates"):
         resample(_one_instance([1.0]), "1h", ("median",))
+
+
+def test_to_steps_puts_cloudwatch_readings_on_the_grid_from_a_whole_hour() -> None:
+    # Readings every 5 minutes, but at 10:07:23, 10:12:23, ...: off the grid and the hour.
+    frame = _one_instance([float(v) for v in range(36)], start="2024-01-01 10:07:23")
+    steps, notes = to_steps(frame, "5min")
+    assert steps["ds"].iloc[0] == pd.Timestamp("2024-01-01 11:00", tz="UTC")
+    assert (steps["ds"].diff().dropna() == pd.Timedelta("5min")).all()
+    # 10:07:23 falls in the 10:05 step: the 11:00 step holds the reading of 11:02:23.
+    assert steps["y"].iloc[0] == 11.0
+    assert len(notes) == 2
+    assert "partial first hour of 1 instance" in notes[1]
+
+
+def test_to_steps_repeats_hourly_readings_over_their_steps() -> None:
+    frame = _one_instance([10.0, 20.0, 30.0], freq="1h")
+    steps, notes = to_steps(frame, "5min")
+    assert len(steps) == 36
+    assert steps["y"].tolist() == [10.0] * 12 + [20.0] * 12 + [30.0] * 12
+    assert steps["ds"].iloc[-1] == pd.Timestamp("2024-01-01 02:55", tz="UTC")
+    assert len(notes) == 1
+
+
+def test_to_steps_leaves_a_grid_aligned_fleet_alone() -> None:
+    frame = generate_fleet(3, 1, seed=2, attributes=False)
+    steps, notes = to_steps(frame, "5min")
+    assert notes == []
+    pd.testing.assert_frame_equal(steps, frame)
+
+
+def test_drop_partial_first_hours_keeps_whole_hours_only() -> None:
+    late = _one_instance([1.0] * 24, start="2024-01-01 00:50")
+    late["unique_id"] = "late"
+    prompt = _one_instance([2.0] * 24, start="2024-01-01 00:00")
+    prompt["unique_id"] = "prompt"
+    frame = pd.concat([late, prompt], ignore_index=True)
+    kept, note = drop_partial_first_hours(frame)
+    assert kept.loc[kept["unique_id"] == "late", "ds"].min() == pd.Timestamp(
+        "2024-01-01 01:00", tz="UTC"
+    )
+    assert (kept["unique_id"] == "prompt").sum() == 24
+    assert note is not None
+    assert "1 instance" in note
+    assert "(2 readings" in note
+    assert (
+        drop_partial_first_hours(prompt) == (prompt, None)
+        or drop_partial_first_hours(prompt)[1] is None
+    )
+
+
+def test_to_steps_refuses_an_interval_it_cannot_spread() -> None:
+    frame = _one_instance([1.0, 2.0, 3.0], freq="7min")
+    with pytest.raises(InvalidParameterError, match="interval"):
+        to_steps(frame, "5min")

@@ -111,7 +111,7 @@ def test_agents_and_cem_run_on_the_store_and_log_why(store: str, tmp_path: Path)
 
 def test_a_bad_policy_is_refused_before_anything_runs(store: str) -> None:
     result = runner.invoke(app, ["agents", "run", "--url", store, "--risk", "p90"])
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert "risk_quantile" in result.output
     log = SqlDecisionLog(SqlStore(store).engine)
     assert log.query(DecisionQuery()) == []
@@ -131,7 +131,7 @@ def test_bad_owner_policies_are_refused(
     owners = tmp_path / "owners.toml"
     owners.write_text(policies)
     result = runner.invoke(app, ["agents", "run", "--url", store, "--policies", str(owners)])
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert message in result.output
     log = SqlDecisionLog(SqlStore(store).engine)
     assert log.query(DecisionQuery()) == []

@@ -37,31 +37,31 @@ def test_store_swap_trade_verify(sqlite_url: str) -> None:
     assert "vm-silver-1" in run("log", "--kind", "trade", "--tier", "silver", *url)
 
 
-def test_refused_commands_exit_1_and_change_nothing(sqlite_url: str) -> None:
+def test_refused_commands_exit_2_and_change_nothing(sqlite_url: str) -> None:
     url = ["--url", sqlite_url]
     run("store", "init", *url)
     before = run("balances", *url)
     assert "must be positive" in run(
-        "swap", "silver", "gold", "0", "--actor", "admin", *url, code=1
+        "swap", "silver", "gold", "0", "--actor", "admin", *url, code=2
     )
     assert "not an administrator" in run(
-        "swap", "silver", "gold", "5", "--actor", "mallory", *url, code=1
+        "swap", "silver", "gold", "5", "--actor", "mallory", *url, code=2
     )
-    assert "insufficient balance" in run("trade", "vm-gold-1", "vm-gold-2", "5", "1", *url, code=1)
+    assert "insufficient balance" in run("trade", "vm-gold-1", "vm-gold-2", "5", "1", *url, code=2)
     assert "unknown tier 'diamond'" in run(
-        "rates", "set", "diamond", "2", "--actor", "admin", "--reason", "r", *url, code=1
+        "rates", "set", "diamond", "2", "--actor", "admin", "--reason", "r", *url, code=2
     )
-    assert "cpu_utilisation" in run("accrue", "vm-gold-1", "--cpu", "nan", *url, code=1)
+    assert "cpu_utilisation" in run("accrue", "vm-gold-1", "--cpu", "nan", *url, code=2)
     assert run("balances", *url) == before
 
 
 def test_commands_need_an_initialised_store(tmp_path: Path) -> None:
-    out = run("pools", "--url", f"sqlite:///{tmp_path / 'empty.db'}", code=1)
+    out = run("pools", "--url", f"sqlite:///{tmp_path / 'empty.db'}", code=2)
     assert "creditx store init" in out
 
 
 def test_bad_config_is_reported(tmp_path: Path, sqlite_url: str) -> None:
     config = tmp_path / "tiers.toml"
     config.write_text("[[hosts]]\nid = 'h'\ntier = 'ghost'\nvcpus = 1\n")
-    out = run("store", "init", "--url", sqlite_url, "--config", str(config), code=1)
+    out = run("store", "init", "--url", sqlite_url, "--config", str(config), code=2)
     assert "unknown tier 'ghost'" in out

@@ -7,12 +7,14 @@ gets its own MLflow SQLite store and artifact directory under ``tmp_path``.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 import pandas as pd
 import pytest
+from typer.testing import CliRunner
 
 if TYPE_CHECKING:
     from pipelines.snapshot import Snapshot
@@ -49,3 +51,19 @@ def fleet_snapshot(
     from pipelines.snapshot import write_snapshot
 
     return write_snapshot(hourly_fleet, tmp_path_factory.mktemp("snapshots"))
+
+
+@pytest.fixture(scope="session")
+def replay_document(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """A replay of every policy on a Parquet trace of 8 synthetic instances x 3 days."""
+    from data.synthetic import generate_fleet
+    from serving.cli import app
+
+    folder = tmp_path_factory.mktemp("replay")
+    trace = folder / "trace.parquet"
+    generate_fleet(8, 3, seed=3, attributes=False).to_parquet(trace)
+    out = folder / "replay.json"
+    result = CliRunner().invoke(app, ["replay", "--data", str(trace), "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "figures written to" in result.output
+    return json.loads(out.read_text())

@@ -16,19 +16,6 @@ from pipelines.report import render_report, summary_rows
 from serving.cli import app
 
 
-@pytest.fixture(scope="module")
-def replay_document(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    """A replay of every policy on a Parquet trace of 8 synthetic instances x 3 days."""
-    folder = tmp_path_factory.mktemp("replay")
-    trace = folder / "trace.parquet"
-    generate_fleet(8, 3, seed=3, attributes=False).to_parquet(trace)
-    out = folder / "replay.json"
-    result = CliRunner().invoke(app, ["replay", "--data", str(trace), "--json", str(out)])
-    assert result.exit_code == 0, result.output
-    assert "figures written to" in result.output
-    return json.loads(out.read_text())
-
-
 def test_replay_writes_every_policy_with_its_figures(replay_document: dict) -> None:
     policies = replay_document["policies"]
     assert list(policies) == list(POLICIES)
@@ -83,7 +70,7 @@ def test_report_refuses_what_is_not_a_replay(tmp_path: Path) -> None:
     bad.write_text("{not json")
     page = tmp_path / "report.html"
     result = CliRunner().invoke(app, ["report", "--json", str(bad), "--out", str(page)])
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert "cannot read" in result.output
     assert not page.exists()
 
@@ -95,6 +82,6 @@ def test_replay_refuses_an_unknown_policy_and_writes_nothing(tmp_path: Path) -> 
     result = CliRunner().invoke(
         app, ["replay", "--data", str(trace), "--json", str(out), "--policies", "static,lottery"]
     )
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert "lottery" in result.output
     assert not out.exists()

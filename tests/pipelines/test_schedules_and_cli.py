@@ -81,6 +81,6 @@ def test_predict_from_the_cli_before_any_training_exits_with_the_reason(
     monkeypatch.setenv("PREFECT_HOME", str(tmp_path / "prefect"))
     monkeypatch.setenv("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
     result = CliRunner().invoke(app, ["pipeline", "predict", "--fleet", "cli"])
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert "no registered model version creditx-fleet-forecaster@champion" in result.output
     assert not (tmp_path / "predictions").exists()

@@ -42,7 +42,8 @@ def make_api(tmp_path: Path) -> Iterator[ApiFactory]:
         services = build_services(settings, clock, champion=None)
         if predictions:
             write_predictions(settings.predictions_dir, "1")
-            services.forecasts.refresh()
+        # The service has looked for forecasts once, found or not: none is loading.
+        services.forecasts.refresh()
         app = create_app(settings, clock, services=services)
         client = TestClient(app, raise_server_exceptions=False)
         client.__enter__()

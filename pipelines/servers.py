@@ -1,0 +1,121 @@
+"""The local UI servers (MLflow's and Prefect's) run as child process groups.
+
+:func:`run_ui_server` starts a server's command in a process group of its own, says
+where it is once its health URL answers, and on Ctrl-C or SIGTERM stops the whole
+group (the server and every worker it forked), so no process keeps the port.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Mapping, Sequence
+from types import FrameType
+
+import httpx
+
+from pipelines.errors import StoreUnavailableError
+
+# How long a stopped server may take to exit before its group is killed.
+_STOP_GRACE_S = 10.0
+
+
+def answers(url: str, timeout: float = 0.5) -> bool:
+    """Return whether ``url`` answers 2xx within ``timeout`` seconds."""
+    try:
+        return httpx.get(url, timeout=timeout).is_success
+    except httpx.HTTPError:
+        return False
+
+
+def port_in_use(host: str, port: int) -> bool:
+    """Return whether something already listens on ``host:port``."""
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.settimeout(0.5)
+        return probe.connect_ex((host, port)) == 0
+
+
+def run_ui_server(
+    name: str,
+    command: Sequence[str],
+    health_url: str,
+    *,
+    env: Mapping[str, str] | None = None,
+    ready: Callable[[], None] = lambda: None,
+    startup_timeout: float = 300.0,
+) -> int:
+    """Run ``command`` until it exits or this process is asked to stop; return its code.
+
+    Parameters
+    ----------
+    name
+        The server's name in messages.
+    command
+        The server's command line.
+    health_url
+        A URL that answers 2xx once the server serves.
+    env
+        The server's environment; this process's by default.
+    ready
+        Called once ``health_url`` answers (to print where the UI is).
+    startup_timeout
+        Seconds to wait for ``health_url`` before giving up and stopping the server.
+
+    Raises
+    ------
+    StoreUnavailableError
+        If the server exits or does not answer within ``startup_timeout``.
+    """
+    process = subprocess.Popen(
+        list(command), env=None if env is None else dict(env), start_new_session=True
+    )
+    stopping: list[int] = []
+
+    def stop(signum: int, _frame: FrameType | None) -> None:
+        stopping.append(signum)
+        _signal_group(process, signal.SIGTERM)
+
+    previous = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        began = time.monotonic()
+        while not answers(health_url):
+            if stopping:
+                return _wait(process)
+            if process.poll() is not None:
+                raise StoreUnavailableError(name, health_url, f"exited with {process.returncode}")
+            if time.monotonic() - began > startup_timeout:
+                raise StoreUnavailableError(
+                    name, health_url, f"no answer after {startup_timeout:.0f} s"
+                )
+            time.sleep(0.25)
+        ready()
+        while process.poll() is None and not stopping:
+            time.sleep(0.25)
+        return _wait(process) if stopping else int(process.returncode)
+    finally:
+        if process.poll() is None:
+            _signal_group(process, signal.SIGTERM)
+            _wait(process)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def _signal_group(process: subprocess.Popen[bytes], signum: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signum)
+
+
+def _wait(process: subprocess.Popen[bytes]) -> int:
+    try:
+        process.wait(timeout=_STOP_GRACE_S)
+    except subprocess.TimeoutExpired:
+        _signal_group(process, signal.SIGKILL)
+        process.wait()
+    # Workers the server forked outlive it unless the whole group goes.
+    _signal_group(process, signal.SIGKILL)
+    return 0
