@@ -21,6 +21,8 @@ from pipelines.replay.errors import ReportError
 _COLUMNS: tuple[tuple[str, str], ...] = (
     ("policy", "policy"),
     ("throttled_share", "throttled share"),
+    ("value_cost_share", "value-weighted throttling"),
+    ("value_gap_closed", "value gap closed"),
     ("throttled_vcpu_minutes", "throttled vCPU-min"),
     ("credits_thrown_away", "credits thrown away"),
     ("instances_ever_throttled", "instances throttled"),
@@ -52,8 +54,10 @@ def summary_rows(document: Mapping[str, Any]) -> list[list[str]]:
     for name, figures in document["policies"].items():
         row = [name]
         for key, _ in _COLUMNS[1:]:
-            value = figures[key]
-            if key == "throttled_share":
+            value = figures.get(key)
+            if value is None:
+                row.append("n/a")
+            elif key in ("throttled_share", "value_cost_share", "value_gap_closed"):
                 row.append(f"{100 * value:.2f} %")
             elif isinstance(value, float):
                 row.append(f"{value:,.1f}")
@@ -73,17 +77,21 @@ POLICY_NOTES: dict[str, str] = {
     "static": "AWS standard mode: each instance earns and spends only its own credits; "
     "what it earns above its 24-hour cap is thrown away.",
     "pool": "Each tier keeps a pool: credits above an instance's cap go to its tier's pool, "
-    "and empty balances are topped up from it (the patent's free pool).",
+    "and empty balances are topped up from it, shared pro rata when it runs short (the "
+    "patent's free pool).",
     "pool+swap": "Pools as above, and the CEM swaps pool credits from idle tiers to saturated "
     "ones at demand-driven exchange rates.",
     "market": "Pools and the CEM, and every instance's agent trades credits in hourly call "
-    "auctions, pricing its bids and asks from the forecasts made at the pipelines' cadence.",
+    "auctions, pricing its bids and asks from its owner's value and the forecasts made at "
+    "the pipelines' cadence; between auctions the pools sell at a price that clears the "
+    "hour's forecast, and owners who value a credit below it lend theirs.",
     "market-oracle": "The market with perfect forecasts: the agents know each instance's own "
     "future demand exactly.",
     "optimum": "The best allocation with perfect foresight that still gives every instance its "
-    "own baseline: the floor no policy can beat under credits.",
-    "pool-by-value": "Pools that top up the instances whose owners value a throttled "
-    "vCPU-minute most first.",
+    "own baseline (a linear programme): the least value-weighted throttling any policy "
+    "could reach.",
+    "pool-by-value": "Pools and swaps, the free pool topping up first the instances whose "
+    "owners value a throttled vCPU-minute most.",
     "physical-limit": "Credits ignored; only the hosts' physical vCPUs bind: the least "
     "throttling any policy could reach.",
 }
@@ -101,18 +109,22 @@ FIGURE_NOTES: dict[str, str] = {
     "conservation_violations": "hours whose ledger did not balance (must be 0)",
     "value_gap_closed": "share of the value-weighted throttling gap between pool+swap and the "
     "optimum that the policy closes (higher is better)",
-    "value_cost_share": "value-weighted throttling cost as a share of pool+swap's",
+    "value_cost_share": "throttled vCPU-minutes weighted by each owner's value, as a share of "
+    "the demand weighted alike (lower is better)",
     "pool_revenue": "money the pools earned, in minor units",
 }
 
 #: One sentence per target of the replay.
 TARGET_NOTES: dict[str, str] = {
+    "market_value_gap_closed": "share of the value gap between pool+swap and the optimum that "
+    "the market closes: the figure that judges the exchange (higher is better)",
+    "market_oracle_value_gap_closed": "the same for the market with perfect forecasts",
+    "pool_by_value_gap_closed": "the same for the free pool drawn in order of value: a market "
+    "should beat it",
     "market_reduction_vs_static": "how much less the market throttles than static, as a "
     "share of static's throttled vCPU-minutes",
-    "market_gap_closed": "share of the gap between static and physical-limit that the market "
-    "closes",
-    "market_oracle_gap": "how far the market with forecasts stays from the market with perfect "
-    "forecasts, as a share of that same gap (lower is better)",
+    "market_gap_closed_vs_physical_limit": "context: share of the gap between static and "
+    "physical-limit that the market closes (pool+swap alone may close as much)",
 }
 
 # Figures of a policy that are bookkeeping, not outcomes.
@@ -337,6 +349,17 @@ def findings(document: Mapping[str, Any]) -> list[str]:
                 f"The market throttles {abs(100 * change):.1f} % {word} than pool+swap, "
                 f"with {trades:,} trades."
             )
+    closed = {n: f.get("value_gap_closed") for n, f in policies.items()}
+    if closed.get("market") is not None:
+        sentence = (
+            f"Weighted by what each owner puts on a throttled vCPU-minute, the market closes "
+            f"{_percent(closed['market'])} of the gap between pool+swap and the optimum"
+        )
+        if closed.get("pool-by-value") is not None:
+            sentence += (
+                f"; a free pool drawn in order of value closes {_percent(closed['pool-by-value'])}"
+            )
+        out.append(sentence + ".")
     if "market" in minutes and "market-oracle" in minutes:
         if minutes["market-oracle"] > minutes["market"] + 0.5:
             out.append(
