@@ -32,6 +32,8 @@ AZURE_PEERS: dict[str, dict[str, float]] = {
     "week": {"mase": 3.970, "pinball90": 2.726},
 }
 CANDIDATES = DEFAULT_CANDIDATES
+#: Models whose MASE the forecasters must not exceed on any fleet, scored alongside.
+BASELINES: tuple[str, ...] = ("naive", "seasonal_naive")
 # (origins, horizon, hours between refits, calibration window in hours, longest horizon
 # the models train and back-test on): one-step errors need only the last week, which
 # keeps the most recent data in the calibration fit, and a one-step model trained on
@@ -82,15 +84,17 @@ def task_origins(frame: pd.DataFrame, task: str) -> list[pd.Timestamp]:
     return [start + i * step for i in range(n_origins)]
 
 
-def run(frame: pd.DataFrame, n_jobs: int = 1) -> dict[str, dict[str, float | int]]:
-    """Back-test every task; return the peer-shaped results of ``creditx``."""
+def run(
+    frame: pd.DataFrame, n_jobs: int = 1, candidates: tuple[str, ...] = CANDIDATES, quiet: bool = False
+) -> dict[str, dict[str, float | int]]:
+    """Back-test every task; return the peer-shaped results of ``candidates``."""
     from models import FleetForecaster, ForecastConfig
     from models.metrics import score_backtest
 
     results: dict[str, dict[str, float | int]] = {}
     for task, (_, h, refit_every, calibration, horizon_max) in TASKS.items():
         config = ForecastConfig(
-            candidates=CANDIDATES,
+            candidates=candidates,
             calibration_hours=calibration,
             horizon_max=horizon_max,
             n_jobs=n_jobs,
@@ -112,20 +116,40 @@ def run(frame: pd.DataFrame, n_jobs: int = 1) -> dict[str, dict[str, float | int
             "pinball90": score.pinball,
             "coverage90": score.coverage,
         }
-        print(task, json.dumps(results[task]), flush=True)
+        if not quiet:
+            print(task, json.dumps(results[task]), flush=True)
     return results
 
 
+def baselines(frame: pd.DataFrame) -> dict[str, dict[str, dict[str, float | int]]]:
+    """Back-test naive and seasonal naive alone on every task, the bar on any fleet."""
+    return {name: run(frame, candidates=(name,), quiet=True) for name in BASELINES}
+
+
 def figures(
-    results: dict[str, dict[str, float | int]], peers: dict[str, dict[str, float]]
+    results: dict[str, dict[str, float | int]],
+    peers: dict[str, dict[str, float]],
+    baseline_results: dict[str, dict[str, dict[str, float | int]]] | None = None,
 ) -> list[Figure]:
-    """Return the report figures of ``results`` against the peers' best."""
+    """Return the report figures of ``results`` against the peers' best and the baselines."""
     out: list[Figure] = []
     ratios = []
     for task, res in results.items():
         best = peers[task]
         ratios.append(float(res["mase"]) / best["mase"])
         out.append(Figure(f"{task} MASE", float(res["mase"]), "", f"<= {best['mase']}"))
+        out.append(
+            Figure(f"{task} MASE / best peer", float(res["mase"]) / best["mase"], "", "<= 0.90")
+        )
+        for name, base in (baseline_results or {}).items():
+            out.append(
+                Figure(
+                    f"{task} MASE / {name}",
+                    float(res["mase"]) / float(base[task]["mase"]),
+                    "",
+                    "<= 1.0",
+                )
+            )
         out.append(
             Figure(f"{task} pinball90", float(res["pinball90"]), "", f"<= {best['pinball90']}")
         )
@@ -170,13 +194,20 @@ def register(bench_app: typer.Typer) -> None:
             None, help="peer-script JSON on the same file; default: the Azure peer figures"
         ),
         n_jobs: int = typer.Option(1, help="threads for LightGBM; more only on an idle machine"),
+        compare_baselines: bool = typer.Option(
+            True, "--baselines/--no-baselines", help="also score naive and seasonal naive alone"
+        ),
     ) -> None:
         """Back-test the forecasters on the hour, day and week tasks against the peers."""
         frame = load_hourly(data, max_series)
         print(f"{frame['unique_id'].nunique()} series, {len(frame)} hourly rows")
         results = run(frame, n_jobs=n_jobs)
-        document = report("forecast", figures(results, best_peers(peers) if peers else AZURE_PEERS))
+        base = baselines(frame) if compare_baselines else None
+        document = report(
+            "forecast", figures(results, best_peers(peers) if peers else AZURE_PEERS, base)
+        )
         if json_out is not None:
             document["creditx"] = results
+            document.update(base or {})
             json_out.parent.mkdir(parents=True, exist_ok=True)
             json_out.write_text(json.dumps(document, indent=1))

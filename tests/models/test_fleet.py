@@ -157,7 +157,7 @@ def test_backtest_does_not_see_the_future(fleet_frame: pd.DataFrame) -> None:
     assert a["ds"].min() == origin
 
 
-def test_quantiles_average_the_best_sources(fleet_frame: pd.DataFrame) -> None:
+def test_quantiles_average_the_best_sources_around_the_point(fleet_frame: pd.DataFrame) -> None:
     from models.base import horizon_bucket
 
     config = ForecastConfig(
@@ -174,10 +174,14 @@ def test_quantiles_average_the_best_sources(fleet_frame: pd.DataFrame) -> None:
     bucket = horizon_bucket(np.arange(1, 25))
     rows = np.arange(len(blended.unique_ids_))[:, None]
     steps = np.arange(24)[None, :]
-    reference = np.mean(
+    blend = np.mean(
         [np.stack(parts)[choice[rows, bucket, j], rows, steps] for j in range(2)], axis=0
     )  # brute force: (n, 24, levels) from each source's own forecast
+    # One distribution: the blend's shape, moved so that its median is the point forecast.
+    yhat = out["yhat"].to_numpy().reshape(-1, 24)
+    reference = np.clip(blend - blend[..., :1] + yhat[..., None], 0.0, 100.0)
     np.testing.assert_allclose(out[["q50", "q90"]].to_numpy(), reference.reshape(-1, 2))
+    np.testing.assert_allclose(out["q50"], out["yhat"])
     assert (out["q90"] >= out["q50"]).all()
     with pytest.raises(ValueError, match="quantile_sources"):
         ForecastConfig(quantile_sources=0)
