@@ -20,6 +20,8 @@ import pandas as pd
 
 from data.frame import quantile_column
 from models.base import (
+    SEASON,
+    WEEK,
     Forecaster,
     check_horizon,
     check_quantiles,
@@ -70,8 +72,10 @@ def _groups(frame: pd.DataFrame, ids: np.ndarray) -> np.ndarray | None:
     # Each instance's tier, where the frame carries one, groups the priors of new instances.
     if "tier" not in frame.columns:
         return None
-    tiers = frame.drop_duplicates("unique_id").set_index(frame["unique_id"].astype("string"))
-    tier = tiers["tier"].astype("string").reindex(pd.Index(ids, dtype="string"))
+    first = frame.drop_duplicates("unique_id")
+    tier = pd.Series(
+        first["tier"].astype("string").to_numpy(), index=first["unique_id"].astype("string")
+    ).reindex(pd.Index(ids, dtype="string"))
     return tier.fillna("").to_numpy(dtype=object)
 
 
@@ -215,6 +219,7 @@ class FleetForecaster:
         self.first_hour_ = first_hour
         self.last_hour_ = first_hour + panel.shape[1] - 1
         self.floor_, self.ceiling_ = feasible_range(panel)
+        self.lengths_ = lengths
         self.groups_ = groups
         self.prior_ = FleetPrior().fit(panel, first_hour, groups)
         # The hours a new instance's prior reads at the end of the history.
@@ -255,6 +260,32 @@ class FleetForecaster:
         order = np.where(np.isfinite(ranked), order, best[None])
         order[0] = best
         return np.moveaxis(order, 0, -1).astype(np.int8)
+
+    def summary(self) -> pd.DataFrame:
+        """Return which model is in force for how many instances, and its back-test error.
+
+        One row per candidate, then ``prior`` (instances with less than a day of
+        history): for the next hour, day and week, the instances whose forecast it makes
+        (at that horizon's last step) and its fleet-mean back-test MAE there, in units of
+        each instance's scale (the MASE of the calibration back-test).
+        """
+        if not hasattr(self, "models_"):
+            raise NotFittedError(type(self).__name__)
+        steps = {"hour": 1, "day": SEASON, "week": WEEK}
+        newcomer = self.lengths_ < PRIOR_HOURS
+        names = [*self.config.candidates, "prior"]
+        table: dict[str, list[object]] = {"model": list(names)}
+        for horizon, step in steps.items():
+            bucket = int(horizon_bucket(np.array([step]))[0])
+            chosen = np.where(newcomer, len(self.config.candidates), self.choice_[:, bucket])
+            table[f"{horizon}_instances"] = np.bincount(chosen, minlength=len(names)).tolist()
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # a model nobody could score
+                errors = [
+                    float(np.nanmean(m.backtest_mae_[~newcomer, bucket])) for m in self.models_
+                ]
+            table[f"{horizon}_mase"] = [*errors, np.nan]
+        return pd.DataFrame(table)
 
     # -- user forecasts --------------------------------------------------------------
 

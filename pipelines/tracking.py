@@ -42,6 +42,7 @@ TAG_WINDOW = "creditx.window"
 TAG_KIND = "creditx.kind"
 TAG_STATUS = "creditx.status"
 TAG_REASON = "creditx.reason"
+TAG_WARNING = "creditx.warning"
 
 
 @dataclass
