@@ -85,7 +85,10 @@ def task_origins(frame: pd.DataFrame, task: str) -> list[pd.Timestamp]:
 
 
 def run(
-    frame: pd.DataFrame, n_jobs: int = 1, candidates: tuple[str, ...] = CANDIDATES, quiet: bool = False
+    frame: pd.DataFrame,
+    n_jobs: int = 1,
+    candidates: tuple[str, ...] = CANDIDATES,
+    quiet: bool = False,
 ) -> dict[str, dict[str, float | int]]:
     """Back-test every task; return the peer-shaped results of ``candidates``."""
     from models import FleetForecaster, ForecastConfig
