@@ -288,6 +288,7 @@ class Forecaster(ABC):
             # Too short to hold a window out: calibrate in sample on the full fit.
             cal = min(self.calibration_hours, max(t - self.min_history, 0))
             self._fit(y, first_hour)
+        self.calibration_used_ = max(cal, 0)
         errors, units, steps = self._backtest_errors(y, first_hour, cal)
         self.quantile_table_, self.backtest_mae_, self.backtest_pinball_ = self._summarise(
             errors, units, steps

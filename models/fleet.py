@@ -20,6 +20,7 @@ import pandas as pd
 
 from data.frame import quantile_column
 from models.base import (
+    HORIZON_EDGES,
     SEASON,
     WEEK,
     Forecaster,
@@ -205,8 +206,8 @@ class FleetForecaster:
         for name in self.config.candidates:
             model = build_forecaster(name, self.config).fit(panel, first_hour)
             short = lengths < model.min_history
-            score = self._shrunk(model.backtest_mae_, short)
-            pinballs.append(self._shrunk(model.backtest_pinball_, short))
+            score = self._shrunk(model.backtest_mae_, short, model.calibration_used_)
+            pinballs.append(self._shrunk(model.backtest_pinball_, short, model.calibration_used_))
             fallback_rows += [
                 (ids[i], name, int(lengths[i]), model.min_history) for i in np.flatnonzero(short)
             ]
@@ -231,15 +232,18 @@ class FleetForecaster:
         )
         return self
 
-    def _shrunk(self, score: np.ndarray, short: np.ndarray) -> np.ndarray:
-        # One back-test window is thin evidence: pull each instance's score toward the
-        # candidate's fleet-wide mean, so a model wins locally only by a clear margin.
+    def _shrunk(self, score: np.ndarray, short: np.ndarray, window: int) -> np.ndarray:
+        # One back-test window is thin evidence, the thinner the longer the horizon:
+        # pull each instance's score toward the candidate's fleet-wide mean, so a model
+        # wins locally only by a clear margin.
         score = score.astype(np.float64)
         usable = np.isfinite(score) & ~short[:, None]
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
             fleet_mean = np.nanmean(np.where(usable, score, np.nan), axis=0)
-        w = self.config.selection_shrinkage
+        evidence = window / np.asarray(HORIZON_EDGES, dtype=np.float64)
+        pseudo = self.config.selection_shrinkage
+        w = pseudo / (evidence + pseudo) if pseudo > 0 else np.zeros_like(evidence)
         shrunk = (1 - w) * score + w * fleet_mean[None, :]
         shrunk = np.where(score <= 1e-12, 0.0, shrunk)  # a perfect back-test is no accident
         return np.where(usable & np.isfinite(shrunk), shrunk, np.inf)

@@ -48,7 +48,9 @@ def fitted(fleet_frame: pd.DataFrame) -> FleetForecaster:
 
 def test_predict_frame_shape(fitted: FleetForecaster, fleet_frame: pd.DataFrame) -> None:
     out = fitted.predict(24)
-    assert list(out.columns) == ["unique_id", "ds", "yhat", "q50", "q90", "model", "source"]
+    assert list(out.columns) == ["unique_id", "ds", "yhat", "q10", "q50", "q90", "model", "source"]
+    np.testing.assert_array_equal(out["yhat"], out["q50"])
+    assert (out["q10"] <= out["q50"]).all()
     assert len(out) == 11 * 24
     assert out.groupby("unique_id").size().eq(24).all()
     first = out.groupby("unique_id")["ds"].min()

@@ -65,8 +65,10 @@ def _tracking(root: Path, name: str = "fleet-model") -> TrackingParams:
 
 
 def _client(tracking: TrackingParams) -> MlflowClient:
+    # The flows set the registry URI too; a test's client must not inherit another store's.
     mlflow.set_tracking_uri(tracking.tracking_uri)
-    return MlflowClient(tracking_uri=tracking.tracking_uri)
+    mlflow.set_registry_uri(tracking.tracking_uri)
+    return MlflowClient(tracking_uri=tracking.tracking_uri, registry_uri=tracking.tracking_uri)
 
 
 def _train(tracking: TrackingParams, snapshot: Path, **kwargs: object) -> tuple[str, TrainOutcome]:
