@@ -47,9 +47,20 @@ TASKS: dict[str, tuple[int, int, int | None, int, int]] = {
 }
 
 
-def load_hourly(path: Path, max_series: int | None = None) -> pd.DataFrame:
-    """Average a telemetry Parquet to hourly values per instance, interpolating gaps."""
-    raw = pd.read_parquet(path, columns=["instance_id", "ts", "cpu_avg"])
+def load_hourly(
+    path: Path | pd.DataFrame, max_series: int | None = None, last_days: float | None = None
+) -> pd.DataFrame:
+    """Average telemetry (a Parquet or its frame) to hourly values, interpolating gaps.
+
+    ``last_days`` keeps only the end of the trace, as a fleet with a short history.
+    """
+    raw = (
+        path[["instance_id", "ts", "cpu_avg"]]
+        if isinstance(path, pd.DataFrame)
+        else pd.read_parquet(path, columns=["instance_id", "ts", "cpu_avg"])
+    )
+    if last_days is not None:
+        raw = raw.loc[raw["ts"] > raw["ts"].max() - pd.Timedelta(days=last_days)]
     ids = sorted(raw["instance_id"].astype(str).unique())[:max_series]
     raw = raw[raw["instance_id"].astype(str).isin(ids)]
     ts = pd.to_datetime(raw["ts"])
@@ -200,9 +211,25 @@ def register(bench_app: typer.Typer) -> None:
         compare_baselines: bool = typer.Option(
             True, "--baselines/--no-baselines", help="also score naive and seasonal naive alone"
         ),
+        last_days: float | None = typer.Option(
+            None, help="keep only the last N days of history (a short-history fleet)"
+        ),
+        synthetic: str | None = typer.Option(
+            None, help="run on a synthetic fleet instead of --data: calibrated or bursty"
+        ),
+        instances: int = typer.Option(100, help="instances of a --synthetic fleet"),
+        days: float = typer.Option(28.0, help="days of a --synthetic fleet"),
+        seed: int = typer.Option(0, help="seed of a --synthetic fleet"),
     ) -> None:
         """Back-test the forecasters on the hour, day and week tasks against the peers."""
-        frame = load_hourly(data, max_series)
+        from benchmarks.forecast_fleets import FLEETS, synthetic_telemetry
+
+        if synthetic is not None and synthetic not in FLEETS:
+            raise typer.BadParameter(f"expected one of {FLEETS}, got {synthetic!r}")
+        source = (
+            data if synthetic is None else synthetic_telemetry(synthetic, instances, days, seed)
+        )
+        frame = load_hourly(source, max_series, last_days)
         print(f"{frame['unique_id'].nunique()} series, {len(frame)} hourly rows")
         results = run(frame, n_jobs=n_jobs)
         base = baselines(frame) if compare_baselines else None

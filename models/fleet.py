@@ -69,6 +69,29 @@ def _with_median(levels: tuple[float, ...]) -> tuple[float, ...]:
     return tuple(sorted({*levels, 0.5}))
 
 
+def _centred(blend: np.ndarray, median: np.ndarray, levels: tuple[float, ...]) -> np.ndarray:
+    """Return one distribution at ``levels`` whose median is ``median``.
+
+    ``blend`` holds the quantile sources' averaged quantiles at ``_with_median(levels)``
+    on its last axis. Its shape moved onto the point forecast, widened to the blend
+    itself where that reaches further out: when the candidates disagree about where
+    demand will be, the band covers both views. Each level is the shifted shape's or
+    the blend's, whichever lies further from the median, so levels never cross.
+    """
+    inner = _with_median(levels)
+    shifted = blend - blend[..., inner.index(0.5), None] + median[..., None]
+    out = np.empty((*median.shape, len(levels)))
+    for j, level in enumerate(levels):
+        k = inner.index(level)
+        if level > 0.5:
+            out[..., j] = np.maximum(shifted[..., k], blend[..., k])
+        elif level < 0.5:
+            out[..., j] = np.minimum(shifted[..., k], blend[..., k])
+        else:
+            out[..., j] = median
+    return out
+
+
 def _groups(frame: pd.DataFrame, ids: np.ndarray) -> np.ndarray | None:
     # Each instance's tier, where the frame carries one, groups the priors of new instances.
     if "tier" not in frame.columns:
@@ -392,12 +415,9 @@ class FleetForecaster:
         oi = np.arange(n_origins)[None, :, None]
         si = np.arange(h)[None, None, :]
         yhat = np.clip(points[pick, ri, oi, si], self.floor_, self.ceiling_)
-        # The mean of non-decreasing quantile vectors is non-decreasing; shifted so its
-        # median is the point forecast, it is one distribution whose median is yhat.
+        # The mean of non-decreasing quantile vectors is non-decreasing.
         blend = qs[qchoice, ri[..., None], oi[..., None], si[..., None], :].mean(axis=3)
-        inner = _with_median(levels)
-        blend = blend - blend[..., inner.index(0.5), None] + yhat[..., None]
-        quant = np.clip(blend[..., [inner.index(q) for q in levels]], self.floor_, self.ceiling_)
+        quant = np.clip(_centred(blend, yhat, levels), self.floor_, self.ceiling_)
         names = np.asarray(self.config.candidates, dtype=object)[
             np.broadcast_to(pick, (n, n_origins, h))
         ]

@@ -179,9 +179,11 @@ def test_quantiles_average_the_best_sources_around_the_point(fleet_frame: pd.Dat
     blend = np.mean(
         [np.stack(parts)[choice[rows, bucket, j], rows, steps] for j in range(2)], axis=0
     )  # brute force: (n, 24, levels) from each source's own forecast
-    # One distribution: the blend's shape, moved so that its median is the point forecast.
+    # One distribution: the blend's shape moved so that its median is the point
+    # forecast, its upper quantile widened to the blend's where that lies higher.
     yhat = out["yhat"].to_numpy().reshape(-1, 24)
-    reference = np.clip(blend - blend[..., :1] + yhat[..., None], 0.0, 100.0)
+    shifted = blend[..., 1] - blend[..., 0] + yhat
+    reference = np.clip(np.stack([yhat, np.maximum(shifted, blend[..., 1])], axis=-1), 0, 100)
     np.testing.assert_allclose(out[["q50", "q90"]].to_numpy(), reference.reshape(-1, 2))
     np.testing.assert_allclose(out["q50"], out["yhat"])
     assert (out["q90"] >= out["q50"]).all()
