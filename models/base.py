@@ -448,6 +448,15 @@ class Forecaster(ABC):
                 table[:, b, :] = table[:, src, :]
                 mae[:, b] = mae[:, src]
                 pinball[:, b] = pinball[:, src]
+        # Uncertainty does not shrink further ahead: a long bucket measured on few
+        # origins must not get a narrower band than a shorter one in the same unit.
+        upper, lower = LEVEL_GRID > 0.5, LEVEL_GRID < 0.5
+        near = np.asarray(HORIZON_EDGES) - 1 <= LOCAL_STEPS
+        for unit_buckets in (np.flatnonzero(near), np.flatnonzero(~near)):
+            part = table[:, unit_buckets, :]
+            part[..., upper] = np.maximum.accumulate(part[..., upper], axis=1)
+            part[..., lower] = np.minimum.accumulate(part[..., lower], axis=1)
+            table[:, unit_buckets, :] = part
         return table, mae, pinball
 
     def _offsets(self, levels: tuple[float, ...], h: int) -> np.ndarray:
