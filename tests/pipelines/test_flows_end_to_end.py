@@ -340,6 +340,7 @@ def test_entirely_rejected_telemetry_makes_no_snapshot(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)  # two trainings and a cluster of fresh interpreters
 def test_train_on_a_multi_process_dask_cluster_registers_the_default_runners_champion(
     fleet_snapshot: Snapshot, tmp_path: Path
 ) -> None:
