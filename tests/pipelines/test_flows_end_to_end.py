@@ -211,6 +211,7 @@ def test_the_gate_refuses_a_version_worse_than_seasonal_naive(tmp_path: Path) ->
     snapshot = write_snapshot(frame, tmp_path / "snapshots")
     tracking = _tracking(tmp_path, name="naive-fleet")
     name, outcome = _train(tracking, snapshot.path, candidates=("naive",))
+    assert name == "Completed"
     metrics = outcome.record.metrics
     assert metrics["mase"] == pytest.approx(metrics["mase_naive"])
     assert metrics["mase"] > metrics["mase_seasonal_naive"]
