@@ -32,6 +32,8 @@ AZURE_PEERS: dict[str, dict[str, float]] = {
     "week": {"mase": 3.970, "pinball90": 2.726},
 }
 CANDIDATES = DEFAULT_CANDIDATES
+#: Models whose MASE the forecasters must not exceed on any fleet, scored alongside.
+BASELINES: tuple[str, ...] = ("naive", "seasonal_naive")
 # (origins, horizon, hours between refits, calibration window in hours, longest horizon
 # the models train and back-test on): one-step errors need only the last week, which
 # keeps the most recent data in the calibration fit, and a one-step model trained on
@@ -45,9 +47,20 @@ TASKS: dict[str, tuple[int, int, int | None, int, int]] = {
 }
 
 
-def load_hourly(path: Path, max_series: int | None = None) -> pd.DataFrame:
-    """Average a telemetry Parquet to hourly values per instance, interpolating gaps."""
-    raw = pd.read_parquet(path, columns=["instance_id", "ts", "cpu_avg"])
+def load_hourly(
+    path: Path | pd.DataFrame, max_series: int | None = None, last_days: float | None = None
+) -> pd.DataFrame:
+    """Average telemetry (a Parquet or its frame) to hourly values, interpolating gaps.
+
+    ``last_days`` keeps only the end of the trace, as a fleet with a short history.
+    """
+    raw = (
+        path[["instance_id", "ts", "cpu_avg"]]
+        if isinstance(path, pd.DataFrame)
+        else pd.read_parquet(path, columns=["instance_id", "ts", "cpu_avg"])
+    )
+    if last_days is not None:
+        raw = raw.loc[raw["ts"] > raw["ts"].max() - pd.Timedelta(days=last_days)]
     ids = sorted(raw["instance_id"].astype(str).unique())[:max_series]
     raw = raw[raw["instance_id"].astype(str).isin(ids)]
     ts = pd.to_datetime(raw["ts"])
@@ -82,15 +95,20 @@ def task_origins(frame: pd.DataFrame, task: str) -> list[pd.Timestamp]:
     return [start + i * step for i in range(n_origins)]
 
 
-def run(frame: pd.DataFrame, n_jobs: int = 1) -> dict[str, dict[str, float | int]]:
-    """Back-test every task; return the peer-shaped results of ``creditx``."""
+def run(
+    frame: pd.DataFrame,
+    n_jobs: int = 1,
+    candidates: tuple[str, ...] = CANDIDATES,
+    quiet: bool = False,
+) -> dict[str, dict[str, float | int]]:
+    """Back-test every task; return the peer-shaped results of ``candidates``."""
     from models import FleetForecaster, ForecastConfig
     from models.metrics import score_backtest
 
     results: dict[str, dict[str, float | int]] = {}
     for task, (_, h, refit_every, calibration, horizon_max) in TASKS.items():
         config = ForecastConfig(
-            candidates=CANDIDATES,
+            candidates=candidates,
             calibration_hours=calibration,
             horizon_max=horizon_max,
             n_jobs=n_jobs,
@@ -112,20 +130,40 @@ def run(frame: pd.DataFrame, n_jobs: int = 1) -> dict[str, dict[str, float | int
             "pinball90": score.pinball,
             "coverage90": score.coverage,
         }
-        print(task, json.dumps(results[task]), flush=True)
+        if not quiet:
+            print(task, json.dumps(results[task]), flush=True)
     return results
 
 
+def baselines(frame: pd.DataFrame) -> dict[str, dict[str, dict[str, float | int]]]:
+    """Back-test naive and seasonal naive alone on every task, the bar on any fleet."""
+    return {name: run(frame, candidates=(name,), quiet=True) for name in BASELINES}
+
+
 def figures(
-    results: dict[str, dict[str, float | int]], peers: dict[str, dict[str, float]]
+    results: dict[str, dict[str, float | int]],
+    peers: dict[str, dict[str, float]],
+    baseline_results: dict[str, dict[str, dict[str, float | int]]] | None = None,
 ) -> list[Figure]:
-    """Return the report figures of ``results`` against the peers' best."""
+    """Return the report figures of ``results`` against the peers' best and the baselines."""
     out: list[Figure] = []
     ratios = []
     for task, res in results.items():
         best = peers[task]
         ratios.append(float(res["mase"]) / best["mase"])
         out.append(Figure(f"{task} MASE", float(res["mase"]), "", f"<= {best['mase']}"))
+        out.append(
+            Figure(f"{task} MASE / best peer", float(res["mase"]) / best["mase"], "", "<= 0.90")
+        )
+        for name, base in (baseline_results or {}).items():
+            out.append(
+                Figure(
+                    f"{task} MASE / {name}",
+                    float(res["mase"]) / float(base[task]["mase"]),
+                    "",
+                    "<= 1.0",
+                )
+            )
         out.append(
             Figure(f"{task} pinball90", float(res["pinball90"]), "", f"<= {best['pinball90']}")
         )
@@ -170,13 +208,36 @@ def register(bench_app: typer.Typer) -> None:
             None, help="peer-script JSON on the same file; default: the Azure peer figures"
         ),
         n_jobs: int = typer.Option(1, help="threads for LightGBM; more only on an idle machine"),
+        compare_baselines: bool = typer.Option(
+            True, "--baselines/--no-baselines", help="also score naive and seasonal naive alone"
+        ),
+        last_days: float | None = typer.Option(
+            None, help="keep only the last N days of history (a short-history fleet)"
+        ),
+        synthetic: str | None = typer.Option(
+            None, help="run on a synthetic fleet instead of --data: calibrated or bursty"
+        ),
+        instances: int = typer.Option(100, help="instances of a --synthetic fleet"),
+        days: float = typer.Option(28.0, help="days of a --synthetic fleet"),
+        seed: int = typer.Option(0, help="seed of a --synthetic fleet"),
     ) -> None:
         """Back-test the forecasters on the hour, day and week tasks against the peers."""
-        frame = load_hourly(data, max_series)
+        from benchmarks.forecast_fleets import FLEETS, synthetic_telemetry
+
+        if synthetic is not None and synthetic not in FLEETS:
+            raise typer.BadParameter(f"expected one of {FLEETS}, got {synthetic!r}")
+        source = (
+            data if synthetic is None else synthetic_telemetry(synthetic, instances, days, seed)
+        )
+        frame = load_hourly(source, max_series, last_days)
         print(f"{frame['unique_id'].nunique()} series, {len(frame)} hourly rows")
         results = run(frame, n_jobs=n_jobs)
-        document = report("forecast", figures(results, best_peers(peers) if peers else AZURE_PEERS))
+        base = baselines(frame) if compare_baselines else None
+        document = report(
+            "forecast", figures(results, best_peers(peers) if peers else AZURE_PEERS, base)
+        )
         if json_out is not None:
             document["creditx"] = results
+            document.update(base or {})
             json_out.parent.mkdir(parents=True, exist_ok=True)
             json_out.write_text(json.dumps(document, indent=1))

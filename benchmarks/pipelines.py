@@ -6,7 +6,10 @@ instance back-tested and fitted for the hour, day and week horizons, one MLflow 
 with its tables and plots, one registered model version. The MLflow share is the
 time spent logging that run (metrics, tables, plots, model, registration) over the
 flow's wall time; the CPU seconds of the whole process stand beside it. The
-``promote`` flow that follows is timed for context.
+``promote`` flow that follows is timed for context. With ``--runner dask`` the same
+training runs again on a ``distributed.LocalCluster`` of worker processes (into a
+store of its own) and its time is printed beside the default runner's, with whether
+both registered the same forecasts.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from benchmarks._report import Figure, report
 
 if TYPE_CHECKING:
     from pipelines.flows import TrainOutcome
+    from pipelines.params import TrackingParams, TrainParams
 
 
 def run(
@@ -32,6 +36,8 @@ def run(
     candidates: str | None,
     home: Path,
     calibration_hours: int | None = None,
+    runner: str = "default",
+    dask_workers: int = 2,
 ) -> list[Figure]:
     """Ingest a synthetic fleet, train and promote it; return the figures."""
     os.environ.setdefault("PREFECT_HOME", str(home / "prefect"))
@@ -81,6 +87,9 @@ def run(
     print(f"candidates {','.join(params.candidates)}")
     print(f"{state.name}: {record.reason or 'every instance on its chosen model'}")
     print(decision.reason)
+    extra: list[Figure] = []
+    if runner == "dask":
+        extra = _dask_figures(params, tracking, dask_workers, train_seconds, train_cpu_seconds)
     return [
         Figure("instances", float(snapshot.instances), ""),
         Figure("hourly rows", float(snapshot.rows), ""),
@@ -100,6 +109,51 @@ def run(
         Figure("back-test MASE, next day", record.metrics["mase_day"], ""),
         Figure("back-test MASE, next week", record.metrics["mase_week"], ""),
         Figure("back-test coverage90, next day", record.metrics["coverage90_day"], ""),
+        *extra,
+    ]
+
+
+def _dask_figures(
+    params: TrainParams,
+    tracking: TrackingParams,
+    workers: int,
+    default_seconds: float,
+    default_cpu_seconds: float,
+) -> list[Figure]:
+    # The same training on worker processes, into a store of its own; the CPU time of
+    # the workers is not this process's, so only wall time compares.
+    import mlflow
+    import pandas as pd
+
+    from pipelines.flows import task_runner, train_flow
+
+    dask_tracking = tracking.model_copy(
+        update={"model_name": f"{tracking.model_name}-dask", "fleet": f"{tracking.fleet}-dask"}
+    )
+    started, cpu_started = time.perf_counter(), time.process_time()
+    flow = train_flow.with_options(task_runner=task_runner("dask", workers=workers))
+    state = flow(params.model_copy(update={"tracking": dask_tracking}), return_state=True)
+    seconds = time.perf_counter() - started
+    cpu_seconds = time.process_time() - cpu_started
+    record = cast("TrainOutcome", state.result()).record
+    mlflow.set_tracking_uri(tracking.tracking_uri)
+    forecasts = []
+    for name in (tracking.model_name, dask_tracking.model_name):
+        model = mlflow.pyfunc.load_model(f"models:/{name}/1")
+        ids = model.unwrap_python_model().unique_ids
+        config = pd.DataFrame(
+            {"unique_id": ids, "h": 24, "quantiles": [[0.1, 0.5, 0.9]] * len(ids)}
+        )
+        # Shards may finish in any order: compare the forecasts row by row in one order.
+        forecasts.append(model.predict(config).sort_values(["unique_id", "ds"], ignore_index=True))
+    same = forecasts[0].equals(forecasts[1])
+    print(f"Dask LocalCluster, {workers} worker processes: {state.name}, v{record.version}")
+    return [
+        Figure(f"train flow, Dask LocalCluster ({workers} worker processes)", seconds, "s"),
+        Figure("train flow CPU of this process, Dask runner", cpu_seconds, "s"),
+        Figure("Dask / default runner, wall time", seconds / default_seconds, ""),
+        Figure("default runner CPU (for the ratio above)", default_cpu_seconds, "s"),
+        Figure("Dask version forecasts equal the default's", float(same), "", ">= 1"),
     ]
 
 
@@ -118,8 +172,23 @@ def register(bench_app: typer.Typer) -> None:
         calibration_hours: int | None = typer.Option(
             None, help="calibration window of the forecasters; the train flow's default without"
         ),
+        runner: str = typer.Option(
+            "default", help="'dask' also trains on a Dask LocalCluster and compares the times"
+        ),
+        dask_workers: int = typer.Option(2, help="worker processes of the Dask LocalCluster"),
     ) -> None:
         """Time the train flow on a synthetic fleet and MLflow's share of it."""
+        if runner not in ("default", "dask"):
+            raise typer.BadParameter(f"expected 'default' or 'dask', got {runner!r}")
         with tempfile.TemporaryDirectory(prefix="creditx-bench-pipelines-") as tmp:
-            figures = run(instances, days, shard_size, candidates, Path(tmp), calibration_hours)
+            figures = run(
+                instances,
+                days,
+                shard_size,
+                candidates,
+                Path(tmp),
+                calibration_hours,
+                runner,
+                dask_workers,
+            )
         report("pipelines", figures, json_out)

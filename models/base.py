@@ -56,6 +56,8 @@ LOCAL_WEIGHT = 0.5
 #: Longest horizon step whose quantile offsets are in units of the local scale; later
 #: steps use the series' scale. A bucket edge, so a bucket uses one unit throughout.
 LOCAL_STEPS = SEASON
+#: Range of demand in CPU % of an instance's vCPUs; forecasts never leave it.
+FEASIBLE: tuple[float, float] = (0.0, 100.0)
 
 
 def horizon_bucket(steps: np.ndarray) -> np.ndarray:
@@ -105,6 +107,19 @@ def check_horizon(h: object) -> int:
     if isinstance(h, bool) or not isinstance(h, int | np.integer) or int(h) < 1:
         raise InvalidInputError("h", f"the horizon must be a positive number of hours, got {h!r}")
     return int(h)
+
+
+def feasible_range(y: np.ndarray) -> tuple[float, float]:
+    """Return the range forecasts of a panel stay in: 0-100 (CPU %) when the data lie in it.
+
+    A panel with negative values has no floor and one above 100 no ceiling, so the
+    models also serve series that are not utilisation.
+    """
+    low, high = float(np.nanmin(y)), float(np.nanmax(y))
+    return (
+        FEASIBLE[0] if low >= FEASIBLE[0] else -np.inf,
+        FEASIBLE[1] if high <= FEASIBLE[1] else np.inf,
+    )
 
 
 def history_lengths(y: np.ndarray) -> np.ndarray:
@@ -263,7 +278,7 @@ class Forecaster(ABC):
             warnings.simplefilter("ignore", RuntimeWarning)
             varied = (np.nanmax(y, axis=1) - np.nanmin(y, axis=1)) > 1e-9
         self.spread_ = np.where(varied, self.scale_, 0.0)
-        self.floor_ = 0.0 if np.nanmin(y) >= 0 else -np.inf
+        self.floor_, self.ceiling_ = feasible_range(y)
         # The window shrinks to leave the model enough history to fit on.
         cal = min(self.calibration_hours, t - max(self.min_history, 2 * SEASON))
         if cal >= SEASON:
@@ -273,6 +288,7 @@ class Forecaster(ABC):
             # Too short to hold a window out: calibrate in sample on the full fit.
             cal = min(self.calibration_hours, max(t - self.min_history, 0))
             self._fit(y, first_hour)
+        self.calibration_used_ = max(cal, 0)
         errors, units, steps = self._backtest_errors(y, first_hour, cal)
         self.quantile_table_, self.backtest_mae_, self.backtest_pinball_ = self._summarise(
             errors, units, steps
@@ -330,8 +346,8 @@ class Forecaster(ABC):
         offsets = self._offsets(levels, h)
         unit = self._unit(y, np.array([y.shape[1]]), h)[:, 0]
         qs = point[:, :, None] + unit[:, :, None] * offsets
-        qs = np.sort(np.maximum(qs, self.floor_), axis=2)
-        return PanelForecast(np.maximum(point, self.floor_), qs, levels)
+        qs = np.sort(np.clip(qs, self.floor_, self.ceiling_), axis=2)
+        return PanelForecast(np.clip(point, self.floor_, self.ceiling_), qs, levels)
 
     # -- calibration ------------------------------------------------------------------
 
@@ -373,7 +389,7 @@ class Forecaster(ABC):
             local = np.where(
                 near, local_scale(y, origins, self.scale_)[:, :, None], self.scale_[:, None, None]
             )
-            err = (actual - np.maximum(point, self.floor_)) / local
+            err = (actual - np.clip(point, self.floor_, self.ceiling_)) / local
             unit = local / self.scale_[:, None, None]
             step = np.broadcast_to(np.arange(1, horizon + 1)[None, :], idx.shape)
             if horizon > SEASON:
@@ -432,6 +448,15 @@ class Forecaster(ABC):
                 table[:, b, :] = table[:, src, :]
                 mae[:, b] = mae[:, src]
                 pinball[:, b] = pinball[:, src]
+        # Uncertainty does not shrink further ahead: a long bucket measured on few
+        # origins must not get a narrower band than a shorter one in the same unit.
+        upper, lower = LEVEL_GRID > 0.5, LEVEL_GRID < 0.5
+        near = np.asarray(HORIZON_EDGES) - 1 <= LOCAL_STEPS
+        for unit_buckets in (np.flatnonzero(near), np.flatnonzero(~near)):
+            part = table[:, unit_buckets, :]
+            part[..., upper] = np.maximum.accumulate(part[..., upper], axis=1)
+            part[..., lower] = np.minimum.accumulate(part[..., lower], axis=1)
+            table[:, unit_buckets, :] = part
         return table, mae, pinball
 
     def _offsets(self, levels: tuple[float, ...], h: int) -> np.ndarray:
@@ -474,5 +499,5 @@ def predict_origins(
     offsets = model._offsets(levels, h)  # (n, h, L)
     unit = model._unit(y, origins, h)  # (n, n_origins, h)
     qs = point[..., None] + unit[..., None] * offsets[:, None, :, :]
-    qs = np.sort(np.maximum(qs, model.floor_), axis=3)
-    return np.maximum(point, model.floor_), qs
+    qs = np.sort(np.clip(qs, model.floor_, model.ceiling_), axis=3)
+    return np.clip(point, model.floor_, model.ceiling_), qs

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def register(app: typer.Typer) -> None:
@@ -15,7 +19,7 @@ def register(app: typer.Typer) -> None:
         data: Path = typer.Argument(..., help="telemetry file (any format `creditx data` loads)"),
         out: Path = typer.Option(..., help="write the forecasts here (.csv or .parquet)"),
         h: int = typer.Option(24, help="hours to forecast"),
-        quantile: list[float] = typer.Option([0.5, 0.9], help="quantile levels"),
+        quantile: list[float] = typer.Option([0.1, 0.5, 0.9], help="quantile levels"),
     ) -> None:
         """Fit the fleet forecaster on a telemetry file and forecast every instance."""
         from data.sources import check_source
@@ -37,5 +41,28 @@ def register(app: typer.Typer) -> None:
             result.to_parquet(out, index=False)
         else:
             result.to_csv(out, index=False)
-        counts = result["model"].value_counts().to_dict()
-        typer.echo(f"{result['unique_id'].nunique()} instances, {h} h ahead -> {out}; {counts}")
+        typer.echo(f"{result['unique_id'].nunique()} instances, {h} h ahead -> {out}")
+        print_summary(fleet.summary())
+
+
+def print_summary(summary: pd.DataFrame) -> None:
+    """Print the models in force and their back-test errors as a table."""
+    import pandas as pd
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="models in force (instances) and back-test MASE, by horizon")
+    table.add_column("model")
+    for horizon in ("hour", "day", "week"):
+        table.add_column(f"next {horizon}", justify="right")
+        table.add_column("MASE", justify="right")
+    for row in summary.itertuples(index=False):
+        cells = [str(row.model)]
+        for horizon in ("hour", "day", "week"):
+            mase = getattr(row, f"{horizon}_mase")
+            cells += [
+                str(getattr(row, f"{horizon}_instances")),
+                "" if pd.isna(mase) else f"{mase:.3f}",
+            ]
+        table.add_row(*cells)
+    Console().print(table)

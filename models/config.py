@@ -29,8 +29,12 @@ class ForecastConfig(BaseModel):
         Pseudo-count pulling per-instance error quantiles toward the fleet's; an
         instance's errors in a horizon bucket count once per longest step of the bucket.
     selection_shrinkage
-        Weight of a candidate's fleet-wide back-test score in each instance's score
-        (0: instances choose on their own evidence; 1: one model for the fleet).
+        Pseudo-count pulling each instance's back-test score toward the candidate's
+        fleet-wide one. An instance's evidence in a horizon bucket counts once per
+        bucket-long stretch of the back-test window (its hours over the bucket's longest
+        step): many for the next hour, a couple for the next week, fewer on a short
+        history, so long horizons and thin histories lean on the fleet's choice
+        (0: instances choose on their own evidence).
     quantile_sources
         Candidates whose quantiles are averaged per instance and horizon bucket: the
         ones with the lowest back-test pinball loss at 0.9 (1: the best one alone).
@@ -48,9 +52,9 @@ class ForecastConfig(BaseModel):
     calibration_hours: int = Field(default=336, ge=1)
     horizon_max: int = Field(default=168, ge=1)
     shrinkage: float = Field(default=24.0, ge=0.0)
-    selection_shrinkage: float = Field(default=0.5, ge=0.0, le=1.0)
+    selection_shrinkage: float = Field(default=24.0, ge=0.0)
     quantile_sources: int = Field(default=2, ge=1)
-    quantiles: tuple[float, ...] = (0.5, 0.9)
+    quantiles: tuple[float, ...] = (0.1, 0.5, 0.9)
     seed: int = 0
     n_jobs: int = Field(default=1, ge=1)
 

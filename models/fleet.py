@@ -20,15 +20,20 @@ import pandas as pd
 
 from data.frame import quantile_column
 from models.base import (
+    HORIZON_EDGES,
+    SEASON,
+    WEEK,
     Forecaster,
     check_horizon,
     check_quantiles,
+    feasible_range,
     history_lengths,
     horizon_bucket,
     predict_origins,
 )
 from models.config import ForecastConfig
 from models.errors import InvalidInputError, NotFittedError, UnknownInstanceError
+from models.prior import PRIOR_HOURS, FleetPrior, observed_before
 from models.user import UserForecast
 
 _HOUR = pd.Timedelta(hours=1)
@@ -57,6 +62,45 @@ def build_forecaster(name: str, config: ForecastConfig) -> Forecaster:
         kwargs["n_jobs"] = config.n_jobs
     forecaster: Forecaster = factory(**kwargs)
     return forecaster
+
+
+def _with_median(levels: tuple[float, ...]) -> tuple[float, ...]:
+    # The candidates' quantiles are computed with the median, which centres the blend.
+    return tuple(sorted({*levels, 0.5}))
+
+
+def _centred(blend: np.ndarray, median: np.ndarray, levels: tuple[float, ...]) -> np.ndarray:
+    """Return one distribution at ``levels`` whose median is ``median``.
+
+    ``blend`` holds the quantile sources' averaged quantiles at ``_with_median(levels)``
+    on its last axis. Its shape moved onto the point forecast, widened to the blend
+    itself where that reaches further out: when the candidates disagree about where
+    demand will be, the band covers both views. Each level is the shifted shape's or
+    the blend's, whichever lies further from the median, so levels never cross.
+    """
+    inner = _with_median(levels)
+    shifted = blend - blend[..., inner.index(0.5), None] + median[..., None]
+    out = np.empty((*median.shape, len(levels)))
+    for j, level in enumerate(levels):
+        k = inner.index(level)
+        if level > 0.5:
+            out[..., j] = np.maximum(shifted[..., k], blend[..., k])
+        elif level < 0.5:
+            out[..., j] = np.minimum(shifted[..., k], blend[..., k])
+        else:
+            out[..., j] = median
+    return out
+
+
+def _groups(frame: pd.DataFrame, ids: np.ndarray) -> np.ndarray | None:
+    # Each instance's tier, where the frame carries one, groups the priors of new instances.
+    if "tier" not in frame.columns:
+        return None
+    first = frame.drop_duplicates("unique_id")
+    tier = pd.Series(
+        first["tier"].astype("string").to_numpy(), index=first["unique_id"].astype("string")
+    ).reindex(pd.Index(ids, dtype="string"))
+    return tier.fillna("").to_numpy(dtype=object)
 
 
 def _to_utc(ds: pd.Series) -> pd.Series:
@@ -173,9 +217,11 @@ class FleetForecaster:
             The fitted orchestrator.
         """
         ids, panel, first_hour = to_panel(frame)
-        return self._fit_panel(ids, panel, first_hour)
+        return self._fit_panel(ids, panel, first_hour, _groups(frame, ids))
 
-    def _fit_panel(self, ids: np.ndarray, panel: np.ndarray, first_hour: int) -> Self:
+    def _fit_panel(
+        self, ids: np.ndarray, panel: np.ndarray, first_hour: int, groups: np.ndarray | None = None
+    ) -> Self:
         lengths = history_lengths(panel)
         models: list[Forecaster] = []
         scores, pinballs = [], []
@@ -183,8 +229,8 @@ class FleetForecaster:
         for name in self.config.candidates:
             model = build_forecaster(name, self.config).fit(panel, first_hour)
             short = lengths < model.min_history
-            score = self._shrunk(model.backtest_mae_, short)
-            pinballs.append(self._shrunk(model.backtest_pinball_, short))
+            score = self._shrunk(model.backtest_mae_, short, model.calibration_used_)
+            pinballs.append(self._shrunk(model.backtest_pinball_, short, model.calibration_used_))
             fallback_rows += [
                 (ids[i], name, int(lengths[i]), model.min_history) for i in np.flatnonzero(short)
             ]
@@ -196,20 +242,31 @@ class FleetForecaster:
         self.unique_ids_ = ids
         self.first_hour_ = first_hour
         self.last_hour_ = first_hour + panel.shape[1] - 1
+        self.floor_, self.ceiling_ = feasible_range(panel)
+        self.lengths_ = lengths
+        self.groups_ = groups
+        self.prior_ = FleetPrior().fit(panel, first_hour, groups)
+        # The hours a new instance's prior reads at the end of the history.
+        recent = max(panel.shape[1] - PRIOR_HOURS, 0)
+        self.recent_ = panel[:, recent:].astype(np.float32)
+        self.recent_first_hour_ = first_hour + recent
         self.fallbacks_ = pd.DataFrame(
             fallback_rows, columns=["unique_id", "model", "history_hours", "needs_hours"]
         )
         return self
 
-    def _shrunk(self, score: np.ndarray, short: np.ndarray) -> np.ndarray:
-        # One back-test window is thin evidence: pull each instance's score toward the
-        # candidate's fleet-wide mean, so a model wins locally only by a clear margin.
+    def _shrunk(self, score: np.ndarray, short: np.ndarray, window: int) -> np.ndarray:
+        # One back-test window is thin evidence, the thinner the longer the horizon:
+        # pull each instance's score toward the candidate's fleet-wide mean, so a model
+        # wins locally only by a clear margin.
         score = score.astype(np.float64)
         usable = np.isfinite(score) & ~short[:, None]
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
             fleet_mean = np.nanmean(np.where(usable, score, np.nan), axis=0)
-        w = self.config.selection_shrinkage
+        evidence = window / np.asarray(HORIZON_EDGES, dtype=np.float64)
+        pseudo = self.config.selection_shrinkage
+        w = pseudo / (evidence + pseudo) if pseudo > 0 else np.zeros_like(evidence)
         shrunk = (1 - w) * score + w * fleet_mean[None, :]
         shrunk = np.where(score <= 1e-12, 0.0, shrunk)  # a perfect back-test is no accident
         return np.where(usable & np.isfinite(shrunk), shrunk, np.inf)
@@ -230,6 +287,32 @@ class FleetForecaster:
         order = np.where(np.isfinite(ranked), order, best[None])
         order[0] = best
         return np.moveaxis(order, 0, -1).astype(np.int8)
+
+    def summary(self) -> pd.DataFrame:
+        """Return which model is in force for how many instances, and its back-test error.
+
+        One row per candidate, then ``prior`` (instances with less than a day of
+        history): for the next hour, day and week, the instances whose forecast it makes
+        (at that horizon's last step) and its fleet-mean back-test MAE there, in units of
+        each instance's scale (the MASE of the calibration back-test).
+        """
+        if not hasattr(self, "models_"):
+            raise NotFittedError(type(self).__name__)
+        steps = {"hour": 1, "day": SEASON, "week": WEEK}
+        newcomer = self.lengths_ < PRIOR_HOURS
+        names = [*self.config.candidates, "prior"]
+        table: dict[str, list[object]] = {"model": list(names)}
+        for horizon, step in steps.items():
+            bucket = int(horizon_bucket(np.array([step]))[0])
+            chosen = np.where(newcomer, len(self.config.candidates), self.choice_[:, bucket])
+            table[f"{horizon}_instances"] = np.bincount(chosen, minlength=len(names)).tolist()
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # a model nobody could score
+                errors = [
+                    float(np.nanmean(m.backtest_mae_[~newcomer, bucket])) for m in self.models_
+                ]
+            table[f"{horizon}_mase"] = [*errors, np.nan]
+        return pd.DataFrame(table)
 
     # -- user forecasts --------------------------------------------------------------
 
@@ -281,23 +364,25 @@ class FleetForecaster:
             raise NotFittedError(type(self).__name__)
         h = check_horizon(h)
         levels = check_quantiles(self.config.quantiles if quantiles is None else quantiles)
+        inner = _with_median(levels)
         if frame is None:
             rows = np.arange(len(self.unique_ids_))
-            parts = [m.predict(h, levels) for m in self.models_]
+            parts = [m.predict(h, inner) for m in self.models_]
             points = np.stack([p.point for p in parts])[:, :, None, :]
             qs = np.stack([p.quantiles for p in parts])[:, :, None, :, :]
-            origin_hours = np.array([self.last_hour_ + 1])
+            recent = self.recent_.astype(np.float64)
+            history = (recent, self.recent_first_hour_, np.array([recent.shape[1]]))
         else:
             ids, panel, first_hour = to_panel(frame)
             rows = self._rows_of(ids)
             full = np.zeros((len(self.unique_ids_), panel.shape[1]))
             full[rows] = panel
             origin = np.array([panel.shape[1]])
-            pairs = [predict_origins(m, full, first_hour, origin, h, levels) for m in self.models_]
+            pairs = [predict_origins(m, full, first_hour, origin, h, inner) for m in self.models_]
             points = np.stack([p for p, _ in pairs])
             qs = np.stack([q for _, q in pairs])
-            origin_hours = np.array([first_hour + panel.shape[1]])
-        out = self._assemble(points, qs, rows, origin_hours, h, levels)
+            history = (panel, first_hour, origin)
+        out = self._assemble(points, qs, rows, history, h, levels)
         return out.drop(columns="origin")
 
     def _rows_of(self, ids: np.ndarray) -> np.ndarray:
@@ -312,11 +397,15 @@ class FleetForecaster:
         points: np.ndarray,
         qs: np.ndarray,
         rows: np.ndarray,
-        origin_hours: np.ndarray,
+        history: tuple[np.ndarray, int, np.ndarray],
         h: int,
         levels: tuple[float, ...],
     ) -> pd.DataFrame:
-        # points: (n_candidates, n_all, n_origins, h); qs adds a level axis.
+        # points: (n_candidates, n_all, n_origins, h); qs adds a level axis holding
+        # _with_median(levels). history: the forecast rows' panel, its first hour and
+        # the origin columns, which the prior of new instances reads.
+        y, first_hour, origin_cols = history
+        origin_hours = first_hour + origin_cols
         buckets = horizon_bucket(np.arange(1, h + 1))
         choice = self.choice_[rows][:, buckets]  # (n, h)
         qchoice = self.quantile_choice_[rows][:, buckets][:, None, :, :]  # (n, 1, h, k)
@@ -325,14 +414,24 @@ class FleetForecaster:
         ri = rows[:, None, None]
         oi = np.arange(n_origins)[None, :, None]
         si = np.arange(h)[None, None, :]
-        yhat = points[pick, ri, oi, si]
+        yhat = np.clip(points[pick, ri, oi, si], self.floor_, self.ceiling_)
         # The mean of non-decreasing quantile vectors is non-decreasing.
-        quant = qs[qchoice, ri[..., None], oi[..., None], si[..., None], :].mean(axis=3)
-        hours = origin_hours[None, :, None] + np.arange(h)[None, None, :]
-        hours = np.broadcast_to(hours, (n, n_origins, h))
+        blend = qs[qchoice, ri[..., None], oi[..., None], si[..., None], :].mean(axis=3)
+        quant = np.clip(_centred(blend, yhat, levels), self.floor_, self.ceiling_)
         names = np.asarray(self.config.candidates, dtype=object)[
             np.broadcast_to(pick, (n, n_origins, h))
         ]
+        source = np.full((n, n_origins, h), "learned", dtype=object)
+        newcomer = observed_before(y, origin_cols) < PRIOR_HOURS  # (n, n_origins)
+        if newcomer.any():
+            groups = None if self.groups_ is None else self.groups_[rows]
+            median, prior = self.prior_.predict_at(y, first_hour, origin_cols, h, levels, groups)
+            yhat = np.where(newcomer[..., None], median, yhat)
+            quant = np.where(newcomer[..., None, None], prior, quant)
+            names = np.where(newcomer[..., None], "prior", names)
+            source = np.where(newcomer[..., None], "prior", source)
+        hours = origin_hours[None, :, None] + np.arange(h)[None, None, :]
+        hours = np.broadcast_to(hours, (n, n_origins, h))
         ds = _EPOCH + pd.to_timedelta(hours.reshape(-1), unit="h")
         origins = np.broadcast_to(origin_hours[None, :, None], (n, n_origins, h))
         out = pd.DataFrame(
@@ -346,7 +445,7 @@ class FleetForecaster:
         for j, level in enumerate(levels):
             out[quantile_column(level)] = quant[..., j].reshape(-1)
         out["model"] = names.reshape(-1)
-        out["source"] = "learned"
+        out["source"] = source.reshape(-1)
         return self._apply_overrides(out, levels)
 
     def _apply_overrides(self, out: pd.DataFrame, levels: tuple[float, ...]) -> pd.DataFrame:
@@ -413,6 +512,7 @@ class FleetForecaster:
                 "refit_every", f"must be a positive number of hours, got {refit_every}"
             )
         ids, panel, first_hour = to_panel(frame)
+        tiers = _groups(frame, ids)
         try:
             stamps = pd.DatetimeIndex(_to_utc(pd.Series(list(origins))))
         except (TypeError, ValueError) as exc:
@@ -437,16 +537,22 @@ class FleetForecaster:
             active = np.flatnonzero(~np.isnan(panel[:, :fit_col]).all(axis=1))
             fleet = FleetForecaster(self.config)
             fleet.overrides = dict(self.overrides)
-            fleet._fit_panel(ids[active], panel[active, :fit_col], first_hour)
+            fleet._fit_panel(
+                ids[active],
+                panel[active, :fit_col],
+                first_hour,
+                None if tiers is None else tiers[active],
+            )
             y = panel[active]
             origin_cols = np.asarray(group)
             pairs = [
-                predict_origins(m, y, first_hour, origin_cols, h, levels) for m in fleet.models_
+                predict_origins(m, y, first_hour, origin_cols, h, _with_median(levels))
+                for m in fleet.models_
             ]
             points = np.stack([p for p, _ in pairs])
             qs = np.stack([q for _, q in pairs])
             part = fleet._assemble(
-                points, qs, np.arange(len(active)), first_hour + origin_cols, h, levels
+                points, qs, np.arange(len(active)), (y, first_hour, origin_cols), h, levels
             )
             idx = origin_cols[:, None] + np.arange(h)[None, :]
             actual = np.where(idx[None] < t, y[:, np.minimum(idx, t - 1)], np.nan)

@@ -256,6 +256,8 @@ def register(app: typer.Typer) -> None:
         record, decision = outcome.record, outcome.decision
         typer.echo(f"{state.name}: run {record.run_id}, version {record.version}")
         typer.echo(f"MASE {record.metrics['mase']:.4f}; {state.message}")
+        if record.warning:
+            typer.secho(f"warning: {record.warning}", err=True, fg=typer.colors.YELLOW)
         if decision is not None:
             typer.echo(decision.reason)
 

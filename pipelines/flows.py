@@ -168,6 +168,8 @@ def train_flow(params: TrainParams) -> State:
             PromoteParams(tracking=params.tracking, version=record.version, margin=params.margin)
         )
     outcome = TrainOutcome(record, decision, snapshot)
+    if record.warning:
+        logger.warning("%s", record.warning)
     if record.status == "partial":
         logger.warning("partial training: %s", record.reason)
         return Completed(name="Partial", message=record.reason, data=outcome)
@@ -182,6 +184,7 @@ def _scorecard(version: str, window: str, metrics: dict[str, float]) -> Scorecar
         pinball90=metrics.get("pinball90", float("nan")),
         coverage90=metrics.get("coverage90", float("nan")),
         fallback_share=metrics.get("fallback_share", 0.0),
+        seasonal_naive_mase=metrics.get("mase_seasonal_naive", float("nan")),
     )
 
 
@@ -222,13 +225,13 @@ def promote_flow(params: PromoteParams) -> PromotionDecision:
 def _refusal(
     gate: PromotionGate, candidate: Scorecard, params: PromoteParams
 ) -> PromotionDecision | None:
-    # A broken candidate is refused before the champion is scored at all.
+    # A broken candidate, or one worse than seasonal naive, is refused before the
+    # champion is scored at all.
     from pipelines.tasks import smoke_test
 
-    broken = gate.broken_reason(candidate)
-    if broken is not None:
-        reason = f"candidate v{candidate.version} is broken: {broken}"
-        return PromotionDecision(False, reason, candidate, None)
+    refused = gate.refusal(candidate)
+    if refused is not None:
+        return PromotionDecision(False, refused, candidate, None)
     try:
         smoke_test(params.tracking, candidate.version)
     except BrokenModelError as exc:

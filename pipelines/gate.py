@@ -2,7 +2,9 @@
 
 Both models are scored on the same back-test window. The candidate is refused
 outright when it is broken (a non-finite score, or too many instances on fallback
-models); with no champion yet a sound candidate is promoted; otherwise it must beat
+models) or when its fleet MASE is worse than seasonal naive's on the same back-test
+(a version that loses to the simplest seasonal model is no forecaster); with no
+champion yet a sound candidate is promoted; otherwise it must beat
 the champion's MASE by the relative ``margin``. Every decision carries its reason.
 """
 
@@ -26,6 +28,8 @@ class Scorecard:
     pinball90: float
     coverage90: float
     fallback_share: float = 0.0
+    #: Fleet MASE of seasonal naive on the same origins (NaN where not scored).
+    seasonal_naive_mase: float = math.nan
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +73,25 @@ class PromotionGate(BaseModel):
             )
         return None
 
+    def baseline_reason(self, card: Scorecard) -> str | None:
+        """Return why a scorecard loses to seasonal naive, or ``None`` if it does not."""
+        if math.isfinite(card.seasonal_naive_mase) and card.mase > card.seasonal_naive_mase:
+            return (
+                f"its MASE {card.mase:.4f} is worse than seasonal naive's "
+                f"{card.seasonal_naive_mase:.4f} on the same back-test"
+            )
+        return None
+
+    def refusal(self, card: Scorecard) -> str | None:
+        """Return why a candidate is refused whatever the champion, or ``None``."""
+        broken = self.broken_reason(card)
+        if broken is not None:
+            return f"candidate v{card.version} is broken: {broken}"
+        baseline = self.baseline_reason(card)
+        if baseline is not None:
+            return f"candidate v{card.version} refused: {baseline}"
+        return None
+
     def decide(self, candidate: Scorecard, champion: Scorecard | None) -> PromotionDecision:
         """Decide whether ``candidate`` replaces ``champion``.
 
@@ -77,11 +100,9 @@ class PromotionGate(BaseModel):
         InvalidParametersError
             If the two were scored on different back-test windows.
         """
-        broken = self.broken_reason(candidate)
-        if broken is not None:
-            return PromotionDecision(
-                False, f"candidate v{candidate.version} is broken: {broken}", candidate, champion
-            )
+        refused = self.refusal(candidate)
+        if refused is not None:
+            return PromotionDecision(False, refused, candidate, champion)
         if champion is None:
             return PromotionDecision(
                 True,

@@ -16,7 +16,7 @@ from models.config import DEFAULT_CANDIDATES
 #: Forecast horizons served to the market, in hours ahead: next hour, day and week.
 HORIZONS: dict[str, int] = {"hour": 1, "day": 24, "week": 168}
 #: Quantile levels every forecast carries.
-QUANTILES: tuple[float, ...] = (0.5, 0.9)
+QUANTILES: tuple[float, ...] = (0.1, 0.5, 0.9)
 #: Forecasters a training run chooses from per instance and horizon: the baselines,
 #: the global ridge and the global LightGBM, the set ``creditx bench forecast`` scores.
 #: Calibration window of a training run's forecasters, in hours: one week of rolling

@@ -9,6 +9,11 @@ Per instance and horizon the figures are those of :func:`models.metrics.score_ba
 * ``mase``: mean absolute error over the in-sample 24 h seasonal-naive MAE,
 * ``pinball90``: pinball loss of the ``q90`` forecast over the same scale,
 * ``coverage90``: share of actuals at or below ``q90`` (0.9 when calibrated).
+
+Beside them every instance gets the MASE of naive and seasonal naive on the same
+origins (``mase_naive``, ``mase_seasonal_naive``), the bar any model must clear:
+the gate refuses a version worse than seasonal naive on the fleet, and a training
+run warns about the instances worse than naive.
 """
 
 from __future__ import annotations
@@ -26,6 +31,10 @@ from pipelines.snapshot import Snapshot
 _HOUR = pd.Timedelta(hours=1)
 #: Metrics kept per instance and horizon; lower is better for the first two.
 METRICS: tuple[str, ...] = ("mase", "pinball90", "coverage90")
+#: The simplest forecasters, scored beside every model on the same back-test.
+BASELINES: tuple[str, ...] = ("naive", "seasonal_naive")
+#: Per-instance MASE columns of the baselines.
+BASELINE_METRICS: tuple[str, ...] = tuple(f"mase_{name}" for name in BASELINES)
 # Hours of history a series needs before the window for the forecasters to learn.
 _MIN_HISTORY_HOURS = 48
 
@@ -140,15 +149,66 @@ def score_horizons(frame: pd.DataFrame, backtests: dict[str, pd.DataFrame]) -> p
     return out[[ID_COL, "horizon", *METRICS]]
 
 
+def baseline_scores(
+    frame: pd.DataFrame, window: BacktestWindow, calibration_hours: int
+) -> pd.DataFrame:
+    """Return the MASE of each baseline per instance and horizon on the window's origins.
+
+    Each baseline is fitted on the data before the window, as the models are.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``unique_id, horizon, mase_naive, mase_seasonal_naive``.
+    """
+    from models import FleetForecaster, ForecastConfig
+
+    tables = []
+    for name, column in zip(BASELINES, BASELINE_METRICS, strict=True):
+        config = ForecastConfig(
+            candidates=(name,), calibration_hours=calibration_hours, quantiles=(0.9,)
+        )
+        # One fit at the window's start serves every origin, as for the models.
+        backtests = {
+            horizon: FleetForecaster(config).backtest(frame, window.origins(horizon), hours)
+            for horizon, hours in HORIZONS.items()
+        }
+        scored = score_horizons(frame, backtests)
+        tables.append(scored.set_index([ID_COL, "horizon"])["mase"].rename(column))
+    out = pd.concat(tables, axis=1).reset_index()
+    return out[[ID_COL, "horizon", *BASELINE_METRICS]]
+
+
+def worse_than_naive(metrics: pd.DataFrame) -> pd.DataFrame:
+    """Return the ``(unique_id, horizon)`` rows whose MASE exceeds naive's on the same origins."""
+    if "mase_naive" not in metrics:
+        return metrics.iloc[:0][[ID_COL, "horizon", "mase"]]
+    worse = metrics.loc[metrics["mase"] > metrics["mase_naive"]]
+    columns = [ID_COL, "horizon", "mase", *BASELINE_METRICS]
+    return worse[columns].sort_values([ID_COL, "horizon"], ignore_index=True)
+
+
 def aggregate_metrics(metrics: pd.DataFrame) -> dict[str, float]:
-    """Return the fleet means per horizon (``mase_day``...) and over horizons (``mase``)."""
-    means = metrics.groupby("horizon")[list(METRICS)].mean()
+    """Return the fleet means per horizon (``mase_day``...) and over horizons (``mase``).
+
+    The baselines' MASE is averaged likewise (``mase_naive_day``, ``mase_naive``...)
+    over the instances the model was scored on, and ``worse_than_naive_day``... count
+    the instances worse than naive.
+    """
+    present = [m for m in (*METRICS, *BASELINE_METRICS) if m in metrics]
+    means = metrics.groupby("horizon")[present].mean()
     out = {
         f"{metric}_{horizon}": float(means[metric].to_dict()[horizon])
         for horizon in HORIZONS
         if horizon in means.index
-        for metric in METRICS
+        for metric in present
     }
-    for metric in METRICS:
+    for metric in present:
         out[metric] = float(means[metric].mean()) if len(means) else float("nan")
+    if "mase_naive" in metrics:
+        worse = worse_than_naive(metrics)
+        for horizon in HORIZONS:
+            if horizon in means.index:
+                out[f"worse_than_naive_{horizon}"] = float((worse["horizon"] == horizon).sum())
+        out["worse_than_naive"] = float(worse[ID_COL].nunique())
     return out

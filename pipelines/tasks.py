@@ -40,10 +40,14 @@ from pipelines.params import (
     TrackingParams,
 )
 from pipelines.scoring import (
+    BASELINE_METRICS,
+    METRICS,
     BacktestWindow,
     aggregate_metrics,
+    baseline_scores,
     score_horizons,
     window_forecasts,
+    worse_than_naive,
 )
 from pipelines.snapshot import Snapshot, read_snapshot, write_snapshot
 from pipelines.tracking import (
@@ -52,6 +56,7 @@ from pipelines.tracking import (
     TAG_REASON,
     TAG_SNAPSHOT,
     TAG_STATUS,
+    TAG_WARNING,
     TAG_WINDOW,
     Stopwatch,
     ensure_experiment,
@@ -198,6 +203,7 @@ def find_training(
         metrics=dict(run.data.metrics),
         status=run.data.tags.get(TAG_STATUS, "complete"),
         reason=run.data.tags.get(TAG_REASON, ""),
+        warning=run.data.tags.get(TAG_WARNING, ""),
         reused=True,
     )
 
@@ -240,6 +246,8 @@ class TrainingRecord:
     reason: str
     reused: bool = False
     mlflow_seconds: float = 0.0
+    #: What the run warns about: instances whose forecasts are worse than naive's.
+    warning: str = ""
 
 
 _FALLBACK_COLUMNS = [ID_COL, "model", "reason"]
@@ -347,7 +355,11 @@ def _fit_and_score(
         return before.predict(h, QUANTILES, frame=history.loc[history[ID_COL].isin(fitted)])
 
     backtests = window_forecasts(forecast, shard, window)
-    metrics = score_horizons(shard, backtests)
+    metrics = score_horizons(shard, backtests).merge(
+        baseline_scores(shard, window, config.calibration_hours),
+        on=[ID_COL, "horizon"],
+        how="left",
+    )
     week = backtests["week"]
     picked = week.loc[week[ID_COL].astype("string").isin(sample)]
     fleet = FleetForecaster(config).fit(shard) if fit_final else None
@@ -398,6 +410,8 @@ def log_training(
         failed_instances=float(len(failed)),
         instances=float(total_instances - len(failed)),
     )
+    worse = worse_than_naive(metrics)
+    warning = naive_warning(worse, total_instances)
     status, reason = "complete", ""
     if failed:
         status = "partial"
@@ -411,7 +425,13 @@ def log_training(
         client = _client(tracking)
         run = client.create_run(
             experiment_id,
-            tags={TAG_KIND: "train", TAG_STATUS: status, TAG_REASON: reason, **tags},
+            tags={
+                TAG_KIND: "train",
+                TAG_STATUS: status,
+                TAG_REASON: reason,
+                TAG_WARNING: warning,
+                **tags,
+            },
             run_name=f"train-{tags[TAG_SNAPSHOT][:8]}",
             start_time=started_ms,
         )
@@ -425,13 +445,14 @@ def log_training(
             per_instance = metrics.pivot_table(
                 index=ID_COL,
                 columns="horizon",
-                values=["mase", "pinball90", "coverage90"],
+                values=[c for c in (*METRICS, *BASELINE_METRICS) if c in metrics],
                 observed=True,
             )
             flat: list[Any] = list(per_instance.columns.to_flat_index())
             per_instance.columns = pd.Index([f"{metric}_{horizon}" for metric, horizon in flat])
             log_table(client, run_id, per_instance.reset_index(), "metrics/instances.parquet")
             log_table(client, run_id, fallbacks, "metrics/fallbacks.parquet")
+            log_table(client, run_id, worse, "metrics/worse_than_naive.parquet")
             log_plots(
                 client,
                 run_id,
@@ -448,7 +469,26 @@ def log_training(
 
             fail_run(client, run_id, f"{type(exc).__name__}: {exc}")
             raise
-    return TrainingRecord(run_id, version, summary, status, reason, mlflow_seconds=watch.seconds)
+    return TrainingRecord(
+        run_id, version, summary, status, reason, mlflow_seconds=watch.seconds, warning=warning
+    )
+
+
+def naive_warning(worse: pd.DataFrame, total_instances: int) -> str:
+    """Return the warning about instances worse than naive (``""`` when there are none)."""
+    if worse.empty:
+        return ""
+    counts = worse.groupby("horizon", sort=False)[ID_COL].nunique()
+    per_horizon = ", ".join(f"{h} {counts[h]}" for h in HORIZONS if h in counts.index)
+    top = worse.assign(excess=worse["mase"] / worse["mase_naive"]).nlargest(3, "excess")
+    examples = "; ".join(
+        f"{row[ID_COL]} ({row['horizon']}: MASE {row['mase']:.2f} vs naive {row['mase_naive']:.2f})"
+        for _, row in top.iterrows()
+    )
+    return (
+        f"{worse[ID_COL].nunique()} of {total_instances} instance(s) forecast worse than naive "
+        f"on the back-test (per horizon: {per_horizon}); worst: {examples}"
+    )
 
 
 # -- predicting --------------------------------------------------------------------

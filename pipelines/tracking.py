@@ -43,6 +43,7 @@ TAG_WINDOW = "creditx.window"
 TAG_KIND = "creditx.kind"
 TAG_STATUS = "creditx.status"
 TAG_REASON = "creditx.reason"
+TAG_WARNING = "creditx.warning"
 
 
 #: MLflow's experiment kind: a model-development experiment opens on its runs table,

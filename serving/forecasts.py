@@ -33,6 +33,8 @@ logger = logging.getLogger(__name__)
 #: Hours ahead of each horizon the service serves.
 HORIZONS: Mapping[str, int] = {"hour": 1, "day": 24, "week": 168}
 QUANTILE_COLUMNS = ("q50", "q90")
+#: Served where the predictions carry it (every version trained since they do).
+OPTIONAL_QUANTILE_COLUMNS = ("q10",)
 
 UserForecast = DailyProfile | WeeklyProfile | ExplicitForecast
 
@@ -123,7 +125,11 @@ class MlflowChampion:
         parts = []
         for horizon, hours in HORIZONS.items():
             config = pd.DataFrame(
-                {"unique_id": ids, "h": [hours] * len(ids), "quantiles": [[0.5, 0.9]] * len(ids)}
+                {
+                    "unique_id": ids,
+                    "h": [hours] * len(ids),
+                    "quantiles": [[0.1, 0.5, 0.9]] * len(ids),
+                }
             )
             part = model.predict(config)
             parts.append(part.assign(horizon=horizon))
@@ -154,7 +160,11 @@ def snapshot_from_frame(
             horizon=horizon,
             ds=tuple(t.to_pydatetime() for t in ds_all.loc[rows.index]),
             yhat=tuple(float(v) for v in rows["yhat"]),
-            quantiles={q: tuple(float(v) for v in rows[q]) for q in QUANTILE_COLUMNS},
+            quantiles={
+                q: tuple(float(v) for v in rows[q])
+                for q in (*OPTIONAL_QUANTILE_COLUMNS, *QUANTILE_COLUMNS)
+                if q in rows
+            },
             sources=sources,
         )
     return ForecastSnapshot(model_name, model_version, generated_at, origin, series)

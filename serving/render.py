@@ -145,6 +145,7 @@ def forecast_public(snapshot: ForecastSnapshot, series: ForecastSeries) -> Forec
             ForecastPoint(
                 ds=ds,
                 yhat=series.yhat[i],
+                q10=series.quantiles["q10"][i] if "q10" in series.quantiles else None,
                 q50=series.quantiles["q50"][i],
                 q90=series.quantiles["q90"][i],
                 source=series.sources[i],

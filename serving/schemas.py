@@ -444,10 +444,14 @@ class ForecastPoint(_Output):
     """One hour of a forecast: the point forecast and its quantiles (vCPU-% demand)."""
 
     ds: datetime
-    yhat: float
+    yhat: float = Field(description="the median of the forecast distribution (equals q50)")
+    q10: float | None = None
     q50: float
     q90: float
-    source: str = Field(description="'learned', or 'user' where the owner's forecast applies")
+    source: str = Field(
+        description="'learned'; 'prior' for an instance with less than a day of history; "
+        "'user' where the owner's forecast applies"
+    )
 
 
 class ForecastPublic(_Output):
@@ -474,7 +478,8 @@ class ForecastPublic(_Output):
                     "points": [
                         {
                             "ds": "2026-11-24T16:00:00Z",
-                            "yhat": 31.5,
+                            "yhat": 30.9,
+                            "q10": 22.4,
                             "q50": 30.9,
                             "q90": 48.0,
                             "source": "learned",

@@ -48,7 +48,9 @@ def fitted(fleet_frame: pd.DataFrame) -> FleetForecaster:
 
 def test_predict_frame_shape(fitted: FleetForecaster, fleet_frame: pd.DataFrame) -> None:
     out = fitted.predict(24)
-    assert list(out.columns) == ["unique_id", "ds", "yhat", "q50", "q90", "model", "source"]
+    assert list(out.columns) == ["unique_id", "ds", "yhat", "q10", "q50", "q90", "model", "source"]
+    np.testing.assert_array_equal(out["yhat"], out["q50"])
+    assert (out["q10"] <= out["q50"]).all()
     assert len(out) == 11 * 24
     assert out.groupby("unique_id").size().eq(24).all()
     first = out.groupby("unique_id")["ds"].min()
@@ -157,7 +159,7 @@ def test_backtest_does_not_see_the_future(fleet_frame: pd.DataFrame) -> None:
     assert a["ds"].min() == origin
 
 
-def test_quantiles_average_the_best_sources(fleet_frame: pd.DataFrame) -> None:
+def test_quantiles_average_the_best_sources_around_the_point(fleet_frame: pd.DataFrame) -> None:
     from models.base import horizon_bucket
 
     config = ForecastConfig(
@@ -174,10 +176,16 @@ def test_quantiles_average_the_best_sources(fleet_frame: pd.DataFrame) -> None:
     bucket = horizon_bucket(np.arange(1, 25))
     rows = np.arange(len(blended.unique_ids_))[:, None]
     steps = np.arange(24)[None, :]
-    reference = np.mean(
+    blend = np.mean(
         [np.stack(parts)[choice[rows, bucket, j], rows, steps] for j in range(2)], axis=0
     )  # brute force: (n, 24, levels) from each source's own forecast
+    # One distribution: the blend's shape moved so that its median is the point
+    # forecast, its upper quantile widened to the blend's where that lies higher.
+    yhat = out["yhat"].to_numpy().reshape(-1, 24)
+    shifted = blend[..., 1] - blend[..., 0] + yhat
+    reference = np.clip(np.stack([yhat, np.maximum(shifted, blend[..., 1])], axis=-1), 0, 100)
     np.testing.assert_allclose(out[["q50", "q90"]].to_numpy(), reference.reshape(-1, 2))
+    np.testing.assert_allclose(out["q50"], out["yhat"])
     assert (out["q90"] >= out["q50"]).all()
     with pytest.raises(ValueError, match="quantile_sources"):
         ForecastConfig(quantile_sources=0)

@@ -19,8 +19,22 @@ def test_forecast_command_writes_every_instance(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     forecast = pd.read_csv(out)
     assert len(forecast) == 3 * 6
-    assert list(forecast.columns) == ["unique_id", "ds", "yhat", "q50", "q90", "model", "source"]
+    assert list(forecast.columns) == [
+        "unique_id",
+        "ds",
+        "yhat",
+        "q10",
+        "q50",
+        "q90",
+        "model",
+        "source",
+    ]
     assert (forecast["q90"] >= forecast["q50"]).all()
+    assert (forecast["q50"] >= forecast["q10"]).all()
+    # A readable table of the models in force, not a Python dict.
+    assert "models in force" in result.output
+    assert "next week" in result.output
+    assert "{" not in result.output
 
 
 def test_forecast_command_rejects_a_bad_quantile(tmp_path: Path) -> None:

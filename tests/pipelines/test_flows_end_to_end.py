@@ -65,8 +65,10 @@ def _tracking(root: Path, name: str = "fleet-model") -> TrackingParams:
 
 
 def _client(tracking: TrackingParams) -> MlflowClient:
+    # The flows set the registry URI too; a test's client must not inherit another store's.
     mlflow.set_tracking_uri(tracking.tracking_uri)
-    return MlflowClient(tracking_uri=tracking.tracking_uri)
+    mlflow.set_registry_uri(tracking.tracking_uri)
+    return MlflowClient(tracking_uri=tracking.tracking_uri, registry_uri=tracking.tracking_uri)
 
 
 def _train(tracking: TrackingParams, snapshot: Path, **kwargs: object) -> tuple[str, TrainOutcome]:
@@ -96,7 +98,11 @@ def test_training_logs_a_run_and_registers_the_champion(trained: Trained) -> Non
     assert run.data.params["candidates"] == ",".join(DEFAULT_CANDIDATES)
     assert run.data.params["calibration_hours"] == str(CALIBRATION_HOURS)
     artifacts = {a.path for a in client.list_artifacts(record.run_id, "metrics")}
-    assert artifacts == {"metrics/instances.parquet", "metrics/fallbacks.parquet"}
+    assert artifacts == {
+        "metrics/instances.parquet",
+        "metrics/fallbacks.parquet",
+        "metrics/worse_than_naive.parquet",
+    }
     plots = {a.path for a in client.list_artifacts(record.run_id, "plots")}
     assert plots == {"plots/forecast_vs_actual.png", "plots/error_distribution.png"}
     table = pd.read_parquet(
@@ -104,6 +110,24 @@ def test_training_logs_a_run_and_registers_the_champion(trained: Trained) -> Non
     )
     assert len(table) == FLEET.instances
     assert {"mase_hour", "mase_day", "mase_week", "coverage90_week"} <= set(table.columns)
+    # Each instance's MASE stands beside naive's and seasonal naive's on the same origins.
+    for horizon in ("hour", "day", "week"):
+        assert table[f"mase_naive_{horizon}"].gt(0).all()
+        assert table[f"mase_seasonal_naive_{horizon}"].gt(0).all()
+        worse = int((table[f"mase_{horizon}"] > table[f"mase_naive_{horizon}"]).sum())
+        assert run.data.metrics[f"worse_than_naive_{horizon}"] == worse
+    assert run.data.metrics["mase"] < run.data.metrics["mase_seasonal_naive"]
+    worse_table = pd.read_parquet(
+        client.download_artifacts(
+            record.run_id, "metrics/worse_than_naive.parquet", str(trained.home)
+        )
+    )
+    assert (worse_table["mase"] > worse_table["mase_naive"]).all()
+    if len(worse_table):
+        assert record.warning.startswith(f"{worse_table['unique_id'].nunique()} of 20 instance")
+        assert run.data.tags["creditx.warning"] == record.warning
+    else:
+        assert record.warning == ""
     # One model version for the whole fleet, promoted because there was no champion.
     versions = client.search_model_versions("name = 'fleet-model'")
     assert [str(v.version) for v in versions] == ["1"]
@@ -156,7 +180,7 @@ def test_a_rerun_on_the_same_snapshot_changes_nothing(trained: Trained) -> None:
 
 def test_the_gate_keeps_a_worse_model_out(trained: Trained) -> None:
     client = _client(trained.tracking)
-    name, outcome = _train(trained.tracking, trained.snapshot.path, candidates=("naive",))
+    name, outcome = _train(trained.tracking, trained.snapshot.path, candidates=("seasonal_naive",))
     assert name == "Completed"
     decision = outcome.decision
     assert decision is not None
@@ -170,6 +194,36 @@ def test_the_gate_keeps_a_worse_model_out(trained: Trained) -> None:
     assert version.tags["creditx.promotion"] == "refused"
     run = client.get_run(outcome.record.run_id)
     assert run.data.tags["creditx.promotion_reason"] == decision.reason
+
+
+def test_the_gate_refuses_a_version_worse_than_seasonal_naive(tmp_path: Path) -> None:
+    # Strong daily cycles: the last value is a poor forecast of the next day. Naive
+    # trained on its own in a fresh store, with no champion to beat, is still refused.
+    rng = np.random.default_rng(4)
+    hours = pd.date_range("2024-01-01", periods=14 * 24, freq="h", tz="UTC")
+    cycle = 40 + 30 * np.sin(2 * np.pi * np.arange(len(hours)) / 24)
+    frame = pd.concat(
+        pd.DataFrame(
+            {"unique_id": f"vm-{i}", "ds": hours, "y": cycle + rng.normal(0, 2, len(hours))}
+        )
+        for i in range(6)
+    )
+    snapshot = write_snapshot(frame, tmp_path / "snapshots")
+    tracking = _tracking(tmp_path, name="naive-fleet")
+    name, outcome = _train(tracking, snapshot.path, candidates=("naive",))
+    assert name == "Completed"
+    metrics = outcome.record.metrics
+    assert metrics["mase"] == pytest.approx(metrics["mase_naive"])
+    assert metrics["mase"] > metrics["mase_seasonal_naive"]
+    decision = outcome.decision
+    assert decision is not None
+    assert not decision.promote
+    assert decision.champion is None
+    assert "worse than seasonal naive" in decision.reason
+    client = _client(tracking)
+    assert client.get_registered_model("naive-fleet").aliases == {}
+    version = client.get_model_version("naive-fleet", outcome.record.version)
+    assert version.tags["creditx.promotion"] == "refused"
 
 
 def test_a_broken_candidate_never_replaces_the_champion(trained: Trained, tmp_path: Path) -> None:
@@ -287,17 +341,35 @@ def test_entirely_rejected_telemetry_makes_no_snapshot(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_train_runs_on_a_dask_local_cluster(fleet_snapshot: Snapshot, tmp_path: Path) -> None:
-    tracking = _tracking(tmp_path, name="dask-fleet")
-    params = TrainParams(
-        tracking=tracking, snapshot=fleet_snapshot.path, shard_size=5, candidates=BASELINES
-    )
-    flow = train_flow.with_options(task_runner=task_runner("dask", workers=2, processes=False))
-    state = flow(params, return_state=True)
-    assert state.is_completed()
-    outcome: TrainOutcome = state.result()
-    client = _client(tracking)
-    assert str(client.get_model_version_by_alias("dask-fleet", "champion").version) == "1"
-    run = client.get_run(outcome.record.run_id)
-    assert run.data.metrics["instances"] == 20
-    assert run.data.params["shard_size"] == "5"
+@pytest.mark.timeout(900)  # two trainings and a cluster of fresh interpreters
+def test_train_on_a_multi_process_dask_cluster_registers_the_default_runners_champion(
+    fleet_snapshot: Snapshot, tmp_path: Path
+) -> None:
+    # A distributed.LocalCluster with processes=True: the scheduler and both workers run
+    # in processes of their own, so shards, configs and fitted models cross process
+    # boundaries by pickling, as on a user's cluster.
+    candidates = ("naive", "seasonal_naive", "linear")
+    champions = {}
+    for runner in ("default", "dask"):
+        tracking = _tracking(tmp_path / runner, name=f"{runner}-fleet")
+        params = TrainParams(
+            tracking=tracking, snapshot=fleet_snapshot.path, shard_size=5, candidates=candidates
+        )
+        flow = train_flow.with_options(task_runner=task_runner(runner, workers=2, processes=True))
+        state = flow(params, return_state=True)
+        assert state.is_completed()
+        outcome: TrainOutcome = state.result()
+        client = _client(tracking)
+        assert str(client.get_model_version_by_alias(f"{runner}-fleet", "champion").version) == "1"
+        run = client.get_run(outcome.record.run_id)
+        assert run.data.metrics["instances"] == 20
+        assert run.data.params["shard_size"] == "5"
+        model = mlflow.pyfunc.load_model(f"models:/{runner}-fleet@champion")
+        ids = model.unwrap_python_model().unique_ids
+        config = pd.DataFrame({"unique_id": ids, "h": 168, "quantiles": [[0.1, 0.5, 0.9]] * 20})
+        # Shards may finish in any order: compare the forecasts in one order.
+        forecast = model.predict(config).sort_values(["unique_id", "ds"], ignore_index=True)
+        champions[runner] = (outcome.record.metrics, forecast)
+    (default_metrics, default_forecast), (dask_metrics, dask_forecast) = champions.values()
+    assert default_metrics["mase"] == pytest.approx(dask_metrics["mase"], rel=1e-9)
+    pd.testing.assert_frame_equal(default_forecast, dask_forecast)

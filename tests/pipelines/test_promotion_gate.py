@@ -59,3 +59,28 @@ def test_too_many_fallbacks_make_a_candidate_broken() -> None:
 def test_scores_on_different_windows_are_not_compared() -> None:
     with pytest.raises(InvalidParametersError, match="window: candidate scored on a"):
         PromotionGate().decide(_card("2", 0.5, window="a"), _card("1", 0.9, window="b"))
+
+
+@given(candidate=scores, seasonal_naive=scores, champion=st.none() | scores)
+def test_never_promotes_a_candidate_worse_than_seasonal_naive(
+    candidate: float, seasonal_naive: float, champion: float | None
+) -> None:
+    card = Scorecard("2", "w", candidate, 0.3, 0.9, seasonal_naive_mase=seasonal_naive)
+    current = None if champion is None else _card("1", champion)
+    decision = PromotionGate().decide(card, current)
+    if candidate > seasonal_naive:
+        assert not decision.promote
+        assert "worse than seasonal naive" in decision.reason
+    else:
+        # The bar does not stand in the way of a candidate that clears it.
+        assert decision.promote == (champion is None or candidate <= champion * 0.98)
+
+
+def test_the_first_candidate_worse_than_seasonal_naive_is_refused() -> None:
+    card = Scorecard("1", "w", 3.02, 0.3, 0.9, seasonal_naive_mase=2.5)
+    decision = PromotionGate().decide(card, None)
+    assert not decision.promote
+    assert decision.reason == (
+        "candidate v1 refused: its MASE 3.0200 is worse than seasonal naive's 2.5000 "
+        "on the same back-test"
+    )
