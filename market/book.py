@@ -28,10 +28,11 @@ from __future__ import annotations
 import bisect
 import heapq
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
+from operator import attrgetter
 
 from market.errors import DuplicateOrder, InvalidOrder, OffTickPrice, UnknownOrder
 from market.orders import (
@@ -480,10 +481,41 @@ class OrderBook:
             order.state,
         )
         self._orders[order.order_id] = resting
-        self._rest(resting)
-        if order.priority:
-            resting.priority = order.priority
-            self._rest_seq = max(self._rest_seq, order.priority)
+        self._rest(resting, priority=order.priority)
+
+    def rewind(self, before: Iterable[Order], added: Iterable[str] = ()) -> None:
+        """Undo what submits, cancels, modifies and expiries did since snapshots were taken.
+
+        ``before`` holds a snapshot, taken before those operations, of every order they
+        touched that was open then; each goes back to its level in its old time
+        priority. The orders in ``added`` arrived since and are forgotten. A venue
+        rewinds its books when the store refuses the transaction settling them.
+        """
+        for order_id in added:
+            dropped = self._orders.pop(order_id, None)
+            if dropped is not None:
+                self._unlink(dropped)
+        for order in before:
+            current = self._orders.get(order.order_id)
+            if current is not None:
+                self._unlink(current)
+            resting = _Resting(
+                order.order_id,
+                order.owner,
+                order.side,
+                order.price,
+                order.quantity,
+                order.time_in_force,
+                order.expires_at,
+                order.created_at,
+            )
+            resting.filled, resting.remaining, resting.state = (
+                order.filled,
+                order.remaining,
+                order.state,
+            )
+            self._orders[order.order_id] = resting
+            self._rest(resting, priority=order.priority)
 
     def expire(self) -> list[BookEvent]:
         """Expire every good-till-time order whose time has come; return the events."""
@@ -562,7 +594,8 @@ class OrderBook:
             else:
                 del keys[bisect.bisect_left(keys, key)]
 
-    def _rest(self, order: _Resting) -> None:
+    def _rest(self, order: _Resting, priority: int = 0) -> None:
+        """Rest ``order`` at the back of its level, or at ``priority`` if it has one."""
         if order.side is _BUY:
             levels, keys, key = self._bid_levels, self._bid_keys, order.price
         else:
@@ -574,12 +607,23 @@ class OrderBook:
                 keys.append(key)
             else:
                 bisect.insort(keys, key)
-        level.orders.append(order)
+        queue = level.orders
+        if priority and queue and queue[-1].priority > priority:
+            # back into its old place in time priority
+            live = [o for o in queue if o.live]
+            live.insert(bisect.bisect(live, priority, key=attrgetter("priority")), order)
+            level.orders = deque(live)
+        else:
+            queue.append(order)
         level.quantity += order.remaining
         level.count += 1
         order.live = True
-        self._rest_seq += 1
-        order.priority = self._rest_seq
+        if priority:
+            order.priority = priority
+            self._rest_seq = max(self._rest_seq, priority)
+        else:
+            self._rest_seq += 1
+            order.priority = self._rest_seq
         if order.expires_at is not None:
             self._expiry_seq += 1
             heapq.heappush(self._expiries, (order.expires_at, self._expiry_seq, order))
