@@ -31,7 +31,6 @@ from market.ledger import (
     Transfer,
     escrow_credits,
     escrow_funds,
-    instance_funds,
     mint_account,
 )
 from market.migrations import upgrade
