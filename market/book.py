@@ -168,6 +168,26 @@ class _Resting:
         # the book-wide sequence of its (last) arrival at a level: its time priority
         self.priority = 0
 
+    @classmethod
+    def of(cls, order: Order) -> _Resting:
+        """Return the book state of an order snapshot (not yet resting)."""
+        resting = cls(
+            order.order_id,
+            order.owner,
+            order.side,
+            order.price,
+            order.quantity,
+            order.time_in_force,
+            order.expires_at,
+            order.created_at,
+        )
+        resting.filled, resting.remaining, resting.state = (
+            order.filled,
+            order.remaining,
+            order.state,
+        )
+        return resting
+
 
 class _Level:
     __slots__ = ("count", "orders", "quantity")
@@ -465,23 +485,47 @@ class OrderBook:
                 field="price",
                 value=order.price,
             )
-        resting = _Resting(
-            order.order_id,
-            order.owner,
-            order.side,
-            order.price,
-            order.quantity,
-            order.time_in_force,
-            order.expires_at,
-            order.created_at,
-        )
-        resting.filled, resting.remaining, resting.state = (
-            order.filled,
-            order.remaining,
-            order.state,
-        )
-        self._orders[order.order_id] = resting
+        resting = self._orders[order.order_id] = _Resting.of(order)
         self._rest(resting, priority=order.priority)
+
+    def resume(self, order: Order) -> list[BookEvent]:
+        """Take back an open order from a snapshot and match it as if it arrived now.
+
+        What crosses the book trades in price-time priority; an immediate-or-cancel
+        order is cancelled for what is left; anything else rests, in its old time
+        priority if it did not trade. For a store whose orders were accepted but not
+        matched before a crash: resume them in the order of their ``priority``.
+
+        Raises
+        ------
+        DuplicateOrder
+            If the book already has the order.
+        InvalidOrder
+            If the order is not open or is off the tick.
+        """
+        if order.order_id in self._orders:
+            raise DuplicateOrder(order.order_id)
+        if order.state not in (_OPEN, _PARTIAL) or order.remaining <= 0:
+            raise InvalidOrder(
+                f"only open orders can be resumed, {order.order_id!r} is {order.state.value}",
+                field="state",
+                value=order.state,
+            )
+        self.config.check_price(order.price)
+        now = self._clock()
+        resting = self._orders[order.order_id] = _Resting.of(order)
+        events: list[BookEvent] = []
+        if order.side is _BUY:
+            crosses = self._ask_keys and -self._ask_keys[-1] <= order.price
+        else:
+            crosses = self._bid_keys and self._bid_keys[-1] >= order.price
+        if crosses:
+            self._match_and_rest(resting, now, events)
+        elif order.time_in_force is _IOC:
+            self._end(resting, OrderEventType.CANCEL, now, events, "immediate-or-cancel")
+        else:
+            self._rest(resting, priority=order.priority)
+        return events
 
     def rewind(self, before: Iterable[Order], added: Iterable[str] = ()) -> None:
         """Undo what submits, cancels, modifies and expiries did since snapshots were taken.
@@ -499,22 +543,7 @@ class OrderBook:
             current = self._orders.get(order.order_id)
             if current is not None:
                 self._unlink(current)
-            resting = _Resting(
-                order.order_id,
-                order.owner,
-                order.side,
-                order.price,
-                order.quantity,
-                order.time_in_force,
-                order.expires_at,
-                order.created_at,
-            )
-            resting.filled, resting.remaining, resting.state = (
-                order.filled,
-                order.remaining,
-                order.state,
-            )
-            self._orders[order.order_id] = resting
+            resting = self._orders[order.order_id] = _Resting.of(order)
             self._rest(resting, priority=order.priority)
 
     def expire(self) -> list[BookEvent]:

@@ -489,11 +489,17 @@ class Venue:
         Call it on a fresh venue over the same ledger and engine. Continuous orders go
         back into their books in their old time priority and auction orders back to
         their tier's next auction; each keeps the share of its owner's escrow its row
-        records. Orders written before escrow was held per instance have their
+        records. A store an older venue left after a crash between accepting orders
+        and settling them (the venue now does both in one transaction) may hold open
+        orders that cross the book or immediate-or-cancel orders still open: those are
+        matched in time priority as if they arrived now, what an immediate-or-cancel
+        order leaves is cancelled, and the settlement commits in one transaction, so a
+        crash during it leaves the store as it was and the next restore finishes the
+        work exactly once. Orders written before escrow was held per instance have their
         per-order escrow moved into their owner's escrow account first (one entry,
         committed with their rows' shares). Instances named by those orders are
         registered again; others need :meth:`register_instance`. Returns the number of
-        open orders restored.
+        orders open afterwards.
 
         Raises
         ------
@@ -508,11 +514,22 @@ class Venue:
         open_states = [OrderState.OPEN.value, OrderState.PARTIALLY_FILLED.value]
         with read_connection(self._engine) as conn:
             limits = conn.execute(sa.select(t_limits)).all()
-            rows = conn.execute(
-                sa.select(t_orders)
-                .where(t_orders.c.state.in_(open_states))
-                .order_by(t_orders.c.priority, t_orders.c.created_at_us, t_orders.c.order_id)
+            stored = conn.execute(
+                sa.select(t_orders).where(t_orders.c.state.in_(open_states))
             ).all()
+        # resting orders in their time priority, then those that never rested (auction
+        # orders, and continuous orders accepted but not matched) in arrival order: an
+        # order id ends in the venue's sequence number
+        rows = sorted(
+            stored,
+            key=lambda r: (
+                r.priority == 0,
+                r.priority,
+                r.created_at_us,
+                len(r.order_id),
+                r.order_id,
+            ),
+        )
         for row in rows:
             if row.owner not in self._instances:
                 self.register_instance(row.owner, row.tier)
@@ -533,6 +550,8 @@ class Venue:
             )
         for row in limits:
             self._limits[row.instance_id] = (row.max_bid, row.min_ask)
+        # orders an older venue accepted but did not get to match before a crash
+        unfinished: dict[str, list[BookEvent]] = defaultdict(list)
         for row in rows:
             order = Order(
                 order_id=row.order_id,
@@ -554,10 +573,13 @@ class Venue:
                 )
                 self._wait(row.tier, row.owner, order.side)
                 self._auction_snapshots[row.order_id] = order
-            else:
-                self.book(row.tier).restore(order)
             self._held[row.order_id] = _Held(row.owner, order.side, row.tier, shares[row.order_id])
-        return len(rows)
+            if not row.auction:
+                unfinished[row.tier] += self.book(row.tier).resume(order)
+        for tier, events in unfinished.items():
+            if events:
+                self._apply(self.book(tier), events, "restore")
+        return len(self._held)
 
     def _adopt_order_escrow(self, rows: Sequence[Any]) -> dict[str, int]:
         """Move per-order escrow accounts of ``rows`` into their owners' escrow accounts."""

@@ -8,13 +8,9 @@ of the workload is killed before and after it, on SQLite and on PostgreSQL.
 from __future__ import annotations
 
 import json
-import os
 import signal
-import traceback
-import uuid
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,11 +18,20 @@ import pytest
 import sqlalchemy as sa
 
 from market.clock import ManualClock
-from market.crashpoints import CRASH_POINTS, kill_at, set_crash_hook
+from market.crashpoints import CRASH_POINTS, set_crash_hook
 from market.orders import TimeInForce
 from market.venue import Venue, t_auctions, t_orders, t_trades
 from market.venue_audit import audit_venue_store
-from tests.market.crash_workload import START, TIER, open_venue, order_ids, prepare, run
+from tests.conftest import pg_schema
+from tests.market.crash_workload import (
+    START,
+    TIER,
+    killed_child,
+    open_venue,
+    order_ids,
+    prepare,
+    run,
+)
 
 
 def _state(venue: Venue) -> dict[str, Any]:
@@ -133,44 +138,15 @@ def _cases(trace: list[str]) -> list[tuple[str, int]]:
     return cases
 
 
-def _killed_child(url: str, point: str, hit: int) -> tuple[int, list[dict[str, Any]]]:
-    """Fork a child that runs the workload and SIGKILLs itself at ``point``'s ``hit``-th pass.
-
-    Returns its exit code (negative: the signal) and the acknowledgements it wrote
-    (its traceback, if it failed, goes to stderr). A fork shares this process's
-    imports, so a case costs milliseconds, not the seconds of a fresh interpreter.
-    """
-    read_end, write_end = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - the child never returns
-        code = 0
-        try:
-            os.close(read_end)
-            with os.fdopen(write_end, "w") as out:
-                set_crash_hook(kill_at(point, hit))
-                clock = ManualClock(START)
-                venue = open_venue(url, clock)
-
-                def ack(line: str) -> None:
-                    out.write(line + "\n")
-                    out.flush()
-
-                run(venue, clock, ack)
-        except BaseException:
-            traceback.print_exc()
-            code = 3
-        finally:
-            os._exit(code)
-    os.close(write_end)
-    with os.fdopen(read_end) as lines:
-        acks = [json.loads(line) for line in lines]
-    _, status = os.waitpid(pid, 0)
-    return os.waitstatus_to_exitcode(status), acks
-
-
 def _crash_and_recover(url: str, point: str, hit: int, reference: dict[str, Any]) -> list[str]:
     prepare(url)
-    code, acks = _killed_child(url, point, hit)
+
+    def work(ack: Callable[[str], None]) -> None:
+        clock = ManualClock(START)
+        run(open_venue(url, clock), clock, ack)
+
+    code, lines = killed_child(work, point, hit)
+    acks = [json.loads(line) for line in lines]
     where = f"{point} #{hit}"
     if code != -signal.SIGKILL:
         return [f"{where}: the child was not killed there (exit {code})"]
@@ -240,21 +216,6 @@ def test_a_kill_at_any_commit_on_sqlite_comes_back_whole(
     assert problems == []
 
 
-@contextmanager
-def _pg_schema(server_url: str) -> Iterator[str]:
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(server_url)
-    with admin.begin() as conn:
-        conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
-    sep = "&" if "?" in server_url else "?"
-    try:
-        yield f"{server_url}{sep}options=-csearch_path%3D{schema}"
-    finally:
-        with admin.begin() as conn:
-            conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
-        admin.dispose()
-
-
 @pytest.mark.postgres
 def test_a_kill_at_any_commit_on_postgres_comes_back_whole(
     reference: tuple[dict[str, Any], list[str]], pg_server_url: str
@@ -263,7 +224,7 @@ def test_a_kill_at_any_commit_on_postgres_comes_back_whole(
     cases = _cases(trace)
     problems: list[str] = []
     for point, hit in cases:
-        with _pg_schema(pg_server_url) as url:
+        with pg_schema(pg_server_url) as url:
             problems += _crash_and_recover(url, point, hit, state)
     assert len(cases) >= 30
     assert problems == []
