@@ -6,9 +6,10 @@ from fastapi import APIRouter
 
 from serving.deps import Limit, Offset, ReadInstance, SessionDep
 from serving.render import own_trade_row
+from serving.routing import GuardedRoute
 from serving.schemas import BalancesPublic, OwnTradePublic
 
-router = APIRouter(tags=["instances"])
+router = APIRouter(tags=["instances"], route_class=GuardedRoute)
 
 
 @router.get(
