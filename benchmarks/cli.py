@@ -22,6 +22,7 @@ AREAS: tuple[str, ...] = (
     "replay",
     "agents",
     "serving",
+    "crash",
 )
 
 
