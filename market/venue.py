@@ -5,25 +5,27 @@ One :class:`Venue` runs one book and one call auction per tier over a
 its owner may set standing limits (the highest price it may bid, the lowest it may
 ask) that every order must respect.
 
-Every operation runs in two steps so that bad input changes nothing:
-
-1. validate everything and lock the order's escrow in the ledger (a failure raises a
-   specific :class:`~market.errors.MarketError`, and the book and every balance stay
-   as they were);
-2. match in memory and post the settlement in one ledger transaction: one entry per
-   continuous trade (value, fee and credits legs) and one entry returning what is left
-   in the escrow of every order that finished; or one entry for a whole auction batch,
-   unused escrow included.
+Every operation validates everything first (a failure raises a specific
+:class:`~market.errors.MarketError`, and the books and every balance stay as they
+were), then changes the books in memory and commits what it did in one ledger
+transaction: a continuous order's escrow lock, one entry per trade (value, fee and
+credits legs) and one entry returning what is left in the escrow of every order that
+finished; a modification's top-up with what it trades; or one entry for a whole
+auction batch, unused escrow included. If the store refuses that transaction the books
+and escrow shares are rewound (:meth:`~market.book.OrderBook.rewind`) and the error
+propagates: nothing changed.
 
 Orders, trades, standing limits and auction results are written to the same SQL
 database as the ledger (tables ``market_*``, created by the store's Alembic
-migrations) when the venue is given its engine, inside the ledger's own transaction:
-an order's row commits with its escrow lock, and a trade's row, its orders' new
-states and an auction's result commit with the entry that settles them, or none of
-them does. Every ledger entry carries an idempotency key derived from the order, trade
-or auction id, so a settlement can be posted again without moving anything twice.
-Batches (:meth:`Venue.place_many`) share those transactions between many orders.
-Operations run one at a time (a lock serialises callers from several threads).
+migrations) when the venue is given its engine, inside the ledger's own transaction,
+so a crash at any moment leaves the store at a commit boundary: every order's row
+holds its state after matching and its share of the escrow, every trade its
+settlement. Each commit passes the crash points ``venue.<operation>.before_commit``
+and ``.after_commit`` (:mod:`market.crashpoints`). Every ledger entry carries an
+idempotency key derived from the order, trade or auction id, so a settlement can be
+posted again without moving anything twice. Batches (:meth:`Venue.place_many`) share
+one transaction between many orders. Operations run one at a time (a lock serialises
+callers from several threads).
 """
 
 from __future__ import annotations
@@ -684,11 +686,11 @@ class Venue:
             The orders, in arrival order.
         writes
             Adds the caller's rows to the transaction that commits the accepted orders'
-            escrow locks and rows (before any of them matches): called with the
+            escrow locks, rows, trades and settlement: called with the
             ``(request position, order id)`` of the orders that transaction commits, it
             returns writes to run on its connection, or ``None``. It is called once per
             such transaction (more than once only if some owner's balance changed under
-            the batch and its orders were locked one by one), and not at all if no order
+            the batch and its orders were placed one by one), and not at all if no order
             is accepted. What the writes raise rolls the orders back: SQL errors reach
             the caller as :class:`~market.errors.MarketError` (the driver's error as its
             cause), others unchanged. Needs a venue with an engine.
