@@ -30,7 +30,10 @@ VENUE_OPERATIONS = (
 )
 CRASH_POINTS: tuple[str, ...] = tuple(
     f"{component}.{operation}.{moment}"
-    for component, operations in (("ledger", ("post",)), ("venue", VENUE_OPERATIONS))
+    for component, operations in (
+        ("ledger", ("post", "open_accounts")),
+        ("venue", VENUE_OPERATIONS),
+    )
     for operation in operations
     for moment in ("before_commit", "after_commit")
 )

@@ -186,6 +186,8 @@ class SqlStore:
                     ]
                     if rows:
                         conn.execute(t_accounts.insert(), rows)
+                    crash_point("ledger.open_accounts.before_commit")
+                crash_point("ledger.open_accounts.after_commit")
                 return
             except sa.exc.IntegrityError:
                 # Opened concurrently by someone else: look again.

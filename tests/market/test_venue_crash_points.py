@@ -107,10 +107,11 @@ def _trace(url: str) -> list[str]:
     """Run the workload once in this process; return the crash points it passes."""
     prepare(url)
     clock = ManualClock(START)
-    venue = open_venue(url, clock)
     passed: list[str] = []
+    # from the start, as in the child: opening the venue opens its accounts
     previous = set_crash_hook(passed.append)
     try:
+        venue = open_venue(url, clock)
         run(venue, clock)
     finally:
         set_crash_hook(previous)
