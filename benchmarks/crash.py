@@ -474,6 +474,12 @@ def register(bench_app: typer.Typer) -> None:
             raise typer.BadParameter("store must be sqlite or postgres", param_hint="--store")
         started, cpu = time.monotonic(), time.process_time()
 
+        def interrupted(_signum: int, _frame: object) -> None:
+            # SIGTERM as Ctrl-C: the server is stopped and the store cleaned up
+            raise KeyboardInterrupt
+
+        signal.signal(signal.SIGTERM, interrupted)
+
         def say(done: int, tally: CrashTally) -> None:
             typer.echo(
                 f"kill {done}/{kills}: restarted in {tally.restart_seconds[-1]:.1f} s, "
