@@ -468,15 +468,7 @@ class OrderBook:
         InvalidOrder
             If the order is not open, is off the tick, or would cross the book.
         """
-        if order.order_id in self._orders:
-            raise DuplicateOrder(order.order_id)
-        if order.state not in (_OPEN, _PARTIAL) or order.remaining <= 0:
-            raise InvalidOrder(
-                f"only open orders can be restored, {order.order_id!r} is {order.state.value}",
-                field="state",
-                value=order.state,
-            )
-        self.config.check_price(order.price)
+        self._check_open(order, "restored")
         buying = order.side is _BUY
         best = self.best_ask() if buying else self.best_bid()
         if best is not None and (order.price >= best if buying else order.price <= best):
@@ -503,15 +495,7 @@ class OrderBook:
         InvalidOrder
             If the order is not open or is off the tick.
         """
-        if order.order_id in self._orders:
-            raise DuplicateOrder(order.order_id)
-        if order.state not in (_OPEN, _PARTIAL) or order.remaining <= 0:
-            raise InvalidOrder(
-                f"only open orders can be resumed, {order.order_id!r} is {order.state.value}",
-                field="state",
-                value=order.state,
-            )
-        self.config.check_price(order.price)
+        self._check_open(order, "resumed")
         now = self._clock()
         resting = self._orders[order.order_id] = _Resting.of(order)
         events: list[BookEvent] = []
@@ -555,6 +539,17 @@ class OrderBook:
         return events
 
     # ---------------------------------------------------------------- internals
+
+    def _check_open(self, order: Order, verb: str) -> None:
+        if order.order_id in self._orders:
+            raise DuplicateOrder(order.order_id)
+        if order.state not in (_OPEN, _PARTIAL) or order.remaining <= 0:
+            raise InvalidOrder(
+                f"only open orders can be {verb}, {order.order_id!r} is {order.state.value}",
+                field="state",
+                value=order.state,
+            )
+        self.config.check_price(order.price)
 
     def _get(self, order_id: str) -> _Resting:
         try:

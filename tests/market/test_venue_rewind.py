@@ -22,7 +22,6 @@ from market.book import BookConfig
 from market.clock import ManualClock
 from market.errors import MarketError
 from market.ledger import Ledger, SqlStore
-from market.migrations import upgrade
 from market.orders import TimeInForce
 from market.venue import OrderRequest, Venue
 from tests.market.crash_workload import START
@@ -67,13 +66,6 @@ def _snapshot(venue: Venue, ids: list[str]) -> tuple[Any, ...]:
     ]
     shares = {o: venue.escrow_left(o) for o in ids}
     return resting, shares, len(venue.trade_log()), venue.ledger.balances()
-
-
-@pytest.fixture(scope="module")
-def template_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("rewind") / "template.db"
-    upgrade(f"sqlite:///{path}")
-    return path
 
 
 @settings(max_examples=60, deadline=None)
