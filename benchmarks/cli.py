@@ -25,6 +25,7 @@ AREAS: tuple[str, ...] = (
     "replay",
     "agents",
     "serving",
+    "crash",
 )
 
 

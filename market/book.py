@@ -28,10 +28,11 @@ from __future__ import annotations
 import bisect
 import heapq
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
+from operator import attrgetter
 
 from market.errors import DuplicateOrder, InvalidOrder, OffTickPrice, UnknownOrder
 from market.orders import (
@@ -166,6 +167,26 @@ class _Resting:
         self.live = False
         # the book-wide sequence of its (last) arrival at a level: its time priority
         self.priority = 0
+
+    @classmethod
+    def of(cls, order: Order) -> _Resting:
+        """Return the book state of an order snapshot (not yet resting)."""
+        resting = cls(
+            order.order_id,
+            order.owner,
+            order.side,
+            order.price,
+            order.quantity,
+            order.time_in_force,
+            order.expires_at,
+            order.created_at,
+        )
+        resting.filled, resting.remaining, resting.state = (
+            order.filled,
+            order.remaining,
+            order.state,
+        )
+        return resting
 
 
 class _Level:
@@ -447,15 +468,7 @@ class OrderBook:
         InvalidOrder
             If the order is not open, is off the tick, or would cross the book.
         """
-        if order.order_id in self._orders:
-            raise DuplicateOrder(order.order_id)
-        if order.state not in (_OPEN, _PARTIAL) or order.remaining <= 0:
-            raise InvalidOrder(
-                f"only open orders can be restored, {order.order_id!r} is {order.state.value}",
-                field="state",
-                value=order.state,
-            )
-        self.config.check_price(order.price)
+        self._check_open(order, "restored")
         buying = order.side is _BUY
         best = self.best_ask() if buying else self.best_bid()
         if best is not None and (order.price >= best if buying else order.price <= best):
@@ -464,26 +477,58 @@ class OrderBook:
                 field="price",
                 value=order.price,
             )
-        resting = _Resting(
-            order.order_id,
-            order.owner,
-            order.side,
-            order.price,
-            order.quantity,
-            order.time_in_force,
-            order.expires_at,
-            order.created_at,
-        )
-        resting.filled, resting.remaining, resting.state = (
-            order.filled,
-            order.remaining,
-            order.state,
-        )
-        self._orders[order.order_id] = resting
-        self._rest(resting)
-        if order.priority:
-            resting.priority = order.priority
-            self._rest_seq = max(self._rest_seq, order.priority)
+        resting = self._orders[order.order_id] = _Resting.of(order)
+        self._rest(resting, priority=order.priority)
+
+    def resume(self, order: Order) -> list[BookEvent]:
+        """Take back an open order from a snapshot and match it as if it arrived now.
+
+        What crosses the book trades in price-time priority; an immediate-or-cancel
+        order is cancelled for what is left; anything else rests, in its old time
+        priority if it did not trade. For a store whose orders were accepted but not
+        matched before a crash: resume them in the order of their ``priority``.
+
+        Raises
+        ------
+        DuplicateOrder
+            If the book already has the order.
+        InvalidOrder
+            If the order is not open or is off the tick.
+        """
+        self._check_open(order, "resumed")
+        now = self._clock()
+        resting = self._orders[order.order_id] = _Resting.of(order)
+        events: list[BookEvent] = []
+        if order.side is _BUY:
+            crosses = self._ask_keys and -self._ask_keys[-1] <= order.price
+        else:
+            crosses = self._bid_keys and self._bid_keys[-1] >= order.price
+        if crosses:
+            self._match_and_rest(resting, now, events)
+        elif order.time_in_force is _IOC:
+            self._end(resting, OrderEventType.CANCEL, now, events, "immediate-or-cancel")
+        else:
+            self._rest(resting, priority=order.priority)
+        return events
+
+    def rewind(self, before: Iterable[Order], added: Iterable[str] = ()) -> None:
+        """Undo what submits, cancels, modifies and expiries did since snapshots were taken.
+
+        ``before`` holds a snapshot, taken before those operations, of every order they
+        touched that was open then; each goes back to its level in its old time
+        priority. The orders in ``added`` arrived since and are forgotten. A venue
+        rewinds its books when the store refuses the transaction settling them.
+        """
+        for order_id in added:
+            dropped = self._orders.pop(order_id, None)
+            if dropped is not None:
+                self._unlink(dropped)
+        for order in before:
+            current = self._orders.get(order.order_id)
+            if current is not None:
+                self._unlink(current)
+            resting = self._orders[order.order_id] = _Resting.of(order)
+            self._rest(resting, priority=order.priority)
 
     def expire(self) -> list[BookEvent]:
         """Expire every good-till-time order whose time has come; return the events."""
@@ -494,6 +539,17 @@ class OrderBook:
         return events
 
     # ---------------------------------------------------------------- internals
+
+    def _check_open(self, order: Order, verb: str) -> None:
+        if order.order_id in self._orders:
+            raise DuplicateOrder(order.order_id)
+        if order.state not in (_OPEN, _PARTIAL) or order.remaining <= 0:
+            raise InvalidOrder(
+                f"only open orders can be {verb}, {order.order_id!r} is {order.state.value}",
+                field="state",
+                value=order.state,
+            )
+        self.config.check_price(order.price)
 
     def _get(self, order_id: str) -> _Resting:
         try:
@@ -562,7 +618,8 @@ class OrderBook:
             else:
                 del keys[bisect.bisect_left(keys, key)]
 
-    def _rest(self, order: _Resting) -> None:
+    def _rest(self, order: _Resting, priority: int = 0) -> None:
+        """Rest ``order`` at the back of its level, or at ``priority`` if it has one."""
         if order.side is _BUY:
             levels, keys, key = self._bid_levels, self._bid_keys, order.price
         else:
@@ -574,12 +631,23 @@ class OrderBook:
                 keys.append(key)
             else:
                 bisect.insort(keys, key)
-        level.orders.append(order)
+        queue = level.orders
+        if priority and queue and queue[-1].priority > priority:
+            # back into its old place in time priority
+            live = [o for o in queue if o.live]
+            live.insert(bisect.bisect(live, priority, key=attrgetter("priority")), order)
+            level.orders = deque(live)
+        else:
+            queue.append(order)
         level.quantity += order.remaining
         level.count += 1
         order.live = True
-        self._rest_seq += 1
-        order.priority = self._rest_seq
+        if priority:
+            order.priority = priority
+            self._rest_seq = max(self._rest_seq, priority)
+        else:
+            self._rest_seq += 1
+            order.priority = self._rest_seq
         if order.expires_at is not None:
             self._expiry_seq += 1
             heapq.heappush(self._expiries, (order.expires_at, self._expiry_seq, order))

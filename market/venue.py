@@ -5,25 +5,27 @@ One :class:`Venue` runs one book and one call auction per tier over a
 its owner may set standing limits (the highest price it may bid, the lowest it may
 ask) that every order must respect.
 
-Every operation runs in two steps so that bad input changes nothing:
-
-1. validate everything and lock the order's escrow in the ledger (a failure raises a
-   specific :class:`~market.errors.MarketError`, and the book and every balance stay
-   as they were);
-2. match in memory and post the settlement in one ledger transaction: one entry per
-   continuous trade (value, fee and credits legs) and one entry returning what is left
-   in the escrow of every order that finished; or one entry for a whole auction batch,
-   unused escrow included.
+Every operation validates everything first (a failure raises a specific
+:class:`~market.errors.MarketError`, and the books and every balance stay as they
+were), then changes the books in memory and commits what it did in one ledger
+transaction: a continuous order's escrow lock, one entry per trade (value, fee and
+credits legs) and one entry returning what is left in the escrow of every order that
+finished; a modification's top-up with what it trades; or one entry for a whole
+auction batch, unused escrow included. If the store refuses that transaction the books
+and escrow shares are rewound (:meth:`~market.book.OrderBook.rewind`) and the error
+propagates: nothing changed.
 
 Orders, trades, standing limits and auction results are written to the same SQL
 database as the ledger (tables ``market_*``, created by the store's Alembic
-migrations) when the venue is given its engine, inside the ledger's own transaction:
-an order's row commits with its escrow lock, and a trade's row, its orders' new
-states and an auction's result commit with the entry that settles them, or none of
-them does. Every ledger entry carries an idempotency key derived from the order, trade
-or auction id, so a settlement can be posted again without moving anything twice.
-Batches (:meth:`Venue.place_many`) share those transactions between many orders.
-Operations run one at a time (a lock serialises callers from several threads).
+migrations) when the venue is given its engine, inside the ledger's own transaction,
+so a crash at any moment leaves the store at a commit boundary: every order's row
+holds its state after matching and its share of the escrow, every trade its
+settlement. Each commit passes the crash points ``venue.<operation>.before_commit``
+and ``.after_commit`` (:mod:`market.crashpoints`). Every ledger entry carries an
+idempotency key derived from the order, trade or auction id, so a settlement can be
+posted again without moving anything twice. Batches (:meth:`Venue.place_many`) share
+one transaction between many orders. Operations run one at a time (a lock serialises
+callers from several threads).
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from market.auction import AuctionMode, AuctionOrder, AuctionResult, CallAuction
 from market.book import BookConfig, BookEvent, Clock, OrderBook
+from market.crashpoints import crash_point
 from market.errors import (
     InsufficientEscrow,
     InvalidOrder,
@@ -471,14 +474,15 @@ class Venue:
                     field=name,
                     value=value,
                 )
-        self._limits[instance_id] = (max_bid, min_ask)
         if self._engine is not None:
-            with self._engine.begin() as conn:
+            row = {"instance_id": instance_id, "max_bid": max_bid, "min_ask": min_ask}
+
+            def write(conn: Connection) -> None:
                 conn.execute(sa.delete(t_limits).where(t_limits.c.instance_id == instance_id))
-                conn.execute(
-                    t_limits.insert(),
-                    {"instance_id": instance_id, "max_bid": max_bid, "min_ask": min_ask},
-                )
+                conn.execute(t_limits.insert(), row)
+
+            self._post([], write, "limits")
+        self._limits[instance_id] = (max_bid, min_ask)
 
     @_serialised
     def restore(self) -> int:
@@ -487,11 +491,17 @@ class Venue:
         Call it on a fresh venue over the same ledger and engine. Continuous orders go
         back into their books in their old time priority and auction orders back to
         their tier's next auction; each keeps the share of its owner's escrow its row
-        records. Orders written before escrow was held per instance have their
+        records. A store an older venue left after a crash between accepting orders
+        and settling them (the venue now does both in one transaction) may hold open
+        orders that cross the book or immediate-or-cancel orders still open: those are
+        matched in time priority as if they arrived now, what an immediate-or-cancel
+        order leaves is cancelled, and the settlement commits in one transaction, so a
+        crash during it leaves the store as it was and the next restore finishes the
+        work exactly once. Orders written before escrow was held per instance have their
         per-order escrow moved into their owner's escrow account first (one entry,
         committed with their rows' shares). Instances named by those orders are
         registered again; others need :meth:`register_instance`. Returns the number of
-        open orders restored.
+        orders open afterwards.
 
         Raises
         ------
@@ -506,11 +516,22 @@ class Venue:
         open_states = [OrderState.OPEN.value, OrderState.PARTIALLY_FILLED.value]
         with read_connection(self._engine) as conn:
             limits = conn.execute(sa.select(t_limits)).all()
-            rows = conn.execute(
-                sa.select(t_orders)
-                .where(t_orders.c.state.in_(open_states))
-                .order_by(t_orders.c.priority, t_orders.c.created_at_us, t_orders.c.order_id)
+            stored = conn.execute(
+                sa.select(t_orders).where(t_orders.c.state.in_(open_states))
             ).all()
+        # resting orders in their time priority, then those that never rested (auction
+        # orders, and continuous orders accepted but not matched) in arrival order: an
+        # order id ends in the venue's sequence number
+        rows = sorted(
+            stored,
+            key=lambda r: (
+                r.priority == 0,
+                r.priority,
+                r.created_at_us,
+                len(r.order_id),
+                r.order_id,
+            ),
+        )
         for row in rows:
             if row.owner not in self._instances:
                 self.register_instance(row.owner, row.tier)
@@ -531,6 +552,8 @@ class Venue:
             )
         for row in limits:
             self._limits[row.instance_id] = (row.max_bid, row.min_ask)
+        # orders an older venue accepted but did not get to match before a crash
+        unfinished: dict[str, list[BookEvent]] = defaultdict(list)
         for row in rows:
             order = Order(
                 order_id=row.order_id,
@@ -552,10 +575,13 @@ class Venue:
                 )
                 self._wait(row.tier, row.owner, order.side)
                 self._auction_snapshots[row.order_id] = order
-            else:
-                self.book(row.tier).restore(order)
             self._held[row.order_id] = _Held(row.owner, order.side, row.tier, shares[row.order_id])
-        return len(rows)
+            if not row.auction:
+                unfinished[row.tier] += self.book(row.tier).resume(order)
+        for tier, events in unfinished.items():
+            if events:
+                self._apply(self.book(tier), events, "restore")
+        return len(self._held)
 
     def _adopt_order_escrow(self, rows: Sequence[Any]) -> dict[str, int]:
         """Move per-order escrow accounts of ``rows`` into their owners' escrow accounts."""
@@ -584,7 +610,7 @@ class Venue:
                     metadata={"orders": len(rows)},
                 )
             )
-        self._post(requests, write)
+        self._post(requests, write, "restore")
         return shares
 
     # ---------------------------------------------------------------- queries
@@ -660,11 +686,11 @@ class Venue:
             The orders, in arrival order.
         writes
             Adds the caller's rows to the transaction that commits the accepted orders'
-            escrow locks and rows (before any of them matches): called with the
+            escrow locks, rows, trades and settlement: called with the
             ``(request position, order id)`` of the orders that transaction commits, it
             returns writes to run on its connection, or ``None``. It is called once per
             such transaction (more than once only if some owner's balance changed under
-            the batch and its orders were locked one by one), and not at all if no order
+            the batch and its orders were placed one by one), and not at all if no order
             is accepted. What the writes raise rolls the orders back: SQL errors reach
             the caller as :class:`~market.errors.MarketError` (the driver's error as its
             cause), others unchanged. Needs a venue with an engine.
@@ -680,24 +706,123 @@ class Venue:
         self._check_writes(writes)
         now = self._clock()
         results: list[Placement | MarketError | None] = [None] * len(requests)
-        accepted = self._lock_many(requests, now, results, auction=False, writes=writes)
-        ledger_requests: list[EntryRequest] = []
+        funded = self._fund(requests, now, results, auction=False)
+        if funded:
+            try:
+                self._place_funded(requests, funded, results, writes)
+            except InsufficientBalance:
+                # an owner's balance changed under the batch: one order per transaction,
+                # so that the others still trade
+                for item in funded:
+                    try:
+                        self._place_funded(requests, [item], results, writes)
+                    except InsufficientBalance as exc:
+                        results[item[0]] = self._insufficient(requests[item[0]], exc, item[2])
+        return [r for r in results if r is not None]
+
+    def _place_funded(
+        self,
+        requests: Sequence[OrderRequest],
+        funded: list[tuple[int, str, int]],
+        results: list[Any],
+        writes: AcceptedWrites | None,
+    ) -> None:
+        """Lock, match and settle funded orders in one transaction.
+
+        The orders' escrow locks, their rows in their state after matching, the trades
+        and their settlement commit together, so that no commit ever leaves an order
+        open that should have traded. If the store refuses the transaction the books
+        and escrow shares are rewound and the error propagates.
+        """
+        ledger_requests = self._lock_entries(
+            [(requests[i], order_id, amount) for i, order_id, amount in funded]
+        )
+        for i, order_id, amount in funded:
+            r = requests[i]
+            self._held[order_id] = _Held(
+                r.instance_id, r.side, self._instances[r.instance_id], amount
+            )
         trades: list[Trade] = []
         touched: set[str] = set()
-        for i, order_id in accepted:
-            r = requests[i]
-            book = self._books[self._instances[r.instance_id]]
-            events = book.submit(
-                order_id, r.instance_id, r.side, r.price, r.quantity, r.time_in_force, r.expires_at
+        finished: list[tuple[str, _Held]] = []
+        placed: list[tuple[int, Placement]] = []
+        try:
+            for i, order_id, _ in funded:
+                r = requests[i]
+                book = self._books[self._instances[r.instance_id]]
+                events = book.submit(
+                    order_id,
+                    r.instance_id,
+                    r.side,
+                    r.price,
+                    r.quantity,
+                    r.time_in_force,
+                    r.expires_at,
+                )
+                own = self._settle(book, events, ledger_requests, trades, touched, finished)
+                mine = tuple(e for e in own if isinstance(e, OrderEvent) and e.order_id == order_id)
+                trades_made = tuple(t for t in own if isinstance(t, Trade))
+                placed.append((i, Placement(book.order(order_id), trades_made, mine)))
+            extra = None if writes is None else writes([(i, o) for i, o, _ in funded])
+            self._commit(
+                ledger_requests,
+                trades,
+                [self.order(o) for o in touched],
+                operation="place",
+                extra=extra,
             )
-            own = self._settle(book, events, ledger_requests, trades, touched)
-            results[i] = Placement(
-                book.order(order_id),
-                tuple(t for t in own if isinstance(t, Trade)),
-                tuple(e for e in own if isinstance(e, OrderEvent) and e.order_id == order_id),
-            )
-        self._commit(ledger_requests, trades, [self.order(o) for o in touched])
-        return [r for r in results if r is not None]
+        except BaseException:
+            self._rewind(trades, touched, finished, added=[o for _, o, _ in funded])
+            raise
+        for i, placement in placed:
+            results[i] = placement
+
+    def _insufficient(self, r: OrderRequest, exc: InsufficientBalance, amount: int) -> MarketError:
+        asset = escrow_asset(r.side, self._instances[r.instance_id])
+        return InsufficientEscrow(r.instance_id, asset, exc.balance, amount)
+
+    def _rewind(
+        self,
+        trades: Sequence[Trade],
+        touched: set[str],
+        finished: Sequence[tuple[str, _Held]],
+        added: Sequence[str] = (),
+        before: dict[str, tuple[Order, int]] | None = None,
+    ) -> None:
+        """Put the books and escrow shares back as they were before a refused operation.
+
+        ``touched`` orders that were open before are put back in the state the batch's
+        ``trades`` took them from (or as ``before`` recorded them, with their escrow
+        share), ``finished`` escrow records come back, ``added`` orders are forgotten.
+        """
+        for order_id, held in finished:
+            self._held[order_id] = held
+        new = set(added)
+        for order_id in new:
+            self._held.pop(order_id, None)
+        filled: dict[str, int] = defaultdict(int)
+        spent: dict[str, int] = defaultdict(int)
+        for t in trades:
+            filled[t.buy_order_id] += t.quantity
+            filled[t.sell_order_id] += t.quantity
+            spent[t.buy_order_id] += t.value + t.fee
+            spent[t.sell_order_id] += t.quantity
+        snapshots: dict[str, list[Order]] = defaultdict(list)
+        for order_id in touched - new:
+            held = self._held[order_id]
+            if before is not None and order_id in before:
+                snapshot, held.left = before[order_id]
+            else:
+                now = self._books[held.tier].order(order_id)
+                done = now.filled - filled[order_id]
+                state = OrderState.OPEN if done == 0 else OrderState.PARTIALLY_FILLED
+                snapshot = dataclasses.replace(now, filled=done, state=state)
+                held.left += spent[order_id]
+            snapshots[held.tier].append(snapshot)
+        for tier, book in self._books.items():
+            dropped = [o for o in new if o in book]
+            if snapshots[tier] or dropped:
+                book.rewind(snapshots[tier], dropped)
 
     @_serialised
     def cancel(self, order_id: str) -> list[BookEvent]:
@@ -716,7 +841,7 @@ class Venue:
             transition(order_id, self._finished_auction_orders[order_id][2], OrderEventType.CANCEL)
         book = self._book_of(order_id)
         events = book.cancel(order_id)
-        self._apply(book, events)
+        self._apply(book, events, "cancel")
         return events
 
     @_serialised
@@ -752,10 +877,27 @@ class Venue:
         self._check_limits(current.owner, current.side, new_price)
         held = self._held[order_id]
         needed = required_escrow(current.side, new_price, new_remaining, config.fee_bps)
-        if needed > held.left:
-            self._top_up(order_id, needed - held.left)
+        left = held.left
+        locks = []
+        if needed > left:
+            # the top-up commits with the modification and whatever it trades
+            self._seq += 1
+            locks.append(
+                lock_request(
+                    {(held.owner, held.side): needed - left},
+                    actor=self._actor,
+                    key=f"lock:{order_id}:{self._seq}",
+                    metadata={"orders": 1, "first_order_id": order_id, "last_order_id": order_id},
+                )
+            )
         events = book.modify(order_id, price=price, quantity=quantity)
-        self._apply(book, events, trim=order_id)
+        held.left = max(left, needed)
+        try:
+            before = {order_id: (current, left)}
+            self._apply(book, events, "modify", trim=order_id, locks=locks, before=before)
+        except InsufficientBalance as exc:
+            asset = escrow_asset(held.side, held.tier)
+            raise InsufficientEscrow(held.owner, asset, exc.balance, needed - left) from exc
         return events
 
     @_serialised
@@ -765,7 +907,7 @@ class Venue:
         for book in self._books.values():
             events = book.expire()
             if events:
-                self._apply(book, events)
+                self._apply(book, events, "expire")
                 out += events
         return out
 
@@ -872,6 +1014,7 @@ class Venue:
             result=result,
             order_updates=partial,
             finished_orders=(whole, untouched),
+            operation="auction_run",
         )
         # settled: every waiting order is finished
         snapshots = list(map(self._auction_snapshots.pop, ids))
@@ -931,16 +1074,14 @@ class Venue:
         self._seq += 1
         return f"{self._prefix}-{self._seq}"
 
-    def _lock_many(
-        self,
-        requests: Sequence[OrderRequest],
-        now: datetime,
-        results: list[Any],
-        *,
-        auction: bool,
-        writes: AcceptedWrites | None = None,
-    ) -> list[tuple[int, str]]:
-        """Validate and lock escrow for each request; return ``(position, order_id)`` locked."""
+    def _fund(
+        self, requests: Sequence[OrderRequest], now: datetime, results: list[Any], *, auction: bool
+    ) -> list[tuple[int, str, int]]:
+        """Validate each request and check its owner can pay, without side effects.
+
+        Returns ``(position, order id, escrow)`` of the requests that pass; the others'
+        errors go to ``results``.
+        """
         valid: list[tuple[int, str, int]] = []
         batch_sides: dict[tuple[str, str], tuple[Side, str]] = {}
         for i, r in enumerate(requests):
@@ -987,7 +1128,19 @@ class Venue:
                 continue
             available[account] -= amount
             funded.append((i, order_id, amount))
-        valid = funded
+        return funded
+
+    def _lock_many(
+        self,
+        requests: Sequence[OrderRequest],
+        now: datetime,
+        results: list[Any],
+        *,
+        auction: bool,
+        writes: AcceptedWrites | None = None,
+    ) -> list[tuple[int, str]]:
+        """Validate and lock escrow for each request; return ``(position, order_id)`` locked."""
+        valid = self._fund(requests, now, results, auction=auction)
         if not valid:
             return []
         # one entry locks the whole batch, one leg per owner and asset
@@ -999,8 +1152,13 @@ class Venue:
             _order_row(self._new_order(order_id, requests[i], now, auction), auction, amount)
             for i, order_id, amount in valid
         ]
+        operation = "auction_submit" if auction else "place"
         try:
-            self._post(locks, self._order_writes(rows, writes, [(i, o) for i, o, _ in valid]))
+            self._post(
+                locks,
+                self._order_writes(rows, writes, [(i, o) for i, o, _ in valid]),
+                operation,
+            )
             locked = valid
         except InsufficientBalance:
             # one of them cannot pay: lock one by one so the rest still trade
@@ -1008,16 +1166,10 @@ class Venue:
             for (i, order_id, amount), row in zip(valid, rows, strict=True):
                 lock = self._lock_entries([(requests[i], order_id, amount)])
                 try:
-                    self._post(lock, self._order_writes([row], writes, [(i, order_id)]))
+                    self._post(lock, self._order_writes([row], writes, [(i, order_id)]), operation)
                     locked.append((i, order_id, amount))
                 except InsufficientBalance as exc:
-                    r = requests[i]
-                    results[i] = InsufficientEscrow(
-                        r.instance_id,
-                        escrow_asset(r.side, self._instances[r.instance_id]),
-                        exc.balance,
-                        amount,
-                    )
+                    results[i] = self._insufficient(requests[i], exc, amount)
         for i, order_id, amount in locked:
             r = requests[i]
             self._held[order_id] = _Held(
@@ -1041,30 +1193,6 @@ class Venue:
                 metadata={"orders": len(locks), "first_order_id": first, "last_order_id": last},
             )
         ]
-
-    def _top_up(self, order_id: str, amount: int) -> None:
-        """Lock ``amount`` more for an open order; its row's share commits with the lock."""
-        held = self._held[order_id]
-        self._seq += 1
-        request = lock_request(
-            {(held.owner, held.side): amount},
-            actor=self._actor,
-            key=f"lock:{order_id}:{self._seq}",
-            metadata={"orders": 1, "first_order_id": order_id, "last_order_id": order_id},
-        )
-        writes = None
-        if self._engine is not None:
-            update = (self._update_escrow, [(held.left + amount, order_id)])
-
-            def writes(conn: Connection) -> None:
-                conn.exec_driver_sql(*update)
-
-        try:
-            self._post([request], writes)
-        except InsufficientBalance as exc:
-            asset = escrow_asset(held.side, held.tier)
-            raise InsufficientEscrow(held.owner, asset, exc.balance, amount) from exc
-        held.left += amount
 
     def _new_order(self, order_id: str, r: OrderRequest, now: datetime, auction: bool) -> Order:
         # an auction order lives for one auction: its time in force does not apply
@@ -1111,17 +1239,35 @@ class Venue:
         return write
 
     def _post(
-        self, requests: list[EntryRequest], writes: Callable[[Connection], None] | None
+        self,
+        requests: list[EntryRequest],
+        writes: Callable[[Connection], None] | None,
+        operation: str,
     ) -> None:
-        """Post ``requests`` with the venue's rows in one transaction; translate SQL errors."""
+        """Post ``requests`` with the venue's rows in one transaction; translate SQL errors.
+
+        The transaction passes the crash points ``venue.<operation>.before_commit`` and
+        ``venue.<operation>.after_commit``.
+        """
+        if writes is None:
+            if requests:
+                self.ledger.post_batch(requests)
+            return
+        before, after = f"venue.{operation}.before_commit", f"venue.{operation}.after_commit"
+
+        def write(conn: Connection) -> None:
+            writes(conn)
+            crash_point(before)
+
         try:
             if requests:
-                self.ledger.post_batch(requests, writes=writes)
-            elif writes is not None:
+                self.ledger.post_batch(requests, writes=write)
+            else:
                 with self._engine.begin() as conn:  # type: ignore[union-attr]
-                    writes(conn)
+                    write(conn)
         except sa.exc.SQLAlchemyError as exc:
             raise MarketError(f"the venue's store refused the settlement: {exc}") from exc
+        crash_point(after)
 
     def _settle(
         self,
@@ -1130,8 +1276,13 @@ class Venue:
         ledger_requests: list[EntryRequest],
         trades: list[Trade],
         touched: set[str],
+        finished: list[tuple[str, _Held]],
     ) -> list[BookEvent]:
-        """Turn a book's events into ledger requests; return the events."""
+        """Turn a book's events into ledger requests; return the events.
+
+        The escrow records of orders that finish go to ``finished``, to be put back
+        if the store refuses the settlement.
+        """
         releases: dict[tuple[str, Side], int] = defaultdict(int)
         out = list(events)
         for event in out:
@@ -1146,6 +1297,7 @@ class Venue:
                 touched.add(event.order_id)
                 if event.state in TERMINAL_STATES:
                     held = self._held.pop(event.order_id)
+                    finished.append((event.order_id, held))
                     if held.left < 0:
                         raise AssertionError(f"order {event.order_id} overdrew its escrow")
                     releases[held.owner, held.side] += held.left
@@ -1162,11 +1314,40 @@ class Venue:
             )
         return out
 
-    def _apply(self, book: OrderBook, events: list[BookEvent], trim: str | None = None) -> None:
-        ledger_requests: list[EntryRequest] = []
+    def _apply(
+        self,
+        book: OrderBook,
+        events: list[BookEvent],
+        operation: str,
+        trim: str | None = None,
+        locks: Sequence[EntryRequest] = (),
+        before: dict[str, tuple[Order, int]] | None = None,
+    ) -> None:
+        """Settle a book's events (after ``locks``) in one transaction; rewind if refused."""
+        ledger_requests: list[EntryRequest] = list(locks)
         trades: list[Trade] = []
-        touched: set[str] = set()
-        self._settle(book, events, ledger_requests, trades, touched)
+        touched: set[str] = set(before or ())
+        finished: list[tuple[str, _Held]] = []
+        try:
+            self._settle_and_commit(
+                book, events, operation, trim, ledger_requests, trades, touched, finished
+            )
+        except BaseException:
+            self._rewind(trades, touched, finished, before=before)
+            raise
+
+    def _settle_and_commit(
+        self,
+        book: OrderBook,
+        events: list[BookEvent],
+        operation: str,
+        trim: str | None,
+        ledger_requests: list[EntryRequest],
+        trades: list[Trade],
+        touched: set[str],
+        finished: list[tuple[str, _Held]],
+    ) -> None:
+        self._settle(book, events, ledger_requests, trades, touched, finished)
         held = self._held.get(trim) if trim is not None else None
         if trim is not None and held is not None:
             touched.add(trim)
@@ -1185,19 +1366,13 @@ class Venue:
                     )
                 )
                 held.left = needed
-        self._commit(ledger_requests, trades, [book.order(o) for o in touched])
+        self._commit(ledger_requests, trades, [book.order(o) for o in touched], operation=operation)
 
     def _cancel_auction_order(self, order_id: str) -> list[BookEvent]:
         snapshot = self._auction_snapshots[order_id]
         state = transition(order_id, snapshot.state, OrderEventType.CANCEL)
         now = self._clock()
         held = self._held.pop(order_id)
-        del self._pending[snapshot.tier][order_id]
-        waiting = self._waiting[snapshot.tier][snapshot.owner]
-        waiting[1] -= 1
-        if waiting[1] == 0:
-            del self._waiting[snapshot.tier][snapshot.owner]
-        del self._auction_snapshots[order_id]
         self._seq += 1
         legs = release_transfers({(held.owner, held.side): held.left})
         requests = [
@@ -1221,8 +1396,20 @@ class Venue:
             created_at=snapshot.created_at,
             state=state,
         )
+        try:
+            self._commit(
+                requests if legs else [], [], [cancelled], auction=True, operation="auction_cancel"
+            )
+        except BaseException:
+            self._held[order_id] = held
+            raise
         self._finished_auction_orders[order_id] = (snapshot, 0, state)
-        self._commit(requests if legs else [], [], [cancelled], auction=True)
+        del self._pending[snapshot.tier][order_id]
+        waiting = self._waiting[snapshot.tier][snapshot.owner]
+        waiting[1] -= 1
+        if waiting[1] == 0:
+            del self._waiting[snapshot.tier][snapshot.owner]
+        del self._auction_snapshots[order_id]
         return [
             OrderEvent(
                 order_id,
@@ -1245,12 +1432,16 @@ class Venue:
         result: AuctionResult | None = None,
         order_updates: Sequence[tuple[int, str, str]] = (),
         finished_orders: tuple[list[str], list[str]] = ([], []),
+        operation: str,
+        extra: ExtraWrites | None = None,
     ) -> None:
         orders = list(orders)
         writes = None
         if self._engine is not None and (orders or trades or order_updates or result is not None):
-            writes = self._writes(orders, trades, auction, result, order_updates, finished_orders)
-        self._post(ledger_requests, writes)
+            writes = self._writes(
+                orders, trades, auction, result, order_updates, finished_orders, extra
+            )
+        self._post(ledger_requests, writes, operation)
         self._trade_log += trades
         if trades and result is None:
             # an auction's trades reach the market data with its result
@@ -1264,6 +1455,7 @@ class Venue:
         result: AuctionResult | None,
         order_updates: Sequence[tuple[int, str, str]],
         finished_orders: tuple[list[str], list[str]],
+        extra: ExtraWrites | None,
     ) -> Callable[[Connection], None]:
         """Return the writes of the venue's rows, to run in the ledger's transaction."""
         held = self._held
@@ -1311,5 +1503,7 @@ class Venue:
                     conn.exec_driver_sql(sql, (self._id_list(order_ids),))
             if auction_rows:
                 conn.exec_driver_sql(self._insert_auction, auction_rows)
+            if extra is not None:
+                extra(conn)
 
         return write

@@ -68,19 +68,23 @@ BEARER_SECURITY: dict[str, object] = {"security": [{"bearerToken": []}]}
 
 
 async def current_principal(
+    request: Request,
     services: SessionDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
     """Return the caller of a valid bearer token, once its rate limit allows (see
-    :func:`authenticate`)."""
+    :func:`authenticate`); the caller its route authorised already, if it did."""
+    principal: Principal | None = getattr(request.state, "principal", None)
+    if principal is not None:
+        return principal
     return authenticate(services, None if credentials is None else credentials.credentials)
 
 
 CurrentAgent = Annotated[Principal, Depends(current_principal)]
 
 
-async def require_admin(principal: CurrentAgent) -> Principal:
-    """Return the caller if it is an administrator.
+def check_admin(principal: Principal) -> None:
+    """Let only administrators through.
 
     Raises
     ------
@@ -89,6 +93,11 @@ async def require_admin(principal: CurrentAgent) -> Principal:
     """
     if not principal.is_admin:
         raise Forbidden("this operation is for administrators; an agent's token may not use it")
+
+
+async def require_admin(principal: CurrentAgent) -> Principal:
+    """Return the caller if it is an administrator (see :func:`check_admin`)."""
+    check_admin(principal)
     return principal
 
 

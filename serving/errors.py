@@ -3,12 +3,14 @@
 ::
 
     ApiError                      status, title and detail of a problem document
+    ├── DuplicateJsonKey          400: a JSON object names one key twice
     ├── Unauthenticated           401: no bearer token, or an unknown or revoked one
     ├── Forbidden                 403: the token may not act on this resource
     ├── NotFound                  404: no such resource for this caller
     ├── Conflict                  409: the request clashes with the current state
     ├── IdempotencyMismatch       409: an Idempotency-Key reused with another request
     ├── PayloadTooLarge           413: the request body exceeds the cap
+    ├── NonFiniteNumber           422: NaN, Infinity or a number beyond a float's range
     ├── RateLimited               429: the token spent its request budget
     └── ServiceUnavailable        503: a store or the forecasts are not available yet
 """
@@ -43,6 +45,17 @@ class ApiError(Exception):
         self.extra = extra
 
 
+class DuplicateJsonKey(ApiError, status=400, title="Duplicate JSON key"):
+    """A JSON object of the body names one key twice: which value was meant is unknown."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(
+            f"the body names the key {key!r} twice in one object; send each key once",
+            key=key,
+        )
+        self.key = key
+
+
 class Unauthenticated(ApiError, status=401, title="Authentication required"):
     """No bearer token, or one that is unknown or revoked."""
 
@@ -73,6 +86,17 @@ class IdempotencyMismatch(ApiError, status=409, title="Idempotency key reused"):
 
 class PayloadTooLarge(ApiError, status=413, title="Request body too large"):
     """The request body exceeds the service's cap."""
+
+
+class NonFiniteNumber(ApiError, status=422, title="Invalid request"):
+    """The body holds NaN, an infinity or a number too large for a float."""
+
+    def __init__(self, number: str) -> None:
+        super().__init__(
+            f"the body holds the number {number}, which is not finite; send finite numbers",
+            number=number,
+        )
+        self.number = number
 
 
 class RateLimited(ApiError, status=429, title="Too many requests"):

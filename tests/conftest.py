@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -47,6 +48,13 @@ def pg_server_url() -> str:
 @pytest.fixture
 def pg_url(pg_server_url: str) -> Iterator[str]:
     """A SQLAlchemy URL whose connections use a fresh schema, dropped afterwards."""
+    with pg_schema(pg_server_url) as url:
+        yield url
+
+
+@contextmanager
+def pg_schema(pg_server_url: str) -> Iterator[str]:
+    """Yield a SQLAlchemy URL whose connections use a fresh schema; drop it afterwards."""
     schema = f"t_{uuid.uuid4().hex[:12]}"
     admin = sa.create_engine(pg_server_url)
     with admin.begin() as conn:

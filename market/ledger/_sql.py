@@ -23,6 +23,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
 
 from market.clock import from_micros, to_micros
+from market.crashpoints import crash_point
 from market.ledger._errors import LedgerError, StoreUnavailable
 from market.ledger._model import Account, AccountKind, Entry, Transfer
 from market.ledger._schema import accounts as t_accounts
@@ -185,6 +186,8 @@ class SqlStore:
                     ]
                     if rows:
                         conn.execute(t_accounts.insert(), rows)
+                    crash_point("ledger.open_accounts.before_commit")
+                crash_point("ledger.open_accounts.after_commit")
                 return
             except sa.exc.IntegrityError:
                 # Opened concurrently by someone else: look again.
@@ -233,7 +236,9 @@ class SqlStore:
                             writes(conn)
                         except Exception as exc:
                             raise _WritesFailed(exc) from exc
-                    return posted
+                    crash_point("ledger.post.before_commit")
+                crash_point("ledger.post.after_commit")
+                return posted
             except LedgerError:
                 raise
             except _WritesFailed as failed:

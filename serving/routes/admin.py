@@ -13,6 +13,7 @@ from market.cem_errors import InvalidParameter
 from serving.deps import AdminDep, Limit, Offset, SessionDep, TierPath
 from serving.errors import Conflict
 from serving.render import auction_row_public, from_fields, rate_change_public
+from serving.routing import GuardedRoute
 from serving.schemas import (
     AuctionPublic,
     DepositCreate,
@@ -24,7 +25,7 @@ from serving.schemas import (
     VerifyPublic,
 )
 
-router = APIRouter(prefix="/v1/admin", tags=["admin"])
+router = APIRouter(prefix="/v1/admin", tags=["admin"], route_class=GuardedRoute)
 
 OptionalIdempotencyKey = Annotated[
     str | None,

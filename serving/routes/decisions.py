@@ -25,9 +25,10 @@ from serving.deps import (
     TierPath,
 )
 from serving.render import from_fields
+from serving.routing import GuardedRoute
 from serving.services import Services
 
-router = APIRouter(tags=["decisions"])
+router = APIRouter(tags=["decisions"], route_class=GuardedRoute)
 
 Outcome = Annotated[
     str, Field(min_length=1, max_length=40, pattern=r"^[a-z][a-z_]*$", examples=["orders"])

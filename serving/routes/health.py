@@ -5,9 +5,10 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from serving.deps import SessionDep
+from serving.routing import GuardedRoute
 from serving.schemas import HealthPublic
 
-router = APIRouter(tags=["health"])
+router = APIRouter(tags=["health"], route_class=GuardedRoute)
 
 
 @router.get("/v1/health", response_model=HealthPublic, summary="Is the service up")

@@ -8,9 +8,10 @@ from serving.deps import ActInstance, Limit, Offset, ReadInstance, SessionDep
 from serving.errors import NotFound
 from serving.owner_values import OwnerValue
 from serving.render import own_trade_row
+from serving.routing import GuardedRoute
 from serving.schemas import BalancesPublic, OwnerValuePublic, OwnerValueSet, OwnTradePublic
 
-router = APIRouter(tags=["instances"])
+router = APIRouter(tags=["instances"], route_class=GuardedRoute)
 
 
 @router.get(

@@ -16,17 +16,15 @@ from serving.deps import (
     Offset,
     ReadInstance,
     SessionDep,
-    authenticate,
-    bearer_token,
-    check_act,
 )
 from serving.errors import Conflict, NotFound
 from serving.market_service import request_fingerprint
 from serving.render import order_row_public
+from serving.routing import Access, GuardedRoute, access
 from serving.schemas import GoodTillTimeOrder, OrderCreate, OrderPlaced, OrderPublic
 from serving.services import Services
 
-router = APIRouter(tags=["orders"])
+router = APIRouter(tags=["orders"], route_class=GuardedRoute)
 
 IdempotencyKey = Annotated[
     str,
@@ -52,6 +50,7 @@ OrderIdPath = Annotated[
     responses={200: {"model": OrderPlaced, "description": "a replay of the first response"}},
     openapi_extra=BEARER_SECURITY,
 )
+@access(Access.ACT)
 async def place_order(
     request: Request,
     instance_id: InstancePath,
@@ -65,9 +64,8 @@ async def place_order(
     the same ``Idempotency-Key`` and body returns the first response (with
     ``Idempotent-Replayed: true``); the same key with another body is refused with 409.
     """
-    # a busy route: authenticated by hand rather than through the dependency graph
+    # a busy route: its GuardedRoute authorises it without the dependency graph
     services: Services = request.app.state.services
-    check_act(authenticate(services, bearer_token(request)), instance_id)
     services.market.tiers.instance(instance_id)
     order_request = OrderRequest(
         instance_id,

@@ -8,6 +8,7 @@ from market.marketdata import depth
 from market.tiers import format_rate
 from serving.deps import CurrentAgent, Limit, Offset, SessionDep, TierPath
 from serving.render import auction_row_public, tier_public, trade_row_public
+from serving.routing import GuardedRoute
 from serving.schemas import (
     AuctionPublic,
     DepthPublic,
@@ -18,7 +19,7 @@ from serving.schemas import (
     TradePublic,
 )
 
-router = APIRouter(tags=["market"])
+router = APIRouter(tags=["market"], route_class=GuardedRoute)
 
 
 @router.get("/v1/tiers", response_model=list[TierPublic], summary="List the resource tiers")

@@ -8,10 +8,11 @@ from fastapi import APIRouter, Path
 
 from serving.deps import AdminDep, SessionDep
 from serving.errors import NotFound
+from serving.routing import GuardedRoute
 from serving.schemas import TokenCreate, TokenIssued, TokenPublic
 from serving.tokens import TokenKind, TokenRecord
 
-router = APIRouter(prefix="/v1/admin/tokens", tags=["tokens"])
+router = APIRouter(prefix="/v1/admin/tokens", tags=["tokens"], route_class=GuardedRoute)
 
 TokenIdPath = Annotated[
     str, Path(min_length=1, max_length=32, pattern=r"^[0-9a-f]+$", description="token id")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
@@ -41,3 +42,11 @@ def ledger(store_kind: str, clock: ManualClock, request: pytest.FixtureRequest) 
         book = sql_ledger(request.getfixturevalue("pg_url"), clock)
     yield book
     book.close()
+
+
+@pytest.fixture(scope="module")
+def template_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A migrated SQLite store to copy: a fresh store per Hypothesis example, cheaply."""
+    path = tmp_path_factory.mktemp("template") / "template.db"
+    upgrade(f"sqlite:///{path}")
+    return path

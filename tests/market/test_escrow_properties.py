@@ -36,7 +36,6 @@ from market.ledger import (
     instance_funds,
     mint_account,
 )
-from market.migrations import upgrade
 from market.orders import ACTIVE_STATES, Side, TimeInForce, Trade
 from market.venue import OrderRequest, Venue, t_orders
 
@@ -157,13 +156,6 @@ def _check(
     for name in NAMES:
         assert balances[instance_funds(name)] >= 0
         assert balances[instance_credits(name)] >= 0
-
-
-@pytest.fixture(scope="module")
-def template_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("escrow") / "template.db"
-    upgrade(f"sqlite:///{path}")
-    return path
 
 
 @settings(max_examples=150, deadline=None)

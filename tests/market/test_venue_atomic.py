@@ -31,7 +31,6 @@ from market.ledger import (
     Transfer,
     escrow_credits,
     escrow_funds,
-    instance_funds,
     mint_account,
 )
 from market.migrations import upgrade
@@ -168,27 +167,36 @@ def test_a_venue_needs_its_ledgers_engine(sqlite_url: str, clock: ManualClock) -
     store.close()
 
 
-def test_failed_trade_rows_roll_back_the_settlement(sqlite_url: str, clock: ManualClock) -> None:
+def test_failed_trade_rows_roll_back_the_order_with_its_settlement(
+    sqlite_url: str, clock: ManualClock
+) -> None:
     venue = _sqlite_venue(sqlite_url, clock)
     ask = venue.place("vm1", Side.SELL, 100, 2_000)
     _fail_inserts(venue, "market_trades")
     balances = venue.ledger.balances()
     entries = len(venue.ledger.entries())
+    depth = venue.book("gold").depth(Side.SELL)
     with pytest.raises(MarketError, match="refused the settlement"):
         venue.place("vm0", Side.BUY, 100, 1_000)
-    after = venue.ledger.balances()
-    # only the bid's own escrow lock (with its order row) committed; no trade moved
-    moved = {k: after.get(k, 0) - balances.get(k, 0) for k in after}
-    locked = after[escrow_funds("vm0")]
-    assert locked > 0
-    assert {k: v for k, v in moved.items() if v} == {
-        instance_funds("vm0"): -locked,
-        escrow_funds("vm0"): locked,
-    }
-    assert len(venue.ledger.entries()) == entries + 1
+    # the bid's escrow lock, its row and its trade commit together: none of them did
+    assert venue.ledger.balances() == balances
+    assert len(venue.ledger.entries()) == entries
     trades, orders, _ = _rows(venue)
     assert trades == set()
+    assert set(orders) == {ask.order.order_id}
     assert orders[ask.order.order_id] == ("open", 0)
+    # and the book is as it was: the ask rests whole, the bid never arrived
+    assert venue.book("gold").depth(Side.SELL) == depth
+    assert venue.book("gold").depth(Side.BUY) == []
+    assert venue.escrow_left(ask.order.order_id) == 2_000
+    _check_entries_match_rows(venue)
+    engine = venue._engine
+    assert engine is not None
+    with engine.begin() as conn:
+        conn.exec_driver_sql("DROP TRIGGER fail_market_trades")
+    again = venue.place("vm0", Side.BUY, 100, 1_000)
+    assert [t.quantity for t in again.trades] == [1_000]
+    assert venue.order(ask.order.order_id).filled == 1_000
     _check_entries_match_rows(venue)
 
 
