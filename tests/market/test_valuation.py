@@ -6,7 +6,7 @@ from fractions import Fraction
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from market.decisions import InvalidAgentInput
@@ -43,6 +43,7 @@ def test_the_anchor_is_the_lower_median_or_half_the_value() -> None:
         clearing_anchor([10, 0], 100)
 
 
+@settings(suppress_health_check=[HealthCheck.too_slow], deadline=None)
 @given(
     value=st.integers(1, 10**7),
     share=shares,
@@ -66,6 +67,7 @@ def test_a_bid_plus_its_fee_never_exceeds_the_worth_and_is_the_highest_that_fits
     assert Fraction(higher * (BPS + fee), BPS) > worth or (max_bid is not None and higher > max_bid)
 
 
+@settings(suppress_health_check=[HealthCheck.too_slow], deadline=None)
 @given(
     value=st.integers(1, 10**7),
     share=shares,
