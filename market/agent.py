@@ -74,7 +74,7 @@ from market.valuation import (
     ask_prices,
     band_share,
     bid_prices,
-    clearing_anchor,
+    expected_price,
     tail_share,
     value_credit,
 )
@@ -735,11 +735,11 @@ def _orders_in_market(
 
 def _expected_prices(view: MarketView, value: np.ndarray) -> np.ndarray:
     # Which tranche to offer is a choice, not a price: floats serve it; every price an
-    # agent sets is exact.
-    scale = float(view.scarcity) + 0.5
+    # agent sets is exact. Per unit of value when the tier has no price yet.
     if view.recent_prices:
-        return np.full(len(value), float(clearing_anchor(view.recent_prices, 1)) * scale)
-    return value.astype(np.float64) / 2 * scale
+        anchor = float(expected_price(view.recent_prices, 1, view.scarcity))
+        return np.full(len(value), anchor)
+    return value * float(expected_price((), 1, view.scarcity))
 
 
 def _check_state(state: AgentState) -> None:

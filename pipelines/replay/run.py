@@ -55,12 +55,13 @@ class ReplayRun:
         out: dict[str, float | None] = {name: None for name in self.results}
         if base is None or best is None:
             return out
-        gap = base.value_cost()[0] - best.value_cost()[0]
+        reference = base.value_cost()[0]
+        gap = reference - best.value_cost()[0]
         if gap <= 0:
             return out
         for name, result in self.results.items():
             if name != "pool+swap":
-                out[name] = (base.value_cost()[0] - result.value_cost()[0]) / gap
+                out[name] = (reference - result.value_cost()[0]) / gap
         return out
 
     def targets(self) -> dict[str, float | None]:
