@@ -1,7 +1,7 @@
 """``creditx bench agents``: how fast the agents decide and the CEM automation steps.
 
 * pure agent decisions per second (a week of hourly forecasts with q50/q90 each);
-* one fleet decision: every agent of a fleet at once (:func:`~market.agent.decide_fleet`,
+* one fleet decision: every agent of a fleet at once (:func:`~market.agents.agent.decide_fleet`,
   a day of hourly needs each), as the fleet replay decides each hour;
 * one fleet round in process: every agent of a fleet reads its state from the venue,
   decides, and its orders are cancelled and placed in one batch on an in-memory ledger;
@@ -24,7 +24,7 @@ import numpy as np
 import typer
 
 from benchmarks._report import Figure, report
-from market.agent import (
+from market.agents.agent import (
     Agent,
     AgentState,
     FleetState,
@@ -37,8 +37,8 @@ from market.agent import (
     fleet_instances,
     need_from_percent,
 )
-from market.book import BookConfig
-from market.cem_auto import CemAutomation, tier_states
+from market.cem.automation import CemAutomation, tier_states
+from market.cem.tiers import Host, Instance, TierManager, load_config
 from market.clock import ManualClock
 from market.ledger import (
     FUNDS,
@@ -52,8 +52,8 @@ from market.ledger import (
     instance_funds,
     mint_account,
 )
-from market.tiers import Host, Instance, TierManager, load_config
-from market.venue import Venue
+from market.venue.book import BookConfig
+from market.venue.handling import Venue
 
 NOW = datetime(2026, 11, 24, 15, tzinfo=UTC)
 

@@ -3,7 +3,7 @@
 Twelve agents trade through ``creditx serve`` (limit, immediate-or-cancel,
 good-till-time and auction orders, cancels, each order under an ``Idempotency-Key``)
 and an administrator runs call auctions. At random moments the server is killed with
-SIGKILL; the store is then audited (:func:`market.venue_audit.audit_venue_store`:
+SIGKILL; the store is then audited (:func:`market.venue.audit.audit_venue_store`:
 books not crossed, no IOC open, escrow equal to the open orders' shares, the ledger
 conserving every asset), every write an agent was told of is looked up, and the server
 is restarted; agents retry what got no answer with the same key and body. Figures:
@@ -45,8 +45,8 @@ from market.ledger import (
     instance_funds,
     mint_account,
 )
-from market.venue import t_auctions, t_orders, t_trades
-from market.venue_audit import audit_venue_store
+from market.venue.audit import audit_venue_store
+from market.venue.handling import t_auctions, t_orders, t_trades
 from serving.errors import IdempotencyMismatch
 from serving.services import build_services
 from serving.settings import Settings
@@ -138,8 +138,10 @@ class _Server:
             return
         with contextlib.suppress(ProcessLookupError):
             os.kill(self.process.pid, sig)
-        _, _, usage = os.wait4(self.process.pid, 0)
-        self.cpu_seconds += usage.ru_utime + usage.ru_stime
+        # a server that exited by itself was already reaped by ``poll``
+        with contextlib.suppress(ChildProcessError):
+            _, _, usage = os.wait4(self.process.pid, 0)
+            self.cpu_seconds += usage.ru_utime + usage.ru_stime
         self.process = None
 
 

@@ -5,7 +5,7 @@
   doing the same writes (lock the five balances, insert the entry and its legs, update
   the balances) in the same run; the ratio is held to >= 0.40;
 * batched settlement of 10,000 trades in one transaction, as an auction settles: the
-  market's settlement code (:func:`market.settlement.auction_request`) turns a cleared
+  market's settlement code (:func:`market.venue.settlement.auction_request`) turns a cleared
   call auction into one entry whose legs are netted per account through clearing
   accounts, and its trade-log rows (``market_trades``: price, quantity, buyer, seller,
   fee, order ids) commit with it through ``post_batch(writes=...)``; held to >= 50,000
@@ -38,9 +38,7 @@ import sqlalchemy as sa
 import typer
 
 from benchmarks._report import Figure, report
-from market.auction import AuctionOrder, AuctionResult, CallAuction
 from market.clock import ManualClock, to_micros
-from market.escrow import lock_request, required_escrow, trading_accounts
 from market.ledger import (
     FEES_ACCOUNT,
     FUNDS,
@@ -55,14 +53,16 @@ from market.ledger import (
     mint_account,
 )
 from market.migrations import upgrade
-from market.orders import Side
-from market.settlement import auction_request
-from market.venue import (
+from market.venue.auction import AuctionOrder, AuctionResult, CallAuction
+from market.venue.escrow import lock_request, required_escrow, trading_accounts
+from market.venue.handling import (
     auction_clearing_accounts,
     trade_log_rows,
     trade_log_sql,
     trade_log_writes,
 )
+from market.venue.orders import Side
+from market.venue.settlement import auction_request
 
 START = datetime(2026, 1, 5, tzinfo=UTC)
 TIER = "gold"
@@ -74,8 +74,8 @@ def open_fleet(ledger: Ledger, names: list[str], tier: str = TIER, amount: int =
     """Open a fleet's accounts in ``ledger`` and give every instance ``amount`` of each asset.
 
     Opens the mint accounts of funds and of ``tier``'s credits, the fee account, and
-    each instance's :func:`market.escrow.trading_accounts` (as
-    :meth:`market.venue.Venue.register_instance` opens them).
+    each instance's :func:`market.venue.escrow.trading_accounts` (as
+    :meth:`market.venue.handling.Venue.register_instance` opens them).
     """
     asset = credits_asset(tier)
     definitions: list[tuple[str, str, AccountKind]] = [

@@ -25,14 +25,14 @@ import typer
 
 from benchmarks._report import Figure, report
 from benchmarks.ledger import open_fleet
-from market.auction import AuctionMode, AuctionOrder, CallAuction
-from market.book import BookConfig, OrderBook
 from market.clock import ManualClock
 from market.errors import InvalidTransition
 from market.ledger import Ledger, SqlStore
 from market.migrations import upgrade
-from market.orders import Side, TimeInForce
-from market.venue import OrderRequest, Venue
+from market.venue.auction import AuctionMode, AuctionOrder, CallAuction
+from market.venue.book import BookConfig, OrderBook
+from market.venue.handling import OrderRequest, Venue
+from market.venue.orders import Side, TimeInForce
 
 START = datetime(2026, 1, 5, tzinfo=UTC)
 MID = 1_000

@@ -1,11 +1,11 @@
 """The credit exchange: tier pools, the double-entry ledger, the CEM, order books, auctions.
 
-The ledger lives in ``market.ledger``; the Resource Tier Manager in ``market.tiers``;
-burstable accounting in ``market.accounting``; the CEM's swaps, trades and rates in
-``market.exchange`` and their automation in ``market.cem_auto``; order books, call
-auctions and the durable venue in ``market.book``, ``market.auction`` and
-``market.venue``; the Virtual Instance Agent in ``market.agent``. Every error this
-package raises derives from :class:`MarketError` (the ledger's from ``LedgerError``).
+Its rooms: ``market.ledger`` (the double-entry ledger), ``market.venue`` (order books,
+call auctions, orders, escrow, settlement, market data and the durable venue),
+``market.agents`` (owner value, valuation and the Virtual Instance Agent) and
+``market.cem`` (tiers and pools, burstable accounting, the exchange and its
+automation). ``market.errors`` holds every error's tree (the ledger's derive from
+``LedgerError``); ``market.schema`` the one ``MetaData`` of the store's tables.
 """
 
 from __future__ import annotations
@@ -14,19 +14,18 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from market.accounting import BurstableAccountant, IntervalOutcome
-    from market.agent import Agent, OwnerPolicy, VenueAgents
-    from market.auction import AuctionMode, CallAuction
-    from market.book import BookConfig, OrderBook, SelfTradePrevention
-    from market.cem_auto import CemAutomation, CemPolicy
-    from market.cem_errors import ExchangeError
+    from market.agents.agent import Agent, OwnerPolicy, VenueAgents
+    from market.cem.accounting import BurstableAccountant, IntervalOutcome
+    from market.cem.automation import CemAutomation, CemPolicy
+    from market.cem.exchange import CreditExchange, RateChange, Swap
+    from market.cem.tiers import Host, Instance, Pool, Tier, TierManager, load_config
     from market.clock import ManualClock, system_clock
-    from market.errors import MarketError
-    from market.exchange import CreditExchange, RateChange, Swap
-    from market.marketdata import MarketData
-    from market.orders import OrderState, Side, TimeInForce
-    from market.tiers import Host, Instance, Pool, Tier, TierManager, load_config
-    from market.venue import OrderRequest, Placement, Venue
+    from market.errors import ExchangeError, MarketError
+    from market.venue.auction import AuctionMode, CallAuction
+    from market.venue.book import BookConfig, OrderBook, SelfTradePrevention
+    from market.venue.handling import OrderRequest, Placement, Venue
+    from market.venue.marketdata import MarketData
+    from market.venue.orders import OrderState, Side, TimeInForce
 
 __all__ = [
     "Agent",
@@ -66,38 +65,38 @@ __all__ = [
 # Names load on first use, so importing a command module (and ``creditx --help``)
 # does not load pandas, SQLAlchemy and the forecasters.
 _HOMES = {
-    "BurstableAccountant": "market.accounting",
-    "IntervalOutcome": "market.accounting",
-    "Agent": "market.agent",
-    "OwnerPolicy": "market.agent",
-    "VenueAgents": "market.agent",
-    "AuctionMode": "market.auction",
-    "CallAuction": "market.auction",
-    "BookConfig": "market.book",
-    "OrderBook": "market.book",
-    "SelfTradePrevention": "market.book",
-    "CemAutomation": "market.cem_auto",
-    "CemPolicy": "market.cem_auto",
-    "ExchangeError": "market.cem_errors",
+    "BurstableAccountant": "market.cem.accounting",
+    "IntervalOutcome": "market.cem.accounting",
+    "Agent": "market.agents.agent",
+    "OwnerPolicy": "market.agents.agent",
+    "VenueAgents": "market.agents.agent",
+    "AuctionMode": "market.venue.auction",
+    "CallAuction": "market.venue.auction",
+    "BookConfig": "market.venue.book",
+    "OrderBook": "market.venue.book",
+    "SelfTradePrevention": "market.venue.book",
+    "CemAutomation": "market.cem.automation",
+    "CemPolicy": "market.cem.automation",
+    "ExchangeError": "market.errors",
     "ManualClock": "market.clock",
     "system_clock": "market.clock",
     "MarketError": "market.errors",
-    "CreditExchange": "market.exchange",
-    "RateChange": "market.exchange",
-    "Swap": "market.exchange",
-    "MarketData": "market.marketdata",
-    "OrderState": "market.orders",
-    "Side": "market.orders",
-    "TimeInForce": "market.orders",
-    "Host": "market.tiers",
-    "Instance": "market.tiers",
-    "Pool": "market.tiers",
-    "Tier": "market.tiers",
-    "TierManager": "market.tiers",
-    "load_config": "market.tiers",
-    "OrderRequest": "market.venue",
-    "Placement": "market.venue",
-    "Venue": "market.venue",
+    "CreditExchange": "market.cem.exchange",
+    "RateChange": "market.cem.exchange",
+    "Swap": "market.cem.exchange",
+    "MarketData": "market.venue.marketdata",
+    "OrderState": "market.venue.orders",
+    "Side": "market.venue.orders",
+    "TimeInForce": "market.venue.orders",
+    "Host": "market.cem.tiers",
+    "Instance": "market.cem.tiers",
+    "Pool": "market.cem.tiers",
+    "Tier": "market.cem.tiers",
+    "TierManager": "market.cem.tiers",
+    "load_config": "market.cem.tiers",
+    "OrderRequest": "market.venue.handling",
+    "Placement": "market.venue.handling",
+    "Venue": "market.venue.handling",
 }
 
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 if TYPE_CHECKING:
-    from market.agent import InstanceForecast
+    from market.agents.agent import InstanceForecast
 
 URL = typer.Option(None, "--url", help="store URL; default from CREDITX_DATABASE_URL/HOME")
 PREDICTIONS = typer.Option(
@@ -42,7 +42,7 @@ def _settings() -> Any:
 def _forecasts(path: Path | None) -> dict[str, InstanceForecast]:
     import pandas as pd
 
-    from market.agent import forecasts_from_frame
+    from market.agents.agent import forecasts_from_frame
 
     source = path or _settings().predictions_dir / "forecasts.parquet"
     if not source.exists():
@@ -78,8 +78,8 @@ def _table(title: str, columns: list[str], rows: list[list[Any]]) -> None:
 
 
 def _policy(throttle_cost: int, risk: str, budget: int | None) -> Any:
-    from market.agent import OwnerPolicy
-    from market.decisions import InvalidPolicy
+    from market.agents.agent import OwnerPolicy
+    from market.errors import InvalidPolicy
 
     try:
         return OwnerPolicy(throttle_cost=throttle_cost, risk_quantile=risk, budget=budget)
@@ -99,7 +99,7 @@ def _policies(path: Path | None, default: Any) -> dict[str, Any]:
     import tomllib
     from datetime import timedelta
 
-    from market.decisions import InvalidPolicy
+    from market.errors import InvalidPolicy
 
     try:
         document = tomllib.loads(path.read_text())
@@ -140,10 +140,10 @@ def agents_run(
     """Let every instance's agent decide once and trade on the store's market."""
     if policies is not None and not policies.is_file():
         raise _fail(FileNotFoundError(f"no owner policies at {policies}"))
-    from market.agent import VenueAgents, fleet_instances
+    from market.agents.agent import VenueAgents, fleet_instances
+    from market.agents.valuation import pool_scarcity
     from market.clock import system_clock
     from market.decisions import SqlDecisionLog
-    from market.valuation import pool_scarcity
 
     policy = _policy(throttle_cost, risk, budget)
     own = _policies(policies, policy)
@@ -190,7 +190,7 @@ def agents_run_http(
     """Run one instance's agent once against a running API (retries, idempotency keys)."""
     import httpx
 
-    from market.decisions import AgentError
+    from market.errors import AgentError
     from serving.agent_client import ApiTransport, HttpAgent
 
     policy = _policy(throttle_cost, risk, budget)
@@ -254,7 +254,7 @@ def cem_run(
     hours: int = typer.Option(24, "--hours", min=1, max=168, help="demand horizon"),
 ) -> None:
     """Adjust exchange rates and swap pool credits on forecast demand, and record why."""
-    from market.cem_auto import (
+    from market.cem.automation import (
         CemAutomation,
         CemPolicy,
         apply_decision,
@@ -300,9 +300,9 @@ def cem_release(
     url: str | None = URL,
 ) -> None:
     """Hand a manually set exchange rate back to the CEM automation."""
-    from market.cem_auto import release_manual_rate
-    from market.cem_errors import ExchangeError
+    from market.cem.automation import release_manual_rate
     from market.decisions import SqlDecisionLog
+    from market.errors import ExchangeError
 
     market = _market(url)
     try:

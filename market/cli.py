@@ -16,10 +16,10 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 if TYPE_CHECKING:
-    from market.exchange import CreditExchange
+    from market.cem.exchange import CreditExchange
+    from market.cem.registry import Registry
+    from market.cem.tiers import TierManager
     from market.ledger import Ledger
-    from market.registry import Registry
-    from market.tiers import TierManager
 
 URL = typer.Option(None, "--url", help="store URL; default from CREDITX_DATABASE_URL/HOME")
 CONFIG = typer.Option(None, "--config", help="tier/host/instance TOML; default built in")
@@ -66,7 +66,7 @@ def _check_toml(config: Path | None) -> None:
 
 @contextmanager
 def _refusals() -> Iterator[None]:
-    from market.cem_errors import ExchangeError
+    from market.errors import ExchangeError
     from market.ledger import LedgerError
 
     try:
@@ -77,11 +77,11 @@ def _refusals() -> Iterator[None]:
 
 @contextmanager
 def _market(url: str | None) -> Iterator[tuple[Ledger, TierManager, CreditExchange, Registry]]:
+    from market.cem.exchange import CreditExchange
+    from market.cem.registry import Registry
     from market.clock import system_clock
-    from market.exchange import CreditExchange
     from market.ledger import Ledger, SqlStore
     from market.migrations import current
-    from market.registry import Registry
 
     store_url = _store_url(url)
     if current(store_url) is None:
@@ -114,9 +114,9 @@ def _credits(milli: int) -> str:
 
 
 def _load(url: str | None, config: Path | None) -> None:
+    from market.cem.registry import Registry
+    from market.cem.tiers import load_config
     from market.ledger import Ledger, SqlStore
-    from market.registry import Registry
-    from market.tiers import load_config
 
     with _refusals():
         tiers = load_config(_config_path(config))
@@ -138,7 +138,7 @@ def _load(url: str | None, config: Path | None) -> None:
 def store_init(url: str | None = URL, config: Path | None = CONFIG) -> None:
     """Create or migrate the store, then load tiers, hosts and instances from config."""
     _check_toml(config)  # a bad config changes nothing, not even the store
-    from market.tiers import load_config
+    from market.cem.tiers import load_config
 
     with _refusals():
         load_config(_config_path(config))
@@ -159,7 +159,7 @@ def tiers_load(url: str | None = URL, config: Path | None = CONFIG) -> None:
 @tiers_app.command("show")
 def tiers_show(url: str | None = URL) -> None:
     """Show every tier, its hardware, baseline, earn rate and exchange rate."""
-    from market.tiers import format_rate
+    from market.cem.tiers import format_rate
 
     with _market(url) as (_, tiers, _cem, _reg):
         rows = [
@@ -184,7 +184,7 @@ def tiers_show(url: str | None = URL) -> None:
 
 def pools(url: str | None = URL) -> None:
     """Show each tier pool's available credits, capacity, headroom and exchange rate."""
-    from market.tiers import format_rate
+    from market.cem.tiers import format_rate
 
     with _market(url) as (ledger, tiers, _cem, _reg):
         rows = [
@@ -266,7 +266,7 @@ def accrue(
     url: str | None = URL,
 ) -> None:
     """Book one interval of an instance's credits: earn, spend, cap, pool."""
-    from market.accounting import BurstableAccountant
+    from market.cem.accounting import BurstableAccountant
 
     with _market(url) as (ledger, tiers, _cem, _reg), _refusals():
         outcome = BurstableAccountant(ledger, tiers).settle(
@@ -323,7 +323,7 @@ def rates_set(
     url: str | None = URL,
 ) -> None:
     """Set a tier's exchange rate by hand; the change is audited."""
-    from market.tiers import format_rate
+    from market.cem.tiers import format_rate
 
     with _market(url) as (_, _tiers, cem, _reg), _refusals():
         change = cem.set_exchange_rate(tier, rate, actor=actor, reason=reason)
@@ -336,7 +336,7 @@ def rates_set(
 @rates_app.command("history")
 def rates_history(tier: str | None = typer.Option(None), url: str | None = URL) -> None:
     """Show the audited exchange-rate changes."""
-    from market.tiers import format_rate
+    from market.cem.tiers import format_rate
 
     with _market(url) as (_, _tiers, cem, _reg), _refusals():
         changes = cem.rate_changes(tier)
@@ -364,7 +364,7 @@ def log(
     url: str | None = URL,
 ) -> None:
     """Show the trade and swap log, filtered by kind, tier and instance."""
-    from market.exchange import Swap
+    from market.cem.exchange import Swap
 
     if kind not in (None, "swap", "trade"):
         raise _fail(ValueError(f"--kind must be swap or trade, not {kind!r}"))

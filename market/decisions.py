@@ -1,4 +1,4 @@
-"""Decision records of the agents and the CEM automation, their errors, and the log.
+"""Decision records of the agents and the CEM automation, and the log that keeps them.
 
 Every decision an agent or the CEM automation takes is recorded with the inputs it
 used, so that an owner can see why an order was placed or not, and an administrator
@@ -6,13 +6,7 @@ why a rate moved or a swap happened. A :class:`DecisionLog` keeps them in memory
 the fleet replay) or in the creditx store (table ``decision_log``, migration
 ``0004_decisions``).
 
-Errors of the agents and the automation derive from the market's root::
-
-    MarketError
-    └── AgentError                   an agent or the CEM automation cannot proceed
-        ├── InvalidAgentInput        a state, forecast or market figure out of its domain
-        ├── InvalidPolicy            an owner's or administrator's setting out of its domain
-        └── TransportError           the API did not answer after every retry
+Their errors are in :mod:`market.errors` (``AgentError``).
 """
 
 from __future__ import annotations
@@ -29,45 +23,12 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from market.clock import from_micros, to_micros
-from market.errors import MarketError
+from market.errors import InvalidAgentInput
 from market.ledger import read_connection
+from market.schema import metadata
 
 DecisionKind = Literal["agent", "cem"]
 KINDS: tuple[str, ...] = ("agent", "cem")
-
-
-class AgentError(MarketError):
-    """Root of the errors of the agents and the CEM automation."""
-
-
-class InvalidAgentInput(AgentError):
-    """A state, forecast or market figure outside its domain."""
-
-    def __init__(self, name: str, value: object, why: str) -> None:
-        super().__init__(f"invalid {name} {value!r}: {why}")
-        self.name = name
-        self.value = value
-
-
-class InvalidPolicy(AgentError):
-    """An owner's or an administrator's setting outside its domain."""
-
-    def __init__(self, name: str, value: object, why: str) -> None:
-        super().__init__(f"invalid {name} {value!r}: {why}")
-        self.name = name
-        self.value = value
-
-
-class TransportError(AgentError):
-    """The API refused a request or did not answer after every retry."""
-
-    def __init__(self, method: str, path: str, status: int | None, detail: str) -> None:
-        where = "no answer" if status is None else f"status {status}"
-        super().__init__(f"{method} {path}: {where}: {detail}")
-        self.method = method
-        self.path = path
-        self.status = status
-        self.detail = detail
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,8 +129,6 @@ class MemoryDecisionLog(DecisionLog):
             found = [r for r in reversed(self._records) if query.matches(r)]
         return found[query.offset : query.offset + query.limit]
 
-
-metadata = sa.MetaData()
 
 decision_log_table = sa.Table(
     "decision_log",

@@ -1,7 +1,9 @@
-"""Errors of the order books, auctions and the venue.
+"""Every error of the market, in one tree.
 
-Every error the secondary market raises derives from :class:`MarketError`; each
-subclass carries the fields a caller needs to react without parsing the message::
+Each error carries the fields a caller needs to react without parsing the message.
+The ledger's errors (:mod:`market.ledger`) have a root of their own, ``LedgerError``;
+the three shortfalls of the CEM are both an ``ExchangeError`` and a ledger
+``InsufficientBalance``::
 
     MarketError
     ├── InvalidOrder                 a field of a new or modified order is wrong
@@ -18,15 +20,34 @@ subclass carries the fields a caller needs to react without parsing the message:
     ├── InsufficientEscrow           the owner cannot fund the order's escrow
     ├── SelfTradeRejected            an auction order would meet its owner's opposite order
     ├── InvalidAuction               the auction's inputs are inconsistent
-    ├── ExchangeError                tiers, accounting and the CEM (``market.cem_errors``)
-    └── AgentError                   agents and decision logs (``market.decisions``)
+    ├── ExchangeError                the tier manager, burstable accounting and the CEM
+    │   ├── ConfigError              a tier/host/instance config that cannot be used
+    │   ├── InvalidParameter         a rate, size or measurement out of its domain
+    │   ├── DuplicateId              a tier, host or instance defined twice
+    │   ├── TierNotFound
+    │   ├── HostNotFound
+    │   ├── InstanceNotFound
+    │   ├── CrossTierTrade           seller and buyer hold credits of different tiers
+    │   ├── NotAuthorised            an administrator action by someone who is not one
+    │   ├── InsufficientHeadroom     a pool cannot take more credits than its capacity
+    │   ├── InsufficientPoolCredits  (also InsufficientBalance) a pool runs short
+    │   ├── InsufficientCredits      (also InsufficientBalance) an instance runs short
+    │   └── InsufficientFunds        (also InsufficientBalance) a buyer cannot pay
+    └── AgentError                   an agent or the CEM automation cannot proceed
+        ├── InvalidAgentInput        a state, forecast or market figure out of its domain
+        ├── InvalidPolicy            an owner's or administrator's setting out of its domain
+        └── TransportError           the API did not answer after every retry
+
+Amounts that are not positive ints in bounds raise the ledger's ``InvalidAmount``.
 """
 
 from __future__ import annotations
 
+from market.ledger import InsufficientBalance
+
 
 class MarketError(Exception):
-    """Root of every error raised by the order books, the auctions and the venue."""
+    """Root of every error the market raises, apart from the ledger's own."""
 
 
 class InvalidOrder(MarketError):
@@ -163,3 +184,144 @@ class SelfTradeRejected(MarketError):
 
 class InvalidAuction(MarketError):
     """The inputs of a call auction are inconsistent."""
+
+
+class ExchangeError(MarketError):
+    """Root of every error of the tier manager, the accounting and the CEM."""
+
+
+class ConfigError(ExchangeError):
+    """A configuration that cannot be loaded."""
+
+
+class InvalidParameter(ExchangeError):
+    """A parameter outside its domain."""
+
+    def __init__(self, name: str, value: object, why: str) -> None:
+        self.name = name
+        self.value = value
+        super().__init__(f"invalid {name} {value!r}: {why}")
+
+
+class DuplicateId(ExchangeError):
+    """A tier, host or instance id defined twice."""
+
+    def __init__(self, kind: str, identifier: str) -> None:
+        self.kind = kind
+        self.identifier = identifier
+        super().__init__(f"{kind} {identifier!r} is already defined")
+
+
+class TierNotFound(ExchangeError):
+    """No tier has this name."""
+
+    def __init__(self, tier: str) -> None:
+        self.tier = tier
+        super().__init__(f"unknown tier {tier!r}")
+
+
+class HostNotFound(ExchangeError):
+    """No host has this id."""
+
+    def __init__(self, host_id: str) -> None:
+        self.host_id = host_id
+        super().__init__(f"unknown host {host_id!r}")
+
+
+class InstanceNotFound(ExchangeError):
+    """No instance has this id."""
+
+    def __init__(self, instance_id: str) -> None:
+        self.instance_id = instance_id
+        super().__init__(f"unknown instance {instance_id!r}")
+
+
+class CrossTierTrade(ExchangeError):
+    """A trade between instances whose credits belong to different tiers."""
+
+    def __init__(self, seller_tier: str, buyer_tier: str) -> None:
+        self.seller_tier = seller_tier
+        self.buyer_tier = buyer_tier
+        super().__init__(
+            f"seller credits are {seller_tier!r} but the buyer's are {buyer_tier!r}; "
+            "instances trade within their tier, the CEM swaps between tiers"
+        )
+
+
+class NotAuthorised(ExchangeError):
+    """An administrator action requested by someone who is not an administrator."""
+
+    def __init__(self, actor: str, action: str) -> None:
+        self.actor = actor
+        self.action = action
+        super().__init__(f"{actor!r} is not an administrator and may not {action}")
+
+
+class InsufficientHeadroom(ExchangeError):
+    """A tier pool would exceed its capacity."""
+
+    def __init__(self, tier: str, headroom: int, requested: int) -> None:
+        self.tier = tier
+        self.headroom = headroom
+        self.requested = requested
+        super().__init__(
+            f"pool {tier!r} has room for {headroom} milli-credits, {requested} requested"
+        )
+
+
+class InsufficientPoolCredits(ExchangeError, InsufficientBalance):
+    """A tier pool holds fewer credits than requested."""
+
+    def __init__(self, tier: str, balance: int, requested: int) -> None:
+        self.tier = tier
+        InsufficientBalance.__init__(self, f"pool:{tier}", balance, requested)
+
+
+class InsufficientCredits(ExchangeError, InsufficientBalance):
+    """An instance holds fewer credits than it sells."""
+
+    def __init__(self, instance_id: str, balance: int, requested: int) -> None:
+        self.instance_id = instance_id
+        InsufficientBalance.__init__(self, f"instance:{instance_id}:credits", balance, requested)
+
+
+class InsufficientFunds(ExchangeError, InsufficientBalance):
+    """An instance holds less money than it pays."""
+
+    def __init__(self, instance_id: str, balance: int, requested: int) -> None:
+        self.instance_id = instance_id
+        InsufficientBalance.__init__(self, f"instance:{instance_id}:funds", balance, requested)
+
+
+class AgentError(MarketError):
+    """Root of the errors of the agents and the CEM automation."""
+
+
+class InvalidAgentInput(AgentError):
+    """A state, forecast or market figure outside its domain."""
+
+    def __init__(self, name: str, value: object, why: str) -> None:
+        super().__init__(f"invalid {name} {value!r}: {why}")
+        self.name = name
+        self.value = value
+
+
+class InvalidPolicy(AgentError):
+    """An owner's or an administrator's setting outside its domain."""
+
+    def __init__(self, name: str, value: object, why: str) -> None:
+        super().__init__(f"invalid {name} {value!r}: {why}")
+        self.name = name
+        self.value = value
+
+
+class TransportError(AgentError):
+    """The API refused a request or did not answer after every retry."""
+
+    def __init__(self, method: str, path: str, status: int | None, detail: str) -> None:
+        where = "no answer" if status is None else f"status {status}"
+        super().__init__(f"{method} {path}: {where}: {detail}")
+        self.method = method
+        self.path = path
+        self.status = status
+        self.detail = detail

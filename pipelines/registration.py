@@ -73,10 +73,10 @@ def register_instances(
     import pandas as pd
 
     from data.frame import ID_COL, TIER_COL, VCPUS_COL
+    from market.cem.registry import Registry
+    from market.cem.tiers import Instance, load_config
     from market.ledger import create_store_engine
     from market.migrations import upgrade
-    from market.registry import Registry
-    from market.tiers import Instance, load_config
 
     engine = create_store_engine(store_url)
     try:

@@ -1,7 +1,7 @@
 """The Virtual Instance Agent over the HTTP API: a real deployment's transport.
 
 :class:`HttpAgent` reads its instance's balances, open orders, forecasts and its
-tier's market through the API, lets :class:`~market.agent.Agent` decide (the same code
+tier's market through the API, lets :class:`~market.agents.agent.Agent` decide (the same code
 the fleet replay runs in process), applies the intents, and reports the decision and
 every refusal to the instance's decision log (``POST /v1/instances/{id}/decisions``).
 
@@ -22,7 +22,7 @@ from typing import Any, Protocol
 
 import httpx
 
-from market.agent import (
+from market.agents.agent import (
     HORIZONS,
     Agent,
     AgentDecision,
@@ -36,11 +36,11 @@ from market.agent import (
     rejection_records,
     skipped,
 )
+from market.agents.valuation import pool_scarcity
+from market.cem.tiers import BPS
 from market.clock import system_clock
-from market.decisions import TransportError
-from market.orders import bid_escrow
-from market.tiers import BPS
-from market.valuation import pool_scarcity
+from market.errors import TransportError
+from market.venue.orders import bid_escrow
 
 _RETRY_STATUS = frozenset({429, 502, 503, 504})
 

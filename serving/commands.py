@@ -167,7 +167,7 @@ def issue(
     """Issue a token and print it once; only its SHA-256 is stored."""
     if admin == (instance is not None):
         raise typer.BadParameter("give exactly one of --admin or --instance ID")
-    from market.cem_errors import InstanceNotFound
+    from market.errors import InstanceNotFound
     from serving.tokens import TokenKind
 
     market, store = _token_store()

@@ -29,10 +29,11 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from market.book import BookConfig
+from market.cem.exchange import CreditExchange
+from market.cem.registry import Registry
+from market.cem.tiers import TierManager, load_config
 from market.clock import to_micros
 from market.errors import MarketError
-from market.exchange import CreditExchange
 from market.ledger import (
     ExtraWrites,
     Ledger,
@@ -42,10 +43,8 @@ from market.ledger import (
     read_connection,
 )
 from market.migrations import upgrade
-from market.orders import Order
-from market.registry import Registry
-from market.tiers import TierManager, load_config
-from market.venue import (
+from market.venue.book import BookConfig
+from market.venue.handling import (
     AcceptedWrites,
     OrderRequest,
     Placement,
@@ -54,6 +53,7 @@ from market.venue import (
     t_orders,
     t_trades,
 )
+from market.venue.orders import Order
 from serving.errors import IdempotencyMismatch
 from serving.tables import api_idempotency
 

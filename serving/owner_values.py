@@ -1,7 +1,7 @@
 """The owners' values: what a throttled vCPU-minute costs each instance's owner.
 
 An owner sets it for their instance (``PUT /v1/instances/{id}/owner-value``); the
-instance's agent prices every bid and ask from it (``market.valuation``). Stored in the
+instance's agent prices every bid and ask from it (``market.agents.valuation``). Stored in the
 creditx store, read from the database on every request.
 """
 

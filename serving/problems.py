@@ -19,8 +19,8 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from market import cem_errors, ledger
 from market import errors as market_errors
+from market import ledger
 from models.errors import ForecastError
 from serving.errors import ApiError, PayloadTooLarge, RateLimited
 
@@ -40,16 +40,16 @@ _STATUS: dict[type[Exception], int] = {
     market_errors.StandingLimitViolation: 409,
     market_errors.InsufficientEscrow: 409,
     market_errors.SelfTradeRejected: 409,
-    cem_errors.ExchangeError: 422,
-    cem_errors.DuplicateId: 409,
-    cem_errors.TierNotFound: 404,
-    cem_errors.HostNotFound: 404,
-    cem_errors.InstanceNotFound: 404,
-    cem_errors.NotAuthorised: 403,
-    cem_errors.InsufficientHeadroom: 409,
-    cem_errors.InsufficientPoolCredits: 409,
-    cem_errors.InsufficientCredits: 409,
-    cem_errors.InsufficientFunds: 409,
+    market_errors.ExchangeError: 422,
+    market_errors.DuplicateId: 409,
+    market_errors.TierNotFound: 404,
+    market_errors.HostNotFound: 404,
+    market_errors.InstanceNotFound: 404,
+    market_errors.NotAuthorised: 403,
+    market_errors.InsufficientHeadroom: 409,
+    market_errors.InsufficientPoolCredits: 409,
+    market_errors.InsufficientCredits: 409,
+    market_errors.InsufficientFunds: 409,
     ledger.LedgerError: 422,
     ledger.UnknownAccount: 404,
     ledger.InsufficientBalance: 409,
@@ -60,7 +60,7 @@ _STATUS: dict[type[Exception], int] = {
 
 _DOMAIN_ERRORS = (
     market_errors.MarketError,
-    cem_errors.ExchangeError,
+    market_errors.ExchangeError,
     ledger.LedgerError,
     ForecastError,
 )

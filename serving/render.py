@@ -8,12 +8,12 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
+from market.cem.exchange import RateChange
+from market.cem.tiers import Tier, format_rate
 from market.clock import from_micros
-from market.exchange import RateChange
-from market.orders import Order
-from market.orders import Trade as BookTrade
-from market.tiers import Tier, format_rate
-from market.venue import Placement
+from market.venue.handling import Placement
+from market.venue.orders import Order
+from market.venue.orders import Trade as BookTrade
 from serving.forecasts import ForecastSeries, ForecastSnapshot
 from serving.schemas import (
     AuctionPublic,

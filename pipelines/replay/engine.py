@@ -11,15 +11,15 @@ are what its tier's hosts can serve: when the tier asks for more than the hosts'
 physical capacity, every instance is served ``allowed * capacity // total`` (the
 rounding remainder one milli-credit each, in instance order), so no policy ever
 exceeds the hosts. What is not served is throttled. The balance after the step is
-capped as AWS standard mode caps it (:func:`market.accounting.plan_interval`): what
+capped as AWS standard mode caps it (:func:`market.cem.accounting.plan_interval`): what
 overflows goes to the pool as far as it has headroom and is thrown away otherwise.
 
 The per-step arithmetic runs on numpy arrays across instances; each policy books
 each hour in its own :class:`~market.ledger.Ledger` (in-memory store) as one entry,
-with the market (agents, hourly call auctions on :class:`~market.venue.Venue`) and
-the CEM's swaps (:class:`~market.exchange.CreditExchange`) acting on the same ledger
+with the market (agents, hourly call auctions on :class:`~market.venue.handling.Venue`) and
+the CEM's swaps (:class:`~market.cem.exchange.CreditExchange`) acting on the same ledger
 at the start of each hour: every agent decides at once
-(:func:`market.agent.decide_fleet` on the forecast table's arrays) and the hour's
+(:func:`market.agents.agent.decide_fleet` on the forecast table's arrays) and the hour's
 orders go to the auctions in one venue call. Conservation is checked every step
 (balances plus pools change exactly by what was earned less what was spent), every
 hour (the ledger's instance and pool balances equal the engine's) and at the end (the
@@ -44,7 +44,7 @@ from typing import Any
 
 import numpy as np
 
-from market.agent import (
+from market.agents.agent import (
     TRANCHES,
     FleetState,
     MarketView,
@@ -52,11 +52,18 @@ from market.agent import (
     decide_fleet,
     recent_prices_of,
 )
-from market.book import BookConfig
-from market.cem_auto import CemAutomation, CemPolicy, TierState, apply_decision, fleet_tier_states
+from market.agents.valuation import pool_scarcity
+from market.cem.automation import (
+    CemAutomation,
+    CemPolicy,
+    TierState,
+    apply_decision,
+    fleet_tier_states,
+)
+from market.cem.exchange import CreditExchange
+from market.cem.tiers import POOL_REVENUE_ACCOUNT, VALUE, Pool, TierManager
 from market.clock import ManualClock
 from market.errors import MarketError
-from market.exchange import CreditExchange
 from market.ledger import (
     FEES_ACCOUNT,
     MILLI_PER_CREDIT,
@@ -75,10 +82,9 @@ from market.ledger import (
     rounding_account,
 )
 from market.memory import gc_paused
-from market.orders import Side
-from market.tiers import POOL_REVENUE_ACCOUNT, VALUE, Pool, TierManager
-from market.valuation import pool_scarcity
-from market.venue import OrderRequest, Venue
+from market.venue.book import BookConfig
+from market.venue.handling import OrderRequest, Venue
+from market.venue.orders import Side
 from pipelines.replay.errors import ConservationError, ScenarioError
 from pipelines.replay.fleet import STEPS_PER_HOUR, ReplayFleet
 from pipelines.replay.forecasts import ForecastTable, HourNeeds, hourly_utilisation, with_prior
@@ -697,7 +703,7 @@ def _check_books(
 def cem_tier_states(
     books: _Books, fleet: ReplayFleet, needs: HourNeeds, credits: np.ndarray, pools: np.ndarray
 ) -> list[TierState]:
-    """Return what :func:`market.cem_auto.tier_states` returns, from the fleet's arrays.
+    """Return what :func:`market.cem.automation.tier_states` returns, from the fleet's arrays.
 
     ``credits`` and ``pools`` are the ledger's balances, read once for the hour.
     """
@@ -752,12 +758,12 @@ def agent_fleet(
     funds: np.ndarray,
     pools: np.ndarray,
 ) -> FleetState:
-    """Return every agent's state for :func:`market.agent.decide_fleet`, from the fleet's arrays.
+    """Return every agent's state for :func:`~market.agents.agent.decide_fleet`, from the arrays.
 
-    What :class:`~market.agent.VenueAgents` reads for each agent, for all at once: the
+    What :class:`~market.agents.agent.VenueAgents` reads for each agent, for all at once: the
     continuous books stay empty (every order waits for an hourly call auction, which
     finishes it), so no escrow comes back and the free balances are all there is. Each
-    tier's scarcity is its pool's real level (:func:`~market.valuation.pool_scarcity`),
+    tier's scarcity is its pool's real level (:func:`~market.agents.valuation.pool_scarcity`),
     and each agent prices from its owner's value.
     """
     assert books.venue is not None

@@ -15,9 +15,9 @@ from decimal import ROUND_FLOOR, Decimal
 import numpy as np
 import pandas as pd
 
+from market.cem.tiers import ExchangeConfig, HardwareProfile, Host, Instance, Tier, TierManager
+from market.cem.tiers import load_config as load_tier_config
 from market.ledger import MILLI_PER_CREDIT
-from market.tiers import ExchangeConfig, HardwareProfile, Host, Instance, Tier, TierManager
-from market.tiers import load_config as load_tier_config
 from pipelines.replay.errors import TraceError
 from pipelines.replay.scenario import Scenario, assign_fleet
 

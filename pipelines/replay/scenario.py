@@ -140,7 +140,8 @@ class Scenario:
         false the starting rates stay, as if an administrator had set them.
     cem_reserve_bps, cem_gain_bps, cem_max_step_bps
         The CEM automation's reserve (basis points of a source pool's own forecast
-        demand), rate gain and largest rate step per hour (:class:`market.cem_auto.CemPolicy`).
+        demand), rate gain and largest rate step per hour
+        (:class:`market.cem.automation.CemPolicy`).
     """
 
     tiers: tuple[TierSpec, ...]

@@ -9,7 +9,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Header, Query
 
-from market.cem_errors import InvalidParameter
+from market.errors import InvalidParameter
 from serving.deps import AdminDep, Limit, Offset, SessionDep, TierPath
 from serving.errors import Conflict
 from serving.render import auction_row_public, from_fields, rate_change_public

@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field
 
-from market.cem_auto import CemPolicy, pinned_rates, release_manual_rate, releases_of
+from market.cem.automation import CemPolicy, pinned_rates, release_manual_rate, releases_of
 from market.decisions import DecisionQuery, DecisionRecord, SqlDecisionLog
 from serving.deps import (
     ActInstance,

@@ -6,8 +6,8 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Header, Path, Query, Request, Response
 
-from market.orders import TERMINAL_STATES, OrderState, Side, TimeInForce
-from market.venue import OrderRequest
+from market.venue.handling import OrderRequest
+from market.venue.orders import TERMINAL_STATES, OrderState, Side, TimeInForce
 from serving.deps import (
     BEARER_SECURITY,
     ActInstance,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Query
 
-from market.marketdata import depth
-from market.tiers import format_rate
+from market.cem.tiers import format_rate
+from market.venue.marketdata import depth
 from serving.deps import CurrentAgent, Limit, Offset, SessionDep, TierPath
 from serving.render import auction_row_public, tier_public, trade_row_public
 from serving.routing import GuardedRoute

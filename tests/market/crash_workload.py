@@ -19,14 +19,14 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from market.book import BookConfig
 from market.clock import ManualClock
 from market.crashpoints import kill_at, set_crash_hook
 from market.errors import MarketError
 from market.ledger import EntryRequest, Ledger, SqlStore, Transfer, instance_funds, mint_account
 from market.migrations import upgrade
-from market.orders import TERMINAL_STATES, Order, OrderState, Side, TimeInForce
-from market.venue import OrderRequest, Placement, Venue, t_orders
+from market.venue.book import BookConfig
+from market.venue.handling import OrderRequest, Placement, Venue, t_orders
+from market.venue.orders import TERMINAL_STATES, Order, OrderState, Side, TimeInForce
 from tests.market.support import deposit
 
 START = datetime(2026, 3, 2, tzinfo=UTC)

@@ -7,11 +7,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from market.accounting import BurstableAccountant, plan_interval
-from market.cem_errors import InstanceNotFound, InvalidParameter
+from market.cem.accounting import BurstableAccountant, plan_interval
+from market.cem.tiers import TierManager, load_config
 from market.clock import ManualClock
+from market.errors import InstanceNotFound, InvalidParameter
 from market.ledger import EntryRequest, Ledger, Transfer
-from market.tiers import TierManager, load_config
 
 
 @pytest.fixture

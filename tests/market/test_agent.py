@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from market.agent import (
+from market.agents.agent import (
     Agent,
     AgentState,
     HorizonForecast,
@@ -23,8 +23,8 @@ from market.agent import (
     quantile_level,
     spare_credits,
 )
-from market.decisions import InvalidAgentInput, InvalidPolicy
-from market.orders import bid_escrow
+from market.errors import InvalidAgentInput, InvalidPolicy
+from market.venue.orders import bid_escrow
 
 NOW = datetime(2026, 11, 24, 15, tzinfo=UTC)
 VCPUS = 2

@@ -12,10 +12,10 @@ from market.decisions import (
     DecisionLog,
     DecisionQuery,
     DecisionRecord,
-    InvalidAgentInput,
     MemoryDecisionLog,
     SqlDecisionLog,
 )
+from market.errors import InvalidAgentInput
 from market.ledger import create_store_engine
 from market.migrations import upgrade
 

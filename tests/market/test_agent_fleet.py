@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from market.agent import (
+from market.agents.agent import (
     Agent,
     AgentState,
     FleetState,
@@ -24,8 +24,8 @@ from market.agent import (
     decide_fleet,
     hourly_need,
 )
-from market.decisions import InvalidAgentInput
-from market.valuation import NEED_SHARE, bid_prices
+from market.agents.valuation import NEED_SHARE, bid_prices
+from market.errors import InvalidAgentInput
 
 NOW = datetime(2026, 11, 24, 15, tzinfo=UTC)
 MARKETS = (

@@ -6,8 +6,13 @@ from datetime import UTC, datetime
 
 import pytest
 
-from market.agent import HorizonForecast, InstanceForecast, OwnerPolicy, VenueAgents, hourly_need
-from market.book import BookConfig
+from market.agents.agent import (
+    HorizonForecast,
+    InstanceForecast,
+    OwnerPolicy,
+    VenueAgents,
+    hourly_need,
+)
 from market.clock import ManualClock
 from market.decisions import DecisionQuery, MemoryDecisionLog, SqlDecisionLog
 from market.ledger import (
@@ -24,7 +29,8 @@ from market.ledger import (
     mint_account,
 )
 from market.migrations import upgrade
-from market.venue import Venue
+from market.venue.book import BookConfig
+from market.venue.handling import Venue
 
 NOW = datetime(2026, 11, 24, 15, tzinfo=UTC)
 EARN, CAP = 6_000, 144_000

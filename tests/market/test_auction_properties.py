@@ -9,9 +9,7 @@ import pytest
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
-from market.auction import AuctionMode, AuctionOrder, CallAuction
 from market.errors import InvalidAuction
-from market.escrow import required_escrow
 from market.ledger import (
     FEES_ACCOUNT,
     escrow_credits,
@@ -19,9 +17,11 @@ from market.ledger import (
     instance_credits,
     instance_funds,
 )
-from market.matching_reference import reference_uniform_price
-from market.orders import Side
-from market.settlement import auction_request
+from market.venue.auction import AuctionMode, AuctionOrder, CallAuction
+from market.venue.escrow import required_escrow
+from market.venue.orders import Side
+from market.venue.settlement import auction_request
+from tests.market.matching_reference import reference_uniform_price
 
 TICK = 5
 AT = datetime(2026, 3, 1, 12, tzinfo=UTC)

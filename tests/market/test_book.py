@@ -6,10 +6,10 @@ from datetime import timedelta
 
 import pytest
 
-from market.book import BookConfig, OrderBook
 from market.clock import ManualClock
 from market.errors import DuplicateOrder, InvalidPrice, InvalidQuantity, OffTickPrice
-from market.orders import OrderEventType, OrderState, Side, TimeInForce, Trade
+from market.venue.book import BookConfig, OrderBook
+from market.venue.orders import OrderEventType, OrderState, Side, TimeInForce, Trade
 
 
 @pytest.fixture

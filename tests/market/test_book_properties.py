@@ -8,10 +8,10 @@ import pytest
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
-from market.book import BookConfig, OrderBook, SelfTradePrevention
 from market.errors import InvalidTransition
-from market.matching_reference import ReferenceBook
-from market.orders import OrderState, Side, TimeInForce, Trade
+from market.venue.book import BookConfig, OrderBook, SelfTradePrevention
+from market.venue.orders import OrderState, Side, TimeInForce, Trade
+from tests.market.matching_reference import ReferenceBook
 
 TICK = 5
 START = datetime(2026, 3, 1, tzinfo=UTC)

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from market.cem_auto import (
+from market.cem.automation import (
     CemAutomation,
     CemPolicy,
     TierState,
@@ -24,16 +24,15 @@ from market.cem_auto import (
     release_manual_rate,
     releases_of,
 )
+from market.cem.exchange import CreditExchange
+from market.cem.tiers import load_config
 from market.clock import ManualClock
 from market.decisions import (
     DecisionQuery,
-    InvalidAgentInput,
-    InvalidPolicy,
     MemoryDecisionLog,
 )
-from market.exchange import CreditExchange
+from market.errors import InvalidAgentInput, InvalidPolicy
 from market.ledger import EntryRequest, Ledger, MemoryStore, Transfer, mint_account, pool_account
-from market.tiers import load_config
 
 NOW = datetime(2026, 11, 24, 15, tzinfo=UTC)
 POLICY = CemPolicy()

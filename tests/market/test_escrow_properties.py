@@ -17,10 +17,8 @@ import sqlalchemy as sa
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
-from market.book import BookConfig
 from market.clock import ManualClock
 from market.errors import MarketError
-from market.escrow import required_escrow
 from market.ledger import (
     FUNDS,
     AccountKind,
@@ -36,8 +34,10 @@ from market.ledger import (
     instance_funds,
     mint_account,
 )
-from market.orders import ACTIVE_STATES, Side, TimeInForce, Trade
-from market.venue import OrderRequest, Venue, t_orders
+from market.venue.book import BookConfig
+from market.venue.escrow import required_escrow
+from market.venue.handling import OrderRequest, Venue, t_orders
+from market.venue.orders import ACTIVE_STATES, Side, TimeInForce, Trade
 
 NAMES = ("a", "b", "c")
 FEE_BPS = 50

@@ -7,7 +7,6 @@ from __future__ import annotations
 import pytest
 import sqlalchemy as sa
 
-from market.book import BookConfig
 from market.clock import ManualClock
 from market.errors import MarketError
 from market.ledger import (
@@ -24,9 +23,11 @@ from market.ledger import (
     instance_credits,
     instance_funds,
 )
-from market.migrations import schema, upgrade
-from market.orders import OrderState, Side
-from market.venue import OrderRequest, Venue, t_orders
+from market.migrations import upgrade
+from market.venue import tables as schema
+from market.venue.book import BookConfig
+from market.venue.handling import OrderRequest, Venue, t_orders
+from market.venue.orders import OrderState, Side
 from tests.market.support import deposit
 
 TIERS = [BookConfig(tier="gold", tick_size=5, fee_bps=25)]

@@ -9,7 +9,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from market.cem_errors import (
+from market.cem.exchange import CreditExchange
+from market.cem.registry import Registry
+from market.cem.tiers import TierManager, load_config
+from market.clock import ManualClock
+from market.errors import (
     CrossTierTrade,
     InstanceNotFound,
     InsufficientCredits,
@@ -20,8 +24,6 @@ from market.cem_errors import (
     NotAuthorised,
     TierNotFound,
 )
-from market.clock import ManualClock
-from market.exchange import CreditExchange
 from market.ledger import (
     EntryRequest,
     IdempotencyConflict,
@@ -32,8 +34,6 @@ from market.ledger import (
     Transfer,
 )
 from market.migrations import upgrade
-from market.registry import Registry
-from market.tiers import TierManager, load_config
 
 START = datetime(2026, 1, 5, tzinfo=UTC)
 
@@ -160,7 +160,7 @@ def test_trade_pays_the_seller_less_the_fee(cem: CreditExchange) -> None:
 @settings(max_examples=100, deadline=None)
 @given(price=st.integers(1, 10**12), fee_bps=st.integers(0, 9_999))
 def test_fee_is_rounded_down_basis_points(price: int, fee_bps: int) -> None:
-    from market.tiers import ExchangeConfig
+    from market.cem.tiers import ExchangeConfig
 
     clock = ManualClock(START)
     base = load_config()

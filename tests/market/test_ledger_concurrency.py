@@ -16,9 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from market.cem_errors import ExchangeError
+from market.cem.exchange import CreditExchange
+from market.cem.tiers import load_config
 from market.clock import ManualClock
-from market.exchange import CreditExchange
+from market.errors import ExchangeError
 from market.ledger import (
     Entry,
     EntryRequest,
@@ -29,7 +30,6 @@ from market.ledger import (
     pool_account,
 )
 from market.migrations import upgrade
-from market.tiers import load_config
 
 WORKERS = 8
 OPERATIONS = 2_000

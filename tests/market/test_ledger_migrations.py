@@ -84,7 +84,7 @@ MARKET_TABLES = {"market_auctions", "market_limits", "market_orders", "market_tr
 
 
 def test_market_tables_come_from_their_own_revision(store_url: str) -> None:
-    from market.venue import t_auctions, t_limits, t_orders, t_trades
+    from market.venue.handling import t_auctions, t_limits, t_orders, t_trades
 
     upgrade(store_url, "0004_decisions")
     assert tables(store_url).isdisjoint(MARKET_TABLES)
@@ -108,3 +108,20 @@ def test_market_tables_come_from_their_own_revision(store_url: str) -> None:
         command.downgrade(config, "0004_decisions")
     engine.dispose()
     assert tables(store_url).isdisjoint(MARKET_TABLES)
+
+
+def test_the_migrations_build_exactly_the_tables_of_the_one_metadata(store_url: str) -> None:
+    from market.schema import market_tables
+
+    upgrade(store_url)
+    engine = create_store_engine(store_url)
+    try:
+        inspector = sa.inspect(engine)
+        expected = market_tables()
+        built = {t for t in inspector.get_table_names() if not t.startswith("api_")}
+        assert built - {"alembic_version"} == set(expected)
+        for name, table in expected.items():
+            columns = {c["name"] for c in inspector.get_columns(name)}
+            assert columns == {c.name for c in table.columns}, name
+    finally:
+        engine.dispose()

@@ -27,8 +27,11 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from market.accounting import BurstableAccountant
-from market.cem_errors import (
+from market.cem.accounting import BurstableAccountant
+from market.cem.exchange import CreditExchange
+from market.cem.tiers import ExchangeConfig, HardwareProfile, Host, Instance, Tier, TierManager
+from market.clock import ManualClock
+from market.errors import (
     CrossTierTrade,
     InsufficientCredits,
     InsufficientFunds,
@@ -36,8 +39,6 @@ from market.cem_errors import (
     InsufficientPoolCredits,
     InvalidParameter,
 )
-from market.clock import ManualClock
-from market.exchange import CreditExchange
 from market.ledger import (
     Entry,
     EntryRequest,
@@ -51,7 +52,6 @@ from market.ledger import (
     instance_credits,
 )
 from market.migrations import upgrade
-from market.tiers import ExchangeConfig, HardwareProfile, Host, Instance, Tier, TierManager
 
 START = datetime(2026, 1, 5, tzinfo=UTC)
 INSTANCES = ["a1", "a2", "a3", "b1", "b2"]

@@ -8,9 +8,9 @@ from fractions import Fraction
 from hypothesis import given
 from hypothesis import strategies as st
 
-from market.book import BookConfig, OrderBook
-from market.marketdata import Level, MarketData, depth
-from market.orders import Side, Trade
+from market.venue.book import BookConfig, OrderBook
+from market.venue.marketdata import Level, MarketData, depth
+from market.venue.orders import Side, Trade
 
 T0 = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
 

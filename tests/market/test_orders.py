@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from market.errors import InvalidExpiry, InvalidPrice, InvalidQuantity, InvalidTransition
-from market.orders import (
+from market.venue.orders import (
     LIFECYCLE,
     TERMINAL_STATES,
     OrderEvent,

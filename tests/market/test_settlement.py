@@ -8,8 +8,6 @@ from datetime import UTC, datetime
 import pytest
 import sqlalchemy as sa
 
-from market.auction import AuctionMode, AuctionOrder, CallAuction
-from market.book import BookConfig
 from market.clock import ManualClock
 from market.errors import StandingLimitViolation
 from market.ledger import (
@@ -21,8 +19,9 @@ from market.ledger import (
     instance_funds,
 )
 from market.migrations import upgrade
-from market.orders import Side
-from market.venue import (
+from market.venue.auction import AuctionMode, AuctionOrder, CallAuction
+from market.venue.book import BookConfig
+from market.venue.handling import (
     OrderRequest,
     Venue,
     t_auctions,
@@ -31,6 +30,7 @@ from market.venue import (
     trade_log_rows,
     trade_log_writes,
 )
+from market.venue.orders import Side
 from tests.market.support import deposit
 
 INSTANCES = [f"vm{i}" for i in range(12)]

@@ -7,19 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from market.cem_errors import (
-    ConfigError,
-    DuplicateId,
-    HostNotFound,
-    InstanceNotFound,
-    InvalidParameter,
-    TierNotFound,
-)
-from market.clock import ManualClock
-from market.ledger import EntryRequest, Ledger, MemoryStore, Transfer
-from market.migrations import upgrade
-from market.registry import Registry
-from market.tiers import (
+from market.cem.registry import Registry
+from market.cem.tiers import (
     Host,
     Instance,
     format_rate,
@@ -27,6 +16,17 @@ from market.tiers import (
     parse_decimal,
     rate_to_micro,
 )
+from market.clock import ManualClock
+from market.errors import (
+    ConfigError,
+    DuplicateId,
+    HostNotFound,
+    InstanceNotFound,
+    InvalidParameter,
+    TierNotFound,
+)
+from market.ledger import EntryRequest, Ledger, MemoryStore, Transfer
+from market.migrations import upgrade
 
 
 def test_defaults_are_aws_like() -> None:
@@ -150,7 +150,7 @@ def test_registry_round_trip_keeps_audited_rates(sqlite_url: str) -> None:
     # Saving a config again never resets a rate stored before.
     from datetime import UTC, datetime
 
-    from market.exchange import RateChange
+    from market.cem.exchange import RateChange
 
     registry.record_rate_change(
         RateChange(

@@ -9,8 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from market.decisions import InvalidAgentInput
-from market.valuation import (
+from market.agents.valuation import (
     BPS,
     NEED_SHARE,
     ask_prices,
@@ -23,6 +22,7 @@ from market.valuation import (
     tail_share,
     value_credit,
 )
+from market.errors import InvalidAgentInput
 
 Q90 = Fraction(9, 10)
 shares = st.sampled_from([NEED_SHARE, band_share(Q90), tail_share(Q90)])

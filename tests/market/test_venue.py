@@ -6,7 +6,6 @@ from datetime import timedelta
 
 import pytest
 
-from market.book import BookConfig, SelfTradePrevention
 from market.clock import ManualClock
 from market.errors import (
     InsufficientEscrow,
@@ -37,8 +36,9 @@ from market.ledger import (
     instance_funds,
     mint_account,
 )
-from market.orders import OrderState, Side, TimeInForce
-from market.venue import OrderRequest, Venue
+from market.venue.book import BookConfig, SelfTradePrevention
+from market.venue.handling import OrderRequest, Venue
+from market.venue.orders import OrderState, Side, TimeInForce
 
 TIERS = (BookConfig(tier="gold", tick_size=5, fee_bps=30), BookConfig(tier="silver"))
 

@@ -17,7 +17,6 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from market.book import BookConfig
 from market.clock import ManualClock
 from market.errors import MarketError
 from market.ledger import (
@@ -34,8 +33,9 @@ from market.ledger import (
     mint_account,
 )
 from market.migrations import upgrade
-from market.orders import Side
-from market.venue import OrderRequest, Venue, t_auctions, t_orders, t_trades
+from market.venue.book import BookConfig
+from market.venue.handling import OrderRequest, Venue, t_auctions, t_orders, t_trades
+from market.venue.orders import Side
 from tests.market.support import deposit
 
 NAMES = [f"vm{i}" for i in range(6)]
@@ -343,8 +343,8 @@ CHILD = textwrap.dedent(
     import sys
     from datetime import UTC, datetime, timedelta
     from market.clock import ManualClock
-    from market.orders import Side
-    from market.venue import OrderRequest
+    from market.venue.orders import Side
+    from market.venue.handling import OrderRequest
     from tests.market.test_venue_atomic import _venue
 
     clock = ManualClock(datetime(2026, 1, 1, tzinfo=UTC))

@@ -19,9 +19,9 @@ import sqlalchemy as sa
 
 from market.clock import ManualClock
 from market.crashpoints import CRASH_POINTS, set_crash_hook
-from market.orders import TimeInForce
-from market.venue import Venue, t_auctions, t_orders, t_trades
-from market.venue_audit import audit_venue_store
+from market.venue.audit import audit_venue_store
+from market.venue.handling import Venue, t_auctions, t_orders, t_trades
+from market.venue.orders import TimeInForce
 from tests.conftest import pg_schema
 from tests.market.crash_workload import (
     START,

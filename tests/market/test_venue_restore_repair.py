@@ -15,9 +15,9 @@ import sqlalchemy as sa
 from market.clock import ManualClock
 from market.errors import MarketError
 from market.ledger import escrow_credits, escrow_funds
-from market.orders import Side, TimeInForce
-from market.venue import OrderRequest, Venue, _order_row, t_orders, t_trades
-from market.venue_audit import audit_venue_store
+from market.venue.audit import audit_venue_store
+from market.venue.handling import OrderRequest, Venue, _order_row, t_orders, t_trades
+from market.venue.orders import Side, TimeInForce
 from tests.market.crash_workload import START, TIER, killed_child, open_venue, prepare
 
 

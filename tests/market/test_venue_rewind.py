@@ -18,12 +18,12 @@ import pytest
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
-from market.book import BookConfig
 from market.clock import ManualClock
 from market.errors import MarketError
 from market.ledger import Ledger, SqlStore
-from market.orders import TimeInForce
-from market.venue import OrderRequest, Venue
+from market.venue.book import BookConfig
+from market.venue.handling import OrderRequest, Venue
+from market.venue.orders import TimeInForce
 from tests.market.crash_workload import START
 from tests.market.test_escrow_properties import (
     FEE_BPS,

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from market.accounting import plan_interval
+from market.cem.accounting import plan_interval
 from market.ledger import burn_account, mint_account
 from pipelines.replay import (
     POLICIES,

@@ -10,9 +10,9 @@ import pandas as pd
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from market.agent import Agent, VenueAgents, decide_fleet
-from market.cem_auto import tier_states
-from market.valuation import pool_scarcity
+from market.agents.agent import Agent, VenueAgents, decide_fleet
+from market.agents.valuation import pool_scarcity
+from market.cem.automation import tier_states
 from pipelines.replay import ReplayFleet, Scenario, prepare_fleet
 from pipelines.replay.engine import _FLAGS, _Books, agent_fleet, cem_tier_states
 from pipelines.replay.forecasts import ForecastTable

@@ -13,9 +13,10 @@ import pytest
 import uvicorn
 from serving_support import Api
 
-from market.agent import OwnerPolicy
-from market.cem_auto import CemAutomation, TierState, apply_decision
-from market.decisions import SqlDecisionLog, TransportError
+from market.agents.agent import OwnerPolicy
+from market.cem.automation import CemAutomation, TierState, apply_decision
+from market.decisions import SqlDecisionLog
+from market.errors import TransportError
 from market.ledger import EntryRequest, Transfer, credits_asset, mint_account, pool_account
 from serving.agent_client import ApiTransport, HttpAgent
 from serving.main import create_app

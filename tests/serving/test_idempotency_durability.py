@@ -16,8 +16,8 @@ from serving_support import START, Api
 
 from market.clock import ManualClock
 from market.errors import MarketError
-from market.orders import Side, TimeInForce
-from market.venue import OrderRequest, t_orders
+from market.venue.handling import OrderRequest, t_orders
+from market.venue.orders import Side, TimeInForce
 from serving.market_service import request_fingerprint
 from serving.render import render_placement, render_stored_placement
 from serving.schemas import GoodTillCancelledOrder

@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from serving_support import Api
 
-from market.venue import t_orders
+from market.venue.handling import t_orders
 
 _RUN = itertools.count()
 

@@ -4,14 +4,14 @@ Revision ID: 0005_market
 Revises: 0004_decisions
 Create Date: 2026-11-24
 
-The tables are built from their one definition in :mod:`market.migrations.schema`,
+The tables are built from their one definition in :mod:`market.venue.tables`,
 without the columns later revisions add (``schema.ADDED_LATER``).
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-from market.migrations import schema
+from market.venue import tables as schema
 
 revision = "0005_market"
 down_revision = "0004_decisions"

@@ -11,7 +11,7 @@ venue's ``restore`` moves their per-order escrow into the instance's account.
 
 from alembic import op
 
-from market.migrations import schema
+from market.venue import tables as schema
 
 revision = "0006_order_escrow"
 down_revision = "0005_market"

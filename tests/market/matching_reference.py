@@ -10,8 +10,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from market.book import SelfTradePrevention
-from market.orders import Side, TimeInForce
+from market.venue.book import SelfTradePrevention
+from market.venue.orders import Side, TimeInForce
 
 
 @dataclass

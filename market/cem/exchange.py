@@ -22,7 +22,8 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Literal, Protocol
 
-from market.cem_errors import (
+from market.cem.tiers import BPS, VALUE, TierManager, rate_to_micro
+from market.errors import (
     CrossTierTrade,
     InsufficientCredits,
     InsufficientFunds,
@@ -50,7 +51,6 @@ from market.ledger import (
     pool_account,
     rounding_account,
 )
-from market.tiers import BPS, VALUE, TierManager, rate_to_micro
 
 SWAP = "swap"
 TRADE = "trade"
@@ -97,7 +97,7 @@ class RateChange:
 
 
 class RateAudit(Protocol):
-    """Where exchange-rate changes are kept (``market.registry.Registry`` in SQL)."""
+    """Where exchange-rate changes are kept (``market.cem.registry.Registry`` in SQL)."""
 
     def record_rate_change(self, change: RateChange) -> None:
         """Persist the new rate of the tier and the audit record, atomically."""

@@ -35,7 +35,7 @@ from enum import StrEnum
 from operator import attrgetter
 
 from market.errors import DuplicateOrder, InvalidOrder, OffTickPrice, UnknownOrder
-from market.orders import (
+from market.venue.orders import (
     BPS,
     MILLI,
     Order,

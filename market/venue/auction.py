@@ -23,7 +23,7 @@ and of those the latest arrivals first; one order at most is filled partially.
 
 Buy fills and sell fills are then paired in the same priority order into trades, each
 worth ``quantity * price // 1000`` with the buyer's fee on top (see
-:mod:`market.orders`).
+:mod:`market.venue.orders`).
 
 McAfee trade-reduction mode
 ---------------------------
@@ -54,7 +54,7 @@ from typing import NamedTuple
 import numpy as np
 
 from market.errors import InvalidAuction, InvalidOrder
-from market.orders import BPS, MILLI, Side, Trade, check_price, check_quantity
+from market.venue.orders import BPS, MILLI, Side, Trade, check_price, check_quantity
 
 
 class AuctionMode(StrEnum):
@@ -192,8 +192,8 @@ class AuctionResult:
     def trade_amounts(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Return per trade, in :attr:`trades` order: quantity, value, fee, seller's value.
 
-        Exact integers, rounded down as :func:`market.orders.trade_value` and
-        :func:`market.orders.trade_fee` round them (int64 arrays, or Python integers in
+        Exact integers, rounded down as :func:`market.venue.orders.trade_value` and
+        :func:`market.venue.orders.trade_fee` round them (int64 arrays, or Python integers in
         object arrays where int64 could overflow).
         """
         quantity = self.allocation.quantity

@@ -6,7 +6,7 @@ both from the buy order's escrow; the sell order's escrow delivers the credits t
 buyer. In a McAfee auction the buyer pays more than the seller receives and the
 difference goes to the exchange's fee account with the fee.
 
-Escrow is held per instance and asset (:mod:`market.escrow`). An auction batch routes
+Escrow is held per instance and asset (:mod:`market.venue.escrow`). An auction batch routes
 through two clearing accounts of its own (one for funds, one for the tier's credits):
 each instance's escrow account pays in what its auction orders hold (one leg per
 instance and asset) and each instance gets one leg per asset back out (what it bought
@@ -22,7 +22,6 @@ from operator import attrgetter
 
 import numpy as np
 
-from market.auction import AuctionResult
 from market.ledger import (
     FEES_ACCOUNT,
     EntryRequest,
@@ -32,7 +31,8 @@ from market.ledger import (
     instance_credits,
     instance_funds,
 )
-from market.orders import Trade
+from market.venue.auction import AuctionResult
+from market.venue.orders import Trade
 
 TRADE_REASON = "market.trade"
 AUCTION_REASON = "market.auction"

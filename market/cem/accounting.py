@@ -21,7 +21,8 @@ import math
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 
-from market.cem_errors import InvalidParameter
+from market.cem.tiers import TierManager
+from market.errors import InvalidParameter
 from market.ledger import (
     CeilingExceeded,
     Entry,
@@ -34,7 +35,6 @@ from market.ledger import (
     mint_account,
     pool_account,
 )
-from market.tiers import TierManager
 
 ACCRUAL = "accrual"
 _MAX_SECONDS = 7 * 24 * 3600

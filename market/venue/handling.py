@@ -12,7 +12,7 @@ transaction: a continuous order's escrow lock, one entry per trade (value, fee a
 credits legs) and one entry returning what is left in the escrow of every order that
 finished; a modification's top-up with what it trades; or one entry for a whole
 auction batch, unused escrow included. If the store refuses that transaction the books
-and escrow shares are rewound (:meth:`~market.book.OrderBook.rewind`) and the error
+and escrow shares are rewound (:meth:`~market.venue.book.OrderBook.rewind`) and the error
 propagates: nothing changed.
 
 Orders, trades, standing limits and auction results are written to the same SQL
@@ -47,8 +47,6 @@ import numpy as np
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from market.auction import AuctionMode, AuctionOrder, AuctionResult, CallAuction
-from market.book import BookConfig, BookEvent, Clock, OrderBook
 from market.crashpoints import crash_point
 from market.errors import (
     InsufficientEscrow,
@@ -59,16 +57,6 @@ from market.errors import (
     UnknownInstance,
     UnknownOrder,
     UnknownTier,
-)
-from market.escrow import (
-    RELEASE_REASON,
-    escrow_asset,
-    escrow_of,
-    lock_request,
-    owner_account,
-    release_transfers,
-    required_escrow,
-    trading_accounts,
 )
 from market.ledger import (
     FEES_ACCOUNT,
@@ -83,10 +71,22 @@ from market.ledger import (
     escrow_account,
     read_connection,
 )
-from market.marketdata import MarketData
 from market.memory import gc_paused
-from market.migrations import schema
-from market.orders import (
+from market.venue import tables as schema
+from market.venue.auction import AuctionMode, AuctionOrder, AuctionResult, CallAuction
+from market.venue.book import BookConfig, BookEvent, Clock, OrderBook
+from market.venue.escrow import (
+    RELEASE_REASON,
+    escrow_asset,
+    escrow_of,
+    lock_request,
+    owner_account,
+    release_transfers,
+    required_escrow,
+    trading_accounts,
+)
+from market.venue.marketdata import MarketData
+from market.venue.orders import (
     LIFECYCLE,
     TERMINAL_STATES,
     Order,
@@ -100,7 +100,7 @@ from market.orders import (
     check_quantity,
     transition,
 )
-from market.settlement import auction_request, trade_request
+from market.venue.settlement import auction_request, trade_request
 
 t_orders = schema.orders
 t_trades = schema.trades
@@ -341,7 +341,7 @@ class Venue:
     clock
         Returns the current UTC time; stamps orders, trades and expiries.
     tiers
-        One :class:`~market.book.BookConfig` per tier traded.
+        One :class:`~market.venue.book.BookConfig` per tier traded.
     engine
         The engine of the ledger's ``SqlStore``, to persist orders, trades, limits and
         auction results in the ledger's transactions; ``None`` keeps them in memory
@@ -850,7 +850,7 @@ class Venue:
     ) -> list[BookEvent]:
         """Reprice or resize an open continuous order, topping up or trimming its escrow.
 
-        ``quantity`` is the new open quantity; see :meth:`market.book.OrderBook.modify`
+        ``quantity`` is the new open quantity; see :meth:`market.venue.book.OrderBook.modify`
         for time priority.
 
         Raises

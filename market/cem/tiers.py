@@ -21,7 +21,7 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
-from market.cem_errors import (
+from market.errors import (
     ConfigError,
     DuplicateId,
     HostNotFound,

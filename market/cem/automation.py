@@ -36,7 +36,7 @@ and what leaves never exceeds the source's spare.
 
 :meth:`CemAutomation.step` is pure: plain :class:`TierState` in, :class:`CemDecision`
 out. :func:`apply_decision` books the swaps (first, at the rates they were planned at)
-and then the rate changes through :class:`~market.exchange.CreditExchange`, and
+and then the rate changes through :class:`~market.cem.exchange.CreditExchange`, and
 records every decision with its inputs.
 """
 
@@ -55,16 +55,15 @@ from market.decisions import (
     DecisionLog,
     DecisionQuery,
     DecisionRecord,
-    InvalidAgentInput,
-    InvalidPolicy,
     plain,
 )
+from market.errors import InvalidAgentInput, InvalidPolicy
 
 if TYPE_CHECKING:
-    from market.agent import InstanceForecast
-    from market.exchange import CreditExchange, RateChange
+    from market.agents.agent import InstanceForecast
+    from market.cem.exchange import CreditExchange, RateChange
+    from market.cem.tiers import Pool, TierManager
     from market.ledger import Ledger
-    from market.tiers import Pool, TierManager
 
 BPS = 10_000
 MANUAL_RELEASED = "manual_rate_released"
@@ -417,13 +416,13 @@ def tier_states(
 ) -> list[TierState]:
     """Return every tier's state: its pool from the ledger, demand from the forecasts.
 
-    ``tiers`` is the :class:`~market.tiers.TierManager`; ``forecasts`` maps instance ids
-    to :class:`~market.agent.InstanceForecast`. An instance that may draw on its pool
+    ``tiers`` is the :class:`~market.cem.tiers.TierManager`; ``forecasts`` maps instance ids
+    to :class:`~market.agents.agent.InstanceForecast`. An instance that may draw on its pool
     adds its shortfall over the next ``hours`` at the ``column`` quantile; one without
     a usable forecast adds nothing and is counted in ``missing_forecasts``
     (:func:`fleet_tier_states` over the instances' arrays).
     """
-    from market.agent import hourly_need
+    from market.agents.agent import hourly_need
     from market.ledger import instance_credits
 
     balances = ledger.balances("instance:")
@@ -458,7 +457,7 @@ def pinned_rates(
 ) -> dict[str, int]:
     """Return the tiers whose rate an administrator set by hand and has not released.
 
-    ``changes`` are :class:`~market.exchange.RateChange` records, oldest first; a change
+    ``changes`` are :class:`~market.cem.exchange.RateChange` records, oldest first; a change
     whose reason does not start with the automation's tag is manual.
     """
     latest: dict[str, RateChange] = {}
@@ -593,7 +592,7 @@ def apply_decision(
     nothing and is recorded as ``swap_failed`` or ``rate_failed`` with the error.
     Returns the records written.
     """
-    from market.cem_errors import ExchangeError
+    from market.errors import ExchangeError
     from market.ledger import LedgerError
 
     records = decision.records()

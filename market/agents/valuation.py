@@ -41,7 +41,7 @@ from statistics import median_low
 
 import numpy as np
 
-from market.decisions import InvalidAgentInput
+from market.errors import InvalidAgentInput
 
 BPS = 10_000
 NEED_SHARE = Fraction(3, 4)

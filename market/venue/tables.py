@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-metadata = sa.MetaData()
+from market.schema import metadata
 
 orders = sa.Table(
     "market_orders",

@@ -1,7 +1,7 @@
 """Escrow: what an order locks in the ledger while it can still trade.
 
 A bid locks the funds it could spend: its whole quantity at its limit price plus the
-largest fee (:func:`market.orders.bid_escrow`); an ask locks its credits. The ledger
+largest fee (:func:`market.venue.orders.bid_escrow`); an ask locks its credits. The ledger
 holds escrow per instance and asset: one account for the funds of an instance's open
 bids (``escrow:instance:<id>:funds``) and one for the credits of its open asks
 (``escrow:instance:<id>:credits``). The venue tracks how much of that balance each
@@ -27,7 +27,7 @@ from market.ledger import (
     instance_credits,
     instance_funds,
 )
-from market.orders import Side, bid_escrow
+from market.venue.orders import Side, bid_escrow
 
 LOCK_REASON = "market.escrow.lock"
 RELEASE_REASON = "market.escrow.release"

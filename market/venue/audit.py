@@ -22,10 +22,10 @@ from datetime import UTC, datetime
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from market.escrow import escrow_of
 from market.ledger import Ledger, SqlStore, read_connection
-from market.migrations import schema
-from market.orders import OrderState, Side, TimeInForce
+from market.venue import tables as schema
+from market.venue.escrow import escrow_of
+from market.venue.orders import OrderState, Side, TimeInForce
 
 _OPEN_STATES = (OrderState.OPEN.value, OrderState.PARTIALLY_FILLED.value)
 

@@ -3,7 +3,7 @@
 From its instance's balance, earn rate and cap, its owner's value of a throttled
 vCPU-minute and the demand forecast for the next hour, day and week, the agent works
 out what it can sell and what it should buy (integer milli-credits), in the tranches
-:mod:`market.valuation` prices:
+:mod:`market.agents.valuation` prices:
 
 * the **tail**: what the *upper-quantile* (q90) path spares. The agent runs its balance
   forward hour by hour at the upper quantile's need, earning its baseline and clipping
@@ -40,7 +40,7 @@ decision says which rule applied and why.
 arrays (:class:`FleetState` in, :class:`FleetDecision` out); :meth:`Agent.decide` runs
 it on a fleet of one, so a fleet and a single agent decide alike.
 :class:`VenueAgents` runs the agents of a fleet in process over a
-:class:`~market.venue.Venue` (the fleet replay); ``serving.agent_client`` runs one over
+:class:`~market.venue.handling.Venue` (the fleet replay); ``serving.agent_client`` runs one over
 the HTTP API.
 """
 
@@ -58,17 +58,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from market.clock import to_micros
-from market.decisions import (
-    DecisionLog,
-    DecisionRecord,
-    InvalidAgentInput,
-    InvalidPolicy,
-    plain,
-)
-from market.errors import MarketError
-from market.orders import MILLI, Side, bid_escrow
-from market.valuation import (
+from market.agents.valuation import (
     NEED_SHARE,
     Valuation,
     ask_prices,
@@ -78,10 +68,18 @@ from market.valuation import (
     tail_share,
     value_credit,
 )
+from market.clock import to_micros
+from market.decisions import (
+    DecisionLog,
+    DecisionRecord,
+    plain,
+)
+from market.errors import InvalidAgentInput, InvalidPolicy, MarketError
+from market.venue.orders import MILLI, Side, bid_escrow
 
 if TYPE_CHECKING:
-    from market.tiers import TierManager
-    from market.venue import Venue
+    from market.cem.tiers import TierManager
+    from market.venue.handling import Venue
 
 BPS = 10_000
 HORIZONS: Mapping[str, int] = {"hour": 1, "day": 24, "week": 168}
@@ -159,7 +157,8 @@ class OpenOrder:
 class MarketView:
     """What the agent knows of its tier's market.
 
-    ``scarcity`` in ``[0, 1]`` (``1/2`` balanced; see :func:`~market.valuation.pool_scarcity`).
+    ``scarcity`` in ``[0, 1]`` (``1/2`` balanced; see
+    :func:`~market.agents.valuation.pool_scarcity`).
     """
 
     recent_prices: tuple[int, ...] = ()
@@ -691,7 +690,7 @@ def _orders_in_market(
     """Return each row's ask (price, quantity), bid (price, wanted quantity) and tranches.
 
     A row offers the tranche worth offering at the price it expects (see
-    :mod:`market.valuation`): everything it holds, its band and tail, or its tail; it
+    :mod:`market.agents.valuation`): everything it holds, its band and tail, or its tail; it
     bids for what its median lacks at the need's worth, or else for what its risk
     quantile lacks at the band's worth, and never bids while it offers.
     """
@@ -1033,7 +1032,7 @@ class VenueAgents:
     Parameters
     ----------
     venue
-        The :class:`~market.venue.Venue` whose books the agents trade in.
+        The :class:`~market.venue.handling.Venue` whose books the agents trade in.
     instances
         ``(instance_id, tier, vcpus, earn_rate, cap)`` of every instance with an agent.
     policies
@@ -1078,7 +1077,7 @@ class VenueAgents:
     ) -> list[AgentState]:
         """Read every agent's state from the venue's ledger and books in one pass.
 
-        ``scarcity`` gives each tier's (e.g. :func:`~market.valuation.pool_scarcity`);
+        ``scarcity`` gives each tier's (e.g. :func:`~market.agents.valuation.pool_scarcity`);
         a tier not given is balanced (``1/2``).
         """
         from market.ledger import instance_credits, instance_funds
@@ -1136,7 +1135,7 @@ class VenueAgents:
         A refused intent changes nothing in the market; it is returned with its error
         and recorded as a ``rejected`` decision.
         """
-        from market.venue import OrderRequest
+        from market.venue.handling import OrderRequest
 
         decisions = [self.agent(s.instance_id).decide(s) for s in self.states(forecasts, scarcity)]
         results: list[IntentResult] = []

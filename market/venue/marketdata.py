@@ -15,9 +15,9 @@ from fractions import Fraction
 from itertools import groupby
 from operator import attrgetter, mul
 
-from market.auction import AuctionResult
-from market.book import OrderBook
-from market.orders import Side, Trade
+from market.venue.auction import AuctionResult
+from market.venue.book import OrderBook
+from market.venue.orders import Side, Trade
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _tier_and_time = attrgetter("tier", "at")

@@ -9,13 +9,12 @@ from decimal import Decimal
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from market.cem_errors import TierNotFound
+from market.cem.exchange import RateChange
+from market.cem.tiers import ExchangeConfig, HardwareProfile, Host, Instance, Tier, TierManager
 from market.clock import from_micros, to_micros
-from market.exchange import RateChange
+from market.errors import TierNotFound
 from market.ledger import create_store_engine, read_connection
-from market.tiers import ExchangeConfig, HardwareProfile, Host, Instance, Tier, TierManager
-
-metadata = sa.MetaData()
+from market.schema import metadata
 
 tiers_table = sa.Table(
     "rtm_tiers",
