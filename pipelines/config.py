@@ -1,6 +1,6 @@
 """Where the pipelines keep their state: the MLflow store and Prefect's home.
 
-Both default to one working directory (``Settings.home``): an MLflow SQLite store
+Both default to one working directory (``CREDITX_HOME``): an MLflow SQLite store
 ``mlflow.db`` with artifacts under ``mlartifacts/``, and Prefect's home ``prefect/``.
 Flows run on the local Prefect server that ``creditx prefect-ui`` keeps (at
 :data:`LOCAL_PREFECT_URL`) whenever it answers, so their runs show in its UI and a
@@ -27,7 +27,6 @@ from pipelines.errors import PipelineError, StoreUnavailableError
 if TYPE_CHECKING:
     from mlflow import MlflowClient
 
-    from serving.settings import Settings
 
 # A store that does not answer within this many seconds is reported unreachable.
 _CONNECT_TIMEOUT_S = 5
@@ -61,15 +60,6 @@ class TrackingConfig(BaseModel):
     model_name: str
     registry_uri: str | None = None
 
-    @classmethod
-    def from_settings(cls, settings: Settings) -> TrackingConfig:
-        """Return the tracking configuration named by ``settings``."""
-        return cls(
-            tracking_uri=settings.tracking_uri,
-            artifact_root=settings.artifact_root,
-            model_name=settings.model_name,
-        )
-
     def client(self) -> MlflowClient:
         """Return an MLflow client on this store, after checking it can be reached.
 
@@ -96,15 +86,6 @@ class OrchestrationConfig(BaseModel):
     prefect_home: Path
     api_url: str | None = None
     database_url: str | None = None
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> OrchestrationConfig:
-        """Return the orchestration configuration named by ``settings``."""
-        return cls(
-            prefect_home=settings.prefect_home,
-            api_url=settings.prefect_api_url,
-            database_url=settings.prefect_database_url,
-        )
 
     def environment(self) -> dict[str, str]:
         """Return the ``PREFECT_*`` variables that point Prefect at this configuration."""

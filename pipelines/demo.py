@@ -15,11 +15,23 @@ from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
 if TYPE_CHECKING:
+    from pipelines.config import OrchestrationConfig, TrackingConfig
     from pipelines.flows import TrainOutcome
     from pipelines.replay.run import ProgressFactory
-    from serving.settings import Settings
 
 FLEET = "demo"
+
+
+@dataclass(frozen=True, slots=True)
+class Workspace:
+    """Every store the demo writes: MLflow, Prefect, the ledger and the served forecasts."""
+
+    home: Path
+    tracking: TrackingConfig
+    orchestration: OrchestrationConfig
+    ledger_url: str
+    tiers_config: Path | None
+    predictions_dir: Path
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,7 +49,7 @@ class DemoOutcome:
 
 
 def run_demo(
-    settings: Settings,
+    workspace: Workspace,
     *,
     instances: int = 48,
     days: float = 14.0,
@@ -49,7 +61,7 @@ def run_demo(
 
     Parameters
     ----------
-    settings
+    workspace
         Stores and working directory.
     instances, days, seed
         The synthetic fleet.
@@ -65,8 +77,8 @@ def run_demo(
     ReplayError
         If the replay fails, a conservation check included.
     """
+    from data.columns import DEFAULT_TIER
     from data.synthetic import generate_fleet
-    from pipelines.config import OrchestrationConfig
     from pipelines.params import (
         IngestParams,
         PredictParams,
@@ -74,26 +86,26 @@ def run_demo(
         TrackingParams,
         TrainParams,
     )
-    from pipelines.registration import DEFAULT_TIER, register_instances
+    from pipelines.registration import register_instances
     from pipelines.replay import load_scenario, replay
     from pipelines.report import write_report
     from pipelines.snapshot import read_snapshot
 
-    OrchestrationConfig.from_settings(settings).apply()
+    workspace.orchestration.apply()
     from pipelines.flows import ingest_flow, predict_flow, train_flow
 
-    home = settings.home
+    home = workspace.home
     tracking = TrackingParams(
-        tracking_uri=settings.tracking_uri,
-        artifact_root=settings.artifact_root,
-        model_name=settings.model_name,
+        tracking_uri=workspace.tracking.tracking_uri,
+        artifact_root=workspace.tracking.artifact_root,
+        model_name=workspace.tracking.model_name,
         fleet=FLEET,
     )
     fleet = SyntheticFleet(instances=instances, days=days, seed=seed)
     snapshot = ingest_flow(IngestParams(synthetic=fleet, home=home))
     say(f"ingested {instances} instances x {days:g} days: {snapshot.path}")
     _, hourly = read_snapshot(snapshot.path)
-    registration = register_instances(hourly, settings.ledger_url, settings.tiers_config)
+    registration = register_instances(hourly, workspace.ledger_url, workspace.tiers_config)
     say(registration.summary(DEFAULT_TIER))
     # A bar per long stage: its elapsed time shows the flow at work.
     trained = progress("training and promotion", 1) if progress is not None else None
@@ -108,7 +120,7 @@ def run_demo(
     say(f"promotion: {reason}")
     predictions = predict_flow(
         PredictParams(
-            tracking=tracking, output_dir=settings.predictions_dir, snapshot=snapshot.path
+            tracking=tracking, output_dir=workspace.predictions_dir, snapshot=snapshot.path
         )
     )
     say(f"forecasts for the API: {predictions}")

@@ -3,8 +3,8 @@
 :func:`register_instances` stores every instance of a snapshot that the creditx store
 does not hold yet, so it can be given an agent token, trade and read its forecasts.
 Its tier comes from the telemetry's ``tier`` column where that names a stored tier,
-else it is :data:`DEFAULT_TIER`; its vCPUs from the ``vcpus`` column, else
-:data:`DEFAULT_VCPUS`. Instances already stored keep their tier and size.
+else it is :data:`data.columns.DEFAULT_TIER`; its vCPUs from the ``vcpus`` column, else
+:data:`data.columns.DEFAULT_VCPUS`. Instances already stored keep their tier and size.
 """
 
 from __future__ import annotations
@@ -13,15 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from data.columns import DEFAULT_TIER, DEFAULT_VCPUS
 from pipelines.errors import InvalidParametersError
 
 if TYPE_CHECKING:
     import pandas as pd
-
-#: Tier of an instance whose telemetry names none (a t3-like general-purpose tier).
-DEFAULT_TIER = "silver"
-#: vCPUs of an instance whose telemetry gives none (a t3.micro or t3.small).
-DEFAULT_VCPUS = 2
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,10 +9,14 @@ from __future__ import annotations
 
 from functools import cached_property
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+if TYPE_CHECKING:
+    from pipelines.config import OrchestrationConfig, TrackingConfig
+    from pipelines.demo import Workspace
 
 
 class Settings(BaseSettings):
@@ -20,7 +24,6 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="CREDITX_", extra="forbid", frozen=True)
 
-    environment: Literal["development", "test", "production"] = "development"
     home: Path = Field(default=Path(".creditx"), description="working directory of all stores")
     database_url: str | None = Field(
         default=None, description="ledger store; default SQLite file under home"
@@ -74,6 +77,41 @@ class Settings(BaseSettings):
     @cached_property
     def predictions_dir(self) -> Path:
         return (self.home / "predictions").resolve()
+
+    # The layers below take explicit parameters; these compose them from the settings.
+
+    def tracking_config(self) -> TrackingConfig:
+        """Return where MLflow tracks runs and registers the fleet model."""
+        from pipelines.config import TrackingConfig
+
+        return TrackingConfig(
+            tracking_uri=self.tracking_uri,
+            artifact_root=self.artifact_root,
+            model_name=self.model_name,
+        )
+
+    def orchestration_config(self) -> OrchestrationConfig:
+        """Return where Prefect keeps its state and which server the flows use."""
+        from pipelines.config import OrchestrationConfig
+
+        return OrchestrationConfig(
+            prefect_home=self.prefect_home,
+            api_url=self.prefect_api_url,
+            database_url=self.prefect_database_url,
+        )
+
+    def workspace(self) -> Workspace:
+        """Return every store the pipelines and the exchange write, for the demo."""
+        from pipelines.demo import Workspace
+
+        return Workspace(
+            home=self.home,
+            tracking=self.tracking_config(),
+            orchestration=self.orchestration_config(),
+            ledger_url=self.ledger_url,
+            tiers_config=self.tiers_config,
+            predictions_dir=self.predictions_dir,
+        )
 
 
 def get_settings() -> Settings:

@@ -8,7 +8,7 @@ from fractions import Fraction
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from market.cem.automation import (
@@ -60,6 +60,7 @@ def _in_band(rate: int, base: int, policy: CemPolicy) -> bool:
 # rates
 
 
+@settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])  # a shared machine
 @given(rates, bases, excess, excess, st.fractions(-1, 1, max_denominator=100), policies)
 def test_rate_adjustment_is_monotone_in_excess_demand(
     old: int, base: int, a: Fraction, b: Fraction, previous: Fraction, policy: CemPolicy
@@ -71,6 +72,7 @@ def test_rate_adjustment_is_monotone_in_excess_demand(
     )
 
 
+@settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])  # a shared machine
 @given(rates, bases, excess, st.fractions(-1, 1, max_denominator=100), policies)
 def test_rate_adjustment_is_bounded_per_step_and_follows_its_forces(
     old: int, base: int, e: Fraction, previous: Fraction, policy: CemPolicy

@@ -5,7 +5,6 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from pipelines.cli import mlflow_ui_command
 from pipelines.params import (
     EvaluateParams,
     IngestParams,
@@ -16,6 +15,7 @@ from pipelines.params import (
 )
 from pipelines.schedule import EVALUATE_CRON, PREDICT_CRON, TRAIN_CRON, deployments
 from serving.cli import app
+from serving.cli.pipeline import mlflow_ui_command
 from serving.settings import Settings
 
 

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.config import OrchestrationConfig, TrackingConfig, check_tracking_store
+from pipelines.config import TrackingConfig, check_tracking_store
 from pipelines.errors import StoreUnavailableError
 from serving.settings import Settings
 
@@ -33,10 +33,10 @@ def test_a_sqlite_store_under_a_file_cannot_be_created(tmp_path: Path) -> None:
 
 def test_defaults_keep_every_store_under_home(tmp_path: Path) -> None:
     settings = Settings(home=tmp_path)
-    tracking = TrackingConfig.from_settings(settings)
+    tracking = settings.tracking_config()
     assert tracking.tracking_uri == f"sqlite:///{tmp_path.resolve() / 'mlflow.db'}"
     assert tracking.artifact_root == (tmp_path.resolve() / "mlartifacts").as_uri()
-    env = OrchestrationConfig.from_settings(settings).environment()
+    env = settings.orchestration_config().environment()
     assert env == {"PREFECT_HOME": str(tmp_path.resolve() / "prefect")}
 
 
@@ -46,6 +46,6 @@ def test_prefect_moves_to_postgresql_through_its_async_driver(tmp_path: Path) ->
         prefect_database_url="postgresql+psycopg://db:5432/prefect",
         prefect_api_url="http://prefect:4200/api",
     )
-    env = OrchestrationConfig.from_settings(settings).environment()
+    env = settings.orchestration_config().environment()
     assert env["PREFECT_SERVER_DATABASE_CONNECTION_URL"] == "postgresql+asyncpg://db:5432/prefect"
     assert env["PREFECT_API_URL"] == "http://prefect:4200/api"

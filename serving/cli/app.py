@@ -18,13 +18,7 @@ import typer
 from typer.core import TyperGroup
 
 from benchmarks import cli as bench_cli
-from data import cli as data_cli
-from market import agents_cli
-from market import cli as market_cli
-from models import cli as models_cli
-from pipelines import cli as pipelines_cli
-from pipelines import replay_cli
-from serving import commands as serving_commands
+from serving.cli import agents, data, exchange, forecast, pipeline, replay, serve
 from serving.helptext import readable_options
 
 #: Exit code of every user error, as click uses for a bad option.
@@ -149,17 +143,13 @@ def _options(
 
 
 for _register in (
-    data_cli.register,
-    market_cli.register,
-    agents_cli.register,
-    models_cli.register,
-    pipelines_cli.register,
-    replay_cli.register,
-    serving_commands.register,
+    data.register,
+    exchange.register,
+    agents.register,
+    forecast.register,
+    pipeline.register,
+    replay.register,
+    serve.register,
     bench_cli.register,
 ):
     _register(app)
-
-
-if __name__ == "__main__":
-    app()

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, cast
 
 import typer
 
-from pipelines.registration import DEFAULT_TIER
+from data.columns import DEFAULT_TIER
 
 if TYPE_CHECKING:
     from pipelines.flows import TrainOutcome
@@ -26,12 +26,11 @@ if TYPE_CHECKING:
 
 
 def _settings() -> Settings:
-    from pipelines.config import OrchestrationConfig
     from serving.settings import get_settings
 
     settings = get_settings()
     # Prefect reads its home and server from the environment: set them before it loads.
-    OrchestrationConfig.from_settings(settings).apply()
+    settings.orchestration_config().apply()
     return settings
 
 
@@ -340,12 +339,12 @@ def register(app: typer.Typer) -> None:
         Needs a Prefect server: `creditx prefect-ui` (or CREDITX_PREFECT_API_URL), whose UI
         shows the deployments and their runs and can start one now.
         """
-        from pipelines.config import LOCAL_PREFECT_URL, OrchestrationConfig
+        from pipelines.config import LOCAL_PREFECT_URL
         from pipelines.errors import StoreUnavailableError
         from serving.settings import get_settings
 
         settings = get_settings()
-        local = OrchestrationConfig.from_settings(settings).apply()
+        local = settings.orchestration_config().apply()
         if local is None and settings.prefect_api_url is None:
             raise StoreUnavailableError(
                 "Prefect",
@@ -370,7 +369,7 @@ def register(app: typer.Typer) -> None:
 
         Its state lives under CREDITX_HOME; Ctrl-C or SIGTERM stops it and its workers.
         """
-        from pipelines.config import LOCAL_PREFECT_HOST, LOCAL_PREFECT_PORT, OrchestrationConfig
+        from pipelines.config import LOCAL_PREFECT_HOST, LOCAL_PREFECT_PORT
         from pipelines.errors import StoreUnavailableError
         from pipelines.servers import port_in_use, run_ui_server
         from serving.settings import get_settings
@@ -381,7 +380,7 @@ def register(app: typer.Typer) -> None:
             raise StoreUnavailableError(
                 "Prefect", base, "the port is in use; is it running already?"
             )
-        config = OrchestrationConfig.from_settings(settings)
+        config = settings.orchestration_config()
         config.prefect_home.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, **config.server_environment()}
         env.pop("PREFECT_API_URL", None)

@@ -140,7 +140,7 @@ def register(app: typer.Typer) -> None:
         try:
             with _progress() as factory:
                 outcome = run_demo(
-                    settings,
+                    settings.workspace(),
                     instances=instances,
                     days=days,
                     seed=seed,
