@@ -75,6 +75,8 @@ class CrashTally:
     restart_seconds: list[float] = field(default_factory=list)
     server_cpu_seconds: float = 0.0
     problems: list[str] = field(default_factory=list)
+    # each acknowledged write found missing, counted once however many checks see it
+    missing_writes: set[str] = field(default_factory=set)
 
     @property
     def clean(self) -> bool:
@@ -298,21 +300,25 @@ def _check(engine: sa.Engine, acks: _Acks, tally: CrashTally) -> None:
             sa.select(api_idempotency.c.status_code, api_idempotency.c.body)
         ).all()
     with acks.lock:
-        missing = [
-            f"order {o} acknowledged {s}, stored {stored.get(o)}"
+        missing = {
+            f"order {o}": f"acknowledged {s} (filled {filled}), stored {stored.get(o)}"
             for o, (s, filled) in acks.orders.items()
             if o not in stored or stored[o][1] < filled or (s in _TERMINAL and stored[o][0] != s)
-        ]
-        missing += [f"trade {t} is gone" for t in acks.trades - trades]
-        missing += [
-            f"cancel of {o} is gone" for o in acks.cancels if stored.get(o, ("",))[0] != "cancelled"
-        ]
-        missing += [f"auction {a} is gone" for a in acks.auctions - auctions]
+        }
+        missing |= {f"trade {t}": "is gone" for t in acks.trades - trades}
+        missing |= {
+            f"cancel of {o}": f"acknowledged, stored {stored.get(o)}"
+            for o in acks.cancels
+            if stored.get(o, ("",))[0] != "cancelled"
+        }
+        missing |= {f"auction {a}": "is gone" for a in acks.auctions - auctions}
         tally.acknowledged = (
             len(acks.orders) + len(acks.trades) + len(acks.cancels) + len(acks.auctions)
         )
-    tally.acknowledged_missing += len(missing)
-    tally.problems += missing
+    new = missing.keys() - tally.missing_writes
+    tally.missing_writes |= new
+    tally.acknowledged_missing = len(tally.missing_writes)
+    tally.problems += [f"after kill {tally.kills}: {w} {missing[w]}" for w in sorted(new)]
     # every order was placed under a key whose record commits with it: an order no
     # record names, or one named twice, was placed twice
     named: list[str] = []
