@@ -8,7 +8,6 @@ under the settings' working directory (``CREDITX_HOME``).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -78,21 +77,19 @@ def run_demo(
         If the replay fails, a conservation check included.
     """
     from data.columns import DEFAULT_TIER
-    from data.synthetic import generate_fleet
     from pipelines.params import (
         IngestParams,
         PredictParams,
+        ReplayParams,
         SyntheticFleet,
         TrackingParams,
         TrainParams,
     )
     from pipelines.registration import register_instances
-    from pipelines.replay import load_scenario, replay
-    from pipelines.report import write_report
     from pipelines.snapshot import read_snapshot
 
     workspace.orchestration.apply()
-    from pipelines.flows import ingest_flow, predict_flow, train_flow
+    from pipelines.flows import ingest_flow, predict_flow, replay_flow, train_flow
 
     home = workspace.home
     tracking = TrackingParams(
@@ -124,14 +121,15 @@ def run_demo(
         )
     )
     say(f"forecasts for the API: {predictions}")
-    frame = generate_fleet(instances, days, seed=seed, attributes=False)
-    run = replay(frame, load_scenario(), progress=progress)
-    out_dir = home / "replay"
-    out_dir.mkdir(parents=True, exist_ok=True)
-    document = run.document(source=f"a synthetic fleet (seed {seed})")
-    replay_json = out_dir / "replay.json"
-    replay_json.write_text(json.dumps(document, indent=1))
-    report = write_report(document, out_dir / "report.html")
+    replayed = progress("replay of every policy", 1) if progress is not None else None
+    outcome_of_replay = replay_flow(
+        ReplayParams(synthetic=fleet, out_dir=home / "replay", tracking=tracking)
+    )
+    if replayed is not None:
+        replayed(1)
+    document = outcome_of_replay.document
+    replay_json, report = outcome_of_replay.replay_json, outcome_of_replay.report
+    say(f"replay logged to MLflow (experiment {tracking.experiment}-replay)")
     summary = {
         name: {k: v for k, v in figures.items() if not isinstance(v, dict)}
         for name, figures in document["policies"].items()

@@ -1,4 +1,4 @@
-"""The flows: ingest, train, promote, predict and evaluate.
+"""The flows: ingest, train, promote, predict, evaluate and replay.
 
 Each flow takes one typed parameters model and only orchestrates its tasks
 (:mod:`pipelines.tasks`). A run that could not do everything ends in a state that
@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 from prefect import flow, get_run_logger, unmapped
@@ -30,6 +30,7 @@ from pipelines.params import (
     IngestParams,
     PredictParams,
     PromoteParams,
+    ReplayParams,
     TrainParams,
 )
 from pipelines.scoring import backtest_window
@@ -54,6 +55,9 @@ from pipelines.tasks import (
     write_predictions,
 )
 from pipelines.tracking import TAG_CONFIG, TAG_SNAPSHOT, TAG_WINDOW
+
+if TYPE_CHECKING:
+    from pipelines.replay_tasks import ReplayOutcome
 
 quiet_user_errors()
 
@@ -289,6 +293,39 @@ def evaluate_flow(params: EvaluateParams) -> dict[str, float]:
     log_evaluation(params.tracking, experiment_id, version, snapshot.digest, window.key, metrics)
     logger.info("champion v%s on %s: MASE %.4f", version, window.key, metrics["mase"])
     return metrics
+
+
+@flow(name="replay")
+def replay_flow(params: ReplayParams) -> ReplayOutcome:
+    """Replay the policies on a trace; write the figures and report; log them as a run.
+
+    The MLflow run starts before the replay and ends after it, so its duration is the
+    replay's; a replay that fails leaves the run *failed* with the reason.
+    """
+    from pipelines.replay_tasks import (
+        ReplayOutcome,
+        fail_replay_run,
+        log_replay,
+        open_replay_run,
+        replay_policies,
+        replay_trace,
+        write_replay,
+    )
+
+    logger = get_run_logger()
+    run_id = open_replay_run(params)
+    try:
+        trace = replay_trace(params)
+        run = replay_policies(trace, params)
+        replay_json, report, document = write_replay(run, trace, params.out_dir)
+    except Exception as exc:
+        fail_replay_run(params.tracking, run_id, f"{type(exc).__name__}: {exc}")
+        raise
+    log_replay(params.tracking, run_id, document, (replay_json, report))
+    closed = document["targets"].get("market_value_gap_closed")
+    shown = "n/a" if closed is None else f"{100 * closed:.1f} %"
+    logger.info("replayed %s; market closes %s of the value gap", trace.source, shown)
+    return ReplayOutcome(replay_json, report, run_id, document)
 
 
 def task_runner(

@@ -200,3 +200,37 @@ class EvaluateParams(_Params):
     snapshots_dir: Path = Path(".creditx/snapshots")
     backtest_days: int = Field(default=7, ge=1)
     alias: str = "champion"
+
+
+class ReplayParams(_Params):
+    """Parameters of the ``replay`` flow: a trace, a scenario and the policies to compare.
+
+    Parameters
+    ----------
+    source
+        A telemetry file in a schema ``data`` reads; validated and put on the replay's
+        5-minute grid as ``creditx replay`` does.
+    synthetic
+        A synthetic fleet instead of ``source``; exactly one of the two is given.
+    scenario
+        A scenario TOML, or the name of a shipped one; the standard scenario without.
+    policies
+        The policies to replay; every policy when empty.
+    out_dir
+        Where ``replay.json`` and ``report.html`` land.
+    tracking
+        The MLflow store: the run lands in the fleet's replay experiment.
+    """
+
+    source: Path | None = None
+    synthetic: SyntheticFleet | None = None
+    scenario: str | None = None
+    policies: tuple[str, ...] = ()
+    out_dir: Path = Path(".creditx/replay")
+    tracking: TrackingParams
+
+    @model_validator(mode="after")
+    def _one_source(self) -> ReplayParams:
+        if (self.source is None) == (self.synthetic is None):
+            raise ValueError("give exactly one of source or synthetic")
+        return self

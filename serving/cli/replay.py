@@ -61,6 +61,49 @@ def _print_table(document: dict[str, Any]) -> None:
         typer.echo(f"{key.replace('_', ' ')}: {shown}")
 
 
+def _tracked_replay(
+    data: Path, scenario: Path | None, policies: str, json_out: Path, fleet: str
+) -> None:
+    """``creditx replay --track``: the replay flow, its run in the fleet's replay experiment."""
+    from pipelines.errors import PipelineError
+    from pipelines.replay import ReplayError
+    from serving.settings import get_settings
+
+    settings = get_settings()
+    settings.orchestration_config().apply()
+    from data.errors import TelemetryError
+    from pipelines.flows import replay_flow
+    from pipelines.params import ReplayParams, TrackingParams
+    from pipelines.replay_tasks import experiment_name
+
+    tracking = TrackingParams(
+        tracking_uri=settings.tracking_uri,
+        artifact_root=settings.artifact_root,
+        model_name=settings.model_name,
+        fleet=fleet,
+    )
+    chosen = tuple(p.strip() for p in policies.split(",") if p.strip())
+    try:
+        outcome = replay_flow(
+            ReplayParams(
+                source=data,
+                scenario=None if scenario is None else str(scenario),
+                policies=chosen,
+                out_dir=json_out.parent,
+                tracking=tracking,
+            )
+        )
+    except (ReplayError, TelemetryError, PipelineError) as exc:
+        raise _fail(exc) from exc
+    for note in outcome.document.get("notes", []):
+        typer.echo(f"note: {note}", err=True)
+    if outcome.replay_json != json_out:
+        json_out.write_text(outcome.replay_json.read_text())
+    _print_table(outcome.document)
+    typer.echo(f"figures written to {json_out}; report {outcome.report}")
+    typer.echo(f"MLflow run {outcome.run_id} in experiment {experiment_name(tracking)}")
+
+
 def register(app: typer.Typer) -> None:
     """Add the replay, report and demo commands to the root ``creditx`` app."""
 
@@ -70,11 +113,18 @@ def register(app: typer.Typer) -> None:
         scenario: Path | None = typer.Option(None, help="scenario TOML; the standard one without"),
         json_out: Path = typer.Option(_DEFAULT_JSON, "--json", help="where the figures go"),
         policies: str = typer.Option("", help="comma-separated policies; every policy without"),
+        track: bool = typer.Option(
+            False, "--track", help="run it as the replay flow and log it as an MLflow run"
+        ),
+        fleet: str = typer.Option("default", help="the fleet whose MLflow experiment it joins"),
     ) -> None:
         """Replay every policy on a trace and write the figures per policy as JSON."""
         from data.sources import check_source
 
         check_source(data)  # a bad file fails in a second, before the libraries load
+        if track:
+            _tracked_replay(data, scenario, policies, json_out, fleet)
+            return
         from data.errors import TelemetryError
         from data.loaders import read_telemetry
         from data.resample import to_steps
