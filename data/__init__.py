@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from data.errors import TelemetryError
+    from data.forecasts import quantile_column
     from data.frame import (
         ID_COL,
         MAX_COL,
@@ -19,7 +20,6 @@ if TYPE_CHECKING:
         TIME_COL,
         VCPUS_COL,
         coerce_frame,
-        quantile_column,
         validate_frame,
     )
     from data.loaders import load_telemetry, read_telemetry
@@ -67,7 +67,7 @@ _HOMES = {
     "TIME_COL": "data.frame",
     "VCPUS_COL": "data.frame",
     "coerce_frame": "data.frame",
-    "quantile_column": "data.frame",
+    "quantile_column": "data.forecasts",
     "validate_frame": "data.frame",
     "load_telemetry": "data.loaders",
     "read_telemetry": "data.loaders",

@@ -16,8 +16,7 @@ vcpus      int64 (optional)        the instance's vCPU count
 :func:`validate_frame` checks a frame against this table; :func:`coerce_frame`
 converts a frame with the right columns to these dtypes.
 
-Forecasts come back with ``unique_id`` and ``ds`` plus one column per model alias
-and quantile columns named ``q50``, ``q90`` and so on.
+Forecasts follow their own contract, :mod:`data.forecasts`.
 """
 
 from __future__ import annotations
@@ -35,17 +34,6 @@ from data.columns import (
     VCPUS_COL,
 )
 from data.errors import FrameContractError, MissingColumnError, TelemetryParseError
-
-
-def quantile_column(level: float) -> str:
-    """Return the forecast column name of a quantile level, e.g. ``0.9 -> "q90"``.
-
-    Levels that are not whole percentages keep their digits: ``0.975 -> "q97.5"``.
-    """
-    if not 0.0 < level < 1.0:
-        raise ValueError(f"quantile level must lie strictly between 0 and 1, got {level!r}")
-    pct = round(level * 100, 6)
-    return f"q{int(pct)}" if pct == int(pct) else f"q{pct:g}"
 
 
 def epoch_nanoseconds(ds: pd.Series) -> np.ndarray:

@@ -165,41 +165,65 @@ def validate_telemetry(
         if column not in frame.columns:
             raise MissingColumnError(source, column, [str(c) for c in frame.columns])
     upstream = dict(rejected or {})
-
-    if isinstance(frame[ID_COL].dtype, pd.CategoricalDtype):
-        # Unused categories get zero rows and are left out of the report below.
-        codes = frame[ID_COL].cat.codes.to_numpy()
-        names = pd.Index(frame[ID_COL].cat.categories.astype(str))
-    else:
-        raw_codes, uniques = pd.factorize(frame[ID_COL], sort=True)
-        codes = raw_codes
-        names = pd.Index(pd.Index(uniques).astype(str))
-    n = len(names)
+    codes, names = _instance_codes(frame)
     if len(frame) == 0:
         raise InstancesRejectedError(source, _upstream_report(sorted(upstream), upstream))
     ds = epoch_nanoseconds(frame[TIME_COL])
-    y = frame[TARGET_COL].to_numpy(dtype=np.float64)
-    y_max = frame[MAX_COL].to_numpy(dtype=np.float64) if MAX_COL in frame.columns else None
-
     # Out of order is judged in input order, within each instance.
     order = None if _non_decreasing(codes) else np.argsort(codes, kind="stable")
     step = _interval(interval, codes, ds, order)
-    scan = _Scan(n, policy, step, {names.get_loc(u) for u in upstream if u in names})
+    position = {name: i for i, name in enumerate(names)} if upstream else {}
+    known = {position[u] for u in upstream if u in position}
+    scan = _Scan(len(names), policy, step, known)
+    rows = _scan_in_blocks(scan, frame, codes, ds, order)
+    repaired = scan.assemble(frame, order)  # before the report: it counts what it fills
+    report = _report(scan, policy, names, rows, upstream)
+    if len(repaired) == 0:
+        raise InstancesRejectedError(source, report)
+    return ValidationResult(
+        frame=repaired,
+        report=report,
+        interval=pd.Timedelta(step),
+        source=source,
+        rejected=tuple(report.loc[report["status"] == "rejected", ID_COL].astype(str)),
+    )
+
+
+def _instance_codes(frame: pd.DataFrame) -> tuple[np.ndarray, pd.Index]:
+    """Return each row's instance code and the instances' names, sorted."""
+    if isinstance(frame[ID_COL].dtype, pd.CategoricalDtype):
+        # Unused categories get zero rows and are left out of the report.
+        codes = frame[ID_COL].cat.codes.to_numpy()
+        return codes, pd.Index(frame[ID_COL].cat.categories.astype(str))
+    raw_codes, uniques = pd.factorize(frame[ID_COL], sort=True)
+    return raw_codes, pd.Index(pd.Index(uniques).astype(str))
+
+
+def _scan_in_blocks(
+    scan: _Scan, frame: pd.DataFrame, codes: np.ndarray, ds: np.ndarray, order: np.ndarray | None
+) -> np.ndarray:
+    """Scan whole instances, about 250,000 rows a block; return each instance's rows."""
+    n = scan.reject.shape[0]
+    y = frame[TARGET_COL].to_numpy(dtype=np.float64)
+    y_max = frame[MAX_COL].to_numpy(dtype=np.float64) if MAX_COL in frame.columns else None
     rows = np.bincount(codes, minlength=n).astype(np.int64)
     bounds = np.r_[0, np.cumsum(rows)]
     first_code = 0
     while first_code < n:
-        # Blocks of whole instances, about 250,000 rows each, keep temporaries small.
         last_code = int(np.searchsorted(bounds, bounds[first_code] + _BLOCK_ROWS, side="right"))
         last_code = min(max(last_code - 1, first_code + 1), n)
         a, b = int(bounds[first_code]), int(bounds[last_code])
         positions = order[a:b] if order is not None else np.arange(a, b)
         scan.block(first_code, last_code, positions, codes, ds, y, y_max, order is None)
         first_code = last_code
+    return rows
 
-    # The scan decided the rejections; these are the reasons, from the same counts.
-    reject = scan.reject
-    problems: list[list[str]] = [[] for _ in range(n)]
+
+def _problems(
+    scan: _Scan, policy: ValidationPolicy, names: pd.Index, upstream: Mapping[str, str]
+) -> list[list[str]]:
+    """Return why each instance was rejected: the scan decided, these are its reasons."""
+    problems: list[list[str]] = [[] for _ in range(len(names))]
     for name, counts, label in (
         ("duplicates", scan.duplicates, "duplicate timestamps"),
         ("out_of_range", scan.out_of_range, "values outside 0-100"),
@@ -219,32 +243,45 @@ def validate_telemetry(
     for index, name in enumerate(names):
         if name in upstream:
             problems[index].append(upstream[name])
-    repaired = scan.assemble(frame, order)
-    filled = scan.filled
-    duplicates, out_of_range, nan = scan.duplicates, scan.out_of_range, scan.nan
-    out_of_order, irregular, gaps, longest = (
+    return problems
+
+
+def _report(
+    scan: _Scan,
+    policy: ValidationPolicy,
+    names: pd.Index,
+    rows: np.ndarray,
+    upstream: Mapping[str, str],
+) -> pd.DataFrame:
+    """Return one row per instance (:data:`REPORT_COLUMNS`), upstream rejections included."""
+    problems = _problems(scan, policy, names, upstream)
+    actions = _actions(
+        len(names),
+        scan.duplicates,
+        scan.out_of_range,
+        scan.nan,
         scan.out_of_order,
         scan.irregular,
-        scan.gaps,
-        scan.longest,
+        scan.filled,
+        policy,
     )
-
-    actions = _actions(n, duplicates, out_of_range, nan, out_of_order, irregular, filled, policy)
-    for i in np.flatnonzero(reject):
+    for i in np.flatnonzero(scan.reject):
         actions[i] = []
-    status = np.where(reject, "rejected", np.where([bool(a) for a in actions], "repaired", "ok"))
+    status = np.where(
+        scan.reject, "rejected", np.where([bool(a) for a in actions], "repaired", "ok")
+    )
     report = pd.DataFrame(
         {
-            ID_COL: pd.array(names, dtype="str"),
+            ID_COL: pd.array(names.to_numpy(), dtype="str"),
             "rows": rows,
-            "duplicates": duplicates,
-            "out_of_range": out_of_range,
-            "nan": nan,
-            "out_of_order": out_of_order,
-            "irregular": irregular,
-            "gaps": gaps,
-            "longest_gap": longest,
-            "filled": filled,
+            "duplicates": scan.duplicates,
+            "out_of_range": scan.out_of_range,
+            "nan": scan.nan,
+            "out_of_order": scan.out_of_order,
+            "irregular": scan.irregular,
+            "gaps": scan.gaps,
+            "longest_gap": scan.longest,
+            "filled": scan.filled,
             "status": pd.array(status, dtype="str"),
             "problems": pd.array(["; ".join(p) for p in problems], dtype="str"),
             "actions": pd.array(["; ".join(a) for a in actions], dtype="str"),
@@ -255,16 +292,7 @@ def validate_telemetry(
     upstream_only = sorted(set(upstream) - set(names))
     if upstream_only:
         report = pd.concat([report, _upstream_report(upstream_only, upstream)], ignore_index=True)
-    rejected_ids = tuple(report.loc[report["status"] == "rejected", ID_COL].astype(str))
-    if len(repaired) == 0:
-        raise InstancesRejectedError(source, report)
-    return ValidationResult(
-        frame=repaired,
-        report=report,
-        interval=pd.Timedelta(step),
-        source=source,
-        rejected=rejected_ids,
-    )
+    return report
 
 
 def _upstream_report(ids: list[str], upstream: Mapping[str, str]) -> pd.DataFrame:

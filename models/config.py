@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from data.forecasts import QUANTILES
+
 #: Every candidate model name the orchestrator knows, simplest first.
 CANDIDATES: tuple[str, ...] = ("naive", "seasonal_naive", "ets", "linear", "lightgbm")
 #: The candidates used unless a configuration names others: Holt-Winters ETS is left
@@ -54,7 +56,7 @@ class ForecastConfig(BaseModel):
     shrinkage: float = Field(default=24.0, ge=0.0)
     selection_shrinkage: float = Field(default=24.0, ge=0.0)
     quantile_sources: int = Field(default=2, ge=1)
-    quantiles: tuple[float, ...] = (0.1, 0.5, 0.9)
+    quantiles: tuple[float, ...] = QUANTILES
     seed: int = 0
     n_jobs: int = Field(default=1, ge=1)
 

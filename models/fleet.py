@@ -18,7 +18,7 @@ from typing import Self
 import numpy as np
 import pandas as pd
 
-from data.frame import quantile_column
+from data.forecasts import quantile_column
 from models.base import (
     HORIZON_EDGES,
     SEASON,

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from data.frame import quantile_column
+from data.forecasts import quantile_column
 from models.base import SEASON
 from models.errors import InvalidInputError
 from models.fleet import to_panel

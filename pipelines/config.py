@@ -25,7 +25,7 @@ from models.errors import ForecastError
 from pipelines.errors import PipelineError, StoreUnavailableError
 
 if TYPE_CHECKING:
-    from mlflow import MlflowClient
+    pass
 
 
 # A store that does not answer within this many seconds is reported unreachable.
@@ -48,34 +48,6 @@ _PREFECT_DEFAULTS = {
     "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "180",
     "MLFLOW_LOGGING_LEVEL": "WARNING",
 }
-
-
-class TrackingConfig(BaseModel):
-    """Where MLflow tracks runs and registers the fleet model."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    tracking_uri: str
-    artifact_root: str
-    model_name: str
-    registry_uri: str | None = None
-
-    def client(self) -> MlflowClient:
-        """Return an MLflow client on this store, after checking it can be reached.
-
-        Raises
-        ------
-        StoreUnavailableError
-            If the store does not answer.
-        """
-        import mlflow
-        from mlflow import MlflowClient
-
-        check_tracking_store(self.tracking_uri)
-        # The fluent API (log_model, start_run) reads the process-wide URI.
-        mlflow.set_tracking_uri(self.tracking_uri)
-        mlflow.set_registry_uri(self.registry_uri or self.tracking_uri)
-        return MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.registry_uri)
 
 
 class OrchestrationConfig(BaseModel):

@@ -14,8 +14,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
 if TYPE_CHECKING:
-    from pipelines.config import OrchestrationConfig, TrackingConfig
+    from pipelines.config import OrchestrationConfig
     from pipelines.flows import TrainOutcome
+    from pipelines.params import TrackingParams
     from pipelines.replay.run import ProgressFactory
 
 FLEET = "demo"
@@ -26,7 +27,7 @@ class Workspace:
     """Every store the demo writes: MLflow, Prefect, the ledger and the served forecasts."""
 
     home: Path
-    tracking: TrackingConfig
+    tracking: TrackingParams
     orchestration: OrchestrationConfig
     ledger_url: str
     tiers_config: Path | None
@@ -82,7 +83,6 @@ def run_demo(
         PredictParams,
         ReplayParams,
         SyntheticFleet,
-        TrackingParams,
         TrainParams,
     )
     from pipelines.registration import register_instances
@@ -92,12 +92,7 @@ def run_demo(
     from pipelines.flows import ingest_flow, predict_flow, replay_flow, train_flow
 
     home = workspace.home
-    tracking = TrackingParams(
-        tracking_uri=workspace.tracking.tracking_uri,
-        artifact_root=workspace.tracking.artifact_root,
-        model_name=workspace.tracking.model_name,
-        fleet=FLEET,
-    )
+    tracking = workspace.tracking
     fleet = SyntheticFleet(instances=instances, days=days, seed=seed)
     snapshot = ingest_flow(IngestParams(synthetic=fleet, home=home))
     say(f"ingested {instances} instances x {days:g} days: {snapshot.path}")

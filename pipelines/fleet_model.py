@@ -25,9 +25,9 @@ from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 from mlflow.pyfunc import PythonModel
 from mlflow.types.schema import Array, ColSpec, Schema
 
-from data.frame import ID_COL, TIME_COL, quantile_column
+from data.forecasts import HORIZONS, QUANTILES, quantile_column
+from data.frame import ID_COL, TIME_COL
 from models import FleetForecaster
-from pipelines.params import HORIZONS, QUANTILES
 
 #: Longest horizon the model serves, in hours (four weeks).
 MAX_HORIZON_HOURS = 4 * 168

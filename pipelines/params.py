@@ -7,16 +7,15 @@ before any work starts and show in the Prefect UI as one typed form.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from models.config import DEFAULT_CANDIDATES
 
-#: Forecast horizons served to the market, in hours ahead: next hour, day and week.
-HORIZONS: dict[str, int] = {"hour": 1, "day": 24, "week": 168}
-#: Quantile levels every forecast carries.
-QUANTILES: tuple[float, ...] = (0.1, 0.5, 0.9)
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+
 #: Forecasters a training run chooses from per instance and horizon: the baselines,
 #: the global ridge and the global LightGBM, the set ``creditx bench forecast`` scores.
 #: Calibration window of a training run's forecasters, in hours: one week of rolling
@@ -81,11 +80,31 @@ class TrackingParams(_Params):
     artifact_root: str
     model_name: str = "creditx-fleet-forecaster"
     fleet: str = Field(default="default", pattern=r"^[A-Za-z0-9_.-]+$")
+    registry_uri: str | None = None
 
     @property
     def experiment(self) -> str:
         """Return the MLflow experiment of this fleet."""
         return f"creditx-{self.fleet}"
+
+    def client(self) -> MlflowClient:
+        """Return an MLflow client on this store, after checking it can be reached.
+
+        Raises
+        ------
+        StoreUnavailableError
+            If the store does not answer.
+        """
+        import mlflow
+        from mlflow import MlflowClient
+
+        from pipelines.config import check_tracking_store
+
+        check_tracking_store(self.tracking_uri)
+        # The fluent API (log_model, start_run) reads the process-wide URI.
+        mlflow.set_tracking_uri(self.tracking_uri)
+        mlflow.set_registry_uri(self.registry_uri or self.tracking_uri)
+        return MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.registry_uri)
 
 
 class TrainParams(_Params):

@@ -23,9 +23,9 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from data.forecasts import HORIZONS
 from data.frame import ID_COL, TARGET_COL, TIME_COL
 from pipelines.errors import InvalidParametersError
-from pipelines.params import HORIZONS
 from pipelines.snapshot import Snapshot
 
 _HOUR = pd.Timedelta(hours=1)

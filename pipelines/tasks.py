@@ -23,7 +23,8 @@ import sqlalchemy as sa
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from data.frame import ID_COL, quantile_column
+from data.forecasts import HORIZONS, QUANTILES, quantile_column
+from data.frame import ID_COL
 from models import FleetForecaster, ForecastConfig, ForecastError
 from pipelines.errors import (
     BrokenModelError,
@@ -32,13 +33,7 @@ from pipelines.errors import (
     StoreUnavailableError,
 )
 from pipelines.fleet_model import FleetModel, input_example
-from pipelines.params import (
-    CALIBRATION_HOURS,
-    HORIZONS,
-    QUANTILES,
-    IngestParams,
-    TrackingParams,
-)
+from pipelines.params import CALIBRATION_HOURS, IngestParams, TrackingParams
 from pipelines.scoring import (
     BASELINE_METRICS,
     METRICS,
@@ -167,13 +162,7 @@ def open_experiment(tracking: TrackingParams) -> str:
 
 
 def _client(tracking: TrackingParams) -> Any:
-    from pipelines.config import TrackingConfig
-
-    return TrackingConfig(
-        tracking_uri=tracking.tracking_uri,
-        artifact_root=tracking.artifact_root,
-        model_name=tracking.model_name,
-    ).client()
+    return tracking.client()
 
 
 def config_hash(document: dict[str, Any]) -> str:

@@ -23,9 +23,10 @@ matplotlib.use("Agg")  # files only: flows run without a display
 import matplotlib.pyplot as plt
 import pandas as pd
 
+from data.forecasts import HORIZONS
 from data.frame import ID_COL, TARGET_COL, TIME_COL
 from pipelines.errors import ModelNotFoundError
-from pipelines.params import HORIZONS, TrackingParams
+from pipelines.params import TrackingParams
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient

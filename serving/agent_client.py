@@ -22,8 +22,8 @@ from typing import Any, Protocol
 
 import httpx
 
+from data.forecasts import HORIZONS, MEDIAN_COL, UPPER_COL
 from market.agents.agent import (
-    HORIZONS,
     Agent,
     AgentDecision,
     AgentState,
@@ -244,7 +244,7 @@ class HttpAgent:
             points = document["points"]
             horizons[horizon] = HorizonForecast(
                 tuple(float(p["yhat"]) for p in points),
-                {q: tuple(float(p[q]) for p in points) for q in ("q50", "q90")},
+                {q: tuple(float(p[q]) for p in points) for q in (MEDIAN_COL, UPPER_COL)},
             )
             generated = datetime.fromisoformat(document["generated_at"])
             version = str(document["model_version"])

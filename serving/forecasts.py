@@ -26,15 +26,16 @@ from typing import Any, Protocol
 import numpy as np
 import pandas as pd
 
+from data.forecasts import HORIZONS, MEDIAN_COL, UPPER_COL
+from data.forecasts import QUANTILE_COLUMNS as ALL_QUANTILES
 from models.user import DailyProfile, ExplicitForecast, WeeklyProfile
 
 logger = logging.getLogger(__name__)
 
 #: Hours ahead of each horizon the service serves.
-HORIZONS: Mapping[str, int] = {"hour": 1, "day": 24, "week": 168}
-QUANTILE_COLUMNS = ("q50", "q90")
+QUANTILE_COLUMNS = (MEDIAN_COL, UPPER_COL)
 #: Served where the predictions carry it (every version trained since they do).
-OPTIONAL_QUANTILE_COLUMNS = ("q10",)
+OPTIONAL_QUANTILE_COLUMNS = tuple(c for c in ALL_QUANTILES if c not in QUANTILE_COLUMNS)
 
 UserForecast = DailyProfile | WeeklyProfile | ExplicitForecast
 

@@ -15,8 +15,9 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 if TYPE_CHECKING:
-    from pipelines.config import OrchestrationConfig, TrackingConfig
+    from pipelines.config import OrchestrationConfig
     from pipelines.demo import Workspace
+    from pipelines.params import TrackingParams
 
 
 class Settings(BaseSettings):
@@ -80,14 +81,15 @@ class Settings(BaseSettings):
 
     # The layers below take explicit parameters; these compose them from the settings.
 
-    def tracking_config(self) -> TrackingConfig:
-        """Return where MLflow tracks runs and registers the fleet model."""
-        from pipelines.config import TrackingConfig
+    def tracking(self, fleet: str = "default") -> TrackingParams:
+        """Return where MLflow tracks the fleet's runs and registers its model."""
+        from pipelines.params import TrackingParams
 
-        return TrackingConfig(
+        return TrackingParams(
             tracking_uri=self.tracking_uri,
             artifact_root=self.artifact_root,
             model_name=self.model_name,
+            fleet=fleet,
         )
 
     def orchestration_config(self) -> OrchestrationConfig:
@@ -102,11 +104,11 @@ class Settings(BaseSettings):
 
     def workspace(self) -> Workspace:
         """Return every store the pipelines and the exchange write, for the demo."""
-        from pipelines.demo import Workspace
+        from pipelines.demo import FLEET, Workspace
 
         return Workspace(
             home=self.home,
-            tracking=self.tracking_config(),
+            tracking=self.tracking(fleet=FLEET),
             orchestration=self.orchestration_config(),
             ledger_url=self.ledger_url,
             tiers_config=self.tiers_config,

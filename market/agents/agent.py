@@ -58,6 +58,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+from data.forecasts import HORIZONS, UPPER_COL
 from market.agents.valuation import (
     NEED_SHARE,
     Valuation,
@@ -82,7 +83,6 @@ if TYPE_CHECKING:
     from market.venue.handling import Venue
 
 BPS = 10_000
-HORIZONS: Mapping[str, int] = {"hour": 1, "day": 24, "week": 168}
 _MILLI_PER_VCPU_PERCENT_HOUR = 600  # one vCPU at 1 % for 60 minutes is 0.6 credits
 _QUANTILE_COLUMN = re.compile(r"q\d+(\.\d+)?")
 
@@ -270,7 +270,7 @@ class OwnerPolicy:
     """
 
     throttle_cost: int = 100
-    risk_quantile: str = "q90"
+    risk_quantile: str = UPPER_COL
     safety_margin: int = 1_000
     safety_margin_bps: int = 1_000
     max_bid: int | None = None

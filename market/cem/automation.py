@@ -50,6 +50,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from data.forecasts import UPPER_COL
 from market.clock import to_micros
 from market.decisions import (
     DecisionLog,
@@ -411,7 +412,7 @@ def tier_states(
     ledger: Ledger,
     forecasts: Mapping[str, InstanceForecast | None],
     *,
-    column: str = "q90",
+    column: str = UPPER_COL,
     hours: int = 24,
 ) -> list[TierState]:
     """Return every tier's state: its pool from the ledger, demand from the forecasts.

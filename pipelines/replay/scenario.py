@@ -17,12 +17,13 @@ from typing import Any
 
 import numpy as np
 
+from data.forecasts import MEDIAN_COL, UPPER_COL
 from pipelines.replay.errors import ScenarioError
 
 _PATH = Path(__file__).resolve().parent / "standard_scenario.toml"
 _SECTIONS = {"fleet", "tiers", "market", "forecast", "cem", "owners"}
 _SCENARIOS = Path(__file__).resolve().parent / "scenarios"
-_QUANTILES = ("q50", "q90")
+_QUANTILES = (MEDIAN_COL, UPPER_COL)
 _CANDIDATES = ("naive", "seasonal_naive", "lightgbm")
 
 
@@ -151,7 +152,7 @@ class Scenario:
     fee_bps: int = 20
     starting_funds: int = 1_000_000
     throttle_cost: int = 100
-    risk_quantile: str = "q90"
+    risk_quantile: str = UPPER_COL
     retrain_every_hours: int = 24
     horizon_hours: int = 24
     candidates: tuple[str, ...] = ("naive", "seasonal_naive")

@@ -21,7 +21,7 @@ from data.columns import DEFAULT_TIER
 
 if TYPE_CHECKING:
     from pipelines.flows import TrainOutcome
-    from pipelines.params import IngestParams, TrackingParams
+    from pipelines.params import IngestParams
     from serving.settings import Settings
 
 
@@ -32,17 +32,6 @@ def _settings() -> Settings:
     # Prefect reads its home and server from the environment: set them before it loads.
     settings.orchestration_config().apply()
     return settings
-
-
-def _tracking(settings: Settings, fleet: str) -> TrackingParams:
-    from pipelines.params import TrackingParams
-
-    return TrackingParams(
-        tracking_uri=settings.tracking_uri,
-        artifact_root=settings.artifact_root,
-        model_name=settings.model_name,
-        fleet=fleet,
-    )
 
 
 def _ingest(
@@ -239,7 +228,7 @@ def register(app: typer.Typer) -> None:
         try:
             params = TrainParams(
                 snapshot=path,
-                tracking=_tracking(settings, fleet),
+                tracking=settings.tracking(fleet),
                 candidates=DEFAULT_CANDIDATES if candidates is None else _names(candidates),
                 shard_size=shard_size,
                 promote=promote,
@@ -276,9 +265,7 @@ def register(app: typer.Typer) -> None:
         try:
             with _working("scoring the candidate against the champion"):
                 decision = promote_flow(
-                    PromoteParams(
-                        tracking=_tracking(settings, fleet), version=version, margin=margin
-                    )
+                    PromoteParams(tracking=settings.tracking(fleet), version=version, margin=margin)
                 )
         except PipelineError as exc:
             raise _fail(exc) from exc
@@ -294,7 +281,7 @@ def register(app: typer.Typer) -> None:
         from pipelines.params import PredictParams
 
         params = PredictParams(
-            tracking=_tracking(settings, fleet),
+            tracking=settings.tracking(fleet),
             output_dir=settings.predictions_dir,
             snapshots_dir=settings.home / "snapshots",
         )
@@ -315,7 +302,7 @@ def register(app: typer.Typer) -> None:
         from pipelines.params import EvaluateParams
 
         params = EvaluateParams(
-            tracking=_tracking(settings, fleet), snapshots_dir=settings.home / "snapshots"
+            tracking=settings.tracking(fleet), snapshots_dir=settings.home / "snapshots"
         )
         try:
             with _working("scoring the champion"):
@@ -356,7 +343,7 @@ def register(app: typer.Typer) -> None:
         typer.echo(f"serving the {fleet} fleet's flows on {local or settings.prefect_api_url}")
         serve(
             *deployments(
-                _tracking(settings, fleet),
+                settings.tracking(fleet),
                 _ingest(settings, source, instances, days, seed),
                 settings.home,
                 settings.predictions_dir,
@@ -415,7 +402,7 @@ def register(app: typer.Typer) -> None:
         base = f"http://{host}:{port}"
         if port_in_use(host, port):
             raise StoreUnavailableError("MLflow", base, "the port is in use; choose --port")
-        experiment = _tracking(settings, fleet).experiment
+        experiment = settings.tracking(fleet).experiment
         typer.echo(f"starting the MLflow UI at {base} ...")
         code = run_ui_server(
             "MLflow",

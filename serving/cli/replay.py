@@ -73,15 +73,10 @@ def _tracked_replay(
     settings.orchestration_config().apply()
     from data.errors import TelemetryError
     from pipelines.flows import replay_flow
-    from pipelines.params import ReplayParams, TrackingParams
+    from pipelines.params import ReplayParams
     from pipelines.replay_tasks import experiment_name
 
-    tracking = TrackingParams(
-        tracking_uri=settings.tracking_uri,
-        artifact_root=settings.artifact_root,
-        model_name=settings.model_name,
-        fleet=fleet,
-    )
+    tracking = settings.tracking(fleet)
     chosen = tuple(p.strip() for p in policies.split(",") if p.strip())
     try:
         outcome = replay_flow(

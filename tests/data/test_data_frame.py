@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 
 from data.errors import FrameContractError, MissingColumnError, TelemetryParseError
-from data.frame import coerce_frame, quantile_column, validate_frame
+from data.forecasts import quantile_column
+from data.frame import coerce_frame, validate_frame
 
 
 def _raw() -> pd.DataFrame:

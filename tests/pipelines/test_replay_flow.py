@@ -57,7 +57,8 @@ def test_replay_flow_writes_the_figures_and_logs_one_finished_run(
     assert outcome.report.read_text().lstrip().lower().startswith("<!doctype html")
     client = MlflowClient(tracking.tracking_uri)
     experiment = client.get_experiment_by_name(experiment_name(tracking))
-    assert experiment is not None and experiment.name == "creditx-replayed-replay"
+    assert experiment is not None
+    assert experiment.name == "creditx-replayed-replay"
     run = client.get_run(outcome.run_id)
     assert run.info.status == "FINISHED"
     assert run.info.experiment_id == experiment.experiment_id

@@ -5,8 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.config import TrackingConfig, check_tracking_store
+from pipelines.config import check_tracking_store
 from pipelines.errors import StoreUnavailableError
+from pipelines.params import TrackingParams
 from serving.settings import Settings
 
 
@@ -24,7 +25,7 @@ def test_a_sqlite_store_under_a_file_cannot_be_created(tmp_path: Path) -> None:
     blocker = tmp_path / "not-a-directory"
     blocker.write_text("")
     with pytest.raises(StoreUnavailableError, match="cannot be reached"):
-        TrackingConfig(
+        TrackingParams(
             tracking_uri=f"sqlite:///{blocker / 'mlflow.db'}",
             artifact_root=tmp_path.as_uri(),
             model_name="m",
@@ -33,7 +34,7 @@ def test_a_sqlite_store_under_a_file_cannot_be_created(tmp_path: Path) -> None:
 
 def test_defaults_keep_every_store_under_home(tmp_path: Path) -> None:
     settings = Settings(home=tmp_path)
-    tracking = settings.tracking_config()
+    tracking = settings.tracking()
     assert tracking.tracking_uri == f"sqlite:///{tmp_path.resolve() / 'mlflow.db'}"
     assert tracking.artifact_root == (tmp_path.resolve() / "mlartifacts").as_uri()
     env = settings.orchestration_config().environment()

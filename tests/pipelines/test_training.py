@@ -6,9 +6,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from data.forecasts import HORIZONS, QUANTILES
 from data.frame import ID_COL, TIME_COL
 from models import FleetForecaster, ForecastConfig
-from pipelines.params import DEFAULT_CANDIDATES, HORIZONS, QUANTILES, TrainParams
+from pipelines.params import DEFAULT_CANDIDATES, TrainParams
 from pipelines.scoring import BacktestWindow, score_horizons
 from pipelines.tasks import train_shard
 
