@@ -21,7 +21,7 @@ import math
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 
-from market.cem.tiers import TierManager
+from market.cem.tiers import Instance, Tier, TierManager
 from market.errors import InvalidParameter
 from market.ledger import (
     CeilingExceeded,
@@ -82,6 +82,29 @@ def plan_interval(
     return demand - throttled, 0, from_pool, 0, throttled, 0
 
 
+def _check_interval(seconds: int, cpu_utilisation: float) -> None:
+    """Refuse an interval length or a utilisation outside its domain."""
+    if isinstance(seconds, bool) or not isinstance(seconds, int):
+        raise InvalidParameter("seconds", seconds, "must be an int")
+    if not 0 < seconds <= _MAX_SECONDS:
+        raise InvalidParameter("seconds", seconds, f"must lie in 1..{_MAX_SECONDS}")
+    if (
+        isinstance(cpu_utilisation, bool)
+        or not isinstance(cpu_utilisation, int | float)
+        or not math.isfinite(cpu_utilisation)
+        or not 0 <= cpu_utilisation <= 100
+    ):
+        raise InvalidParameter(
+            "cpu_utilisation", cpu_utilisation, "must be a finite percentage in 0..100"
+        )
+
+
+def _demand(vcpus: int, cpu_utilisation: float, seconds: int) -> int:
+    """Return the milli-credits an interval used, rounded half up from the exact decimal."""
+    exact = Decimal(vcpus) * Decimal(repr(cpu_utilisation)) * seconds / 6
+    return int(exact.quantize(Decimal(1), ROUND_HALF_UP))
+
+
 class BurstableAccountant:
     """Books each instance's credit earnings and spending, interval by interval."""
 
@@ -122,84 +145,76 @@ class BurstableAccountant:
         """
         instance = self.tiers.instance(instance_id)
         tier = self.tiers.tier(instance.tier)
-        if isinstance(seconds, bool) or not isinstance(seconds, int):
-            raise InvalidParameter("seconds", seconds, "must be an int")
-        if not 0 < seconds <= _MAX_SECONDS:
-            raise InvalidParameter("seconds", seconds, f"must lie in 1..{_MAX_SECONDS}")
-        if (
-            isinstance(cpu_utilisation, bool)
-            or not isinstance(cpu_utilisation, int | float)
-            or not math.isfinite(cpu_utilisation)
-            or not 0 <= cpu_utilisation <= 100
-        ):
-            raise InvalidParameter(
-                "cpu_utilisation", cpu_utilisation, "must be a finite percentage in 0..100"
-            )
+        _check_interval(seconds, cpu_utilisation)
         earned = instance.vcpus * tier.baseline_bps * seconds // 600
-        demand = int(
-            (Decimal(instance.vcpus) * Decimal(repr(cpu_utilisation)) * seconds / 6).quantize(
-                Decimal(1), ROUND_HALF_UP
-            )
-        )
-        account = instance_credits(instance.id)
-        pool = pool_account(tier.name)
+        demand = _demand(instance.vcpus, cpu_utilisation, seconds)
         # A concurrent trade or pool change may move a balance between the read and the post.
         for _ in range(20):
-            balance = self.ledger.balance(account)
-            state = self.tiers.pool(self.ledger, tier.name)
-            spent, to_pool, from_pool, forfeited, throttled, after = plan_interval(
-                balance=balance,
-                earned=earned,
-                demand=demand,
-                cap=tier.balance_cap(instance.vcpus),
-                pool_available=state.available,
-                pool_headroom=state.headroom,
-                pool_draw=instance.pool_draw,
-            )
-            minted = earned - forfeited
-            legs = [
-                Transfer(*pair, amount)
-                for pair, amount in (
-                    ((mint_account(tier.asset), account), minted),
-                    ((pool, account), from_pool),
-                    ((account, burn_account(tier.asset)), spent),
-                    ((account, pool), to_pool),
-                )
-                if amount > 0
-            ]
-            entry = None
-            if legs:
-                ceilings = {pool: state.capacity} if to_pool else {}
-                request = EntryRequest(
-                    tuple(legs),
-                    ACCRUAL,
-                    self.actor,
-                    idempotency_key,
-                    {
-                        "instance": instance.id,
-                        "tier": tier.name,
-                        "seconds": seconds,
-                        "earned": earned,
-                        "demand": demand,
-                        "throttled": throttled,
-                        "forfeited": forfeited,
-                    },
-                    ceilings,
-                )
-                try:
-                    entry = self.ledger.post(request)
-                except (InsufficientBalance, CeilingExceeded):
-                    continue
-            return IntervalOutcome(
-                instance.id,
-                earned,
-                demand,
-                spent,
-                to_pool,
-                from_pool,
-                forfeited,
-                throttled,
-                after,
-                entry,
-            )
+            outcome = self._book(instance, tier, earned, demand, seconds, idempotency_key)
+            if outcome is not None:
+                return outcome
         raise InvalidParameter("instance", instance_id, "its balance kept changing under load")
+
+    def _book(
+        self,
+        instance: Instance,
+        tier: Tier,
+        earned: int,
+        demand: int,
+        seconds: int,
+        idempotency_key: str | None,
+    ) -> IntervalOutcome | None:
+        """Plan the interval on the balances now and post it; ``None`` if they moved."""
+        account = instance_credits(instance.id)
+        state = self.tiers.pool(self.ledger, tier.name)
+        spent, to_pool, from_pool, forfeited, throttled, after = plan_interval(
+            balance=self.ledger.balance(account),
+            earned=earned,
+            demand=demand,
+            cap=tier.balance_cap(instance.vcpus),
+            pool_available=state.available,
+            pool_headroom=state.headroom,
+            pool_draw=instance.pool_draw,
+        )
+        pool = pool_account(tier.name)
+        legs = [
+            Transfer(*pair, amount)
+            for pair, amount in (
+                ((mint_account(tier.asset), account), earned - forfeited),
+                ((pool, account), from_pool),
+                ((account, burn_account(tier.asset)), spent),
+                ((account, pool), to_pool),
+            )
+            if amount > 0
+        ]
+        entry = None
+        if legs:
+            details: dict[str, str | int] = {
+                "instance": instance.id,
+                "tier": tier.name,
+                "seconds": seconds,
+                "earned": earned,
+                "demand": demand,
+                "throttled": throttled,
+                "forfeited": forfeited,
+            }
+            ceilings = {pool: state.capacity} if to_pool else {}
+            request = EntryRequest(
+                tuple(legs), ACCRUAL, self.actor, idempotency_key, details, ceilings
+            )
+            try:
+                entry = self.ledger.post(request)
+            except (InsufficientBalance, CeilingExceeded):
+                return None
+        return IntervalOutcome(
+            instance.id,
+            earned,
+            demand,
+            spent,
+            to_pool,
+            from_pool,
+            forfeited,
+            throttled,
+            after,
+            entry,
+        )

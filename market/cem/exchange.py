@@ -22,7 +22,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Literal, Protocol
 
-from market.cem.tiers import BPS, VALUE, TierManager, rate_to_micro
+from market.cem.tiers import BPS, VALUE, Tier, TierManager, rate_to_micro
 from market.errors import (
     CrossTierTrade,
     InsufficientCredits,
@@ -180,8 +180,7 @@ class CreditExchange:
         if source.name == destination.name:
             raise InvalidParameter("destination tier", destination_tier, "equals the source")
         self._require_admin(actor, "swap credits between tier pools")
-        value = amount * source.exchange_rate
-        amount_out, remainder = divmod(value, destination.exchange_rate)
+        amount_out = amount * source.exchange_rate // destination.exchange_rate
         if amount_out == 0:
             raise InvalidParameter(
                 "amount", amount, f"converts to less than one milli-credit of {destination.name}"
@@ -189,34 +188,10 @@ class CreditExchange:
         headroom = self.tiers.pool(self.ledger, destination.name).headroom
         if amount_out > headroom:
             raise InsufficientHeadroom(destination.name, headroom, amount_out)
-        legs = [
-            Transfer(pool_account(source.name), conversion_account(source.asset), amount),
-            Transfer(
-                conversion_account(destination.asset), pool_account(destination.name), amount_out
-            ),
-        ]
-        if remainder:
-            legs.append(Transfer(conversion_account(VALUE), rounding_account(VALUE), remainder))
-        metadata: dict[str, MetadataValue] = {
-            "source_tier": source.name,
-            "destination_tier": destination.name,
-            "amount_in": amount,
-            "amount_out": amount_out,
-            "source_rate": source.exchange_rate,
-            "destination_rate": destination.exchange_rate,
-            "remainder": remainder,
-        }
         # The capacity is a ceiling in the same transaction, so concurrent swaps cannot
         # overfill the destination between the check above and the post.
         capacity = self.tiers.pool_capacity(destination.name)
-        request = EntryRequest(
-            tuple(legs),
-            SWAP,
-            actor,
-            idempotency_key,
-            metadata,
-            ceilings={pool_account(destination.name): capacity},
-        )
+        request = _swap_request(source, destination, amount, actor, idempotency_key, capacity)
         try:
             entry = self.ledger.post(request)
         except InsufficientBalance as exc:
@@ -385,6 +360,39 @@ class CreditExchange:
 
 def _int(entry: Entry, key: str) -> int:
     return int(entry.metadata[key])
+
+
+def _swap_request(
+    source: Tier,
+    destination: Tier,
+    amount: int,
+    actor: str,
+    idempotency_key: str | None,
+    capacity: int,
+) -> EntryRequest:
+    """Return the entry of a swap: out of one pool at its rate, into the other at its own.
+
+    What the conversion cannot express in whole milli-credits of the destination stays
+    as value in the rounding account.
+    """
+    amount_out, remainder = divmod(amount * source.exchange_rate, destination.exchange_rate)
+    legs = [
+        Transfer(pool_account(source.name), conversion_account(source.asset), amount),
+        Transfer(conversion_account(destination.asset), pool_account(destination.name), amount_out),
+    ]
+    if remainder:
+        legs.append(Transfer(conversion_account(VALUE), rounding_account(VALUE), remainder))
+    metadata: dict[str, MetadataValue] = {
+        "source_tier": source.name,
+        "destination_tier": destination.name,
+        "amount_in": amount,
+        "amount_out": amount_out,
+        "source_rate": source.exchange_rate,
+        "destination_rate": destination.exchange_rate,
+        "remainder": remainder,
+    }
+    ceilings = {pool_account(destination.name): capacity}
+    return EntryRequest(tuple(legs), SWAP, actor, idempotency_key, metadata, ceilings=ceilings)
 
 
 def _swap(entry: Entry) -> Swap:
