@@ -78,15 +78,10 @@ def replay_trace(params: ReplayParams) -> ReplayTrace:
         fleet = params.synthetic
         frame = generate_fleet(fleet.instances, fleet.days, seed=fleet.seed, attributes=False)
         return ReplayTrace(frame, [], f"a synthetic fleet (seed {fleet.seed})")
-    from data.loaders import read_telemetry
-    from data.resample import to_steps
+    from pipelines.replay.trace import read_trace
 
     assert params.source is not None
-    validated = read_telemetry(params.source)
-    frame, notes = to_steps(validated.frame, "5min")
-    rejected = int((validated.report["status"] == "rejected").sum())
-    if rejected:
-        notes.insert(0, f"left out {rejected} instance(s) that validation rejected")
+    frame, notes = read_trace(params.source)
     return ReplayTrace(frame, notes, str(params.source))
 
 

@@ -99,119 +99,115 @@ def _tracked_replay(
     typer.echo(f"MLflow run {outcome.run_id} in experiment {experiment_name(tracking)}")
 
 
+def replay_command(
+    data: Path = typer.Option(..., help="telemetry file in a schema `data` reads"),
+    scenario: Path | None = typer.Option(None, help="scenario TOML; the standard one without"),
+    json_out: Path = typer.Option(_DEFAULT_JSON, "--json", help="where the figures go"),
+    policies: str = typer.Option("", help="comma-separated policies; every policy without"),
+    track: bool = typer.Option(
+        False, "--track", help="run it as the replay flow and log it as an MLflow run"
+    ),
+    fleet: str = typer.Option("default", help="the fleet whose MLflow experiment it joins"),
+) -> None:
+    """Replay every policy on a trace and write the figures per policy as JSON."""
+    from data.sources import check_source
+
+    check_source(data)  # a bad file fails in a second, before the libraries load
+    if track:
+        _tracked_replay(data, scenario, policies, json_out, fleet)
+        return
+    from data.errors import TelemetryError
+    from pipelines.replay import POLICIES, ReplayError, load_scenario, replay
+    from pipelines.replay.trace import read_trace
+
+    chosen = tuple(p.strip() for p in policies.split(",") if p.strip()) or POLICIES
+    try:
+        spec = load_scenario(scenario)
+        frame, notes = read_trace(data)
+        for note in notes:
+            typer.echo(f"note: {note}", err=True)
+        with _progress() as factory:
+            run = replay(frame, spec, chosen, progress=factory)
+    except (ReplayError, TelemetryError) as exc:
+        raise _fail(exc) from exc
+    document = run.document(source=str(data))
+    document["notes"] = notes
+    json_out.parent.mkdir(parents=True, exist_ok=True)
+    json_out.write_text(json.dumps(document, indent=1))
+    _print_table(document)
+    typer.echo(f"figures written to {json_out}")
+
+
+def report_command(
+    json_in: Path = typer.Option(_DEFAULT_JSON, "--json", help="a `creditx replay` document"),
+    out: Path = typer.Option(_DEFAULT_HTML, help="where the HTML page goes"),
+) -> None:
+    """Write the replay's HTML report and print its summary table."""
+    try:
+        document = json.loads(json_in.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        typer.secho(f"error: cannot read {json_in}: {reason}", err=True, fg="red")
+        raise typer.Exit(code=2) from exc
+    from pipelines.replay import ReportError
+    from pipelines.report import write_report
+
+    try:
+        write_report(document, out)
+    except ReportError as exc:
+        raise _fail(exc) from exc
+    _print_table(document)
+    typer.echo(f"report written to {out}")
+
+
+def demo_command(
+    instances: int = typer.Option(48, min=4, help="instances of the synthetic fleet"),
+    days: float = typer.Option(14.0, min=3.0, help="days of the synthetic fleet"),
+    seed: int = typer.Option(0, help="seed of the synthetic fleet"),
+) -> None:
+    """Run the whole product on a synthetic fleet: train, promote, replay, report."""
+    from pipelines.demo import run_demo
+    from pipelines.errors import PipelineError
+    from serving.settings import get_settings
+
+    settings = get_settings()
+    try:
+        with _progress() as factory:
+            outcome = run_demo(
+                settings.workspace(),
+                instances=instances,
+                days=days,
+                seed=seed,
+                say=typer.echo,
+                progress=factory,
+            )
+    except PipelineError as exc:
+        raise _fail(exc) from exc
+    document = json.loads(outcome.replay_json.read_text())
+    _print_table(document)
+    typer.echo("")
+    typer.echo(f"Report:     {outcome.report.resolve()}")
+    typer.echo(f"            open it in a browser: file://{outcome.report.resolve()}")
+    typer.echo(f"Figures:    {outcome.replay_json.resolve()}")
+    home = f"CREDITX_HOME={settings.home.resolve()} .venv/bin/creditx"
+    base = f"http://{settings.api_host}:{settings.api_port}"
+    instance = (
+        str(document["forecast_samples"][0]["instance"])
+        if document.get("forecast_samples")
+        else "vm-000000"
+    )
+    typer.echo(f"MLflow UI:  {home} mlflow-ui --fleet demo   (prints the runs' URL)")
+    typer.echo(f"Prefect UI: {home} prefect-ui   (flows then run there)")
+    typer.echo(f"API:        {home} serve   (then {base}/docs)")
+    typer.echo(f"            TOKEN=$({home} tokens issue --instance {instance})")
+    typer.echo(
+        f'            curl -H "Authorization: Bearer $TOKEN" '
+        f'"{base}/v1/instances/{instance}/forecast?horizon=day"'
+    )
+
+
 def register(app: typer.Typer) -> None:
     """Add the replay, report and demo commands to the root ``creditx`` app."""
-
-    @app.command("replay")
-    def replay_command(
-        data: Path = typer.Option(..., help="telemetry file in a schema `data` reads"),
-        scenario: Path | None = typer.Option(None, help="scenario TOML; the standard one without"),
-        json_out: Path = typer.Option(_DEFAULT_JSON, "--json", help="where the figures go"),
-        policies: str = typer.Option("", help="comma-separated policies; every policy without"),
-        track: bool = typer.Option(
-            False, "--track", help="run it as the replay flow and log it as an MLflow run"
-        ),
-        fleet: str = typer.Option("default", help="the fleet whose MLflow experiment it joins"),
-    ) -> None:
-        """Replay every policy on a trace and write the figures per policy as JSON."""
-        from data.sources import check_source
-
-        check_source(data)  # a bad file fails in a second, before the libraries load
-        if track:
-            _tracked_replay(data, scenario, policies, json_out, fleet)
-            return
-        from data.errors import TelemetryError
-        from data.loaders import read_telemetry
-        from data.resample import to_steps
-        from pipelines.replay import POLICIES, ReplayError, load_scenario, replay
-
-        chosen = tuple(p.strip() for p in policies.split(",") if p.strip()) or POLICIES
-        try:
-            spec = load_scenario(scenario)
-            # The same validation and repairs as `data validate`, then the replay's
-            # 5-minute grid from a whole hour.
-            validated = read_telemetry(data)
-            frame, notes = to_steps(validated.frame, "5min")
-            rejected = int((validated.report["status"] == "rejected").sum())
-            if rejected:
-                notes.insert(0, f"left out {rejected} instance(s) that validation rejected")
-            for note in notes:
-                typer.echo(f"note: {note}", err=True)
-            with _progress() as factory:
-                run = replay(frame, spec, chosen, progress=factory)
-        except (ReplayError, TelemetryError) as exc:
-            raise _fail(exc) from exc
-        document = run.document(source=str(data))
-        document["notes"] = notes
-        json_out.parent.mkdir(parents=True, exist_ok=True)
-        json_out.write_text(json.dumps(document, indent=1))
-        _print_table(document)
-        typer.echo(f"figures written to {json_out}")
-
-    @app.command("report")
-    def report_command(
-        json_in: Path = typer.Option(_DEFAULT_JSON, "--json", help="a `creditx replay` document"),
-        out: Path = typer.Option(_DEFAULT_HTML, help="where the HTML page goes"),
-    ) -> None:
-        """Write the replay's HTML report and print its summary table."""
-        try:
-            document = json.loads(json_in.read_text())
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
-            typer.secho(f"error: cannot read {json_in}: {reason}", err=True, fg="red")
-            raise typer.Exit(code=2) from exc
-        from pipelines.replay import ReportError
-        from pipelines.report import write_report
-
-        try:
-            write_report(document, out)
-        except ReportError as exc:
-            raise _fail(exc) from exc
-        _print_table(document)
-        typer.echo(f"report written to {out}")
-
-    @app.command("demo")
-    def demo_command(
-        instances: int = typer.Option(48, min=4, help="instances of the synthetic fleet"),
-        days: float = typer.Option(14.0, min=3.0, help="days of the synthetic fleet"),
-        seed: int = typer.Option(0, help="seed of the synthetic fleet"),
-    ) -> None:
-        """Run the whole product on a synthetic fleet: train, promote, replay, report."""
-        from pipelines.demo import run_demo
-        from pipelines.errors import PipelineError
-        from serving.settings import get_settings
-
-        settings = get_settings()
-        try:
-            with _progress() as factory:
-                outcome = run_demo(
-                    settings.workspace(),
-                    instances=instances,
-                    days=days,
-                    seed=seed,
-                    say=typer.echo,
-                    progress=factory,
-                )
-        except PipelineError as exc:
-            raise _fail(exc) from exc
-        document = json.loads(outcome.replay_json.read_text())
-        _print_table(document)
-        typer.echo("")
-        typer.echo(f"Report:     {outcome.report.resolve()}")
-        typer.echo(f"            open it in a browser: file://{outcome.report.resolve()}")
-        typer.echo(f"Figures:    {outcome.replay_json.resolve()}")
-        home = f"CREDITX_HOME={settings.home.resolve()} .venv/bin/creditx"
-        base = f"http://{settings.api_host}:{settings.api_port}"
-        instance = (
-            str(document["forecast_samples"][0]["instance"])
-            if document.get("forecast_samples")
-            else "vm-000000"
-        )
-        typer.echo(f"MLflow UI:  {home} mlflow-ui --fleet demo   (prints the runs' URL)")
-        typer.echo(f"Prefect UI: {home} prefect-ui   (flows then run there)")
-        typer.echo(f"API:        {home} serve   (then {base}/docs)")
-        typer.echo(f"            TOKEN=$({home} tokens issue --instance {instance})")
-        typer.echo(
-            f'            curl -H "Authorization: Bearer $TOKEN" '
-            f'"{base}/v1/instances/{instance}/forecast?horizon=day"'
-        )
+    app.command("replay")(replay_command)
+    app.command("report")(report_command)
+    app.command("demo")(demo_command)
