@@ -1,7 +1,7 @@
 """``creditx bench agents``: how fast the agents decide and the CEM automation steps.
 
 * pure agent decisions per second (a week of hourly forecasts with q50/q90 each);
-* one fleet decision: every agent of a fleet at once (:func:`~market.agents.agent.decide_fleet`,
+* one fleet decision: every agent of a fleet at once (:func:`~market.agents.decision.decide_fleet`,
   a day of hourly needs each), as the fleet replay decides each hour;
 * one fleet round in process: every agent of a fleet reads its state from the venue,
   decides, and its orders are cancelled and placed in one batch on an in-memory ledger;
@@ -24,19 +24,17 @@ import numpy as np
 import typer
 
 from benchmarks._report import Figure, report
-from market.agents.agent import (
+from market.agents.decision import (
     Agent,
     AgentState,
     FleetState,
-    HorizonForecast,
-    InstanceForecast,
     MarketView,
     OwnerPolicy,
-    VenueAgents,
     decide_fleet,
-    fleet_instances,
     need_from_percent,
 )
+from market.agents.forecast import HorizonForecast, InstanceForecast
+from market.agents.runner import VenueAgents, fleet_instances
 from market.cem.automation import CemAutomation, tier_states
 from market.cem.tiers import Host, Instance, TierManager, load_config
 from market.clock import ManualClock

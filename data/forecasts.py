@@ -20,13 +20,13 @@ here are the one definition the models, the pipelines, the agents and the API us
 
 from __future__ import annotations
 
-from types import MappingProxyType
+from collections.abc import Mapping
 
 HORIZON_COL = "horizon"
 POINT_COL = "yhat"
 SOURCE_COL = "source"
 
-HORIZONS = MappingProxyType({"hour": 1, "day": 24, "week": 168})
+HORIZONS: Mapping[str, int] = {"hour": 1, "day": 24, "week": 168}
 """Horizons served to the market, in hours ahead: next hour, day and week."""
 
 QUANTILES: tuple[float, ...] = (0.1, 0.5, 0.9)

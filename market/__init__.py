@@ -14,7 +14,8 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from market.agents.agent import Agent, OwnerPolicy, VenueAgents
+    from market.agents.decision import Agent, OwnerPolicy
+    from market.agents.runner import VenueAgents
     from market.cem.accounting import BurstableAccountant, IntervalOutcome
     from market.cem.automation import CemAutomation, CemPolicy
     from market.cem.exchange import CreditExchange, RateChange, Swap
@@ -67,9 +68,9 @@ __all__ = [
 _HOMES = {
     "BurstableAccountant": "market.cem.accounting",
     "IntervalOutcome": "market.cem.accounting",
-    "Agent": "market.agents.agent",
-    "OwnerPolicy": "market.agents.agent",
-    "VenueAgents": "market.agents.agent",
+    "Agent": "market.agents.decision",
+    "OwnerPolicy": "market.agents.decision",
+    "VenueAgents": "market.agents.runner",
     "AuctionMode": "market.venue.auction",
     "CallAuction": "market.venue.auction",
     "BookConfig": "market.venue.book",

@@ -8,7 +8,8 @@ under the settings' working directory (``CREDITX_HOME``).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
@@ -46,6 +47,15 @@ class DemoOutcome:
     replay_json: Path
     report: Path
     summary: dict[str, dict[str, object]]
+
+
+@contextmanager
+def _stage(progress: ProgressFactory | None, name: str) -> Iterator[None]:
+    """Show a long stage as a bar of one step: its elapsed time shows the flow at work."""
+    done = progress(name, 1) if progress is not None else None
+    yield
+    if done is not None:
+        done(1)
 
 
 def run_demo(
@@ -91,24 +101,21 @@ def run_demo(
     workspace.orchestration.apply()
     from pipelines.flows import ingest_flow, predict_flow, replay_flow, train_flow
 
-    home = workspace.home
     tracking = workspace.tracking
     fleet = SyntheticFleet(instances=instances, days=days, seed=seed)
-    snapshot = ingest_flow(IngestParams(synthetic=fleet, home=home))
+    snapshot = ingest_flow(IngestParams(synthetic=fleet, home=workspace.home))
     say(f"ingested {instances} instances x {days:g} days: {snapshot.path}")
     _, hourly = read_snapshot(snapshot.path)
     registration = register_instances(hourly, workspace.ledger_url, workspace.tiers_config)
     say(registration.summary(DEFAULT_TIER))
-    # A bar per long stage: its elapsed time shows the flow at work.
-    trained = progress("training and promotion", 1) if progress is not None else None
-    state = train_flow(TrainParams(snapshot=snapshot.path, tracking=tracking), return_state=True)
-    if trained is not None:
-        trained(1)
+    with _stage(progress, "training and promotion"):
+        state = train_flow(
+            TrainParams(snapshot=snapshot.path, tracking=tracking), return_state=True
+        )
     outcome = cast("TrainOutcome", state.result())
-    decision = outcome.decision
     say(f"trained version {outcome.record.version} (MASE {outcome.record.metrics['mase']:.3f})")
-    promoted = bool(decision is not None and decision.promote)
-    reason = decision.reason if decision is not None else "not gated"
+    promoted = bool(outcome.decision is not None and outcome.decision.promote)
+    reason = outcome.decision.reason if outcome.decision is not None else "not gated"
     say(f"promotion: {reason}")
     predictions = predict_flow(
         PredictParams(
@@ -116,18 +123,14 @@ def run_demo(
         )
     )
     say(f"forecasts for the API: {predictions}")
-    replayed = progress("replay of every policy", 1) if progress is not None else None
-    outcome_of_replay = replay_flow(
-        ReplayParams(synthetic=fleet, out_dir=home / "replay", tracking=tracking)
-    )
-    if replayed is not None:
-        replayed(1)
-    document = outcome_of_replay.document
-    replay_json, report = outcome_of_replay.replay_json, outcome_of_replay.report
+    with _stage(progress, "replay of every policy"):
+        replayed = replay_flow(
+            ReplayParams(synthetic=fleet, out_dir=workspace.home / "replay", tracking=tracking)
+        )
     say(f"replay logged to MLflow (experiment {tracking.experiment}-replay)")
     summary = {
         name: {k: v for k, v in figures.items() if not isinstance(v, dict)}
-        for name, figures in document["policies"].items()
+        for name, figures in replayed.document["policies"].items()
     }
     return DemoOutcome(
         snapshot=snapshot.path,
@@ -135,7 +138,7 @@ def run_demo(
         promoted=promoted,
         promotion_reason=reason,
         predictions=Path(predictions),
-        replay_json=replay_json,
-        report=report,
+        replay_json=replayed.replay_json,
+        report=replayed.report,
         summary=summary,
     )

@@ -1,7 +1,7 @@
 """The Virtual Instance Agent over the HTTP API: a real deployment's transport.
 
 :class:`HttpAgent` reads its instance's balances, open orders, forecasts and its
-tier's market through the API, lets :class:`~market.agents.agent.Agent` decide (the same code
+tier's market through the API, lets :class:`~market.agents.decision.Agent` decide (the same code
 the fleet replay runs in process), applies the intents, and reports the decision and
 every refusal to the instance's decision log (``POST /v1/instances/{id}/decisions``).
 
@@ -23,19 +23,16 @@ from typing import Any, Protocol
 import httpx
 
 from data.forecasts import HORIZONS, MEDIAN_COL, UPPER_COL
-from market.agents.agent import (
+from market.agents.decision import (
     Agent,
     AgentDecision,
     AgentState,
-    HorizonForecast,
-    InstanceForecast,
-    IntentResult,
     MarketView,
     OpenOrder,
     OwnerPolicy,
-    rejection_records,
-    skipped,
 )
+from market.agents.forecast import HorizonForecast, InstanceForecast
+from market.agents.runner import IntentResult, rejection_records, skipped
 from market.agents.valuation import pool_scarcity
 from market.cem.tiers import BPS
 from market.clock import system_clock

@@ -61,7 +61,7 @@ from market.decisions import (
 from market.errors import InvalidAgentInput, InvalidPolicy
 
 if TYPE_CHECKING:
-    from market.agents.agent import InstanceForecast
+    from market.agents.forecast import InstanceForecast
     from market.cem.exchange import CreditExchange, RateChange
     from market.cem.tiers import Pool, TierManager
     from market.ledger import Ledger
@@ -418,12 +418,12 @@ def tier_states(
     """Return every tier's state: its pool from the ledger, demand from the forecasts.
 
     ``tiers`` is the :class:`~market.cem.tiers.TierManager`; ``forecasts`` maps instance ids
-    to :class:`~market.agents.agent.InstanceForecast`. An instance that may draw on its pool
+    to :class:`~market.agents.forecast.InstanceForecast`. An instance that may draw on its pool
     adds its shortfall over the next ``hours`` at the ``column`` quantile; one without
     a usable forecast adds nothing and is counted in ``missing_forecasts``
     (:func:`fleet_tier_states` over the instances' arrays).
     """
-    from market.agents.agent import hourly_need
+    from market.agents.decision import hourly_need
     from market.ledger import instance_credits
 
     balances = ledger.balances("instance:")

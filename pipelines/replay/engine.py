@@ -19,7 +19,7 @@ each hour in its own :class:`~market.ledger.Ledger` (in-memory store) as one ent
 with the market (agents, hourly call auctions on :class:`~market.venue.handling.Venue`) and
 the CEM's swaps (:class:`~market.cem.exchange.CreditExchange`) acting on the same ledger
 at the start of each hour: every agent decides at once
-(:func:`market.agents.agent.decide_fleet` on the forecast table's arrays) and the hour's
+(:func:`market.agents.decision.decide_fleet` on the forecast table's arrays) and the hour's
 orders go to the auctions in one venue call. Conservation is checked every step
 (balances plus pools change exactly by what was earned less what was spent), every
 hour (the ledger's instance and pool balances equal the engine's) and at the end (the
@@ -44,14 +44,8 @@ from typing import Any
 
 import numpy as np
 
-from market.agents.agent import (
-    TRANCHES,
-    FleetState,
-    MarketView,
-    OwnerPolicy,
-    decide_fleet,
-    recent_prices_of,
-)
+from market.agents.decision import TRANCHES, FleetState, MarketView, OwnerPolicy, decide_fleet
+from market.agents.runner import recent_prices_of
 from market.agents.valuation import pool_scarcity
 from market.cem.automation import (
     CemAutomation,
@@ -758,9 +752,9 @@ def agent_fleet(
     funds: np.ndarray,
     pools: np.ndarray,
 ) -> FleetState:
-    """Return every agent's state for :func:`~market.agents.agent.decide_fleet`, from the arrays.
+    """Return every agent's state for :func:`~market.agents.decision.decide_fleet`, from the arrays.
 
-    What :class:`~market.agents.agent.VenueAgents` reads for each agent, for all at once: the
+    What :class:`~market.agents.runner.VenueAgents` reads for each agent, for all at once: the
     continuous books stay empty (every order waits for an hourly call auction, which
     finishes it), so no escrow comes back and the free balances are all there is. Each
     tier's scarcity is its pool's real level (:func:`~market.agents.valuation.pool_scarcity`),

@@ -16,7 +16,8 @@ from datetime import datetime, timedelta
 import numpy as np
 import pandas as pd
 
-from market.agents.agent import HorizonForecast, InstanceForecast, need_from_percent
+from market.agents.decision import need_from_percent
+from market.agents.forecast import HorizonForecast, InstanceForecast
 from pipelines.replay.fleet import STEPS_PER_HOUR, ReplayFleet
 from pipelines.replay.scenario import Scenario
 
@@ -69,7 +70,7 @@ class ForecastTable:
     def needs(self, hour: int, vcpus: np.ndarray) -> HourNeeds:
         """Return the milli-credits every instance needs each hour of the day ahead at ``hour``.
 
-        What :func:`~market.agents.agent.hourly_need` reads of the forecasts :meth:`at` returns,
+        What :func:`~market.agents.decision.hourly_need` reads of the forecasts :meth:`at` returns,
         for every instance at once, and which of them the agents and the CEM can use.
         """
         point = self.point[:, hour, :]

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 if TYPE_CHECKING:
-    from market.agents.agent import InstanceForecast
+    from market.agents.forecast import InstanceForecast
 
 URL = typer.Option(None, "--url", help="store URL; default from CREDITX_DATABASE_URL/HOME")
 PREDICTIONS = typer.Option(
@@ -42,7 +42,7 @@ def _settings() -> Any:
 def _forecasts(path: Path | None) -> dict[str, InstanceForecast]:
     import pandas as pd
 
-    from market.agents.agent import forecasts_from_frame
+    from market.agents.forecast import forecasts_from_frame
 
     source = path or _settings().predictions_dir / "forecasts.parquet"
     if not source.exists():
@@ -78,7 +78,7 @@ def _table(title: str, columns: list[str], rows: list[list[Any]]) -> None:
 
 
 def _policy(throttle_cost: int, risk: str, budget: int | None) -> Any:
-    from market.agents.agent import OwnerPolicy
+    from market.agents.decision import OwnerPolicy
     from market.errors import InvalidPolicy
 
     try:
@@ -140,7 +140,7 @@ def agents_run(
     """Let every instance's agent decide once and trade on the store's market."""
     if policies is not None and not policies.is_file():
         raise _fail(FileNotFoundError(f"no owner policies at {policies}"))
-    from market.agents.agent import VenueAgents, fleet_instances
+    from market.agents.runner import VenueAgents, fleet_instances
     from market.agents.valuation import pool_scarcity
     from market.clock import system_clock
     from market.decisions import SqlDecisionLog

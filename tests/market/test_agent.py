@@ -10,19 +10,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from market.agents.agent import (
+from market.agents.decision import (
     Agent,
     AgentState,
-    HorizonForecast,
-    InstanceForecast,
     MarketView,
     OpenOrder,
     OwnerPolicy,
     affordable_quantity,
     hourly_need,
-    quantile_level,
     spare_credits,
 )
+from market.agents.forecast import HorizonForecast, InstanceForecast, quantile_level
 from market.errors import InvalidAgentInput, InvalidPolicy
 from market.venue.orders import bid_escrow
 

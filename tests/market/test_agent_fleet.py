@@ -10,12 +10,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from market.agents.agent import (
+from market.agents.decision import (
     Agent,
     AgentState,
     FleetState,
-    HorizonForecast,
-    InstanceForecast,
     MarketView,
     OwnerPolicy,
     affordable_quantity,
@@ -24,6 +22,7 @@ from market.agents.agent import (
     decide_fleet,
     hourly_need,
 )
+from market.agents.forecast import HorizonForecast, InstanceForecast
 from market.agents.valuation import NEED_SHARE, bid_prices
 from market.errors import InvalidAgentInput
 

@@ -6,13 +6,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from market.agents.agent import (
-    HorizonForecast,
-    InstanceForecast,
-    OwnerPolicy,
-    VenueAgents,
-    hourly_need,
-)
+from market.agents.decision import OwnerPolicy, hourly_need
+from market.agents.forecast import HorizonForecast, InstanceForecast
+from market.agents.runner import VenueAgents
 from market.clock import ManualClock
 from market.decisions import DecisionQuery, MemoryDecisionLog, SqlDecisionLog
 from market.ledger import (

@@ -10,7 +10,8 @@ import pandas as pd
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from market.agents.agent import Agent, VenueAgents, decide_fleet
+from market.agents.decision import Agent, decide_fleet
+from market.agents.runner import VenueAgents
 from market.agents.valuation import pool_scarcity
 from market.cem.automation import tier_states
 from pipelines.replay import ReplayFleet, Scenario, prepare_fleet

@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from scipy.optimize import linprog
 
-from market.agents.agent import FleetState, MarketView, OwnerPolicy, decide_fleet
+from market.agents.decision import FleetState, MarketView, OwnerPolicy, decide_fleet
 from market.agents.valuation import BPS, NEED_SHARE, band_share, tail_share
 from market.cem.tiers import POOL_REVENUE_ACCOUNT
 from pipelines.replay import POLICIES, ScenarioError, load_scenario, prepare_fleet, run_policy

@@ -13,7 +13,7 @@ import pytest
 import uvicorn
 from serving_support import Api
 
-from market.agents.agent import OwnerPolicy
+from market.agents.decision import OwnerPolicy
 from market.cem.automation import CemAutomation, TierState, apply_decision
 from market.decisions import SqlDecisionLog
 from market.errors import TransportError

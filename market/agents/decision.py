@@ -39,18 +39,16 @@ decision says which rule applied and why.
 :func:`decide_fleet` is the same decision for many agents of one policy at once, over
 arrays (:class:`FleetState` in, :class:`FleetDecision` out); :meth:`Agent.decide` runs
 it on a fleet of one, so a fleet and a single agent decide alike.
-:class:`VenueAgents` runs the agents of a fleet in process over a
-:class:`~market.venue.handling.Venue` (the fleet replay); ``serving.agent_client`` runs one over
-the HTTP API.
+:class:`~market.agents.runner.VenueAgents` runs the agents of a fleet in process over
+a :class:`~market.venue.handling.Venue`; ``serving.agent_client`` runs one over the HTTP
+API; the replay runs :func:`decide_fleet` over its arrays.
 """
 
 from __future__ import annotations
 
 import functools
 import math
-import re
-from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from fractions import Fraction
@@ -59,6 +57,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from data.forecasts import HORIZONS, UPPER_COL
+from market.agents.forecast import InstanceForecast, quantile_level
 from market.agents.valuation import (
     NEED_SHARE,
     Valuation,
@@ -71,72 +70,23 @@ from market.agents.valuation import (
 )
 from market.clock import to_micros
 from market.decisions import (
-    DecisionLog,
     DecisionRecord,
     plain,
 )
-from market.errors import InvalidAgentInput, InvalidPolicy, MarketError
-from market.venue.orders import MILLI, Side, bid_escrow
+from market.errors import InvalidAgentInput, InvalidPolicy
+from market.venue.orders import MILLI, bid_escrow
 
 if TYPE_CHECKING:
-    from market.cem.tiers import TierManager
-    from market.venue.handling import Venue
+    pass
 
 BPS = 10_000
 _MILLI_PER_VCPU_PERCENT_HOUR = 600  # one vCPU at 1 % for 60 minutes is 0.6 credits
-_QUANTILE_COLUMN = re.compile(r"q\d+(\.\d+)?")
 
 IntentAction = Literal["place", "cancel"]
 SideName = Literal["buy", "sell"]
 
 
 # inputs
-
-
-def quantile_level(column: str) -> Fraction:
-    """Return the level of a quantile column name: ``"q90" -> 9/10``, ``"q97.5" -> 39/40``.
-
-    Raises
-    ------
-    InvalidAgentInput
-        For a name that is not ``q`` followed by a percentage strictly in ``(0, 100)``.
-    """
-    if not isinstance(column, str):
-        raise InvalidAgentInput("quantile column", column, "must read like 'q50' or 'q90'")
-    return _quantile_level(column)
-
-
-@functools.lru_cache(maxsize=256)
-def _quantile_level(column: str) -> Fraction:
-    # every decision reads the same few column names: parse each once
-    try:
-        level = Fraction(column[1:]) / 100 if column.startswith("q") else None
-    except ValueError:
-        level = None
-    if level is None or not 0 < level < 1:
-        raise InvalidAgentInput("quantile column", column, "must read like 'q50' or 'q90'")
-    return level
-
-
-@dataclass(frozen=True, slots=True)
-class HorizonForecast:
-    """One horizon's hourly demand forecast, in percent of the instance's vCPUs.
-
-    ``quantiles`` maps quantile columns (``"q50"``, ``"q90"``) to as many values as
-    ``point``.
-    """
-
-    point: tuple[float, ...]
-    quantiles: Mapping[str, tuple[float, ...]]
-
-
-@dataclass(frozen=True, slots=True)
-class InstanceForecast:
-    """An instance's forecasts for the next hour, day and week (any subset)."""
-
-    generated_at: datetime
-    horizons: Mapping[str, HorizonForecast]
-    model_version: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -988,250 +938,3 @@ class Agent:
         ]
         # cancels first: their escrow funds the new orders
         return cancels + places
-
-
-# running a fleet in process
-
-
-@dataclass(frozen=True, slots=True)
-class IntentResult:
-    """What the market did with one intent: the order id, or the error that refused it."""
-
-    intent: OrderIntent
-    order_id: str | None
-    error: str | None = None
-    error_type: str | None = None
-
-
-def recent_prices_of(venue: Venue, tier: str, n: int = 20) -> tuple[int, ...]:
-    """Return the prices of a tier's latest trades on ``venue``, newest first."""
-    return tuple(t.price for t in venue.market_data.last_trades(tier, n))
-
-
-def fleet_instances(tiers: TierManager) -> list[tuple[str, str, int, int, int]]:
-    """Return ``(instance_id, tier, vcpus, earn_rate, cap)`` of every instance of ``tiers``.
-
-    What :class:`VenueAgents` takes: each instance's hourly baseline earnings and
-    balance cap from its tier.
-    """
-    return [
-        (
-            i.id,
-            i.tier,
-            i.vcpus,
-            tiers.tier(i.tier).hourly_earnings(i.vcpus),
-            tiers.tier(i.tier).balance_cap(i.vcpus),
-        )
-        for i in tiers.instances()
-    ]
-
-
-class VenueAgents:
-    """The agents of a fleet, run in process over a venue (the fleet replay's transport).
-
-    Parameters
-    ----------
-    venue
-        The :class:`~market.venue.handling.Venue` whose books the agents trade in.
-    instances
-        ``(instance_id, tier, vcpus, earn_rate, cap)`` of every instance with an agent.
-    policies
-        One policy for every agent, or one per instance id (missing ones use defaults).
-    log
-        Where each decision and each refusal is recorded; ``None`` keeps none.
-    clock
-        The market's clock; nothing here reads another.
-    """
-
-    def __init__(
-        self,
-        venue: Venue,
-        instances: Iterable[tuple[str, str, int, int, int]],
-        policies: OwnerPolicy | Mapping[str, OwnerPolicy] | None,
-        log: DecisionLog | None,
-        clock: Callable[[], datetime],
-    ) -> None:
-        self.venue = venue
-        self.instances = {i[0]: i for i in instances}
-        self._policies = policies
-        self._agents: dict[str, Agent] = {}
-        self.log = log
-        self._clock = clock
-
-    def agent(self, instance_id: str) -> Agent:
-        """Return the agent of an instance."""
-        found = self._agents.get(instance_id)
-        if found is None:
-            policies = self._policies
-            if isinstance(policies, OwnerPolicy) or policies is None:
-                policy = policies
-            else:
-                policy = policies.get(instance_id)
-            found = self._agents[instance_id] = Agent(policy)
-        return found
-
-    def states(
-        self,
-        forecasts: Mapping[str, InstanceForecast | None],
-        scarcity: Mapping[str, Fraction] | None = None,
-    ) -> list[AgentState]:
-        """Read every agent's state from the venue's ledger and books in one pass.
-
-        ``scarcity`` gives each tier's (e.g. :func:`~market.agents.valuation.pool_scarcity`);
-        a tier not given is balanced (``1/2``).
-        """
-        from market.ledger import instance_credits, instance_funds
-
-        now = self._clock()
-        balances = self.venue.ledger.balances("instance:")
-        tiers = {i[1] for i in self.instances.values()}
-        open_by_owner: dict[str, list[OpenOrder]] = defaultdict(list)
-        views: dict[str, MarketView] = {}
-        for tier in tiers:
-            book = self.venue.book(tier)
-            for order in book.open_orders():
-                if order.owner in self.instances:
-                    open_by_owner[order.owner].append(
-                        OpenOrder(
-                            order.order_id,
-                            order.side.value,
-                            order.price,
-                            order.remaining,
-                            self.venue.escrow_left(order.order_id),
-                        )
-                    )
-            views[tier] = MarketView(
-                recent_prices=recent_prices_of(self.venue, tier),
-                scarcity=(scarcity or {}).get(tier, Fraction(1, 2)),
-                tick_size=book.config.tick_size,
-                fee_bps=book.config.fee_bps,
-            )
-        states = []
-        for instance_id, tier, vcpus, earn_rate, cap in self.instances.values():
-            states.append(
-                AgentState(
-                    instance_id=instance_id,
-                    tier=tier,
-                    vcpus=vcpus,
-                    now=now,
-                    credits=balances.get(instance_credits(instance_id), 0),
-                    funds=balances.get(instance_funds(instance_id), 0),
-                    earn_rate=earn_rate,
-                    cap=cap,
-                    forecast=forecasts.get(instance_id),
-                    market=views[tier],
-                    open_orders=tuple(open_by_owner.get(instance_id, ())),
-                )
-            )
-        return states
-
-    def step(
-        self,
-        forecasts: Mapping[str, InstanceForecast | None],
-        scarcity: Mapping[str, Fraction] | None = None,
-    ) -> tuple[list[AgentDecision], list[IntentResult]]:
-        """Let every agent decide, then cancel and place all their orders in one batch.
-
-        A refused intent changes nothing in the market; it is returned with its error
-        and recorded as a ``rejected`` decision.
-        """
-        from market.venue.handling import OrderRequest
-
-        decisions = [self.agent(s.instance_id).decide(s) for s in self.states(forecasts, scarcity)]
-        results: list[IntentResult] = []
-        places: list[OrderIntent] = []
-        for decision in decisions:
-            failed: set[str | None] = set()
-            for intent in decision.intents:
-                if intent.action == "place":
-                    if intent.side in failed:
-                        results.append(skipped(intent))
-                    else:
-                        places.append(intent)
-                    continue
-                assert intent.order_id is not None
-                try:
-                    self.venue.cancel(intent.order_id)
-                    results.append(IntentResult(intent, intent.order_id))
-                except MarketError as exc:
-                    failed.add(intent.side)
-                    results.append(IntentResult(intent, None, str(exc), type(exc).__name__))
-        requests = [
-            OrderRequest(i.instance_id, Side(str(i.side)), i.price, i.quantity) for i in places
-        ]
-        for intent, outcome in zip(places, self.venue.place_many(requests), strict=True):
-            if isinstance(outcome, MarketError):
-                results.append(IntentResult(intent, None, str(outcome), type(outcome).__name__))
-            else:
-                results.append(IntentResult(intent, outcome.order.order_id))
-        if self.log is not None:
-            self.log.record(
-                [d.record() for d in decisions] + rejection_records(results, self._clock())
-            )
-        return decisions, results
-
-
-def skipped(intent: OrderIntent) -> IntentResult:
-    """Return the result of a placement left out because its side's cancel failed.
-
-    The replacement was sized on the credits or funds the cancelled order would have
-    returned; with the order still in the market (or filled meanwhile), placing it
-    could offer credits the instance needs, so it waits for the next decision.
-    """
-    return IntentResult(
-        intent,
-        None,
-        f"not placed: the {intent.side} order it replaces could not be cancelled",
-        "CancelFailed",
-    )
-
-
-def rejection_records(results: Iterable[IntentResult], at: datetime) -> list[DecisionRecord]:
-    """Return a ``rejected`` decision record for every intent the market refused."""
-    return [
-        DecisionRecord(
-            "agent",
-            r.intent.instance_id,
-            at,
-            "rejected",
-            {
-                "action": r.intent.action,
-                "side": r.intent.side,
-                "price": r.intent.price,
-                "quantity": r.intent.quantity,
-                "order_id": r.intent.order_id,
-                "key": r.intent.key,
-                "error": r.error,
-                "error_type": r.error_type,
-            },
-        )
-        for r in results
-        if r.error is not None
-    ]
-
-
-def forecasts_from_frame(frame: Any) -> dict[str, InstanceForecast]:
-    """Return each instance's forecast from the ``predict`` flow's frame.
-
-    ``frame`` has ``unique_id, horizon, ds, yhat`` and quantile columns (``q50``,
-    ``q90``), with ``generated_at`` and ``model_version`` where known.
-    """
-    quantile_columns = [c for c in frame.columns if _QUANTILE_COLUMN.fullmatch(str(c))]
-    out: dict[str, InstanceForecast] = {}
-    ordered = frame.sort_values(["unique_id", "horizon", "ds"])
-    for unique_id, rows in ordered.groupby("unique_id", sort=True, observed=True):
-        horizons = {
-            str(name): HorizonForecast(
-                tuple(float(v) for v in part["yhat"]),
-                {q: tuple(float(v) for v in part[q]) for q in quantile_columns},
-            )
-            for name, part in rows.groupby("horizon", sort=True, observed=True)
-        }
-        generated = (
-            rows["generated_at"].iloc[0].to_pydatetime()
-            if "generated_at" in rows
-            else rows["ds"].iloc[0].to_pydatetime() - timedelta(hours=1)
-        )
-        version = str(rows["model_version"].iloc[0]) if "model_version" in rows else ""
-        out[str(unique_id)] = InstanceForecast(generated, horizons, version)
-    return out
