@@ -32,6 +32,7 @@ the exact optimum. The result says which (``method``). HiGHS solves it
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass, replace
 
 import numpy as np
 from scipy import sparse
@@ -45,6 +46,116 @@ EXACT_LIMIT = 400_000
 """Most served-above-baseline variables the exact (5-minute) programme may have."""
 
 
+@dataclass(frozen=True, slots=True)
+class _Periods:
+    """The fleet summed over periods of ``m`` steps: what the programme is built from."""
+
+    periods: int
+    tiers: int
+    tier_of: np.ndarray
+    excess: np.ndarray  # (n, periods) demand above baseline
+    base: np.ndarray  # (n, periods) baseline demand
+    base_floor: np.ndarray  # (n, periods) baseline promised (0 where the hosts bind)
+    rows: tuple[np.ndarray, np.ndarray]  # (instance, period) with demand above baseline
+    free: tuple[np.ndarray, np.ndarray]  # (instance, period) whose baseline is not promised
+    host: np.ndarray  # (tiers, periods) host capacity left for what is not promised
+    earned_into_stock: np.ndarray  # (tiers, periods) surplus and unpromised baselines
+    stock_max: np.ndarray
+    stock_start: np.ndarray
+    rates: np.ndarray
+
+    @property
+    def served(self) -> tuple[np.ndarray, np.ndarray]:
+        """Return ``(instance, period)`` of every served variable: above baseline, then free."""
+        return (
+            np.concatenate([self.rows[0], self.free[0]]),
+            np.concatenate([self.rows[1], self.free[1]]),
+        )
+
+    def tier_sum(self, per_instance: np.ndarray) -> np.ndarray:
+        """Return ``(tiers, periods)`` sums of an ``(n, periods)`` array."""
+        return np.stack([per_instance[self.tier_of == k].sum(axis=0) for k in range(self.tiers)])
+
+
+def _periods(fleet: ReplayFleet, scenario: Scenario, m: int) -> _Periods:
+    n, steps = fleet.demand.shape
+    periods = steps // m
+    steps = periods * m
+    tiers = len(fleet.tier_names)
+    demand = fleet.demand[:, :steps]
+    earned = fleet.earned[:, None]
+    baseline = np.minimum(demand, earned)
+    tier_of = fleet.tier_of
+    manager = fleet.tier_manager(scenario.fee_bps)
+    pool_capacity = np.array([manager.pool_capacity(t) for t in fleet.tier_names], np.int64)
+    # Where a tier's baselines alone ask more than its hosts in a step, no baseline is
+    # promised: those steps' baselines are served as the programme chooses.
+    tier_step = np.stack([baseline[tier_of == k].sum(axis=0) for k in range(tiers)])
+    binding = tier_step > fleet.capacity[:, None]
+    floor = np.where(binding[tier_of], 0, baseline)
+    excess = (demand - baseline).reshape(n, periods, m).sum(axis=2)
+    base = baseline.reshape(n, periods, m).sum(axis=2)
+    base_floor = floor.reshape(n, periods, m).sum(axis=2)
+    free_i, free_t = np.nonzero(base_floor < base)
+    free = (free_i, free_t)
+    rows_i, cols_t = np.nonzero(excess)
+    fixed = base.copy()
+    fixed[free] = 0
+    free_base = np.zeros((n, periods))
+    free_base[free] = base[free]
+    surplus = (earned - baseline).reshape(n, periods, m).sum(axis=2)
+    shape = _Periods(
+        periods=periods,
+        tiers=tiers,
+        tier_of=tier_of,
+        excess=excess,
+        base=base,
+        base_floor=base_floor,
+        rows=(rows_i, cols_t),
+        free=free,
+        host=np.zeros(0),
+        earned_into_stock=np.zeros(0),
+        stock_max=np.bincount(tier_of, weights=fleet.cap, minlength=tiers) + pool_capacity,
+        stock_start=np.bincount(tier_of, weights=fleet.start_balance, minlength=tiers),
+        rates=np.array([t.exchange_rate for t in fleet.tiers], dtype=np.float64),
+    )
+    return replace(
+        shape,
+        host=fleet.capacity[:, None] * m - shape.tier_sum(fixed),
+        earned_into_stock=shape.tier_sum(surplus) + shape.tier_sum(free_base),
+    )
+
+
+def _balances(p: _Periods, n_vars: int, offsets: tuple[int, int, int]) -> sparse.csr_matrix:
+    """Return the stock balance of every tier and period as rows of ``A_eq``."""
+    s0, f0, w0 = offsets
+    serve_i, serve_t = p.served
+    n_x, n_s = serve_i.size, p.tiers * p.periods
+    pairs = [(a, b) for a in range(p.tiers) for b in range(p.tiers) if a != b]
+    rows, cols, vals = [p.tier_of[serve_i] * p.periods + serve_t], [np.arange(n_x)], [np.ones(n_x)]
+    # stock[k, t] - stock[k, t - 1]
+    t_all = np.arange(n_s) % p.periods
+    later = t_all > 0
+    rows += [np.arange(n_s), np.arange(n_s)[later]]
+    cols += [s0 + np.arange(n_s), s0 + np.arange(n_s)[later] - 1]
+    vals += [np.ones(n_s), -np.ones(int(later.sum()))]
+    # moves between tiers at the exchange rates
+    t_range = np.arange(p.periods)
+    for i, (a, b) in enumerate(pairs):
+        moved = f0 + i * p.periods + t_range
+        rows += [a * p.periods + t_range, b * p.periods + t_range]
+        cols += [moved, moved]
+        vals += [np.ones(p.periods), np.full(p.periods, -p.rates[a] / p.rates[b])]
+    # thrown away
+    rows.append(np.arange(n_s))
+    cols.append(w0 + np.arange(n_s))
+    vals.append(np.ones(n_s))
+    return sparse.csr_matrix(
+        (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
+        shape=(n_s, n_vars),
+    )
+
+
 def optimum_lp(fleet: ReplayFleet, scenario: Scenario, steps_per_period: int) -> dict[str, object]:
     """Solve the programme with periods of ``steps_per_period`` steps.
 
@@ -56,105 +167,27 @@ def optimum_lp(fleet: ReplayFleet, scenario: Scenario, steps_per_period: int) ->
     ScenarioError
         If HiGHS finds no optimum (it always should: serving nothing is feasible).
     """
-    m = steps_per_period
-    n, steps = fleet.demand.shape
-    periods = steps // m
-    steps = periods * m
-    tiers = len(fleet.tier_names)
-    demand = fleet.demand[:, :steps]
-    earned = fleet.earned[:, None]
-    baseline = np.minimum(demand, earned)
-    excess = (demand - baseline).reshape(n, periods, m).sum(axis=2)
-    surplus = (earned - baseline).reshape(n, periods, m).sum(axis=2)
-    tier_of = fleet.tier_of
-    tier_surplus = np.stack([surplus[tier_of == k].sum(axis=0) for k in range(tiers)])
-    manager = fleet.tier_manager(scenario.fee_bps)
-    pool_capacity = np.array([manager.pool_capacity(t) for t in fleet.tier_names], np.int64)
-    stock_max = np.bincount(tier_of, weights=fleet.cap, minlength=tiers) + pool_capacity
-    stock_start = np.bincount(tier_of, weights=fleet.start_balance, minlength=tiers)
-    rates = np.array([t.exchange_rate for t in fleet.tiers], dtype=np.float64)
-
-    # Where a tier's baselines alone ask more than its hosts in a step, no baseline is
-    # promised: those steps' baselines are served as the programme chooses.
-    tier_step = np.stack([baseline[tier_of == k].sum(axis=0) for k in range(tiers)])
-    binding = tier_step > fleet.capacity[:, None]
-    floor = np.where(binding[tier_of], 0, baseline)
-    base = baseline.reshape(n, periods, m).sum(axis=2)
-    base_floor = floor.reshape(n, periods, m).sum(axis=2)
-    free_i, free_t = np.nonzero(base_floor < base)
-    fixed = base.copy()
-    fixed[free_i, free_t] = 0
-    tier_fixed = np.stack([fixed[tier_of == k].sum(axis=0) for k in range(tiers)])
-    host = fleet.capacity[:, None] * m - tier_fixed
-
-    rows_i, cols_t = np.nonzero(excess)
-    # served above baseline, then the free baselines: both draw on the stock
-    serve_i = np.concatenate([rows_i, free_i])
-    serve_t = np.concatenate([cols_t, free_t])
-    n_x = serve_i.size
-    n_s = tiers * periods
-    pairs = [(a, b) for a in range(tiers) for b in range(tiers) if a != b]
-    n_f = len(pairs) * periods
-    n_w = tiers * periods
-    x0, s0, f0, w0 = 0, n_x, n_x + n_s, n_x + n_s + n_f
-
-    def balance_row(k: np.ndarray, t: np.ndarray) -> np.ndarray:
-        return k * periods + t
-
-    eq_r, eq_c, eq_v = [], [], []
-    eq_r.append(balance_row(tier_of[serve_i], serve_t))
-    eq_c.append(x0 + np.arange(n_x))
-    eq_v.append(np.ones(n_x))
-    # stock[k, t] - stock[k, t - 1]
-    k_all, t_all = np.divmod(np.arange(n_s), periods)
-    eq_r.append(balance_row(k_all, t_all))
-    eq_c.append(s0 + np.arange(n_s))
-    eq_v.append(np.ones(n_s))
-    later = t_all > 0
-    eq_r.append(balance_row(k_all[later], t_all[later]))
-    eq_c.append(s0 + np.arange(n_s)[later] - 1)
-    eq_v.append(-np.ones(int(later.sum())))
-    # moves between tiers at the exchange rates
-    t_range = np.arange(periods)
-    for p, (a, b) in enumerate(pairs):
-        cols = f0 + p * periods + t_range
-        eq_r += [balance_row(np.full(periods, a), t_range)]
-        eq_r += [balance_row(np.full(periods, b), t_range)]
-        eq_c += [cols, cols]
-        eq_v += [np.ones(periods), np.full(periods, -rates[a] / rates[b])]
-    # thrown away
-    eq_r.append(np.arange(n_w))
-    eq_c.append(w0 + np.arange(n_w))
-    eq_v.append(np.ones(n_w))
-    n_vars = n_x + n_s + n_f + n_w
-    a_eq = sparse.csr_matrix(
-        (np.concatenate(eq_v), (np.concatenate(eq_r), np.concatenate(eq_c))),
-        shape=(n_s, n_vars),
-    )
-    # the stock takes what was earned beyond the promised baselines
-    free_base = np.zeros((n, periods))
-    free_base[free_i, free_t] = base[free_i, free_t]
-    tier_free = np.stack([free_base[tier_of == k].sum(axis=0) for k in range(tiers)])
-    b_eq = (tier_surplus + tier_free).astype(np.float64).reshape(-1)
-    b_eq[np.arange(tiers) * periods] += stock_start
+    p = _periods(fleet, scenario, steps_per_period)
+    serve_i, serve_t = p.served
+    n_above, n_x, n_s = p.rows[0].size, serve_i.size, p.tiers * p.periods
+    n_f = p.tiers * (p.tiers - 1) * p.periods
+    offsets = (n_x, n_x + n_s, n_x + n_s + n_f)
+    n_vars = offsets[2] + n_s
+    b_eq = p.earned_into_stock.astype(np.float64).reshape(-1)
+    b_eq[np.arange(p.tiers) * p.periods] += p.stock_start
     a_ub = sparse.csr_matrix(
-        (np.ones(n_x), (balance_row(tier_of[serve_i], serve_t), x0 + np.arange(n_x))),
+        (np.ones(n_x), (p.tier_of[serve_i] * p.periods + serve_t, np.arange(n_x))),
         shape=(n_s, n_vars),
     )
-    b_ub = host.astype(np.float64).reshape(-1)
     lower = np.concatenate(
-        [
-            np.zeros(rows_i.size),
-            base_floor[free_i, free_t].astype(np.float64),
-            np.zeros(n_s + n_f + n_w),
-        ]
+        [np.zeros(n_above), p.base_floor[p.free].astype(np.float64), np.zeros(n_vars - n_x)]
     )
     upper = np.concatenate(
         [
-            excess[rows_i, cols_t].astype(np.float64),
-            base[free_i, free_t].astype(np.float64),
-            np.repeat(stock_max.astype(np.float64), periods),
-            np.full(n_f + n_w, np.inf),
+            p.excess[p.rows].astype(np.float64),
+            p.base[p.free].astype(np.float64),
+            np.repeat(p.stock_max.astype(np.float64), p.periods),
+            np.full(n_vars - n_x - n_s, np.inf),
         ]
     )
     cost = np.zeros(n_vars)
@@ -162,8 +195,8 @@ def optimum_lp(fleet: ReplayFleet, scenario: Scenario, steps_per_period: int) ->
     solved = linprog(
         cost,
         A_ub=a_ub,
-        b_ub=b_ub,
-        A_eq=a_eq,
+        b_ub=p.host.astype(np.float64).reshape(-1),
+        A_eq=_balances(p, n_vars, offsets),
         b_eq=b_eq,
         bounds=np.column_stack([lower, upper]),
         method="highs",
@@ -171,12 +204,12 @@ def optimum_lp(fleet: ReplayFleet, scenario: Scenario, steps_per_period: int) ->
     if solved.status != 0:
         raise ScenarioError("optimum", solved.status, f"HiGHS found no optimum: {solved.message}")
     chosen = np.clip(solved.x[:n_x], lower[:n_x], upper[:n_x])
-    throttled = np.zeros((n, periods))
-    throttled[rows_i, cols_t] += excess[rows_i, cols_t] - chosen[: rows_i.size]
-    throttled[free_i, free_t] += base[free_i, free_t] - chosen[rows_i.size :]
+    throttled = np.zeros(p.excess.shape)
+    throttled[p.rows] += p.excess[p.rows] - chosen[:n_above]
+    throttled[p.free] += p.base[p.free] - chosen[n_above:]
     return {
         "throttled": throttled,
-        "thrown_away": solved.x[w0:].reshape(tiers, periods).sum(axis=1),
+        "thrown_away": solved.x[offsets[2] :].reshape(p.tiers, p.periods).sum(axis=1),
         "cost": float((fleet.value[:, None] * throttled).sum()),
     }
 
