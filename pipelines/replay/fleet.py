@@ -113,19 +113,8 @@ def _tiers(scenario: Scenario) -> tuple[Tier, ...]:
     )
 
 
-def prepare_fleet(frame: pd.DataFrame, scenario: Scenario) -> ReplayFleet:
-    """Turn a telemetry frame (the frame contract, 5-minute steps) into a replayable fleet.
-
-    Intervals missing from an instance's series count as no demand; a trailing
-    partial hour is left out.
-
-    Raises
-    ------
-    TraceError
-        If a column is missing, the frame is empty or shorter than an hour, the
-        timestamps are not on one 5-minute grid, an interval repeats, or a
-        utilisation is NaN, infinite or outside 0..100.
-    """
+def _trace_steps(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, int, pd.Timestamp]:
+    """Return the utilisation, each row's 5-minute step, the whole hours and the start."""
     missing = [c for c in ("unique_id", "ds", "y") if c not in frame.columns]
     if missing:
         raise TraceError(f"missing columns {missing}")
@@ -148,10 +137,38 @@ def prepare_fleet(frame: pd.DataFrame, scenario: Scenario) -> ReplayFleet:
     if (offset % step_ns).any():
         raise TraceError("timestamps are not on one 5-minute grid")
     steps = offset // step_ns
-    total = int(steps.max()) + 1
-    hours = total // STEPS_PER_HOUR
+    hours = (int(steps.max()) + 1) // STEPS_PER_HOUR
     if hours == 0:
         raise TraceError("the trace is shorter than one hour")
+    return y, steps, hours, t0
+
+
+def _host_vcpus(tier_vcpus: np.ndarray, per_vcpu: Decimal) -> np.ndarray:
+    """Return each tier's physical vCPUs: its instances' vCPUs times the ratio, at least 1."""
+    return np.array(
+        [
+            max(1, int((Decimal(int(v)) * per_vcpu).to_integral_value(ROUND_FLOOR))) if v else 0
+            for v in tier_vcpus
+        ],
+        dtype=np.int64,
+    )
+
+
+def prepare_fleet(frame: pd.DataFrame, scenario: Scenario) -> ReplayFleet:
+    """Turn a telemetry frame (the frame contract, 5-minute steps) into a replayable fleet.
+
+    Intervals missing from an instance's series count as no demand; a trailing
+    partial hour is left out.
+
+    Raises
+    ------
+    TraceError
+        If a column is missing, the frame is empty or shorter than an hour, the
+        timestamps are not on one 5-minute grid, an interval repeats, or a
+        utilisation is NaN, infinite or outside 0..100.
+    """
+    y, steps, hours, t0 = _trace_steps(frame)
+    total = int(steps.max()) + 1
     ids = frame["unique_id"].astype(str).to_numpy()
     tier_by_id = assign_fleet(list(pd.unique(ids)), scenario)
     names = tuple(t.name for t in scenario.tiers)
@@ -179,22 +196,7 @@ def prepare_fleet(frame: pd.DataFrame, scenario: Scenario) -> ReplayFleet:
         [int((Decimal(int(c)) * share).to_integral_value(ROUND_FLOOR)) for c in cap], dtype=np.int64
     )
     tier_vcpus = np.bincount(tier_of, weights=vcpus, minlength=len(names)).astype(np.int64)
-    host_vcpus = np.array(
-        [
-            max(
-                1,
-                int(
-                    (Decimal(int(v)) * scenario.physical_vcpus_per_vcpu).to_integral_value(
-                        ROUND_FLOOR
-                    )
-                ),
-            )
-            if v
-            else 0
-            for v in tier_vcpus
-        ],
-        dtype=np.int64,
-    )
+    host_vcpus = _host_vcpus(tier_vcpus, scenario.physical_vcpus_per_vcpu)
     present = tier_vcpus > 0
     if not present.all():
         # Tiers without instances are left out of the replay.
@@ -205,7 +207,6 @@ def prepare_fleet(frame: pd.DataFrame, scenario: Scenario) -> ReplayFleet:
         names = tuple(names[k] for k in keep)
         tiers = tuple(tiers[k] for k in keep)
         host_vcpus = host_vcpus[keep]
-        tier_vcpus = tier_vcpus[keep]
     starts = np.searchsorted(tier_of, np.arange(len(names)))
     capacity = host_vcpus * STEP_SECONDS // 60 * MILLI_PER_CREDIT
     return ReplayFleet(
