@@ -16,9 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from prefect import task
-from prefect.cache_policies import NO_CACHE
 
+from pipelines.decorators import pipeline_task
 from pipelines.params import ReplayParams, TrackingParams
 from pipelines.replay import POLICIES, ReplayRun, load_scenario, replay
 
@@ -69,7 +68,7 @@ def replay_metrics(document: dict[str, Any]) -> dict[str, float]:
     return metrics
 
 
-@task(cache_policy=NO_CACHE)
+@pipeline_task()
 def replay_trace(params: ReplayParams) -> ReplayTrace:
     """Read the trace the flow replays: a validated file, or a seeded synthetic fleet."""
     if params.synthetic is not None:
@@ -85,13 +84,13 @@ def replay_trace(params: ReplayParams) -> ReplayTrace:
     return ReplayTrace(frame, notes, str(params.source))
 
 
-@task(cache_policy=NO_CACHE)
+@pipeline_task()
 def replay_policies(trace: ReplayTrace, params: ReplayParams) -> ReplayRun:
     """Replay the chosen policies (every one by default) on the trace."""
     return replay(trace.frame, load_scenario(params.scenario), params.policies or POLICIES)
 
 
-@task(cache_policy=NO_CACHE)
+@pipeline_task()
 def write_replay(run: ReplayRun, trace: ReplayTrace, out_dir: Path) -> tuple[Path, Path, dict]:
     """Write ``replay.json`` and ``report.html`` under ``out_dir``."""
     from pipelines.report import write_report
@@ -104,7 +103,7 @@ def write_replay(run: ReplayRun, trace: ReplayTrace, out_dir: Path) -> tuple[Pat
     return replay_json, write_report(document, out_dir / "report.html"), document
 
 
-@task(retries=2, retry_delay_seconds=1, cache_policy=NO_CACHE)
+@pipeline_task(io=True)
 def open_replay_run(params: ReplayParams) -> str:
     """Start the replay's MLflow run (so its duration is the replay's) and log its inputs."""
     from mlflow import MlflowClient
@@ -132,7 +131,7 @@ def open_replay_run(params: ReplayParams) -> str:
     return run_id
 
 
-@task(retries=2, retry_delay_seconds=1, cache_policy=NO_CACHE)
+@pipeline_task(io=True)
 def log_replay(
     tracking: TrackingParams, run_id: str, document: dict[str, Any], files: tuple[Path, ...]
 ) -> None:
@@ -152,7 +151,7 @@ def log_replay(
     client.set_terminated(run_id)
 
 
-@task(retries=2, retry_delay_seconds=1, cache_policy=NO_CACHE)
+@pipeline_task(io=True)
 def fail_replay_run(tracking: TrackingParams, run_id: str, reason: str) -> None:
     """Mark the run failed, with the reason as a tag."""
     from mlflow import MlflowClient

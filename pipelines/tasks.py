@@ -19,18 +19,16 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import sqlalchemy as sa
-from prefect import get_run_logger, task
-from prefect.cache_policies import NO_CACHE
+from prefect import get_run_logger
 
 from data.forecasts import HORIZONS, QUANTILES, quantile_column
 from data.frame import ID_COL
 from models import FleetForecaster, ForecastConfig, ForecastError
+from pipelines.decorators import pipeline_task
 from pipelines.errors import (
     BrokenModelError,
     EmptySnapshotError,
     ModelNotFoundError,
-    StoreUnavailableError,
 )
 from pipelines.fleet_model import FleetModel, input_example
 from pipelines.params import CALIBRATION_HOURS, IngestParams, TrackingParams
@@ -65,21 +63,10 @@ from pipelines.tracking import (
 FALLBACK_CANDIDATES: tuple[str, ...] = ("naive",)
 
 
-def _retry_on_io(task: Any, task_run: Any, state: Any) -> bool:
-    # Only transient I/O is worth a retry; bad data fails the same way every time.
-    try:
-        state.result()
-    except (OSError, TimeoutError, StoreUnavailableError, sa.exc.OperationalError):
-        return True
-    except Exception:
-        return False
-    return False
-
-
 # -- ingest ------------------------------------------------------------------------
 
 
-@task(retries=2, retry_delay_seconds=1, cache_policy=NO_CACHE, retry_condition_fn=_retry_on_io)
+@pipeline_task(io=True)
 def load_telemetry(params: IngestParams) -> tuple[pd.DataFrame, pd.DataFrame, str]:
     """Read and validate the telemetry source; return ``(frame, report, source)``.
 
@@ -127,7 +114,7 @@ def load_telemetry(params: IngestParams) -> tuple[pd.DataFrame, pd.DataFrame, st
     return result.frame, result.report, source
 
 
-@task(cache_policy=NO_CACHE)
+@pipeline_task()
 def hourly_telemetry(frame: pd.DataFrame, source: str) -> pd.DataFrame:
     """Average validated telemetry to hourly values, the grain the forecasters learn."""
     from data.resample import drop_partial_first_hours, to_hourly
@@ -140,13 +127,13 @@ def hourly_telemetry(frame: pd.DataFrame, source: str) -> pd.DataFrame:
     return to_hourly(frame)
 
 
-@task(retries=2, retry_delay_seconds=1, cache_policy=NO_CACHE, retry_condition_fn=_retry_on_io)
+@pipeline_task(io=True)
 def store_snapshot(hourly: pd.DataFrame, root: Path, source: str) -> Snapshot:
     """Store the hourly frame as a content-addressed snapshot under ``root``."""
     return write_snapshot(hourly, root, source)
 
 
-@task(retries=2, retry_delay_seconds=1, cache_policy=NO_CACHE, retry_condition_fn=_retry_on_io)
+@pipeline_task(io=True)
 def load_snapshot(path: Path) -> tuple[Snapshot, pd.DataFrame]:
     """Read a snapshot and check its content against its name."""
     return read_snapshot(path)
@@ -155,7 +142,7 @@ def load_snapshot(path: Path) -> tuple[Snapshot, pd.DataFrame]:
 # -- tracking ----------------------------------------------------------------------
 
 
-@task(retries=2, retry_delay_seconds=1, cache_policy=NO_CACHE, retry_condition_fn=_retry_on_io)
+@pipeline_task(io=True)
 def open_experiment(tracking: TrackingParams) -> str:
     """Check the MLflow store answers and return the fleet's experiment id."""
     return ensure_experiment(_client(tracking), tracking)
@@ -170,7 +157,7 @@ def config_hash(document: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(document, sort_keys=True).encode()).hexdigest()[:16]
 
 
-@task(retries=2, retry_delay_seconds=1, cache_policy=NO_CACHE, retry_condition_fn=_retry_on_io)
+@pipeline_task(io=True)
 def find_training(
     tracking: TrackingParams, experiment_id: str, tags: dict[str, str]
 ) -> TrainingRecord | None:
@@ -197,7 +184,7 @@ def find_training(
     )
 
 
-@task(retries=2, retry_delay_seconds=1, cache_policy=NO_CACHE, retry_condition_fn=_retry_on_io)
+@pipeline_task(io=True)
 def record_failure(
     tracking: TrackingParams, experiment_id: str, kind: str, tags: dict[str, str], reason: str
 ) -> str:
@@ -256,7 +243,7 @@ def forecast_config(
     )
 
 
-@task(cache_policy=NO_CACHE)
+@pipeline_task()
 def split_shards(frame: pd.DataFrame, shard_size: int) -> list[pd.DataFrame]:
     """Split the fleet into shards of at most ``shard_size`` instances."""
     ids = pd.Index(frame[ID_COL].astype("string").unique()).sort_values()
@@ -268,7 +255,7 @@ def split_shards(frame: pd.DataFrame, shard_size: int) -> list[pd.DataFrame]:
     ]
 
 
-@task(cache_policy=NO_CACHE)
+@pipeline_task()
 def train_shard(
     shard: pd.DataFrame,
     config: ForecastConfig,
@@ -368,7 +355,7 @@ def _fit_and_score(
     return ShardResult(fleet, metrics, picked, fallbacks)
 
 
-@task(retries=1, retry_delay_seconds=2, cache_policy=NO_CACHE, retry_condition_fn=_retry_on_io)
+@pipeline_task(io=True, retries=1, retry_delay_seconds=2)
 def log_training(
     tracking: TrackingParams,
     experiment_id: str,
@@ -483,7 +470,7 @@ def naive_warning(worse: pd.DataFrame, total_instances: int) -> str:
 # -- predicting --------------------------------------------------------------------
 
 
-@task(retries=2, retry_delay_seconds=1, cache_policy=NO_CACHE, retry_condition_fn=_retry_on_io)
+@pipeline_task(io=True)
 def load_version(tracking: TrackingParams, alias: str) -> tuple[str, FleetModel]:
     """Return the version under ``alias`` and its fleet model.
 
@@ -503,7 +490,7 @@ def load_version(tracking: TrackingParams, alias: str) -> tuple[str, FleetModel]
     )
 
 
-@task(cache_policy=NO_CACHE)
+@pipeline_task()
 def forecast_horizons(model: FleetModel, frame: pd.DataFrame | None) -> pd.DataFrame:
     """Forecast every instance for every horizon, from ``frame`` if given."""
     parts = []
@@ -514,7 +501,7 @@ def forecast_horizons(model: FleetModel, frame: pd.DataFrame | None) -> pd.DataF
     return pd.concat(parts, ignore_index=True)
 
 
-@task(retries=2, retry_delay_seconds=1, cache_policy=NO_CACHE, retry_condition_fn=_retry_on_io)
+@pipeline_task(io=True)
 def write_predictions(
     forecasts: pd.DataFrame,
     output_dir: Path,
@@ -558,7 +545,7 @@ def write_predictions(
 # -- promotion ---------------------------------------------------------------------
 
 
-@task(retries=2, retry_delay_seconds=1, cache_policy=NO_CACHE, retry_condition_fn=_retry_on_io)
+@pipeline_task(io=True)
 def candidate_facts(tracking: TrackingParams, version: str | None) -> dict[str, Any]:
     """Return a version's run id, back-test window, metrics and training parameters."""
     from pipelines.tracking import model_version
@@ -575,7 +562,7 @@ def candidate_facts(tracking: TrackingParams, version: str | None) -> dict[str, 
     }
 
 
-@task(retries=2, retry_delay_seconds=1, cache_policy=NO_CACHE, retry_condition_fn=_retry_on_io)
+@pipeline_task(io=True)
 def smoke_test(tracking: TrackingParams, version: str) -> None:
     """Load a version through MLflow and forecast its input example.
 
@@ -603,7 +590,7 @@ def smoke_test(tracking: TrackingParams, version: str) -> None:
         raise BrokenModelError(version, "it does not forecast every instance it was asked for")
 
 
-@task(retries=1, retry_delay_seconds=2, cache_policy=NO_CACHE, retry_condition_fn=_retry_on_io)
+@pipeline_task(io=True, retries=1, retry_delay_seconds=2)
 def champion_scores(
     tracking: TrackingParams, experiment_id: str, facts: dict[str, Any]
 ) -> dict[str, Any] | None:
@@ -667,7 +654,7 @@ def _log_scores(
     return str(run.info.run_id)
 
 
-@task(retries=2, retry_delay_seconds=1, cache_policy=NO_CACHE, retry_condition_fn=_retry_on_io)
+@pipeline_task(io=True)
 def set_champion(tracking: TrackingParams, facts: dict[str, Any], decision: Any) -> None:
     """Move the champion alias if the gate promoted; record the decision either way."""
     from pipelines.tracking import CHAMPION
@@ -700,7 +687,7 @@ def set_champion(tracking: TrackingParams, facts: dict[str, Any], decision: Any)
 # -- evaluation --------------------------------------------------------------------
 
 
-@task(cache_policy=NO_CACHE)
+@pipeline_task()
 def score_served(
     model: FleetModel, frame: pd.DataFrame, window: BacktestWindow
 ) -> dict[str, float]:
@@ -713,7 +700,7 @@ def score_served(
     return aggregate_metrics(score_horizons(frame, window_forecasts(forecast, frame, window)))
 
 
-@task(retries=2, retry_delay_seconds=1, cache_policy=NO_CACHE, retry_condition_fn=_retry_on_io)
+@pipeline_task(io=True)
 def log_evaluation(
     tracking: TrackingParams,
     experiment_id: str,
