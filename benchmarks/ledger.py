@@ -55,14 +55,10 @@ from market.ledger import (
 from market.migrations import upgrade
 from market.venue.auction import AuctionOrder, AuctionResult, CallAuction
 from market.venue.escrow import lock_request, required_escrow, trading_accounts
-from market.venue.handling import (
-    auction_clearing_accounts,
-    trade_log_rows,
-    trade_log_sql,
-    trade_log_writes,
-)
+from market.venue.handling import auction_clearing_accounts
 from market.venue.orders import Side
 from market.venue.settlement import auction_request
+from market.venue.store import trade_log_rows, trade_log_sql, trade_log_writes
 
 START = datetime(2026, 1, 5, tzinfo=UTC)
 TIER = "gold"

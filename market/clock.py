@@ -5,12 +5,13 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MICRO = timedelta(microseconds=1)
 
 
 def to_micros(moment: datetime) -> int:
     """Return a timezone-aware ``moment`` as integer microseconds since the Unix epoch."""
-    return (moment - _EPOCH) // _MICRO
+    # the fields of the difference, not ``// timedelta``: the venue stamps every row
+    delta = moment - _EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
 def from_micros(micros: int) -> datetime:

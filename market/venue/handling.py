@@ -38,15 +38,15 @@ import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from itertools import repeat
-from operator import add, attrgetter, is_, itemgetter
+from datetime import datetime
+from operator import attrgetter
 from typing import Any, ParamSpec, TypeVar
 
 import numpy as np
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from market.clock import from_micros, to_micros
 from market.crashpoints import crash_point
 from market.errors import (
     InsufficientEscrow,
@@ -101,13 +101,17 @@ from market.venue.orders import (
     transition,
 )
 from market.venue.settlement import auction_request, trade_request
+from market.venue.store import (
+    bulk_sql,
+    create_market_tables,
+    order_row,
+    trade_log_writes,
+)
 
 t_orders = schema.orders
 t_trades = schema.trades
 t_limits = schema.limits
 t_auctions = schema.auctions
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 AcceptedWrites = Callable[[list[tuple[int, str]]], ExtraWrites | None]
 """A caller's rows for the transaction that commits accepted orders.
@@ -117,162 +121,9 @@ returns writes to run on that transaction's connection (or ``None``), so that th
 caller's rows commit with the orders' escrow locks and rows, or not at all."""
 
 
-def create_market_tables(engine: Engine) -> None:
-    """Bring the store to the newest schema, venue tables (``market_*``) included."""
-    from market.migrations import upgrade
-
-    upgrade(engine)
-
-
-def _bulk_sql(engine: Engine, table: sa.Table, *, upsert: bool) -> str:
-    """Return a driver-level insert of every column of ``table``, in column order.
-
-    With ``upsert`` a row whose key exists is updated instead (SQLite and PostgreSQL
-    share the ``ON CONFLICT ... DO UPDATE`` syntax); without it such a row is kept as
-    it is, since it was written by the first posting of the same settlement.
-    """
-    if engine.dialect.name not in ("sqlite", "postgresql"):
-        raise MarketError(f"the venue needs SQLite or PostgreSQL, not {engine.dialect.name}")
-    mark = "?" if engine.dialect.paramstyle == "qmark" else "%s"
-    columns = [c.name for c in table.columns]
-    sql = (
-        f"INSERT INTO {table.name} ({', '.join(columns)}) "
-        f"VALUES ({', '.join(mark for _ in columns)})"
-    )
-    if upsert:
-        keys = [c.name for c in table.primary_key.columns]
-        updates = ", ".join(f"{c} = excluded.{c}" for c in columns if c not in keys)
-        sql += f" ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {updates}"
-    else:
-        sql += " ON CONFLICT DO NOTHING"
-    return sql
-
-
 def auction_clearing_accounts(tier: str) -> tuple[str, str]:
     """Return the funds and credits clearing accounts ``tier``'s auctions settle through."""
     return escrow_account(f"auction-{tier}-funds"), escrow_account(f"auction-{tier}-credits")
-
-
-def trade_log_sql(engine: Engine) -> str:
-    """Return the driver-level insert of trade-log rows (``market_trades``) on ``engine``.
-
-    Run it with :func:`trade_log_rows` as ``connection.exec_driver_sql(sql, rows)``
-    inside a ledger transaction (``Ledger.post_batch(..., writes=...)``); a row whose
-    trade id exists is kept, since the first posting of the same settlement wrote it.
-    """
-    return _bulk_sql(engine, t_trades, upsert=False)
-
-
-def trade_log_writes(
-    engine: Engine, trades: Sequence[Trade], *, auction_at: datetime | None = None
-) -> Callable[[Connection], None]:
-    """Return the writes of ``trades``' trade-log rows, to commit with their settlement.
-
-    Pass the result as ``Ledger.post_batch(..., writes=...)`` (the venue does): the rows
-    commit with the entry that settles the trades, or not at all. ``auction_at`` as in
-    :func:`trade_log_rows`. A row whose trade id exists is kept. On PostgreSQL a large
-    batch streams in by ``COPY``.
-    """
-    rows = trade_log_rows(trades, auction_at=auction_at)
-    if engine.dialect.name == "postgresql" and len(rows) >= _PG_COPY_FROM:
-        first_id = rows[0][0]
-
-        def copy_rows(conn: Connection) -> None:
-            # COPY streams the rows in one round trip but has no ON CONFLICT rule: the
-            # rows of a settlement posted again (they commit together, so its first
-            # row is there) go through a staging table
-            replayed = conn.exec_driver_sql(_PG_ANY_TRADE, (first_id,)).scalar()
-            if replayed:
-                conn.exec_driver_sql(_PG_STAGE_TRADES)
-            cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-            with cursor.copy(_PG_COPY_STAGED_TRADES if replayed else _PG_COPY_TRADES) as copy:
-                for row in rows:
-                    copy.write_row(row)
-            cursor.close()
-            if replayed:
-                conn.exec_driver_sql(_PG_INSERT_STAGED_TRADES)
-
-        return copy_rows
-    sql = trade_log_sql(engine)
-
-    def write(conn: Connection) -> None:
-        if rows:
-            conn.exec_driver_sql(sql, rows)
-
-    return write
-
-
-# From this many rows on, PostgreSQL takes trade rows by COPY rather than one by one.
-_PG_COPY_FROM = 64
-_TRADE_COLUMNS = ", ".join(c.name for c in t_trades.columns)
-_PG_STAGE_TRADES = (
-    f"CREATE TEMPORARY TABLE IF NOT EXISTS staged_{t_trades.name} (LIKE {t_trades.name})"
-    " ON COMMIT DELETE ROWS"
-)
-_PG_ANY_TRADE = f"SELECT EXISTS (SELECT 1 FROM {t_trades.name} WHERE trade_id = %s)"
-_PG_COPY_TRADES = f"COPY {t_trades.name} ({_TRADE_COLUMNS}) FROM STDIN"
-_PG_COPY_STAGED_TRADES = f"COPY staged_{t_trades.name} ({_TRADE_COLUMNS}) FROM STDIN"
-_PG_INSERT_STAGED_TRADES = (
-    f"INSERT INTO {t_trades.name} ({_TRADE_COLUMNS}) SELECT {_TRADE_COLUMNS}"
-    f" FROM staged_{t_trades.name} ON CONFLICT DO NOTHING"
-)
-
-
-def trade_log_rows(
-    trades: Sequence[Trade], *, auction_at: datetime | None = None
-) -> list[tuple[Any, ...]]:
-    """Return the ``market_trades`` rows of ``trades``, in column order.
-
-    ``auction_at`` is the time of the call auction all of ``trades`` come from (they
-    share it and have no aggressor); ``None`` takes each trade's own time and aggressor.
-    """
-    # the first ten fields of a Trade are the table's first ten columns
-    if auction_at is not None:
-        if all(map(is_, map(_SELLER_VALUE, trades), repeat(None))):
-            # a uniform-price auction's rows all end alike
-            ending = (None, None, _micros(auction_at))
-            return list(map(add, map(_FIRST_TEN, trades), repeat(ending)))
-        tail = (None, _micros(auction_at))
-        return [(*t[:10], t[12], *tail) for t in trades]
-    stamps = {at: _micros(at) for at in {t.at for t in trades}}
-    return [
-        (
-            *t[:10],
-            t.seller_value,
-            None if t.aggressor is None else t.aggressor.value,
-            stamps[t.at],
-        )
-        for t in trades
-    ]
-
-
-def _order_row(o: Order, auction: bool, escrow: int) -> tuple[Any, ...]:
-    """Return the ``market_orders`` row of an order holding ``escrow``, in column order."""
-    return (
-        o.order_id,
-        o.tier,
-        o.owner,
-        o.side.value,
-        o.price,
-        o.quantity,
-        o.filled,
-        o.time_in_force.value,
-        None if o.expires_at is None else _micros(o.expires_at),
-        _micros(o.created_at),
-        o.state.value,
-        auction,
-        o.priority,
-        escrow,
-    )
-
-
-def _from_micros(micros: int) -> datetime:
-    return _EPOCH + timedelta(microseconds=micros)
-
-
-def _micros(moment: datetime) -> int:
-    delta = moment - _EPOCH
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
 @dataclass(frozen=True, slots=True)
@@ -314,8 +165,6 @@ _AUCTION_OUTCOMES = (
 )
 _AUCTION_OUTCOME_VALUES = tuple(state.value for state in _AUCTION_OUTCOMES)
 _LEFT = attrgetter("left")
-_FIRST_TEN = itemgetter(slice(0, 10))
-_SELLER_VALUE = itemgetter(12)
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
 
@@ -404,8 +253,8 @@ class Venue:
                 )
             if not sa.inspect(engine).has_table(t_trades.name):
                 create_market_tables(engine)
-            self._upsert_orders = _bulk_sql(engine, t_orders, upsert=True)
-            self._insert_auction = _bulk_sql(engine, t_auctions, upsert=False)
+            self._upsert_orders = bulk_sql(engine, t_orders, upsert=True)
+            self._insert_auction = bulk_sql(engine, t_auctions, upsert=False)
             mark = "?" if engine.dialect.paramstyle == "qmark" else "%s"
             self._update_orders = (
                 f"UPDATE {t_orders.name} SET filled = {mark}, state = {mark}, escrow = 0 "
@@ -564,8 +413,8 @@ class Venue:
                 quantity=row.quantity,
                 filled=row.filled,
                 time_in_force=TimeInForce(row.time_in_force),
-                expires_at=None if row.expires_at_us is None else _from_micros(row.expires_at_us),
-                created_at=_from_micros(row.created_at_us),
+                expires_at=None if row.expires_at_us is None else from_micros(row.expires_at_us),
+                created_at=from_micros(row.created_at_us),
                 state=OrderState(row.state),
                 priority=row.priority,
             )
@@ -1149,7 +998,7 @@ class Venue:
         )
         # each order's row (with its share of the escrow) commits with its lock
         rows = [
-            _order_row(self._new_order(order_id, requests[i], now, auction), auction, amount)
+            order_row(self._new_order(order_id, requests[i], now, auction), auction, amount)
             for i, order_id, amount in valid
         ]
         operation = "auction_submit" if auction else "place"
@@ -1460,7 +1309,7 @@ class Venue:
         """Return the writes of the venue's rows, to run in the ledger's transaction."""
         held = self._held
         order_rows = [
-            _order_row(o, auction, held[o.order_id].left if o.order_id in held else 0)
+            order_row(o, auction, held[o.order_id].left if o.order_id in held else 0)
             for o in orders
         ]
         # the first ten fields of a Trade are the table's first ten columns
@@ -1475,7 +1324,7 @@ class Venue:
                     result.auction_id,
                     result.tier,
                     result.mode.value,
-                    _micros(result.at),
+                    to_micros(result.at),
                     result.clearing_price,
                     result.buy_price,
                     result.sell_price,

@@ -27,10 +27,9 @@ from market.venue.handling import (
     t_auctions,
     t_orders,
     t_trades,
-    trade_log_rows,
-    trade_log_writes,
 )
 from market.venue.orders import Side
+from market.venue.store import trade_log_rows, trade_log_writes
 from tests.market.support import deposit
 
 INSTANCES = [f"vm{i}" for i in range(12)]

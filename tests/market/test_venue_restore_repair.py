@@ -16,8 +16,9 @@ from market.clock import ManualClock
 from market.errors import MarketError
 from market.ledger import escrow_credits, escrow_funds
 from market.venue.audit import audit_venue_store
-from market.venue.handling import OrderRequest, Venue, _order_row, t_orders, t_trades
+from market.venue.handling import OrderRequest, Venue, t_orders, t_trades
 from market.venue.orders import Side, TimeInForce
+from market.venue.store import order_row
 from tests.market.crash_workload import START, TIER, killed_child, open_venue, prepare
 
 
@@ -29,9 +30,7 @@ def _accept_without_matching(venue: Venue, requests: Sequence[OrderRequest]) -> 
     funded = venue._fund(requests, now, results, auction=False)
     assert results == [None] * len(requests)
     locks = venue._lock_entries([(requests[i], order_id, a) for i, order_id, a in funded])
-    rows = [
-        _order_row(venue._new_order(o, requests[i], now, False), False, a) for i, o, a in funded
-    ]
+    rows = [order_row(venue._new_order(o, requests[i], now, False), False, a) for i, o, a in funded]
     venue._post(locks, venue._order_writes(rows), "place")
     return [order_id for _, order_id, _ in funded]
 
