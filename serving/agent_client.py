@@ -34,9 +34,9 @@ from market.agents.decision import (
 from market.agents.forecast import HorizonForecast, InstanceForecast
 from market.agents.runner import IntentResult, rejection_records, skipped
 from market.agents.valuation import pool_scarcity
-from market.cem.tiers import BPS
 from market.clock import system_clock
 from market.errors import TransportError
+from market.units import BPS
 from market.venue.orders import bid_escrow
 
 _RETRY_STATUS = frozenset({429, 502, 503, 504})

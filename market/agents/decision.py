@@ -74,12 +74,12 @@ from market.decisions import (
     plain,
 )
 from market.errors import InvalidAgentInput, InvalidPolicy
-from market.venue.orders import MILLI, bid_escrow
+from market.units import BPS, MILLI_PER_CREDIT
+from market.venue.orders import bid_escrow
 
 if TYPE_CHECKING:
     pass
 
-BPS = 10_000
 _MILLI_PER_VCPU_PERCENT_HOUR = 600  # one vCPU at 1 % for 60 minutes is 0.6 credits
 
 IntentAction = Literal["place", "cancel"]
@@ -483,7 +483,7 @@ def _margins(policy: OwnerPolicy, need: np.ndarray) -> np.ndarray:
 
 def _bid_escrows(quantity: np.ndarray, price: np.ndarray, fee_bps: np.ndarray) -> np.ndarray:
     # market.orders.bid_escrow over arrays: the value at the limit plus the largest fee
-    value = quantity * price // MILLI
+    value = quantity * price // MILLI_PER_CREDIT
     return value + value * fee_bps // BPS
 
 
@@ -515,7 +515,7 @@ def affordable_quantity(money: int, price: int, fee_bps: int) -> int:
         return 0
     # escrow grows with quantity, so bisect between a quantity that fits and one that
     # does not: beyond ``high`` even the value alone exceeds the money
-    low, high = 0, ((money + 1) * MILLI - 1) // price + 1
+    low, high = 0, ((money + 1) * MILLI_PER_CREDIT - 1) // price + 1
     while high - low > 1:
         middle = (low + high) // 2
         if bid_escrow(middle, price, fee_bps) <= money:
@@ -570,7 +570,9 @@ def decide_fleet(policy: OwnerPolicy, fleet: FleetState) -> FleetDecision:
     fallback = ~usable
     if fallback.any():
         reserve = np.repeat(
-            (fleet.vcpus[fallback] * 60 * MILLI)[:, None], policy.fallback_reserve_hours, axis=1
+            (fleet.vcpus[fallback] * 60 * MILLI_PER_CREDIT)[:, None],
+            policy.fallback_reserve_hours,
+            axis=1,
         )
         lack_need[fallback] = _lacking(
             holdings[fallback], earn[fallback], cap[fallback], reserve, 0

@@ -42,8 +42,8 @@ from statistics import median_low
 import numpy as np
 
 from market.errors import InvalidAgentInput
+from market.units import BPS
 
-BPS = 10_000
 NEED_SHARE = Fraction(3, 4)
 """What a credit the median forecast uses is worth, as a share of the owner's value."""
 

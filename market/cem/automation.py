@@ -59,6 +59,7 @@ from market.decisions import (
     plain,
 )
 from market.errors import InvalidAgentInput, InvalidPolicy
+from market.units import BPS
 
 if TYPE_CHECKING:
     from market.agents.forecast import InstanceForecast
@@ -66,7 +67,6 @@ if TYPE_CHECKING:
     from market.cem.tiers import Pool, TierManager
     from market.ledger import Ledger
 
-BPS = 10_000
 MANUAL_RELEASED = "manual_rate_released"
 _RATE_OUTCOMES = ("rate", "rate_held", "manual_rate")
 

@@ -22,7 +22,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Literal, Protocol
 
-from market.cem.tiers import BPS, VALUE, Tier, TierManager, rate_to_micro
+from market.cem.tiers import VALUE, Tier, TierManager, rate_to_micro
 from market.errors import (
     CrossTierTrade,
     InsufficientCredits,
@@ -51,6 +51,7 @@ from market.ledger import (
     pool_account,
     rounding_account,
 )
+from market.units import trade_fee
 
 SWAP = "swap"
 TRADE = "trade"
@@ -238,7 +239,7 @@ class CreditExchange:
             raise InvalidParameter("buyer", buyer, "an instance cannot trade with itself")
         if seller_spec.tier != buyer_spec.tier:
             raise CrossTierTrade(seller_spec.tier, buyer_spec.tier)
-        fee = price * self.tiers.exchange.fee_bps // BPS
+        fee = trade_fee(price, self.tiers.exchange.fee_bps)
         legs = [Transfer(instance_credits(seller), instance_credits(buyer), amount)]
         if price - fee:
             legs.append(Transfer(instance_funds(buyer), instance_funds(seller), price - fee))

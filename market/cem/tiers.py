@@ -44,8 +44,8 @@ from market.ledger import (
     pool_account,
     rounding_account,
 )
+from market.units import BPS
 
-BPS = 10_000
 MICRO = 1_000_000
 VALUE = "value"
 """The asset swaps are valued in: milli-credits times micro-units of exchange rate."""

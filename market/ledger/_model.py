@@ -11,7 +11,6 @@ from types import MappingProxyType
 
 from market.ledger._errors import InvalidAmount, InvalidRequest
 
-MILLI_PER_CREDIT = 1000
 # Far above any real fleet, far below int64 so balances can never overflow a BIGINT.
 MAX_AMOUNT = 10**15
 _INT64_MAX = 2**63 - 1

@@ -54,7 +54,8 @@ from typing import NamedTuple
 import numpy as np
 
 from market.errors import InvalidAuction, InvalidOrder
-from market.venue.orders import BPS, MILLI, Side, Trade, check_price, check_quantity
+from market.units import BPS, MILLI_PER_CREDIT
+from market.venue.orders import Side, Trade, check_price, check_quantity
 
 
 class AuctionMode(StrEnum):
@@ -192,8 +193,8 @@ class AuctionResult:
     def trade_amounts(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Return per trade, in :attr:`trades` order: quantity, value, fee, seller's value.
 
-        Exact integers, rounded down as :func:`market.venue.orders.trade_value` and
-        :func:`market.venue.orders.trade_fee` round them (int64 arrays, or Python integers in
+        Exact integers, rounded down as :func:`market.units.trade_value` and
+        :func:`market.units.trade_fee` round them (int64 arrays, or Python integers in
         object arrays where int64 could overflow).
         """
         quantity = self.allocation.quantity
@@ -204,9 +205,11 @@ class AuctionResult:
         assert sell_price is not None
         if int(quantity.max()) * max(buy_price, sell_price) * max(self.fee_bps, 1) >= 2**62:
             quantity = quantity.astype(object)
-        value = quantity * buy_price // MILLI
+        value = quantity * buy_price // MILLI_PER_CREDIT
         fee = value * self.fee_bps // BPS
-        seller_value = value if buy_price == sell_price else quantity * sell_price // MILLI
+        seller_value = (
+            value if buy_price == sell_price else quantity * sell_price // MILLI_PER_CREDIT
+        )
         return quantity, value, fee, seller_value
 
     def order_fills(self) -> np.ndarray:

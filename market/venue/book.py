@@ -35,9 +35,8 @@ from enum import StrEnum
 from operator import attrgetter
 
 from market.errors import DuplicateOrder, InvalidOrder, OffTickPrice, UnknownOrder
+from market.units import BPS, MILLI_PER_CREDIT
 from market.venue.orders import (
-    BPS,
-    MILLI,
     Order,
     OrderEvent,
     OrderEventType,
@@ -697,7 +696,7 @@ class OrderBook:
                     if incoming.remaining < resting.remaining
                     else (resting.remaining)
                 )
-                value = qty * price // MILLI
+                value = qty * price // MILLI_PER_CREDIT
                 self._trade_seq += 1
                 if buying:
                     buy, sell = incoming, resting

@@ -32,9 +32,7 @@ from types import MappingProxyType
 from typing import NamedTuple
 
 from market.errors import InvalidExpiry, InvalidPrice, InvalidQuantity, InvalidTransition
-
-MILLI = 1000
-BPS = 10_000
+from market.units import trade_fee, trade_value
 
 
 class Side(StrEnum):
@@ -189,19 +187,6 @@ class Trade(NamedTuple):
     def seller_receives(self) -> int:
         """Return the minor units the seller is paid for this trade."""
         return self.value if self.seller_value is None else self.seller_value
-
-
-def trade_value(quantity: int, price: int) -> int:
-    """Return the value in minor units of ``quantity`` milli-credits at ``price`` per credit.
-
-    Rounded down, so the fills of an order never exceed the value of the whole order.
-    """
-    return quantity * price // MILLI
-
-
-def trade_fee(value: int, fee_bps: int) -> int:
-    """Return the fee in minor units on a trade ``value``, rounded down."""
-    return value * fee_bps // BPS
 
 
 def bid_escrow(quantity: int, limit_price: int, fee_bps: int) -> int:

@@ -9,6 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from market.errors import InvalidExpiry, InvalidPrice, InvalidQuantity, InvalidTransition
+from market.units import trade_fee, trade_value
 from market.venue.orders import (
     LIFECYCLE,
     TERMINAL_STATES,
@@ -22,8 +23,6 @@ from market.venue.orders import (
     check_expiry,
     check_price,
     check_quantity,
-    trade_fee,
-    trade_value,
     transition,
 )
 

@@ -15,8 +15,9 @@ from hypothesis import strategies as st
 from scipy.optimize import linprog
 
 from market.agents.decision import FleetState, MarketView, OwnerPolicy, decide_fleet
-from market.agents.valuation import BPS, NEED_SHARE, band_share, tail_share
+from market.agents.valuation import NEED_SHARE, band_share, tail_share
 from market.cem.tiers import POOL_REVENUE_ACCOUNT
+from market.units import BPS
 from pipelines.replay import POLICIES, ScenarioError, load_scenario, prepare_fleet, run_policy
 from pipelines.replay.engine import _draw, _draw_pro_rata
 from pipelines.replay.forecasts import oracle_forecasts
