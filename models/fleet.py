@@ -34,7 +34,7 @@ from models.base import (
 from models.config import ForecastConfig
 from models.errors import InvalidInputError, NotFittedError, UnknownInstanceError
 from models.prior import PRIOR_HOURS, FleetPrior, observed_before
-from models.user import UserForecast
+from models.user import UserForecast, override_forecast
 
 _HOUR = pd.Timedelta(hours=1)
 _EPOCH = pd.Timestamp("1970-01-01", tz="UTC")
@@ -461,12 +461,13 @@ class FleetForecaster:
             at = np.flatnonzero(ids == unique_id)
             if len(at) == 0:
                 continue
-            given = user.values_at(stamps[at])
-            at, given = at[~np.isnan(given)], given[~np.isnan(given)]
+            replaced, sources = override_forecast(
+                user, stamps[at], {c: values[c][at] for c in columns}, source[at]
+            )
             for column in columns:
-                values[column][at] = given
-            model[at] = "user"
-            source[at] = "user"
+                values[column][at] = replaced[column]
+            source[at] = sources
+            model[at] = np.where(sources == "user", "user", model[at])
         return out.assign(**values, model=model, source=source)
 
     # -- back-testing ------------------------------------------------------------------

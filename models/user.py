@@ -84,3 +84,24 @@ class ExplicitForecast:
 
 
 UserForecast = DailyProfile | WeeklyProfile | ExplicitForecast
+
+
+def override_forecast(
+    user: UserForecast,
+    ds: pd.DatetimeIndex,
+    columns: Mapping[str, np.ndarray],
+    sources: np.ndarray,
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Put an owner's forecast in force: the one rule the model and the API both apply.
+
+    Wherever ``user`` gives a demand for an hour of ``ds``, every column (the point
+    forecast and each quantile) takes it and the source becomes ``"user"``; elsewhere
+    the learned values and sources stay. Returns new arrays.
+    """
+    given = user.values_at(ds)
+    mask = ~np.isnan(given)
+    out = {
+        name: np.where(mask, given, np.asarray(values, np.float64))
+        for name, values in columns.items()
+    }
+    return out, np.where(mask, "user", np.asarray(sources, dtype=object)).astype(object)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -26,9 +26,9 @@ from typing import Any, Protocol
 import numpy as np
 import pandas as pd
 
-from data.forecasts import HORIZONS, MEDIAN_COL, UPPER_COL
+from data.forecasts import MEDIAN_COL, UPPER_COL
 from data.forecasts import QUANTILE_COLUMNS as ALL_QUANTILES
-from models.user import DailyProfile, ExplicitForecast, WeeklyProfile
+from models.user import UserForecast, override_forecast
 
 logger = logging.getLogger(__name__)
 
@@ -36,8 +36,6 @@ logger = logging.getLogger(__name__)
 QUANTILE_COLUMNS = (MEDIAN_COL, UPPER_COL)
 #: Served where the predictions carry it (every version trained since they do).
 OPTIONAL_QUANTILE_COLUMNS = tuple(c for c in ALL_QUANTILES if c not in QUANTILE_COLUMNS)
-
-UserForecast = DailyProfile | WeeklyProfile | ExplicitForecast
 
 # Seconds a stopping service waits for a reload under way.
 _STOP_WAIT_S = 3.0
@@ -73,15 +71,12 @@ class ForecastSnapshot:
 
 
 class ChampionSource(Protocol):
-    """Where the champion model lives: its current version, and forecasts from it."""
+    """Where the champion model lives: the version its alias points at."""
 
     model_name: str
 
     def version(self) -> str | None:
         """Return the version the champion alias points at, or ``None``."""
-
-    def forecast(self, version: str, instance_ids: Sequence[str]) -> pd.DataFrame:
-        """Return ``unique_id, horizon, ds, yhat, q50, q90`` from that version."""
 
 
 class MlflowChampion:
@@ -112,29 +107,6 @@ class MlflowChampion:
             return str(client.get_model_version_by_alias(self.model_name, self.alias).version)
         except MlflowException:
             return None
-
-    def forecast(self, version: str, instance_ids: Sequence[str]) -> pd.DataFrame:
-        """Score every horizon of ``instance_ids`` (all the model knows if empty)."""
-        import mlflow
-
-        mlflow.set_tracking_uri(self.tracking_uri)
-        mlflow.set_registry_uri(self.tracking_uri)
-        model = mlflow.pyfunc.load_model(f"models:/{self.model_name}/{version}")
-        ids = list(instance_ids)
-        if not ids:
-            ids = [str(u) for u in getattr(model.unwrap_python_model(), "unique_ids", [])]
-        parts = []
-        for horizon, hours in HORIZONS.items():
-            config = pd.DataFrame(
-                {
-                    "unique_id": ids,
-                    "h": [hours] * len(ids),
-                    "quantiles": [[0.1, 0.5, 0.9]] * len(ids),
-                }
-            )
-            part = model.predict(config)
-            parts.append(part.assign(horizon=horizon))
-        return pd.concat(parts, ignore_index=True)
 
 
 def snapshot_from_frame(
@@ -190,22 +162,22 @@ def read_batch_predictions(directory: Path) -> ForecastSnapshot | None:
 
 def apply_user_forecast(series: ForecastSeries, user: UserForecast) -> ForecastSeries:
     """Return ``series`` with the owner's values where the user forecast gives them."""
-    index = pd.DatetimeIndex(series.ds)
-    values = user.values_at(index)
-    given = ~np.isnan(values)
-    yhat = np.where(given, values, np.asarray(series.yhat))
-    quantiles = {
-        q: tuple(float(v) for v in np.where(given, values, np.asarray(column)))
-        for q, column in series.quantiles.items()
-    }
-    sources = tuple("user" if g else s for g, s in zip(given, series.sources, strict=True))
+    replaced, sources = override_forecast(
+        user,
+        pd.DatetimeIndex(series.ds),
+        {
+            "yhat": np.asarray(series.yhat),
+            **{q: np.asarray(v) for q, v in series.quantiles.items()},
+        },
+        np.asarray(series.sources, dtype=object),
+    )
     return ForecastSeries(
         series.instance_id,
         series.horizon,
         series.ds,
-        tuple(float(v) for v in yhat),
-        quantiles,
-        sources,
+        tuple(float(v) for v in replaced.pop("yhat")),
+        {q: tuple(float(v) for v in column) for q, column in replaced.items()},
+        tuple(str(s) for s in sources),
     )
 
 
@@ -217,9 +189,11 @@ class ForecastStore:
     predictions_dir
         Where the ``predict`` flow writes its batch predictions.
     champion
-        The MLflow champion to follow; ``None`` serves the batch predictions only.
+        The MLflow champion whose version the status reports beside the served one, so a
+        caller sees when the predict flow has not caught up (``stale``); ``None`` reports
+        none. The service serves the predict flow's output only: it never scores a model.
     clock
-        Stamps forecasts the service scores itself.
+        The service's clock.
     """
 
     def __init__(
@@ -233,7 +207,6 @@ class ForecastStore:
         self._clock = clock
         self._batch: ForecastSnapshot | None = None
         self._batch_mark: tuple[int, int] | None = None
-        self._scored: ForecastSnapshot | None = None
         self.champion_version: str | None = None
         self.current: ForecastSnapshot | None = None
         self.last_error: str | None = None
@@ -253,14 +226,14 @@ class ForecastStore:
             before = self.current
             try:
                 self._reload_batch()
-                # The batch serves at once; following the champion may load MLflow.
-                self.current = self._choose()
-                self._follow_champion()
+                self.current = self._batch
+                if self.champion is not None:
+                    self.champion_version = self.champion.version()
                 self.last_error = None
             except Exception as exc:  # keep serving the previous snapshot
                 self.last_error = f"{type(exc).__name__}: {exc}"
                 logger.warning("forecast reload failed, keeping the previous snapshot: %s", exc)
-            self.current = self._choose()
+            self.current = self._batch
             self.loaded.set()
             return self.current is not before
 
@@ -280,32 +253,6 @@ class ForecastStore:
             return
         snapshot = read_batch_predictions(self.predictions_dir)
         self._batch, self._batch_mark = snapshot, mark
-
-    def _follow_champion(self) -> None:
-        if self.champion is None:
-            return
-        version = self.champion.version()
-        if version is None or version == self.champion_version:
-            return
-        if self._batch is None or self._batch.model_version != version:
-            ids = self._batch.instance_ids if self._batch is not None else []
-            frame = self.champion.forecast(version, ids)
-            self._scored = snapshot_from_frame(
-                frame,
-                model_name=self.champion.model_name,
-                model_version=version,
-                generated_at=self._clock(),
-                origin="champion",
-            )
-        self.champion_version = version
-
-    def _choose(self) -> ForecastSnapshot | None:
-        version = self.champion_version
-        if self._batch is not None and (version is None or self._batch.model_version == version):
-            return self._batch
-        if self._scored is not None and self._scored.model_version == version:
-            return self._scored
-        return self._batch or self._scored
 
     def start(self, interval: float) -> None:
         """Refresh now, then every ``interval`` seconds in a background thread."""
@@ -338,6 +285,11 @@ class ForecastStore:
             "generated_at": None if current is None else current.generated_at,
             "origin": None if current is None else current.origin,
             "champion_version": self.champion_version,
+            "stale": (
+                current is not None
+                and self.champion_version is not None
+                and current.model_version != self.champion_version
+            ),
             "instances": 0 if current is None else len(current.instance_ids),
             "last_error": self.last_error,
             "loading": self.loading,

@@ -462,7 +462,7 @@ class ForecastPublic(_Output):
     model_name: str
     model_version: str
     generated_at: datetime
-    origin: str = Field(description="'batch' predictions, or 'champion' scored by the service")
+    origin: str = Field(description="'batch': the predict flow's output, the only origin")
     points: list[ForecastPoint]
 
     model_config = ConfigDict(
@@ -516,7 +516,11 @@ class ForecastStatusPublic(_Output):
     model_version: str | None
     generated_at: datetime | None
     origin: str | None
-    champion_version: str | None
+    champion_version: str | None = Field(description="where the champion alias points")
+    stale: bool = Field(
+        default=False,
+        description="the champion moved and the predict flow has not served its forecasts yet",
+    )
     instances: int
     last_error: str | None
     loading: bool = False

@@ -14,8 +14,7 @@ from sqlalchemy.engine import Engine
 
 from market.clock import to_micros
 from market.ledger import read_connection
-from models.user import DailyProfile, WeeklyProfile
-from serving.forecasts import UserForecast
+from models.user import DailyProfile, UserForecast, WeeklyProfile
 from serving.tables import api_user_forecasts
 
 

@@ -26,7 +26,7 @@ def serve(
     host: Annotated[str | None, typer.Option(help="Address to bind; CREDITX_API_HOST.")] = None,
     port: Annotated[int | None, typer.Option(help="Port to bind; CREDITX_API_PORT.")] = None,
     follow_champion: Annotated[
-        bool, typer.Option(help="Follow the MLflow champion alias as well as the predictions.")
+        bool, typer.Option(help="Report where the MLflow champion alias points (stale forecasts).")
     ] = True,
     access_log: Annotated[bool, typer.Option(help="Log every request on stdout.")] = True,
 ) -> None:
