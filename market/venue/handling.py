@@ -996,11 +996,16 @@ class Venue:
         locks = self._lock_entries(
             [(requests[i], order_id, amount) for i, order_id, amount in valid]
         )
-        # each order's row (with its share of the escrow) commits with its lock
-        rows = [
-            order_row(self._new_order(order_id, requests[i], now, auction), auction, amount)
-            for i, order_id, amount in valid
-        ]
+        # each order's row (with its share of the escrow) commits with its lock; a venue
+        # without an engine keeps no rows
+        rows = (
+            []
+            if self._engine is None
+            else [
+                order_row(self._new_order(order_id, requests[i], now, auction), auction, amount)
+                for i, order_id, amount in valid
+            ]
+        )
         operation = "auction_submit" if auction else "place"
         try:
             self._post(
@@ -1012,10 +1017,11 @@ class Venue:
         except InsufficientBalance:
             # one of them cannot pay: lock one by one so the rest still trade
             locked = []
-            for (i, order_id, amount), row in zip(valid, rows, strict=True):
+            for k, (i, order_id, amount) in enumerate(valid):
                 lock = self._lock_entries([(requests[i], order_id, amount)])
+                row = rows[k : k + 1]
                 try:
-                    self._post(lock, self._order_writes([row], writes, [(i, order_id)]), operation)
+                    self._post(lock, self._order_writes(row, writes, [(i, order_id)]), operation)
                     locked.append((i, order_id, amount))
                 except InsufficientBalance as exc:
                     results[i] = self._insufficient(requests[i], exc, amount)
