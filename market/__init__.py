@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from market.agents.decision import Agent, OwnerPolicy
-    from market.agents.runner import VenueAgents
+    from market.agents.runner import AgentRunner, VenueAgents
     from market.cem.accounting import BurstableAccountant, IntervalOutcome
     from market.cem.automation import CemAutomation, CemPolicy
     from market.cem.exchange import CreditExchange, RateChange, Swap
@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Agent",
+    "AgentRunner",
     "AuctionMode",
     "BookConfig",
     "BurstableAccountant",
@@ -70,6 +71,7 @@ _HOMES = {
     "IntervalOutcome": "market.cem.accounting",
     "Agent": "market.agents.decision",
     "OwnerPolicy": "market.agents.decision",
+    "AgentRunner": "market.agents.runner",
     "VenueAgents": "market.agents.runner",
     "AuctionMode": "market.venue.auction",
     "CallAuction": "market.venue.auction",

@@ -1,9 +1,10 @@
 """The Virtual Instance Agent over the HTTP API: a real deployment's transport.
 
-:class:`HttpAgent` reads its instance's balances, open orders, forecasts and its
-tier's market through the API, lets :class:`~market.agents.decision.Agent` decide (the same code
-the fleet replay runs in process), applies the intents, and reports the decision and
-every refusal to the instance's decision log (``POST /v1/instances/{id}/decisions``).
+:class:`HttpTransport` reads its instance's balances, open orders, forecasts and its
+tier's market through the API, applies the intents, and reports the decision and every
+refusal to the instance's decision log (``POST /v1/instances/{id}/decisions``);
+:class:`HttpAgent` is the one agent runner (:class:`~market.agents.runner.AgentRunner`,
+the same code the fleet replay runs in process) over it.
 
 Every request is retried on a lost connection, 429 (after ``Retry-After``) and 502,
 503 and 504, with exponential backoff. Each order is placed under the intent's
@@ -14,9 +15,8 @@ and it moved nothing.
 
 from __future__ import annotations
 
-import dataclasses
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -24,17 +24,18 @@ import httpx
 
 from data.forecasts import HORIZONS, MEDIAN_COL, UPPER_COL
 from market.agents.decision import (
-    Agent,
     AgentDecision,
     AgentState,
     MarketView,
     OpenOrder,
+    OrderIntent,
     OwnerPolicy,
 )
 from market.agents.forecast import HorizonForecast, InstanceForecast
-from market.agents.runner import IntentResult, rejection_records, skipped
+from market.agents.runner import AgentRunner, IntentResult
 from market.agents.valuation import pool_scarcity
 from market.clock import system_clock
+from market.decisions import DecisionRecord
 from market.errors import TransportError
 from market.units import BPS
 from market.venue.orders import bid_escrow
@@ -142,17 +143,15 @@ def _detail(response: httpx.Response) -> str:
         return response.text[:200]
 
 
-class HttpAgent:
-    """One instance's agent trading through the API.
+class HttpTransport:
+    """One instance's agent reading and trading through the API (an :class:`AgentTransport`).
 
     Parameters
     ----------
-    transport
+    api
         Requests with the instance agent's token.
     instance_id, vcpus
         The instance the agent acts for, and its size.
-    policy
-        The owner's policy.
     fee_bps
         The exchange's fee, to estimate what the agent's bids hold in escrow.
     clock
@@ -161,64 +160,67 @@ class HttpAgent:
 
     def __init__(
         self,
-        transport: ApiTransport,
+        api: ApiTransport,
         instance_id: str,
         vcpus: int,
-        policy: OwnerPolicy | None = None,
         *,
         fee_bps: int = 20,
         clock: Callable[[], datetime] = system_clock,
     ) -> None:
-        self.transport = transport
+        self.api = api
         self.instance_id = instance_id
         self.vcpus = vcpus
-        self.agent = Agent(policy)
         self.fee_bps = fee_bps
         self._clock = clock
 
-    def state(self) -> AgentState:
-        """Read the instance's state, its forecasts and its tier's market from the API."""
+    def read(self) -> list[AgentState]:
+        """Return the instance's state: balances, open orders, forecasts, its tier's market.
+
+        The owner's value set through the API, where there is one, prices the decision in
+        place of the policy's ``throttle_cost``.
+        """
         base = f"/v1/instances/{self.instance_id}"
-        balances = self.transport.json("GET", f"{base}/balances")
+        balances = self.api.json("GET", f"{base}/balances")
         tier = balances["tier"]
-        tier_doc = self.transport.json("GET", f"/v1/tiers/{tier}")
+        tier_doc = self.api.json("GET", f"/v1/tiers/{tier}")
         earn_rate = self.vcpus * tier_doc["baseline_bps"] * 60 * 1000 // BPS
         orders = []
         for state in ("open", "partially_filled"):
-            orders += self.transport.json(
-                "GET", f"{base}/orders", params={"state": state, "limit": 100}
+            orders += self.api.json("GET", f"{base}/orders", params={"state": state, "limit": 100})
+        trades = self.api.json("GET", f"/v1/tiers/{tier}/trades", params={"limit": 20})
+        pool = next(p for p in self.api.json("GET", "/v1/pools") if p["tier"] == tier)
+        return [
+            AgentState(
+                instance_id=self.instance_id,
+                tier=tier,
+                vcpus=self.vcpus,
+                now=self._clock(),
+                credits=balances["credits"],
+                funds=balances["funds"],
+                earn_rate=earn_rate,
+                cap=24 * earn_rate,
+                forecast=self._forecast(),
+                market=MarketView(
+                    recent_prices=tuple(t["price"] for t in trades),
+                    scarcity=pool_scarcity(pool["available"], pool["capacity"]),
+                    fee_bps=self.fee_bps,
+                ),
+                open_orders=tuple(
+                    OpenOrder(
+                        o["order_id"],
+                        o["side"],
+                        o["price"],
+                        o["remaining"],
+                        o["remaining"]
+                        if o["side"] == "sell"
+                        else bid_escrow(o["remaining"], o["price"], self.fee_bps),
+                    )
+                    for o in orders
+                    if o["venue"] == "continuous"
+                ),
+                owner_value=self.owner_value(),
             )
-        trades = self.transport.json("GET", f"/v1/tiers/{tier}/trades", params={"limit": 20})
-        pool = next(p for p in self.transport.json("GET", "/v1/pools") if p["tier"] == tier)
-        return AgentState(
-            instance_id=self.instance_id,
-            tier=tier,
-            vcpus=self.vcpus,
-            now=self._clock(),
-            credits=balances["credits"],
-            funds=balances["funds"],
-            earn_rate=earn_rate,
-            cap=24 * earn_rate,
-            forecast=self._forecast(),
-            market=MarketView(
-                recent_prices=tuple(t["price"] for t in trades),
-                scarcity=pool_scarcity(pool["available"], pool["capacity"]),
-                fee_bps=self.fee_bps,
-            ),
-            open_orders=tuple(
-                OpenOrder(
-                    o["order_id"],
-                    o["side"],
-                    o["price"],
-                    o["remaining"],
-                    o["remaining"]
-                    if o["side"] == "sell"
-                    else bid_escrow(o["remaining"], o["price"], self.fee_bps),
-                )
-                for o in orders
-                if o["venue"] == "continuous"
-            ),
-        )
+        ]
 
     def _forecast(self) -> InstanceForecast | None:
         horizons = {}
@@ -226,7 +228,7 @@ class HttpAgent:
         version = ""
         for horizon in HORIZONS:
             try:
-                response = self.transport.request(
+                response = self.api.request(
                     "GET", f"/v1/instances/{self.instance_id}/forecast", params={"horizon": horizon}
                 )
             except TransportError as exc:
@@ -238,84 +240,95 @@ class HttpAgent:
             if response.status_code >= 400:
                 raise TransportError("GET", "forecast", response.status_code, _detail(response))
             document = response.json()
-            points = document["points"]
-            horizons[horizon] = HorizonForecast(
-                tuple(float(p["yhat"]) for p in points),
-                {q: tuple(float(p[q]) for p in points) for q in (MEDIAN_COL, UPPER_COL)},
-            )
+            horizons[horizon] = horizon_forecast(document["points"])
             generated = datetime.fromisoformat(document["generated_at"])
             version = str(document["model_version"])
         if not horizons or generated is None:
             return None
         return InstanceForecast(generated, horizons, version)
 
-    def apply(self, decision: AgentDecision) -> list[IntentResult]:
-        """Cancel and place the decision's intents; return what the market did with each."""
+    def cancel(self, intents: Sequence[OrderIntent]) -> list[IntentResult]:
+        """Cancel each intent's order through the API."""
+        base = f"/v1/instances/{self.instance_id}/orders"
+        return [
+            self._result(intent, self.api.request("DELETE", f"{base}/{intent.order_id}"))
+            for intent in intents
+        ]
+
+    def place(self, intents: Sequence[OrderIntent]) -> list[IntentResult]:
+        """Place each intent's order under its idempotency key."""
         base = f"/v1/instances/{self.instance_id}/orders"
         results = []
-        failed: set[str | None] = set()
-        for intent in decision.intents:
-            if intent.action == "place" and intent.side in failed:
-                results.append(skipped(intent))
-                continue
-            if intent.action == "cancel":
-                response = self.transport.request("DELETE", f"{base}/{intent.order_id}")
-                order_id = intent.order_id
-            else:
-                body = {
-                    "side": intent.side,
-                    "price": intent.price,
-                    "quantity": intent.quantity,
-                    "time_in_force": "gtc",
-                }
-                response = self.transport.request(
-                    "POST", base, json=body, idempotency_key=intent.key
-                )
-                order_id = (
-                    response.json()["order"]["order_id"] if response.status_code < 300 else None
-                )
-            if response.status_code >= 300:
-                if intent.action == "cancel":
-                    failed.add(intent.side)
-                problem = response.json() if response.content else {}
-                results.append(
-                    IntentResult(
-                        intent,
-                        None,
-                        str(problem.get("detail", response.text[:200])),
-                        str(problem.get("title", response.status_code)),
-                    )
-                )
-            else:
-                results.append(IntentResult(intent, order_id))
+        for intent in intents:
+            body = {
+                "side": intent.side,
+                "price": intent.price,
+                "quantity": intent.quantity,
+                "time_in_force": "gtc",
+            }
+            response = self.api.request("POST", base, json=body, idempotency_key=intent.key)
+            results.append(self._result(intent, response))
         return results
+
+    def _result(self, intent: OrderIntent, response: httpx.Response) -> IntentResult:
+        if response.status_code >= 300:
+            problem = response.json() if response.content else {}
+            return IntentResult(
+                intent,
+                None,
+                str(problem.get("detail", response.text[:200])),
+                str(problem.get("title", response.status_code)),
+            )
+        if intent.action == "cancel":
+            return IntentResult(intent, intent.order_id)
+        return IntentResult(intent, response.json()["order"]["order_id"])
+
+    def record(self, records: Sequence[DecisionRecord]) -> None:
+        """Report each record to the instance's decision log."""
+        for record in records:
+            self.api.json(
+                "POST",
+                f"/v1/instances/{self.instance_id}/decisions",
+                json={"outcome": record.outcome, "detail": dict(record.detail)},
+            )
 
     def owner_value(self) -> int | None:
         """Return the value the instance's owner set through the API, or ``None``."""
         path = f"/v1/instances/{self.instance_id}/owner-value"
-        response = self.transport.request("GET", path)
+        response = self.api.request("GET", path)
         if response.status_code == 404:
             return None
         if response.status_code >= 400:
             raise TransportError("GET", path, response.status_code, _detail(response))
         return int(response.json()["value"])
 
-    def run_once(self) -> tuple[AgentDecision, list[IntentResult]]:
-        """Read the state, decide, apply, and record the decision and any refusal.
 
-        The owner's value set through the API, where there is one, prices the decision in
-        place of the policy's ``throttle_cost``.
-        """
-        value = self.owner_value()
-        if value is not None and value != self.agent.policy.throttle_cost:
-            self.agent = Agent(dataclasses.replace(self.agent.policy, throttle_cost=value))
-        decision = self.agent.decide(self.state())
-        results = self.apply(decision)
-        records = [decision.record(), *rejection_records(results, decision.at)]
-        for record in records:
-            self.transport.json(
-                "POST",
-                f"/v1/instances/{self.instance_id}/decisions",
-                json={"outcome": record.outcome, "detail": dict(record.detail)},
-            )
-        return decision, results
+def horizon_forecast(points: Sequence[Mapping[str, Any]]) -> HorizonForecast:
+    """Return one horizon of an instance's forecast from the API's points."""
+    return HorizonForecast(
+        tuple(float(p["yhat"]) for p in points),
+        {q: tuple(float(p[q]) for p in points) for q in (MEDIAN_COL, UPPER_COL)},
+    )
+
+
+class HttpAgent(AgentRunner):
+    """One instance's agent over the API: the runner over an :class:`HttpTransport`."""
+
+    def __init__(
+        self,
+        api: ApiTransport,
+        instance_id: str,
+        vcpus: int,
+        policy: OwnerPolicy | None = None,
+        *,
+        fee_bps: int = 20,
+        clock: Callable[[], datetime] = system_clock,
+    ) -> None:
+        super().__init__(
+            HttpTransport(api, instance_id, vcpus, fee_bps=fee_bps, clock=clock), policy
+        )
+
+    def run_once(self) -> tuple[AgentDecision, list[IntentResult]]:
+        """Read the state, decide, apply, and record the decision and any refusal."""
+        played = self.step()
+        return played.decisions[0], played.results

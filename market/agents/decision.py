@@ -37,18 +37,19 @@ decision says which rule applied and why.
 :meth:`Agent.decide` is pure: it reads a plain :class:`AgentState` and returns an
 :class:`AgentDecision` whose ``intents`` cancel and place orders; it does no I/O.
 :func:`decide_fleet` is the same decision for many agents of one policy at once, over
-arrays (:class:`FleetState` in, :class:`FleetDecision` out); :meth:`Agent.decide` runs
-it on a fleet of one, so a fleet and a single agent decide alike.
-:class:`~market.agents.runner.VenueAgents` runs the agents of a fleet in process over
-a :class:`~market.venue.handling.Venue`; ``serving.agent_client`` runs one over the HTTP
-API; the replay runs :func:`decide_fleet` over its arrays.
+arrays (:class:`FleetState` in, :class:`FleetDecision` out); :func:`decide_agents` runs
+it over agents read one by one (grouped by policy), and :meth:`Agent.decide` on a fleet
+of one, so a fleet and a single agent decide alike. The one runner,
+:class:`~market.agents.runner.AgentRunner`, runs them over a transport: in process over
+a :class:`~market.venue.handling.Venue`, over the HTTP API (``serving.agent_client``),
+or over the replay's arrays.
 """
 
 from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from fractions import Fraction
@@ -136,6 +137,9 @@ class AgentState:
     forecast: InstanceForecast | None
     market: MarketView = field(default_factory=MarketView)
     open_orders: tuple[OpenOrder, ...] = ()
+    owner_value: int | None = None
+    """The value the owner set for this instance (minor units per credit); ``None``: the
+    policy's ``throttle_cost``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -720,6 +724,275 @@ def _order_columns(names: frozenset[str]) -> tuple[str, ...]:
     return tuple(sorted(names, key=quantile_level))
 
 
+@dataclass(frozen=True, slots=True)
+class _Reading:
+    """What one decision reads of an agent's state: what it holds and what it needs."""
+
+    value: int
+    holdings: int
+    money: int
+    problem: str | None
+    upper: str
+    level: Fraction
+    need_high: list[int]
+    need_risk: list[int]
+    need_mid: list[int]
+
+
+def _read(policy: OwnerPolicy, state: AgentState) -> _Reading:
+    _check_state(state)
+    # credits and funds held by the agent's own orders come back when it cancels them
+    holdings = state.credits + sum(o.escrow for o in state.open_orders if o.side == "sell")
+    money = state.funds + sum(o.escrow for o in state.open_orders if o.side == "buy")
+    value = policy.throttle_cost if state.owner_value is None else state.owner_value
+    needs: dict[str, list[int]] = {}
+    problem = _forecast_problem(policy, state, needs)
+    if problem is not None:
+        return _Reading(value, holdings, money, problem, "", Fraction(9, 10), [], [], [])
+    assert state.forecast is not None
+    columns = _sorted_columns(state.forecast)
+    upper = columns[-1]
+    if quantile_level(policy.risk_quantile) > quantile_level(upper):
+        upper = policy.risk_quantile
+    return _Reading(
+        value,
+        holdings,
+        money,
+        None,
+        upper,
+        quantile_level(upper),
+        needs[upper],
+        needs[policy.risk_quantile],
+        needs["q50" if "q50" in columns else "point"],
+    )
+
+
+def _forecast_problem(
+    policy: OwnerPolicy, state: AgentState, needs: dict[str, list[int]]
+) -> str | None:
+    forecast = state.forecast
+    if forecast is None or not forecast.horizons:
+        return "no forecast for the instance"
+    age = state.now - forecast.generated_at
+    if age > policy.max_forecast_age:
+        return f"forecast is stale: generated {age} ago"
+    try:
+        columns = _sorted_columns(forecast)
+        if policy.risk_quantile not in columns:
+            return f"forecast has no {policy.risk_quantile} quantile"
+        for name, horizon in forecast.horizons.items():
+            # a NaN anywhere, even in a column not read, means the forecast is broken
+            for values in (horizon.point, *horizon.quantiles.values()):
+                if not math.isfinite(sum(values)):
+                    return f"forecast unusable: the {name} forecast holds NaN or infinity"
+        # only the columns a decision reads: the upper, the risk level's, the median
+        used = {columns[-1], policy.risk_quantile, "q50" if "q50" in columns else "point"}
+        for column in used:
+            needs[column] = hourly_need(forecast, column, state.vcpus)
+    except (InvalidAgentInput, TypeError) as exc:
+        return f"forecast unusable: {exc}"
+    return None
+
+
+def decide_agents(
+    states: Sequence[AgentState], policy_of: Callable[[str], OwnerPolicy]
+) -> list[AgentDecision]:
+    """Decide for each agent of ``states`` under its owner's policy (``policy_of(instance_id)``).
+
+    Agents that share a policy, a forecast length and an upper quantile decide together
+    in one :func:`decide_fleet` call; each row of it is the decision that agent would
+    take alone, turned into intents against its open orders.
+
+    Raises
+    ------
+    InvalidAgentInput
+        For a state out of its domain (negative balances, a naive time, ...). A
+        forecast that cannot be used is not an error: the fallback rule applies.
+    """
+    policies = [policy_of(s.instance_id) for s in states]
+    readings = [_read(p, s) for p, s in zip(policies, states, strict=True)]
+    groups: dict[tuple[OwnerPolicy, Fraction, int], list[int]] = {}
+    for i, (policy, reading) in enumerate(zip(policies, readings, strict=True)):
+        groups.setdefault((policy, reading.level, len(reading.need_high)), []).append(i)
+    decisions: list[AgentDecision | None] = [None] * len(states)
+    for (policy, level, hours), rows in groups.items():
+        views = list(dict.fromkeys(states[i].market for i in rows))
+        index = {view: k for k, view in enumerate(views)}
+        ints = functools.partial(np.array, dtype=np.int64)
+        part = [readings[i] for i in rows]
+        d = decide_fleet(
+            policy,
+            FleetState(
+                holdings=ints([r.holdings for r in part]),
+                money=ints([r.money for r in part]),
+                vcpus=ints([states[i].vcpus for i in rows]),
+                earn_rate=ints([states[i].earn_rate for i in rows]),
+                cap=ints([states[i].cap for i in rows]),
+                usable=np.array([r.problem is None for r in part], dtype=bool),
+                need_upper=ints([r.need_high for r in part]).reshape(len(rows), hours),
+                need_risk=ints([r.need_risk for r in part]).reshape(len(rows), hours),
+                need_mid=ints([r.need_mid for r in part]).reshape(len(rows), hours),
+                upper_quantile=level,
+                market=ints([index[states[i].market] for i in rows]),
+                markets=tuple(views),
+                value=ints([r.value for r in part]),
+            ),
+        )
+        for row, i in enumerate(rows):
+            decisions[i] = _decision(policy, states[i], readings[i], d, row)
+    return [d for d in decisions if d is not None]
+
+
+def _decision(
+    policy: OwnerPolicy, state: AgentState, reading: _Reading, d: FleetDecision, row: int
+) -> AgentDecision:
+    """Return row ``row`` of ``d``, one agent's decision, with its reasons and intents."""
+    holdings, money = reading.holdings, reading.money
+    spendable = money if policy.budget is None else min(money, policy.budget)
+    reasons: list[str] = []
+    inputs: dict[str, Any] = {
+        "credits": state.credits,
+        "funds": state.funds,
+        "holdings": holdings,
+        "money": money,
+        "earn_rate": state.earn_rate,
+        "cap": state.cap,
+        "risk_quantile": policy.risk_quantile,
+        "recent_prices": list(state.market.recent_prices[:20]),
+        "scarcity": state.market.scarcity,
+    }
+    hours = len(reading.need_high)
+    spare, lack = int(d.spare[row]), int(d.lack[row])
+    overflows = bool(d.overflows_cap[row])
+    valuation = _value(policy, state, reading, d, row)
+    if reading.problem is not None:
+        reasons.append(f"fallback: {reading.problem}; no asks, bids only for a reserve")
+        outcome = "fallback"
+        inputs["forecast"] = reading.problem
+    else:
+        assert state.forecast is not None
+        inputs.update(
+            {
+                "upper_quantile": reading.upper,
+                "hours": hours,
+                "need_upper": sum(reading.need_high),
+                "need_mid": sum(reading.need_mid),
+                "need_risk_buy_horizon": sum(reading.need_risk[: policy.buy_horizon_hours]),
+                "safety_margin": int(d.margin_upper[row]),
+                "lowest_upper_path": int(d.lowest_upper[row]) if hours else holdings,
+                "overflows_cap": overflows,
+                "forecast_generated_at": state.forecast.generated_at,
+                "model_version": state.forecast.model_version,
+            }
+        )
+        outcome = "orders"
+    bid = ask = None
+    if lack > 0:
+        quantity = max(lack, policy.min_order)
+        affordable = int(d.affordable[row])
+        if holdings >= state.cap:
+            reasons.append(
+                f"blocked: the balance holds its cap {state.cap}; lacking {lack} "
+                "milli-credits unbought"
+            )
+        elif d.bid_price[row] == 0:
+            reasons.append(
+                f"blocked: max_bid {policy.max_bid} leaves no price on the tick "
+                f"{state.market.tick_size}; lacking {lack} milli-credits unbought"
+            )
+        elif affordable == 0:
+            reasons.append(
+                f"blocked: budget {spendable} cannot escrow one milli-credit at "
+                f"{valuation.bid_price}; lacking {lack} milli-credits unbought"
+            )
+        else:
+            if affordable < quantity:
+                reasons.append(f"budget buys {affordable} of {quantity} milli-credits")
+            bid = (int(d.bid_price[row]), affordable)
+    if d.ask_quantity[row] > 0:
+        ask = (int(d.ask_price[row]), int(d.ask_quantity[row]))
+    intents = reconcile(state, bid, ask)
+    if outcome != "fallback":
+        blocked = any(r.startswith("blocked") for r in reasons)
+        if blocked and not intents:
+            outcome = "blocked"
+        elif not intents:
+            outcome = "hold"
+    return AgentDecision(
+        instance_id=state.instance_id,
+        tier=state.tier,
+        at=state.now,
+        outcome=outcome,
+        intents=tuple(intents),
+        spare=spare,
+        lack=lack,
+        reasons=tuple(reasons),
+        inputs=inputs,
+        valuation=valuation,
+    )
+
+
+def _value(
+    policy: OwnerPolicy, state: AgentState, reading: _Reading, d: FleetDecision, row: int
+) -> Valuation:
+    # the worth of the tranches the decision chose, at the owner's value
+    upper = reading.level
+    shares = {"need": NEED_SHARE, "band": band_share(upper), "tail": tail_share(upper)}
+    return value_credit(
+        value=reading.value,
+        upper_quantile=upper,
+        recent_prices=state.market.recent_prices,
+        scarcity=state.market.scarcity,
+        bid_share=shares.get(TRANCHES[int(d.bid_tranche[row])], NEED_SHARE),
+        keep_share=shares.get(TRANCHES[int(d.ask_tranche[row])], tail_share(upper)),
+        overflows_cap=bool(d.overflows_cap[row]),
+        fee_bps=state.market.fee_bps,
+        tick_size=state.market.tick_size,
+        max_bid=policy.max_bid,
+        min_ask=policy.min_ask,
+    )
+
+
+def reconcile(
+    state: AgentState, bid: tuple[int, int] | None, ask: tuple[int, int] | None
+) -> list[OrderIntent]:
+    """Return the intents that turn the agent's open orders into the wanted ``bid`` and ``ask``.
+
+    ``bid`` and ``ask`` are ``(price, quantity)`` or ``None``; an open order already as
+    wanted stays; cancels come first, since their escrow funds the new orders.
+    """
+    stamp = f"{state.instance_id}-{to_micros(state.now)}"
+    cancels: list[OrderIntent] = []
+    wanted: dict[SideName, tuple[int, int] | None] = {"buy": bid, "sell": ask}
+    for order in state.open_orders:
+        target = wanted.get(order.side)
+        if target is not None and target == (order.price, order.remaining):
+            wanted[order.side] = None  # already in the market as wanted
+            continue
+        cancels.append(
+            OrderIntent(
+                state.instance_id,
+                "cancel",
+                f"{stamp}-c{len(cancels)}",
+                side=order.side,
+                order_id=order.order_id,
+            )
+        )
+    places = [
+        OrderIntent(
+            state.instance_id,
+            "place",
+            f"{stamp}-{side}",
+            side=side,
+            price=target[0],
+            quantity=target[1],
+        )
+        for side, target in wanted.items()
+        if target is not None
+    ]
+    return cancels + places
+
+
 class Agent:
     """The Virtual Instance Agent of one owner's policy; one instance per decision."""
 
@@ -729,214 +1002,13 @@ class Agent:
     def decide(self, state: AgentState) -> AgentDecision:
         """Work out the instance's spare and lacking credits, prices, and order intents.
 
+        :func:`decide_agents` on a fleet of one.
+
         Raises
         ------
         InvalidAgentInput
             For a state out of its domain (negative balances, a naive time, ...). A
             forecast that cannot be used is not an error: the fallback rule applies.
         """
-        _check_state(state)
         policy = self.policy
-        asks = [o for o in state.open_orders if o.side == "sell"]
-        bids = [o for o in state.open_orders if o.side == "buy"]
-        # credits and funds held by the agent's own orders come back when it cancels them
-        holdings = state.credits + sum(o.escrow for o in asks)
-        money = state.funds + sum(o.escrow for o in bids)
-        spendable = money if policy.budget is None else min(money, policy.budget)
-        reasons: list[str] = []
-        inputs: dict[str, Any] = {
-            "credits": state.credits,
-            "funds": state.funds,
-            "holdings": holdings,
-            "money": money,
-            "earn_rate": state.earn_rate,
-            "cap": state.cap,
-            "risk_quantile": policy.risk_quantile,
-            "recent_prices": list(state.market.recent_prices[:20]),
-            "scarcity": state.market.scarcity,
-        }
-        needs: dict[str, list[int]] = {}
-        problem = self._forecast_problem(state, needs)
-        if problem is None:
-            assert state.forecast is not None
-            columns = _sorted_columns(state.forecast)
-            upper = columns[-1]
-            if quantile_level(policy.risk_quantile) > quantile_level(upper):
-                upper = policy.risk_quantile
-            need_high = needs[upper]
-            need_risk = needs[policy.risk_quantile]
-            need_mid = needs["q50" if "q50" in columns else "point"]
-            level = quantile_level(upper)
-        else:
-            need_high = need_risk = need_mid = []
-            level = Fraction(9, 10)
-        hours = len(need_high)
-        one = functools.partial(np.array, dtype=np.int64)
-        d = decide_fleet(
-            policy,
-            FleetState(
-                holdings=one([holdings]),
-                money=one([money]),
-                vcpus=one([state.vcpus]),
-                earn_rate=one([state.earn_rate]),
-                cap=one([state.cap]),
-                usable=np.array([problem is None]),
-                need_upper=one(need_high).reshape(1, hours),
-                need_risk=one(need_risk).reshape(1, hours),
-                need_mid=one(need_mid).reshape(1, hours),
-                upper_quantile=level,
-                market=one([0]),
-                markets=(state.market,),
-            ),
-        )
-        spare, lack = int(d.spare[0]), int(d.lack[0])
-        overflows = bool(d.overflows_cap[0])
-        valuation = self._value(state, level, d, overflows=overflows)
-        if problem is not None:
-            reasons.append(f"fallback: {problem}; no asks, bids only for a reserve")
-            outcome = "fallback"
-            inputs["forecast"] = problem
-        else:
-            assert state.forecast is not None
-            buy_need = need_risk[: policy.buy_horizon_hours]
-            inputs.update(
-                {
-                    "upper_quantile": upper,
-                    "hours": hours,
-                    "need_upper": sum(need_high),
-                    "need_mid": sum(need_mid),
-                    "need_risk_buy_horizon": sum(buy_need),
-                    "safety_margin": int(d.margin_upper[0]),
-                    "lowest_upper_path": int(d.lowest_upper[0]) if hours else holdings,
-                    "overflows_cap": overflows,
-                    "forecast_generated_at": state.forecast.generated_at,
-                    "model_version": state.forecast.model_version,
-                }
-            )
-            outcome = "orders"
-        bid = ask = None
-        if lack > 0:
-            quantity = max(lack, policy.min_order)
-            affordable = int(d.affordable[0])
-            if holdings >= state.cap:
-                reasons.append(
-                    f"blocked: the balance holds its cap {state.cap}; lacking {lack} "
-                    "milli-credits unbought"
-                )
-            elif d.bid_price[0] == 0:
-                reasons.append(
-                    f"blocked: max_bid {policy.max_bid} leaves no price on the tick "
-                    f"{state.market.tick_size}; lacking {lack} milli-credits unbought"
-                )
-            elif affordable == 0:
-                reasons.append(
-                    f"blocked: budget {spendable} cannot escrow one milli-credit at "
-                    f"{valuation.bid_price}; lacking {lack} milli-credits unbought"
-                )
-            else:
-                if affordable < quantity:
-                    reasons.append(f"budget buys {affordable} of {quantity} milli-credits")
-                bid = (int(d.bid_price[0]), affordable)
-        if d.ask_quantity[0] > 0:
-            ask = (int(d.ask_price[0]), int(d.ask_quantity[0]))
-        intents = self._reconcile(state, bid, ask)
-        if outcome != "fallback":
-            blocked = any(r.startswith("blocked") for r in reasons)
-            if blocked and not intents:
-                outcome = "blocked"
-            elif not intents:
-                outcome = "hold"
-        return AgentDecision(
-            instance_id=state.instance_id,
-            tier=state.tier,
-            at=state.now,
-            outcome=outcome,
-            intents=tuple(intents),
-            spare=spare,
-            lack=lack,
-            reasons=tuple(reasons),
-            inputs=inputs,
-            valuation=valuation,
-        )
-
-    def _forecast_problem(self, state: AgentState, needs: dict[str, list[int]]) -> str | None:
-        forecast = state.forecast
-        if forecast is None or not forecast.horizons:
-            return "no forecast for the instance"
-        age = state.now - forecast.generated_at
-        if age > self.policy.max_forecast_age:
-            return f"forecast is stale: generated {age} ago"
-        try:
-            columns = _sorted_columns(forecast)
-            if self.policy.risk_quantile not in columns:
-                return f"forecast has no {self.policy.risk_quantile} quantile"
-            for name, horizon in forecast.horizons.items():
-                # a NaN anywhere, even in a column not read, means the forecast is broken
-                for values in (horizon.point, *horizon.quantiles.values()):
-                    if not math.isfinite(sum(values)):
-                        return f"forecast unusable: the {name} forecast holds NaN or infinity"
-            # only the columns a decision reads: the upper, the risk level's, the median
-            used = {columns[-1], self.policy.risk_quantile, "q50" if "q50" in columns else "point"}
-            for column in used:
-                needs[column] = hourly_need(forecast, column, state.vcpus)
-        except (InvalidAgentInput, TypeError) as exc:
-            return f"forecast unusable: {exc}"
-        return None
-
-    def _value(
-        self, state: AgentState, upper: Fraction, d: FleetDecision, *, overflows: bool
-    ) -> Valuation:
-        # the worth of the tranches the decision chose, at the owner's value
-        policy = self.policy
-        shares = {"need": NEED_SHARE, "band": band_share(upper), "tail": tail_share(upper)}
-        return value_credit(
-            value=policy.throttle_cost,
-            upper_quantile=upper,
-            recent_prices=state.market.recent_prices,
-            scarcity=state.market.scarcity,
-            bid_share=shares.get(TRANCHES[int(d.bid_tranche[0])], NEED_SHARE),
-            keep_share=shares.get(TRANCHES[int(d.ask_tranche[0])], tail_share(upper)),
-            overflows_cap=overflows,
-            fee_bps=state.market.fee_bps,
-            tick_size=state.market.tick_size,
-            max_bid=policy.max_bid,
-            min_ask=policy.min_ask,
-        )
-
-    def _reconcile(
-        self,
-        state: AgentState,
-        bid: tuple[int, int] | None,
-        ask: tuple[int, int] | None,
-    ) -> list[OrderIntent]:
-        stamp = f"{state.instance_id}-{to_micros(state.now)}"
-        cancels: list[OrderIntent] = []
-        wanted: dict[SideName, tuple[int, int] | None] = {"buy": bid, "sell": ask}
-        for order in state.open_orders:
-            target = wanted.get(order.side)
-            if target is not None and target == (order.price, order.remaining):
-                wanted[order.side] = None  # already in the market as wanted
-                continue
-            cancels.append(
-                OrderIntent(
-                    state.instance_id,
-                    "cancel",
-                    f"{stamp}-c{len(cancels)}",
-                    side=order.side,
-                    order_id=order.order_id,
-                )
-            )
-        places = [
-            OrderIntent(
-                state.instance_id,
-                "place",
-                f"{stamp}-{side}",
-                side=side,
-                price=target[0],
-                quantity=target[1],
-            )
-            for side, target in wanted.items()
-            if target is not None
-        ]
-        # cancels first: their escrow funds the new orders
-        return cancels + places
+        return decide_agents([state], lambda _: policy)[0]

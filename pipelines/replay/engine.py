@@ -18,18 +18,18 @@ The per-step arithmetic runs on numpy arrays across instances; each policy books
 each hour in its own :class:`~market.ledger.Ledger` (in-memory store) as one entry,
 with the market (agents, hourly call auctions on :class:`~market.venue.handling.Venue`) and
 the CEM's swaps (:class:`~market.cem.exchange.CreditExchange`) acting on the same ledger
-at the start of each hour: every agent decides at once
-(:func:`market.agents.decision.decide_fleet` on the forecast table's arrays) and the hour's
-orders go to the auctions in one venue call. Conservation is checked every step
-(balances plus pools change exactly by what was earned less what was spent), every
-hour (the ledger's instance and pool balances equal the engine's) and at the end (the
-ledger's journal replays to its balances and every asset sums to zero over its
-accounts), and the market policies' money must reconcile (buyers' payments equal
-sellers' and lenders' receipts plus fees plus pool revenue, in the figures and in the
-ledger); any difference raises :class:`ConservationError`. The hourly entry moves
-each tier's mint, burn, pool and conversion totals through a clearing account that ends
-it at zero, and one net leg per instance whose balance moved. ``optimum`` is solved
-offline (:mod:`pipelines.replay.optimum`).
+at the start of each hour: the one agent runner (:class:`~market.agents.runner.AgentRunner`)
+decides for every agent at once on the forecast table's arrays and sends the hour's
+orders to the auctions in one venue call (:class:`~market.agents.runner.AuctionTransport`).
+Conservation is checked every step (balances plus pools change exactly by what was
+earned less what was spent), every hour (the ledger's instance and pool balances equal
+the engine's) and at the end (the ledger's journal replays to its balances and every
+asset sums to zero over its accounts), and the market policies' money must reconcile
+(buyers' payments equal sellers' and lenders' receipts plus fees plus pool revenue, in
+the figures and in the ledger); any difference raises :class:`ConservationError`. The
+hourly entry moves each tier's mint, burn, pool and conversion totals through a clearing
+account that ends it at zero, and one net leg per instance whose balance moved.
+``optimum`` is solved offline (:mod:`pipelines.replay.optimum`).
 """
 
 from __future__ import annotations
@@ -44,8 +44,8 @@ from typing import Any
 
 import numpy as np
 
-from market.agents.decision import TRANCHES, FleetState, MarketView, OwnerPolicy, decide_fleet
-from market.agents.runner import recent_prices_of
+from market.agents.decision import TRANCHES, FleetState, MarketView, OwnerPolicy
+from market.agents.runner import AgentRunner, AuctionTransport, FleetRows, recent_prices_of
 from market.agents.valuation import pool_scarcity
 from market.cem.automation import (
     CemAutomation,
@@ -57,7 +57,6 @@ from market.cem.automation import (
 from market.cem.exchange import CreditExchange
 from market.cem.tiers import POOL_REVENUE_ACCOUNT, VALUE, Pool, TierManager
 from market.clock import ManualClock
-from market.errors import MarketError
 from market.ledger import (
     FEES_ACCOUNT,
     MILLI_PER_CREDIT,
@@ -853,36 +852,28 @@ def _trade(
     """
     assert books.venue is not None
     credits, funds, pools = balances
-    decision = decide_fleet(books.policy, agent_fleet(books, fleet, needs, credits, funds, pools))
-    rows = np.flatnonzero((decision.bid_quantity > 0) | (decision.ask_quantity > 0))
-    buys = decision.bid_quantity[rows] > 0
-    prices = np.where(buys, decision.bid_price[rows], decision.ask_price[rows])
-    quantities = np.where(buys, decision.bid_quantity[rows], decision.ask_quantity[rows])
-    ids = books.instance_ids
-    requests = [
-        OrderRequest(ids[i], Side.BUY if buy else Side.SELL, price, quantity)
-        for i, buy, price, quantity in zip(
-            rows.tolist(), buys.tolist(), prices.tolist(), quantities.tolist(), strict=True
-        )
-    ]
-    offers = _pool_offers(books, fleet, pools)
-    outcomes = books.venue.submit_to_auction(requests + offers) if requests or offers else []
-    for request, outcome in zip(requests, outcomes, strict=False):
-        if isinstance(outcome, MarketError):
-            result.orders_rejected += 1
-            name = type(outcome).__name__
-            result.rejections[name] = result.rejections.get(name, 0) + 1
-            _log.warning(
-                "%s hour %d: %s's %s order refused: %s",
-                result.policy,
-                hour,
-                request.instance_id,
-                request.side.value,
-                outcome,
-            )
-    result.orders_placed += len(requests) - sum(
-        isinstance(o, MarketError) for o in outcomes[: len(requests)]
+    rows = FleetRows(
+        books.instance_ids, agent_fleet(books, fleet, needs, credits, funds, pools), books.clock()
     )
+    transport = AuctionTransport(books.venue, rows, extra=_pool_offers(books, fleet, pools))
+    played = AgentRunner(transport, books.policy).step()
+    assert played.fleet is not None
+    decision = played.fleet
+    for outcome in played.results:
+        if outcome.error is None:
+            result.orders_placed += 1
+            continue
+        result.orders_rejected += 1
+        name = str(outcome.error_type)
+        result.rejections[name] = result.rejections.get(name, 0) + 1
+        _log.warning(
+            "%s hour %d: %s's %s order refused: %s",
+            result.policy,
+            hour,
+            outcome.intent.instance_id,
+            outcome.intent.side,
+            outcome.error,
+        )
     sellers = set(books.pool_sellers)
     for k, tier in enumerate(fleet.tier_names):
         auction = books.venue.run_auction(tier, auction_id=f"{tier}-h{hour}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime, timedelta
 from fractions import Fraction
 
@@ -19,6 +20,7 @@ from market.agents.decision import (
     affordable_quantity,
     balance_path,
     balance_paths,
+    decide_agents,
     decide_fleet,
     hourly_need,
 )
@@ -135,6 +137,31 @@ def test_a_fleet_decides_as_each_of_its_agents(
         assert batch == wanted
         assert alone.valuation is not None
         assert bool(together.overflows_cap[row]) == bool(alone.inputs.get("overflows_cap", False))
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(fleets(), min_size=1, max_size=3), st.lists(st.none() | st.integers(1, 400)))
+def test_agents_of_many_policies_and_forecasts_decide_together_as_each_alone(
+    parts: list[tuple[OwnerPolicy, list[AgentState], int]], values: list[int | None]
+) -> None:
+    # fleets of different policies and forecast lengths, mixed into one round, some
+    # instances with a value their owner set
+    states, policy_of = [], {}
+    for k, (policy, part, _hours) in enumerate(parts):
+        for s in part:
+            instance_id = f"{s.instance_id}-{k}"
+            value = values[len(states)] if len(states) < len(values) else None
+            states.append(dataclasses.replace(s, instance_id=instance_id, owner_value=value))
+            policy_of[instance_id] = policy
+    together = decide_agents(states, policy_of.__getitem__)
+    assert [d.instance_id for d in together] == [s.instance_id for s in states]
+    for s, decision in zip(states, together, strict=True):
+        assert decision == Agent(policy_of[s.instance_id]).decide(s)
+        # an owner's value decides as a policy of that throttle cost would
+        if s.owner_value is not None:
+            policy = dataclasses.replace(policy_of[s.instance_id], throttle_cost=s.owner_value)
+            alone = Agent(policy).decide(dataclasses.replace(s, owner_value=None))
+            assert (decision.intents, decision.valuation) == (alone.intents, alone.valuation)
 
 
 @settings(max_examples=100, deadline=None)
