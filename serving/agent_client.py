@@ -22,7 +22,7 @@ from typing import Any, Protocol
 
 import httpx
 
-from data.forecasts import HORIZONS, MEDIAN_COL, UPPER_COL
+from data.forecasts import HORIZONS, MEDIAN_COL, POINT_COL, UPPER_COL
 from market.agents.decision import (
     AgentDecision,
     AgentState,
@@ -31,7 +31,7 @@ from market.agents.decision import (
     OrderIntent,
     OwnerPolicy,
 )
-from market.agents.forecast import HorizonForecast, InstanceForecast
+from market.agents.forecast import InstanceForecast, horizon_forecast
 from market.agents.runner import AgentRunner, IntentResult
 from market.agents.valuation import pool_scarcity
 from market.clock import system_clock
@@ -240,7 +240,10 @@ class HttpTransport:
             if response.status_code >= 400:
                 raise TransportError("GET", "forecast", response.status_code, _detail(response))
             document = response.json()
-            horizons[horizon] = horizon_forecast(document["points"])
+            points = document["points"]
+            horizons[horizon] = horizon_forecast(
+                {c: [p[c] for p in points] for c in (POINT_COL, MEDIAN_COL, UPPER_COL)}
+            )
             generated = datetime.fromisoformat(document["generated_at"])
             version = str(document["model_version"])
         if not horizons or generated is None:
@@ -301,14 +304,6 @@ class HttpTransport:
         if response.status_code >= 400:
             raise TransportError("GET", path, response.status_code, _detail(response))
         return int(response.json()["value"])
-
-
-def horizon_forecast(points: Sequence[Mapping[str, Any]]) -> HorizonForecast:
-    """Return one horizon of an instance's forecast from the API's points."""
-    return HorizonForecast(
-        tuple(float(p["yhat"]) for p in points),
-        {q: tuple(float(p[q]) for p in points) for q in (MEDIAN_COL, UPPER_COL)},
-    )
 
 
 class HttpAgent(AgentRunner):

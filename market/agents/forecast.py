@@ -1,19 +1,23 @@
 """What an agent reads of a forecast: horizons of points and quantiles per instance.
 
-:func:`forecasts_from_frame` turns the ``predict`` flow's frame (the contract in
-:mod:`data.forecasts`) into the :class:`InstanceForecast` each agent decides on.
+:func:`horizon_forecast` is the one adapter from a horizon's forecast columns (the
+contract in :mod:`data.forecasts`: ``yhat`` and quantile columns) to what an agent
+reads. Every hand-off goes through it: :func:`forecasts_from_frame` for the ``predict``
+flow's frame (in-process agents), the HTTP agent for the API's points, and the replay
+for its forecast table.
 """
 
 from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from fractions import Fraction
 from typing import TYPE_CHECKING
 
+from data.forecasts import HORIZON_COL, POINT_COL
 from market.errors import InvalidAgentInput
 
 if TYPE_CHECKING:
@@ -69,22 +73,44 @@ class InstanceForecast:
     model_version: str = ""
 
 
+def horizon_forecast(columns: Mapping[str, Sequence[float]]) -> HorizonForecast:
+    """Return one horizon's forecast from its columns, hour by hour.
+
+    ``columns`` maps ``yhat`` (the point forecast) and quantile columns (``q50``,
+    ``q90``, ...) to as many values each; other columns are ignored.
+
+    Raises
+    ------
+    InvalidAgentInput
+        Without a ``yhat`` column, or for quantile columns not as long as it.
+    """
+    if POINT_COL not in columns:
+        raise InvalidAgentInput("forecast", sorted(columns), f"has no {POINT_COL} column")
+    point = tuple(float(v) for v in columns[POINT_COL])
+    quantiles = {
+        str(name): tuple(float(v) for v in values)
+        for name, values in columns.items()
+        if _QUANTILE_COLUMN.fullmatch(str(name))
+    }
+    for name, values in quantiles.items():
+        if len(values) != len(point):
+            raise InvalidAgentInput(name, len(values), f"must hold {len(point)} hours")
+    return HorizonForecast(point, quantiles)
+
+
 def forecasts_from_frame(frame: pd.DataFrame) -> dict[str, InstanceForecast]:
     """Return each instance's forecast from the ``predict`` flow's frame.
 
     ``frame`` has ``unique_id, horizon, ds, yhat`` and quantile columns (``q50``,
     ``q90``), with ``generated_at`` and ``model_version`` where known.
     """
-    quantile_columns = [c for c in frame.columns if _QUANTILE_COLUMN.fullmatch(str(c))]
+    columns = [POINT_COL, *(c for c in frame.columns if _QUANTILE_COLUMN.fullmatch(str(c)))]
     out: dict[str, InstanceForecast] = {}
-    ordered = frame.sort_values(["unique_id", "horizon", "ds"])
+    ordered = frame.sort_values(["unique_id", HORIZON_COL, "ds"])
     for unique_id, rows in ordered.groupby("unique_id", sort=True, observed=True):
         horizons = {
-            str(name): HorizonForecast(
-                tuple(float(v) for v in part["yhat"]),
-                {q: tuple(float(v) for v in part[q]) for q in quantile_columns},
-            )
-            for name, part in rows.groupby("horizon", sort=True, observed=True)
+            str(name): horizon_forecast({c: part[c].tolist() for c in columns})
+            for name, part in rows.groupby(HORIZON_COL, sort=True, observed=True)
         }
         generated = (
             rows["generated_at"].iloc[0].to_pydatetime()

@@ -16,8 +16,9 @@ from datetime import datetime, timedelta
 import numpy as np
 import pandas as pd
 
+from data.forecasts import MEDIAN_COL, POINT_COL, UPPER_COL
 from market.agents.decision import need_from_percent
-from market.agents.forecast import HorizonForecast, InstanceForecast
+from market.agents.forecast import InstanceForecast, horizon_forecast
 from pipelines.replay.fleet import STEPS_PER_HOUR, ReplayFleet
 from pipelines.replay.scenario import Scenario
 
@@ -60,8 +61,10 @@ class ForecastTable:
             out[str(iid)] = InstanceForecast(
                 generated_at,
                 {
-                    "hour": HorizonForecast((p[0],), {"q50": (a[0],), "q90": (b[0],)}),
-                    "day": HorizonForecast(tuple(p), {"q50": tuple(a), "q90": tuple(b)}),
+                    "hour": horizon_forecast(
+                        {POINT_COL: p[:1], MEDIAN_COL: a[:1], UPPER_COL: b[:1]}
+                    ),
+                    "day": horizon_forecast({POINT_COL: p, MEDIAN_COL: a, UPPER_COL: b}),
                 },
                 self.source,
             )
