@@ -460,19 +460,7 @@ class _Books:
         self.mints = [mint_account(t.asset) for t in fleet.tiers]
         self.burns = [burn_account(t.asset) for t in fleet.tiers]
         self.clearing = [escrow_account(f"replay-{t.name}") for t in fleet.tiers]
-        self.ledger.open_accounts(
-            [
-                (c, t.asset, AccountKind.ESCROW)
-                for c, t in zip(self.clearing, fleet.tiers, strict=True)
-            ]
-        )
-        opening = [
-            Transfer(self.mints[int(k)], account, int(b))
-            for account, k, b in zip(self.accounts, fleet.tier_of, fleet.start_balance, strict=True)
-            if b > 0
-        ]
-        if opening:
-            self.ledger.post(EntryRequest(tuple(opening), "opening", _CEM))
+        self._open(fleet)
         self.automation = (
             CemAutomation(
                 CemPolicy(
@@ -489,6 +477,37 @@ class _Books:
         self.pinned_rates = (
             None if scenario.cem_automatic_rates else {t.name: t.exchange_rate for t in fleet.tiers}
         )
+        self._instance_arrays(fleet)
+        # what each lender is owed for credits it lent the pools, not yet paid
+        self.owed = np.zeros(len(fleet.ids), dtype=object)
+        # this hour's conversions between pools: out of, into each tier, value remainder
+        self.converted: list = [np.zeros_like(self.base_rates), np.zeros_like(self.base_rates), 0]
+        self.pool_sellers = [f"pool-{t}" for t in fleet.tier_names]
+        self.venue: Venue | None = None
+        self.funds: list[str] = []
+        self.policy = OwnerPolicy(
+            throttle_cost=scenario.throttle_cost, risk_quantile=scenario.risk_quantile
+        )
+        if flags.market:
+            self._open_venue(fleet, scenario)
+
+    def _open(self, fleet: ReplayFleet) -> None:
+        # the tiers' clearing accounts, and every instance's starting balance
+        self.ledger.open_accounts(
+            [
+                (c, t.asset, AccountKind.ESCROW)
+                for c, t in zip(self.clearing, fleet.tiers, strict=True)
+            ]
+        )
+        opening = [
+            Transfer(self.mints[int(k)], account, int(b))
+            for account, k, b in zip(self.accounts, fleet.tier_of, fleet.start_balance, strict=True)
+            if b > 0
+        ]
+        if opening:
+            self.ledger.post(EntryRequest(tuple(opening), "opening", _CEM))
+
+    def _instance_arrays(self, fleet: ReplayFleet) -> None:
         # What the CEM's demand forecast reads of each instance, fixed for the run.
         instances = {i.id: i for i in self.tiers.instances()}
         specs = [self.tiers.tier(fleet.tier_names[int(k)]) for k in fleet.tier_of]
@@ -517,32 +536,21 @@ class _Books:
         )
         self.last_price = np.zeros(len(fleet.tiers), dtype=np.int64)
         self.rates = self.base_rates.copy()
-        # what each lender is owed for credits it lent the pools, not yet paid
-        self.owed = np.zeros(len(fleet.ids), dtype=object)
-        # this hour's conversions between pools: out of, into each tier, value remainder
-        self.converted: list = [np.zeros_like(self.base_rates), np.zeros_like(self.base_rates), 0]
-        self.pool_sellers = [f"pool-{t}" for t in fleet.tier_names]
-        self.venue: Venue | None = None
-        self.funds: list[str] = []
-        self.policy = OwnerPolicy(
-            throttle_cost=scenario.throttle_cost, risk_quantile=scenario.risk_quantile
+
+    def _open_venue(self, fleet: ReplayFleet, scenario: Scenario) -> None:
+        # every instance and every pool's seller trades in its tier's call auction
+        self.venue = Venue(
+            self.ledger,
+            self.clock,
+            [BookConfig(tier=t, tick_size=1, fee_bps=scenario.fee_bps) for t in fleet.tier_names],
         )
-        if flags.market:
-            self.venue = Venue(
-                self.ledger,
-                self.clock,
-                [
-                    BookConfig(tier=t, tick_size=1, fee_bps=scenario.fee_bps)
-                    for t in fleet.tier_names
-                ],
-            )
-            for iid, k in zip(fleet.ids, fleet.tier_of, strict=True):
-                self.venue.register_instance(str(iid), fleet.tier_names[int(k)])
-                if scenario.starting_funds:
-                    self.cem.deposit_funds(str(iid), scenario.starting_funds, actor=_CEM)
-            self.funds = [instance_funds(str(i)) for i in fleet.ids]
-            for seller, tier in zip(self.pool_sellers, fleet.tier_names, strict=True):
-                self.venue.register_instance(seller, tier)
+        for iid, k in zip(fleet.ids, fleet.tier_of, strict=True):
+            self.venue.register_instance(str(iid), fleet.tier_names[int(k)])
+            if scenario.starting_funds:
+                self.cem.deposit_funds(str(iid), scenario.starting_funds, actor=_CEM)
+        self.funds = [instance_funds(str(i)) for i in fleet.ids]
+        for seller, tier in zip(self.pool_sellers, fleet.tier_names, strict=True):
+            self.venue.register_instance(seller, tier)
 
     def read(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Return the instances' credits and funds (market policies) and the pools."""
@@ -1005,27 +1013,45 @@ def run_policy(
         return _replay(fleet, scenario, policy, flags, forecasts, progress)
 
 
-def _replay(
-    fleet: ReplayFleet,
-    scenario: Scenario,
-    policy: str,
-    flags: _Flags,
-    forecasts: ForecastTable | None,
-    progress: Callable[[int], None] | None,
-) -> PolicyResult:
-    began = time.perf_counter()
-    n_tiers = len(fleet.tier_names)
-    hours = fleet.hours
-    tier_of, starts, capacity = fleet.tier_of, fleet.starts, fleet.capacity
+@dataclass(slots=True)
+class _State:
+    """What the run carries from step to step: balances, pools and the hour's settings."""
+
+    balance: np.ndarray
+    funds: np.ndarray
+    pool: np.ndarray
+    throttled: np.ndarray
+    draw_price: np.ndarray
+    consign: np.ndarray
+    hour_need: np.ndarray
+
+
+@dataclass(slots=True)
+class _HourTotals:
+    """Each instance's credits this hour: minted, spent, to and from the pools, lent."""
+
+    minted: np.ndarray
+    spent: np.ndarray
+    to_pool: np.ndarray
+    from_pool: np.ndarray
+    lent: np.ndarray
+
+    @classmethod
+    def zeros(cls, n: int) -> _HourTotals:
+        return cls(*(np.zeros(n, dtype=np.int64) for _ in range(5)))
+
+
+def _empty_result(policy: str, fleet: ReplayFleet) -> PolicyResult:
+    n_tiers, hours = len(fleet.tier_names), fleet.hours
     zeros_k = np.zeros(n_tiers, dtype=np.int64)
-    result = PolicyResult(
+    return PolicyResult(
         policy=policy,
         tiers=fleet.tier_names,
         demand=zeros_k.copy(),
         throttled=zeros_k.copy(),
         forfeited=zeros_k.copy(),
         instances_throttled=zeros_k.copy(),
-        instances=np.bincount(tier_of, minlength=n_tiers).astype(np.int64),
+        instances=np.bincount(fleet.tier_of, minlength=n_tiers).astype(np.int64),
         trades=zeros_k.copy(),
         volume=zeros_k.copy(),
         fees=zeros_k.copy(),
@@ -1038,147 +1064,253 @@ def _replay(
         clearing_price_series=np.full((hours, n_tiers), np.nan),
         forfeited_series=np.zeros((hours, n_tiers), dtype=np.int64),
     )
+
+
+def _replay(
+    fleet: ReplayFleet,
+    scenario: Scenario,
+    policy: str,
+    flags: _Flags,
+    forecasts: ForecastTable | None,
+    progress: Callable[[int], None] | None,
+) -> PolicyResult:
+    began = time.perf_counter()
+    result = _empty_result(policy, fleet)
     books = _Books(fleet, scenario, flags) if flags.credits else None
-    n = len(fleet.ids)
-    balance = fleet.start_balance.copy()
-    pool = zeros_k.copy()
-    pool_capacity = books.pool_capacity if books is not None else zeros_k
-    earned, cap = fleet.earned, fleet.cap
-    throttled_total = np.zeros(n, dtype=np.int64)
-    # the ledger's balances, read once after each hour's check for the next hour
-    funds = np.zeros(0, dtype=np.int64)
+    n, zeros_k = len(fleet.ids), np.zeros(len(fleet.tier_names), dtype=np.int64)
+    state = _State(
+        balance=fleet.start_balance.copy(),
+        funds=np.zeros(0, dtype=np.int64),
+        pool=zeros_k,
+        throttled=np.zeros(n, dtype=np.int64),
+        draw_price=zeros_k,
+        consign=np.zeros(n, dtype=bool),
+        hour_need=np.zeros(n, dtype=np.int64),
+    )
     if books is not None:
-        balance, funds, pool = books.read()
+        # the ledger's balances, read once after each hour's check for the next hour
+        state.balance, state.funds, state.pool = books.read()
     hourly = hourly_utilisation(fleet) if flags.market else None
-    draw_price = zeros_k
-    consign = np.zeros(n, dtype=bool)
-    hour_need = np.zeros(n, dtype=np.int64)
-    for hour in range(hours):
-        if books is not None:
-            books.clock.set(fleet.start + timedelta(hours=hour))
-        if books is not None and forecasts is not None and (flags.market or flags.swaps):
-            needs = forecasts.needs(hour, fleet.vcpus)
-            if flags.market:
-                assert hourly is not None
-                prior = with_prior(needs, hourly, hour, fleet.vcpus, forecasts.horizon)
-                hour_need = prior.q50[:, 0]
-                sold_all = _trade(books, fleet, prior, hour, (balance, funds, pool), result)
-                balance, funds, pool = books.read()
-                # an agent whose whole holding sold lends the hour's surplus to the pool
-                consign = sold_all & (balance < MILLI_PER_CREDIT)
-            if flags.swaps:
-                pool = _cem(books, fleet, needs, hour, balance, pool, result)
-        if books is not None and flags.draw == "priced":
-            draw_price = books.draw_prices(pool, balance, hour_need)
-            books.rates = books.current_rates()
-            # so does one whose owner values a credit below what the pool charges for it
-            consign = consign | (books.value < draw_price[tier_of])
-        h_minted = np.zeros(n, dtype=np.int64)
-        h_spent = np.zeros(n, dtype=np.int64)
-        h_to_pool = np.zeros(n, dtype=np.int64)
-        h_from_pool = np.zeros(n, dtype=np.int64)
-        h_lent = np.zeros(n, dtype=np.int64)
-        for s in range(hour * STEPS_PER_HOUR, (hour + 1) * STEPS_PER_HOUR):
-            demand = fleet.demand[:, s]
-            if not flags.credits:
-                served = _serve(demand, capacity, starts, tier_of)
-                throttled = demand - served
-            else:
-                own = balance + earned
-                allowed = np.minimum(demand, own)
-                shift = zeros_k
-                if flags.pools:
-                    assert books is not None
-                    extra, shift = _draw(
-                        books, flags.draw, demand - allowed, pool, draw_price, funds, h_from_pool
-                    )
-                    allowed = allowed + extra
-                served = _serve(allowed, capacity, starts, tier_of)
-                throttled = demand - served
-                from_pool = np.maximum(0, served - own)
-                net = own + from_pool - served
-                overflow = np.maximum(0, np.minimum(net - cap, earned - served))
-                if flags.pools:
-                    drawn = np.add.reduceat(from_pool, starts)
-                    headroom = np.maximum(0, pool_capacity - (pool - drawn + shift))
-                    to_pool = _draw_in_order(overflow, headroom, starts, tier_of)
-                    # a lender passes the pool all it holds, as far as the pool has room
-                    lendable = np.where(consign, net - overflow, 0)
-                    room = headroom - np.add.reduceat(to_pool, starts)
-                    lent = _draw_in_order(lendable, room, starts, tier_of)
-                    h_lent += lent
-                else:
-                    drawn = zeros_k
-                    to_pool = lent = np.zeros_like(overflow)
-                forfeited = overflow - to_pool
-                to_pool = to_pool + lent
-                new_balance = net - overflow - lent
-                new_pool = pool - drawn + shift + np.add.reduceat(to_pool, starts)
-                minted = earned - forfeited
-                # Exact conservation: balances and pools change by what was minted less
-                # spent, and by what the pools converted between tiers.
-                before = np.add.reduceat(balance, starts) + pool
-                after = np.add.reduceat(new_balance, starts) + new_pool
-                change = np.add.reduceat(minted - served, starts) + shift
-                if (
-                    not np.array_equal(after - before, change)
-                    or (new_balance < 0).any()
-                    or (new_pool < 0).any()
-                    or (new_pool > np.maximum(pool_capacity, pool + np.maximum(shift, 0))).any()
-                ):
-                    k = int(np.argmax(after - before != change))
-                    result.conservation_violations += 1
-                    raise ConservationError(
-                        policy,
-                        s,
-                        f"credits:{fleet.tier_names[k]}",
-                        int(before[k] + change[k]),
-                        int(after[k]),
-                    )
-                balance, pool = new_balance, new_pool
-                h_minted += minted
-                h_spent += served
-                h_to_pool += to_pool
-                h_from_pool += from_pool
-                thrown = np.add.reduceat(forfeited, starts)
-                result.forfeited += thrown
-                result.forfeited_series[hour] += thrown
-            throttled_total += throttled
-            t_k = np.add.reduceat(throttled, starts)
-            result.throttled += t_k
-            result.throttled_series[hour] += t_k
-            result.demand += np.add.reduceat(demand, starts)
-        if books is not None:
-            _post_hour(books, fleet, hour, h_minted, h_spent, h_to_pool, h_from_pool)
-            if flags.draw == "priced":
-                charged, repaid = _settle_pool(books, fleet, hour, h_from_pool, h_lent, draw_price)
-                result.paid += charged
-                result.seller_receipts += repaid
-                result.pool_revenue += charged - repaid
-            step = (hour + 1) * STEPS_PER_HOUR - 1
-            balance, funds, pool = _check_books(policy, step, books, fleet, balance, pool)
-            result.rate_series[hour] = [books.tiers.tier(t).exchange_rate for t in fleet.tier_names]
-        result.pool_series[hour] = pool
+    for hour in range(fleet.hours):
+        steps = range(hour * STEPS_PER_HOUR, (hour + 1) * STEPS_PER_HOUR)
+        if books is None:
+            for s in steps:
+                demand = fleet.demand[:, s]
+                served = _serve(demand, fleet.capacity, fleet.starts, fleet.tier_of)
+                _count_throttled(result, fleet, hour, demand, demand - served, state)
+            result.pool_series[hour] = state.pool
+        else:
+            _open_hour(books, fleet, flags, forecasts, hourly, hour, state, result)
+            totals = _HourTotals.zeros(n)
+            for s in steps:
+                _credit_step(books, fleet, flags, s, hour, state, totals, result)
+            _close_hour(books, fleet, flags, hour, state, totals, result)
         if progress is not None:
             progress(1)
     if books is not None:
-        report = books.ledger.verify()
-        unbalanced = {a: t for a, t in report.asset_totals.items() if t != 0}
-        if not report.ok or unbalanced:
-            result.conservation_violations += 1
-            asset, total = next(iter(unbalanced.items()), ("ledger", -1))
-            raise ConservationError(policy, hours * STEPS_PER_HOUR, asset, 0, total)
-        result.ledger_entries = report.entries
-        result.ledger = books.ledger
-        if flags.market:
-            _reconcile_money(policy, books, fleet, scenario, result)
+        _check_ledger(books, fleet, flags, scenario, result)
     result.instances_throttled = np.bincount(
-        tier_of, weights=throttled_total > 0, minlength=n_tiers
+        fleet.tier_of, weights=state.throttled > 0, minlength=len(fleet.tier_names)
     ).astype(np.int64)
-    result.instance_throttled = throttled_total
-    result.instance_demand = fleet.demand[:, : hours * STEPS_PER_HOUR].sum(axis=1)
+    result.instance_throttled = state.throttled
+    result.instance_demand = fleet.demand[:, : fleet.hours * STEPS_PER_HOUR].sum(axis=1)
     result.instance_value = fleet.value
     if flags.credits:
-        result.above_cap = int(np.maximum(0, balance - cap).sum())
+        result.above_cap = int(np.maximum(0, state.balance - fleet.cap).sum())
     result.seconds = time.perf_counter() - began
     return result
+
+
+def _open_hour(
+    books: _Books,
+    fleet: ReplayFleet,
+    flags: _Flags,
+    forecasts: ForecastTable | None,
+    hourly: np.ndarray | None,
+    hour: int,
+    state: _State,
+    result: PolicyResult,
+) -> None:
+    """Start an hour: the agents trade and the CEM steps on the hour's forecasts, and a
+    priced pool sets the hour's draw prices and who lends to it."""
+    books.clock.set(fleet.start + timedelta(hours=hour))
+    if forecasts is not None and (flags.market or flags.swaps):
+        needs = forecasts.needs(hour, fleet.vcpus)
+        if flags.market:
+            assert hourly is not None
+            prior = with_prior(needs, hourly, hour, fleet.vcpus, forecasts.horizon)
+            state.hour_need = prior.q50[:, 0]
+            balances = (state.balance, state.funds, state.pool)
+            sold_all = _trade(books, fleet, prior, hour, balances, result)
+            state.balance, state.funds, state.pool = books.read()
+            # an agent whose whole holding sold lends the hour's surplus to the pool
+            state.consign = sold_all & (state.balance < MILLI_PER_CREDIT)
+        if flags.swaps:
+            state.pool = _cem(books, fleet, needs, hour, state.balance, state.pool, result)
+    if flags.draw == "priced":
+        state.draw_price = books.draw_prices(state.pool, state.balance, state.hour_need)
+        books.rates = books.current_rates()
+        # so does one whose owner values a credit below what the pool charges for it
+        state.consign = state.consign | (books.value < state.draw_price[fleet.tier_of])
+
+
+def _credit_step(
+    books: _Books,
+    fleet: ReplayFleet,
+    flags: _Flags,
+    s: int,
+    hour: int,
+    state: _State,
+    totals: _HourTotals,
+    result: PolicyResult,
+) -> None:
+    """Replay one 5-minute step of a policy with credits; check it conserved them."""
+    starts, tier_of = fleet.starts, fleet.tier_of
+    balance, pool, earned, cap = state.balance, state.pool, fleet.earned, fleet.cap
+    demand = fleet.demand[:, s]
+    own = balance + earned
+    allowed = np.minimum(demand, own)
+    shift = np.zeros(len(fleet.tier_names), dtype=np.int64)
+    if flags.pools:
+        extra, shift = _draw(
+            books,
+            flags.draw,
+            demand - allowed,
+            pool,
+            state.draw_price,
+            state.funds,
+            totals.from_pool,
+        )
+        allowed = allowed + extra
+    served = _serve(allowed, fleet.capacity, starts, tier_of)
+    from_pool = np.maximum(0, served - own)
+    net = own + from_pool - served
+    overflow = np.maximum(0, np.minimum(net - cap, earned - served))
+    if flags.pools:
+        drawn = np.add.reduceat(from_pool, starts)
+        headroom = np.maximum(0, books.pool_capacity - (pool - drawn + shift))
+        to_pool = _draw_in_order(overflow, headroom, starts, tier_of)
+        # a lender passes the pool all it holds, as far as the pool has room
+        lendable = np.where(state.consign, net - overflow, 0)
+        room = headroom - np.add.reduceat(to_pool, starts)
+        lent = _draw_in_order(lendable, room, starts, tier_of)
+        totals.lent += lent
+    else:
+        drawn = np.zeros_like(shift)
+        to_pool = lent = np.zeros_like(overflow)
+    forfeited = overflow - to_pool
+    to_pool = to_pool + lent
+    new_balance = net - overflow - lent
+    new_pool = pool - drawn + shift + np.add.reduceat(to_pool, starts)
+    minted = earned - forfeited
+    _check_step(
+        result,
+        fleet,
+        s,
+        (balance, pool),
+        (new_balance, new_pool),
+        np.add.reduceat(minted - served, starts) + shift,
+        np.maximum(books.pool_capacity, pool + np.maximum(shift, 0)),
+    )
+    state.balance, state.pool = new_balance, new_pool
+    totals.minted += minted
+    totals.spent += served
+    totals.to_pool += to_pool
+    totals.from_pool += from_pool
+    thrown = np.add.reduceat(forfeited, starts)
+    result.forfeited += thrown
+    result.forfeited_series[hour] += thrown
+    _count_throttled(result, fleet, hour, demand, demand - served, state)
+
+
+def _check_step(
+    result: PolicyResult,
+    fleet: ReplayFleet,
+    s: int,
+    before: tuple[np.ndarray, np.ndarray],
+    after: tuple[np.ndarray, np.ndarray],
+    change: np.ndarray,
+    pool_ceiling: np.ndarray,
+) -> None:
+    """Raise :class:`ConservationError` unless balances and pools changed by ``change``.
+
+    Exact conservation: balances and pools change by what was minted less spent, and
+    by what the pools converted between tiers; no balance or pool goes negative and no
+    pool beyond its ceiling.
+    """
+    starts = fleet.starts
+    held_before = np.add.reduceat(before[0], starts) + before[1]
+    held_after = np.add.reduceat(after[0], starts) + after[1]
+    new_balance, new_pool = after
+    if (
+        not np.array_equal(held_after - held_before, change)
+        or (new_balance < 0).any()
+        or (new_pool < 0).any()
+        or (new_pool > pool_ceiling).any()
+    ):
+        k = int(np.argmax(held_after - held_before != change))
+        result.conservation_violations += 1
+        raise ConservationError(
+            result.policy,
+            s,
+            f"credits:{fleet.tier_names[k]}",
+            int(held_before[k] + change[k]),
+            int(held_after[k]),
+        )
+
+
+def _count_throttled(
+    result: PolicyResult,
+    fleet: ReplayFleet,
+    hour: int,
+    demand: np.ndarray,
+    throttled: np.ndarray,
+    state: _State,
+) -> None:
+    state.throttled += throttled
+    t_k = np.add.reduceat(throttled, fleet.starts)
+    result.throttled += t_k
+    result.throttled_series[hour] += t_k
+    result.demand += np.add.reduceat(demand, fleet.starts)
+
+
+def _close_hour(
+    books: _Books,
+    fleet: ReplayFleet,
+    flags: _Flags,
+    hour: int,
+    state: _State,
+    totals: _HourTotals,
+    result: PolicyResult,
+) -> None:
+    """Book the hour in the ledger, settle a priced pool, and check the ledger agrees."""
+    _post_hour(books, fleet, hour, totals.minted, totals.spent, totals.to_pool, totals.from_pool)
+    if flags.draw == "priced":
+        charged, repaid = _settle_pool(
+            books, fleet, hour, totals.from_pool, totals.lent, state.draw_price
+        )
+        result.paid += charged
+        result.seller_receipts += repaid
+        result.pool_revenue += charged - repaid
+    step = (hour + 1) * STEPS_PER_HOUR - 1
+    state.balance, state.funds, state.pool = _check_books(
+        result.policy, step, books, fleet, state.balance, state.pool
+    )
+    result.rate_series[hour] = [books.tiers.tier(t).exchange_rate for t in fleet.tier_names]
+    result.pool_series[hour] = state.pool
+
+
+def _check_ledger(
+    books: _Books, fleet: ReplayFleet, flags: _Flags, scenario: Scenario, result: PolicyResult
+) -> None:
+    """Check the whole journal replays to its balances and every asset sums to zero."""
+    report = books.ledger.verify()
+    unbalanced = {a: t for a, t in report.asset_totals.items() if t != 0}
+    if not report.ok or unbalanced:
+        result.conservation_violations += 1
+        asset, total = next(iter(unbalanced.items()), ("ledger", -1))
+        raise ConservationError(result.policy, fleet.hours * STEPS_PER_HOUR, asset, 0, total)
+    result.ledger_entries = report.entries
+    result.ledger = books.ledger
+    if flags.market:
+        _reconcile_money(result.policy, books, fleet, scenario, result)
