@@ -537,53 +537,16 @@ def decide_fleet(policy: OwnerPolicy, fleet: FleetState) -> FleetDecision:
     the policy's ``throttle_cost`` otherwise. Turning what each agent wants into intents
     against its open orders is left to the caller.
     """
-    holdings, earn, cap, usable = fleet.holdings, fleet.earn_rate, fleet.cap, fleet.usable
-    n, hours = fleet.need_upper.shape
+    holdings, cap = fleet.holdings, fleet.cap
+    n = len(holdings)
     value = (
         np.full(n, policy.throttle_cost, dtype=np.int64)
         if fleet.value is None
         else np.asarray(fleet.value, dtype=np.int64)
     )
-    # selling: the upper quantile's path over every hour forecast leaves the tail, the
-    # median's leaves the band and the tail
-    path = balance_paths(holdings, earn, cap, fleet.need_upper)
-    margin_upper = _margins(policy, fleet.need_upper)
-    if hours:
-        lowest_upper = path.min(axis=1)
-        overflows = usable & (path.max(axis=1) >= cap)
-        spare = np.where(
-            usable, np.maximum(0, np.minimum(holdings, lowest_upper) - margin_upper), 0
-        )
-        lowest_mid = balance_paths(holdings, earn, cap, fleet.need_mid).min(axis=1)
-        margin_mid = _margins(policy, fleet.need_mid)
-        spare_band = np.where(
-            usable, np.maximum(spare, np.minimum(holdings, lowest_mid) - margin_mid), 0
-        )
-    else:
-        lowest_upper = holdings
-        overflows = np.zeros(n, dtype=bool)
-        spare = spare_band = np.zeros(n, dtype=np.int64)
-    # buying: the median's path over the buy horizon (the need), then the risk
-    # quantile's (the band); the fallback reserve where no forecast can be read
-    horizon = policy.buy_horizon_hours
-    buy_mid, buy_risk = fleet.need_mid[:, :horizon], fleet.need_risk[:, :horizon]
-    lack_need = _lacking(holdings, earn, cap, buy_mid, _margins(policy, buy_mid))
-    lack_risk = np.maximum(
-        lack_need, _lacking(holdings, earn, cap, buy_risk, _margins(policy, buy_risk))
-    )
-    fallback = ~usable
-    if fallback.any():
-        reserve = np.repeat(
-            (fleet.vcpus[fallback] * 60 * MILLI_PER_CREDIT)[:, None],
-            policy.fallback_reserve_hours,
-            axis=1,
-        )
-        lack_need[fallback] = _lacking(
-            holdings[fallback], earn[fallback], cap[fallback], reserve, 0
-        )
-        lack_risk[fallback] = lack_need[fallback]
+    spare, spare_band, lowest_upper, margin_upper, overflows = _spares(policy, fleet)
+    lack_need, lack_risk = _lacks(policy, fleet)
     # prices: each tranche's worth at the owner's value, per market (tick, fee)
-    upper = fleet.upper_quantile
     ask_price, ask_quantity, bid_price, want, ask_tranche, bid_tranche = (
         np.zeros(n, dtype=np.int64) for _ in range(6)
     )
@@ -601,10 +564,10 @@ def decide_fleet(policy: OwnerPolicy, fleet: FleetState) -> FleetDecision:
         ) = _orders_in_market(
             policy,
             view,
-            upper,
+            fleet.upper_quantile,
             value[rows],
             holdings[rows],
-            usable[rows],
+            fleet.usable[rows],
             overflows[rows],
             (spare[rows], spare_band[rows]),
             (lack_need[rows], lack_risk[rows]),
@@ -630,6 +593,56 @@ def decide_fleet(policy: OwnerPolicy, fleet: FleetState) -> FleetDecision:
         ask_tranche=ask_tranche,
         bid_tranche=np.where(affordable > 0, bid_tranche, 0),
     )
+
+
+def _spares(policy: OwnerPolicy, fleet: FleetState) -> tuple[np.ndarray, ...]:
+    """Return each row's tail, band and tail, lowest upper path, its margin and overflow.
+
+    The upper quantile's path over every hour forecast leaves the tail, the median's
+    leaves the band and the tail.
+    """
+    holdings, earn, cap, usable = fleet.holdings, fleet.earn_rate, fleet.cap, fleet.usable
+    n, hours = fleet.need_upper.shape
+    margin_upper = _margins(policy, fleet.need_upper)
+    if not hours:
+        zeros = np.zeros(n, dtype=np.int64)
+        return zeros, zeros, holdings, margin_upper, np.zeros(n, dtype=bool)
+    path = balance_paths(holdings, earn, cap, fleet.need_upper)
+    lowest_upper = path.min(axis=1)
+    overflows = usable & (path.max(axis=1) >= cap)
+    spare = np.where(usable, np.maximum(0, np.minimum(holdings, lowest_upper) - margin_upper), 0)
+    lowest_mid = balance_paths(holdings, earn, cap, fleet.need_mid).min(axis=1)
+    margin_mid = _margins(policy, fleet.need_mid)
+    spare_band = np.where(
+        usable, np.maximum(spare, np.minimum(holdings, lowest_mid) - margin_mid), 0
+    )
+    return spare, spare_band, lowest_upper, margin_upper, overflows
+
+
+def _lacks(policy: OwnerPolicy, fleet: FleetState) -> tuple[np.ndarray, np.ndarray]:
+    """Return what each row lacks at the median and at the owner's risk quantile.
+
+    Over the buy horizon; the fallback reserve where no forecast can be read.
+    """
+    holdings, earn, cap = fleet.holdings, fleet.earn_rate, fleet.cap
+    horizon = policy.buy_horizon_hours
+    buy_mid, buy_risk = fleet.need_mid[:, :horizon], fleet.need_risk[:, :horizon]
+    lack_need = _lacking(holdings, earn, cap, buy_mid, _margins(policy, buy_mid))
+    lack_risk = np.maximum(
+        lack_need, _lacking(holdings, earn, cap, buy_risk, _margins(policy, buy_risk))
+    )
+    fallback = ~fleet.usable
+    if fallback.any():
+        reserve = np.repeat(
+            (fleet.vcpus[fallback] * 60 * MILLI_PER_CREDIT)[:, None],
+            policy.fallback_reserve_hours,
+            axis=1,
+        )
+        lack_need[fallback] = _lacking(
+            holdings[fallback], earn[fallback], cap[fallback], reserve, 0
+        )
+        lack_risk[fallback] = lack_need[fallback]
+    return lack_need, lack_risk
 
 
 def _orders_in_market(
