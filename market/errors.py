@@ -20,6 +20,7 @@ the three shortfalls of the CEM are both an ``ExchangeError`` and a ledger
     ├── InsufficientEscrow           the owner cannot fund the order's escrow
     ├── SelfTradeRejected            an auction order would meet its owner's opposite order
     ├── InvalidAuction               the auction's inputs are inconsistent
+    ├── UnitMismatch                 (also TypeError) arithmetic mixing credits, money, price
     ├── ExchangeError                the tier manager, burstable accounting and the CEM
     │   ├── ConfigError              a tier/host/instance config that cannot be used
     │   ├── InvalidParameter         a rate, size or measurement out of its domain
@@ -48,6 +49,16 @@ from market.ledger import InsufficientBalance
 
 class MarketError(Exception):
     """Root of every error the market raises, apart from the ledger's own."""
+
+
+class UnitMismatch(MarketError, TypeError):
+    """Two amounts of different units met in one operation (credits plus money, ...)."""
+
+    def __init__(self, unit: str, other: str, operation: str) -> None:
+        super().__init__(f"cannot {operation} {other} and {unit}: they are different units")
+        self.unit = unit
+        self.other = other
+        self.operation = operation
 
 
 class InvalidOrder(MarketError):

@@ -860,70 +860,17 @@ def _decision(
     policy: OwnerPolicy, state: AgentState, reading: _Reading, d: FleetDecision, row: int
 ) -> AgentDecision:
     """Return row ``row`` of ``d``, one agent's decision, with its reasons and intents."""
-    holdings, money = reading.holdings, reading.money
-    spendable = money if policy.budget is None else min(money, policy.budget)
-    reasons: list[str] = []
-    inputs: dict[str, Any] = {
-        "credits": state.credits,
-        "funds": state.funds,
-        "holdings": holdings,
-        "money": money,
-        "earn_rate": state.earn_rate,
-        "cap": state.cap,
-        "risk_quantile": policy.risk_quantile,
-        "recent_prices": list(state.market.recent_prices[:20]),
-        "scarcity": state.market.scarcity,
-    }
-    hours = len(reading.need_high)
+    inputs = _inputs(policy, state, reading, d, row)
     spare, lack = int(d.spare[row]), int(d.lack[row])
-    overflows = bool(d.overflows_cap[row])
     valuation = _value(policy, state, reading, d, row)
+    reasons: list[str] = []
     if reading.problem is not None:
         reasons.append(f"fallback: {reading.problem}; no asks, bids only for a reserve")
         outcome = "fallback"
-        inputs["forecast"] = reading.problem
     else:
-        assert state.forecast is not None
-        inputs.update(
-            {
-                "upper_quantile": reading.upper,
-                "hours": hours,
-                "need_upper": sum(reading.need_high),
-                "need_mid": sum(reading.need_mid),
-                "need_risk_buy_horizon": sum(reading.need_risk[: policy.buy_horizon_hours]),
-                "safety_margin": int(d.margin_upper[row]),
-                "lowest_upper_path": int(d.lowest_upper[row]) if hours else holdings,
-                "overflows_cap": overflows,
-                "forecast_generated_at": state.forecast.generated_at,
-                "model_version": state.forecast.model_version,
-            }
-        )
         outcome = "orders"
-    bid = ask = None
-    if lack > 0:
-        quantity = max(lack, policy.min_order)
-        affordable = int(d.affordable[row])
-        if holdings >= state.cap:
-            reasons.append(
-                f"blocked: the balance holds its cap {state.cap}; lacking {lack} "
-                "milli-credits unbought"
-            )
-        elif d.bid_price[row] == 0:
-            reasons.append(
-                f"blocked: max_bid {policy.max_bid} leaves no price on the tick "
-                f"{state.market.tick_size}; lacking {lack} milli-credits unbought"
-            )
-        elif affordable == 0:
-            reasons.append(
-                f"blocked: budget {spendable} cannot escrow one milli-credit at "
-                f"{valuation.bid_price}; lacking {lack} milli-credits unbought"
-            )
-        else:
-            if affordable < quantity:
-                reasons.append(f"budget buys {affordable} of {quantity} milli-credits")
-            bid = (int(d.bid_price[row]), affordable)
-    if d.ask_quantity[row] > 0:
-        ask = (int(d.ask_price[row]), int(d.ask_quantity[row]))
+    bid = _bid(policy, state, reading, d, row, valuation, reasons) if lack > 0 else None
+    ask = (int(d.ask_price[row]), int(d.ask_quantity[row])) if d.ask_quantity[row] > 0 else None
     intents = reconcile(state, bid, ask)
     if outcome != "fallback":
         blocked = any(r.startswith("blocked") for r in reasons)
@@ -943,6 +890,79 @@ def _decision(
         inputs=inputs,
         valuation=valuation,
     )
+
+
+def _inputs(
+    policy: OwnerPolicy, state: AgentState, reading: _Reading, d: FleetDecision, row: int
+) -> dict[str, Any]:
+    """Return what the decision read, for its record."""
+    inputs: dict[str, Any] = {
+        "credits": state.credits,
+        "funds": state.funds,
+        "holdings": reading.holdings,
+        "money": reading.money,
+        "earn_rate": state.earn_rate,
+        "cap": state.cap,
+        "risk_quantile": policy.risk_quantile,
+        "recent_prices": list(state.market.recent_prices[:20]),
+        "scarcity": state.market.scarcity,
+    }
+    if reading.problem is not None:
+        inputs["forecast"] = reading.problem
+        return inputs
+    assert state.forecast is not None
+    hours = len(reading.need_high)
+    inputs.update(
+        {
+            "upper_quantile": reading.upper,
+            "hours": hours,
+            "need_upper": sum(reading.need_high),
+            "need_mid": sum(reading.need_mid),
+            "need_risk_buy_horizon": sum(reading.need_risk[: policy.buy_horizon_hours]),
+            "safety_margin": int(d.margin_upper[row]),
+            "lowest_upper_path": int(d.lowest_upper[row]) if hours else reading.holdings,
+            "overflows_cap": bool(d.overflows_cap[row]),
+            "forecast_generated_at": state.forecast.generated_at,
+            "model_version": state.forecast.model_version,
+        }
+    )
+    return inputs
+
+
+def _bid(
+    policy: OwnerPolicy,
+    state: AgentState,
+    reading: _Reading,
+    d: FleetDecision,
+    row: int,
+    valuation: Valuation,
+    reasons: list[str],
+) -> tuple[int, int] | None:
+    """Return the bid ``(price, quantity)`` for what the agent lacks, or ``None`` and why."""
+    lack = int(d.lack[row])
+    quantity = max(lack, policy.min_order)
+    affordable = int(d.affordable[row])
+    if reading.holdings >= state.cap:
+        reasons.append(
+            f"blocked: the balance holds its cap {state.cap}; lacking {lack} milli-credits unbought"
+        )
+        return None
+    if d.bid_price[row] == 0:
+        reasons.append(
+            f"blocked: max_bid {policy.max_bid} leaves no price on the tick "
+            f"{state.market.tick_size}; lacking {lack} milli-credits unbought"
+        )
+        return None
+    if affordable == 0:
+        spendable = reading.money if policy.budget is None else min(reading.money, policy.budget)
+        reasons.append(
+            f"blocked: budget {spendable} cannot escrow one milli-credit at "
+            f"{valuation.bid_price}; lacking {lack} milli-credits unbought"
+        )
+        return None
+    if affordable < quantity:
+        reasons.append(f"budget buys {affordable} of {quantity} milli-credits")
+    return int(d.bid_price[row]), affordable
 
 
 def _value(

@@ -8,10 +8,12 @@ less than one destination milli-credit, is booked to ``rounding:value``. So ever
 holds ``amount_in * source_rate == amount_out * destination_rate + remainder`` exactly,
 and the ledger's ``value`` asset accounts for every remainder ever left.
 
-A trade moves ``amount`` milli-credits from the seller to the buyer; the buyer pays
-``price`` (minor units, the whole price of the amount); the seller receives ``price``
-less a fee of ``price * fee_bps // 10_000`` (rounded down), which goes to ``fees:funds``.
-All legs of a swap or a trade are one ledger entry.
+A direct trade is the venue's :class:`~market.venue.orders.Trade` under the market's one
+fee rule (:mod:`market.units`): ``quantity`` milli-credits move from the seller to the
+buyer at ``price`` minor units per credit; the buyer pays the value
+(``quantity * price // 1000``) and a fee of ``value * fee_bps // 10_000`` (both rounded
+down), the seller receives the value and the fee goes to ``fees:funds``. All legs of a
+swap or a trade are one ledger entry.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from market.ledger import (
     Entry,
     EntryRequest,
     InsufficientBalance,
+    InvalidAmount,
     Ledger,
     MetadataValue,
     Transfer,
@@ -51,7 +54,8 @@ from market.ledger import (
     pool_account,
     rounding_account,
 )
-from market.units import trade_fee
+from market.units import MILLI_PER_CREDIT, Credits, Money, Price
+from market.venue.orders import Trade
 
 SWAP = "swap"
 TRADE = "trade"
@@ -70,19 +74,6 @@ class Swap:
     source_rate: int
     destination_rate: int
     remainder: int
-
-
-@dataclass(frozen=True, slots=True)
-class Trade:
-    """A booked trade between two instances of one tier."""
-
-    entry: Entry
-    tier: str
-    seller: str
-    buyer: str
-    amount: int
-    price: int
-    fee: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,44 +201,54 @@ class CreditExchange:
         self,
         seller: str,
         buyer: str,
-        amount: int,
+        quantity: int,
         price: int,
         *,
         actor: str = "cem",
         idempotency_key: str | None = None,
         metadata: Mapping[str, MetadataValue] | None = None,
     ) -> Trade:
-        """Settle a trade: ``amount`` milli-credits to the buyer for ``price`` minor units.
+        """Settle a direct trade: ``quantity`` milli-credits to the buyer at ``price`` per credit.
 
-        The buyer pays ``price``; the seller receives it less the fee, which goes to the
-        exchange's fee account; the credits move; all in one entry.
+        The market's one fee rule (:mod:`market.units`), as in the venue: the buyer pays
+        the value (``quantity * price // 1000``) and the fee on it, the seller receives
+        the value, the fee goes to the exchange's fee account, and the credits move; all
+        in one entry. ``quantity`` and ``price`` may be plain ints or
+        :class:`~market.units.Credits` and :class:`~market.units.Price`.
 
         Raises
         ------
         InvalidAmount
-            If ``amount`` or ``price`` is not a positive int in bounds.
+            If ``quantity`` or ``price`` is not a positive int in bounds, or an amount of
+            another unit.
         InstanceNotFound, InvalidParameter, CrossTierTrade
             For an unknown instance, a self-trade, or instances of different tiers.
         InsufficientCredits, InsufficientFunds
             If the seller holds too few credits or the buyer too little money.
         """
-        check_amount(amount)
-        check_amount(price)
+        credits, per_credit = _trade_terms(quantity, price)
         seller_spec = self.tiers.instance(seller)
         buyer_spec = self.tiers.instance(buyer)
         if seller == buyer:
             raise InvalidParameter("buyer", buyer, "an instance cannot trade with itself")
         if seller_spec.tier != buyer_spec.tier:
             raise CrossTierTrade(seller_spec.tier, buyer_spec.tier)
-        fee = trade_fee(price, self.tiers.exchange.fee_bps)
-        legs = [Transfer(instance_credits(seller), instance_credits(buyer), amount)]
-        if price - fee:
-            legs.append(Transfer(instance_funds(buyer), instance_funds(seller), price - fee))
+        value = per_credit.value_of(credits)
+        fee = value.fee(self.tiers.exchange.fee_bps)
+        legs = [Transfer(instance_credits(seller), instance_credits(buyer), int(credits))]
+        if value:
+            legs.append(Transfer(instance_funds(buyer), instance_funds(seller), int(value)))
         if fee:
-            legs.append(Transfer(instance_funds(buyer), FEES_ACCOUNT, fee))
+            legs.append(Transfer(instance_funds(buyer), FEES_ACCOUNT, int(fee)))
         details: dict[str, MetadataValue] = dict(metadata or {})
         details.update(
-            tier=seller_spec.tier, seller=seller, buyer=buyer, amount=amount, price=price, fee=fee
+            tier=seller_spec.tier,
+            seller=seller,
+            buyer=buyer,
+            quantity=int(credits),
+            price=int(per_credit),
+            value=int(value),
+            fee=int(fee),
         )
         request = EntryRequest(tuple(legs), TRADE, actor, idempotency_key, details)
         try:
@@ -261,8 +262,12 @@ class CreditExchange:
     def deposit_funds(
         self, instance_id: str, amount: int, *, actor: str, idempotency_key: str | None = None
     ) -> Entry:
-        """Credit an instance's funds with money paid in from outside (an administrator action)."""
-        check_amount(amount)
+        """Credit an instance's funds with money paid in from outside (an administrator action).
+
+        ``amount`` is minor units: a plain int or :class:`~market.units.Money`, never
+        another unit's amount.
+        """
+        amount = check_amount(int(Money(amount)))
         self.tiers.instance(instance_id)
         self._require_admin(actor, "deposit funds")
         transfer = Transfer(mint_account(FUNDS), instance_funds(instance_id), amount)
@@ -356,7 +361,7 @@ class CreditExchange:
             records += self.swaps(tier=tier, since=since, until=until)
         if kind in (None, TRADE):
             records += self.trades(tier=tier, instance=instance, since=since, until=until)
-        return sorted(records, key=lambda r: r.entry.created_at)
+        return sorted(records, key=_when)
 
 
 def _int(entry: Entry, key: str) -> int:
@@ -409,13 +414,39 @@ def _swap(entry: Entry) -> Swap:
     )
 
 
+def _trade_terms(quantity: object, price: object) -> tuple[Credits, Price]:
+    credits = Credits(quantity)
+    if not credits:
+        raise InvalidAmount(quantity, "a trade must move at least one milli-credit")
+    return credits, Price(price)
+
+
 def _trade(entry: Entry) -> Trade:
+    """Return the trade an entry booked, as the venue's trades read."""
+    metadata = entry.metadata
+    if "quantity" in metadata:
+        quantity, price = _int(entry, "quantity"), _int(entry, "price")
+        value, fee = _int(entry, "value"), _int(entry, "fee")
+    else:
+        # entries booked before the one fee rule: ``price`` was the total the buyer
+        # paid, the fee came out of it, and ``amount`` was the quantity
+        quantity, fee = _int(entry, "amount"), _int(entry, "fee")
+        value = _int(entry, "price") - fee
+        price = max(1, value * MILLI_PER_CREDIT // quantity)
     return Trade(
-        entry=entry,
-        tier=str(entry.metadata["tier"]),
-        seller=str(entry.metadata["seller"]),
-        buyer=str(entry.metadata["buyer"]),
-        amount=_int(entry, "amount"),
-        price=_int(entry, "price"),
-        fee=_int(entry, "fee"),
+        trade_id=entry.id,
+        tier=str(metadata["tier"]),
+        price=price,
+        quantity=quantity,
+        buy_order_id="",
+        sell_order_id="",
+        buyer=str(metadata["buyer"]),
+        seller=str(metadata["seller"]),
+        value=value,
+        fee=fee,
+        at=entry.created_at,
     )
+
+
+def _when(record: Swap | Trade) -> datetime:
+    return record.at if isinstance(record, Trade) else record.entry.created_at

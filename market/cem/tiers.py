@@ -32,7 +32,6 @@ from market.errors import (
 from market.ledger import (
     FEES_ACCOUNT,
     FUNDS,
-    MILLI_PER_CREDIT,
     AccountKind,
     Ledger,
     burn_account,
@@ -44,7 +43,7 @@ from market.ledger import (
     pool_account,
     rounding_account,
 )
-from market.units import BPS
+from market.units import BPS, MILLI_PER_CREDIT
 
 MICRO = 1_000_000
 VALUE = "value"

@@ -44,13 +44,11 @@ from market.ledger._model import (
 )
 from market.ledger._sql import SqlStore, create_store_engine, read_connection
 from market.ledger._store import ExtraWrites, MemoryStore, Store
-from market.units import MILLI_PER_CREDIT
 
 __all__ = [
     "FEES_ACCOUNT",
     "FUNDS",
     "MAX_AMOUNT",
-    "MILLI_PER_CREDIT",
     "Account",
     "AccountKind",
     "AssetMismatch",

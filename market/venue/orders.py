@@ -32,7 +32,7 @@ from types import MappingProxyType
 from typing import NamedTuple
 
 from market.errors import InvalidExpiry, InvalidPrice, InvalidQuantity, InvalidTransition
-from market.units import trade_fee, trade_value
+from market.units import Credits, Price, trade_fee, trade_value
 
 
 class Side(StrEnum):
@@ -196,29 +196,35 @@ def bid_escrow(quantity: int, limit_price: int, fee_bps: int) -> int:
 
 
 def check_quantity(quantity: object) -> int:
-    """Return ``quantity`` if it is a positive ``int`` (not a bool), else raise.
+    """Return ``quantity`` if it is a positive ``int`` or :class:`~market.units.Credits`.
 
     Raises
     ------
     InvalidQuantity
-        If ``quantity`` is not a positive integer.
+        If ``quantity`` is not a positive integer of milli-credits (a bool, a float, or
+        an amount of another unit).
     """
-    if type(quantity) is not int or quantity <= 0:
+    if type(quantity) is not int and not isinstance(quantity, Credits):
         raise InvalidQuantity(quantity)
-    return quantity
+    if quantity <= 0:
+        raise InvalidQuantity(quantity)
+    return int(quantity)
 
 
 def check_price(price: object) -> int:
-    """Return ``price`` if it is a positive ``int`` (not a bool), else raise.
+    """Return ``price`` if it is a positive ``int`` or :class:`~market.units.Price`.
 
     Raises
     ------
     InvalidPrice
-        If ``price`` is not a positive integer.
+        If ``price`` is not a positive integer of minor units per credit (a bool, a
+        float, or an amount of another unit).
     """
-    if type(price) is not int or price <= 0:
+    if type(price) is not int and not isinstance(price, Price):
         raise InvalidPrice(price)
-    return price
+    if price <= 0:
+        raise InvalidPrice(price)
+    return int(price)
 
 
 def check_expiry(

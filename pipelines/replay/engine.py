@@ -59,7 +59,6 @@ from market.cem.tiers import POOL_REVENUE_ACCOUNT, VALUE, Pool, TierManager
 from market.clock import ManualClock
 from market.ledger import (
     FEES_ACCOUNT,
-    MILLI_PER_CREDIT,
     AccountKind,
     EntryRequest,
     Ledger,
@@ -75,6 +74,7 @@ from market.ledger import (
     rounding_account,
 )
 from market.memory import gc_paused
+from market.units import MILLI_PER_CREDIT
 from market.venue.book import BookConfig
 from market.venue.handling import OrderRequest, Venue
 from market.venue.orders import Side
@@ -626,6 +626,43 @@ def _post_hour(
 ) -> None:
     # One entry per hour: each tier's mint, burn and pool totals through a clearing
     # account that ends the entry at zero, and one net leg per instance whose balance moved.
+    legs = _tier_legs(books, fleet, minted, spent, to_pool, from_pool)
+    net = minted + from_pool - to_pool - spent
+    accounts, clearings = books.accounts, books.clearing
+    gain, loss = np.flatnonzero(net > 0), np.flatnonzero(net < 0)
+    legs += [
+        Transfer(clearings[k], accounts[i], amount)
+        for i, k, amount in zip(
+            gain.tolist(), fleet.tier_of[gain].tolist(), net[gain].tolist(), strict=True
+        )
+    ]
+    legs += [
+        Transfer(accounts[i], clearings[k], amount)
+        for i, k, amount in zip(
+            loss.tolist(), fleet.tier_of[loss].tolist(), (-net[loss]).tolist(), strict=True
+        )
+    ]
+    if legs:
+        books.ledger.post(
+            EntryRequest(
+                tuple(legs),
+                "accrual",
+                "replay",
+                f"replay-hour-{hour}",
+                {"hour": hour, "instances": len(accounts)},
+            )
+        )
+
+
+def _tier_legs(
+    books: _Books,
+    fleet: ReplayFleet,
+    minted: np.ndarray,
+    spent: np.ndarray,
+    to_pool: np.ndarray,
+    from_pool: np.ndarray,
+) -> list[Transfer]:
+    """Return each tier's legs of the hour: conversions, mint, burn and pool, via clearing."""
     legs: list[Transfer] = []
     starts = fleet.starts
     # what the pools converted between tiers this hour, value in and value out
@@ -655,31 +692,7 @@ def _post_hour(
             legs.append(Transfer(books.pools[k], clearing, int(-p)))
     if remainder:
         legs.append(Transfer(conversion_account(VALUE), rounding_account(VALUE), int(remainder)))
-    net = minted + from_pool - to_pool - spent
-    accounts, clearings = books.accounts, books.clearing
-    gain, loss = np.flatnonzero(net > 0), np.flatnonzero(net < 0)
-    legs += [
-        Transfer(clearings[k], accounts[i], amount)
-        for i, k, amount in zip(
-            gain.tolist(), fleet.tier_of[gain].tolist(), net[gain].tolist(), strict=True
-        )
-    ]
-    legs += [
-        Transfer(accounts[i], clearings[k], amount)
-        for i, k, amount in zip(
-            loss.tolist(), fleet.tier_of[loss].tolist(), (-net[loss]).tolist(), strict=True
-        )
-    ]
-    if legs:
-        books.ledger.post(
-            EntryRequest(
-                tuple(legs),
-                "accrual",
-                "replay",
-                f"replay-hour-{hour}",
-                {"hour": hour, "instances": len(accounts)},
-            )
-        )
+    return legs
 
 
 def _check_books(

@@ -17,7 +17,7 @@ import pandas as pd
 
 from market.cem.tiers import ExchangeConfig, HardwareProfile, Host, Instance, Tier, TierManager
 from market.cem.tiers import load_config as load_tier_config
-from market.ledger import MILLI_PER_CREDIT
+from market.units import MILLI_PER_CREDIT
 from pipelines.replay.errors import TraceError
 from pipelines.replay.scenario import Scenario, assign_fleet
 
@@ -154,6 +154,27 @@ def _host_vcpus(tier_vcpus: np.ndarray, per_vcpu: Decimal) -> np.ndarray:
     )
 
 
+def _utilisation(
+    order: list[str], ids: np.ndarray, y: np.ndarray, steps: np.ndarray, hours: int
+) -> np.ndarray:
+    """Return ``(instances, steps)`` utilisation, rows in ``order``, whole hours only.
+
+    Raises
+    ------
+    TraceError
+        If an instance has two readings for one interval.
+    """
+    total = int(steps.max()) + 1
+    row_of = {iid: r for r, iid in enumerate(order)}
+    rows = np.fromiter((row_of[i] for i in ids), dtype=np.int64, count=len(ids))
+    counts = np.bincount(rows * total + steps, minlength=len(order) * total)
+    if (counts > 1).any():
+        raise TraceError("an instance has two readings for the same 5-minute interval")
+    utilisation = np.zeros((len(order), total), dtype=np.float64)
+    utilisation[rows, steps] = y
+    return utilisation[:, : hours * STEPS_PER_HOUR]
+
+
 def prepare_fleet(frame: pd.DataFrame, scenario: Scenario) -> ReplayFleet:
     """Turn a telemetry frame (the frame contract, 5-minute steps) into a replayable fleet.
 
@@ -168,21 +189,13 @@ def prepare_fleet(frame: pd.DataFrame, scenario: Scenario) -> ReplayFleet:
         utilisation is NaN, infinite or outside 0..100.
     """
     y, steps, hours, t0 = _trace_steps(frame)
-    total = int(steps.max()) + 1
     ids = frame["unique_id"].astype(str).to_numpy()
     tier_by_id = assign_fleet(list(pd.unique(ids)), scenario)
     names = tuple(t.name for t in scenario.tiers)
     order = sorted(tier_by_id, key=lambda i: (names.index(tier_by_id[i]), i))
-    row_of = {iid: r for r, iid in enumerate(order)}
     value = scenario.owner_values.of(order, [tier_by_id[i] for i in order])
-    rows = np.fromiter((row_of[i] for i in ids), dtype=np.int64, count=len(ids))
+    utilisation = _utilisation(order, ids, y, steps, hours)
     n = len(order)
-    counts = np.bincount(rows * total + steps, minlength=n * total)
-    if (counts > 1).any():
-        raise TraceError("an instance has two readings for the same 5-minute interval")
-    utilisation = np.zeros((n, total), dtype=np.float64)
-    utilisation[rows, steps] = y
-    utilisation = utilisation[:, : hours * STEPS_PER_HOUR]
     tier_of = np.array([names.index(tier_by_id[i]) for i in order], dtype=np.int64)
     tiers = _tiers(scenario)
     vcpus = np.full(n, scenario.vcpus, dtype=np.int64)

@@ -243,18 +243,20 @@ def swap(
 def trade(
     seller: str,
     buyer: str,
-    amount: int = typer.Argument(..., help="milli-credits"),
-    price: int = typer.Argument(..., help="total price in minor units"),
+    quantity: int = typer.Argument(..., help="milli-credits"),
+    price: int = typer.Argument(..., help="minor units per credit; the buyer also pays the fee"),
     actor: str = typer.Option("cem", help="who brokers the trade"),
     key: str | None = typer.Option(None, help="idempotency key"),
     url: str | None = URL,
 ) -> None:
     """Settle a trade: the seller's credits to the buyer, the buyer's money to the seller."""
     with _market(url) as (_, _tiers, cem, _reg), _refusals():
-        done = cem.facilitate_trade(seller, buyer, amount, price, actor=actor, idempotency_key=key)
+        done = cem.facilitate_trade(
+            seller, buyer, quantity, price, actor=actor, idempotency_key=key
+        )
     typer.echo(
-        f"{seller} sold {done.amount} milli-credits of {done.tier} to {buyer} for "
-        f"{done.price} (fee {done.fee}) as entry {done.entry.id}"
+        f"{seller} sold {done.quantity} milli-credits of {done.tier} to {buyer} at "
+        f"{done.price} a credit for {done.value} (fee {done.fee}) as entry {done.trade_id}"
     )
 
 
@@ -381,12 +383,12 @@ def log(
         ]
         if isinstance(r, Swap)
         else [
-            r.entry.created_at.isoformat(),
+            r.at.isoformat(),
             "trade",
             r.tier,
-            r.amount,
+            r.quantity,
             f"{r.seller} -> {r.buyer}",
-            f"{r.price} (fee {r.fee})",
+            f"{r.price} a credit, {r.value} (fee {r.fee})",
         ]
         for r in records
     ]

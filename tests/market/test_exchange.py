@@ -23,6 +23,7 @@ from market.errors import (
     InvalidParameter,
     NotAuthorised,
     TierNotFound,
+    UnitMismatch,
 )
 from market.ledger import (
     EntryRequest,
@@ -34,6 +35,7 @@ from market.ledger import (
     Transfer,
 )
 from market.migrations import upgrade
+from market.units import Credits, Money, Price
 
 START = datetime(2026, 1, 5, tzinfo=UTC)
 
@@ -138,28 +140,36 @@ def test_headroom_counts_what_the_pool_already_holds(
     assert tiers.pool(cem.ledger, "gold").headroom == 1
 
 
-def test_trade_pays_the_seller_less_the_fee(cem: CreditExchange) -> None:
-    trade = cem.facilitate_trade("vm-gold-1", "vm-gold-2", 20_000, 4_999, idempotency_key="t-1")
-    assert trade.fee == 4_999 * 20 // 10_000 == 9
+def test_a_trade_follows_the_venues_fee_rule(cem: CreditExchange) -> None:
+    # 20 credits at 249 a credit: worth 4,980, and the buyer pays the fee on top
+    trade = cem.facilitate_trade("vm-gold-1", "vm-gold-2", 20_000, 249, idempotency_key="t-1")
+    assert (trade.quantity, trade.price) == (20_000, 249)
+    assert trade.value == 20_000 * 249 // 1_000 == 4_980
+    assert trade.fee == 4_980 * 20 // 10_000 == 9
+    assert (trade.buyer, trade.seller, trade.tier) == ("vm-gold-2", "vm-gold-1", "gold")
     balances = cem.ledger.balances()
     assert balances["instance:vm-gold-1:credits"] == 30_000
     assert balances["instance:vm-gold-2:credits"] == 20_000
-    assert balances["instance:vm-gold-2:funds"] == 10_000 - 4_999
-    assert balances["instance:vm-gold-1:funds"] == 4_999 - 9
+    assert balances["instance:vm-gold-2:funds"] == 10_000 - 4_980 - 9
+    assert balances["instance:vm-gold-1:funds"] == 4_980
     assert balances["fees:funds"] == 9
-    assert len(trade.entry.transfers) == 3
+    (entry,) = cem.ledger.entries(reason="trade")
+    assert entry.id == trade.trade_id
+    assert len(entry.transfers) == 3
     # The same key replays the trade without moving anything again.
-    again = cem.facilitate_trade("vm-gold-1", "vm-gold-2", 20_000, 4_999, idempotency_key="t-1")
+    again = cem.facilitate_trade("vm-gold-1", "vm-gold-2", 20_000, 249, idempotency_key="t-1")
     assert again == trade
     assert cem.ledger.balances() == balances
     with pytest.raises(IdempotencyConflict, match="'t-1'"):
-        cem.facilitate_trade("vm-gold-1", "vm-gold-2", 20_000, 5_000, idempotency_key="t-1")
+        cem.facilitate_trade("vm-gold-1", "vm-gold-2", 20_000, 250, idempotency_key="t-1")
     assert cem.ledger.balances() == balances
 
 
 @settings(max_examples=100, deadline=None)
-@given(price=st.integers(1, 10**12), fee_bps=st.integers(0, 9_999))
-def test_fee_is_rounded_down_basis_points(price: int, fee_bps: int) -> None:
+@given(quantity=st.integers(1, 10**6), price=st.integers(1, 10**6), fee_bps=st.integers(0, 9_999))
+def test_the_fee_is_the_venues_rounded_down_basis_points(
+    quantity: int, price: int, fee_bps: int
+) -> None:
     from market.cem.tiers import ExchangeConfig
 
     clock = ManualClock(START)
@@ -169,14 +179,21 @@ def test_fee_is_rounded_down_basis_points(price: int, fee_bps: int) -> None:
     )
     ledger = Ledger(MemoryStore(), clock)
     tiers.open_accounts(ledger)
-    grant(ledger, "instance:vm-gold-1:credits", "credits:gold", 1)
-    grant(ledger, "instance:vm-gold-2:funds", "funds", price)
+    value = Fraction(quantity * price, 1_000)
+    fee = Fraction(value.numerator // value.denominator * fee_bps, 10_000)
+    paid = value.numerator // value.denominator + fee.numerator // fee.denominator
+    grant(ledger, "instance:vm-gold-1:credits", "credits:gold", quantity)
+    grant(ledger, "instance:vm-gold-2:funds", "funds", max(1, paid))
     trade = CreditExchange(ledger, tiers, clock).facilitate_trade(
-        "vm-gold-1", "vm-gold-2", 1, price
+        "vm-gold-1", "vm-gold-2", quantity, price
     )
-    exact = Fraction(price * fee_bps, 10_000)
-    assert trade.fee == exact.numerator // exact.denominator
-    assert ledger.balance("instance:vm-gold-1:funds") + ledger.balance("fees:funds") == price
+    assert (trade.value, trade.fee) == (
+        value.numerator // value.denominator,
+        fee.numerator // fee.denominator,
+    )
+    assert ledger.balance("instance:vm-gold-1:funds") == trade.value
+    assert ledger.balance("fees:funds") == trade.fee
+    assert ledger.balance("instance:vm-gold-2:funds") == max(1, paid) - paid
 
 
 def test_refused_trades_change_nothing(cem: CreditExchange) -> None:
@@ -184,7 +201,7 @@ def test_refused_trades_change_nothing(cem: CreditExchange) -> None:
     with pytest.raises(InsufficientCredits, match="'instance:vm-gold-1:credits': holds 50000"):
         cem.facilitate_trade("vm-gold-1", "vm-gold-2", 50_001, 10)
     with pytest.raises(InsufficientFunds, match="'instance:vm-gold-2:funds': holds 10000"):
-        cem.facilitate_trade("vm-gold-1", "vm-gold-2", 1, 10_001)
+        cem.facilitate_trade("vm-gold-1", "vm-gold-2", 1_000, 10_001)
     with pytest.raises(CrossTierTrade, match="'gold' but the buyer's are 'silver'"):
         cem.facilitate_trade("vm-gold-1", "vm-silver-1", 1, 1)
     with pytest.raises(InvalidParameter, match="itself"):
@@ -253,7 +270,7 @@ def test_log_is_queryable_by_tier_instance_and_time(
     clock.advance(timedelta(hours=1))
     grant(cem.ledger, "instance:vm-silver-1:credits", "credits:silver", 5_000)
     cem.deposit_funds("vm-silver-2", 500, actor="admin")
-    second = cem.facilitate_trade("vm-silver-1", "vm-silver-2", 2_000, 300)
+    second = cem.facilitate_trade("vm-silver-1", "vm-silver-2", 2_000, 200)
     assert cem.log() == [first, swap, second]
     assert cem.log(tier="gold") == [first, swap]
     assert cem.log(tier="silver") == [swap, second]
@@ -279,3 +296,15 @@ def test_headroom_holds_even_when_the_pool_fills_after_the_check(
         cem.perform_credit_swap("silver", "gold", 3_000, actor="admin")
     assert info.value.requested == 1_500 * 3_000 // 2_200
     assert cem.ledger.balances() == before
+
+
+def test_the_exchange_takes_money_and_credits_in_their_units(cem: CreditExchange) -> None:
+    before = cem.ledger.balances()
+    with pytest.raises(UnitMismatch):
+        cem.deposit_funds("vm-gold-1", Credits(5), actor="admin")  # type: ignore[arg-type]
+    with pytest.raises(UnitMismatch):
+        cem.facilitate_trade("vm-gold-1", "vm-gold-2", Money(5), Price(1))  # type: ignore[arg-type]
+    assert cem.ledger.balances() == before
+    cem.deposit_funds("vm-gold-2", Money(500), actor="admin")
+    trade = cem.facilitate_trade("vm-gold-1", "vm-gold-2", Credits(2_000), Price(100))
+    assert (trade.quantity, trade.value) == (2_000, 200)

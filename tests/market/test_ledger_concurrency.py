@@ -61,35 +61,37 @@ def worker(url: str, config: Path, seed: int) -> tuple[list[Entry], int]:
     ledger = Ledger(SqlStore(url, durable=False), clock)
     cem = CreditExchange(ledger, tiers, clock)
     names = [t.name for t in tiers.tiers()]
-    acknowledged: list[Entry] = []
+    acknowledged: list[str] = []
     refused = 0
     for op in range(OPERATIONS):
         try:
             if rng.random() < 0.8:
                 tier = rng.choice(names)
                 seller, buyer = rng.sample([i.id for i in tiers.instances(tier)], 2)
-                entry = cem.facilitate_trade(
+                entry_id = cem.facilitate_trade(
                     seller,
                     buyer,
                     rng.randint(1, 4_000),
                     rng.randint(1, 900),
                     idempotency_key=f"w{seed}-{op}",
-                ).entry
+                ).trade_id
             else:
                 source, destination = rng.sample(names, 2)
-                entry = cem.perform_credit_swap(
+                entry_id = cem.perform_credit_swap(
                     source,
                     destination,
                     rng.randint(1, 5_000),
                     actor="root",
                     idempotency_key=f"w{seed}-{op}",
-                ).entry
+                ).entry.id
         except ExchangeError:
             refused += 1
             continue
-        acknowledged.append(entry)
+        acknowledged.append(entry_id)
+    # what the store holds of each acknowledged entry, read once the work is done
+    entries = {e.id: e for e in ledger.entries()}
     ledger.close()
-    return acknowledged, refused
+    return [entries[i] for i in acknowledged], refused
 
 
 def seed_store(url: str, config: Path) -> dict[str, int]:

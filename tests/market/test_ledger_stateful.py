@@ -170,7 +170,8 @@ def machine_for(store_kind: str, pg_url: str | None) -> type[RuleBasedStateMachi
             credits = self.model[instance_credits(seller)]
             funds = self.model[f"instance:{buyer}:funds"]
             amount = max(1, credits * amount_share // 100)
-            price = max(1, funds * price_share // 100)
+            # a price per credit that spends that share of the buyer's funds on the value
+            price = max(1, funds * price_share // 100 * 1_000 // amount)
             before = self.ledger.balances()
             try:
                 trade = self.cem.facilitate_trade(seller, buyer, amount, price)
@@ -184,8 +185,10 @@ def machine_for(store_kind: str, pg_url: str | None) -> type[RuleBasedStateMachi
                 event(f"trade refused: {type(exc).__name__}")
                 return
             event("trade settled")
-            assert trade.fee == price * 30 // 10_000
-            self.book(trade.entry)
+            assert trade.value == amount * price // 1_000
+            assert trade.fee == trade.value * 30 // 10_000
+            (entry,) = (e for e in self.ledger.entries(reason="trade") if e.id == trade.trade_id)
+            self.book(entry)
 
         @rule(tier=st.sampled_from(["alpha", "beta"]), amount=st.integers(1, 12_000))
         def grant_to_pool(self, tier: str, amount: int) -> None:

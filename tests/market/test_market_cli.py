@@ -22,8 +22,8 @@ def test_store_swap_trade_verify(sqlite_url: str) -> None:
     out = run("accrue", "vm-silver-1", "--seconds", "3600", "--cpu", "1", *url)
     assert "to pool 10.800" in out
     run("funds", "deposit", "vm-silver-2", "5000", "--actor", "admin", *url)
-    out = run("trade", "vm-silver-1", "vm-silver-2", "10000", "1234", *url)
-    assert "for 1234 (fee 2)" in out
+    out = run("trade", "vm-silver-1", "vm-silver-2", "10000", "123", *url)
+    assert "at 123 a credit for 1230 (fee 2)" in out
     out = run("swap", "silver", "gold", "5000", "--actor", "admin", *url)
     assert "into 3409 of gold" in out
     out = run("rates", "set", "gold", "2.5", "--actor", "admin", "--reason", "busy", *url)
@@ -32,7 +32,7 @@ def test_store_swap_trade_verify(sqlite_url: str) -> None:
     pools = run("pools", *url)
     assert "5.800" in pools  # silver: 10.8 overflowed, 5 swapped out
     balances = run("balances", "--prefix", "instance:vm-silver-2", *url)
-    assert "3,766" in balances
+    assert "3,768" in balances  # 5,000 less 1,230 and the fee of 2
     assert "ledger verified" in run("ledger", "verify", *url)
     assert "vm-silver-1" in run("log", "--kind", "trade", "--tier", "silver", *url)
 
