@@ -350,6 +350,10 @@ def _csv_chunks(
         raise EmptyTelemetryError(path)
 
 
+_Reason = tuple[np.ndarray, str, pd.Series, str]
+"""Rows a column could not parse: the mask, the column, its values, what was expected."""
+
+
 def _parse_chunk(
     path: Path,
     frame: pd.DataFrame,
@@ -364,7 +368,38 @@ def _parse_chunk(
         return sources.get(column, column)
 
     out = pd.DataFrame(index=frame.index)
-    ids = frame[ID_COL]
+    out[ID_COL] = _parse_ids(path, frame[ID_COL], first_line, named(ID_COL))
+    stamps, bad_time = _parse_times(frame[TIME_COL], origin)
+    out[TIME_COL] = stamps
+    reasons: list[_Reason] = [(bad_time, TIME_COL, frame[TIME_COL], "a timestamp")]
+    reasons += _parse_numbers(frame, out)
+    for column in frame.columns:
+        if column not in out.columns:
+            out[column] = frame[column]
+    bad = np.zeros(len(frame), dtype=bool)
+    for mask, *_ in reasons:
+        bad = bad | mask
+    if not bad.any():
+        return out
+    for mask, column, values, expected in reasons:
+        rows = np.flatnonzero(mask)
+        if strict and rows.size:
+            raise TelemetryParseError(
+                path, named(column), first_line + int(rows[0]), values.iloc[rows[0]], expected
+            )
+    for mask, column, values, expected in reasons:
+        for bad_row in np.flatnonzero(mask):
+            uid = str(out[ID_COL].iloc[bad_row])
+            if uid not in rejected:
+                error = TelemetryParseError(
+                    path, named(column), first_line + int(bad_row), values.iloc[bad_row], expected
+                )
+                rejected[uid] = f"unreadable row: {error}"
+    return out[~bad]
+
+
+def _parse_ids(path: Path, ids: pd.Series, first_line: int, source: str) -> pd.Series:
+    """Return the instance ids stripped; raise on the first blank one."""
     if isinstance(ids.dtype, pd.CategoricalDtype):
         # Dictionary-encoded ids: check the few categories, not every row.
         names = ids.cat.categories.astype("str").str.strip()
@@ -375,17 +410,13 @@ def _parse_chunk(
         blank = ids.isna() | (stripped == "")
     if blank.any():
         row = int(np.flatnonzero(blank.to_numpy())[0])
-        raise TelemetryParseError(
-            path, named(ID_COL), first_line + row, ids.iloc[row], "an instance id"
-        )
-    out[ID_COL] = stripped
-    bad = np.zeros(len(frame), dtype=bool)
-    reasons: list[tuple[np.ndarray, str, pd.Series, str]] = []
+        raise TelemetryParseError(path, source, first_line + row, ids.iloc[row], "an instance id")
+    return stripped
 
-    stamps, bad_time = _parse_times(frame[TIME_COL], origin)
-    out[TIME_COL] = stamps
-    reasons.append((bad_time, TIME_COL, frame[TIME_COL], "a timestamp"))
-    bad = bad | bad_time
+
+def _parse_numbers(frame: pd.DataFrame, out: pd.DataFrame) -> list[_Reason]:
+    """Write the numeric columns to ``out``; return the rows each could not parse."""
+    reasons: list[_Reason] = []
     for column in _NUMERIC:
         if column not in frame.columns:
             continue
@@ -404,28 +435,7 @@ def _parse_chunk(
             )
         out[column] = numbers
         reasons.append((bad_number, column, text, "a number"))
-        bad = bad | bad_number
-    for column in frame.columns:
-        if column not in out.columns:
-            out[column] = frame[column]
-    if not bad.any():
-        return out
-    if strict:
-        for mask, column, values, expected in reasons:
-            if mask.any():
-                first_bad = int(np.flatnonzero(mask)[0])
-                raise TelemetryParseError(
-                    path, named(column), first_line + first_bad, values.iloc[first_bad], expected
-                )
-    for mask, column, values, expected in reasons:
-        for bad_row in np.flatnonzero(mask):
-            uid = str(out[ID_COL].iloc[bad_row])
-            if uid not in rejected:
-                error = TelemetryParseError(
-                    path, named(column), first_line + int(bad_row), values.iloc[bad_row], expected
-                )
-                rejected[uid] = f"unreadable row: {error}"
-    return out[~bad]
+    return reasons
 
 
 def _parse_times(

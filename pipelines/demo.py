@@ -17,8 +17,9 @@ from typing import TYPE_CHECKING, cast
 if TYPE_CHECKING:
     from pipelines.config import OrchestrationConfig
     from pipelines.flows import TrainOutcome
-    from pipelines.params import TrackingParams
+    from pipelines.params import SyntheticFleet, TrackingParams
     from pipelines.replay.run import ProgressFactory
+    from pipelines.replay_tasks import ReplayOutcome
 
 FLEET = "demo"
 
@@ -88,20 +89,13 @@ def run_demo(
         If the replay fails, a conservation check included.
     """
     from data.columns import DEFAULT_TIER
-    from pipelines.params import (
-        IngestParams,
-        PredictParams,
-        ReplayParams,
-        SyntheticFleet,
-        TrainParams,
-    )
+    from pipelines.params import IngestParams, SyntheticFleet
     from pipelines.registration import register_instances
     from pipelines.snapshot import read_snapshot
 
     workspace.orchestration.apply()
-    from pipelines.flows import ingest_flow, predict_flow, replay_flow, train_flow
+    from pipelines.flows import ingest_flow
 
-    tracking = workspace.tracking
     fleet = SyntheticFleet(instances=instances, days=days, seed=seed)
     snapshot = ingest_flow(IngestParams(synthetic=fleet, home=workspace.home))
     say(f"ingested {instances} instances x {days:g} days: {snapshot.path}")
@@ -109,25 +103,16 @@ def run_demo(
     registration = register_instances(hourly, workspace.ledger_url, workspace.tiers_config)
     say(registration.summary(DEFAULT_TIER))
     with _stage(progress, "training and promotion"):
-        state = train_flow(
-            TrainParams(snapshot=snapshot.path, tracking=tracking), return_state=True
-        )
-    outcome = cast("TrainOutcome", state.result())
+        outcome = _train(workspace, snapshot.path)
     say(f"trained version {outcome.record.version} (MASE {outcome.record.metrics['mase']:.3f})")
     promoted = bool(outcome.decision is not None and outcome.decision.promote)
     reason = outcome.decision.reason if outcome.decision is not None else "not gated"
     say(f"promotion: {reason}")
-    predictions = predict_flow(
-        PredictParams(
-            tracking=tracking, output_dir=workspace.predictions_dir, snapshot=snapshot.path
-        )
-    )
+    predictions = _predict(workspace, snapshot.path)
     say(f"forecasts for the API: {predictions}")
     with _stage(progress, "replay of every policy"):
-        replayed = replay_flow(
-            ReplayParams(synthetic=fleet, out_dir=workspace.home / "replay", tracking=tracking)
-        )
-    say(f"replay logged to MLflow (experiment {tracking.experiment}-replay)")
+        replayed = _replay(workspace, fleet)
+    say(f"replay logged to MLflow (experiment {workspace.tracking.experiment}-replay)")
     summary = {
         name: {k: v for k, v in figures.items() if not isinstance(v, dict)}
         for name, figures in replayed.document["policies"].items()
@@ -137,8 +122,36 @@ def run_demo(
         model_version=str(outcome.record.version),
         promoted=promoted,
         promotion_reason=reason,
-        predictions=Path(predictions),
+        predictions=predictions,
         replay_json=replayed.replay_json,
         report=replayed.report,
         summary=summary,
     )
+
+
+def _train(workspace: Workspace, snapshot: Path) -> TrainOutcome:
+    from pipelines.flows import train_flow
+    from pipelines.params import TrainParams
+
+    params = TrainParams(snapshot=snapshot, tracking=workspace.tracking)
+    return cast("TrainOutcome", train_flow(params, return_state=True).result())
+
+
+def _predict(workspace: Workspace, snapshot: Path) -> Path:
+    from pipelines.flows import predict_flow
+    from pipelines.params import PredictParams
+
+    params = PredictParams(
+        tracking=workspace.tracking, output_dir=workspace.predictions_dir, snapshot=snapshot
+    )
+    return Path(predict_flow(params))
+
+
+def _replay(workspace: Workspace, fleet: SyntheticFleet) -> ReplayOutcome:
+    from pipelines.flows import replay_flow
+    from pipelines.params import ReplayParams
+
+    params = ReplayParams(
+        synthetic=fleet, out_dir=workspace.home / "replay", tracking=workspace.tracking
+    )
+    return replay_flow(params)

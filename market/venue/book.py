@@ -660,6 +660,9 @@ class OrderBook:
 
     def _match(self, incoming: _Resting, now: datetime, events: list[BookEvent]) -> bool:
         """Trade ``incoming`` against the opposite side; return whether it may still rest."""
+        # One function on purpose: this is the matching loop, the venue's hot path
+        # (``creditx bench market``: about 300,000 orders a second in memory); a call
+        # per level or per fill would cost a measurable share of it.
         tier = self.config.tier
         fee_bps = self.config.fee_bps
         prefix = f"{self._id_prefix}{tier}-"

@@ -1178,6 +1178,8 @@ def _credit_step(
     result: PolicyResult,
 ) -> None:
     """Replay one 5-minute step of a policy with credits; check it conserved them."""
+    # One function on purpose: it runs for every step of every policy (8,064 steps for
+    # 1,000 instances x 28 days in ``creditx bench replay``) over whole-fleet arrays.
     starts, tier_of = fleet.starts, fleet.tier_of
     balance, pool, earned, cap = state.balance, state.pool, fleet.earned, fleet.cap
     demand = fleet.demand[:, s]

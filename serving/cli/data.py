@@ -13,6 +13,8 @@ if TYPE_CHECKING:
     import pandas as pd
     import pyarrow as pa
 
+    from data.validation import ValidationPolicy
+
 data_app = typer.Typer(
     help="Load, validate, generate and describe CPU telemetry.", no_args_is_help=True
 )
@@ -94,25 +96,47 @@ def validate_command(
     ] = "keep",
 ) -> None:
     """Validate telemetry per instance; print the report, repair or reject by policy."""
+    from data.validation import ValidationPolicy
+
+    policy = ValidationPolicy(
+        duplicates=duplicates,
+        out_of_range=out_of_range,
+        nan=nan,
+        out_of_order=out_of_order,
+        irregular=irregular,
+        max_gap=max_gap,
+        long_gaps=long_gaps,
+    )
+    frame, found, refusal = _validate(path, policy, format, column, vmtable, interval)
+    if report is not None:
+        found.to_csv(report, index=False)
+    if frame is None:
+        _fail(refusal)
+    if out is not None:
+        _write(frame, out)
+
+
+def _validate(
+    path: str,
+    policy: ValidationPolicy,
+    format: Format,
+    column: list[str] | None,
+    vmtable: Path | None,
+    interval: str | None,
+) -> tuple[pd.DataFrame | None, pd.DataFrame, str]:
+    """Read and validate ``path`` and print the report.
+
+    Return the kept frame (``None`` when every instance was rejected), the report and
+    the refusal's message.
+    """
     from data.errors import InstancesRejectedError
+    from data.loaders import read_telemetry
     from data.sources import check_source
 
     with _errors():
         check_source(path, format=format, columns=_mapping(column))
-    from data.loaders import read_telemetry
-    from data.validation import ValidationPolicy
-
     try:
         with _errors(reraise=(InstancesRejectedError,)), _row_progress("validating") as progress:
-            policy = ValidationPolicy(
-                duplicates=duplicates,
-                out_of_range=out_of_range,
-                nan=nan,
-                out_of_order=out_of_order,
-                irregular=irregular,
-                max_gap=max_gap,
-                long_gaps=long_gaps,
-            )
             result = read_telemetry(
                 path,
                 policy,
@@ -124,14 +148,9 @@ def validate_command(
             )
     except InstancesRejectedError as exc:
         _print_report(exc.report)
-        if report is not None:
-            exc.report.to_csv(report, index=False)
-        _fail(str(exc))
+        return None, exc.report, str(exc)
     _print_report(result.report)
-    if report is not None:
-        result.report.to_csv(report, index=False)
-    if out is not None:
-        _write(result.frame, out)
+    return result.frame, result.report, ""
 
 
 @data_app.command("generate")
