@@ -138,6 +138,24 @@ class OrderRequest:
     expires_at: datetime | None = None
 
 
+def _stored_order(row: Any) -> Order:
+    """Return the order a stored row holds."""
+    return Order(
+        order_id=row.order_id,
+        tier=row.tier,
+        owner=row.owner,
+        side=Side(row.side),
+        price=row.price,
+        quantity=row.quantity,
+        filled=row.filled,
+        time_in_force=TimeInForce(row.time_in_force),
+        expires_at=None if row.expires_at_us is None else from_micros(row.expires_at_us),
+        created_at=from_micros(row.created_at_us),
+        state=OrderState(row.state),
+        priority=row.priority,
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class Placement:
     """What placing one order did: its state afterwards, its trades and its events."""
@@ -245,31 +263,7 @@ class Venue:
         self._engine = engine
         self._postgres = engine is not None and engine.dialect.name == "postgresql"
         if engine is not None:
-            ledger_engine: object = getattr(ledger.store, "engine", None)
-            if ledger_engine is not engine:
-                raise MarketError(
-                    "the venue writes its rows in its ledger's transactions: "
-                    "pass the engine of the ledger's SqlStore"
-                )
-            if not sa.inspect(engine).has_table(t_trades.name):
-                create_market_tables(engine)
-            self._upsert_orders = bulk_sql(engine, t_orders, upsert=True)
-            self._insert_auction = bulk_sql(engine, t_auctions, upsert=False)
-            mark = "?" if engine.dialect.paramstyle == "qmark" else "%s"
-            self._update_orders = (
-                f"UPDATE {t_orders.name} SET filled = {mark}, state = {mark}, escrow = 0 "
-                f"WHERE order_id = {mark}"
-            )
-            # one statement per group of auction orders: filled whole, or cancelled unfilled
-            ids = "= ANY(%s)" if self._postgres else "IN (SELECT value FROM json_each(?))"
-            self._finish_orders = tuple(
-                f"UPDATE {t_orders.name} SET filled = {filled}, state = '{state.value}', "
-                f"escrow = 0 WHERE order_id {ids}"
-                for filled, state in zip(("quantity", "0"), _AUCTION_OUTCOMES[::-1], strict=True)
-            )
-            self._update_escrow = (
-                f"UPDATE {t_orders.name} SET escrow = {mark} WHERE order_id = {mark}"
-            )
+            self._prepare_store(engine)
         # each tier's auctions settle through two clearing accounts that end every batch at 0
         self._clearing = {c.tier: auction_clearing_accounts(c.tier) for c in tiers}
         ledger.open_accounts(
@@ -282,6 +276,32 @@ class Venue:
                 ),
             ]
         )
+
+    def _prepare_store(self, engine: Engine) -> None:
+        # the venue's tables, and the statements that write its rows
+        ledger_engine: object = getattr(self.ledger.store, "engine", None)
+        if ledger_engine is not engine:
+            raise MarketError(
+                "the venue writes its rows in its ledger's transactions: "
+                "pass the engine of the ledger's SqlStore"
+            )
+        if not sa.inspect(engine).has_table(t_trades.name):
+            create_market_tables(engine)
+        self._upsert_orders = bulk_sql(engine, t_orders, upsert=True)
+        self._insert_auction = bulk_sql(engine, t_auctions, upsert=False)
+        mark = "?" if engine.dialect.paramstyle == "qmark" else "%s"
+        self._update_orders = (
+            f"UPDATE {t_orders.name} SET filled = {mark}, state = {mark}, escrow = 0 "
+            f"WHERE order_id = {mark}"
+        )
+        # one statement per group of auction orders: filled whole, or cancelled unfilled
+        ids = "= ANY(%s)" if self._postgres else "IN (SELECT value FROM json_each(?))"
+        self._finish_orders = tuple(
+            f"UPDATE {t_orders.name} SET filled = {filled}, state = '{state.value}', "
+            f"escrow = 0 WHERE order_id {ids}"
+            for filled, state in zip(("quantity", "0"), _AUCTION_OUTCOMES[::-1], strict=True)
+        )
+        self._update_escrow = f"UPDATE {t_orders.name} SET escrow = {mark} WHERE order_id = {mark}"
 
     # ---------------------------------------------------------------- set-up
 
@@ -362,8 +382,36 @@ class Venue:
             raise MarketError("a venue without an engine has nothing to restore")
         if self._held:
             raise MarketError("restore into a fresh venue, before any order is placed")
+        limits, rows = self._stored_rows(self._engine)
+        for row in rows:
+            if row.owner not in self._instances:
+                self.register_instance(row.owner, row.tier)
+        shares = self._escrow_shares(rows)
+        for row in limits:
+            self._limits[row.instance_id] = (row.max_bid, row.min_ask)
+        # orders an older venue accepted but did not get to match before a crash
+        unfinished: dict[str, list[BookEvent]] = defaultdict(list)
+        for row in rows:
+            order = _stored_order(row)
+            if row.auction:
+                self._pending[row.tier][row.order_id] = AuctionOrder(
+                    row.order_id, row.owner, order.side, row.price, order.remaining
+                )
+                self._wait(row.tier, row.owner, order.side)
+                self._auction_snapshots[row.order_id] = order
+            self._held[row.order_id] = _Held(row.owner, order.side, row.tier, shares[row.order_id])
+            if not row.auction:
+                unfinished[row.tier] += self.book(row.tier).resume(order)
+        for tier, events in unfinished.items():
+            if events:
+                self._apply(self.book(tier), events, "restore")
+        return len(self._held)
+
+    @staticmethod
+    def _stored_rows(engine: Engine) -> tuple[Sequence[Any], list[Any]]:
+        """Return the standing limits and the open orders' rows, in the order to restore."""
         open_states = [OrderState.OPEN.value, OrderState.PARTIALLY_FILLED.value]
-        with read_connection(self._engine) as conn:
+        with read_connection(engine) as conn:
             limits = conn.execute(sa.select(t_limits)).all()
             stored = conn.execute(
                 sa.select(t_orders).where(t_orders.c.state.in_(open_states))
@@ -381,9 +429,16 @@ class Venue:
                 r.order_id,
             ),
         )
-        for row in rows:
-            if row.owner not in self._instances:
-                self.register_instance(row.owner, row.tier)
+        return limits, rows
+
+    def _escrow_shares(self, rows: Sequence[Any]) -> dict[str, int]:
+        """Return each open order's share of its owner's escrow; check the accounts hold them.
+
+        Raises
+        ------
+        MarketError
+            If an escrow account's balance differs from the sum of its orders' shares.
+        """
         shares = {row.order_id: row.escrow for row in rows}
         legacy = [row for row in rows if row.escrow is None]
         if legacy:
@@ -399,38 +454,7 @@ class Venue:
             raise MarketError(
                 f"escrow accounts differ from their open orders' shares: {', '.join(wrong)}"
             )
-        for row in limits:
-            self._limits[row.instance_id] = (row.max_bid, row.min_ask)
-        # orders an older venue accepted but did not get to match before a crash
-        unfinished: dict[str, list[BookEvent]] = defaultdict(list)
-        for row in rows:
-            order = Order(
-                order_id=row.order_id,
-                tier=row.tier,
-                owner=row.owner,
-                side=Side(row.side),
-                price=row.price,
-                quantity=row.quantity,
-                filled=row.filled,
-                time_in_force=TimeInForce(row.time_in_force),
-                expires_at=None if row.expires_at_us is None else from_micros(row.expires_at_us),
-                created_at=from_micros(row.created_at_us),
-                state=OrderState(row.state),
-                priority=row.priority,
-            )
-            if row.auction:
-                self._pending[row.tier][row.order_id] = AuctionOrder(
-                    row.order_id, row.owner, order.side, row.price, order.remaining
-                )
-                self._wait(row.tier, row.owner, order.side)
-                self._auction_snapshots[row.order_id] = order
-            self._held[row.order_id] = _Held(row.owner, order.side, row.tier, shares[row.order_id])
-            if not row.auction:
-                unfinished[row.tier] += self.book(row.tier).resume(order)
-        for tier, events in unfinished.items():
-            if events:
-                self._apply(self.book(tier), events, "restore")
-        return len(self._held)
+        return shares
 
     def _adopt_order_escrow(self, rows: Sequence[Any]) -> dict[str, int]:
         """Move per-order escrow accounts of ``rows`` into their owners' escrow accounts."""
