@@ -404,7 +404,36 @@ class _Scan:
             self.changed = True
         yv = y[positions]
         ym = None if y_max is None else y_max[positions]
+        problems = self._count(lo, k, c, t, yv, ym, same)
+        reject = self.reject[lo:hi]
+        untouched = not (reject.any() or backwards.any() or problems)
+        if untouched:
+            # Untouched rows are taken from the frame as they are; a slice costs nothing.
+            identity = order_is_identity and not backwards.any()
+            kept = slice(int(positions[0]), int(positions[-1]) + 1) if identity else positions
+            self.pieces.append((kept, None, None, None))
+            return
+        self.changed = True
+        keep = ~reject[c]
+        self._repair(
+            positions[keep], c[keep], t[keep], yv[keep], None if ym is None else ym[keep], lo, k
+        )
 
+    def _count(
+        self,
+        lo: int,
+        k: int,
+        c: np.ndarray,
+        t: np.ndarray,
+        yv: np.ndarray,
+        ym: np.ndarray | None,
+        same: np.ndarray,
+    ) -> bool:
+        """Count each instance's problems in the block, decide its rejection.
+
+        Return whether any row needs repair (the rejections aside).
+        """
+        hi = lo + k
         duplicate = np.r_[False, same & (t[1:] == t[:-1])]
         self.duplicates[lo:hi] = np.bincount(c[duplicate], minlength=k)
         missing_value = np.isnan(yv)
@@ -423,33 +452,17 @@ class _Scan:
         longest = np.zeros(k, dtype=np.int64)
         np.maximum.at(longest, c[:-1][gap_rows], missing[gap_rows])
         self.longest[lo:hi] = longest
-
         counts = {
             name: getattr(self, name)[lo:hi]
             for name in ("duplicates", "out_of_range", "nan", "out_of_order", "irregular")
         }
-        reject = _reject_mask(self.policy, counts, longest) | self.upstream[lo:hi]
-        self.reject[lo:hi] = reject
-
-        untouched = not (
-            reject.any()
-            or backwards.any()
-            or duplicate.any()
+        self.reject[lo:hi] = _reject_mask(self.policy, counts, longest) | self.upstream[lo:hi]
+        return bool(
+            duplicate.any()
             or missing_value.any()
             or bad_range.any()
             or self.irregular[lo:hi].any()
             or (gap_rows & (missing <= self.policy.max_gap)).any()
-        )
-        if untouched:
-            # Untouched rows are taken from the frame as they are; a slice costs nothing.
-            identity = order_is_identity and not backwards.any()
-            kept = slice(int(positions[0]), int(positions[-1]) + 1) if identity else positions
-            self.pieces.append((kept, None, None, None))
-            return
-        self.changed = True
-        keep = ~reject[c]
-        self._repair(
-            positions[keep], c[keep], t[keep], yv[keep], None if ym is None else ym[keep], lo, k
         )
 
     def _repair(
