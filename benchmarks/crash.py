@@ -206,13 +206,7 @@ def _agent(
             n += 1
             roll = rng.random()
             if roll < 0.15 and mine:
-                order_id = mine.pop(rng.randrange(len(mine)))
-                with contextlib.suppress(httpx.HTTPError):
-                    response = client.delete(f"/v1/instances/{instance_id}/orders/{order_id}")
-                    with acks.lock:
-                        acks.requests += 1
-                        if response.status_code == 200:
-                            acks.cancels.add(order_id)
+                _cancel(client, instance_id, mine.pop(rng.randrange(len(mine))), acks)
                 continue
             side = rng.choice(("buy", "sell"))
             order: dict[str, object] = {"side": side, "quantity": rng.randint(1, 20) * 100}
@@ -266,6 +260,27 @@ def _place(
     if order["state"] not in _TERMINAL and order["venue"] == "continuous":
         mine.append(order["order_id"])
     return "answered"
+
+
+def _cancel(client: httpx.Client, instance_id: str, order_id: str, acks: _Acks) -> None:
+    """Cancel one of the agent's orders; record the state the answer acknowledged.
+
+    A 200 carries the order as the request left it: cancelled, or expired if its
+    good-till-time passed before the cancel reached its book (the venue expires due
+    orders when it next touches the book, and the expiry wins). Only a 200 saying
+    ``cancelled`` acknowledges a cancel; any 200 acknowledges the state it names.
+    """
+    try:
+        response = client.delete(f"/v1/instances/{instance_id}/orders/{order_id}")
+    except httpx.HTTPError:
+        return
+    with acks.lock:
+        acks.requests += 1
+        if response.status_code == 200:
+            order = response.json()
+            acks.orders[order_id] = (order["state"], order["filled"])
+            if order["state"] == "cancelled":
+                acks.cancels.add(order_id)
 
 
 def _auctioneer(

@@ -21,14 +21,20 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
-import pandas as pd
 
 from data.forecasts import MEDIAN_COL, UPPER_COL
 from data.forecasts import QUANTILE_COLUMNS as ALL_QUANTILES
-from models.user import UserForecast, override_forecast
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from models.user import UserForecast
+
+# pandas (and models.user, built on it) load with the first forecasts read: a service
+# restarting over a store without predictions answers a second or so sooner
 
 logger = logging.getLogger(__name__)
 
@@ -113,6 +119,8 @@ def snapshot_from_frame(
     frame: pd.DataFrame, *, model_name: str, model_version: str, generated_at: datetime, origin: str
 ) -> ForecastSnapshot:
     """Build a snapshot from a frame of ``unique_id, horizon, ds, yhat, q50, q90[, source]``."""
+    import pandas as pd
+
     missing = {"unique_id", "horizon", "ds", "yhat", *QUANTILE_COLUMNS} - set(frame.columns)
     if missing:
         raise ValueError(f"the forecast frame lacks column(s) {sorted(missing)}")
@@ -149,6 +157,8 @@ def read_batch_predictions(directory: Path) -> ForecastSnapshot | None:
     forecasts_path = directory / "forecasts.parquet"
     if not manifest_path.exists() or not forecasts_path.exists():
         return None
+    import pandas as pd
+
     manifest = json.loads(manifest_path.read_text())
     frame = pd.read_parquet(forecasts_path)
     return snapshot_from_frame(
@@ -162,6 +172,10 @@ def read_batch_predictions(directory: Path) -> ForecastSnapshot | None:
 
 def apply_user_forecast(series: ForecastSeries, user: UserForecast) -> ForecastSeries:
     """Return ``series`` with the owner's values where the user forecast gives them."""
+    import pandas as pd
+
+    from models.user import override_forecast
+
     replaced, sources = override_forecast(
         user,
         pd.DatetimeIndex(series.ds),

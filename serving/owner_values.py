@@ -11,11 +11,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
-import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from market.clock import to_micros
+from market.clock import from_micros, to_micros
 from market.ledger import read_connection
 from serving.tables import api_owner_values
 
@@ -44,8 +43,9 @@ class OwnerValueStore:
             row = conn.execute(sa.select(table).where(table.c.instance_id == instance_id)).first()
         if row is None:
             return None
-        at = pd.Timestamp(row.updated_at_us, unit="us", tz="UTC").to_pydatetime()
-        return OwnerValue(row.instance_id, int(row.value), at, row.updated_by)
+        return OwnerValue(
+            row.instance_id, int(row.value), from_micros(row.updated_at_us), row.updated_by
+        )
 
     def set(self, instance_id: str, value: int, actor: str) -> OwnerValue:
         """Store an instance's owner value, replacing any previous one."""

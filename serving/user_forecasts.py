@@ -6,16 +6,17 @@ import json
 import threading
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from market.clock import to_micros
+from market.clock import from_micros, to_micros
 from market.ledger import read_connection
-from models.user import DailyProfile, UserForecast, WeeklyProfile
 from serving.tables import api_user_forecasts
+
+if TYPE_CHECKING:
+    from models.user import UserForecast
 
 
 def build_user_forecast(document: dict[str, Any]) -> UserForecast:
@@ -26,6 +27,9 @@ def build_user_forecast(document: dict[str, Any]) -> UserForecast:
     models.InvalidInputError
         If the values do not make a valid forecast of that kind.
     """
+    # models.user stands on pandas: loaded with the first user forecast, not at start-up
+    from models.user import DailyProfile, WeeklyProfile
+
     if document["kind"] == "daily":
         return DailyProfile(tuple(document["values"]))
     return WeeklyProfile(tuple(document["values"]))
@@ -46,7 +50,7 @@ class UserForecastStore:
             document = json.loads(row.document)
             self._documents[row.instance_id] = (
                 document,
-                pd.Timestamp(row.updated_at_us, unit="us", tz="UTC").to_pydatetime(),
+                from_micros(row.updated_at_us),
                 row.updated_by,
             )
             self._built[row.instance_id] = build_user_forecast(document)

@@ -136,7 +136,12 @@ def get_order(
 def cancel_order(
     instance_id: ActInstance, order_id: OrderIdPath, services: SessionDep
 ) -> OrderPublic:
-    """Cancel one of the caller's open orders and return its escrow; return the order."""
+    """Cancel one of the caller's open orders and return its escrow; return the order.
+
+    The answer names the state the order ended in: ``cancelled``, or ``expired`` if its
+    good-till-time had passed before the cancel reached its book (the expiry wins, and
+    the escrow comes back all the same). A finished order is refused with 409.
+    """
     market = services.market
     with market.lock:
         current = _own_order(services, instance_id, order_id)

@@ -84,6 +84,15 @@ STEPS: list[tuple[Any, ...]] = [
         "place",
         [("i2", "vm4", SELL, 90, 500, IOC, None), ("a5", "vm5", BUY, 120, 700, GTC, None)],
     ),
+    # good-till-time orders whose time passes while nothing touches the book: the next
+    # operation on it (a cancel, a modification with a top-up, a placement) finds them
+    # due, and the expiry commits with that operation
+    ("place", [("g2", "vm2", BUY, 95, 1_000, GTT, 1)]),
+    ("cancel", "g2"),
+    ("place", [("g3", "vm3", BUY, 96, 1_000, GTT, 1)]),
+    ("modify", "g3", None, 2_000),
+    ("place", [("g4", "vm4", SELL, 150, 500, GTT, 1)]),
+    ("place", [("a6", "vm1", SELL, 160, 500, GTC, None)]),
 ]
 
 
@@ -226,7 +235,8 @@ def _step(
         if OrderState(_row(engine, order_id).state) in TERMINAL_STATES:
             return
         venue.cancel(order_id)
-        ack(json.dumps({"key": step[1], "order_id": order_id, "state": "cancelled"}))
+        # cancelled, or expired if its time had come: the expiry wins
+        _ack_order(ack, step[1], venue.order(order_id), ())
     elif kind == "deposit":
         _, owner, amount, key = step
         venue.ledger.post(

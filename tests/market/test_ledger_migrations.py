@@ -8,7 +8,7 @@ from alembic import command
 from alembic.script import ScriptDirectory
 
 from market.ledger import LedgerError, create_store_engine
-from market.migrations import alembic_config, current, upgrade
+from market.migrations import alembic_config, current, head_revision, upgrade
 
 TABLES = {
     "ledger_accounts",
@@ -47,6 +47,12 @@ def test_upgrade_from_empty_builds_every_table(store_url: str) -> None:
     assert tables(store_url) >= TABLES
     upgrade(store_url)  # a second run is a no-op
     assert current(store_url) == head()
+
+
+def test_the_newest_revision_read_from_the_files_is_alembics_head() -> None:
+    # upgrade() leaves a store at this revision alone without loading Alembic
+    assert head_revision() == head()
+    assert head_revision() is not None
 
 
 def test_downgrade_and_upgrade_round_trip(store_url: str) -> None:

@@ -203,6 +203,10 @@ def test_the_workload_passes_every_kind_of_commit(
     assert state["orders"]["b1"][0] == "filled"
     assert state["orders"]["i2"][:2] == ("cancelled", 0)
     assert ("b2", "s1", 100, 1_000, 100, 0) in state["trades"]
+    # good-till-time orders expired by the cancel, the modification (with a top-up) and
+    # the placement that found them due: nothing else touched the book in between
+    assert [state["orders"][k][::4] for k in ("g2", "g3", "g4")] == [("expired", 0)] * 3
+    assert state["book"] == [("a5", 700), ("a6", 500)]
 
 
 def test_a_kill_at_any_commit_on_sqlite_comes_back_whole(

@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 import threading
 from collections.abc import Callable
+from pathlib import Path
 
 from serving_support import Api
 
+from market.clock import system_clock
+from market.ledger import FUNDS, EntryRequest, Transfer, instance_funds, mint_account
 from serving.forecasts import ForecastStore
+from serving.services import build_services
+from serving.settings import Settings
 
 ApiFactory = Callable[..., Api]
 
@@ -63,3 +70,55 @@ def test_forecasts_answer_loading_then_no_forecasts(make_api: ApiFactory) -> Non
     assert empty.json()["title"] != "Loading"
     assert "creditx pipeline predict" in empty.json()["detail"]
     assert "retry-after" not in empty.headers
+
+
+# A restart of the service over a migrated store without predictions: it answers and
+# trades, then names the heavy libraries it loaded.
+_RESTART = """
+import sys
+from fastapi.testclient import TestClient
+from serving.main import create_app
+from serving.settings import Settings
+from serving.tokens import TokenKind
+
+app = create_app(Settings(), champion=None)
+agent = app.state.services.tokens.issue(TokenKind.AGENT, "vm-gold-1").token
+with TestClient(app) as client:
+    assert client.get("/v1/health").status_code == 200
+    placed = client.post(
+        "/v1/instances/vm-gold-1/orders",
+        json={"side": "buy", "price": 100, "quantity": 1000, "time_in_force": "gtc"},
+        headers={"Authorization": f"Bearer {agent}", "Idempotency-Key": "k1"},
+    )
+    assert placed.status_code == 201, placed.text
+    order_id = placed.json()["order"]["order_id"]
+    cancelled = client.delete(
+        f"/v1/instances/vm-gold-1/orders/{order_id}",
+        headers={"Authorization": f"Bearer {agent}"},
+    )
+    assert cancelled.json()["state"] == "cancelled", cancelled.text
+print(sorted(m for m in ("alembic", "pandas") if m in sys.modules))
+"""
+
+
+def test_a_restart_loads_neither_alembic_nor_pandas(tmp_path: Path) -> None:
+    # they cost a restart more than a second of CPU: Alembic has nothing to do on a store
+    # at the newest revision, and pandas waits for the first forecasts to read
+    home = tmp_path / "home"
+    url = f"sqlite:///{tmp_path / 'creditx.db'}"
+    services = build_services(Settings(home=home, database_url=url), system_clock, champion=None)
+    deposit = Transfer(mint_account(FUNDS), instance_funds("vm-gold-1"), 10_000)
+    services.market.ledger.post(EntryRequest((deposit,), "deposit", "test"))
+    services.close()
+    env = {"CREDITX_HOME": str(home), "CREDITX_DATABASE_URL": url, "PATH": "/usr/bin:/bin"}
+    result = subprocess.run(
+        [sys.executable, "-c", _RESTART],
+        env=env,
+        cwd=Path(__file__).resolve().parents[2],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
