@@ -117,22 +117,42 @@ def prefect_server_command(host: str, port: int) -> list[str]:
     ]
 
 
+#: The MLflow UI server's environment beyond this process's: no background job
+#: runner (the UI does not need one, and it slows the start), no usage telemetry.
+MLFLOW_UI_ENVIRONMENT = {
+    "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+    "DO_NOT_TRACK": "true",
+}
+
+
 def _experiment_url(base: str, experiment: str) -> str:
-    # The UI's own API names the experiment's id once the server answers.
+    # The UI's own API names the experiment's id once the server answers, and gives
+    # an experiment made before the runs table's shared view its tags.
     import httpx
 
+    from pipelines.runs_view import experiment_tags, training_runs_url
+
+    api = f"{base}/api/2.0/mlflow/experiments"
     try:
         reply = httpx.get(
-            f"{base}/api/2.0/mlflow/experiments/get-by-name",
+            f"{api}/get-by-name",
             params={"experiment_name": experiment},
             timeout=60,  # the first request opens the store
         )
-        experiment_id = reply.json()["experiment"]["experiment_id"]
+        found = reply.json()["experiment"]
+        experiment_id = str(found["experiment_id"])
+        tags = {t["key"]: t.get("value") for t in found.get("tags", [])}
+        for key, value in experiment_tags().items():
+            if tags.get(key) != value:
+                httpx.post(
+                    f"{api}/set-experiment-tag",
+                    json={"experiment_id": experiment_id, "key": key, "value": value},
+                    timeout=60,
+                ).raise_for_status()
     except (httpx.HTTPError, KeyError, ValueError):
         return base
-    return (
-        f"{base}/#/experiments/{experiment_id}/runs?orderByKey=metrics.%60mase%60&orderByAsc=true"
-    )
+    return training_runs_url(base, experiment_id)
 
 
 def register(app: typer.Typer) -> None:
@@ -408,6 +428,7 @@ def register(app: typer.Typer) -> None:
             "MLflow",
             mlflow_ui_command(settings, host, port),
             f"{base}/health",
+            env={**os.environ, **MLFLOW_UI_ENVIRONMENT},
             ready=lambda: typer.echo(
                 f"MLflow UI: {_experiment_url(base, experiment)}  (Ctrl-C stops it)"
             ),

@@ -2,38 +2,22 @@
 
 The screenshot must show a page (text, tables) and the plots drawn in it; a blank page,
 or one whose images are broken, fails. Without Chromium the test is skipped with the
-reason, except under ``CI=true`` (``.ci/run`` installs it), where it fails.
+reason, except under ``CI=true`` (``.ci/run`` installs it), where it fails (the
+``chromium`` fixture).
 """
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from pipelines.report import write_report
 
 # matplotlib's first two colours: every plot of the report draws in them.
 TAB_BLUE = (31, 119, 180)
 TAB_ORANGE = (255, 127, 14)
-
-
-@pytest.fixture(scope="module")
-def chromium() -> str:
-    found = next(
-        (p for p in map(shutil.which, ("chromium", "chromium-browser", "google-chrome")) if p),
-        None,
-    )
-    if found is None:
-        reason = "headless Chromium is not installed (apt-get install chromium)"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"{reason}; CI=true requires the screenshot test")
-        pytest.skip(reason)
-    return found
 
 
 def _screenshot(chromium: str, page: Path, out: Path, height: int) -> np.ndarray:
