@@ -53,6 +53,7 @@ class Trained:
     snapshot: Snapshot
     outcome: TrainOutcome
     state_name: str
+    flow_run_id: str
 
 
 def _tracking(root: Path, name: str = "fleet-model") -> TrackingParams:
@@ -72,9 +73,16 @@ def _client(tracking: TrackingParams) -> MlflowClient:
 
 
 def _train(tracking: TrackingParams, snapshot: Path, **kwargs: object) -> tuple[str, TrainOutcome]:
+    name, outcome, _ = _train_run(tracking, snapshot, **kwargs)
+    return name, outcome
+
+
+def _train_run(
+    tracking: TrackingParams, snapshot: Path, **kwargs: object
+) -> tuple[str, TrainOutcome, str]:
     params = TrainParams(tracking=tracking, snapshot=snapshot, shard_size=8, **kwargs)
     state = train_flow(params, return_state=True)
-    return str(state.name), state.result()
+    return str(state.name), state.result(), str(state.state_details.flow_run_id)
 
 
 @pytest.fixture(scope="module")
@@ -82,8 +90,8 @@ def trained(prefect_harness: None, tmp_path_factory: pytest.TempPathFactory) -> 
     home = tmp_path_factory.mktemp("home")
     tracking = _tracking(home)
     snapshot = ingest_flow(IngestParams(synthetic=FLEET, home=home))
-    name, outcome = _train(tracking, snapshot.path)
-    return Trained(tracking, home, snapshot, outcome, name)
+    name, outcome, flow_run_id = _train_run(tracking, snapshot.path)
+    return Trained(tracking, home, snapshot, outcome, name, flow_run_id)
 
 
 def test_training_logs_a_run_and_registers_the_champion(trained: Trained) -> None:
@@ -142,6 +150,31 @@ def test_training_logs_a_run_and_registers_the_champion(trained: Trained) -> Non
     assert forecast.groupby("unique_id").size().eq(24).all()
     assert len(forecast) == 24 * FLEET.instances
     assert np.isfinite(forecast[["yhat", "q50", "q90"]].to_numpy()).all()
+
+
+def test_the_training_runs_duration_covers_the_whole_training(trained: Trained) -> None:
+    # The fitting happens in the flow's train_shard tasks, before anything is logged:
+    # the MLflow run must span them, not only the seconds its logging took.
+    from prefect import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+    from prefect.client.schemas.sorting import TaskRunSort
+
+    with get_client(sync_client=True) as prefect:
+        task_runs = prefect.read_task_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[trained.flow_run_id])),
+            sort=TaskRunSort.EXPECTED_START_TIME_ASC,
+            limit=200,
+        )
+    shards = [t for t in task_runs if t.task_key.startswith("train_shard")]
+    assert shards, [t.name for t in task_runs]
+    assert all(t.start_time is not None and t.end_time is not None for t in shards)
+    first = min(t.start_time for t in shards if t.start_time is not None)
+    last = max(t.end_time for t in shards if t.end_time is not None)
+    run = _client(trained.tracking).get_run(trained.outcome.record.run_id)
+    assert run.info.end_time is not None
+    assert run.info.start_time <= first.timestamp() * 1000
+    assert run.info.end_time >= last.timestamp() * 1000
+    assert run.info.end_time - run.info.start_time >= (last - first).total_seconds() * 1000
 
 
 def test_the_registered_model_forecasts_with_the_default_candidates(trained: Trained) -> None:
