@@ -1,10 +1,11 @@
 """The flows: ingest, train, promote, predict, evaluate and replay.
 
 Each flow takes one typed parameters model and only orchestrates its tasks
-(:mod:`pipelines.tasks`). A run that could not do everything ends in a state that
-says so: *Failed* with the error (empty telemetry, an unreachable store, no
-champion to predict with), or *Partial* (completed, some instances on fallback
-models or left out), with the reason in the Prefect log and on the MLflow run.
+(:mod:`pipelines.tasks`; the ingest flow and its tasks are in :mod:`pipelines.ingest`,
+which imports neither MLflow nor the forecasters). A run that could not do everything
+ends in a state that says so: *Failed* with the error (empty telemetry, an unreachable
+store, no champion to predict with), or *Partial* (completed, some instances on
+fallback models or left out), with the reason in the Prefect log and on the MLflow run.
 """
 
 from __future__ import annotations
@@ -25,9 +26,9 @@ from data.frame import ID_COL
 from pipelines.config import quiet_user_errors
 from pipelines.errors import BrokenModelError, InvalidParametersError, SnapshotError
 from pipelines.gate import PromotionDecision, PromotionGate, Scorecard
+from pipelines.ingest import ingest_flow as ingest_flow  # the flows, all in one place
 from pipelines.params import (
     EvaluateParams,
-    IngestParams,
     PredictParams,
     PromoteParams,
     ReplayParams,
@@ -42,15 +43,12 @@ from pipelines.tasks import (
     find_training,
     forecast_config,
     forecast_horizons,
-    hourly_telemetry,
     load_snapshot,
-    load_telemetry,
     load_version,
     log_training,
     open_experiment,
     record_failure,
     split_shards,
-    store_snapshot,
     train_shard,
     write_predictions,
 )
@@ -60,28 +58,6 @@ if TYPE_CHECKING:
     from pipelines.replay_tasks import ReplayOutcome
 
 quiet_user_errors()
-
-
-@flow(name="ingest", log_prints=False)
-def ingest_flow(params: IngestParams) -> Snapshot:
-    """Load and validate telemetry, average it hourly and store a snapshot.
-
-    Ingesting the same telemetry again returns the same snapshot file.
-    """
-    logger = get_run_logger()
-    frame, report, source = load_telemetry(params)
-    rejected = int((report["status"] == "rejected").sum()) if "status" in report else 0
-    if rejected:
-        logger.warning("%d of %d instances rejected by validation", rejected, len(report))
-    hourly = hourly_telemetry(frame, source)
-    snapshot = store_snapshot(hourly, params.home / "snapshots", source)
-    logger.info(
-        "snapshot %s: %d instances, %d hourly rows",
-        snapshot.path,
-        snapshot.instances,
-        snapshot.rows,
-    )
-    return snapshot
 
 
 def _train_params_document(params: TrainParams, snapshot: Snapshot) -> dict[str, Any]:

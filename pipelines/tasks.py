@@ -25,13 +25,9 @@ from data.forecasts import HORIZONS, QUANTILES, quantile_column
 from data.frame import ID_COL
 from models import FleetForecaster, ForecastConfig, ForecastError
 from pipelines.decorators import pipeline_task
-from pipelines.errors import (
-    BrokenModelError,
-    EmptySnapshotError,
-    ModelNotFoundError,
-)
+from pipelines.errors import BrokenModelError, ModelNotFoundError
 from pipelines.fleet_model import FleetModel, input_example
-from pipelines.params import CALIBRATION_HOURS, IngestParams, TrackingParams
+from pipelines.params import CALIBRATION_HOURS, TrackingParams
 from pipelines.scoring import (
     BASELINE_METRICS,
     METRICS,
@@ -42,7 +38,7 @@ from pipelines.scoring import (
     window_forecasts,
     worse_than_naive,
 )
-from pipelines.snapshot import Snapshot, read_snapshot, write_snapshot
+from pipelines.snapshot import Snapshot, read_snapshot
 from pipelines.tracking import (
     TAG_CONFIG,
     TAG_KIND,
@@ -63,74 +59,7 @@ from pipelines.tracking import (
 FALLBACK_CANDIDATES: tuple[str, ...] = ("naive",)
 
 
-# -- ingest ------------------------------------------------------------------------
-
-
-@pipeline_task(io=True)
-def load_telemetry(params: IngestParams) -> tuple[pd.DataFrame, pd.DataFrame, str]:
-    """Read and validate the telemetry source; return ``(frame, report, source)``.
-
-    Raises
-    ------
-    EmptySnapshotError
-        If the source holds no rows or validation rejects every instance.
-    """
-    from data.errors import EmptyTelemetryError, InstancesRejectedError
-    from data.loaders import read_telemetry
-    from data.synthetic import generate_fleet
-    from data.validation import ValidationPolicy, validate_telemetry
-
-    policy = ValidationPolicy()
-    if params.policy == "strict":
-        policy = ValidationPolicy(
-            duplicates="reject",
-            out_of_range="reject",
-            nan="reject",
-            out_of_order="reject",
-            irregular="reject",
-            long_gaps="reject",
-        )
-
-    if params.synthetic is not None:
-        fleet = params.synthetic
-        source = f"synthetic:{fleet.instances}x{fleet.days}d:seed{fleet.seed}"
-    else:
-        source = str(params.source)
-    try:
-        if params.synthetic is not None:
-            raw = generate_fleet(
-                fleet.instances, fleet.days, seed=fleet.seed, freq=fleet.freq, attributes=False
-            )
-            result = validate_telemetry(raw, policy, source=source)
-        else:
-            result = read_telemetry(
-                Path(str(params.source)), policy, format=params.format, columns=params.columns
-            )
-    except EmptyTelemetryError as exc:
-        raise EmptySnapshotError(source, rows=0, rejected=0) from exc
-    except InstancesRejectedError as exc:
-        rows = int(exc.report["rows"].sum()) if "rows" in exc.report else len(exc.report)
-        raise EmptySnapshotError(source, rows=rows, rejected=len(exc.report)) from exc
-    return result.frame, result.report, source
-
-
-@pipeline_task()
-def hourly_telemetry(frame: pd.DataFrame, source: str) -> pd.DataFrame:
-    """Average validated telemetry to hourly values, the grain the forecasters learn."""
-    from data.resample import drop_partial_first_hours, to_hourly
-
-    if frame.empty:
-        raise EmptySnapshotError(source, rows=0, rejected=0)
-    frame, note = drop_partial_first_hours(frame)
-    if note is not None:
-        get_run_logger().info("%s: %s", source, note)
-    return to_hourly(frame)
-
-
-@pipeline_task(io=True)
-def store_snapshot(hourly: pd.DataFrame, root: Path, source: str) -> Snapshot:
-    """Store the hourly frame as a content-addressed snapshot under ``root``."""
-    return write_snapshot(hourly, root, source)
+# -- snapshots -------------------------------------------------------------------
 
 
 @pipeline_task(io=True)

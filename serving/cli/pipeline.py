@@ -102,13 +102,14 @@ def mlflow_ui_command(settings: Settings, host: str, port: int) -> list[str]:
 
 
 def prefect_server_command(host: str, port: int) -> list[str]:
-    """Return the command line that serves Prefect's API and UI on this machine."""
+    """Return the command line that serves Prefect's API and UI on this machine.
+
+    It is ``prefect server start`` with its scheduler fixed (:mod:`pipelines.prefect_server`).
+    """
     return [
         sys.executable,
         "-m",
-        "prefect",
-        "server",
-        "start",
+        "pipelines.prefect_server",
         "--host",
         host,
         "--port",
@@ -200,7 +201,7 @@ def register(app: typer.Typer) -> None:
             # Seconds, not the minute Prefect takes to start, to tell a bad file.
             check_source(source, format=format, columns=mapping)  # type: ignore[arg-type]
         settings = _settings()
-        from pipelines.flows import ingest_flow
+        from pipelines.ingest import ingest_flow
         from pipelines.registration import register_instances
         from pipelines.snapshot import read_snapshot
 
@@ -346,29 +347,30 @@ def register(app: typer.Typer) -> None:
         Needs a Prefect server: `creditx prefect-ui` (or CREDITX_PREFECT_API_URL), whose UI
         shows the deployments and their runs and can start one now.
         """
-        from pipelines.config import LOCAL_PREFECT_URL
         from pipelines.errors import StoreUnavailableError
         from serving.settings import get_settings
 
         settings = get_settings()
-        local = settings.orchestration_config().apply()
+        config = settings.orchestration_config()
+        local = config.apply()
         if local is None and settings.prefect_api_url is None:
             raise StoreUnavailableError(
                 "Prefect",
-                LOCAL_PREFECT_URL,
+                config.local_url,
                 "start `creditx prefect-ui` in another terminal first; the schedule runs there",
             )
-        from pipelines.schedule import deployments, serve
+        from pipelines.schedule import ScheduleSpec, serve_command
+        from pipelines.servers import run_supervised
 
-        typer.echo(f"serving the {fleet} fleet's flows on {local or settings.prefect_api_url}")
-        serve(
-            *deployments(
-                settings.tracking(fleet),
-                _ingest(settings, source, instances, days, seed),
-                settings.home,
-                settings.predictions_dir,
-            )
+        spec = ScheduleSpec(
+            tracking=settings.tracking(fleet),
+            ingest=_ingest(settings, source, instances, days, seed),
+            home=settings.home,
+            predictions_dir=settings.predictions_dir,
         )
+        # The runner and its flow runs in a session of their own: a terminal's Ctrl-C
+        # reaches this process only, which asks the runner to stop them in order.
+        raise typer.Exit(run_supervised(serve_command(spec)))
 
     @app.command("prefect-ui")
     def prefect_ui() -> None:
@@ -376,25 +378,25 @@ def register(app: typer.Typer) -> None:
 
         Its state lives under CREDITX_HOME; Ctrl-C or SIGTERM stops it and its workers.
         """
-        from pipelines.config import LOCAL_PREFECT_HOST, LOCAL_PREFECT_PORT
+        from pipelines.config import LOCAL_PREFECT_HOST
         from pipelines.errors import StoreUnavailableError
         from pipelines.servers import port_in_use, run_ui_server
         from serving.settings import get_settings
 
         settings = get_settings()
-        base = f"http://{LOCAL_PREFECT_HOST}:{LOCAL_PREFECT_PORT}"
-        if port_in_use(LOCAL_PREFECT_HOST, LOCAL_PREFECT_PORT):
+        config = settings.orchestration_config()
+        base = f"http://{LOCAL_PREFECT_HOST}:{config.local_port}"
+        if port_in_use(LOCAL_PREFECT_HOST, config.local_port):
             raise StoreUnavailableError(
                 "Prefect", base, "the port is in use; is it running already?"
             )
-        config = settings.orchestration_config()
         config.prefect_home.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, **config.server_environment()}
         env.pop("PREFECT_API_URL", None)
         typer.echo(f"starting Prefect at {base} (state in {config.prefect_home}) ...")
         run_ui_server(
             "Prefect",
-            prefect_server_command(LOCAL_PREFECT_HOST, LOCAL_PREFECT_PORT),
+            prefect_server_command(LOCAL_PREFECT_HOST, config.local_port),
             f"{base}/api/health",
             env=env,
             ready=lambda: typer.echo(
