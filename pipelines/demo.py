@@ -8,8 +8,7 @@ under the settings' working directory (``CREDITX_HOME``).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
@@ -18,7 +17,6 @@ if TYPE_CHECKING:
     from pipelines.config import OrchestrationConfig
     from pipelines.flows import TrainOutcome
     from pipelines.params import TrackingParams
-    from pipelines.replay.run import ProgressFactory
 
 FLEET = "demo"
 
@@ -49,15 +47,6 @@ class DemoOutcome:
     summary: dict[str, dict[str, object]]
 
 
-@contextmanager
-def _stage(progress: ProgressFactory | None, name: str) -> Iterator[None]:
-    """Show a long stage as a bar of one step: its elapsed time shows the flow at work."""
-    done = progress(name, 1) if progress is not None else None
-    yield
-    if done is not None:
-        done(1)
-
-
 def run_demo(
     workspace: Workspace,
     *,
@@ -65,7 +54,6 @@ def run_demo(
     days: float = 14.0,
     seed: int = 0,
     say: Callable[[str], None] = lambda _: None,
-    progress: ProgressFactory | None = None,
 ) -> DemoOutcome:
     """Run the whole product once on a synthetic fleet and return where it all went.
 
@@ -76,9 +64,8 @@ def run_demo(
     instances, days, seed
         The synthetic fleet.
     say
-        Called with one line per finished stage.
-    progress
-        Progress bars of the replay.
+        Called with one line per finished stage. The flows report their progress
+        through :mod:`pipelines.progress`.
 
     Raises
     ------
@@ -108,10 +95,7 @@ def run_demo(
     _, hourly = read_snapshot(snapshot.path)
     registration = register_instances(hourly, workspace.ledger_url, workspace.tiers_config)
     say(registration.summary(DEFAULT_TIER))
-    with _stage(progress, "training and promotion"):
-        state = train_flow(
-            TrainParams(snapshot=snapshot.path, tracking=tracking), return_state=True
-        )
+    state = train_flow(TrainParams(snapshot=snapshot.path, tracking=tracking), return_state=True)
     outcome = cast("TrainOutcome", state.result())
     say(f"trained version {outcome.record.version} (MASE {outcome.record.metrics['mase']:.3f})")
     promoted = bool(outcome.decision is not None and outcome.decision.promote)
@@ -123,10 +107,9 @@ def run_demo(
         )
     )
     say(f"forecasts for the API: {predictions}")
-    with _stage(progress, "replay of every policy"):
-        replayed = replay_flow(
-            ReplayParams(synthetic=fleet, out_dir=workspace.home / "replay", tracking=tracking)
-        )
+    replayed = replay_flow(
+        ReplayParams(synthetic=fleet, out_dir=workspace.home / "replay", tracking=tracking)
+    )
     say(f"replay logged to MLflow (experiment {tracking.experiment}-replay)")
     summary = {
         name: {k: v for k, v in figures.items() if not isinstance(v, dict)}

@@ -11,6 +11,7 @@ from pathlib import Path
 import pandas as pd
 from prefect import flow, get_run_logger
 
+from pipelines import progress
 from pipelines.config import quiet_user_errors
 from pipelines.decorators import pipeline_task
 from pipelines.errors import EmptySnapshotError
@@ -94,12 +95,17 @@ def ingest_flow(params: IngestParams) -> Snapshot:
     Ingesting the same telemetry again returns the same snapshot file.
     """
     logger = get_run_logger()
+    # Reading and validating, averaging hourly, storing: one unit each.
+    progress.begin("ingest", "ingesting telemetry", total=3)
     frame, report, source = load_telemetry(params)
+    progress.advance("ingest")
     rejected = int((report["status"] == "rejected").sum()) if "status" in report else 0
     if rejected:
         logger.warning("%d of %d instances rejected by validation", rejected, len(report))
     hourly = hourly_telemetry(frame, source)
+    progress.advance("ingest")
     snapshot = store_snapshot(hourly, params.home / "snapshots", source)
+    progress.advance("ingest")
     logger.info(
         "snapshot %s: %d instances, %d hourly rows",
         snapshot.path,

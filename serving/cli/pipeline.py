@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
 import typer
 
 from data.columns import DEFAULT_TIER
+from serving.cli.progress import flow_progress
 
 if TYPE_CHECKING:
     from pipelines.flows import TrainOutcome
@@ -57,18 +56,6 @@ def _check_snapshot(path: Path) -> None:
         parquet_schema(path)
     except TelemetryError as exc:
         raise SnapshotError(str(path), "not a snapshot: unreadable as Parquet") from exc
-
-
-@contextmanager
-def _working(description: str) -> Iterator[None]:
-    # A spinner with the time spent, so a flow of minutes is visibly at work.
-    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-
-    with Progress(
-        SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), transient=True
-    ) as progress:
-        progress.add_task(description, total=None)
-        yield
 
 
 def _names(candidates: str) -> tuple[str, ...]:
@@ -201,14 +188,16 @@ def register(app: typer.Typer) -> None:
             # Seconds, not the minute Prefect takes to start, to tell a bad file.
             check_source(source, format=format, columns=mapping)  # type: ignore[arg-type]
         settings = _settings()
-        from pipelines.ingest import ingest_flow
         from pipelines.registration import register_instances
         from pipelines.snapshot import read_snapshot
 
         params = _ingest(settings, source, instances, days, seed)
         if source is not None:
             params = params.model_copy(update={"format": format, "columns": mapping})
-        with _working("ingesting telemetry"):
+        # From here on the command shows what it does: Prefect takes seconds to load.
+        with flow_progress("starting the ingest flow"):
+            from pipelines.ingest import ingest_flow
+
             snapshot = ingest_flow(params)
         _, frame = read_snapshot(snapshot.path)
         registration = register_instances(
@@ -234,15 +223,14 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Back-test, fit, log and register the fleet model; gate it for promotion."""
         from pipelines.errors import PipelineError
+        from pipelines.params import DEFAULT_CANDIDATES, TrainParams, check_candidates
 
+        names = check_candidates(DEFAULT_CANDIDATES if candidates is None else _names(candidates))
         if snapshot is not None:
             _check_snapshot(snapshot)
         from pipelines.snapshot import latest_snapshot
 
         settings = _settings()
-        from pipelines.flows import task_runner, train_flow
-        from pipelines.params import DEFAULT_CANDIDATES, TrainParams
-
         path = snapshot or latest_snapshot(settings.home / "snapshots")
         if path is None:
             raise _fail(FileNotFoundError("no snapshot yet: run `creditx pipeline ingest` first"))
@@ -250,14 +238,16 @@ def register(app: typer.Typer) -> None:
             params = TrainParams(
                 snapshot=path,
                 tracking=settings.tracking(fleet),
-                candidates=DEFAULT_CANDIDATES if candidates is None else _names(candidates),
+                candidates=names,
                 shard_size=shard_size,
                 promote=promote,
             )
-            flow = train_flow.with_options(
-                task_runner=task_runner(runner, dask_address, dask_workers)
-            )
-            with _working(f"training on {path.name}"):
+            with flow_progress(f"starting the train flow on {path.name}"):
+                from pipelines.flows import task_runner, train_flow
+
+                flow = train_flow.with_options(
+                    task_runner=task_runner(runner, dask_address, dask_workers)
+                )
                 state = flow(params, return_state=True)
             outcome = cast("TrainOutcome", state.result())
         except PipelineError as exc:
@@ -280,11 +270,12 @@ def register(app: typer.Typer) -> None:
         from pipelines.errors import PipelineError
 
         settings = _settings()
-        from pipelines.flows import promote_flow
         from pipelines.params import PromoteParams
 
         try:
-            with _working("scoring the candidate against the champion"):
+            with flow_progress("starting the promote flow"):
+                from pipelines.flows import promote_flow
+
                 decision = promote_flow(
                     PromoteParams(tracking=settings.tracking(fleet), version=version, margin=margin)
                 )
@@ -298,7 +289,6 @@ def register(app: typer.Typer) -> None:
         from pipelines.errors import PipelineError
 
         settings = _settings()
-        from pipelines.flows import predict_flow
         from pipelines.params import PredictParams
 
         params = PredictParams(
@@ -307,7 +297,9 @@ def register(app: typer.Typer) -> None:
             snapshots_dir=settings.home / "snapshots",
         )
         try:
-            with _working("forecasting every instance"):
+            with flow_progress("starting the predict flow"):
+                from pipelines.flows import predict_flow
+
                 written = predict_flow(params)
             typer.echo(str(written))
         except PipelineError as exc:
@@ -319,14 +311,15 @@ def register(app: typer.Typer) -> None:
         from pipelines.errors import PipelineError
 
         settings = _settings()
-        from pipelines.flows import evaluate_flow
         from pipelines.params import EvaluateParams
 
         params = EvaluateParams(
             tracking=settings.tracking(fleet), snapshots_dir=settings.home / "snapshots"
         )
         try:
-            with _working("scoring the champion"):
+            with flow_progress("starting the evaluate flow"):
+                from pipelines.flows import evaluate_flow
+
                 metrics = evaluate_flow(params)
         except PipelineError as exc:
             raise _fail(exc) from exc
