@@ -45,7 +45,7 @@ __all__ = [
 _LAZY = {
     "FleetModel": "pipelines.fleet_model",
     "evaluate_flow": "pipelines.flows",
-    "ingest_flow": "pipelines.flows",
+    "ingest_flow": "pipelines.ingest",
     "predict_flow": "pipelines.flows",
     "promote_flow": "pipelines.flows",
     "train_flow": "pipelines.flows",

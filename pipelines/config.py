@@ -3,7 +3,7 @@
 Both default to one working directory (``CREDITX_HOME``): an MLflow SQLite store
 ``mlflow.db`` with artifacts under ``mlartifacts/``, and Prefect's home ``prefect/``.
 Flows run on the local Prefect server that ``creditx prefect-ui`` keeps (at
-:data:`LOCAL_PREFECT_URL`) whenever it answers, so their runs show in its UI and a
+:attr:`OrchestrationConfig.local_url`) whenever it answers, so their runs show in its UI and a
 command starts in seconds; otherwise on a temporary server of their own. Either store
 moves to PostgreSQL or a remote server through ``CREDITX_MLFLOW_TRACKING_URI``,
 ``CREDITX_PREFECT_API_URL`` or ``CREDITX_PREFECT_DATABASE_URL``.
@@ -14,7 +14,6 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import httpx
 import sqlalchemy as sa
@@ -24,26 +23,24 @@ from data.errors import TelemetryError
 from models.errors import ForecastError
 from pipelines.errors import PipelineError, StoreUnavailableError
 
-if TYPE_CHECKING:
-    pass
-
-
 # A store that does not answer within this many seconds is reported unreachable.
 _CONNECT_TIMEOUT_S = 5
 
 _USER_ERRORS = (TelemetryError, ForecastError, PipelineError)
 
-#: Where ``creditx prefect-ui`` serves Prefect's API and UI on this machine.
+#: Where ``creditx prefect-ui`` serves Prefect's API and UI on this machine, unless
+#: ``CREDITX_PREFECT_PORT`` moves it (:attr:`OrchestrationConfig.local_port`).
 LOCAL_PREFECT_HOST = "127.0.0.1"
 LOCAL_PREFECT_PORT = 4200
-LOCAL_PREFECT_URL = f"http://{LOCAL_PREFECT_HOST}:{LOCAL_PREFECT_PORT}/api"
 
 # Prefect's and MLflow's defaults that do not suit a command line: usage telemetry
-# (whose writes lock the embedded SQLite database), INFO lines of every task and store
-# migration on the console (they stay in the Prefect UI), and a slow first migration
-# of a fresh database.
+# (the server's writes lock the embedded SQLite database; without internet every
+# attempt logs an error), INFO lines of every task and store migration on the console
+# (they stay in the Prefect UI), and a slow first migration of a fresh database.
 _PREFECT_DEFAULTS = {
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "DO_NOT_TRACK": "1",  # the Prefect client's own usage events
+    "MLFLOW_DISABLE_TELEMETRY": "true",
     "PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL": "WARNING",
     "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "180",
     "MLFLOW_LOGGING_LEVEL": "WARNING",
@@ -58,6 +55,12 @@ class OrchestrationConfig(BaseModel):
     prefect_home: Path
     api_url: str | None = None
     database_url: str | None = None
+    local_port: int = LOCAL_PREFECT_PORT
+
+    @property
+    def local_url(self) -> str:
+        """Return the API URL of the local server ``creditx prefect-ui`` runs."""
+        return f"http://{LOCAL_PREFECT_HOST}:{self.local_port}/api"
 
     def environment(self) -> dict[str, str]:
         """Return the ``PREFECT_*`` variables that point Prefect at this configuration."""
@@ -91,9 +94,9 @@ class OrchestrationConfig(BaseModel):
             os.environ.setdefault(name, value)
         os.environ.update(self.environment())
         configured = self.api_url is not None or "PREFECT_API_URL" in os.environ
-        if not configured and answers(f"{LOCAL_PREFECT_URL}/health", timeout=0.3):
-            os.environ["PREFECT_API_URL"] = LOCAL_PREFECT_URL
-            return LOCAL_PREFECT_URL
+        if not configured and answers(f"{self.local_url}/health", timeout=0.3):
+            os.environ["PREFECT_API_URL"] = self.local_url
+            return self.local_url
         return None
 
 

@@ -8,8 +8,7 @@ under the settings' working directory (``CREDITX_HOME``).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
@@ -18,7 +17,6 @@ if TYPE_CHECKING:
     from pipelines.config import OrchestrationConfig
     from pipelines.flows import TrainOutcome
     from pipelines.params import SyntheticFleet, TrackingParams
-    from pipelines.replay.run import ProgressFactory
     from pipelines.replay_tasks import ReplayOutcome
 
 FLEET = "demo"
@@ -50,15 +48,6 @@ class DemoOutcome:
     summary: dict[str, dict[str, object]]
 
 
-@contextmanager
-def _stage(progress: ProgressFactory | None, name: str) -> Iterator[None]:
-    """Show a long stage as a bar of one step: its elapsed time shows the flow at work."""
-    done = progress(name, 1) if progress is not None else None
-    yield
-    if done is not None:
-        done(1)
-
-
 def run_demo(
     workspace: Workspace,
     *,
@@ -66,7 +55,6 @@ def run_demo(
     days: float = 14.0,
     seed: int = 0,
     say: Callable[[str], None] = lambda _: None,
-    progress: ProgressFactory | None = None,
 ) -> DemoOutcome:
     """Run the whole product once on a synthetic fleet and return where it all went.
 
@@ -77,9 +65,8 @@ def run_demo(
     instances, days, seed
         The synthetic fleet.
     say
-        Called with one line per finished stage.
-    progress
-        Progress bars of the replay.
+        Called with one line per finished stage. The flows report their progress
+        through :mod:`pipelines.progress`.
 
     Raises
     ------
@@ -102,16 +89,14 @@ def run_demo(
     _, hourly = read_snapshot(snapshot.path)
     registration = register_instances(hourly, workspace.ledger_url, workspace.tiers_config)
     say(registration.summary(DEFAULT_TIER))
-    with _stage(progress, "training and promotion"):
-        outcome = _train(workspace, snapshot.path)
+    outcome = _train(workspace, snapshot.path)
     say(f"trained version {outcome.record.version} (MASE {outcome.record.metrics['mase']:.3f})")
     promoted = bool(outcome.decision is not None and outcome.decision.promote)
     reason = outcome.decision.reason if outcome.decision is not None else "not gated"
     say(f"promotion: {reason}")
     predictions = _predict(workspace, snapshot.path)
     say(f"forecasts for the API: {predictions}")
-    with _stage(progress, "replay of every policy"):
-        replayed = _replay(workspace, fleet)
+    replayed = _replay(workspace, fleet)
     say(f"replay logged to MLflow (experiment {workspace.tracking.experiment}-replay)")
     summary = {
         name: {k: v for k, v in figures.items() if not isinstance(v, dict)}

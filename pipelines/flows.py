@@ -1,10 +1,11 @@
 """The flows: ingest, train, promote, predict, evaluate and replay.
 
 Each flow takes one typed parameters model and only orchestrates its tasks
-(:mod:`pipelines.tasks`). A run that could not do everything ends in a state that
-says so: *Failed* with the error (empty telemetry, an unreachable store, no
-champion to predict with), or *Partial* (completed, some instances on fallback
-models or left out), with the reason in the Prefect log and on the MLflow run.
+(:mod:`pipelines.tasks`; the ingest flow and its tasks are in :mod:`pipelines.ingest`,
+which imports neither MLflow nor the forecasters). A run that could not do everything
+ends in a state that says so: *Failed* with the error (empty telemetry, an unreachable
+store, no champion to predict with), or *Partial* (completed, some instances on
+fallback models or left out), with the reason in the Prefect log and on the MLflow run.
 """
 
 from __future__ import annotations
@@ -18,16 +19,19 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 from prefect import flow, get_run_logger, unmapped
+from prefect.futures import as_completed
 from prefect.states import Completed, State
 from prefect.task_runners import ThreadPoolTaskRunner
 
+from data.forecasts import HORIZONS
 from data.frame import ID_COL
+from pipelines import progress
 from pipelines.config import quiet_user_errors
 from pipelines.errors import BrokenModelError, InvalidParametersError, SnapshotError
 from pipelines.gate import PromotionDecision, PromotionGate, Scorecard
+from pipelines.ingest import ingest_flow as ingest_flow  # the flows, all in one place
 from pipelines.params import (
     EvaluateParams,
-    IngestParams,
     PredictParams,
     PromoteParams,
     ReplayParams,
@@ -42,15 +46,12 @@ from pipelines.tasks import (
     find_training,
     forecast_config,
     forecast_horizons,
-    hourly_telemetry,
     load_snapshot,
-    load_telemetry,
     load_version,
     log_training,
     open_experiment,
     record_failure,
     split_shards,
-    store_snapshot,
     train_shard,
     write_predictions,
 )
@@ -62,26 +63,16 @@ if TYPE_CHECKING:
 quiet_user_errors()
 
 
-@flow(name="ingest", log_prints=False)
-def ingest_flow(params: IngestParams) -> Snapshot:
-    """Load and validate telemetry, average it hourly and store a snapshot.
+#: The training stage's key in :mod:`pipelines.progress`: instances done of the fleet.
+TRAINING = "train"
 
-    Ingesting the same telemetry again returns the same snapshot file.
-    """
-    logger = get_run_logger()
-    frame, report, source = load_telemetry(params)
-    rejected = int((report["status"] == "rejected").sum()) if "status" in report else 0
-    if rejected:
-        logger.warning("%d of %d instances rejected by validation", rejected, len(report))
-    hourly = hourly_telemetry(frame, source)
-    snapshot = store_snapshot(hourly, params.home / "snapshots", source)
-    logger.info(
-        "snapshot %s: %d instances, %d hourly rows",
-        snapshot.path,
-        snapshot.instances,
-        snapshot.rows,
+
+def _training(done: list[int], sizes: list[int]) -> str:
+    # The instances of finished shards; the bar moves with each shard's steps.
+    return (
+        f"training: {len(done)} of {len(sizes)} shards, "
+        f"{sum(done):,} of {sum(sizes):,} instances done"
     )
-    return snapshot
 
 
 def _train_params_document(params: TrainParams, snapshot: Snapshot) -> dict[str, Any]:
@@ -147,15 +138,30 @@ def train_flow(params: TrainParams) -> State:
         )
         config = forecast_config(params.candidates, params.seed, params.calibration_hours)
         shards = split_shards(frame, params.shard_size)
-        futures = train_shard.map(shards, unmapped(config), unmapped(window), unmapped(sample))
+        sizes = [int(shard[ID_COL].nunique()) for shard in shards]
+        progress.begin(TRAINING, _training([], sizes), total=len(ids))
+        futures = train_shard.map(
+            shards,
+            unmapped(config),
+            unmapped(window),
+            unmapped(sample),
+            progress_key=unmapped(TRAINING),
+        )
+        shard_of = {future.task_run_id: k for k, future in enumerate(futures)}
+        done: list[int] = []
+        for future in as_completed(futures):
+            done.append(sizes[shard_of[future.task_run_id]])
+            progress.describe(TRAINING, _training(done, sizes))
         results: list[ShardResult] = [part for future in futures for part in future.result()]
         if not any(r.fleet is not None for r in results):
             reason = f"no instance of {snapshot.path} could be fitted"
             record_failure(params.tracking, experiment_id, "train", tags, reason)
             raise SnapshotError(str(snapshot.path), reason)
+        progress.begin("log", "logging the run and registering the model in MLflow", total=1)
         record = log_training(
             params.tracking, experiment_id, document, tags, results, snapshot.instances, started_ms
         )
+        progress.advance("log")
         logger.info(
             "run %s registered %s v%s: MASE %.4f (hour %.4f, day %.4f, week %.4f)",
             record.run_id,
@@ -203,11 +209,14 @@ def promote_flow(params: PromoteParams) -> PromotionDecision:
     from pipelines.tasks import candidate_facts, champion_scores, set_champion
 
     logger = get_run_logger()
+    progress.begin("promote", "scoring the candidate against the champion", total=3)
     experiment_id = open_experiment(params.tracking)
     facts = candidate_facts(params.tracking, params.version)
     candidate = _scorecard(facts["version"], facts["window"], facts["metrics"])
     gate = PromotionGate(margin=params.margin, max_fallback_share=params.max_fallback_share)
+    progress.advance("promote")
     decision = _refusal(gate, candidate, params)
+    progress.advance("promote")
     if decision is None:
         champion_facts = champion_scores(params.tracking, experiment_id, facts)
         champion = (
@@ -222,6 +231,7 @@ def promote_flow(params: PromoteParams) -> PromotionDecision:
         else:
             decision = gate.decide(candidate, champion)
     set_champion(params.tracking, facts, decision)
+    progress.advance("promote")
     (logger.info if decision.promote else logger.warning)("promotion: %s", decision.reason)
     return decision
 
@@ -253,6 +263,8 @@ def predict_flow(params: PredictParams, generated_at: datetime | None = None) ->
         If no version carries the alias yet: train and promote first.
     """
     logger = get_run_logger()
+    # Loading the champion, each horizon, writing: one unit each.
+    progress.begin("predict", "forecasting every instance", total=len(HORIZONS) + 2)
     version, model = load_version(params.tracking, params.alias)
     path = params.snapshot
     if path is None and params.snapshots_dir is not None:
@@ -263,11 +275,13 @@ def predict_flow(params: PredictParams, generated_at: datetime | None = None) ->
         snapshot, frame = load_snapshot(path)
         frame = frame.loc[frame[ID_COL].isin(model.unique_ids)]
         digest = snapshot.digest
-    forecasts = forecast_horizons(model, frame)
+    progress.advance("predict")
+    forecasts = forecast_horizons(model, frame, progress_key="predict")
     stamp = generated_at or datetime.now(UTC)  # the flow's edge: the only clock read
     target = write_predictions(
         forecasts, params.output_dir, params.tracking.model_name, version, stamp, digest
     )
+    progress.advance("predict")
     logger.info("wrote %d forecasts of v%s to %s", len(forecasts), version, target)
     return target
 
@@ -282,6 +296,7 @@ def evaluate_flow(params: EvaluateParams) -> dict[str, float]:
     from pipelines.tasks import log_evaluation, score_served
 
     logger = get_run_logger()
+    progress.begin("evaluate", "scoring the champion on the newest telemetry", total=3)
     experiment_id = open_experiment(params.tracking)
     version, model = load_version(params.tracking, params.alias)
     path = params.snapshot or latest_snapshot(params.snapshots_dir)
@@ -289,8 +304,11 @@ def evaluate_flow(params: EvaluateParams) -> dict[str, float]:
         raise SnapshotError(str(params.snapshots_dir), "no snapshot to evaluate on: ingest first")
     snapshot, frame = load_snapshot(path)
     window = backtest_window(snapshot, params.backtest_days)
+    progress.advance("evaluate")
     metrics = score_served(model, frame, window)
+    progress.advance("evaluate")
     log_evaluation(params.tracking, experiment_id, version, snapshot.digest, window.key, metrics)
+    progress.advance("evaluate")
     logger.info("champion v%s on %s: MASE %.4f", version, window.key, metrics["mase"])
     return metrics
 

@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from models.config import DEFAULT_CANDIDATES
+from models.config import CANDIDATES, DEFAULT_CANDIDATES
+from pipelines.errors import InvalidParametersError
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -107,6 +108,24 @@ class TrackingParams(_Params):
         return MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.registry_uri)
 
 
+def check_candidates(names: tuple[str, ...]) -> tuple[str, ...]:
+    """Return ``names`` if they name known forecasters, at least one.
+
+    Raises
+    ------
+    InvalidParametersError
+        Naming the unknown ones, before any flow starts.
+    """
+    if not names:
+        raise InvalidParametersError("candidates", "name at least one forecaster")
+    unknown = sorted(set(names) - set(CANDIDATES))
+    if unknown:
+        raise InvalidParametersError(
+            "candidates", f"unknown forecaster {', '.join(unknown)}; choose from {CANDIDATES}"
+        )
+    return names
+
+
 class TrainParams(_Params):
     """Parameters of the ``train`` flow.
 
@@ -152,9 +171,7 @@ class TrainParams(_Params):
     @field_validator("candidates")
     @classmethod
     def _some_candidates(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        if not value:
-            raise ValueError("name at least one candidate forecaster")
-        return value
+        return check_candidates(value)
 
     @model_validator(mode="after")
     def _one_snapshot(self) -> TrainParams:

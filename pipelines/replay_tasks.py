@@ -86,8 +86,19 @@ def replay_trace(params: ReplayParams) -> ReplayTrace:
 
 @pipeline_task()
 def replay_policies(trace: ReplayTrace, params: ReplayParams) -> ReplayRun:
-    """Replay the chosen policies (every one by default) on the trace."""
-    return replay(trace.frame, load_scenario(params.scenario), params.policies or POLICIES)
+    """Replay the chosen policies (every one by default) on the trace.
+
+    Each policy's hours, and the forecasts', are reported as stages of
+    :mod:`pipelines.progress`.
+    """
+    from pipelines import progress
+
+    return replay(
+        trace.frame,
+        load_scenario(params.scenario),
+        params.policies or POLICIES,
+        progress=progress.stages("replay"),
+    )
 
 
 @pipeline_task()

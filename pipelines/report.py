@@ -3,8 +3,8 @@
 :func:`render_report` turns the document ``creditx replay --json`` writes into one
 HTML page with its plots embedded as PNG images (throttling by policy and tier,
 throttling over time, clearing prices and exchange rates per tier, pool levels,
-forecast against actual for sample instances); :func:`summary_rows` gives the table
-``creditx report`` prints.
+forecast against actual for sample instances an hour, a day and a week ahead, with
+their q10-q90 bands); :func:`summary_rows` gives the table ``creditx report`` prints.
 """
 
 from __future__ import annotations
@@ -258,45 +258,80 @@ def _plots(document: Mapping[str, Any]) -> list[tuple[str, str, str]]:
             ("Pool levels", "Credits each tier's pool holds at the end of each hour.", _png(fig))
         )
 
-    samples = document.get("forecast_samples") or []
+    samples = [_sample_paths(s) for s in document.get("forecast_samples") or []]
     if samples:
-        ahead = int(samples[0].get("ahead_hours") or 1)
-        columns = 2 if ahead > 1 and "forecast_ahead" in samples[0] else 1
-        fig, axes = plt.subplots(
-            len(samples),
-            columns,
-            figsize=(6 * columns, 2.6 * len(samples)),
-            squeeze=False,
-            layout="constrained",
-            sharey="row",
-        )
-        panels = [("forecast", "q90", "1 hour ahead")]
-        if columns == 2:
-            panels.append(("forecast_ahead", "q90_ahead", f"{ahead} hours ahead"))
-        for row, sample in zip(axes, samples, strict=True):
-            actual = np.asarray(sample["actual"], dtype=float)
-            times = hours[: len(actual)]
-            for ax, (point_key, upper_key, label) in zip(row, panels, strict=False):
-                point = _values(sample[point_key])
-                upper = _values(sample[upper_key])
-                ax.fill_between(
-                    times, point, upper, color="tab:orange", alpha=0.3, label="forecast to q90"
-                )
-                ax.plot(times, point, color="tab:blue", linewidth=0.8, label=f"forecast {label}")
-                ax.plot(times, actual, color="black", linewidth=0.7, label="actual")
-                ax.set_title(f"{sample['instance']} ({sample['tier']}), {label}", fontsize=9)
-                ax.set_ylabel("CPU %")
-                _date_axis(ax)
-        axes[0, -1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-        out.append(
-            (
-                "Forecast against actual",
-                "Hourly CPU of sample instances against what the replay's forecasters "
-                "predicted for that hour, with the band up to the 90th percentile (q90).",
-                _png(fig),
-            )
-        )
+        out.append(_forecast_figure(samples, hours))
     return out
+
+
+#: Each horizon's panel: its title and the colour of its median and q10-q90 band.
+_HORIZON_PANELS: dict[str, tuple[str, str]] = {
+    "hour": ("an hour ahead", "tab:blue"),
+    "day": ("a day ahead", "tab:orange"),
+    "week": ("a week ahead", "tab:green"),
+}
+
+
+def _sample_paths(sample: Mapping[str, Any]) -> dict[str, Any]:
+    # A document written before the day and week paths holds the hour-ahead forecast
+    # and its q90 only (and maybe a rolling day-ahead one): shown from the median up.
+    if "hour" in sample:
+        return dict(sample)
+    out = {k: sample[k] for k in ("instance", "tier", "actual")}
+    out["hour"] = {"origins": [], "forecast": sample["forecast"], "q90": sample["q90"]}
+    if "forecast_ahead" in sample:
+        out["day"] = {"origins": [], "forecast": sample["forecast_ahead"]}
+        out["day"]["q90"] = sample["q90_ahead"]
+    return out
+
+
+def _forecast_figure(samples: list[dict[str, Any]], hours: Any) -> tuple[str, str, str]:
+    import matplotlib.pyplot as plt
+
+    from pipelines.replay.run import SAMPLES_PICKED
+
+    horizons = [h for h in _HORIZON_PANELS if h in samples[0]]
+    fig, axes = plt.subplots(
+        len(samples),
+        len(horizons),
+        figsize=(4.6 * len(horizons), 2.6 * len(samples)),
+        squeeze=False,
+        layout="constrained",
+        sharey="row",
+    )
+    for row, sample in zip(axes, samples, strict=True):
+        actual = _values(sample["actual"])
+        times = hours[: len(actual)]
+        for ax, horizon in zip(row, horizons, strict=True):
+            label, colour = _HORIZON_PANELS[horizon]
+            path = sample[horizon]
+            median = _values(path["forecast"])
+            upper = _values(path["q90"])
+            lower = _values(path["q10"]) if "q10" in path else median
+            ax.fill_between(
+                times, lower, upper, color=colour, alpha=0.25, linewidth=0, label="q10 to q90"
+            )
+            ax.plot(times, median, color=colour, linewidth=0.9, label="median forecast")
+            ax.plot(times, actual, color="black", linewidth=0.7, label="actual")
+            for origin in path.get("origins") or []:
+                if origin < len(times):
+                    ax.axvline(times[origin], color="grey", linestyle=":", linewidth=0.7)
+            ax.set_title(f"{sample['instance']} ({sample['tier']}), {label}", fontsize=9)
+            ax.set_ylabel("CPU %")
+            _date_axis(ax)
+    for ax in axes[0]:
+        ax.legend(fontsize=7, loc="upper left")
+    picked = SAMPLES_PICKED.format(n=len(samples))
+    caption = (
+        "Hourly CPU of sample instances against the replay's forecasts of it: an hour "
+        "ahead (each hour forecast at the hour before), a day ahead (each day forecast at "
+        "its first hour: the path the agents read at the daily refit) and a week ahead "
+        "(forecast at the first hour of each week for the 168 hours after, refitted "
+        "weekly). The shaded band spans the 10th to the 90th percentile (q10 to q90); "
+        "dotted lines mark where each path starts. The sample instances are, "
+        f"{picked}."
+    )
+    return "Forecast against actual", caption, _png(fig)
 
 
 def _percent(value: float | None) -> str:
@@ -456,10 +491,9 @@ def render_report(document: Mapping[str, Any]) -> str:
         "vCPU-minutes demanded but not served; money in integer minor units.",
     ]
     if samples:
-        method.append(
-            "Forecast samples: the instance with the highest mean CPU in each of the first "
-            f"{len(samples)} tiers."
-        )
+        from pipelines.replay.run import SAMPLES_PICKED
+
+        method.append(f"Forecast samples: {SAMPLES_PICKED.format(n=len(samples))}.")
     method_items = "".join(f"<li>{m}</li>" for m in method)
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>creditx fleet replay</title>

@@ -1,13 +1,23 @@
 """Scheduled deployments: predict hourly, train daily, evaluate weekly.
 
 :func:`deployments` builds the three deployments with their cron schedules and
-parameters; :func:`serve` runs them in this process through Prefect's ``serve``,
-so scheduled runs, failed ones included, show in the Prefect UI.
+parameters; :func:`serve` runs them on a Prefect runner, so scheduled runs, failed
+ones included, show in the Prefect UI. ``python -m pipelines.schedule SPEC`` serves a
+:class:`ScheduleSpec` in a process of its own: what ``creditx schedule`` runs.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+import asyncio
+import contextlib
+import os
+import signal
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
 
 from pipelines.params import (
     EvaluateParams,
@@ -17,14 +27,15 @@ from pipelines.params import (
     TrainParams,
 )
 
-if TYPE_CHECKING:
-    from pathlib import Path
-
 #: Cron schedules (UTC): forecasts a few minutes past each hour, training at night,
 #: evaluation on Monday morning once the week's telemetry is in.
 PREDICT_CRON = "5 * * * *"
 TRAIN_CRON = "30 1 * * *"
 EVALUATE_CRON = "0 4 * * 1"
+
+#: Seconds a flow run in flight gets to stop when the schedule stops, before its
+#: processes are killed.
+FLOW_RUN_STOP_GRACE_S = 3.0
 
 
 def deployments(
@@ -71,8 +82,135 @@ def deployments(
     ]
 
 
-def serve(*deployment: Any) -> None:
-    """Serve the deployments until interrupted, running each at its scheduled times."""
-    import prefect
+class ScheduleSpec(BaseModel):
+    """What ``creditx schedule`` serves: the arguments of :func:`deployments`."""
 
-    prefect.serve(*deployment)
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    tracking: TrackingParams
+    ingest: IngestParams
+    home: Path
+    predictions_dir: Path
+
+
+def serve_command(spec: ScheduleSpec) -> list[str]:
+    """Return the command line of a process that serves ``spec``'s deployments.
+
+    ``creditx schedule`` runs it in a session of its own (:func:`pipelines.servers.run_supervised`),
+    so a terminal's Ctrl-C reaches neither it nor the flow runs it starts: the
+    command asks it to stop, and it stops them in order.
+    """
+    return [sys.executable, "-m", "pipelines.schedule", spec.model_dump_json()]
+
+
+def serve(*deployment: Any, ready: Callable[[], None] = lambda: None) -> None:
+    """Serve the deployments until SIGTERM or SIGINT, running each at its scheduled times.
+
+    ``ready`` is called once every deployment is registered. Either signal stops the
+    serving without a traceback: the runner stops polling, cancels the flow runs it
+    started (marked *Cancelled*, their processes ended) and pauses the schedules until
+    they are served again.
+    """
+    # Stopped by a signal, the runner has shut down in order by the time these reach
+    # here: nothing is left to report.
+    with contextlib.suppress(KeyboardInterrupt, asyncio.CancelledError):
+        asyncio.run(_serve(deployment, ready))
+
+
+async def _serve(deployments: tuple[Any, ...], ready: Callable[[], None]) -> None:
+    from prefect.runner import Runner
+
+    loop = asyncio.get_running_loop()
+    main = asyncio.current_task()
+    assert main is not None  # asyncio.run runs this coroutine as a task
+    stopping: list[asyncio.Task[None]] = []
+
+    def stop(*_: object) -> None:
+        # The runner's own stop, awaited in its loop: it cancels the flow runs in
+        # flight and ends its polling, and its context then exits in order. Prefect's
+        # SIGTERM handler instead calls that coroutine without awaiting it and exits
+        # mid-loop. Before the runner starts, or at a second signal, the main task is
+        # cancelled, as Ctrl-C does under asyncio.run.
+        if runner.started and not stopping:
+            loop.call_soon_threadsafe(begin_stop)
+        elif not main.cancelling():
+            loop.call_soon_threadsafe(main.cancel)
+
+    def begin_stop() -> None:
+        for output in outputs:
+            output.open = False
+        stopping.append(loop.create_task(runner.astop()))
+        loop.call_later(FLOW_RUN_STOP_GRACE_S, _kill_flow_runs)
+
+    class _Runner(Runner):
+        def handle_sigterm(self, *args: Any, **kwargs: Any) -> None:
+            stop()
+
+    runner = _Runner(pause_on_shutdown=True)
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, stop)
+    for deployment in deployments:
+        await runner.aadd_deployment(deployment)
+    ready()
+    # The runner copies its flow runs' output to this process's sys.stdout and
+    # sys.stderr as it starts them.
+    streams = sys.stdout, sys.stderr
+    outputs = (_FlowRunOutput(sys.stdout), _FlowRunOutput(sys.stderr))
+    sys.stdout, sys.stderr = outputs
+    try:
+        await runner.start()
+    finally:
+        sys.stdout, sys.stderr = streams
+
+
+class _FlowRunOutput:
+    # Once the runner stops its flow runs, what they print about being stopped (a
+    # crash "by a termination signal") is no news and is dropped; it stays in the
+    # Prefect UI with the rest of their logs.
+    def __init__(self, stream: Any) -> None:
+        self.stream = stream
+        self.open = True
+
+    def write(self, text: str) -> int:
+        return self.stream.write(text) if self.open else len(text)
+
+    def flush(self) -> None:
+        if self.open:
+            self.stream.flush()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.stream, name)
+
+
+def _kill_flow_runs() -> None:
+    # A flow run stopped in the middle of a shard finishes the shard before its process
+    # exits, and the runner would wait up to 30 s for each: past the grace, its
+    # processes (and any Dask workers they started) are killed, and the runner records
+    # the runs as cancelled.
+    import psutil
+
+    for child in psutil.Process().children(recursive=True):
+        with contextlib.suppress(psutil.NoSuchProcess):
+            child.kill()
+
+
+def _announce(spec: ScheduleSpec, served: list[Any]) -> None:
+    api = os.environ.get("PREFECT_API_URL", "")
+    lines = [f"serving the {spec.tracking.fleet} fleet's flows on {api}:"]
+    for deployment in served:
+        crons = ", ".join(s.schedule.cron for s in deployment.schedules)
+        lines.append(f"  {deployment.flow_name}/{deployment.name}  (cron {crons}, UTC)")
+    lines.append(f"their runs show at {api.removesuffix('/api')}/deployments; Ctrl-C stops serving")
+    sys.stdout.write("\n".join(lines) + "\n")
+    sys.stdout.flush()
+
+
+def main(argv: list[str]) -> None:
+    """Serve the deployments of the :class:`ScheduleSpec` given as JSON in ``argv[0]``."""
+    spec = ScheduleSpec.model_validate_json(argv[0])
+    served = deployments(spec.tracking, spec.ingest, spec.home, spec.predictions_dir)
+    serve(*served, ready=lambda: _announce(spec, served))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,8 +1,10 @@
-"""The local UI servers (MLflow's and Prefect's) run as child process groups.
+"""The local UI servers (MLflow's and Prefect's) and the schedule run as child sessions.
 
 :func:`run_ui_server` starts a server's command in a process group of its own, says
 where it is once its health URL answers, and on Ctrl-C or SIGTERM stops the whole
 group (the server and every worker it forked), so no process keeps the port.
+:func:`run_supervised` does the same for a command that stops its own children in
+order when asked (``creditx schedule`` and its flow runs).
 """
 
 from __future__ import annotations
@@ -101,6 +103,52 @@ def run_ui_server(
         if process.poll() is None:
             _signal_group(process, signal.SIGTERM)
             _wait(process)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def run_supervised(
+    command: Sequence[str],
+    *,
+    env: Mapping[str, str] | None = None,
+    stop_grace: float = 60.0,
+) -> int:
+    """Run ``command`` in a session of its own until it exits or this process is stopped.
+
+    A terminal's Ctrl-C reaches this process only; on it, or on SIGTERM, the command
+    gets one SIGTERM and ``stop_grace`` seconds to stop what it started in order (a
+    second signal stops its whole session at once). Whatever of its session outlives
+    it is then killed, so no process is left behind. Returns the command's exit code,
+    0 when it stopped because it was asked to.
+    """
+    process = subprocess.Popen(
+        list(command), env=None if env is None else dict(env), start_new_session=True
+    )
+    stopping: list[int] = []
+
+    def stop(signum: int, _frame: FrameType | None) -> None:
+        stopping.append(signum)
+        if len(stopping) == 1:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(process.pid, signal.SIGTERM)
+        else:
+            _signal_group(process, signal.SIGTERM)
+
+    previous = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        began: float | None = None
+        while process.poll() is None:
+            if stopping and began is None:
+                began = time.monotonic()
+            if began is not None and time.monotonic() - began > stop_grace:
+                _signal_group(process, signal.SIGKILL)
+            time.sleep(0.1)
+        code = int(process.returncode)
+        return 0 if stopping and code in (0, -signal.SIGTERM) else code
+    finally:
+        if process.poll() is None:
+            _signal_group(process, signal.SIGTERM)
+        _wait(process)
         for signum, handler in previous.items():
             signal.signal(signum, handler)
 

@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import tempfile
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -24,14 +25,11 @@ from prefect import get_run_logger
 from data.forecasts import HORIZONS, QUANTILES, quantile_column
 from data.frame import ID_COL
 from models import FleetForecaster, ForecastConfig, ForecastError
+from pipelines import progress
 from pipelines.decorators import pipeline_task
-from pipelines.errors import (
-    BrokenModelError,
-    EmptySnapshotError,
-    ModelNotFoundError,
-)
+from pipelines.errors import BrokenModelError, ModelNotFoundError
 from pipelines.fleet_model import FleetModel, input_example
-from pipelines.params import CALIBRATION_HOURS, IngestParams, TrackingParams
+from pipelines.params import CALIBRATION_HOURS, TrackingParams
 from pipelines.scoring import (
     BASELINE_METRICS,
     METRICS,
@@ -42,7 +40,7 @@ from pipelines.scoring import (
     window_forecasts,
     worse_than_naive,
 )
-from pipelines.snapshot import Snapshot, read_snapshot, write_snapshot
+from pipelines.snapshot import Snapshot, read_snapshot
 from pipelines.tracking import (
     TAG_CONFIG,
     TAG_KIND,
@@ -63,74 +61,7 @@ from pipelines.tracking import (
 FALLBACK_CANDIDATES: tuple[str, ...] = ("naive",)
 
 
-# -- ingest ------------------------------------------------------------------------
-
-
-@pipeline_task(io=True)
-def load_telemetry(params: IngestParams) -> tuple[pd.DataFrame, pd.DataFrame, str]:
-    """Read and validate the telemetry source; return ``(frame, report, source)``.
-
-    Raises
-    ------
-    EmptySnapshotError
-        If the source holds no rows or validation rejects every instance.
-    """
-    from data.errors import EmptyTelemetryError, InstancesRejectedError
-    from data.loaders import read_telemetry
-    from data.synthetic import generate_fleet
-    from data.validation import ValidationPolicy, validate_telemetry
-
-    policy = ValidationPolicy()
-    if params.policy == "strict":
-        policy = ValidationPolicy(
-            duplicates="reject",
-            out_of_range="reject",
-            nan="reject",
-            out_of_order="reject",
-            irregular="reject",
-            long_gaps="reject",
-        )
-
-    if params.synthetic is not None:
-        fleet = params.synthetic
-        source = f"synthetic:{fleet.instances}x{fleet.days}d:seed{fleet.seed}"
-    else:
-        source = str(params.source)
-    try:
-        if params.synthetic is not None:
-            raw = generate_fleet(
-                fleet.instances, fleet.days, seed=fleet.seed, freq=fleet.freq, attributes=False
-            )
-            result = validate_telemetry(raw, policy, source=source)
-        else:
-            result = read_telemetry(
-                Path(str(params.source)), policy, format=params.format, columns=params.columns
-            )
-    except EmptyTelemetryError as exc:
-        raise EmptySnapshotError(source, rows=0, rejected=0) from exc
-    except InstancesRejectedError as exc:
-        rows = int(exc.report["rows"].sum()) if "rows" in exc.report else len(exc.report)
-        raise EmptySnapshotError(source, rows=rows, rejected=len(exc.report)) from exc
-    return result.frame, result.report, source
-
-
-@pipeline_task()
-def hourly_telemetry(frame: pd.DataFrame, source: str) -> pd.DataFrame:
-    """Average validated telemetry to hourly values, the grain the forecasters learn."""
-    from data.resample import drop_partial_first_hours, to_hourly
-
-    if frame.empty:
-        raise EmptySnapshotError(source, rows=0, rejected=0)
-    frame, note = drop_partial_first_hours(frame)
-    if note is not None:
-        get_run_logger().info("%s: %s", source, note)
-    return to_hourly(frame)
-
-
-@pipeline_task(io=True)
-def store_snapshot(hourly: pd.DataFrame, root: Path, source: str) -> Snapshot:
-    """Store the hourly frame as a content-addressed snapshot under ``root``."""
-    return write_snapshot(hourly, root, source)
+# -- snapshots -------------------------------------------------------------------
 
 
 @pipeline_task(io=True)
@@ -262,6 +193,7 @@ def train_shard(
     window: BacktestWindow,
     sample: list[str],
     fit_final: bool = True,
+    progress_key: str | None = None,
 ) -> list[ShardResult]:
     """Back-test and fit the fleet forecaster on one shard, falling back per instance.
 
@@ -269,13 +201,40 @@ def train_shard(
     fitted on all of it. If the configured forecasters fail on the shard, each
     instance is tried alone: those the configured forecasters fit stay on them, the
     others use :data:`FALLBACK_CANDIDATES`, and instances no forecaster can fit are
-    left out and listed in ``failed``.
+    left out and listed in ``failed``. With ``progress_key``, the shard's instances
+    are counted done in the stage of that key as its steps finish
+    (:mod:`pipelines.progress`).
     """
+    instances = int(shard[ID_COL].nunique())
+    steps = 4 if fit_final else 3
+    counted = [0.0]
+
+    def step_done() -> None:
+        if progress_key is not None:
+            counted[0] += instances / steps
+            progress.advance(progress_key, instances / steps)
+
     try:
-        return [_fit_and_score(shard, config, window, sample, fit_final)]
+        return [_fit_and_score(shard, config, window, sample, fit_final, step_done)]
     except _MODEL_ERRORS as exc:
         reason = f"{type(exc).__name__}: {exc}"
         get_run_logger().warning("shard of %d instances failed: %s", len(shard), reason)
+    try:
+        return _fit_apart(shard, config, window, sample, fit_final, reason)
+    finally:
+        if progress_key is not None:
+            progress.advance(progress_key, instances - counted[0])
+
+
+def _fit_apart(
+    shard: pd.DataFrame,
+    config: ForecastConfig,
+    window: BacktestWindow,
+    sample: list[str],
+    fit_final: bool,
+    reason: str,
+) -> list[ShardResult]:
+    # Each instance of a shard the configured forecasters failed on, tried alone.
     fallback = config.model_copy(update={"candidates": FALLBACK_CANDIDATES})
     groups: dict[str, list[str]] = {"config": [], "fallback": [], "failed": []}
     for unique_id, rows in shard.groupby(ID_COL, observed=True, sort=True):
@@ -318,12 +277,14 @@ def _fit_and_score(
     window: BacktestWindow,
     sample: list[str],
     fit_final: bool,
+    step_done: Callable[[], None] = lambda: None,
 ) -> ShardResult:
     # One fit on the data before the window serves every horizon's origins: the
     # forecasters are refitted once per window, as FleetForecaster.backtest does.
     from data.frame import TIME_COL
 
     before = FleetForecaster(config).fit(shard.loc[shard[TIME_COL] < window.start])
+    step_done()
     fitted = pd.Index(before.unique_ids_)
 
     def forecast(h: int, history: pd.DataFrame) -> pd.DataFrame:
@@ -331,14 +292,19 @@ def _fit_and_score(
         return before.predict(h, QUANTILES, frame=history.loc[history[ID_COL].isin(fitted)])
 
     backtests = window_forecasts(forecast, shard, window)
+    step_done()
     metrics = score_horizons(shard, backtests).merge(
         baseline_scores(shard, window, config.calibration_hours),
         on=[ID_COL, "horizon"],
         how="left",
     )
+    step_done()
     week = backtests["week"]
     picked = week.loc[week[ID_COL].astype("string").isin(sample)]
-    fleet = FleetForecaster(config).fit(shard) if fit_final else None
+    fleet = None
+    if fit_final:
+        fleet = FleetForecaster(config).fit(shard)
+        step_done()
     fallbacks = pd.DataFrame(columns=_FALLBACK_COLUMNS)
     if fleet is not None and len(fleet.fallbacks_):
         short = fleet.fallbacks_
@@ -491,13 +457,20 @@ def load_version(tracking: TrackingParams, alias: str) -> tuple[str, FleetModel]
 
 
 @pipeline_task()
-def forecast_horizons(model: FleetModel, frame: pd.DataFrame | None) -> pd.DataFrame:
-    """Forecast every instance for every horizon, from ``frame`` if given."""
+def forecast_horizons(
+    model: FleetModel, frame: pd.DataFrame | None, progress_key: str | None = None
+) -> pd.DataFrame:
+    """Forecast every instance for every horizon, from ``frame`` if given.
+
+    With ``progress_key``, each horizon done is one unit of that stage.
+    """
     parts = []
     for horizon, hours in HORIZONS.items():
         part = model.forecast(hours, QUANTILES, frame=frame)
         part.insert(1, "horizon", horizon)
         parts.append(part)
+        if progress_key is not None:
+            progress.advance(progress_key)
     return pd.concat(parts, ignore_index=True)
 
 

@@ -27,6 +27,8 @@ from data.forecasts import HORIZONS
 from data.frame import ID_COL, TARGET_COL, TIME_COL
 from pipelines.errors import ModelNotFoundError
 from pipelines.params import TrackingParams
+from pipelines.runs_view import TAG_KIND as TAG_KIND  # one name for the run kind
+from pipelines.runs_view import experiment_tags
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -41,16 +43,9 @@ CHAMPION = "champion"
 TAG_SNAPSHOT = "creditx.snapshot"
 TAG_CONFIG = "creditx.config_hash"
 TAG_WINDOW = "creditx.window"
-TAG_KIND = "creditx.kind"
 TAG_STATUS = "creditx.status"
 TAG_REASON = "creditx.reason"
 TAG_WARNING = "creditx.warning"
-
-
-#: MLflow's experiment kind: a model-development experiment opens on its runs table,
-#: not on the GenAI overview of traces.
-TAG_EXPERIMENT_KIND = "mlflow.experimentKind"
-MODEL_DEVELOPMENT = "custom_model_development"
 
 
 @dataclass
@@ -69,20 +64,21 @@ class Stopwatch:
 
 
 def ensure_experiment(client: MlflowClient, tracking: TrackingParams) -> str:
-    """Return the id of the fleet's experiment, creating it with its artifact root."""
+    """Return the id of the fleet's experiment, creating it with its artifact root.
+
+    The experiment carries :func:`pipelines.runs_view.experiment_tags` (one made by an
+    older version gets them here), so the UI opens on its training runs.
+    """
     experiment = client.get_experiment_by_name(tracking.experiment)
     if experiment is not None:
-        if experiment.tags.get(TAG_EXPERIMENT_KIND) != MODEL_DEVELOPMENT:
-            client.set_experiment_tag(
-                experiment.experiment_id, TAG_EXPERIMENT_KIND, MODEL_DEVELOPMENT
-            )
+        for key, value in experiment_tags().items():
+            if experiment.tags.get(key) != value:
+                client.set_experiment_tag(experiment.experiment_id, key, value)
         return str(experiment.experiment_id)
     location = f"{tracking.artifact_root.rstrip('/')}/{tracking.experiment}"
     return str(
         client.create_experiment(
-            tracking.experiment,
-            artifact_location=location,
-            tags={TAG_EXPERIMENT_KIND: MODEL_DEVELOPMENT},
+            tracking.experiment, artifact_location=location, tags=experiment_tags()
         )
     )
 

@@ -39,6 +39,12 @@ class Settings(BaseSettings):
     prefect_database_url: str | None = Field(
         default=None, description="embedded Prefect server's database; default SQLite under home"
     )
+    prefect_port: int = Field(
+        default=4200,
+        ge=1,
+        le=65535,
+        description="port of `creditx prefect-ui`, where pipeline commands look for it",
+    )
     model_name: str = "creditx-fleet-forecaster"
     tiers_config: Path | None = Field(
         default=None, description="tier, host and instance config (TOML); default built in"
@@ -100,6 +106,7 @@ class Settings(BaseSettings):
             prefect_home=self.prefect_home,
             api_url=self.prefect_api_url,
             database_url=self.prefect_database_url,
+            local_port=self.prefect_port,
         )
 
     def workspace(self) -> Workspace:

@@ -50,6 +50,7 @@ CASES: dict[str, list[str]] = {
     "data validate, bad choice": ["data", "validate", MALFORMED, "--duplicates", "ignore"],
     "pipeline ingest, bad column": ["pipeline", "ingest", "--source", MALFORMED, "--column", "x"],
     "pipeline train, bad number": ["pipeline", "train", "--shard-size", "many"],
+    "pipeline train, unknown forecaster": ["pipeline", "train", "--candidates", "naive,ridge"],
     "serve, bad port": ["serve", "--port", "http"],
     "tokens issue, no subject": ["tokens", "issue"],
     "demo, bad option": ["demo", "--fleet-size", "3"],

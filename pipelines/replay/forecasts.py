@@ -29,14 +29,16 @@ _HOUR = pd.Timedelta(hours=1)
 class ForecastTable:
     """Hourly forecasts from every origin hour: arrays ``(n, hours, horizon)``.
 
-    ``point``, ``q50`` and ``q90`` are NaN where no forecast exists (before the first
-    fit); ``origin_hour`` ``h`` forecasts hours ``h .. h + horizon - 1``.
+    ``point``, ``q50``, ``q90`` (and ``q10``, which only the report reads) are NaN where
+    no forecast exists (before the first fit); ``origin_hour`` ``h`` forecasts hours
+    ``h .. h + horizon - 1``.
     """
 
     point: np.ndarray
     q50: np.ndarray
     q90: np.ndarray
     source: str
+    q10: np.ndarray | None = None
 
     @property
     def horizon(self) -> int:
@@ -124,7 +126,7 @@ def oracle_forecasts(fleet: ReplayFleet, horizon: int) -> ForecastTable:
     padded = np.concatenate([hourly, np.repeat(hourly[:, -1:], horizon, axis=1)], axis=1)
     index = np.arange(hours)[:, None] + np.arange(horizon)[None, :]
     table = padded[:, index].astype(np.float32)
-    return ForecastTable(table, table, table, "oracle")
+    return ForecastTable(table, table, table, "oracle", q10=table)
 
 
 def model_forecasts(
@@ -145,7 +147,7 @@ def model_forecasts(
     n, hours = hourly.shape
     horizon = scenario.horizon_hours
     shape = (n, hours, horizon)
-    point, q50, q90 = (np.full(shape, np.nan, dtype=np.float32) for _ in range(3))
+    point, q10, q50, q90 = (np.full(shape, np.nan, dtype=np.float32) for _ in range(4))
     config = ForecastConfig(
         candidates=scenario.candidates,
         calibration_hours=min(168, max(1, scenario.retrain_every_hours)),
@@ -167,20 +169,103 @@ def model_forecasts(
             }
         )
         origins = [origin0 + _HOUR * h for h in range(first, last)]
-        result = FleetForecaster(config).backtest(frame, origins, horizon, (0.5, 0.9))
+        result = FleetForecaster(config).backtest(frame, origins, horizon, (0.1, 0.5, 0.9))
         rows = result["unique_id"].astype(str).map(row_of).to_numpy(dtype=np.int64)
         o = ((pd.DatetimeIndex(result["origin"]) - origin0) // _HOUR).to_numpy(dtype=np.int64)
         s = (
             (pd.DatetimeIndex(result["ds"]) - pd.DatetimeIndex(result["origin"])) // _HOUR
         ).to_numpy(dtype=np.int64)
         point[rows, o, s] = result["yhat"].to_numpy(dtype=np.float32)
+        q10[rows, o, s] = result["q10"].to_numpy(dtype=np.float32)
         q50[rows, o, s] = result["q50"].to_numpy(dtype=np.float32)
         q90[rows, o, s] = result["q90"].to_numpy(dtype=np.float32)
         if progress is not None:
             progress(last - first)
-    for table in (point, q50, q90):
+    for table in (point, q10, q50, q90):
         np.clip(table, 0.0, 100.0, out=table)
-    return ForecastTable(point, q50, q90, "forecaster")
+    return ForecastTable(point, q50, q90, "forecaster", q10=q10)
+
+
+@dataclass(frozen=True, slots=True)
+class PathForecasts:
+    """Forecast paths of a few instances: arrays ``(rows, hours)`` on the replay's hours.
+
+    Each path covers ``ahead`` hours from one of ``origins``; an hour no path covers
+    is NaN. ``point`` is the median.
+    """
+
+    ahead: int
+    origins: tuple[int, ...]
+    point: np.ndarray
+    q10: np.ndarray
+    q90: np.ndarray
+
+
+def paths_from_table(
+    table: ForecastTable, rows: np.ndarray, every: int, first: int
+) -> PathForecasts:
+    """Return the table's paths of ``rows`` from its origins ``first, first + every, ...``.
+
+    With ``every`` the table's horizon, consecutive paths tile the hours: each stretch of
+    ``every`` hours as forecast at its first hour.
+    """
+    n_hours = table.point.shape[1]
+    ahead = min(every, table.horizon)
+    out = {k: np.full((len(rows), n_hours), np.nan) for k in ("point", "q10", "q90")}
+    # A table without q10 (made by hand) shows its band from the median up.
+    q10 = table.q10 if table.q10 is not None else table.q50
+    sources = {"point": table.point, "q10": q10, "q90": table.q90}
+    origins = tuple(range(first, n_hours, every))
+    for origin in origins:
+        span = min(ahead, n_hours - origin)
+        for key, source in sources.items():
+            out[key][:, origin : origin + span] = source[rows, origin, :span]
+    return PathForecasts(ahead, origins, out["point"], out["q10"], out["q90"])
+
+
+def week_paths(
+    fleet: ReplayFleet, scenario: Scenario, rows: np.ndarray, first: int
+) -> PathForecasts:
+    """Return week-ahead paths of ``rows`` from the hours ``first, first + 168, ...``.
+
+    At each origin the fleet forecaster (the scenario's candidates) is fitted on every
+    instance's hours before it, as the weekly training would, and forecasts ``rows``
+    for the 168 hours after it with q10, q50 and q90.
+    """
+    from models import FleetForecaster, ForecastConfig
+
+    hourly = hourly_utilisation(fleet)
+    n, hours = hourly.shape
+    week = 168
+    config = ForecastConfig(
+        candidates=scenario.candidates,
+        calibration_hours=min(168, max(1, scenario.retrain_every_hours)),
+        horizon_max=week,
+    )
+    origin0 = pd.Timestamp(fleet.start)
+    ids = fleet.ids.astype(str)
+    out = {k: np.full((len(rows), hours), np.nan) for k in ("yhat", "q10", "q90")}
+    origins = tuple(range(first, hours, week))
+    for origin in origins:
+        history = pd.DataFrame(
+            {
+                "unique_id": np.repeat(ids, origin),
+                "ds": np.tile(origin0 + _HOUR * np.arange(origin), n),
+                "y": hourly[:, :origin].reshape(-1),
+            }
+        )
+        fitted = FleetForecaster(config).fit(history)
+        sample = history.loc[history["unique_id"].isin(ids[rows])]
+        forecast = fitted.predict(week, (0.1, 0.5, 0.9), frame=sample)
+        step = ((pd.DatetimeIndex(forecast["ds"]) - origin0) // _HOUR).to_numpy(dtype=np.int64)
+        row_of = {iid: k for k, iid in enumerate(ids[rows])}
+        at = forecast["unique_id"].astype(str).map(row_of).to_numpy(dtype=np.int64)
+        keep = step < hours
+        for key in out:
+            out[key][at[keep], step[keep]] = forecast[key].to_numpy(dtype=float)[keep]
+    for values in out.values():
+        np.clip(values, 0.0, 100.0, out=values)
+    return PathForecasts(week, origins, out["yhat"], out["q10"], out["q90"])
 
 
 def generated_at(fleet: ReplayFleet, hour: int) -> datetime:

@@ -21,9 +21,12 @@ from pipelines.replay.errors import ScenarioError
 from pipelines.replay.fleet import ReplayFleet, prepare_fleet
 from pipelines.replay.forecasts import (
     ForecastTable,
+    PathForecasts,
     hourly_utilisation,
     model_forecasts,
     oracle_forecasts,
+    paths_from_table,
+    week_paths,
 )
 from pipelines.replay.scenario import Scenario
 
@@ -42,6 +45,8 @@ class ReplayRun:
     results: dict[str, PolicyResult]
     forecasts: ForecastTable | None
     forecast_seconds: float
+    #: Week-ahead forecast paths of the sample instances (:func:`sample_rows`).
+    week_ahead: PathForecasts | None = None
 
     def value_gap_closed(self) -> dict[str, float | None]:
         """Return the share of the value gap each policy closes.
@@ -137,47 +142,60 @@ class ReplayRun:
             "forecast_samples": self._samples(),
         }
 
-    def _furthest_ahead(self, row: int) -> dict[str, Any]:
-        # Each hour as forecast from the furthest origin: the forecast `steps` hours ahead.
-        assert self.forecasts is not None
-        steps = self.forecasts.horizon
-        point = np.full(self.forecasts.point.shape[1], np.nan)
-        upper = np.full_like(point, np.nan)
-        if steps > 1:
-            point[steps - 1 :] = self.forecasts.point[row, : 1 - steps, -1]
-            upper[steps - 1 :] = self.forecasts.q90[row, : 1 - steps, -1]
-        return {
-            "ahead_hours": steps,
-            "forecast_ahead": [None if np.isnan(v) else round(float(v), 3) for v in point],
-            "q90_ahead": [None if np.isnan(v) else round(float(v), 3) for v in upper],
-        }
-
     def _samples(self) -> list[dict[str, Any]]:
-        # The instances with the most demand in each of the first tiers, hour-ahead forecasts.
+        # Each sample's hourly CPU with its forecasts an hour, a day and a week ahead.
         if self.forecasts is None:
             return []
         actual = hourly_utilisation(self.fleet)
+        rows = sample_rows(self.fleet)
+        first = min(self.scenario.retrain_every_hours, self.fleet.hours)
+        hour = paths_from_table(self.forecasts, rows, 1, 0)
+        day = paths_from_table(self.forecasts, rows, 24, first)
         out = []
-        for k in range(min(_SAMPLES, len(self.fleet.tier_names))):
-            rows = np.flatnonzero(self.fleet.tier_of == k)
-            row = int(rows[np.argmax(actual[rows].mean(axis=1))])
-            out.append(
-                {
-                    "instance": str(self.fleet.ids[row]),
-                    "tier": self.fleet.tier_names[k],
-                    "actual": np.round(actual[row], 3).tolist(),
-                    "forecast": [
-                        None if np.isnan(v) else round(float(v), 3)
-                        for v in self.forecasts.point[row, :, 0]
-                    ],
-                    "q90": [
-                        None if np.isnan(v) else round(float(v), 3)
-                        for v in self.forecasts.q90[row, :, 0]
-                    ],
-                    **self._furthest_ahead(row),
-                }
-            )
+        for k, row in enumerate(rows):
+            sample = {
+                "instance": str(self.fleet.ids[row]),
+                "tier": self.fleet.tier_names[int(self.fleet.tier_of[row])],
+                "actual": np.round(actual[row], 3).tolist(),
+                "hour": _path(hour, k),
+                "day": _path(day, k),
+            }
+            if self.week_ahead is not None:
+                sample["week"] = _path(self.week_ahead, k)
+            out.append(sample)
         return out
+
+
+def _values(values: np.ndarray) -> list[float | None]:
+    return [None if np.isnan(v) else round(float(v), 3) for v in values]
+
+
+def _path(paths: PathForecasts, k: int) -> dict[str, Any]:
+    return {
+        "ahead_hours": paths.ahead,
+        "origins": list(paths.origins) if paths.ahead > 1 else [],
+        "forecast": _values(paths.point[k]),
+        "q10": _values(paths.q10[k]),
+        "q90": _values(paths.q90[k]),
+    }
+
+
+#: How the report's sample instances are picked, as the report says it.
+SAMPLES_PICKED = (
+    "in each of the first {n} tiers, the instance with the highest mean CPU over the "
+    "replay: the busiest, whose credits run out first and whose forecasts matter most"
+)
+
+
+def sample_rows(fleet: ReplayFleet) -> np.ndarray:
+    """Return the rows of the report's sample instances (see :data:`SAMPLES_PICKED`)."""
+    actual = hourly_utilisation(fleet)
+    picked = []
+    for k in range(min(_SAMPLES, len(fleet.tier_names))):
+        rows = np.flatnonzero(fleet.tier_of == k)
+        if len(rows):
+            picked.append(int(rows[np.argmax(actual[rows].mean(axis=1))]))
+    return np.asarray(picked, dtype=np.int64)
 
 
 def replay(
@@ -203,9 +221,13 @@ def replay(
     fleet = prepare_fleet(frame, scenario)
     forecasts = oracle = None
     began = time.perf_counter()
+    week = None
     if {"market", "pool+swap", "pool-by-value"} & set(policies):
         tick = progress("forecasts", fleet.hours) if progress is not None else None
         forecasts = model_forecasts(fleet, scenario, tick)
+        # For the report: the sample instances a week ahead, refitted weekly.
+        first = min(scenario.retrain_every_hours, fleet.hours)
+        week = week_paths(fleet, scenario, sample_rows(fleet), first)
     if "market-oracle" in policies:
         oracle = oracle_forecasts(fleet, scenario.horizon_hours)
     forecast_seconds = time.perf_counter() - began
@@ -214,4 +236,4 @@ def replay(
         table = oracle if policy == "market-oracle" else forecasts
         tick = progress(policy, fleet.hours) if progress is not None else None
         results[policy] = run_policy(fleet, scenario, policy, table, tick)
-    return ReplayRun(fleet, scenario, results, forecasts or oracle, forecast_seconds)
+    return ReplayRun(fleet, scenario, results, forecasts or oracle, forecast_seconds, week)

@@ -82,6 +82,12 @@ def error_line(exc: BaseException) -> str:
     lines = [line for line in str(exc).splitlines() if line.strip()] or [type(exc).__name__]
     if isinstance(exc, OSError) and exc.filename is not None:
         lines = [f"{exc.strerror or type(exc).__name__}: {exc.filename}"]
+    if type(exc).__name__ == "ValidationError" and hasattr(exc, "errors"):
+        # pydantic: the field and what is wrong with it, not its "1 validation error" header.
+        lines = [
+            f"{'.'.join(map(str, e['loc'])) or 'value'}: {e['msg'].removeprefix('Value error, ')}"
+            for e in exc.errors()
+        ]
     return "\n".join(lines[:2])
 
 

@@ -28,19 +28,27 @@ def register(app: typer.Typer) -> None:
         from data import load_telemetry, to_hourly
         from models import FleetForecaster, ForecastError
         from models.base import check_quantiles
+        from serving.cli.progress import progress_bars
 
-        frame = to_hourly(load_telemetry(data))
-        try:
-            check_quantiles(quantile)
-            fleet = FleetForecaster().fit(frame)
-            result = fleet.predict(h, quantiles=tuple(quantile))
-        except ForecastError as exc:
-            raise typer.BadParameter(str(exc)) from exc
-        out.parent.mkdir(parents=True, exist_ok=True)
-        if out.suffix == ".parquet":
-            result.to_parquet(out, index=False)
-        else:
-            result.to_csv(out, index=False)
+        with progress_bars() as bar:
+            # Reading, fitting (most of the time), forecasting, writing: one step each.
+            step = bar(f"forecasting {data.name}", 4)
+            frame = to_hourly(load_telemetry(data))
+            step(1)
+            try:
+                check_quantiles(quantile)
+                fleet = FleetForecaster().fit(frame)
+                step(1)
+                result = fleet.predict(h, quantiles=tuple(quantile))
+                step(1)
+            except ForecastError as exc:
+                raise typer.BadParameter(str(exc)) from exc
+            out.parent.mkdir(parents=True, exist_ok=True)
+            if out.suffix == ".parquet":
+                result.to_parquet(out, index=False)
+            else:
+                result.to_csv(out, index=False)
+            step(1)
         typer.echo(f"{result['unique_id'].nunique()} instances, {h} h ahead -> {out}")
         print_summary(fleet.summary())
 

@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
 import typer
 
 from data.columns import DEFAULT_TIER
+from serving.cli.progress import flow_progress
 
 if TYPE_CHECKING:
     from pipelines.flows import TrainOutcome
@@ -59,18 +58,6 @@ def _check_snapshot(path: Path) -> None:
         raise SnapshotError(str(path), "not a snapshot: unreadable as Parquet") from exc
 
 
-@contextmanager
-def _working(description: str) -> Iterator[None]:
-    # A spinner with the time spent, so a flow of minutes is visibly at work.
-    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-
-    with Progress(
-        SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), transient=True
-    ) as progress:
-        progress.add_task(description, total=None)
-        yield
-
-
 def _names(candidates: str) -> tuple[str, ...]:
     return tuple(c.strip() for c in candidates.split(",") if c.strip())
 
@@ -102,13 +89,14 @@ def mlflow_ui_command(settings: Settings, host: str, port: int) -> list[str]:
 
 
 def prefect_server_command(host: str, port: int) -> list[str]:
-    """Return the command line that serves Prefect's API and UI on this machine."""
+    """Return the command line that serves Prefect's API and UI on this machine.
+
+    It is ``prefect server start`` with its scheduler fixed (:mod:`pipelines.prefect_server`).
+    """
     return [
         sys.executable,
         "-m",
-        "prefect",
-        "server",
-        "start",
+        "pipelines.prefect_server",
         "--host",
         host,
         "--port",
@@ -117,22 +105,42 @@ def prefect_server_command(host: str, port: int) -> list[str]:
     ]
 
 
+#: The MLflow UI server's environment beyond this process's: no background job
+#: runner (the UI does not need one, and it slows the start), no usage telemetry.
+MLFLOW_UI_ENVIRONMENT = {
+    "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+    "DO_NOT_TRACK": "true",
+}
+
+
 def _experiment_url(base: str, experiment: str) -> str:
-    # The UI's own API names the experiment's id once the server answers.
+    # The UI's own API names the experiment's id once the server answers, and gives
+    # an experiment made before the runs table's shared view its tags.
     import httpx
 
+    from pipelines.runs_view import experiment_tags, training_runs_url
+
+    api = f"{base}/api/2.0/mlflow/experiments"
     try:
         reply = httpx.get(
-            f"{base}/api/2.0/mlflow/experiments/get-by-name",
+            f"{api}/get-by-name",
             params={"experiment_name": experiment},
             timeout=60,  # the first request opens the store
         )
-        experiment_id = reply.json()["experiment"]["experiment_id"]
+        found = reply.json()["experiment"]
+        experiment_id = str(found["experiment_id"])
+        tags = {t["key"]: t.get("value") for t in found.get("tags", [])}
+        for key, value in experiment_tags().items():
+            if tags.get(key) != value:
+                httpx.post(
+                    f"{api}/set-experiment-tag",
+                    json={"experiment_id": experiment_id, "key": key, "value": value},
+                    timeout=60,
+                ).raise_for_status()
     except (httpx.HTTPError, KeyError, ValueError):
         return base
-    return (
-        f"{base}/#/experiments/{experiment_id}/runs?orderByKey=metrics.%60mase%60&orderByAsc=true"
-    )
+    return training_runs_url(base, experiment_id)
 
 
 def register(app: typer.Typer) -> None:
@@ -180,14 +188,16 @@ def register(app: typer.Typer) -> None:
             # Seconds, not the minute Prefect takes to start, to tell a bad file.
             check_source(source, format=format, columns=mapping)  # type: ignore[arg-type]
         settings = _settings()
-        from pipelines.flows import ingest_flow
         from pipelines.registration import register_instances
         from pipelines.snapshot import read_snapshot
 
         params = _ingest(settings, source, instances, days, seed)
         if source is not None:
             params = params.model_copy(update={"format": format, "columns": mapping})
-        with _working("ingesting telemetry"):
+        # From here on the command shows what it does: Prefect takes seconds to load.
+        with flow_progress("starting the ingest flow"):
+            from pipelines.ingest import ingest_flow
+
             snapshot = ingest_flow(params)
         _, frame = read_snapshot(snapshot.path)
         registration = register_instances(
@@ -213,15 +223,14 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Back-test, fit, log and register the fleet model; gate it for promotion."""
         from pipelines.errors import PipelineError
+        from pipelines.params import DEFAULT_CANDIDATES, TrainParams, check_candidates
 
+        names = check_candidates(DEFAULT_CANDIDATES if candidates is None else _names(candidates))
         if snapshot is not None:
             _check_snapshot(snapshot)
         from pipelines.snapshot import latest_snapshot
 
         settings = _settings()
-        from pipelines.flows import task_runner, train_flow
-        from pipelines.params import DEFAULT_CANDIDATES, TrainParams
-
         path = snapshot or latest_snapshot(settings.home / "snapshots")
         if path is None:
             raise _fail(FileNotFoundError("no snapshot yet: run `creditx pipeline ingest` first"))
@@ -229,14 +238,16 @@ def register(app: typer.Typer) -> None:
             params = TrainParams(
                 snapshot=path,
                 tracking=settings.tracking(fleet),
-                candidates=DEFAULT_CANDIDATES if candidates is None else _names(candidates),
+                candidates=names,
                 shard_size=shard_size,
                 promote=promote,
             )
-            flow = train_flow.with_options(
-                task_runner=task_runner(runner, dask_address, dask_workers)
-            )
-            with _working(f"training on {path.name}"):
+            with flow_progress(f"starting the train flow on {path.name}"):
+                from pipelines.flows import task_runner, train_flow
+
+                flow = train_flow.with_options(
+                    task_runner=task_runner(runner, dask_address, dask_workers)
+                )
                 state = flow(params, return_state=True)
             outcome = cast("TrainOutcome", state.result())
         except PipelineError as exc:
@@ -259,11 +270,12 @@ def register(app: typer.Typer) -> None:
         from pipelines.errors import PipelineError
 
         settings = _settings()
-        from pipelines.flows import promote_flow
         from pipelines.params import PromoteParams
 
         try:
-            with _working("scoring the candidate against the champion"):
+            with flow_progress("starting the promote flow"):
+                from pipelines.flows import promote_flow
+
                 decision = promote_flow(
                     PromoteParams(tracking=settings.tracking(fleet), version=version, margin=margin)
                 )
@@ -277,7 +289,6 @@ def register(app: typer.Typer) -> None:
         from pipelines.errors import PipelineError
 
         settings = _settings()
-        from pipelines.flows import predict_flow
         from pipelines.params import PredictParams
 
         params = PredictParams(
@@ -286,7 +297,9 @@ def register(app: typer.Typer) -> None:
             snapshots_dir=settings.home / "snapshots",
         )
         try:
-            with _working("forecasting every instance"):
+            with flow_progress("starting the predict flow"):
+                from pipelines.flows import predict_flow
+
                 written = predict_flow(params)
             typer.echo(str(written))
         except PipelineError as exc:
@@ -298,14 +311,15 @@ def register(app: typer.Typer) -> None:
         from pipelines.errors import PipelineError
 
         settings = _settings()
-        from pipelines.flows import evaluate_flow
         from pipelines.params import EvaluateParams
 
         params = EvaluateParams(
             tracking=settings.tracking(fleet), snapshots_dir=settings.home / "snapshots"
         )
         try:
-            with _working("scoring the champion"):
+            with flow_progress("starting the evaluate flow"):
+                from pipelines.flows import evaluate_flow
+
                 metrics = evaluate_flow(params)
         except PipelineError as exc:
             raise _fail(exc) from exc
@@ -326,29 +340,30 @@ def register(app: typer.Typer) -> None:
         Needs a Prefect server: `creditx prefect-ui` (or CREDITX_PREFECT_API_URL), whose UI
         shows the deployments and their runs and can start one now.
         """
-        from pipelines.config import LOCAL_PREFECT_URL
         from pipelines.errors import StoreUnavailableError
         from serving.settings import get_settings
 
         settings = get_settings()
-        local = settings.orchestration_config().apply()
+        config = settings.orchestration_config()
+        local = config.apply()
         if local is None and settings.prefect_api_url is None:
             raise StoreUnavailableError(
                 "Prefect",
-                LOCAL_PREFECT_URL,
+                config.local_url,
                 "start `creditx prefect-ui` in another terminal first; the schedule runs there",
             )
-        from pipelines.schedule import deployments, serve
+        from pipelines.schedule import ScheduleSpec, serve_command
+        from pipelines.servers import run_supervised
 
-        typer.echo(f"serving the {fleet} fleet's flows on {local or settings.prefect_api_url}")
-        serve(
-            *deployments(
-                settings.tracking(fleet),
-                _ingest(settings, source, instances, days, seed),
-                settings.home,
-                settings.predictions_dir,
-            )
+        spec = ScheduleSpec(
+            tracking=settings.tracking(fleet),
+            ingest=_ingest(settings, source, instances, days, seed),
+            home=settings.home,
+            predictions_dir=settings.predictions_dir,
         )
+        # The runner and its flow runs in a session of their own: a terminal's Ctrl-C
+        # reaches this process only, which asks the runner to stop them in order.
+        raise typer.Exit(run_supervised(serve_command(spec)))
 
     @app.command("prefect-ui")
     def prefect_ui() -> None:
@@ -356,25 +371,25 @@ def register(app: typer.Typer) -> None:
 
         Its state lives under CREDITX_HOME; Ctrl-C or SIGTERM stops it and its workers.
         """
-        from pipelines.config import LOCAL_PREFECT_HOST, LOCAL_PREFECT_PORT
+        from pipelines.config import LOCAL_PREFECT_HOST
         from pipelines.errors import StoreUnavailableError
         from pipelines.servers import port_in_use, run_ui_server
         from serving.settings import get_settings
 
         settings = get_settings()
-        base = f"http://{LOCAL_PREFECT_HOST}:{LOCAL_PREFECT_PORT}"
-        if port_in_use(LOCAL_PREFECT_HOST, LOCAL_PREFECT_PORT):
+        config = settings.orchestration_config()
+        base = f"http://{LOCAL_PREFECT_HOST}:{config.local_port}"
+        if port_in_use(LOCAL_PREFECT_HOST, config.local_port):
             raise StoreUnavailableError(
                 "Prefect", base, "the port is in use; is it running already?"
             )
-        config = settings.orchestration_config()
         config.prefect_home.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, **config.server_environment()}
         env.pop("PREFECT_API_URL", None)
         typer.echo(f"starting Prefect at {base} (state in {config.prefect_home}) ...")
         run_ui_server(
             "Prefect",
-            prefect_server_command(LOCAL_PREFECT_HOST, LOCAL_PREFECT_PORT),
+            prefect_server_command(LOCAL_PREFECT_HOST, config.local_port),
             f"{base}/api/health",
             env=env,
             ready=lambda: typer.echo(
@@ -408,6 +423,7 @@ def register(app: typer.Typer) -> None:
             "MLflow",
             mlflow_ui_command(settings, host, port),
             f"{base}/health",
+            env={**os.environ, **MLFLOW_UI_ENVIRONMENT},
             ready=lambda: typer.echo(
                 f"MLflow UI: {_experiment_url(base, experiment)}  (Ctrl-C stops it)"
             ),

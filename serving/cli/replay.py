@@ -8,12 +8,12 @@ runs the whole product on a synthetic fleet. Long stages show progress bars.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import typer
+
+from serving.cli.progress import progress_bars
 
 _DEFAULT_JSON = Path(".creditx/replay/replay.json")
 _DEFAULT_HTML = Path(".creditx/replay/report.html")
@@ -22,25 +22,6 @@ _DEFAULT_HTML = Path(".creditx/replay/report.html")
 def _fail(exc: Exception) -> typer.Exit:
     typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
     return typer.Exit(code=2)
-
-
-@contextmanager
-def _progress() -> Iterator[Callable[[str, int], Callable[[int], None]]]:
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
-
-    with Progress(
-        "[progress.description]{task.description}",
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        transient=False,
-    ) as bars:
-
-        def factory(stage: str, total: int) -> Callable[[int], None]:
-            task = bars.add_task(stage, total=total)
-            return lambda units: bars.advance(task, units)
-
-        yield factory
 
 
 def _print_table(document: dict[str, Any]) -> None:
@@ -126,7 +107,7 @@ def replay_command(
         frame, notes = read_trace(data)
         for note in notes:
             typer.echo(f"note: {note}", err=True)
-        with _progress() as factory:
+        with progress_bars() as factory:
             run = replay(frame, spec, chosen, progress=factory)
     except (ReplayError, TelemetryError) as exc:
         raise _fail(exc) from exc
@@ -172,14 +153,9 @@ def demo_command(
 
     settings = get_settings()
     try:
-        with _progress() as factory:
+        with progress_bars("starting the demo"):
             outcome = run_demo(
-                settings.workspace(),
-                instances=instances,
-                days=days,
-                seed=seed,
-                say=typer.echo,
-                progress=factory,
+                settings.workspace(), instances=instances, days=days, seed=seed, say=typer.echo
             )
     except PipelineError as exc:
         raise _fail(exc) from exc

@@ -17,6 +17,7 @@ import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
+from pipelines import progress
 from pipelines.errors import EmptySnapshotError, ModelNotFoundError, StoreUnavailableError
 from pipelines.fleet_model import FleetModel
 from pipelines.flows import (
@@ -46,6 +47,26 @@ FLEET = SyntheticFleet(instances=20, days=21, seed=3, freq="30min")
 BASELINES = ("naive", "seasonal_naive")
 
 
+class ProgressRecord:
+    """A hand-written progress listener: what each stage was told, in order."""
+
+    def __init__(self) -> None:
+        self.totals: dict[str, float] = {}
+        self.done: dict[str, float] = {}
+        self.descriptions: dict[str, list[str]] = {}
+
+    def begin(self, key: str, description: str, total: float) -> None:
+        self.totals[key] = total
+        self.done[key] = 0.0
+        self.descriptions[key] = [description]
+
+    def advance(self, key: str, units: float) -> None:
+        self.done[key] += units
+
+    def describe(self, key: str, description: str) -> None:
+        self.descriptions[key].append(description)
+
+
 @dataclass(frozen=True)
 class Trained:
     tracking: TrackingParams
@@ -53,6 +74,8 @@ class Trained:
     snapshot: Snapshot
     outcome: TrainOutcome
     state_name: str
+    flow_run_id: str
+    progress: ProgressRecord
 
 
 def _tracking(root: Path, name: str = "fleet-model") -> TrackingParams:
@@ -72,18 +95,27 @@ def _client(tracking: TrackingParams) -> MlflowClient:
 
 
 def _train(tracking: TrackingParams, snapshot: Path, **kwargs: object) -> tuple[str, TrainOutcome]:
+    name, outcome, _ = _train_run(tracking, snapshot, **kwargs)
+    return name, outcome
+
+
+def _train_run(
+    tracking: TrackingParams, snapshot: Path, **kwargs: object
+) -> tuple[str, TrainOutcome, str]:
     params = TrainParams(tracking=tracking, snapshot=snapshot, shard_size=8, **kwargs)
     state = train_flow(params, return_state=True)
-    return str(state.name), state.result()
+    return str(state.name), state.result(), str(state.state_details.flow_run_id)
 
 
 @pytest.fixture(scope="module")
 def trained(prefect_harness: None, tmp_path_factory: pytest.TempPathFactory) -> Trained:
     home = tmp_path_factory.mktemp("home")
     tracking = _tracking(home)
-    snapshot = ingest_flow(IngestParams(synthetic=FLEET, home=home))
-    name, outcome = _train(tracking, snapshot.path)
-    return Trained(tracking, home, snapshot, outcome, name)
+    record = ProgressRecord()
+    with progress.listening(record):
+        snapshot = ingest_flow(IngestParams(synthetic=FLEET, home=home))
+        name, outcome, flow_run_id = _train_run(tracking, snapshot.path)
+    return Trained(tracking, home, snapshot, outcome, name, flow_run_id, record)
 
 
 def test_training_logs_a_run_and_registers_the_champion(trained: Trained) -> None:
@@ -142,6 +174,42 @@ def test_training_logs_a_run_and_registers_the_champion(trained: Trained) -> Non
     assert forecast.groupby("unique_id").size().eq(24).all()
     assert len(forecast) == 24 * FLEET.instances
     assert np.isfinite(forecast[["yhat", "q50", "q90"]].to_numpy()).all()
+
+
+def test_the_training_runs_duration_covers_the_whole_training(trained: Trained) -> None:
+    # The fitting happens in the flow's train_shard tasks, before anything is logged:
+    # the MLflow run must span them, not only the seconds its logging took.
+    from prefect import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+    from prefect.client.schemas.sorting import TaskRunSort
+
+    with get_client(sync_client=True) as prefect:
+        task_runs = prefect.read_task_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[trained.flow_run_id])),
+            sort=TaskRunSort.EXPECTED_START_TIME_ASC,
+            limit=200,
+        )
+    shards = [t for t in task_runs if t.task_key.startswith("train_shard")]
+    assert shards, [t.name for t in task_runs]
+    assert all(t.start_time is not None and t.end_time is not None for t in shards)
+    first = min(t.start_time for t in shards if t.start_time is not None)
+    last = max(t.end_time for t in shards if t.end_time is not None)
+    run = _client(trained.tracking).get_run(trained.outcome.record.run_id)
+    assert run.info.end_time is not None
+    assert run.info.start_time <= first.timestamp() * 1000
+    assert run.info.end_time >= last.timestamp() * 1000
+    assert run.info.end_time - run.info.start_time >= (last - first).total_seconds() * 1000
+
+
+def test_the_flows_report_their_progress_to_the_command(trained: Trained) -> None:
+    # 20 instances in shards of 8: the bar counts the instances, the stage the shards.
+    seen = trained.progress
+    assert seen.totals["train"] == FLEET.instances
+    assert seen.done["train"] == pytest.approx(FLEET.instances)
+    assert len(seen.descriptions["train"]) == 1 + 3  # opened, then once per shard done
+    assert "3 of 3 shards, 20 of 20 instances done" in seen.descriptions["train"][-1]
+    for stage in ("ingest", "log", "promote"):
+        assert seen.done[stage] == seen.totals[stage] > 0, stage
 
 
 def test_the_registered_model_forecasts_with_the_default_candidates(trained: Trained) -> None:
@@ -256,7 +324,10 @@ def test_predict_writes_every_instance_and_horizon_for_the_api(trained: Trained)
     params = PredictParams(
         tracking=trained.tracking, output_dir=out_dir, snapshot=trained.snapshot.path
     )
-    path = predict_flow(params, generated_at=stamp)
+    seen = ProgressRecord()
+    with progress.listening(seen):
+        path = predict_flow(params, generated_at=stamp)
+    assert seen.done["predict"] == seen.totals["predict"] == 5  # load, 3 horizons, write
     forecasts = pd.read_parquet(path)
     counts = forecasts.groupby("horizon").size().to_dict()
     assert counts == {"hour": 20, "day": 20 * 24, "week": 20 * 168}

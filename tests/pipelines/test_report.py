@@ -61,6 +61,45 @@ def test_report_writes_one_page_with_plots_and_prints_the_table(
     assert all(f"<td>{r[1]}</td>" in html for r in rows)
 
 
+def test_the_samples_hold_forecasts_an_hour_a_day_and_a_week_ahead_with_bands(
+    replay_document: dict,
+) -> None:
+    samples = replay_document["forecast_samples"]
+    assert [s["tier"] for s in samples] == replay_document["tiers"][: len(samples)]
+    for sample in samples:
+        for horizon, ahead in (("hour", 1), ("day", 24), ("week", 168)):
+            path = sample[horizon]
+            assert path["ahead_hours"] == ahead
+            shown = [
+                (lo, mid, hi)
+                for lo, mid, hi in zip(path["q10"], path["forecast"], path["q90"], strict=True)
+                if mid is not None
+            ]
+            # After the first day's fit, every hour of the three-day replay is forecast.
+            assert len(shown) >= 48, (horizon, len(shown))
+            assert all(lo <= mid <= hi for lo, mid, hi in shown), horizon
+            assert any(lo < hi for lo, _, hi in shown), f"{horizon}: no band"
+        assert sample["day"]["origins"] == [24, 48]
+        assert sample["week"]["origins"] == [24]
+
+
+def test_a_report_of_an_older_replay_still_draws_its_forecasts(replay_document: dict) -> None:
+    # Written before the day and week paths: the hour-ahead forecast and its q90 only.
+    older = dict(replay_document)
+    older["forecast_samples"] = [
+        {
+            "instance": s["instance"],
+            "tier": s["tier"],
+            "actual": s["actual"],
+            "forecast": s["hour"]["forecast"],
+            "q90": s["hour"]["q90"],
+        }
+        for s in replay_document["forecast_samples"]
+    ]
+    page = render_report(older)
+    assert page.count("data:image/png;base64,") == 5
+
+
 def test_report_refuses_what_is_not_a_replay(tmp_path: Path) -> None:
     with pytest.raises(ReportError, match="'policies' is missing"):
         render_report({"tiers": [], "hours": 1, "start": "x"})

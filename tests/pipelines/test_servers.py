@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import subprocess
@@ -9,6 +10,9 @@ import sys
 import textwrap
 import time
 from typing import Any
+
+import psutil
+import pytest
 
 from pipelines.servers import answers, port_in_use
 
@@ -58,3 +62,63 @@ def test_a_ui_server_says_when_it_answers_and_stops_with_its_children_on_sigterm
     while port_in_use("127.0.0.1", port) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not port_in_use("127.0.0.1", port), "the server's process outlived the command"
+
+
+# A command that stops its own child in order on SIGTERM, as the schedule's runner does,
+# and says which signal it got; its grandchild is a process the supervisor must not leave.
+_SUPERVISED = textwrap.dedent(
+    """
+    import signal, subprocess, sys, time
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    got = []
+    signal.signal(signal.SIGTERM, lambda signum, frame: got.append(signum))
+    signal.signal(signal.SIGINT, lambda signum, frame: got.append(signum))
+    print("serving", flush=True)
+    while not got:
+        time.sleep(0.05)
+    child.terminate()
+    child.wait()
+    print("stopped on", signal.Signals(got[0]).name, flush=True)
+    """
+)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_supervised_command_is_asked_once_to_stop_and_leaves_no_process(
+    signum: signal.Signals,
+) -> None:
+    script = textwrap.dedent(
+        f"""
+        import sys
+        from pipelines.servers import run_supervised
+
+        sys.exit(run_supervised([sys.executable, "-c", {_SUPERVISED!r}]))
+        """
+    )
+    supervisor = subprocess.Popen(
+        [sys.executable, "-c", script],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        assert supervisor.stdout is not None
+        assert _line_after(supervisor.stdout, "serving")
+        family = psutil.Process(supervisor.pid).children(recursive=True)
+        assert len(family) == 2  # the command, in a session of its own, and its child
+        assert all(os.getsid(p.pid) != os.getsid(supervisor.pid) for p in family)
+        # Ctrl-C reaches the terminal's process group, which is the supervisor's alone.
+        os.killpg(supervisor.pid, signum)
+        assert supervisor.wait(timeout=30) == 0
+        assert _line_after(supervisor.stdout, "stopped on SIGTERM")
+        assert supervisor.stderr is not None
+        assert supervisor.stderr.read() == ""
+    finally:
+        if supervisor.poll() is None:
+            supervisor.kill()
+        for stream in (supervisor.stdout, supervisor.stderr):
+            if stream is not None:
+                stream.close()
+    _, alive = psutil.wait_procs(family, timeout=10)
+    assert alive == [], "a process outlived its supervisor"
