@@ -40,7 +40,9 @@ from serving.deps import (
     bearer_token,
     check_act,
     check_admin,
+    check_collect,
     check_read,
+    check_token,
     current_principal,
     readable_instance,
     require_admin,
@@ -52,12 +54,14 @@ _Endpoint = TypeVar("_Endpoint", bound=Callable[..., Any])
 
 
 class Access(StrEnum):
-    """Who may call a route: any valid token, administrators, or the path's instance."""
+    """Who may call a route: an agent's or administrator's token, administrators, the
+    path's instance, or (telemetry) a collector or an administrator."""
 
     TOKEN = "token"
     ADMIN = "admin"
     READ = "read"
     ACT = "act"
+    COLLECT = "collect"
 
 
 # strongest first: a route whose dependencies name several takes the first
@@ -175,6 +179,10 @@ class GuardedRoute(APIRoute):
                     check_read(principal, str(instance_id))
                 elif rule is Access.ACT:
                     check_act(principal, str(instance_id))
+                elif rule is Access.COLLECT:
+                    check_collect(principal)
+                else:
+                    check_token(principal)
                 request.state.principal = principal
             if reads_body:
                 request = _StrictJsonRequest(request.scope, request.receive)

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
+from market.cem.live import LiveAccrual
 from market.ledger import create_store_engine
 from serving.forecasts import ChampionSource, ForecastStore, MlflowChampion
 from serving.market_service import MarketService, OrderDesk
@@ -30,6 +31,7 @@ class Services:
     user_forecasts: UserForecastStore
     owner_values: OwnerValueStore
     desk: OrderDesk
+    live: LiveAccrual
 
     def close(self) -> None:
         """Stop the reloader and release the store."""
@@ -68,4 +70,5 @@ def build_services(
         user_forecasts=UserForecastStore(engine, clock),
         owner_values=OwnerValueStore(engine, clock),
         desk=OrderDesk(market, render_placement, render_stored_placement),
+        live=LiveAccrual(market.ledger, market.tiers, late_window=settings.late_window),
     )

@@ -1,4 +1,5 @@
-"""Bearer tokens: one per instance (its agent) and administrator tokens.
+"""Bearer tokens: one per instance (its agent), administrator tokens, and collector
+tokens (telemetry collectors, which may post readings and nothing else).
 
 A token is 32 random bytes from :mod:`secrets`, shown once when issued; the store
 keeps only its SHA-256 digest. Revoking a token takes effect on the next request in
@@ -28,18 +29,20 @@ TOKEN_PREFIX = "cx_"
 
 
 class TokenKind(StrEnum):
-    """Who a token speaks for: one instance's agent, or an administrator."""
+    """Who a token speaks for: one instance's agent, an administrator, or a telemetry
+    collector (posts readings, nothing else)."""
 
     AGENT = "agent"
     ADMIN = "admin"
+    COLLECTOR = "collector"
 
 
 @dataclass(frozen=True, slots=True)
 class Principal:
     """The caller a valid token stands for.
 
-    ``subject`` is the instance id of an agent, or the administrator's name (the actor
-    the CEM audits).
+    ``subject`` is the instance id of an agent, the administrator's name (the actor
+    the CEM audits), or the collector's name.
     """
 
     token_id: str
@@ -50,6 +53,16 @@ class Principal:
     def is_admin(self) -> bool:
         """Return whether the caller is an administrator."""
         return self.kind is TokenKind.ADMIN
+
+    @property
+    def is_agent(self) -> bool:
+        """Return whether the caller is an instance's agent."""
+        return self.kind is TokenKind.AGENT
+
+    @property
+    def is_collector(self) -> bool:
+        """Return whether the caller is a telemetry collector."""
+        return self.kind is TokenKind.COLLECTOR
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,7 +118,7 @@ class TokenStore:
         self._lock = threading.Lock()
 
     def issue(self, kind: TokenKind, subject: str) -> IssuedToken:
-        """Create a token for an instance's agent or an administrator; return it once."""
+        """Create a token for an agent, an administrator or a collector; return it once."""
         if not subject or len(subject) > 200:
             raise ValueError(f"a token subject must hold 1 to 200 characters, got {subject!r}")
         token = TOKEN_PREFIX + secrets.token_urlsafe(32)
