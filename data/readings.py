@@ -28,6 +28,7 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -50,6 +51,7 @@ STEP_SECONDS = 300
 """The length of one reading's interval."""
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_API_COLUMNS = {ID_COL: "instance_id", TIME_COL: "interval_start", TARGET_COL: "cpu_percent"}
 _EARLIEST_US = (datetime(2000, 1, 1, tzinfo=UTC) - _EPOCH) // timedelta(microseconds=1)
 _US = 1_000_000
 #: How many problems an error lists; it counts them all.
@@ -119,6 +121,29 @@ class ReadingBatch:
             source,
         )
 
+    @classmethod
+    def read(cls, path: str | Path) -> ReadingBatch:
+        """Return the readings of a Parquet or CSV file.
+
+        The file holds ``instance_id``, ``interval_start``, ``cpu_percent`` (the API's
+        names) or any schema :func:`data.loaders.load_telemetry` detects (the frame
+        contract, the shared schema); rows come sorted by instance, then time.
+
+        Raises
+        ------
+        TelemetryError
+            If the file is missing, of no known format, or holds an unreadable value.
+        """
+        from data.loaders import load_telemetry
+        from data.sources import columns_of
+
+        source = Path(path)
+        if set(_API_COLUMNS.values()) <= set(columns_of(source)):
+            frame = load_telemetry(source, format="mapped", columns=_API_COLUMNS)
+        else:
+            frame = load_telemetry(source)
+        return cls.from_frame(frame, str(source))
+
     def to_frame(self) -> pd.DataFrame:
         """Return the batch in the frame contract (``unique_id``, ``ds``, ``y``)."""
         return pd.DataFrame(
@@ -132,9 +157,12 @@ class ReadingBatch:
 
 @dataclass(frozen=True, slots=True)
 class ReadingProblem:
-    """One thing wrong with one reading: its row, the field, the value and why."""
+    """One thing wrong with one reading: its row, instance and interval, the field, the
+    value and why."""
 
     row: int
+    instance_id: str
+    interval_start: str
     field: str
     value: Any
     problem: str
@@ -147,6 +175,8 @@ class ReadingProblem:
             value = str(value)
         return {
             "row": self.row,
+            "instance_id": self.instance_id,
+            "interval_start": self.interval_start,
             "field": self.field,
             "value": value,
             "problem": self.problem,
@@ -233,7 +263,17 @@ def reading_problems(
             else:
                 shown = str(value)
                 message = f"{message} {shown!r}"
-            problems.append(ReadingProblem(row, field, shown, problem, message))
+            problems.append(
+                ReadingProblem(
+                    row,
+                    str(batch.instance_id[row]),
+                    _iso(int(start[row])),
+                    field,
+                    shown,
+                    problem,
+                    message,
+                )
+            )
     return problems[:limit], total
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -70,3 +71,27 @@ def test_every_problem_of_a_row_is_listed_and_the_list_is_capped() -> None:
 def test_a_frame_without_a_column_is_refused_by_name() -> None:
     with pytest.raises(MissingColumnError, match="'y'"):
         ReadingBatch.from_frame(pd.DataFrame({"unique_id": ["a"], "ds": [T]}), "drop.parquet")
+
+
+def test_files_in_the_api_columns_or_the_contract_read_as_batches(tmp_path: Path) -> None:
+    api_csv = tmp_path / "drop.csv"
+    api_csv.write_text(
+        "instance_id,interval_start,cpu_percent\n"
+        "vm-b,2026-01-05T11:50:00Z,4.5\n"
+        "vm-a,2026-01-05T11:50:00Z,\n"
+    )
+    read = ReadingBatch.read(api_csv)
+    assert read.instance_id.tolist() == ["vm-a", "vm-b"]  # sorted by instance
+    assert np.isnan(read.cpu_percent[0])
+    assert read.cpu_percent[1] == 4.5
+    with pytest.raises(InvalidReadingsError) as caught:
+        check_readings(read, instances=FLEET, now=NOW)
+    problem = caught.value.problems[0]
+    assert (problem.instance_id, problem.interval_start, problem.problem) == (
+        "vm-a",
+        "2026-01-05T11:50:00Z",
+        "nan",
+    )
+    contract = tmp_path / "drop.parquet"
+    ReadingBatch.from_records([("vm-a", T, 1.0)]).to_frame().to_parquet(contract)
+    assert ReadingBatch.read(contract).cpu_percent.tolist() == [1.0]
