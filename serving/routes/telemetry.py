@@ -64,6 +64,8 @@ def _submit(services: Services, body: bytes, content_type: str | None) -> Teleme
         submission = services.live.submit(batch, services.clock())
     except InvalidReadingsError as exc:
         raise refused(exc) from exc
+    if submission.booked:
+        services.allowances.catch_up()  # a read after this response sees its bookings
     return accepted_public(submission)
 
 
