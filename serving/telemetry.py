@@ -14,7 +14,9 @@ from __future__ import annotations
 import email.message
 import json
 import math
+import re
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -33,6 +35,8 @@ _COLUMNS = (
     ("unique_id", "ds", "y"),
 )
 _BATCH = TypeAdapter(TelemetryBatchCreate)
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}")
+_MAX_READINGS = 200_000
 
 
 def media_type(content_type: str | None) -> str:
@@ -91,6 +95,16 @@ def _json(body: bytes, source: str) -> ReadingBatch:
         document = json.loads(body, object_pairs_hook=_pairs)
     except (ValueError, UnicodeDecodeError) as exc:
         raise InvalidTelemetry(f"the body is not JSON: {exc}") from exc
+    fast = _plain_readings(document)
+    if fast is not None:
+        ids, starts, cpu = fast
+        return ReadingBatch(
+            np.array(ids, dtype=object),
+            np.array(starts, dtype=np.int64),
+            np.array(cpu, dtype=np.float64),
+            source,
+        )
+    # not plainly a batch: the schema says where it is wrong
     try:
         parsed = _BATCH.validate_python(document)
     except ValidationError as exc:
@@ -109,6 +123,49 @@ def _json(body: bytes, source: str) -> ReadingBatch:
         ),
         source,
     )
+
+
+_KEYS = frozenset({"instance_id", "interval_start", "cpu_percent"})
+
+
+def _plain_readings(document: Any) -> tuple[list[str], list[int], list[float]] | None:
+    # The batch as the schema reads it, in a plain loop (pydantic costs 20 us a reading);
+    # ``None`` for anything the loop does not take as is, which the schema then explains.
+    if not isinstance(document, dict) or set(document) != {"readings"}:
+        return None
+    readings = document["readings"]
+    if not isinstance(readings, list) or len(readings) > _MAX_READINGS:
+        return None
+    ids: list[str] = []
+    starts: list[int] = []
+    cpu: list[float] = []
+    fromisoformat = datetime.fromisoformat
+    try:
+        for reading in readings:
+            if type(reading) is not dict or reading.keys() != _KEYS:
+                return None
+            instance_id, start, value = (
+                reading["instance_id"],
+                reading["interval_start"],
+                reading["cpu_percent"],
+            )
+            if type(instance_id) is not str or not _NAME.fullmatch(instance_id):
+                return None
+            if type(start) is not str or len(start) < 19 or start[10] not in "Tt ":
+                return None
+            moment = fromisoformat(start)
+            if moment.tzinfo is None:
+                return None
+            if value is None:
+                value = math.nan
+            elif type(value) not in (int, float):
+                return None
+            ids.append(instance_id)
+            starts.append(micros(moment))
+            cpu.append(value)
+    except ValueError:
+        return None
+    return ids, starts, cpu
 
 
 def _errors(details: Sequence[Any]) -> list[dict[str, Any]]:

@@ -9,9 +9,13 @@ stored. Otherwise each reading is
 * a *duplicate*: its (instance, interval) was read before: earlier in the batch, in an
   earlier batch still waiting, or booked from a reading; ignored and reported;
 * *refused* as too late to book (see the window below), with the reason;
-* *accepted*: stored in ``accrual_pending``, all of the batch's in one transaction;
+* *accepted*: new, and on time.
 
-then everything due is booked (:meth:`LiveAccrual.book_due`).
+Then the bookings due are planned, the accepted readings that must wait for an
+earlier interval are stored in ``accrual_pending`` (one transaction), and the bookings
+are made, interval after interval. A reading booked at once is never stored as
+pending: were the process to die before it is booked, the batch got no response, and
+its retry books it then.
 
 The booking rules
 -----------------
@@ -52,6 +56,7 @@ from __future__ import annotations
 import threading
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -75,7 +80,6 @@ from market.cem.accrual import (
 from market.cem.live_tables import FEED_ROW
 from market.cem.live_tables import allowances as t_allowances
 from market.cem.live_tables import booked as t_booked
-from market.cem.live_tables import pending as t_pending
 from market.cem.tiers import TierManager
 from market.clock import from_micros, to_micros
 from market.crashpoints import crash_point
@@ -264,27 +268,63 @@ class LiveAccrual:
     def submit(self, batch: ReadingBatch, now: datetime) -> Submission:
         """Check, receive and book a batch of readings, then everything else due.
 
+        Readings booked at once never wait in ``accrual_pending``: only those that must
+        wait for an earlier interval are stored there first. A crash before the
+        response leaves each interval booked whole or not at all; the client's retry
+        then finds what was booked a duplicate and books the rest.
+
         Raises
         ------
         InvalidReadingsError
             If any reading has a problem (:mod:`data.readings`); nothing is stored.
         AccrualContention
-            If other writers kept booking the same intervals; what was received stays
+            If other writers kept booking the same intervals; what was stored stays
             pending and is booked by the next call.
         """
+        check_readings(batch, instances=self._fleet.index, now=now)
+        cpu = cpu_micro_of(batch.cpu_percent)
+        booked: list[IntervalBooked] = []
+        receipt: Receipt | None = None
         with self._lock:
-            receipt = self._receive(batch, now)
-            return Submission(receipt, tuple(self._book_due(now)))
+            for _ in range(_ATTEMPTS):
+                state = self._state()
+                try:
+                    # a retry sorts again what the bookings so far left; the receipt
+                    # stays the first one, what the batch found when it arrived
+                    again, fresh = self._classify(batch, cpu, now, state)
+                    receipt = receipt or again
+                    self._book_all(state, fresh, now, booked)
+                    return Submission(receipt, tuple(booked))
+                except sa.exc.IntegrityError:
+                    continue  # another writer received or booked some of them
+            raise AccrualContention(_ATTEMPTS)
 
     def receive(self, batch: ReadingBatch, now: datetime) -> Receipt:
-        """Check a batch and store its new readings as pending; book nothing."""
+        """Check a batch and store all its new readings as pending; book nothing."""
+        check_readings(batch, instances=self._fleet.index, now=now)
+        cpu = cpu_micro_of(batch.cpu_percent)
         with self._lock:
-            return self._receive(batch, now)
+            for _ in range(_ATTEMPTS):
+                state = self._state()
+                receipt, fresh = self._classify(batch, cpu, now, state)
+                try:
+                    self._insert_pending(fresh, to_micros(now))
+                except sa.exc.IntegrityError:
+                    continue
+                return receipt
+            raise AccrualContention(_ATTEMPTS)
 
     def book_due(self, now: datetime) -> list[IntervalBooked]:
         """Book every interval due at ``now``, in interval order, one transaction each."""
         with self._lock:
-            return self._book_due(now)
+            booked: list[IntervalBooked] = []
+            for _ in range(_ATTEMPTS):
+                try:
+                    self._book_all(self._state(), [], now, booked)
+                    return booked
+                except sa.exc.IntegrityError:
+                    continue
+            raise AccrualContention(_ATTEMPTS)
 
     def cutoff(self, now: datetime) -> int:
         """Return the start (microseconds) of the latest interval closed at ``now``."""
@@ -292,38 +332,30 @@ class LiveAccrual:
 
     # receiving
 
-    def _receive(self, batch: ReadingBatch, now: datetime) -> Receipt:
-        check_readings(batch, instances=self._fleet.index, now=now)
-        cpu = cpu_micro_of(batch.cpu_percent)
-        for _ in range(_ATTEMPTS):
-            try:
-                return self._store_new(batch, cpu, now)
-            except sa.exc.IntegrityError:
-                continue  # another writer received some of them meanwhile: sort again
-        raise AccrualContention(_ATTEMPTS)
-
-    def _store_new(self, batch: ReadingBatch, cpu: np.ndarray, now: datetime) -> Receipt:
+    def _classify(
+        self, batch: ReadingBatch, cpu: np.ndarray, now: datetime, state: _State
+    ) -> tuple[Receipt, list[tuple[str, int, int]]]:
         ids = batch.instance_id.tolist()
         starts = batch.interval_start_us.tolist()
-        last = self._last_booked(set(ids))
-        waiting = self._pending_keys(set(ids))
+        values = cpu.tolist()
+        last, waiting = state.last, state.waiting
         cutoff = self.cutoff(now)
         window = int(self.late_window.total_seconds() // 60)
         duplicates: list[ReadingNote] = []
         refused: list[ReadingNote] = []
         first: dict[tuple[str, int], int] = {}
         earlier: list[int] = []
-        accepted: list[int] = []
+        fresh: list[tuple[str, int, int]] = []
         for row, key in enumerate(zip(ids, starts, strict=True)):
             if key in first:
-                again = (
-                    "" if cpu[first[key]] == cpu[row] else " with another value (kept the first)"
-                )
+                same = values[first[key]] == values[row]
+                again = "" if same else " with another value (kept the first)"
                 duplicates.append(self._note(row, key, f"repeated in this batch{again}"))
                 continue
             first[key] = row
             booked_until = last.get(key[0])
-            if key in waiting:
+            pending = waiting.get(key[0])
+            if pending is not None and key[1] in pending:
                 duplicates.append(self._note(row, key, "already received, waiting to be booked"))
             elif booked_until is not None and key[1] <= booked_until:
                 earlier.append(row)
@@ -332,7 +364,7 @@ class LiveAccrual:
                     self._note(row, key, f"older than the late window of {window} minutes")
                 )
             else:
-                accepted.append(row)
+                fresh.append((key[0], key[1], values[row]))
         sources = self._booked_sources([(ids[r], starts[r]) for r in earlier])
         for row in earlier:
             key = (ids[row], starts[row])
@@ -344,27 +376,26 @@ class LiveAccrual:
                 refused.append(self._note(row, key, reason))
             else:
                 refused.append(self._note(row, key, "before the instance's first booked interval"))
-        if accepted:
-            received = to_micros(now)
-            self._insert_pending([(ids[r], starts[r], int(cpu[r]), received) for r in accepted])
         duplicates.sort(key=lambda n: n.row)
         refused.sort(key=lambda n: n.row)
-        return Receipt(len(batch), len(accepted), tuple(duplicates), tuple(refused))
+        receipt = Receipt(len(batch), len(fresh), tuple(duplicates), tuple(refused))
+        return receipt, fresh
 
     @staticmethod
     def _note(row: int, key: tuple[str, int], reason: str) -> ReadingNote:
         return ReadingNote(row, key[0], from_micros(key[1]), reason)
 
-    def _insert_pending(self, rows: list[tuple[str, int, int, int]]) -> None:
+    def _insert_pending(self, fresh: list[tuple[str, int, int]], received: int) -> None:
+        rows = [(i, t, c, received) for i, t, c in fresh]
         with self.engine.begin() as conn:
-            if self._postgres:
+            if rows and self._postgres:
                 conn.exec_driver_sql(
                     "INSERT INTO accrual_pending (instance_id, interval_us, cpu_micro,"
                     " received_at_us) SELECT * FROM unnest(%s::varchar[], %s::bigint[],"
                     " %s::bigint[], %s::bigint[])",
                     _columns(rows, 4),
                 )
-            else:
+            elif rows:
                 conn.exec_driver_sql(
                     "INSERT INTO accrual_pending (instance_id, interval_us, cpu_micro,"
                     " received_at_us) VALUES (?, ?, ?, ?)",
@@ -375,28 +406,20 @@ class LiveAccrual:
 
     # reading the state
 
-    def _last_booked(self, only: set[str] | None = None) -> dict[str, int]:
-        query = sa.select(t_allowances.c.instance_id, t_allowances.c.interval_us)
+    def _state(self) -> _State:
+        index = self._fleet.index
         with read_connection(self.engine) as conn, conn.begin():
-            if only is None or len(only) > 4 * _CHUNK:
-                found = {str(i): int(t) for i, t in conn.execute(query)}
-                return found if only is None else {k: v for k, v in found.items() if k in only}
-            wanted = sorted(only)
-            out: dict[str, int] = {}
-            for a in range(0, len(wanted), _CHUNK):
-                chunk = wanted[a : a + _CHUNK]
-                out.update(conn.execute(query.where(t_allowances.c.instance_id.in_(chunk))).all())
-            return out
-
-    def _pending_rows(self) -> list[tuple[str, int, int]]:
-        query = sa.select(
-            t_pending.c.instance_id, t_pending.c.interval_us, t_pending.c.cpu_micro
-        ).order_by(t_pending.c.instance_id, t_pending.c.interval_us)
-        with read_connection(self.engine) as conn, conn.begin():
-            return [(str(i), int(t), int(c)) for i, t, c in conn.execute(query)]
-
-    def _pending_keys(self, only: set[str]) -> set[tuple[str, int]]:
-        return {(i, t) for i, t, _ in self._pending_rows() if i in only}
+            booked = conn.exec_driver_sql(
+                "SELECT instance_id, interval_us FROM accrual_allowances"
+            ).fetchall()
+            pending = conn.exec_driver_sql(
+                "SELECT instance_id, interval_us, cpu_micro FROM accrual_pending"
+            ).fetchall()
+        waiting: dict[str, dict[int, int]] = {}
+        for instance_id, start, reading in pending:
+            if instance_id in index:
+                waiting.setdefault(instance_id, {})[start] = reading
+        return _State({i: t for i, t in booked if i in index}, waiting)
 
     def _booked_sources(self, keys: Sequence[tuple[str, int]]) -> dict[tuple[str, int], str]:
         found: dict[tuple[str, int], str] = {}
@@ -412,76 +435,25 @@ class LiveAccrual:
 
     # booking
 
-    def _book_due(self, now: datetime) -> list[IntervalBooked]:
-        done: list[IntervalBooked] = []
-        for _ in range(_ATTEMPTS):
-            try:
-                for booked in self._book_in_order(now):
-                    done.append(booked)
-                return done
-            except sa.exc.IntegrityError:
-                continue  # another writer booked some of these first: read the state again
-        raise AccrualContention(_ATTEMPTS)
-
-    def _book_in_order(self, now: datetime) -> Iterator[IntervalBooked]:
-        fleet = self._fleet
-        cutoff = self.cutoff(now)
-        last = {i: t for i, t in self._last_booked().items() if i in fleet.index}
-        waiting: dict[str, dict[int, int]] = {}
-        for instance_id, start, reading in self._pending_rows():
-            if instance_id in fleet.index:
-                waiting.setdefault(instance_id, {})[start] = reading
-        while True:
-            due: dict[str, int | None] = {}
-            interval: int | None = None
-            for instance_id in set(waiting) | set(last):
-                readings = waiting.get(instance_id)
-                booked_until = last.get(instance_id)
-                nxt = None if booked_until is None else booked_until + STEP_US
-                if readings and nxt is not None:
-                    # a reading another writer booked meanwhile: its row goes with the next
-                    for start in [s for s in readings if s < nxt]:
-                        del readings[start]
-                cpu: int | None = None
-                if readings:
-                    earliest = min(readings)
-                    if nxt is None or earliest == nxt:
-                        candidate, cpu = earliest, readings[earliest]
-                    elif earliest > nxt and nxt <= cutoff:
-                        candidate = nxt
-                    else:
-                        continue  # waits for the reading before it
-                elif nxt is not None and nxt <= cutoff:
-                    candidate = nxt
-                else:
-                    continue
-                if interval is None or candidate < interval:
-                    interval, due = candidate, {}
-                if candidate == interval:
-                    due[instance_id] = cpu
-            if interval is None:
-                return
-            new = {i for i in due if i not in last}
-            clear = {i for i in due if i in waiting}
-            yield self._book(interval, due, new, clear, now)
-            for instance_id in due:
-                last[instance_id] = interval
-                readings = waiting.get(instance_id)
-                if readings is not None:
-                    for start in [s for s in readings if s <= interval]:
-                        del readings[start]
-                    if not readings:
-                        del waiting[instance_id]
-
-    def _book(
+    def _book_all(
         self,
-        interval: int,
-        due: Mapping[str, int | None],
-        new: set[str],
-        clear: set[str],
+        state: _State,
+        fresh: list[tuple[str, int, int]],
         now: datetime,
-    ) -> IntervalBooked:
+        booked: list[IntervalBooked],
+    ) -> None:
+        # plan every booking first: what must wait is stored before anything is booked
+        plan = list(_schedule(state, fresh, self.cutoff(now)))
+        scheduled = {(i, step.interval) for step in plan for i in step.due}
+        waits = [r for r in fresh if (r[0], r[1]) not in scheduled]
+        if waits:
+            self._insert_pending(waits, to_micros(now))
+        for step in plan:
+            booked.append(self._book(step, now))
+
+    def _book(self, step: _Step, now: datetime) -> IntervalBooked:
         fleet = self._fleet
+        interval, due, new, clear = step.interval, step.due, step.new, step.clear
         idx = np.array(sorted(fleet.index[i] for i in due), dtype=np.int64)
         ids = [fleet.ids[i] for i in idx.tolist()]
         missing = np.array([due[i] is None for i in ids], dtype=bool)
@@ -668,6 +640,77 @@ class LiveAccrual:
         )
 
 
+@dataclass(slots=True)
+class _State:
+    """The store's view of the booking: each instance's last booked interval and the
+    readings waiting in ``accrual_pending`` (interval -> micro-percent)."""
+
+    last: dict[str, int]
+    waiting: dict[str, dict[int, int]]
+
+
+@dataclass(frozen=True, slots=True)
+class _Step:
+    """One booking: an interval, its instances (micro-percent, ``None`` for zero usage),
+    those booked for the first time, and those whose stored readings it clears."""
+
+    interval: int
+    due: dict[str, int | None]
+    new: frozenset[str]
+    clear: frozenset[str]
+
+
+def _schedule(state: _State, fresh: Sequence[tuple[str, int, int]], cutoff: int) -> Iterator[_Step]:
+    """Yield the bookings due, in interval order (see the module's rules)."""
+    last = dict(state.last)
+    stored = set(state.waiting)
+    readings = {i: dict(r) for i, r in state.waiting.items()}
+    for instance_id, start, reading in fresh:
+        readings.setdefault(instance_id, {})[start] = reading
+    buckets: dict[int, dict[str, int | None]] = {}
+
+    def place(instance_id: str) -> None:
+        booked_until = last.get(instance_id)
+        nxt = None if booked_until is None else booked_until + STEP_US
+        mine = readings.get(instance_id)
+        if mine:
+            earliest = min(mine)
+            if nxt is not None and earliest < nxt:
+                # a reading another writer booked meanwhile: its row goes with the next
+                for start in [s for s in mine if s < nxt]:
+                    del mine[start]
+                if mine:
+                    earliest = min(mine)
+            if mine:
+                if nxt is None or earliest == nxt:
+                    buckets.setdefault(earliest, {})[instance_id] = mine[earliest]
+                elif nxt <= cutoff:
+                    buckets.setdefault(nxt, {})[instance_id] = None
+                return  # or it waits for the reading before it
+        if nxt is not None and nxt <= cutoff:
+            buckets.setdefault(nxt, {})[instance_id] = None
+
+    for instance_id in set(readings) | set(last):
+        place(instance_id)
+    while buckets:
+        interval = min(buckets)
+        due = buckets.pop(interval)
+        yield _Step(
+            interval,
+            due,
+            frozenset(i for i in due if i not in last),
+            frozenset(i for i in due if i in stored),
+        )
+        closed = interval + STEP_US <= cutoff
+        for instance_id in due:
+            last[instance_id] = interval
+            mine = readings.get(instance_id)
+            if mine:
+                mine.pop(interval, None)
+            if mine or closed:
+                place(instance_id)
+
+
 class _Rows:
     """The rows one booking writes beside its ledger entry."""
 
@@ -675,8 +718,8 @@ class _Rows:
         self,
         interval: int,
         ids: list[str],
-        new: set[str],
-        clear: set[str],
+        new: AbstractSet[str],
+        clear: AbstractSet[str],
         cpu: np.ndarray,
         missing: np.ndarray,
         booking: IntervalBooking,
