@@ -33,6 +33,7 @@ from typing import Any, TypeVar
 from fastapi import Request, Response
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
+from starlette.concurrency import run_in_threadpool
 
 from serving.deps import (
     actable_instance,
@@ -171,7 +172,12 @@ class GuardedRoute(APIRoute):
         async def guarded(request: Request) -> Response:
             if rule is not None:
                 services: Services = request.app.state.services
-                principal = authenticate(services, bearer_token(request))
+                token = bearer_token(request)
+                if token and services.tokens.cached(token) is None:
+                    # a token not trusted yet is read from the store: off the event loop
+                    principal = await run_in_threadpool(authenticate, services, token)
+                else:
+                    principal = authenticate(services, token)
                 instance_id = request.path_params.get("instance_id")
                 if rule is Access.ADMIN:
                     check_admin(principal)
