@@ -1,4 +1,5 @@
-"""Scheduled deployments: predict hourly, train daily, evaluate weekly.
+"""Scheduled deployments: predict hourly, train daily, evaluate weekly, and book the
+dropped telemetry every five minutes.
 
 :func:`deployments` builds the three deployments with their cron schedules and
 parameters; :func:`serve` runs them in this process through Prefect's ``serve``,
@@ -13,6 +14,7 @@ from pipelines.params import (
     EvaluateParams,
     IngestParams,
     PredictParams,
+    TelemetryParams,
     TrackingParams,
     TrainParams,
 )
@@ -25,12 +27,19 @@ if TYPE_CHECKING:
 PREDICT_CRON = "5 * * * *"
 TRAIN_CRON = "30 1 * * *"
 EVALUATE_CRON = "0 4 * * 1"
+#: A minute into each 5-minute interval, when the last interval's readings are in.
+TELEMETRY_CRON = "1-59/5 * * * *"
 
 
 def deployments(
-    tracking: TrackingParams, ingest: IngestParams, home: Path, predictions_dir: Path
+    tracking: TrackingParams,
+    ingest: IngestParams,
+    home: Path,
+    predictions_dir: Path,
+    telemetry: TelemetryParams | None = None,
 ) -> list[Any]:
-    """Return the predict, train and evaluate deployments with their cron schedules.
+    """Return the predict, train and evaluate deployments with their cron schedules,
+    and the telemetry flow's when ``telemetry`` is given.
 
     Parameters
     ----------
@@ -42,6 +51,8 @@ def deployments(
         Working directory; snapshots are read from ``home/snapshots``.
     predictions_dir
         Where the hourly forecasts are written for the API.
+    telemetry
+        The drop directory, store and allowances snapshot of the telemetry flow.
     """
     from pipelines.flows import evaluate_flow, predict_flow, train_flow
 
@@ -49,7 +60,7 @@ def deployments(
     predict = PredictParams(tracking=tracking, output_dir=predictions_dir, snapshots_dir=snapshots)
     train = TrainParams(tracking=tracking, ingest=ingest)
     evaluate = EvaluateParams(tracking=tracking, snapshots_dir=snapshots)
-    return [
+    built = [
         predict_flow.to_deployment(
             name=f"{tracking.fleet}-predict-hourly",
             cron=PREDICT_CRON,
@@ -69,6 +80,18 @@ def deployments(
             tags=["creditx", tracking.fleet],
         ),
     ]
+    if telemetry is not None:
+        from pipelines.telemetry import telemetry_flow
+
+        built.append(
+            telemetry_flow.to_deployment(
+                name=f"{tracking.fleet}-telemetry-5min",
+                cron=TELEMETRY_CRON,
+                parameters={"params": telemetry.model_dump(mode="json")},
+                tags=["creditx", tracking.fleet],
+            )
+        )
+    return built
 
 
 def serve(*deployment: Any) -> None:

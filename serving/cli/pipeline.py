@@ -321,7 +321,8 @@ def register(app: typer.Typer) -> None:
         days: float = days_option,
         seed: int = seed_option,
     ) -> None:
-        """Serve the flows on cron: predict hourly, train daily, evaluate weekly.
+        """Serve the flows on cron: predict hourly, train daily, evaluate weekly, and
+        book the telemetry dropped in <home>/telemetry/inbox every five minutes.
 
         Needs a Prefect server: `creditx prefect-ui` (or CREDITX_PREFECT_API_URL), whose UI
         shows the deployments and their runs and can start one now.
@@ -341,12 +342,22 @@ def register(app: typer.Typer) -> None:
         from pipelines.schedule import deployments, serve
 
         typer.echo(f"serving the {fleet} fleet's flows on {local or settings.prefect_api_url}")
+        from pipelines.params import TelemetryParams
+
+        telemetry = TelemetryParams(
+            ledger_url=settings.ledger_url,
+            telemetry_dir=settings.telemetry_dir,
+            allowances_path=settings.allowances_path,
+            tiers_config=settings.tiers_config,
+            late_window_minutes=settings.late_window_minutes,
+        )
         serve(
             *deployments(
                 settings.tracking(fleet),
                 _ingest(settings, source, instances, days, seed),
                 settings.home,
                 settings.predictions_dir,
+                telemetry,
             )
         )
 
