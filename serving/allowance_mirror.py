@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from market.cem.live import Allowance, LiveAccrual
+from market.cem.live import Allowance, AllowanceRow, LiveAccrual
 from serving.schemas import AllowancePublic
 
 
@@ -61,7 +61,7 @@ class AllowanceMirror:
         self._lock = threading.Lock()
         self._cursor = 0
         self._caught_up_at: float | None = None
-        self._allowances: dict[str, Allowance] = {}
+        self._rows: dict[str, AllowanceRow] = {}
         self._rendered: dict[str, bytes] = {}
 
     @property
@@ -73,10 +73,10 @@ class AllowanceMirror:
     def catch_up(self) -> int:
         """Read the allowances changed since the last catch-up; return how many."""
         with self._lock:
-            changed = self._live.allowances(since=self._cursor)
-            for allowance in changed:
-                self._allowances[allowance.instance_id] = allowance
-                self._rendered.pop(allowance.instance_id, None)
+            changed = self._live.allowance_rows(since=self._cursor)
+            for row in changed:
+                self._rows[row.instance_id] = row
+                self._rendered.pop(row.instance_id, None)
             if changed:
                 self._cursor = changed[-1].seq
             self._caught_up_at = self._monotonic()
@@ -86,10 +86,10 @@ class AllowanceMirror:
         """Return the JSON of an instance's allowance, or ``None`` before its first."""
         body = self._rendered.get(instance_id)
         if body is None:
-            allowance = self._allowances.get(instance_id)
-            if allowance is None:
+            row = self._rows.get(instance_id)
+            if row is None:
                 return None
             # rendering is pure: a race renders the same bytes twice
-            body = allowance_public(allowance).model_dump_json().encode()
+            body = allowance_public(self._live.allowance_of(row)).model_dump_json().encode()
             self._rendered[instance_id] = body
         return body

@@ -60,7 +60,7 @@ from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import sqlalchemy as sa
@@ -606,7 +606,7 @@ class LiveAccrual:
         query = sa.select(t_allowances).where(t_allowances.c.instance_id == instance_id)
         with read_connection(self.engine) as conn, conn.begin():
             row = conn.execute(query).first()
-        return None if row is None else self._allowance(row)
+        return None if row is None else self.allowance_of(AllowanceRow(*row))
 
     def allowances(self, *, since: int = 0, limit: int | None = None) -> list[Allowance]:
         """Return the allowances changed after cursor ``since``, in cursor order.
@@ -614,15 +614,26 @@ class LiveAccrual:
         Each instance appears once, in its latest version; a follower passes the last
         ``seq`` it read as the next ``since``.
         """
-        query = sa.select(t_allowances).where(t_allowances.c.seq > since)
-        query = query.order_by(t_allowances.c.seq)
-        if limit is not None:
-            query = query.limit(limit)
-        with read_connection(self.engine) as conn, conn.begin():
-            rows = list(conn.execute(query))
-        return [self._allowance(r) for r in rows if r.instance_id in self._fleet.index]
+        return [self.allowance_of(row) for row in self.allowance_rows(since=since, limit=limit)]
 
-    def _allowance(self, row: Any) -> Allowance:
+    def allowance_rows(self, *, since: int = 0, limit: int | None = None) -> list[AllowanceRow]:
+        """Return the stored rows of :meth:`allowances`, to build lazily with
+        :meth:`allowance_of` (a feed of the whole fleet builds fast)."""
+        sql = (
+            "SELECT instance_id, interval_us, balance, throttled, last_throttled, seq,"
+            " updated_at_us FROM accrual_allowances WHERE seq > "
+            + ("%s" if self._postgres else "?")
+            + " ORDER BY seq"
+        )
+        if limit is not None:
+            sql += f" LIMIT {int(limit)}"
+        index = self._fleet.index
+        with read_connection(self.engine) as conn, conn.begin():
+            rows = conn.exec_driver_sql(sql, (since,)).fetchall()
+        return [AllowanceRow(*r) for r in rows if r[0] in index]
+
+    def allowance_of(self, row: AllowanceRow) -> Allowance:
+        """Return the allowance of a stored row."""
         fleet = self._fleet
         n = fleet.index.get(row.instance_id)
         instance = self.tiers.instance(row.instance_id)
@@ -638,6 +649,18 @@ class LiveAccrual:
             seq=row.seq,
             updated_at=from_micros(row.updated_at_us),
         )
+
+
+class AllowanceRow(NamedTuple):
+    """A stored allowance, as ``accrual_allowances`` holds it."""
+
+    instance_id: str
+    interval_us: int
+    balance: int
+    throttled: int
+    last_throttled: int
+    seq: int
+    updated_at_us: int
 
 
 @dataclass(slots=True)
