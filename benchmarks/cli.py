@@ -26,6 +26,7 @@ AREAS: tuple[str, ...] = (
     "agents",
     "serving",
     "crash",
+    "live",
 )
 
 

@@ -10,7 +10,8 @@ column, and what was expected::
     ├── TelemetryParseError             a value that does not parse (timestamp, number)
     ├── FrameContractError              a frame that breaks the frame contract
     ├── InvalidParameterError           a bad argument (size, frequency, policy, ...)
-    └── InstancesRejectedError          every instance of a file failed validation
+    ├── InstancesRejectedError          every instance of a file failed validation
+    └── InvalidReadingsError            a batch of live readings with a problem (none booked)
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     import pandas as pd
+
+    from data.readings import ReadingProblem
 
 
 class TelemetryError(Exception):
@@ -108,3 +111,19 @@ class InstancesRejectedError(TelemetryError):
             f"{source}: all {len(report)} instances were rejected by validation; "
             "see the report for the problems of each"
         )
+
+
+class InvalidReadingsError(TelemetryError):
+    """A batch of live readings with at least one problem; none of it may be booked.
+
+    ``problems`` lists the first problems in row order (:class:`data.readings.ReadingProblem`),
+    ``total`` counts them all.
+    """
+
+    def __init__(self, source: str, problems: list[ReadingProblem], total: int) -> None:
+        self.source = source
+        self.problems = tuple(problems)
+        self.total = total
+        first = problems[0]
+        more = f" (and {total - 1} more)" if total > 1 else ""
+        super().__init__(f"{source}: row {first.row}: {first.message}{more}; nothing was booked")

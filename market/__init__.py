@@ -3,9 +3,10 @@
 Its rooms: ``market.ledger`` (the double-entry ledger), ``market.venue`` (order books,
 call auctions, orders, escrow, settlement, market data and the durable venue),
 ``market.agents`` (owner value, valuation and the Virtual Instance Agent) and
-``market.cem`` (tiers and pools, burstable accounting, the exchange and its
-automation). ``market.errors`` holds every error's tree (the ledger's derive from
-``LedgerError``); ``market.schema`` the one ``MetaData`` of the store's tables.
+``market.cem`` (tiers and pools, burstable accounting, the live accrual of telemetry
+and its allowances, the exchange and its automation). ``market.errors`` holds every
+error's tree (the ledger's derive from ``LedgerError``); ``market.schema`` the one
+``MetaData`` of the store's tables.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ if TYPE_CHECKING:
     from market.cem.accounting import BurstableAccountant, IntervalOutcome
     from market.cem.automation import CemAutomation, CemPolicy
     from market.cem.exchange import CreditExchange, RateChange, Swap
+    from market.cem.live import LiveAccrual
     from market.cem.tiers import Host, Instance, Pool, Tier, TierManager, load_config
     from market.clock import ManualClock, system_clock
     from market.errors import ExchangeError, MarketError
@@ -42,6 +44,7 @@ __all__ = [
     "Host",
     "Instance",
     "IntervalOutcome",
+    "LiveAccrual",
     "ManualClock",
     "MarketData",
     "MarketError",
@@ -87,6 +90,7 @@ _HOMES = {
     "CreditExchange": "market.cem.exchange",
     "RateChange": "market.cem.exchange",
     "Swap": "market.cem.exchange",
+    "LiveAccrual": "market.cem.live",
     "MarketData": "market.venue.marketdata",
     "OrderState": "market.venue.orders",
     "Side": "market.venue.orders",

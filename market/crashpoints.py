@@ -33,6 +33,7 @@ CRASH_POINTS: tuple[str, ...] = tuple(
     for component, operations in (
         ("ledger", ("post", "open_accounts")),
         ("venue", VENUE_OPERATIONS),
+        ("accrual", ("receive", "book")),
     )
     for operation in operations
     for moment in ("before_commit", "after_commit")

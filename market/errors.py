@@ -33,7 +33,8 @@ the three shortfalls of the CEM are both an ``ExchangeError`` and a ledger
     │   ├── InsufficientHeadroom     a pool cannot take more credits than its capacity
     │   ├── InsufficientPoolCredits  (also InsufficientBalance) a pool runs short
     │   ├── InsufficientCredits      (also InsufficientBalance) an instance runs short
-    │   └── InsufficientFunds        (also InsufficientBalance) a buyer cannot pay
+    │   ├── InsufficientFunds        (also InsufficientBalance) a buyer cannot pay
+    │   └── AccrualContention        other writers kept booking the same intervals
     └── AgentError                   an agent or the CEM automation cannot proceed
         ├── InvalidAgentInput        a state, forecast or market figure out of its domain
         ├── InvalidPolicy            an owner's or administrator's setting out of its domain
@@ -302,6 +303,17 @@ class InsufficientFunds(ExchangeError, InsufficientBalance):
     def __init__(self, instance_id: str, balance: int, requested: int) -> None:
         self.instance_id = instance_id
         InsufficientBalance.__init__(self, f"instance:{instance_id}:funds", balance, requested)
+
+
+class AccrualContention(ExchangeError):
+    """Other writers kept booking the intervals a booking planned, attempt after attempt."""
+
+    def __init__(self, attempts: int) -> None:
+        self.attempts = attempts
+        super().__init__(
+            f"other writers booked the same intervals {attempts} times in a row; "
+            "what they booked stands, the rest stays pending: try again"
+        )
 
 
 class AgentError(MarketError):

@@ -9,7 +9,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
 from models.config import CANDIDATES, DEFAULT_CANDIDATES
 from pipelines.errors import InvalidParametersError
@@ -270,3 +277,31 @@ class ReplayParams(_Params):
         if (self.source is None) == (self.synthetic is None):
             raise ValueError("give exactly one of source or synthetic")
         return self
+
+
+class TelemetryParams(_Params):
+    """Parameters of the ``telemetry`` flow: the drop directory, the store, the snapshot.
+
+    Parameters
+    ----------
+    ledger_url
+        The creditx store the readings are booked in (SQLite or PostgreSQL URL).
+    telemetry_dir
+        Files dropped in ``telemetry_dir/inbox`` are booked, then moved to ``done/``
+        (with what became of each reading) or ``rejected/`` (with the problems).
+    allowances_path
+        Where the Parquet snapshot of every instance's allowance is written.
+    tiers_config
+        The tier configuration stored when the store holds no tiers yet.
+    late_window_minutes
+        How long after an interval ends its reading may still be booked.
+    now
+        The time of the run (UTC); the system clock when not given.
+    """
+
+    ledger_url: str
+    telemetry_dir: Path
+    allowances_path: Path
+    tiers_config: Path | None = None
+    late_window_minutes: int = Field(default=60, ge=0, le=7 * 24 * 60)
+    now: AwareDatetime | None = None

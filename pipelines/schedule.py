@@ -1,4 +1,5 @@
-"""Scheduled deployments: predict hourly, train daily, evaluate weekly.
+"""Scheduled deployments: predict hourly, train daily, evaluate weekly, and book the
+dropped telemetry every five minutes.
 
 :func:`deployments` builds the three deployments with their cron schedules and
 parameters; :func:`serve` runs them on a Prefect runner, so scheduled runs, failed
@@ -23,6 +24,7 @@ from pipelines.params import (
     EvaluateParams,
     IngestParams,
     PredictParams,
+    TelemetryParams,
     TrackingParams,
     TrainParams,
 )
@@ -32,6 +34,8 @@ from pipelines.params import (
 PREDICT_CRON = "5 * * * *"
 TRAIN_CRON = "30 1 * * *"
 EVALUATE_CRON = "0 4 * * 1"
+#: A minute into each 5-minute interval, when the last interval's readings are in.
+TELEMETRY_CRON = "1-59/5 * * * *"
 
 #: Seconds a flow run in flight gets to stop when the schedule stops, before its
 #: processes are killed.
@@ -39,9 +43,14 @@ FLOW_RUN_STOP_GRACE_S = 3.0
 
 
 def deployments(
-    tracking: TrackingParams, ingest: IngestParams, home: Path, predictions_dir: Path
+    tracking: TrackingParams,
+    ingest: IngestParams,
+    home: Path,
+    predictions_dir: Path,
+    telemetry: TelemetryParams | None = None,
 ) -> list[Any]:
-    """Return the predict, train and evaluate deployments with their cron schedules.
+    """Return the predict, train and evaluate deployments with their cron schedules,
+    and the telemetry flow's when ``telemetry`` is given.
 
     Parameters
     ----------
@@ -53,6 +62,8 @@ def deployments(
         Working directory; snapshots are read from ``home/snapshots``.
     predictions_dir
         Where the hourly forecasts are written for the API.
+    telemetry
+        The drop directory, store and allowances snapshot of the telemetry flow.
     """
     from pipelines.flows import evaluate_flow, predict_flow, train_flow
 
@@ -60,7 +71,7 @@ def deployments(
     predict = PredictParams(tracking=tracking, output_dir=predictions_dir, snapshots_dir=snapshots)
     train = TrainParams(tracking=tracking, ingest=ingest)
     evaluate = EvaluateParams(tracking=tracking, snapshots_dir=snapshots)
-    return [
+    built = [
         predict_flow.to_deployment(
             name=f"{tracking.fleet}-predict-hourly",
             cron=PREDICT_CRON,
@@ -80,6 +91,18 @@ def deployments(
             tags=["creditx", tracking.fleet],
         ),
     ]
+    if telemetry is not None:
+        from pipelines.telemetry import telemetry_flow
+
+        built.append(
+            telemetry_flow.to_deployment(
+                name=f"{tracking.fleet}-telemetry-5min",
+                cron=TELEMETRY_CRON,
+                parameters={"params": telemetry.model_dump(mode="json")},
+                tags=["creditx", tracking.fleet],
+            )
+        )
+    return built
 
 
 class ScheduleSpec(BaseModel):
@@ -91,6 +114,7 @@ class ScheduleSpec(BaseModel):
     ingest: IngestParams
     home: Path
     predictions_dir: Path
+    telemetry: TelemetryParams | None = None
 
 
 def serve_command(spec: ScheduleSpec) -> list[str]:
@@ -208,7 +232,9 @@ def _announce(spec: ScheduleSpec, served: list[Any]) -> None:
 def main(argv: list[str]) -> None:
     """Serve the deployments of the :class:`ScheduleSpec` given as JSON in ``argv[0]``."""
     spec = ScheduleSpec.model_validate_json(argv[0])
-    served = deployments(spec.tracking, spec.ingest, spec.home, spec.predictions_dir)
+    served = deployments(
+        spec.tracking, spec.ingest, spec.home, spec.predictions_dir, spec.telemetry
+    )
     serve(*served, ready=lambda: _announce(spec, served))
 
 

@@ -3,7 +3,9 @@
 ``SessionDep`` gives a route the service's stores; ``CurrentAgent`` the caller of a
 valid bearer token (an instance's agent or an administrator), after its rate limit;
 ``AdminDep`` an administrator only. ``ReadInstance`` and ``ActInstance`` resolve the
-``instance_id`` of the path for a caller allowed to read it or to act for it.
+``instance_id`` of the path for a caller allowed to read it or to act for it. A
+collector's token passes none of them: it may only post telemetry
+(:func:`check_collect`).
 """
 
 from __future__ import annotations
@@ -67,17 +69,51 @@ def bearer_token(request: Request) -> str | None:
 BEARER_SECURITY: dict[str, object] = {"security": [{"bearerToken": []}]}
 
 
+_COLLECTOR_ONLY = "a collector's token may only post telemetry (POST /v1/telemetry)"
+
+
+def check_token(principal: Principal) -> None:
+    """Let through an instance's agent or an administrator, not a collector.
+
+    Raises
+    ------
+    Forbidden
+        For a telemetry collector.
+    """
+    if principal.is_collector:
+        raise Forbidden(_COLLECTOR_ONLY)
+
+
+def check_collect(principal: Principal) -> None:
+    """Let only collectors and administrators post telemetry.
+
+    Raises
+    ------
+    Forbidden
+        For an instance's agent.
+    """
+    if not (principal.is_collector or principal.is_admin):
+        raise Forbidden("telemetry is posted by a collector's or an administrator's token")
+
+
 async def current_principal(
     request: Request,
     services: SessionDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
     """Return the caller of a valid bearer token, once its rate limit allows (see
-    :func:`authenticate`); the caller its route authorised already, if it did."""
+    :func:`authenticate`); the caller its route authorised already, if it did.
+
+    Raises
+    ------
+    Forbidden
+        For a collector's token, which only posts telemetry.
+    """
     principal: Principal | None = getattr(request.state, "principal", None)
-    if principal is not None:
-        return principal
-    return authenticate(services, None if credentials is None else credentials.credentials)
+    if principal is None:
+        principal = authenticate(services, None if credentials is None else credentials.credentials)
+    check_token(principal)
+    return principal
 
 
 CurrentAgent = Annotated[Principal, Depends(current_principal)]
@@ -89,8 +125,10 @@ def check_admin(principal: Principal) -> None:
     Raises
     ------
     Forbidden
-        For an instance's agent.
+        For an instance's agent or a collector.
     """
+    if principal.is_collector:
+        raise Forbidden(_COLLECTOR_ONLY)
     if not principal.is_admin:
         raise Forbidden("this operation is for administrators; an agent's token may not use it")
 
@@ -121,8 +159,9 @@ def check_read(principal: Principal, instance_id: str) -> None:
     Raises
     ------
     Forbidden
-        For an agent asking about another instance.
+        For an agent asking about another instance, or a collector.
     """
+    check_token(principal)
     if not principal.is_admin and principal.subject != instance_id:
         raise Forbidden(
             f"this token acts for instance {principal.subject!r} only",
@@ -142,8 +181,10 @@ def check_act(principal: Principal, instance_id: str) -> None:
     Raises
     ------
     Forbidden
-        For another instance's agent, or an administrator (who does not trade).
+        For another instance's agent, an administrator (who does not trade) or a
+        collector.
     """
+    check_token(principal)
     if principal.is_admin:
         raise Forbidden("administrators do not act for instances; use the instance's token")
     check_read(principal, instance_id)

@@ -10,7 +10,9 @@
     ├── Conflict                  409: the request clashes with the current state
     ├── IdempotencyMismatch       409: an Idempotency-Key reused with another request
     ├── PayloadTooLarge           413: the request body exceeds the cap
+    ├── UnsupportedMediaType      415: a body of a content type the route does not read
     ├── NonFiniteNumber           422: NaN, Infinity or a number beyond a float's range
+    ├── InvalidTelemetry          422: a batch of readings with a problem; nothing booked
     ├── RateLimited               429: the token spent its request budget
     └── ServiceUnavailable        503: a store or the forecasts are not available yet
 """
@@ -86,6 +88,17 @@ class IdempotencyMismatch(ApiError, status=409, title="Idempotency key reused"):
 
 class PayloadTooLarge(ApiError, status=413, title="Request body too large"):
     """The request body exceeds the service's cap."""
+
+
+class UnsupportedMediaType(ApiError, status=415, title="Unsupported media type"):
+    """A body of a content type the route does not read."""
+
+
+class InvalidTelemetry(ApiError, status=422, title="Invalid telemetry"):
+    """A batch of readings with at least one problem: none of it was booked.
+
+    ``errors`` lists the first problems (row, field, value, problem, message).
+    """
 
 
 class NonFiniteNumber(ApiError, status=422, title="Invalid request"):

@@ -22,8 +22,18 @@ from fastapi.openapi.utils import get_openapi
 from market.clock import system_clock
 from serving.forecasts import ChampionSource
 from serving.problems import PROBLEM_JSON, BodySizeLimit, install_problem_handlers
-from serving.routes import admin, forecasts, health, instances, orders, tiers, tokens
-from serving.schemas import Problem
+from serving.routes import (
+    admin,
+    allowances,
+    forecasts,
+    health,
+    instances,
+    orders,
+    telemetry,
+    tiers,
+    tokens,
+)
+from serving.schemas import Problem, TelemetryBatchCreate
 from serving.services import Services, build_services
 from serving.settings import Settings
 
@@ -97,11 +107,25 @@ def create_app(
     _install_docs(app)
     app.state.services = wired
     install_problem_handlers(app)
-    for module in (health, forecasts, tiers, instances, orders, admin, tokens):
+    for module in (
+        health,
+        forecasts,
+        tiers,
+        instances,
+        allowances,
+        orders,
+        telemetry,
+        admin,
+        tokens,
+    ):
         app.include_router(module.router)
     for router in _optional_routers():
         app.include_router(router)
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        BodySizeLimit,
+        max_bytes=settings.max_body_bytes,
+        paths={"/v1/telemetry": settings.telemetry_max_body_bytes},
+    )
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
@@ -177,4 +201,8 @@ def _document(app: FastAPI) -> dict[str, Any]:
     schemas.pop("HTTPValidationError", None)
     schemas.pop("ValidationError", None)
     schemas["Problem"] = Problem.model_json_schema(ref_template="#/components/schemas/{model}")
+    # POST /v1/telemetry reads its body itself (JSON or Parquet) and names the JSON schema
+    batch = TelemetryBatchCreate.model_json_schema(ref_template="#/components/schemas/{model}")
+    schemas.update(batch.pop("$defs", {}))
+    schemas["TelemetryBatchCreate"] = batch
     return document

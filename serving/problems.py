@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Mapping
 from http import HTTPStatus
 from typing import Any
 
@@ -50,6 +51,7 @@ _STATUS: dict[type[Exception], int] = {
     market_errors.InsufficientPoolCredits: 409,
     market_errors.InsufficientCredits: 409,
     market_errors.InsufficientFunds: 409,
+    market_errors.AccrualContention: 503,
     ledger.LedgerError: 422,
     ledger.UnknownAccount: 404,
     ledger.InsufficientBalance: 409,
@@ -217,16 +219,22 @@ class BodySizeLimit:
         The application to guard.
     max_bytes
         The largest body accepted.
+    paths
+        Paths with a limit of their own (a batch of readings is larger than an order).
     """
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(
+        self, app: ASGIApp, max_bytes: int, paths: Mapping[str, int] | None = None
+    ) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.paths = dict(paths or {})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = self.paths.get(scope.get("path", ""), self.max_bytes)
         headers = scope.get("headers", ())
         for name, value in headers:
             if name == b"content-length":
@@ -234,9 +242,9 @@ class BodySizeLimit:
                     declared = int(value)
                 except ValueError:
                     declared = 0
-                if declared > self.max_bytes:
-                    detail = f"the body declares {declared} bytes; the limit is {self.max_bytes}"
-                    await self._refuse(detail, scope, receive, send)
+                if declared > limit:
+                    detail = f"the body declares {declared} bytes; the limit is {limit}"
+                    await self._refuse(detail, limit, scope, receive, send)
                     return
         if not any(name in (b"content-length", b"transfer-encoding") for name, _ in headers):
             await self.app(scope, receive, send)
@@ -251,9 +259,9 @@ class BodySizeLimit:
                 break
             chunk = message.get("body", b"")
             seen += len(chunk)
-            if seen > self.max_bytes:
-                detail = f"the body exceeds the limit of {self.max_bytes} bytes"
-                await self._refuse(detail, scope, receive, send)
+            if seen > limit:
+                detail = f"the body exceeds the limit of {limit} bytes"
+                await self._refuse(detail, limit, scope, receive, send)
                 return
             chunks.append(chunk)
             if not message.get("more_body", False):
@@ -270,12 +278,14 @@ class BodySizeLimit:
 
         await self.app(scope, replay, send)
 
-    async def _refuse(self, detail: str, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _refuse(
+        self, detail: str, limit: int, scope: Scope, receive: Receive, send: Send
+    ) -> None:
         response = problem_response(
             PayloadTooLarge.status,
             PayloadTooLarge.title,
             detail,
             instance=scope.get("path"),
-            max_bytes=self.max_bytes,
+            max_bytes=limit,
         )
         await response(scope, receive, send)

@@ -33,6 +33,7 @@ from typing import Any, TypeVar
 from fastapi import Request, Response
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
+from starlette.concurrency import run_in_threadpool
 
 from serving.deps import (
     actable_instance,
@@ -40,7 +41,9 @@ from serving.deps import (
     bearer_token,
     check_act,
     check_admin,
+    check_collect,
     check_read,
+    check_token,
     current_principal,
     readable_instance,
     require_admin,
@@ -52,12 +55,14 @@ _Endpoint = TypeVar("_Endpoint", bound=Callable[..., Any])
 
 
 class Access(StrEnum):
-    """Who may call a route: any valid token, administrators, or the path's instance."""
+    """Who may call a route: an agent's or administrator's token, administrators, the
+    path's instance, or (telemetry) a collector or an administrator."""
 
     TOKEN = "token"
     ADMIN = "admin"
     READ = "read"
     ACT = "act"
+    COLLECT = "collect"
 
 
 # strongest first: a route whose dependencies name several takes the first
@@ -167,7 +172,12 @@ class GuardedRoute(APIRoute):
         async def guarded(request: Request) -> Response:
             if rule is not None:
                 services: Services = request.app.state.services
-                principal = authenticate(services, bearer_token(request))
+                token = bearer_token(request)
+                if token and services.tokens.cached(token) is None:
+                    # a token not trusted yet is read from the store: off the event loop
+                    principal = await run_in_threadpool(authenticate, services, token)
+                else:
+                    principal = authenticate(services, token)
                 instance_id = request.path_params.get("instance_id")
                 if rule is Access.ADMIN:
                     check_admin(principal)
@@ -175,6 +185,10 @@ class GuardedRoute(APIRoute):
                     check_read(principal, str(instance_id))
                 elif rule is Access.ACT:
                     check_act(principal, str(instance_id))
+                elif rule is Access.COLLECT:
+                    check_collect(principal)
+                else:
+                    check_token(principal)
                 request.state.principal = principal
             if reads_body:
                 request = _StrictJsonRequest(request.scope, request.receive)

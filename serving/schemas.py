@@ -411,10 +411,12 @@ class VerifyPublic(_Output):
 
 
 class TokenCreate(_Input):
-    """A token for an instance's agent, or for an administrator."""
+    """A token for an instance's agent, an administrator or a telemetry collector."""
 
-    kind: Literal["agent", "admin"]
-    subject: Name = Field(description="the instance id of an agent, the name of an administrator")
+    kind: Literal["agent", "admin", "collector"]
+    subject: Name = Field(
+        description="the instance id of an agent, the name of an administrator or collector"
+    )
 
     model_config = ConfigDict(
         json_schema_extra={"examples": [{"kind": "agent", "subject": "vm-gold-1"}]}
@@ -425,7 +427,7 @@ class TokenPublic(_Output):
     """A token's record; the secret is never shown again."""
 
     token_id: str
-    kind: Literal["agent", "admin"]
+    kind: Literal["agent", "admin", "collector"]
     subject: str
     created_at: datetime
     revoked_at: datetime | None
@@ -574,3 +576,123 @@ class OwnerValuePublic(_Output):
     value: int = Field(description="minor units per throttled vCPU-minute (per credit)")
     updated_at: datetime
     updated_by: str
+
+
+# telemetry and allowances
+
+
+class TelemetryReading(_Input):
+    """One 5-minute reading of an instance."""
+
+    instance_id: Name
+    interval_start: AwareDatetime = Field(
+        description="start of the 5-minute interval, on the grid (…:00, …:05, … UTC)"
+    )
+    cpu_percent: float | None = Field(
+        description="mean CPU utilisation over the interval, percent of the instance's vCPUs"
+        " (0-100, read to 6 decimals)"
+    )
+
+
+class TelemetryBatchCreate(_Input):
+    """A batch of readings, booked whole or refused whole."""
+
+    readings: list[TelemetryReading] = Field(max_length=200_000)
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "readings": [
+                        {
+                            "instance_id": "vm-silver-1",
+                            "interval_start": "2026-01-05T10:00:00Z",
+                            "cpu_percent": 37.5,
+                        }
+                    ]
+                }
+            ]
+        }
+    )
+
+
+class ReadingNotePublic(_Output):
+    """A reading not booked: a duplicate or a refusal, and why."""
+
+    row: int = Field(description="the reading's position in the batch, from 0")
+    instance_id: str
+    interval_start: datetime
+    reason: str
+
+
+class IntervalBookedPublic(_Output):
+    """One booking transaction: an interval of some instances (totals in milli-credits)."""
+
+    interval_start: datetime
+    booking_id: str
+    instances: int
+    readings: int = Field(description="instances booked from a reading")
+    missing: int = Field(description="instances booked as zero usage (no reading in time)")
+    earned: int
+    spent: int
+    to_pool: int
+    from_pool: int
+    forfeited: int
+    throttled: int
+
+
+class TelemetryAccepted(_Output):
+    """What became of a batch: new readings, duplicates, refusals, and what was booked."""
+
+    received: int
+    accepted: int = Field(description="new readings stored to be booked")
+    duplicates: list[ReadingNotePublic]
+    refused: list[ReadingNotePublic]
+    booked: list[IntervalBookedPublic]
+
+
+class AllowancePublic(_Output):
+    """What an instance may use after its last booked interval."""
+
+    instance_id: str
+    tier: str
+    interval_start: datetime = Field(description="the last booked interval")
+    next_interval_start: datetime = Field(description="the interval this allowance is for")
+    balance: int = Field(description="milli-credits: thousandths of a vCPU-minute at 100 %")
+    vcpu_minutes: str = Field(description="the balance in vCPU-minutes, an exact decimal")
+    throttled: bool = Field(
+        description="runs at baseline next: the balance is empty and no pool credit may be drawn"
+    )
+    last_throttled: int = Field(description="milli-credits the last interval could not get")
+    earns_per_interval: int = Field(description="milli-credits earned per interval at baseline")
+    pool_draw: bool
+    cursor: int = Field(description="this version's position in the allowance feed")
+    updated_at: datetime
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "instance_id": "vm-silver-1",
+                    "tier": "silver",
+                    "interval_start": "2026-01-05T10:00:00Z",
+                    "next_interval_start": "2026-01-05T10:05:00Z",
+                    "balance": 41000,
+                    "vcpu_minutes": "41",
+                    "throttled": False,
+                    "last_throttled": 0,
+                    "earns_per_interval": 1000,
+                    "pool_draw": True,
+                    "cursor": 1207,
+                    "updated_at": "2026-01-05T10:05:31Z",
+                }
+            ]
+        }
+    )
+
+
+class AllowanceFeedPublic(_Output):
+    """Allowances changed after a cursor, in cursor order, each instance once (latest)."""
+
+    allowances: list[AllowancePublic]
+    next_cursor: int = Field(description="pass as `since` to read what changes next")

@@ -6,7 +6,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
+from market.cem.live import LiveAccrual
 from market.ledger import create_store_engine
+from serving.allowance_mirror import AllowanceMirror
 from serving.forecasts import ChampionSource, ForecastStore, MlflowChampion
 from serving.market_service import MarketService, OrderDesk
 from serving.owner_values import OwnerValueStore
@@ -30,6 +32,8 @@ class Services:
     user_forecasts: UserForecastStore
     owner_values: OwnerValueStore
     desk: OrderDesk
+    live: LiveAccrual
+    allowances: AllowanceMirror
 
     def close(self) -> None:
         """Stop the reloader and release the store."""
@@ -51,6 +55,7 @@ def build_services(
     settings.home.mkdir(parents=True, exist_ok=True)
     engine = create_store_engine(settings.ledger_url)
     market = MarketService(engine, clock, settings.tiers_config)
+    live = LiveAccrual(market.ledger, market.tiers, late_window=settings.late_window)
     source: ChampionSource | None
     if champion is True:
         source = MlflowChampion(settings.tracking_uri, settings.model_name)
@@ -68,4 +73,6 @@ def build_services(
         user_forecasts=UserForecastStore(engine, clock),
         owner_values=OwnerValueStore(engine, clock),
         desk=OrderDesk(market, render_placement, render_stored_placement),
+        live=live,
+        allowances=AllowanceMirror(live),
     )

@@ -2,11 +2,13 @@
 
 Every store lives under one working directory (``CREDITX_HOME``, default ``.creditx``)
 unless its own URL is given: the ledger database, the MLflow tracking store and
-artifacts, Prefect's home, and the batch predictions the API serves.
+artifacts, Prefect's home, the batch predictions the API serves, the telemetry
+directories the ``telemetry`` flow reads and the allowances snapshot it writes.
 """
 
 from __future__ import annotations
 
+from datetime import timedelta
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -64,6 +66,15 @@ class Settings(BaseSettings):
     forecast_reload_seconds: float = Field(
         default=30.0, gt=0, description="how often the service looks for new forecasts"
     )
+    late_window_minutes: int = Field(
+        default=60,
+        ge=0,
+        le=7 * 24 * 60,
+        description="how long after a 5-minute interval ends its reading may still be booked",
+    )
+    telemetry_max_body_bytes: int = Field(
+        default=32 * 1024 * 1024, ge=1024, description="largest POST /v1/telemetry body"
+    )
 
     @cached_property
     def ledger_url(self) -> str:
@@ -84,6 +95,21 @@ class Settings(BaseSettings):
     @cached_property
     def predictions_dir(self) -> Path:
         return (self.home / "predictions").resolve()
+
+    @cached_property
+    def telemetry_dir(self) -> Path:
+        """Where the ``telemetry`` flow finds dropped files (``inbox/``) and moves them."""
+        return (self.home / "telemetry").resolve()
+
+    @cached_property
+    def allowances_path(self) -> Path:
+        """The Parquet snapshot of every instance's allowance the ``telemetry`` flow writes."""
+        return (self.home / "allowances" / "allowances.parquet").resolve()
+
+    @property
+    def late_window(self) -> timedelta:
+        """Return the late window as a duration."""
+        return timedelta(minutes=self.late_window_minutes)
 
     # The layers below take explicit parameters; these compose them from the settings.
 

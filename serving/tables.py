@@ -1,6 +1,7 @@
 """The service's own tables in the creditx store: API tokens, idempotent responses and
 user-defined forecasts (created by the ``0003_api`` migration), and owners' values
-(``0007_owner_values``)."""
+(``0007_owner_values``); ``0009_collector_tokens`` widens a token's kind for
+``collector``."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ api_tokens = sa.Table(
     metadata,
     sa.Column("token_id", sa.String(32), primary_key=True),
     sa.Column("token_hash", sa.String(64), nullable=False, unique=True),
-    sa.Column("kind", sa.String(8), nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),
     sa.Column("subject", sa.String(200), nullable=False),
     sa.Column("created_at_us", sa.BigInteger, nullable=False),
     sa.Column("revoked_at_us", sa.BigInteger),

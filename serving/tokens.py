@@ -1,13 +1,16 @@
-"""Bearer tokens: one per instance (its agent) and administrator tokens.
+"""Bearer tokens: one per instance (its agent), administrator tokens, and collector
+tokens (telemetry collectors, which may post readings and nothing else).
 
 A token is 32 random bytes from :mod:`secrets`, shown once when issued; the store
 keeps only its SHA-256 digest. Revoking a token takes effect on the next request in
-this process and within ``cache_seconds`` in any other.
+this process and within ``cache_seconds`` in any other (each token is trusted for 75 to
+100 % of it, so that tokens first seen together are not read again together).
 """
 
 from __future__ import annotations
 
 import hashlib
+import random
 import secrets
 import threading
 import time
@@ -28,18 +31,20 @@ TOKEN_PREFIX = "cx_"
 
 
 class TokenKind(StrEnum):
-    """Who a token speaks for: one instance's agent, or an administrator."""
+    """Who a token speaks for: one instance's agent, an administrator, or a telemetry
+    collector (posts readings, nothing else)."""
 
     AGENT = "agent"
     ADMIN = "admin"
+    COLLECTOR = "collector"
 
 
 @dataclass(frozen=True, slots=True)
 class Principal:
     """The caller a valid token stands for.
 
-    ``subject`` is the instance id of an agent, or the administrator's name (the actor
-    the CEM audits).
+    ``subject`` is the instance id of an agent, the administrator's name (the actor
+    the CEM audits), or the collector's name.
     """
 
     token_id: str
@@ -50,6 +55,16 @@ class Principal:
     def is_admin(self) -> bool:
         """Return whether the caller is an administrator."""
         return self.kind is TokenKind.ADMIN
+
+    @property
+    def is_agent(self) -> bool:
+        """Return whether the caller is an instance's agent."""
+        return self.kind is TokenKind.AGENT
+
+    @property
+    def is_collector(self) -> bool:
+        """Return whether the caller is a telemetry collector."""
+        return self.kind is TokenKind.COLLECTOR
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,7 +120,7 @@ class TokenStore:
         self._lock = threading.Lock()
 
     def issue(self, kind: TokenKind, subject: str) -> IssuedToken:
-        """Create a token for an instance's agent or an administrator; return it once."""
+        """Create a token for an agent, an administrator or a collector; return it once."""
         if not subject or len(subject) > 200:
             raise ValueError(f"a token subject must hold 1 to 200 characters, got {subject!r}")
         token = TOKEN_PREFIX + secrets.token_urlsafe(32)
@@ -156,6 +171,13 @@ class TokenStore:
         with read_connection(self._engine) as conn:
             return [_record(r) for r in conn.execute(query)]
 
+    def cached(self, token: str) -> Principal | None:
+        """Return the principal of a token trusted from the cache, reading no store."""
+        cached = self._cache.get(token_digest(token))
+        if cached is not None and cached[1] > self._monotonic():
+            return cached[0]
+        return None
+
     def authenticate(self, token: str) -> Principal | None:
         """Return the principal of a valid token, or ``None`` if it is unknown or revoked."""
         digest = token_digest(token)
@@ -172,8 +194,10 @@ class TokenStore:
                 self._cache.pop(digest, None)
             return None
         principal = Principal(row.token_id, TokenKind(row.kind), row.subject)
+        # spread the expiries, so tokens first seen together are not read again together
+        trusted = self._cache_seconds * (1.0 - 0.25 * random.random())
         with self._lock:
-            self._cache[digest] = (principal, now + self._cache_seconds)
+            self._cache[digest] = (principal, now + trusted)
         return principal
 
 

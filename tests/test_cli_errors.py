@@ -37,6 +37,7 @@ CASES: dict[str, list[str]] = {
     "pipeline train, missing": ["pipeline", "train", "--snapshot", "none.parquet"],
     "store init, missing": ["store", "init", "--config", "none.toml"],
     "agents run, missing": ["agents", "run", "--policies", "none.toml"],
+    "telemetry post, missing": ["telemetry", "post", MISSING, "--token", "cx_x"],
     # a malformed file
     "data load, malformed": ["data", "load", MALFORMED],
     "data validate, malformed": ["data", "validate", MALFORMED],
@@ -46,6 +47,7 @@ CASES: dict[str, list[str]] = {
     "pipeline ingest, malformed": ["pipeline", "ingest", "--source", MALFORMED],
     "pipeline train, malformed": ["pipeline", "train", "--snapshot", MALFORMED],
     "store init, malformed": ["store", "init", "--config", MALFORMED],
+    "telemetry post, malformed": ["telemetry", "post", MALFORMED, "--token", "cx_x"],
     # a bad option or value
     "data validate, bad choice": ["data", "validate", MALFORMED, "--duplicates", "ignore"],
     "pipeline ingest, bad column": ["pipeline", "ingest", "--source", MALFORMED, "--column", "x"],
@@ -53,6 +55,8 @@ CASES: dict[str, list[str]] = {
     "pipeline train, unknown forecaster": ["pipeline", "train", "--candidates", "naive,ridge"],
     "serve, bad port": ["serve", "--port", "http"],
     "tokens issue, no subject": ["tokens", "issue"],
+    "tokens issue, bad role": ["tokens", "issue", "--role", "root"],
+    "telemetry post, no token": ["telemetry", "post", MALFORMED],
     "demo, bad option": ["demo", "--fleet-size", "3"],
     "mlflow-ui, bad port": ["mlflow-ui", "--port", "x"],
     "bench, unknown area": ["bench", "weather"],

@@ -20,6 +20,8 @@ from market.ledger._store import EntryQuery, ExtraWrites, Pending, Store
 from market.memory import gc_paused
 
 Clock = Callable[[], datetime]
+Plan = Callable[[Mapping[str, int]], tuple[Sequence[EntryRequest], ExtraWrites | None]]
+"""Entries (and other rows' writes) planned on balances read in their own transaction."""
 _LARGE_BATCH = 1000
 
 
@@ -147,6 +149,59 @@ class Ledger:
         accounts = self._resolve(
             a for r in requests for t in r.transfers for a in (t.source, t.destination)
         )
+        return self.store.commit(self._pending(requests, accounts), accounts, writes)
+
+    def post_planned(self, account_ids: Iterable[str], plan: Plan) -> list[Entry]:
+        """Plan entries on balances read in the transaction that posts them, and post them.
+
+        The store reads the balances of ``account_ids`` holding them for the
+        transaction (PostgreSQL locks their rows, SQLite holds the write lock), calls
+        ``plan`` with them, and posts the entries it returns, and runs the writes it
+        returns, in that same transaction: no other writer moves a balance between the
+        read and the post, so a plan is never made on stale balances.
+
+        Parameters
+        ----------
+        account_ids
+            The accounts whose balances the plan reads; its entries may move only these.
+        plan
+            Called with the balance of each of ``account_ids``; returns the entries to
+            post (without idempotency keys) and, optionally, writes of other rows to
+            commit with them (see ``post_batch``). It may run again if the transaction
+            is retried.
+
+        Raises
+        ------
+        UnknownAccount
+            If one of ``account_ids`` was never opened.
+        InvalidRequest
+            If a planned entry moves another account or carries an idempotency key.
+        """
+        accounts = self._resolve(account_ids)
+
+        def planned(balances: Mapping[str, int]) -> tuple[list[Pending], ExtraWrites | None]:
+            requests, writes = plan(balances)
+            for request in requests:
+                if not isinstance(request, EntryRequest):
+                    raise InvalidRequest("a plan returns EntryRequest objects")
+                if request.idempotency_key is not None:
+                    raise InvalidRequest(
+                        "planned entries are booked once by their plan, not by key"
+                    )
+                for t in request.transfers:
+                    for account in (t.source, t.destination):
+                        if account not in accounts:
+                            raise InvalidRequest(
+                                f"a planned entry moves {account!r}, which the plan did not read"
+                            )
+            return self._pending(requests, accounts), writes
+
+        with gc_paused():
+            return self.store.commit_planned(sorted(accounts), planned, accounts)
+
+    def _pending(
+        self, requests: Sequence[EntryRequest], accounts: Mapping[str, Account]
+    ) -> list[Pending]:
         for request in requests:
             for transfer in request.transfers:
                 source = accounts[transfer.source]
@@ -157,7 +212,7 @@ class Ledger:
         # 128-bit entry ids: a random 64-bit prefix per batch and the position in it, so
         # a batch's ids are unique and consecutive (its index inserts land side by side).
         prefix = os.urandom(8).hex()
-        pending = [
+        return [
             Pending(
                 Entry(
                     id=f"{prefix}{n:016x}",
@@ -173,7 +228,6 @@ class Ledger:
             )
             for n, r in enumerate(requests)
         ]
-        return self.store.commit(pending, accounts, writes)
 
     def _now(self) -> datetime:
         moment = self._clock()

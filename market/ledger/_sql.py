@@ -33,6 +33,7 @@ from market.ledger._store import (
     EntryQuery,
     ExtraWrites,
     Pending,
+    PlanPending,
     apply_entries,
     check_reopen,
     merge_results,
@@ -259,6 +260,36 @@ class SqlStore:
                 else:
                     raise
         raise StoreUnavailable(f"could not commit {len(pending)} entries after retries")
+
+    def commit_planned(
+        self, lock: Sequence[str], plan: PlanPending, accounts: Mapping[str, Account]
+    ) -> list[Entry]:
+        for attempt in range(self._max_attempts):
+            try:
+                with self.engine.begin() as conn:
+                    # PostgreSQL locks the rows in id order; SQLite holds the write lock
+                    balances = self._lock_balances(conn, sorted(set(lock)))
+                    pending, writes = plan(balances)
+                    posted = self._commit(conn, pending, accounts, False) if pending else []
+                    if writes is not None:
+                        try:
+                            writes(conn)
+                        except Exception as exc:
+                            raise _WritesFailed(exc) from exc
+                    crash_point("ledger.post.before_commit")
+                crash_point("ledger.post.after_commit")
+                return posted
+            except LedgerError:
+                raise
+            except _WritesFailed as failed:
+                if not _retryable(failed.error):
+                    raise failed.error from None
+                self._backoff(attempt)
+            except sa.exc.DBAPIError as exc:
+                if not _retryable(exc):
+                    raise
+                self._backoff(attempt)
+        raise StoreUnavailable("could not commit the planned entries after retries")
 
     def _commit(
         self,

@@ -22,6 +22,9 @@ ExtraWrites = Callable[[Any], None]
 """Writes of another package's rows, run with the ledger's open SQL connection so they
 commit or roll back with its entries."""
 
+PlanPending = Callable[[Mapping[str, int]], tuple[Sequence["Pending"], ExtraWrites | None]]
+"""Entries validated by the ledger, planned on balances read in their transaction."""
+
 
 @dataclass(frozen=True, slots=True)
 class Pending:
@@ -79,6 +82,12 @@ class Store(Protocol):
 
         ``writes``, if given, runs inside that transaction with its connection.
         """
+
+    def commit_planned(
+        self, lock: Sequence[str], plan: PlanPending, accounts: Mapping[str, Account]
+    ) -> list[Entry]:
+        """Read ``lock``'s balances holding them, call ``plan`` with them and commit what
+        it returns (entries and writes) in that one transaction; return the entries."""
 
     def balances(self, prefix: str | None) -> dict[str, int]:
         """Return the stored balance of every account whose id starts with ``prefix``."""
@@ -216,6 +225,27 @@ class MemoryStore:
                 if item.entry.idempotency_key is not None:
                     self._by_key[item.entry.idempotency_key] = (item.fingerprint, item.entry)
             return merge_results(fresh, replays)
+
+    def commit_planned(
+        self, lock: Sequence[str], plan: PlanPending, accounts: Mapping[str, Account]
+    ) -> list[Entry]:
+        with self._lock:
+            pending, writes = plan({a: self._balances[a] for a in lock})
+            if writes is not None:
+                raise LedgerError(
+                    "the in-memory store holds no SQL tables to write with its entries"
+                )
+            touched = {
+                a
+                for item in pending
+                for t in item.entry.transfers
+                for a in (t.source, t.destination)
+            }
+            working = {a: self._balances[a] for a in touched}
+            apply_entries(working, pending, accounts)
+            self._balances.update(working)
+            self._journal.extend(item.entry for item in pending)
+            return [item.entry for item in pending]
 
     def balances(self, prefix: str | None) -> dict[str, int]:
         with self._lock:

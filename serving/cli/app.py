@@ -18,7 +18,7 @@ import typer
 from typer.core import TyperGroup
 
 from benchmarks import cli as bench_cli
-from serving.cli import agents, data, exchange, forecast, pipeline, replay, serve
+from serving.cli import agents, data, exchange, forecast, pipeline, replay, serve, telemetry
 from serving.helptext import readable_options
 
 #: Exit code of every user error, as click uses for a bad option.
@@ -53,6 +53,7 @@ _PANELS: dict[str, str] = {
     "mlflow-ui": "Pipelines and their UIs",
     "serve": "The API",
     "tokens": "The API",
+    "telemetry": "The API",
     "store": "The exchange",
     "tiers": "The exchange",
     "pools": "The exchange",
@@ -156,6 +157,7 @@ for _register in (
     pipeline.register,
     replay.register,
     serve.register,
+    telemetry.register,
     bench_cli.register,
 ):
     _register(app)

@@ -335,7 +335,8 @@ def register(app: typer.Typer) -> None:
         days: float = days_option,
         seed: int = seed_option,
     ) -> None:
-        """Serve the flows on cron: predict hourly, train daily, evaluate weekly.
+        """Serve the flows on cron: predict hourly, train daily, evaluate weekly, and
+        book the telemetry dropped in <home>/telemetry/inbox every five minutes.
 
         Needs a Prefect server: `creditx prefect-ui` (or CREDITX_PREFECT_API_URL), whose UI
         shows the deployments and their runs and can start one now.
@@ -352,6 +353,7 @@ def register(app: typer.Typer) -> None:
                 config.local_url,
                 "start `creditx prefect-ui` in another terminal first; the schedule runs there",
             )
+        from pipelines.params import TelemetryParams
         from pipelines.schedule import ScheduleSpec, serve_command
         from pipelines.servers import run_supervised
 
@@ -360,6 +362,13 @@ def register(app: typer.Typer) -> None:
             ingest=_ingest(settings, source, instances, days, seed),
             home=settings.home,
             predictions_dir=settings.predictions_dir,
+            telemetry=TelemetryParams(
+                ledger_url=settings.ledger_url,
+                telemetry_dir=settings.telemetry_dir,
+                allowances_path=settings.allowances_path,
+                tiers_config=settings.tiers_config,
+                late_window_minutes=settings.late_window_minutes,
+            ),
         )
         # The runner and its flow runs in a session of their own: a terminal's Ctrl-C
         # reaches this process only, which asks the runner to stop them in order.

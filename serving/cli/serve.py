@@ -162,23 +162,35 @@ def issue(
         str | None, typer.Option("--instance", help="issue an agent token for this instance")
     ] = None,
     admin: Annotated[bool, typer.Option("--admin", help="issue an administrator token")] = False,
-    name: Annotated[str, typer.Option(help="the administrator's name (audited)")] = "admin",
+    role: Annotated[
+        str | None,
+        typer.Option(
+            "--role",
+            help="agent (with --instance), admin, or collector: posts telemetry, nothing else",
+        ),
+    ] = None,
+    name: Annotated[
+        str, typer.Option(help="the administrator's (audited) or the collector's name")
+    ] = "",
 ) -> None:
     """Issue a token and print it once; only its SHA-256 is stored."""
-    if admin == (instance is not None):
-        raise typer.BadParameter("give exactly one of --admin or --instance ID")
+    kind = _role(role, instance, admin)
     from market.errors import InstanceNotFound
     from serving.tokens import TokenKind
 
     market, store = _token_store()
     try:
-        if instance is not None:
+        if kind == "agent":
+            assert instance is not None
             try:
                 market.tiers.instance(instance)
             except InstanceNotFound as exc:
                 raise typer.BadParameter(str(exc), param_hint="--instance") from exc
             issued = store.issue(TokenKind.AGENT, instance)
+        elif kind == "collector":
+            issued = store.issue(TokenKind.COLLECTOR, name or "collector")
         else:
+            name = name or "admin"
             if name not in market.tiers.exchange.administrators:
                 typer.echo(
                     f"warning: {name!r} is not among the CEM's administrators; "
@@ -193,6 +205,25 @@ def issue(
         err=True,
     )
     typer.echo(issued.token)
+
+
+def _role(role: str | None, instance: str | None, admin: bool) -> str:
+    # one subject: --instance ID (an agent), --admin, or --role admin|collector|agent
+    if role is not None and role not in ("agent", "admin", "collector"):
+        raise typer.BadParameter(
+            f"{role!r} is not a role: agent, admin or collector", param_hint="--role"
+        )
+    kinds = {k for k in (role, "admin" if admin else None) if k is not None}
+    if instance is not None:
+        kinds.add("agent")
+    if len(kinds) != 1:
+        raise typer.BadParameter(
+            "give exactly one of --admin, --instance ID or --role admin|collector"
+        )
+    kind = kinds.pop()
+    if kind == "agent" and instance is None:
+        raise typer.BadParameter("an agent's token needs --instance ID", param_hint="--role")
+    return kind
 
 
 @tokens_app.command("revoke")
@@ -218,4 +249,4 @@ def list_tokens() -> None:
         market.close()
     for r in records:
         state = "revoked" if r.revoked_at else "active"
-        typer.echo(f"{r.token_id}  {r.kind.value:5}  {r.subject}  {state}")
+        typer.echo(f"{r.token_id}  {r.kind.value:9}  {r.subject}  {state}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import timedelta
 from types import MappingProxyType
 
@@ -292,3 +293,65 @@ def test_ceilings_are_checked_in_the_same_transaction(ledger: Ledger) -> None:
         plain.fingerprint()
         != EntryRequest((Transfer(A, B, 1),), "fill", "t", "k", ceilings={B: 99}).fingerprint()
     )
+
+
+def test_planned_entries_are_planned_on_the_balances_they_post_on(ledger: Ledger) -> None:
+    open_funds(ledger, "a", "b")
+    deposit(ledger, A, 100)
+    seen: list[dict[str, int]] = []
+
+    def sweep(balances: Mapping[str, int]) -> tuple[list[EntryRequest], None]:
+        seen.append(dict(balances))
+        return [EntryRequest((Transfer(A, B, balances[A]),), "sweep", "t")], None
+
+    entries = ledger.post_planned([A, B], sweep)
+    assert seen == [{A: 100, B: 0}]
+    assert entries[0].transfers == (Transfer(A, B, 100),)
+    assert ledger.balances("instance:") == {A: 0, B: 100}
+    assert ledger.post_planned([A], lambda balances: ([], None)) == []
+    with pytest.raises(InvalidRequest, match="did not read"):
+        ledger.post_planned([A], lambda b: ([EntryRequest((Transfer(B, A, 1),), "x", "t")], None))
+    with pytest.raises(InvalidRequest, match="not by key"):
+        ledger.post_planned(
+            [A, B], lambda b: ([EntryRequest((Transfer(B, A, 1),), "x", "t", "key")], None)
+        )
+    with pytest.raises(UnknownAccount):
+        ledger.post_planned(["instance:ghost:funds"], lambda b: ([], None))
+    assert ledger.balances("instance:") == {A: 0, B: 100}
+    assert ledger.verify().ok
+
+
+@pytest.mark.parametrize("store", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_concurrent_plans_never_read_a_stale_balance(
+    store: str, clock: ManualClock, request: pytest.FixtureRequest
+) -> None:
+    # each plan moves all of A's balance: planned on a stale balance, two would move the
+    # same credits and the second would fail; held in their transactions, none does
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tests.market.conftest import sql_ledger
+
+    url = request.getfixturevalue("sqlite_url" if store == "sqlite" else "pg_url")
+    ledger = sql_ledger(url, clock)
+    open_funds(ledger, "a", "b")
+    moved: list[int] = []
+
+    def sweep(balances: Mapping[str, int]) -> tuple[list[EntryRequest], None]:
+        return (
+            ([EntryRequest((Transfer(A, B, balances[A]),), "sweep", "t")], None)
+            if balances[A]
+            else ([], None)
+        )
+
+    def work(n: int) -> None:
+        for _ in range(15):
+            deposit(ledger, A, 7)
+            for entry in ledger.post_planned([A, B], sweep):
+                moved.append(entry.transfers[0].amount)
+
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(work, range(4)))
+    assert sum(moved) == 4 * 15 * 7
+    assert ledger.balances("instance:") == {A: 0, B: 420}
+    assert ledger.verify().ok
+    ledger.close()

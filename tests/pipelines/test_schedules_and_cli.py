@@ -13,7 +13,13 @@ from pipelines.params import (
     TrackingParams,
     TrainParams,
 )
-from pipelines.schedule import EVALUATE_CRON, PREDICT_CRON, TRAIN_CRON, deployments
+from pipelines.schedule import (
+    EVALUATE_CRON,
+    PREDICT_CRON,
+    TELEMETRY_CRON,
+    TRAIN_CRON,
+    deployments,
+)
 from serving.cli import app
 from serving.cli.pipeline import mlflow_ui_command
 from serving.settings import Settings
@@ -38,6 +44,24 @@ def test_deployments_run_predict_hourly_train_daily_and_evaluate_weekly(tmp_path
     train = TrainParams.model_validate(built[1].parameters["params"])
     assert train.ingest == ingest
     assert train.snapshot is None
+
+
+def test_the_telemetry_flow_runs_every_five_minutes_when_given(tmp_path: Path) -> None:
+    from pipelines.params import TelemetryParams
+
+    tracking = TrackingParams(tracking_uri="sqlite:///x.db", artifact_root="file:///x", fleet="f1")
+    ingest = IngestParams(synthetic=SyntheticFleet(), home=tmp_path)
+    telemetry = TelemetryParams(
+        ledger_url=f"sqlite:///{tmp_path / 'ledger.db'}",
+        telemetry_dir=tmp_path / "telemetry",
+        allowances_path=tmp_path / "allowances.parquet",
+    )
+    built = deployments(tracking, ingest, tmp_path, tmp_path / "p", telemetry)
+    last = built[-1]
+    assert last.name == "f1-telemetry-5min"
+    assert [s.schedule.cron for s in last.schedules] == [TELEMETRY_CRON]
+    assert TelemetryParams.model_validate(last.parameters["params"]) == telemetry
+    assert TELEMETRY_CRON == "1-59/5 * * * *"
 
 
 def test_train_params_need_exactly_one_source_of_telemetry(tmp_path: Path) -> None:

@@ -14,11 +14,13 @@ from serving_support import Api
 
 from serving.routes import (
     admin,
+    allowances,
     decisions,
     forecasts,
     health,
     instances,
     orders,
+    telemetry,
     tiers,
     tokens,
 )
@@ -31,7 +33,18 @@ GARBAGE = b'{"side": "sell", "side": 7, "price": NaN, "quantity": 1e400, "values
 PLACEHOLDERS = {"instance_id": VICTIM, "tier": "gold", "order_id": "x", "token_id": "x"}
 
 
-ROUTERS = (admin, decisions, forecasts, health, instances, orders, tiers, tokens)
+ROUTERS = (
+    admin,
+    allowances,
+    decisions,
+    forecasts,
+    health,
+    instances,
+    orders,
+    telemetry,
+    tiers,
+    tokens,
+)
 
 
 def _routes() -> list[tuple[str, str, Access | None]]:
@@ -115,6 +128,27 @@ def test_a_token_the_route_refuses_is_403_whatever_the_request(api: Api) -> None
             response = _garbage(api, method, path, api.admin())
             assert response.status_code == 403, (method, path, response.text)
     assert refused >= 15
+    assert _state(api) == before
+
+
+def test_a_collector_token_is_refused_everywhere_but_telemetry(api: Api) -> None:
+    from serving.tokens import TokenKind
+
+    token = api.services.tokens.issue(TokenKind.COLLECTOR, "collector-1").token
+    collector = {"Authorization": f"Bearer {token}"}
+    before = _state(api)
+    secured = _secured_routes()
+    assert [(m, p) for m, p, rule in secured if rule is Access.COLLECT] == [
+        ("POST", "/v1/telemetry")
+    ]
+    for method, path, rule in secured:
+        response = _garbage(api, method, path, collector)
+        if rule is Access.COLLECT:
+            # authorised: then the body is read, and this one is no batch of readings
+            assert response.status_code == 400, response.text
+            continue
+        assert response.status_code == 403, (method, path, response.text)
+        assert "collector" in response.json()["detail"]
     assert _state(api) == before
 
 

@@ -17,7 +17,9 @@ import pytest
 import schemathesis
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
 from schemathesis.config import SchemathesisConfig
+from schemathesis.specs.openapi.checks import positive_data_acceptance
 from serving_support import START, Api, write_predictions
 
 from market.clock import ManualClock
@@ -52,6 +54,32 @@ def _fuzzed_app() -> Api:
 _API = _fuzzed_app()
 
 
+def _parquet_bodies() -> list[bytes]:
+    # a real batch of readings, one in the frame contract's columns, one of neither
+    import io
+    from datetime import timedelta
+
+    import pandas as pd
+
+    bodies = []
+    interval = START - timedelta(minutes=10)
+    for frame in (
+        pd.DataFrame({"instance_id": [AGENT], "interval_start": [interval], "cpu_percent": [5.0]}),
+        pd.DataFrame({"unique_id": [AGENT], "ds": [interval], "y": [150.0]}),
+        pd.DataFrame({"host": ["h"], "cpu": [1.0]}),
+    ):
+        buffer = io.BytesIO()
+        frame.to_parquet(buffer, index=False)
+        bodies.append(buffer.getvalue())
+    return bodies
+
+
+schemathesis.openapi.media_type(
+    "application/vnd.apache.parquet",
+    st.sampled_from(_parquet_bodies()) | st.binary(max_size=64),
+)
+
+
 def _schema(token: str, parameters: dict[str, Any]) -> Any:
     config = SchemathesisConfig.from_dict(
         {
@@ -71,18 +99,27 @@ agent_schema = _schema(
 _SETTINGS = settings(deadline=None, suppress_health_check=list(HealthCheck))
 
 
+def _excluded(case: Any) -> list[Any]:
+    # a batch of readings is checked against the fleet and the clock (an instance it
+    # does not know, an interval not ended yet), which no schema can say: a batch the
+    # schema allows may still be refused with 422, as the route documents
+    if case.operation.path == "/v1/telemetry":
+        return [positive_data_acceptance]
+    return []
+
+
 @pytest.mark.slow
 @admin_schema.parametrize()
 @_SETTINGS
 def test_fuzzed_as_an_administrator(case: Any) -> None:
-    case.call_and_validate()
+    case.call_and_validate(excluded_checks=_excluded(case))
 
 
 @pytest.mark.slow
 @agent_schema.parametrize()
 @_SETTINGS
 def test_fuzzed_as_an_agent(case: Any) -> None:
-    case.call_and_validate()
+    case.call_and_validate(excluded_checks=_excluded(case))
 
 
 def test_the_fuzzed_ledger_still_verifies() -> None:
