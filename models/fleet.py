@@ -1,11 +1,15 @@
 """The fleet orchestrator: frames in, per-instance forecasts with quantiles out.
 
 :class:`FleetForecaster` turns a long frame (``unique_id``, ``ds``, ``y``) into an
-hourly panel, fits every candidate forecaster on it, and chooses per instance and
-horizon bucket the candidate with the lowest error in a rolling-origin back-test on
-data before the forecast origin. Instances with too little history for a candidate
-fall back to a simpler one, recorded in :attr:`FleetForecaster.fallbacks_`. User
-forecasts override the learned ones per instance (``source`` column).
+hourly panel, fits every candidate forecaster on it, and ranks the candidates per
+instance and horizon bucket by their error in a rolling-origin back-test on data
+before the forecast origin. The point forecast in force is the median of the best
+few (``ForecastConfig.point_sources``): one back-test window is noisy evidence, and
+the median of three good forecasts errs less than the one that happened to score
+best, while it still leaves out a candidate that fails on an instance. Instances
+with too little history for a candidate fall back to a simpler one, recorded in
+:attr:`FleetForecaster.fallbacks_`. User forecasts override the learned ones per
+instance (``source`` column).
 """
 
 from __future__ import annotations
@@ -45,6 +49,7 @@ _REGISTRY: dict[str, tuple[str, str]] = {
     "ets": ("models.stats", "ETS"),
     "linear": ("models.linear", "LinearLags"),
     "lightgbm": ("models.gbm", "GlobalLightGBM"),
+    "lightgbm_recent": ("models.gbm", "RecentLightGBM"),
 }
 
 
@@ -182,8 +187,12 @@ class FleetForecaster:
         Instances of the fitted fleet, sorted.
     choice_ : numpy.ndarray
         ``(n_instances, n_horizon_buckets)`` index into ``config.candidates`` of the
-        model whose point forecast is in force per instance and horizon bucket (the
-        lowest back-test absolute error; the ``model`` column).
+        model with the lowest shrunk back-test absolute error per instance and horizon
+        bucket.
+    point_choice_ : numpy.ndarray
+        ``(n_instances, n_horizon_buckets, k)``: the ``k`` candidates with the lowest
+        shrunk back-test absolute error, best first, whose point forecasts' median is
+        in force (``k`` is odd, so the median is one of them: the ``model`` column).
     quantile_choice_ : numpy.ndarray
         ``(n_instances, n_horizon_buckets, k)``: the ``k = config.quantile_sources``
         candidates with the lowest back-test pinball loss at 0.9, best first, whose
@@ -238,7 +247,11 @@ class FleetForecaster:
             scores.append(score)
         self.models_ = models
         self.choice_ = self._choose(np.stack(scores))
-        self.quantile_choice_ = self._choose_sources(np.stack(pinballs))
+        k = min(self.config.point_sources, len(models))
+        self.point_choice_ = self._choose_sources(np.stack(scores), k - (k + 1) % 2)
+        self.quantile_choice_ = self._choose_sources(
+            np.stack(pinballs), self.config.quantile_sources
+        )
         self.unique_ids_ = ids
         self.first_hour_ = first_hour
         self.last_hour_ = first_hour + panel.shape[1] - 1
@@ -278,8 +291,8 @@ class FleetForecaster:
         choice[~np.isfinite(stacked.min(axis=0))] = 0
         return choice.astype(np.int8)
 
-    def _choose_sources(self, stacked: np.ndarray) -> np.ndarray:
-        k = min(self.config.quantile_sources, stacked.shape[0])
+    def _choose_sources(self, stacked: np.ndarray, k: int) -> np.ndarray:
+        k = min(k, stacked.shape[0])
         order = np.argsort(stacked, axis=0, kind="stable")[:k]  # (k, n, buckets)
         best = self._choose(stacked)
         ranked = np.take_along_axis(stacked, order, axis=0)
@@ -289,12 +302,13 @@ class FleetForecaster:
         return np.moveaxis(order, 0, -1).astype(np.int8)
 
     def summary(self) -> pd.DataFrame:
-        """Return which model is in force for how many instances, and its back-test error.
+        """Return which model ranks first for how many instances, and its back-test error.
 
         One row per candidate, then ``prior`` (instances with less than a day of
-        history): for the next hour, day and week, the instances whose forecast it makes
-        (at that horizon's last step) and its fleet-mean back-test MAE there, in units of
-        each instance's scale (the MASE of the calibration back-test).
+        history): for the next hour, day and week, the instances for which it has the
+        lowest shrunk back-test error (at that horizon's last step; the point forecast
+        is the median of the best ``point_sources``) and its fleet-mean back-test MAE
+        there, in units of each instance's scale (the MASE of the calibration back-test).
         """
         if not hasattr(self, "models_"):
             raise NotFittedError(type(self).__name__)
@@ -407,20 +421,23 @@ class FleetForecaster:
         y, first_hour, origin_cols = history
         origin_hours = first_hour + origin_cols
         buckets = horizon_bucket(np.arange(1, h + 1))
-        choice = self.choice_[rows][:, buckets]  # (n, h)
+        pchoice = self.point_choice_[rows][:, buckets][:, None, :, :]  # (n, 1, h, k)
         qchoice = self.quantile_choice_[rows][:, buckets][:, None, :, :]  # (n, 1, h, k)
         n, n_origins = len(rows), len(origin_hours)
-        pick = choice[:, None, :]
         ri = rows[:, None, None]
         oi = np.arange(n_origins)[None, :, None]
         si = np.arange(h)[None, None, :]
+        # The median of an odd number of forecasts is one of them: the one in force.
+        sources = points[pchoice, ri[..., None], oi[..., None], si[..., None]]  # (n, o, h, k)
+        middle = np.argsort(sources, axis=3, kind="stable")[..., sources.shape[3] // 2]
+        pick = np.take_along_axis(
+            np.broadcast_to(pchoice, sources.shape), middle[..., None], axis=3
+        )[..., 0]
         yhat = np.clip(points[pick, ri, oi, si], self.floor_, self.ceiling_)
         # The mean of non-decreasing quantile vectors is non-decreasing.
         blend = qs[qchoice, ri[..., None], oi[..., None], si[..., None], :].mean(axis=3)
         quant = np.clip(_centred(blend, yhat, levels), self.floor_, self.ceiling_)
-        names = np.asarray(self.config.candidates, dtype=object)[
-            np.broadcast_to(pick, (n, n_origins, h))
-        ]
+        names = np.asarray(self.config.candidates, dtype=object)[pick]
         source = np.full((n, n_origins, h), "learned", dtype=object)
         newcomer = observed_before(y, origin_cols) < PRIOR_HOURS  # (n, n_origins)
         if newcomer.any():
