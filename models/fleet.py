@@ -108,6 +108,22 @@ def _groups(frame: pd.DataFrame, ids: np.ndarray) -> np.ndarray | None:
     return tier.fillna("").to_numpy(dtype=object)
 
 
+def _origin_columns(origins: Sequence[pd.Timestamp], first_hour: int, t: int) -> np.ndarray:
+    # Sorted panel columns of the origins; an origin may lie one hour past the end.
+    try:
+        stamps = pd.DatetimeIndex(_to_utc(pd.Series(list(origins))))
+    except (TypeError, ValueError) as exc:
+        raise InvalidInputError("origins", f"not timestamps: {exc}") from exc
+    if len(stamps) == 0:
+        raise InvalidInputError("origins", "no origin given")
+    cols = np.sort(((stamps - _EPOCH) // _HOUR).to_numpy(dtype=np.int64) - first_hour)
+    if cols.min() < 1 or cols.max() > t:
+        raise InvalidInputError(
+            "origins", "must lie after the first hour and at most one hour past the end"
+        )
+    return cols
+
+
 def _to_utc(ds: pd.Series) -> pd.Series:
     ds = pd.to_datetime(ds)
     # A naive timestamp is read as UTC, the frame contract's zone.
@@ -489,6 +505,83 @@ class FleetForecaster:
 
     # -- back-testing ------------------------------------------------------------------
 
+    def forecast_origins(
+        self,
+        frame: pd.DataFrame,
+        origins: Sequence[pd.Timestamp],
+        h: int,
+        quantiles: Sequence[float] | None = None,
+    ) -> pd.DataFrame:
+        """Forecast from each origin with the fitted models, reading the data before it.
+
+        No model is refitted: each forecast reads the observations of ``frame`` before
+        its origin, as :meth:`predict` does with newer observations. So that no
+        forecast depends on what came after its origin, every origin must lie after
+        the fitted history.
+
+        Parameters
+        ----------
+        frame
+            Hourly long frame holding every fitted instance (others are left out), its
+            history before the origins and, where known, the actuals.
+        origins
+            Forecast origins: the first forecast hour of each forecast (UTC).
+        h
+            Hours per forecast.
+        quantiles
+            Quantile levels; ``config.quantiles`` by default.
+
+        Returns
+        -------
+        pandas.DataFrame
+            ``unique_id, origin, ds, y, yhat, q.., model, source`` as :meth:`backtest`.
+
+        Raises
+        ------
+        NotFittedError
+            Before :meth:`fit`.
+        InvalidInputError
+            An origin inside the fitted history, or a fitted instance missing from
+            ``frame``.
+        """
+        if not hasattr(self, "models_"):
+            raise NotFittedError(type(self).__name__)
+        h = check_horizon(h)
+        levels = check_quantiles(self.config.quantiles if quantiles is None else quantiles)
+        ids, panel, first_hour = to_panel(frame)
+        cols = _origin_columns(origins, first_hour, panel.shape[1])
+        if first_hour + int(cols.min()) <= self.last_hour_:
+            raise InvalidInputError("origins", "must lie after the fitted history")
+        rows = pd.Index(ids).get_indexer(pd.Index(self.unique_ids_))
+        if (rows < 0).any():
+            missing = [str(u) for u in self.unique_ids_[rows < 0][:5]]
+            raise InvalidInputError("frame", f"lacks fitted instances {missing}")
+        return self._forecast_panel(panel[rows], first_hour, cols, h, levels)
+
+    def _forecast_panel(
+        self,
+        y: np.ndarray,
+        first_hour: int,
+        origin_cols: np.ndarray,
+        h: int,
+        levels: tuple[float, ...],
+    ) -> pd.DataFrame:
+        # y holds the fitted instances' rows in order; actuals are NaN past its end.
+        pairs = [
+            predict_origins(m, y, first_hour, origin_cols, h, _with_median(levels))
+            for m in self.models_
+        ]
+        points = np.stack([p for p, _ in pairs])
+        qs = np.stack([q for _, q in pairs])
+        out = self._assemble(
+            points, qs, np.arange(y.shape[0]), (y, first_hour, origin_cols), h, levels
+        )
+        t = y.shape[1]
+        idx = origin_cols[:, None] + np.arange(h)[None, :]
+        actual = np.where(idx[None] < t, y[:, np.minimum(idx, t - 1)], np.nan)
+        out.insert(3, "y", actual.reshape(-1))
+        return out
+
     def backtest(
         self,
         frame: pd.DataFrame,
@@ -531,17 +624,7 @@ class FleetForecaster:
             )
         ids, panel, first_hour = to_panel(frame)
         tiers = _groups(frame, ids)
-        try:
-            stamps = pd.DatetimeIndex(_to_utc(pd.Series(list(origins))))
-        except (TypeError, ValueError) as exc:
-            raise InvalidInputError("origins", f"not timestamps: {exc}") from exc
-        if len(stamps) == 0:
-            raise InvalidInputError("origins", "no origin given")
-        cols = np.sort(((stamps - _EPOCH) // _HOUR).to_numpy(dtype=np.int64) - first_hour)
-        if cols.min() < 1 or cols.max() > panel.shape[1]:
-            raise InvalidInputError(
-                "origins", "must lie after the first hour and at most one hour past the end"
-            )
+        cols = _origin_columns(origins, first_hour, panel.shape[1])
         groups: list[list[int]] = []
         for col in cols.tolist():
             if not groups or (refit_every is not None and col - groups[-1][0] >= refit_every):
@@ -549,7 +632,6 @@ class FleetForecaster:
             else:
                 groups[-1].append(col)
         results = []
-        t = panel.shape[1]
         for group in groups:
             fit_col = group[0]
             active = np.flatnonzero(~np.isnan(panel[:, :fit_col]).all(axis=1))
@@ -561,19 +643,7 @@ class FleetForecaster:
                 first_hour,
                 None if tiers is None else tiers[active],
             )
-            y = panel[active]
-            origin_cols = np.asarray(group)
-            pairs = [
-                predict_origins(m, y, first_hour, origin_cols, h, _with_median(levels))
-                for m in fleet.models_
-            ]
-            points = np.stack([p for p, _ in pairs])
-            qs = np.stack([q for _, q in pairs])
-            part = fleet._assemble(
-                points, qs, np.arange(len(active)), (y, first_hour, origin_cols), h, levels
+            results.append(
+                fleet._forecast_panel(panel[active], first_hour, np.asarray(group), h, levels)
             )
-            idx = origin_cols[:, None] + np.arange(h)[None, :]
-            actual = np.where(idx[None] < t, y[:, np.minimum(idx, t - 1)], np.nan)
-            part.insert(3, "y", actual.reshape(-1))
-            results.append(part)
         return pd.concat(results, ignore_index=True)

@@ -226,3 +226,21 @@ def test_point_is_the_median_of_the_best_candidates(fleet_frame: pd.DataFrame) -
     )
     with pytest.raises(ValueError, match="point_sources"):
         ForecastConfig(point_sources=0)
+
+
+def test_forecast_origins_equals_a_backtest_fitted_once(fleet_frame: pd.DataFrame) -> None:
+    config = ForecastConfig(
+        candidates=("naive", "seasonal_naive", "linear"), calibration_hours=72, horizon_max=48
+    )
+    end = fleet_frame["ds"].max()
+    origins = [end - pd.Timedelta(hours=47), end - pd.Timedelta(hours=23)]
+    expected = FleetForecaster(config).backtest(fleet_frame, origins, 24)
+    fleet = FleetForecaster(config).fit(fleet_frame[fleet_frame["ds"] < origins[0]])
+    got = fleet.forecast_origins(fleet_frame, origins, 24)
+    pd.testing.assert_frame_equal(got, expected)
+    with pytest.raises(InvalidInputError, match="after the fitted history"):
+        fleet.forecast_origins(fleet_frame, [origins[0] - pd.Timedelta(hours=1)], 24)
+    with pytest.raises(InvalidInputError, match="lacks fitted instances"):
+        fleet.forecast_origins(fleet_frame[fleet_frame["unique_id"] != "flat"], origins, 24)
+    with pytest.raises(NotFittedError, match=r"call fit\(\.\.\.\)"):
+        FleetForecaster(config).forecast_origins(fleet_frame, origins, 24)
