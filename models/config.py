@@ -7,11 +7,24 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from data.forecasts import QUANTILES
 
 #: Every candidate model name the orchestrator knows, simplest first.
-CANDIDATES: tuple[str, ...] = ("naive", "seasonal_naive", "ets", "linear", "lightgbm")
+CANDIDATES: tuple[str, ...] = (
+    "naive",
+    "seasonal_naive",
+    "ets",
+    "linear",
+    "lightgbm",
+    "lightgbm_recent",
+)
 #: The candidates used unless a configuration names others: Holt-Winters ETS is left
 #: out, since it rarely beats the global models in back-tests and its per-instance
 #: estimation dominates the run time.
-DEFAULT_CANDIDATES: tuple[str, ...] = ("naive", "seasonal_naive", "linear", "lightgbm")
+DEFAULT_CANDIDATES: tuple[str, ...] = (
+    "naive",
+    "seasonal_naive",
+    "linear",
+    "lightgbm",
+    "lightgbm_recent",
+)
 
 
 class ForecastConfig(BaseModel):
@@ -37,6 +50,11 @@ class ForecastConfig(BaseModel):
         step): many for the next hour, a couple for the next week, fewer on a short
         history, so long horizons and thin histories lean on the fleet's choice
         (0: instances choose on their own evidence).
+    point_sources
+        Candidates whose point forecasts' median is in force per instance and horizon
+        bucket: the ones with the lowest shrunk back-test error. The largest odd number
+        up to it and the number of candidates is used, so that the median is one
+        candidate's forecast (1: the best one alone).
     quantile_sources
         Candidates whose quantiles are averaged per instance and horizon bucket: the
         ones with the lowest back-test pinball loss at 0.9 (1: the best one alone).
@@ -55,6 +73,7 @@ class ForecastConfig(BaseModel):
     horizon_max: int = Field(default=168, ge=1)
     shrinkage: float = Field(default=24.0, ge=0.0)
     selection_shrinkage: float = Field(default=24.0, ge=0.0)
+    point_sources: int = Field(default=3, ge=1)
     quantile_sources: int = Field(default=2, ge=1)
     quantiles: tuple[float, ...] = QUANTILES
     seed: int = 0

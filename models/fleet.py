@@ -1,11 +1,15 @@
 """The fleet orchestrator: frames in, per-instance forecasts with quantiles out.
 
 :class:`FleetForecaster` turns a long frame (``unique_id``, ``ds``, ``y``) into an
-hourly panel, fits every candidate forecaster on it, and chooses per instance and
-horizon bucket the candidate with the lowest error in a rolling-origin back-test on
-data before the forecast origin. Instances with too little history for a candidate
-fall back to a simpler one, recorded in :attr:`FleetForecaster.fallbacks_`. User
-forecasts override the learned ones per instance (``source`` column).
+hourly panel, fits every candidate forecaster on it, and ranks the candidates per
+instance and horizon bucket by their error in a rolling-origin back-test on data
+before the forecast origin. The point forecast in force is the median of the best
+few (``ForecastConfig.point_sources``): one back-test window is noisy evidence, and
+the median of three good forecasts errs less than the one that happened to score
+best, while it still leaves out a candidate that fails on an instance. Instances
+with too little history for a candidate fall back to a simpler one, recorded in
+:attr:`FleetForecaster.fallbacks_`. User forecasts override the learned ones per
+instance (``source`` column).
 """
 
 from __future__ import annotations
@@ -45,6 +49,7 @@ _REGISTRY: dict[str, tuple[str, str]] = {
     "ets": ("models.stats", "ETS"),
     "linear": ("models.linear", "LinearLags"),
     "lightgbm": ("models.gbm", "GlobalLightGBM"),
+    "lightgbm_recent": ("models.gbm", "RecentLightGBM"),
 }
 
 
@@ -101,6 +106,22 @@ def _groups(frame: pd.DataFrame, ids: np.ndarray) -> np.ndarray | None:
         first["tier"].astype("string").to_numpy(), index=first["unique_id"].astype("string")
     ).reindex(pd.Index(ids, dtype="string"))
     return tier.fillna("").to_numpy(dtype=object)
+
+
+def _origin_columns(origins: Sequence[pd.Timestamp], first_hour: int, t: int) -> np.ndarray:
+    # Sorted panel columns of the origins; an origin may lie one hour past the end.
+    try:
+        stamps = pd.DatetimeIndex(_to_utc(pd.Series(list(origins))))
+    except (TypeError, ValueError) as exc:
+        raise InvalidInputError("origins", f"not timestamps: {exc}") from exc
+    if len(stamps) == 0:
+        raise InvalidInputError("origins", "no origin given")
+    cols = np.sort(((stamps - _EPOCH) // _HOUR).to_numpy(dtype=np.int64) - first_hour)
+    if cols.min() < 1 or cols.max() > t:
+        raise InvalidInputError(
+            "origins", "must lie after the first hour and at most one hour past the end"
+        )
+    return cols
 
 
 def _to_utc(ds: pd.Series) -> pd.Series:
@@ -182,8 +203,12 @@ class FleetForecaster:
         Instances of the fitted fleet, sorted.
     choice_ : numpy.ndarray
         ``(n_instances, n_horizon_buckets)`` index into ``config.candidates`` of the
-        model whose point forecast is in force per instance and horizon bucket (the
-        lowest back-test absolute error; the ``model`` column).
+        model with the lowest shrunk back-test absolute error per instance and horizon
+        bucket.
+    point_choice_ : numpy.ndarray
+        ``(n_instances, n_horizon_buckets, k)``: the ``k`` candidates with the lowest
+        shrunk back-test absolute error, best first, whose point forecasts' median is
+        in force (``k`` is odd, so the median is one of them: the ``model`` column).
     quantile_choice_ : numpy.ndarray
         ``(n_instances, n_horizon_buckets, k)``: the ``k = config.quantile_sources``
         candidates with the lowest back-test pinball loss at 0.9, best first, whose
@@ -238,7 +263,11 @@ class FleetForecaster:
             scores.append(score)
         self.models_ = models
         self.choice_ = self._choose(np.stack(scores))
-        self.quantile_choice_ = self._choose_sources(np.stack(pinballs))
+        k = min(self.config.point_sources, len(models))
+        self.point_choice_ = self._choose_sources(np.stack(scores), k - (k + 1) % 2)
+        self.quantile_choice_ = self._choose_sources(
+            np.stack(pinballs), self.config.quantile_sources
+        )
         self.unique_ids_ = ids
         self.first_hour_ = first_hour
         self.last_hour_ = first_hour + panel.shape[1] - 1
@@ -278,8 +307,8 @@ class FleetForecaster:
         choice[~np.isfinite(stacked.min(axis=0))] = 0
         return choice.astype(np.int8)
 
-    def _choose_sources(self, stacked: np.ndarray) -> np.ndarray:
-        k = min(self.config.quantile_sources, stacked.shape[0])
+    def _choose_sources(self, stacked: np.ndarray, k: int) -> np.ndarray:
+        k = min(k, stacked.shape[0])
         order = np.argsort(stacked, axis=0, kind="stable")[:k]  # (k, n, buckets)
         best = self._choose(stacked)
         ranked = np.take_along_axis(stacked, order, axis=0)
@@ -289,12 +318,13 @@ class FleetForecaster:
         return np.moveaxis(order, 0, -1).astype(np.int8)
 
     def summary(self) -> pd.DataFrame:
-        """Return which model is in force for how many instances, and its back-test error.
+        """Return which model ranks first for how many instances, and its back-test error.
 
         One row per candidate, then ``prior`` (instances with less than a day of
-        history): for the next hour, day and week, the instances whose forecast it makes
-        (at that horizon's last step) and its fleet-mean back-test MAE there, in units of
-        each instance's scale (the MASE of the calibration back-test).
+        history): for the next hour, day and week, the instances for which it has the
+        lowest shrunk back-test error (at that horizon's last step; the point forecast
+        is the median of the best ``point_sources``) and its fleet-mean back-test MAE
+        there, in units of each instance's scale (the MASE of the calibration back-test).
         """
         if not hasattr(self, "models_"):
             raise NotFittedError(type(self).__name__)
@@ -407,20 +437,23 @@ class FleetForecaster:
         y, first_hour, origin_cols = history
         origin_hours = first_hour + origin_cols
         buckets = horizon_bucket(np.arange(1, h + 1))
-        choice = self.choice_[rows][:, buckets]  # (n, h)
+        pchoice = self.point_choice_[rows][:, buckets][:, None, :, :]  # (n, 1, h, k)
         qchoice = self.quantile_choice_[rows][:, buckets][:, None, :, :]  # (n, 1, h, k)
         n, n_origins = len(rows), len(origin_hours)
-        pick = choice[:, None, :]
         ri = rows[:, None, None]
         oi = np.arange(n_origins)[None, :, None]
         si = np.arange(h)[None, None, :]
+        # The median of an odd number of forecasts is one of them: the one in force.
+        sources = points[pchoice, ri[..., None], oi[..., None], si[..., None]]  # (n, o, h, k)
+        middle = np.argsort(sources, axis=3, kind="stable")[..., sources.shape[3] // 2]
+        pick = np.take_along_axis(
+            np.broadcast_to(pchoice, sources.shape), middle[..., None], axis=3
+        )[..., 0]
         yhat = np.clip(points[pick, ri, oi, si], self.floor_, self.ceiling_)
         # The mean of non-decreasing quantile vectors is non-decreasing.
         blend = qs[qchoice, ri[..., None], oi[..., None], si[..., None], :].mean(axis=3)
         quant = np.clip(_centred(blend, yhat, levels), self.floor_, self.ceiling_)
-        names = np.asarray(self.config.candidates, dtype=object)[
-            np.broadcast_to(pick, (n, n_origins, h))
-        ]
+        names = np.asarray(self.config.candidates, dtype=object)[pick]
         source = np.full((n, n_origins, h), "learned", dtype=object)
         newcomer = observed_before(y, origin_cols) < PRIOR_HOURS  # (n, n_origins)
         if newcomer.any():
@@ -472,6 +505,83 @@ class FleetForecaster:
 
     # -- back-testing ------------------------------------------------------------------
 
+    def forecast_origins(
+        self,
+        frame: pd.DataFrame,
+        origins: Sequence[pd.Timestamp],
+        h: int,
+        quantiles: Sequence[float] | None = None,
+    ) -> pd.DataFrame:
+        """Forecast from each origin with the fitted models, reading the data before it.
+
+        No model is refitted: each forecast reads the observations of ``frame`` before
+        its origin, as :meth:`predict` does with newer observations. So that no
+        forecast depends on what came after its origin, every origin must lie after
+        the fitted history.
+
+        Parameters
+        ----------
+        frame
+            Hourly long frame holding every fitted instance (others are left out), its
+            history before the origins and, where known, the actuals.
+        origins
+            Forecast origins: the first forecast hour of each forecast (UTC).
+        h
+            Hours per forecast.
+        quantiles
+            Quantile levels; ``config.quantiles`` by default.
+
+        Returns
+        -------
+        pandas.DataFrame
+            ``unique_id, origin, ds, y, yhat, q.., model, source`` as :meth:`backtest`.
+
+        Raises
+        ------
+        NotFittedError
+            Before :meth:`fit`.
+        InvalidInputError
+            An origin inside the fitted history, or a fitted instance missing from
+            ``frame``.
+        """
+        if not hasattr(self, "models_"):
+            raise NotFittedError(type(self).__name__)
+        h = check_horizon(h)
+        levels = check_quantiles(self.config.quantiles if quantiles is None else quantiles)
+        ids, panel, first_hour = to_panel(frame)
+        cols = _origin_columns(origins, first_hour, panel.shape[1])
+        if first_hour + int(cols.min()) <= self.last_hour_:
+            raise InvalidInputError("origins", "must lie after the fitted history")
+        rows = pd.Index(ids).get_indexer(pd.Index(self.unique_ids_))
+        if (rows < 0).any():
+            missing = [str(u) for u in self.unique_ids_[rows < 0][:5]]
+            raise InvalidInputError("frame", f"lacks fitted instances {missing}")
+        return self._forecast_panel(panel[rows], first_hour, cols, h, levels)
+
+    def _forecast_panel(
+        self,
+        y: np.ndarray,
+        first_hour: int,
+        origin_cols: np.ndarray,
+        h: int,
+        levels: tuple[float, ...],
+    ) -> pd.DataFrame:
+        # y holds the fitted instances' rows in order; actuals are NaN past its end.
+        pairs = [
+            predict_origins(m, y, first_hour, origin_cols, h, _with_median(levels))
+            for m in self.models_
+        ]
+        points = np.stack([p for p, _ in pairs])
+        qs = np.stack([q for _, q in pairs])
+        out = self._assemble(
+            points, qs, np.arange(y.shape[0]), (y, first_hour, origin_cols), h, levels
+        )
+        t = y.shape[1]
+        idx = origin_cols[:, None] + np.arange(h)[None, :]
+        actual = np.where(idx[None] < t, y[:, np.minimum(idx, t - 1)], np.nan)
+        out.insert(3, "y", actual.reshape(-1))
+        return out
+
     def backtest(
         self,
         frame: pd.DataFrame,
@@ -514,17 +624,7 @@ class FleetForecaster:
             )
         ids, panel, first_hour = to_panel(frame)
         tiers = _groups(frame, ids)
-        try:
-            stamps = pd.DatetimeIndex(_to_utc(pd.Series(list(origins))))
-        except (TypeError, ValueError) as exc:
-            raise InvalidInputError("origins", f"not timestamps: {exc}") from exc
-        if len(stamps) == 0:
-            raise InvalidInputError("origins", "no origin given")
-        cols = np.sort(((stamps - _EPOCH) // _HOUR).to_numpy(dtype=np.int64) - first_hour)
-        if cols.min() < 1 or cols.max() > panel.shape[1]:
-            raise InvalidInputError(
-                "origins", "must lie after the first hour and at most one hour past the end"
-            )
+        cols = _origin_columns(origins, first_hour, panel.shape[1])
         groups: list[list[int]] = []
         for col in cols.tolist():
             if not groups or (refit_every is not None and col - groups[-1][0] >= refit_every):
@@ -532,7 +632,6 @@ class FleetForecaster:
             else:
                 groups[-1].append(col)
         results = []
-        t = panel.shape[1]
         for group in groups:
             fit_col = group[0]
             active = np.flatnonzero(~np.isnan(panel[:, :fit_col]).all(axis=1))
@@ -544,19 +643,7 @@ class FleetForecaster:
                 first_hour,
                 None if tiers is None else tiers[active],
             )
-            y = panel[active]
-            origin_cols = np.asarray(group)
-            pairs = [
-                predict_origins(m, y, first_hour, origin_cols, h, _with_median(levels))
-                for m in fleet.models_
-            ]
-            points = np.stack([p for p, _ in pairs])
-            qs = np.stack([q for _, q in pairs])
-            part = fleet._assemble(
-                points, qs, np.arange(len(active)), (y, first_hour, origin_cols), h, levels
+            results.append(
+                fleet._forecast_panel(panel[active], first_hour, np.asarray(group), h, levels)
             )
-            idx = origin_cols[:, None] + np.arange(h)[None, :]
-            actual = np.where(idx[None] < t, y[:, np.minimum(idx, t - 1)], np.nan)
-            part.insert(3, "y", actual.reshape(-1))
-            results.append(part)
         return pd.concat(results, ignore_index=True)

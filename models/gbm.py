@@ -12,6 +12,12 @@ seasonal-naive error scale, so one model serves instances of any level:
 
 The target is scaled the same way and the loss is the absolute error, so the
 objective is the mean absolute scaled error the task scores.
+
+:class:`RecentLightGBM` reads the same features but learns the target's departure
+from the instance's *recent level* instead of its weekly mean (see
+:func:`recent_level`): a tree can only return values it saw in training, so a model
+of the level cannot follow an instance that moved to a level it never held, whereas
+a model of the change from the recent level carries any level forward.
 """
 
 from __future__ import annotations
@@ -28,6 +34,8 @@ from models.base import SEASON, WEEK, Forecaster
 
 _LAGS = (*range(1, SEASON + 1), 48, 72, WEEK)
 _SCALE_WINDOW = 2 * WEEK
+#: Hours whose median is the recent level of a multi-step model.
+RECENT_HOURS = 6
 
 
 def _window_sums(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -148,6 +156,16 @@ def build_features(
     return x, centre, scale
 
 
+def recent_level(y: np.ndarray, origins: np.ndarray, hours: int) -> np.ndarray:
+    """Return the ``(n, n_origins)`` median of the ``hours`` columns before each origin.
+
+    Columns before the first one or before a series starts are left out; NaN where
+    none is observed.
+    """
+    window = np.stack([_take(y, origins - lag) for lag in range(1, hours + 1)], axis=-1)
+    return _nan_median(window)
+
+
 @contextmanager
 def _quiet() -> Iterator[None]:
     # All-NaN windows of late-starting series are expected; their features stay NaN.
@@ -199,6 +217,10 @@ class GlobalLightGBM(Forecaster):
         self.max_rows = max_rows
         self.n_jobs = n_jobs
 
+    def _anchor(self, y: np.ndarray, origins: np.ndarray, centre: np.ndarray) -> np.ndarray:
+        # The level the scaled target is measured from, (n, n_origins): the week's mean.
+        return centre
+
     def _training_steps(self) -> np.ndarray:
         short = np.arange(1, min(self.horizon_max, SEASON) + 1)
         long = np.arange(SEASON + 6, self.horizon_max + 1, 12)
@@ -209,9 +231,10 @@ class GlobalLightGBM(Forecaster):
         steps = self._training_steps()
         origins = np.arange(t - 1, SEASON, -self.origin_stride)[::-1]
         x, centre, scale = build_features(y, first_hour, origins, steps)
+        anchor = self._anchor(y, origins, centre)
         target_col = origins[:, None] + steps[None, :] - 1
         target = _take(y, np.where(target_col < t, target_col, -1))
-        target = (target - centre[:, :, None]) / scale[:, :, None]
+        target = (target - anchor[:, :, None]) / scale[:, :, None]
         ok = np.isfinite(target) & (target_col < t)[None]
         rng = np.random.default_rng(self.seed)
         rows = np.flatnonzero(ok.reshape(-1))
@@ -245,4 +268,18 @@ class GlobalLightGBM(Forecaster):
         x, centre, scale = build_features(y, first_hour, origins, steps)
         raw = self.booster_.predict(x.reshape(-1, x.shape[-1]), num_threads=self.n_jobs)
         raw = np.asarray(raw).reshape(x.shape[:3])
-        return centre[:, :, None] + scale[:, :, None] * raw
+        return self._anchor(y, origins, centre)[:, :, None] + scale[:, :, None] * raw
+
+
+class RecentLightGBM(GlobalLightGBM):
+    """:class:`GlobalLightGBM` learning the change from each instance's recent level.
+
+    The recent level is the last value for a one-step model (``horizon_max`` 1) and
+    the median of the last ``RECENT_HOURS`` hours otherwise, robust to a single burst.
+    """
+
+    name: ClassVar[str] = "lightgbm_recent"
+
+    def _anchor(self, y: np.ndarray, origins: np.ndarray, centre: np.ndarray) -> np.ndarray:
+        level = recent_level(y, origins, min(self.horizon_max, RECENT_HOURS))
+        return np.where(np.isfinite(level), level, centre)

@@ -54,12 +54,12 @@ def register(app: typer.Typer) -> None:
 
 
 def print_summary(summary: pd.DataFrame) -> None:
-    """Print the models in force and their back-test errors as a table."""
+    """Print the best-ranked models and their back-test errors as a table."""
     import pandas as pd
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title="models in force (instances) and back-test MASE, by horizon")
+    table = Table(title="models ranked first (instances) and back-test MASE, by horizon")
     table.add_column("model")
     for horizon in ("hour", "day", "week"):
         table.add_column(f"next {horizon}", justify="right")

@@ -62,7 +62,7 @@ def test_predict_frame_shape(fitted: FleetForecaster, fleet_frame: pd.DataFrame)
 
 def test_short_history_falls_back_and_says_so(fitted: FleetForecaster) -> None:
     said = fitted.fallbacks_[fitted.fallbacks_["unique_id"] == "newcomer"]
-    assert set(said["model"]) == {"ets", "linear", "lightgbm"}
+    assert set(said["model"]) == {"ets", "linear", "lightgbm", "lightgbm_recent"}
     assert (said["history_hours"] == 30).all()
     used = fitted.predict(48).query("unique_id == 'newcomer'")["model"]
     assert set(used) <= {"naive", "seasonal_naive"}
@@ -189,3 +189,58 @@ def test_quantiles_average_the_best_sources_around_the_point(fleet_frame: pd.Dat
     assert (out["q90"] >= out["q50"]).all()
     with pytest.raises(ValueError, match="quantile_sources"):
         ForecastConfig(quantile_sources=0)
+
+
+def test_point_is_the_median_of_the_best_candidates(fleet_frame: pd.DataFrame) -> None:
+    from models.base import horizon_bucket
+
+    config = ForecastConfig(
+        candidates=("naive", "seasonal_naive", "linear", "lightgbm"),
+        calibration_hours=72,
+        horizon_max=48,
+    )
+    fleet = FleetForecaster(config).fit(fleet_frame)
+    single = FleetForecaster(config.model_copy(update={"point_sources": 1})).fit(fleet_frame)
+    even = FleetForecaster(config.model_copy(update={"point_sources": 4})).fit(fleet_frame)
+    choice = fleet.point_choice_
+    assert choice.shape == (len(fleet.unique_ids_), 8, 3)
+    assert even.point_choice_.shape[-1] == 3  # odd, so the median is one candidate's
+    np.testing.assert_array_equal(choice[..., 0], fleet.choice_)
+    np.testing.assert_array_equal(single.point_choice_[..., 0], fleet.choice_)
+    out = fleet.predict(48).sort_values(["unique_id", "ds"])
+    points = np.stack([m.predict(48, (0.5,)).point for m in fleet.models_])  # (m, n, 48)
+    bucket = horizon_bucket(np.arange(1, 49))
+    rows = np.arange(len(fleet.unique_ids_))[:, None]
+    steps = np.arange(48)[None, :]
+    sources = np.stack([points[choice[rows, bucket, j], rows, steps] for j in range(3)])
+    learned = (out["source"] == "learned").to_numpy().reshape(-1, 48)
+    median = np.clip(np.median(sources, axis=0), 0, 100)
+    yhat = out["yhat"].to_numpy().reshape(-1, 48)
+    np.testing.assert_allclose(yhat[learned], median[learned])
+    # The model column names the candidate whose forecast is the median.
+    names = out["model"].to_numpy().reshape(-1, 48)
+    index = {name: i for i, name in enumerate(config.candidates)}
+    named = np.vectorize(index.get)(np.where(learned, names, "naive"))
+    np.testing.assert_allclose(
+        np.clip(points[named, rows, steps], 0, 100)[learned], median[learned]
+    )
+    with pytest.raises(ValueError, match="point_sources"):
+        ForecastConfig(point_sources=0)
+
+
+def test_forecast_origins_equals_a_backtest_fitted_once(fleet_frame: pd.DataFrame) -> None:
+    config = ForecastConfig(
+        candidates=("naive", "seasonal_naive", "linear"), calibration_hours=72, horizon_max=48
+    )
+    end = fleet_frame["ds"].max()
+    origins = [end - pd.Timedelta(hours=47), end - pd.Timedelta(hours=23)]
+    expected = FleetForecaster(config).backtest(fleet_frame, origins, 24)
+    fleet = FleetForecaster(config).fit(fleet_frame[fleet_frame["ds"] < origins[0]])
+    got = fleet.forecast_origins(fleet_frame, origins, 24)
+    pd.testing.assert_frame_equal(got, expected)
+    with pytest.raises(InvalidInputError, match="after the fitted history"):
+        fleet.forecast_origins(fleet_frame, [origins[0] - pd.Timedelta(hours=1)], 24)
+    with pytest.raises(InvalidInputError, match="lacks fitted instances"):
+        fleet.forecast_origins(fleet_frame[fleet_frame["unique_id"] != "flat"], origins, 24)
+    with pytest.raises(NotFittedError, match=r"call fit\(\.\.\.\)"):
+        FleetForecaster(config).forecast_origins(fleet_frame, origins, 24)

@@ -19,7 +19,7 @@ from models.base import (
     predict_origins,
 )
 from models.baselines import Naive, SeasonalNaive
-from models.gbm import GlobalLightGBM, _nan_median
+from models.gbm import GlobalLightGBM, RecentLightGBM, _nan_median, recent_level
 from models.linear import LinearLags
 from models.stats import ETS
 
@@ -27,12 +27,19 @@ SMALL = {"calibration_hours": 72, "horizon_max": 48}
 
 
 def _make(cls: type[Forecaster], seed: int = 0) -> Forecaster:
-    if cls is GlobalLightGBM:
-        return GlobalLightGBM(n_estimators=25, max_rows=4000, seed=seed, **SMALL)
+    if issubclass(cls, GlobalLightGBM):
+        return cls(n_estimators=25, max_rows=4000, seed=seed, **SMALL)
     return cls(seed=seed, **SMALL)
 
 
-FORECASTERS: list[type[Forecaster]] = [Naive, SeasonalNaive, ETS, LinearLags, GlobalLightGBM]
+FORECASTERS: list[type[Forecaster]] = [
+    Naive,
+    SeasonalNaive,
+    ETS,
+    LinearLags,
+    GlobalLightGBM,
+    RecentLightGBM,
+]
 
 
 @pytest.fixture(scope="module", params=FORECASTERS, ids=lambda c: c.name)
@@ -214,8 +221,8 @@ def test_one_step_models_still_forecast_a_day(
     y, first_hour = panel
     kwargs = {"calibration_hours": 72, "horizon_max": 1, "seed": 0}
     model = (
-        GlobalLightGBM(n_estimators=25, max_rows=4000, **kwargs)
-        if cls is GlobalLightGBM
+        cls(n_estimators=25, max_rows=4000, **kwargs)  # type: ignore[call-arg]
+        if issubclass(cls, GlobalLightGBM)
         else cls(**kwargs)
     ).fit(y[:, :300], first_hour)
     fc = model.predict(24, (0.5, 0.9))
@@ -225,3 +232,34 @@ def test_one_step_models_still_forecast_a_day(
     np.testing.assert_array_equal(
         model.quantile_table_[:, 1:], model.quantile_table_[:, :1].repeat(7, 1)
     )
+
+
+def test_recent_level_is_the_median_of_the_last_hours() -> None:
+    rng = np.random.default_rng(5)
+    y = rng.gamma(2.0, 5.0, size=(6, 60))
+    y[2, :20] = np.nan  # a late start
+    origins = np.array([1, 3, 10, 25, 60])
+    got = recent_level(y, origins, 6)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # no observation before column 20
+        expected = np.stack(
+            [np.nanmedian(y[:, max(o - 6, 0) : o], axis=1) for o in origins], axis=1
+        )
+    np.testing.assert_allclose(got, expected)
+    np.testing.assert_array_equal(recent_level(y, origins, 1), y[:, origins - 1])
+
+
+@pytest.mark.parametrize("horizon_max", [1, 24])
+def test_recent_lightgbm_carries_a_new_level_forward(
+    horizon_max: int, panel: tuple[np.ndarray, int]
+) -> None:
+    y, first_hour = panel
+    kwargs = {"calibration_hours": 72, "horizon_max": horizon_max, "seed": 0}
+    recent = RecentLightGBM(n_estimators=25, max_rows=4000, **kwargs).fit(y, first_hour)
+    level = GlobalLightGBM(n_estimators=25, max_rows=4000, **kwargs).fit(y, first_hour)
+    # Every instance moves for good to a level far above the one it usually holds.
+    new_level = np.minimum(4.0 * np.nanmean(y, axis=1) + 20.0, 90.0)
+    moved = np.concatenate([y, np.repeat(new_level[:, None], 12, axis=1)], axis=1)
+    near = recent.predict(1, y=moved, first_hour=first_hour).point[:, 0]
+    far = level.predict(1, y=moved, first_hour=first_hour).point[:, 0]
+    assert np.abs(near - new_level).mean() < 0.5 * np.abs(far - new_level).mean()

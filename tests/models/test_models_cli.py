@@ -31,8 +31,8 @@ def test_forecast_command_writes_every_instance(tmp_path: Path) -> None:
     ]
     assert (forecast["q90"] >= forecast["q50"]).all()
     assert (forecast["q50"] >= forecast["q10"]).all()
-    # A readable table of the models in force, not a Python dict.
-    assert "models in force" in result.output
+    # A readable table of the best-ranked models, not a Python dict.
+    assert "models ranked first" in result.output
     assert "next week" in result.output
     assert "{" not in result.output
 
