@@ -85,7 +85,6 @@ from market.clock import from_micros, to_micros
 from market.crashpoints import crash_point
 from market.errors import AccrualContention, InvalidParameter
 from market.ledger import (
-    MILLI_PER_CREDIT,
     AccountKind,
     EntryRequest,
     Ledger,
@@ -98,6 +97,7 @@ from market.ledger import (
     pool_account,
     read_connection,
 )
+from market.units import MILLI_PER_CREDIT
 
 ACCRUAL = "accrual"
 READING, MISSING = "reading", "missing"
