@@ -3,8 +3,8 @@
 MLflow's UI restores a runs-table view from an experiment tag
 ``mlflow.sharedViewState.<key>`` when its URL carries ``viewStateShareKey=<key>``
 (the UI's "share view"). :func:`training_view_state` is that view for the fleet's
-experiment: training runs only, best MASE first, with the per-horizon MASE, pinball
-loss and coverage as columns. The experiment carries it, with its kind, from its
+experiment: training runs only, best MASE first, their duration, then the per-horizon
+MASE, pinball loss and coverage as columns. The experiment carries it, with its kind, from its
 creation (:func:`experiment_tags`, set by :func:`pipelines.tracking.ensure_experiment`)
 and ``creditx mlflow-ui`` prints :func:`training_runs_url`, which opens it.
 
@@ -60,7 +60,8 @@ def training_view_state() -> dict[str, object]:
         "orderByKey": _metric_column("mase"),
         "orderByAsc": True,
         "selectedColumns": columns,
-        "columnOrder": columns,
+        # The run's duration (the grid's "duration" column), then the metrics in order.
+        "columnOrder": ["duration", *columns],
     }
 
 

@@ -16,11 +16,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import matplotlib
-
-matplotlib.use("Agg")  # files only: flows run without a display
-
-import matplotlib.pyplot as plt
 import pandas as pd
 
 from data.forecasts import HORIZONS
@@ -198,6 +193,12 @@ def log_plots(
     sample: list[str],
 ) -> None:
     """Log forecast-against-actual plots of ``sample`` and the error distributions."""
+    # Imported here: predicting and promoting load this module but draw nothing.
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only: flows run without a display
+    import matplotlib.pyplot as plt
+
     if sample:
         fig, axes = plt.subplots(len(sample), 1, figsize=(10, 2.4 * len(sample)), squeeze=False)
         first = backtest.groupby(ID_COL, observed=True)["origin"].transform("min")
