@@ -335,11 +335,12 @@ def register(app: typer.Typer) -> None:
         days: float = days_option,
         seed: int = seed_option,
     ) -> None:
-        """Serve the flows on cron: predict hourly, train daily, evaluate weekly, and
-        book the telemetry dropped in <home>/telemetry/inbox every five minutes.
+        """Serve the flows on cron: telemetry every 5 minutes, predict hourly, train daily.
 
-        Needs a Prefect server: `creditx prefect-ui` (or CREDITX_PREFECT_API_URL), whose UI
-        shows the deployments and their runs and can start one now.
+        Evaluate runs weekly; the telemetry flow books the files dropped in
+        <home>/telemetry/inbox. Needs a Prefect server: `creditx prefect-ui` (or
+        CREDITX_PREFECT_API_URL), whose UI shows the deployments and their runs and can
+        start one now.
         """
         from pipelines.errors import StoreUnavailableError
         from serving.settings import get_settings
