@@ -138,6 +138,8 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
     add_completion=False,
+    # docstrings are wrapped prose: join their lines, keep their paragraphs
+    rich_markup_mode="markdown",
 )
 
 

@@ -338,7 +338,7 @@ def register(app: typer.Typer) -> None:
         """Serve the flows on cron: telemetry every 5 minutes, predict hourly, train daily.
 
         Evaluate runs weekly; the telemetry flow books the files dropped in
-        <home>/telemetry/inbox. Needs a Prefect server: `creditx prefect-ui` (or
+        CREDITX_HOME/telemetry/inbox. Needs a Prefect server: `creditx prefect-ui` (or
         CREDITX_PREFECT_API_URL), whose UI shows the deployments and their runs and can
         start one now.
         """

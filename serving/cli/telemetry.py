@@ -116,7 +116,7 @@ def book(
         typer.Option(help="the time of the run (UTC); default now", formats=["%Y-%m-%dT%H:%M:%S"]),
     ] = None,
 ) -> None:
-    """Book the files in <home>/telemetry/inbox and write the allowances snapshot."""
+    """Book the files in CREDITX_HOME/telemetry/inbox and write the allowances snapshot."""
     from datetime import UTC
 
     from pipelines.params import TelemetryParams
