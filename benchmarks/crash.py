@@ -3,12 +3,14 @@
 Twelve agents trade through ``creditx serve`` (limit, immediate-or-cancel,
 good-till-time and auction orders, cancels, each order under an ``Idempotency-Key``)
 and an administrator runs call auctions. At random moments the server is killed with
-SIGKILL; the store is then audited (:func:`market.venue.audit.audit_venue_store`:
-books not crossed, no IOC open, escrow equal to the open orders' shares, the ledger
-conserving every asset), every write an agent was told of is looked up, and the server
-is restarted; agents retry what got no answer with the same key and body. Figures:
-kills survived, restarts refused, acknowledged writes missing, conservation
-violations, crossed books, resting IOCs, orders placed twice.
+SIGKILL; once the transactions it sent have ended (a PostgreSQL backend finishes a
+COMMIT its killed client sent), the store is audited
+(:func:`market.venue.audit.audit_venue_store`: books not crossed, no IOC open, escrow
+equal to the open orders' shares, the ledger conserving every asset), every write an
+agent was told of is looked up, and the server is restarted; agents retry what got no
+answer with the same key and body. Figures: kills survived, restarts refused,
+acknowledged writes missing, conservation violations, crossed books, resting IOCs,
+orders placed twice.
 """
 
 from __future__ import annotations
@@ -299,6 +301,25 @@ def _auctioneer(
                         acks.auctions.add(response.json()["auction_id"])
 
 
+def _wait_sessions_end(engine: sa.Engine, sessions: str, timeout: float = 60.0) -> bool:
+    """Wait until no PostgreSQL session named ``sessions`` is left; return whether none is.
+
+    SIGKILL ends the server, not the transactions it sent: a backend that received a
+    COMMIT goes on and commits after its client died, and only then notices and exits.
+    Until every backend of the killed server is gone the store may still change, and a
+    check reading it in several statements could see half of one commit.
+    """
+    deadline = time.monotonic() + timeout
+    query = "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s"
+    with engine.connect() as conn:
+        while conn.exec_driver_sql(query, (sessions,)).scalar():
+            conn.rollback()
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.02)
+    return True
+
+
 def _check(engine: sa.Engine, acks: _Acks, tally: CrashTally) -> None:
     """Audit the store after a kill and look up every acknowledged write."""
     audit = audit_venue_store(engine)
@@ -349,9 +370,15 @@ def _check(engine: sa.Engine, acks: _Acks, tally: CrashTally) -> None:
 
 
 @contextlib.contextmanager
-def _store(store: str, pg_url: str, home: Path) -> Iterator[str]:
+def _store(store: str, pg_url: str, home: Path) -> Iterator[tuple[str, str, str | None]]:
+    """Yield the bench's store URL, the server's, and the name of the server's sessions.
+
+    On PostgreSQL the server's connections carry an ``application_name`` of their own,
+    so that the bench can wait for them to end after a kill (:func:`_wait_sessions_end`).
+    """
     if store == "sqlite":
-        yield f"sqlite:///{home / 'creditx.db'}"
+        url = f"sqlite:///{home / 'creditx.db'}"
+        yield url, url, None
         return
     schema = f"crash_{uuid.uuid4().hex[:10]}"
     admin = sa.create_engine(pg_url)
@@ -359,7 +386,9 @@ def _store(store: str, pg_url: str, home: Path) -> Iterator[str]:
         conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
     try:
         sep = "&" if "?" in pg_url else "?"
-        yield f"{pg_url}{sep}options=-csearch_path%3D{schema}"
+        url = f"{pg_url}{sep}options=-csearch_path%3D{schema}"
+        sessions = f"creditx-{schema}"
+        yield url, f"{url}&application_name={sessions}", sessions
     finally:
         with admin.begin() as conn:
             conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
@@ -386,7 +415,10 @@ def run_crash(
     deadline = None if budget_seconds is None else time.monotonic() + budget_seconds
     rng = random.Random(seed)
     tally = CrashTally()
-    with tempfile.TemporaryDirectory() as tmp, _store(store, pg_url, Path(tmp)) as url:
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        _store(store, pg_url, Path(tmp)) as (url, server_url, sessions),
+    ):
         home = Path(tmp)
         port = _free_port()
         settings = Settings(
@@ -399,7 +431,7 @@ def run_crash(
         env = {
             **os.environ,
             "CREDITX_HOME": str(home),
-            "CREDITX_DATABASE_URL": url,
+            "CREDITX_DATABASE_URL": server_url,
             "CREDITX_API_PORT": str(port),
             "CREDITX_RATE_LIMIT_PER_SECOND": "100000",
             "CREDITX_RATE_LIMIT_BURST": "100000",
@@ -444,6 +476,8 @@ def run_crash(
                 up.clear()
                 server.kill()
                 tally.kills += 1
+                if sessions is not None and not _wait_sessions_end(engine, sessions):
+                    tally.problems.append(f"after kill {tally.kills}: its sessions did not end")
                 _check(engine, acks, tally)
                 took = server.start(start_timeout)
                 if took is None:
@@ -466,6 +500,8 @@ def run_crash(
                 if thread.ident is not None:
                     thread.join(15)
             server.kill(signal.SIGTERM)
+        if sessions is not None:
+            _wait_sessions_end(engine, sessions)
         _check(engine, acks, tally)
         engine.dispose()
     tally.requests = acks.requests

@@ -56,7 +56,11 @@ class VenueAudit:
 
 
 def audit_venue_store(engine: Engine) -> VenueAudit:
-    """Check the invariants of the venue stored in ``engine``'s database."""
+    """Check the invariants of the venue stored in ``engine``'s database.
+
+    Run it on a store nothing writes to any more: it reads the orders and the ledger in
+    several transactions, and a commit landing between them shows as a violation.
+    """
     orders = schema.orders
     with read_connection(engine) as conn:
         rows = conn.execute(

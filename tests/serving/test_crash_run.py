@@ -4,9 +4,15 @@ The long randomized run is the benchmark's (``creditx bench crash --kills N``)."
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import time
 from datetime import timedelta
 
 import pytest
+import sqlalchemy as sa
 from serving_support import START, Api
 
 from benchmarks import crash as bench
@@ -86,3 +92,57 @@ def test_a_cancel_acknowledged_is_looked_up_in_the_store(api: Api) -> None:
     assert tally.acknowledged_missing == 2
     assert f"cancel of {order_id}" in tally.missing_writes
     assert f"order {order_id}" in tally.missing_writes
+
+
+# A client that sends a whole transaction in one round trip, COMMIT included, and is
+# killed while its backend works through it (a server killed after sending COMMIT).
+_CLIENT = """
+import sys
+import sqlalchemy as sa
+
+raw = sa.create_engine(sys.argv[1]).raw_connection().driver_connection
+raw.autocommit = True
+print("sending", flush=True)
+raw.execute(
+    "BEGIN; INSERT INTO in_flight VALUES (1); SELECT pg_sleep(3);"
+    " INSERT INTO in_flight VALUES (2); COMMIT"
+)
+"""
+
+
+@pytest.mark.postgres
+def test_a_killed_clients_transaction_commits_after_it_and_the_check_waits(pg_url: str) -> None:
+    engine = sa.create_engine(pg_url)
+    with engine.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE in_flight (n int)")
+    sessions = "creditx-in-flight-test"
+    client = subprocess.Popen(
+        [sys.executable, "-c", _CLIENT, f"{pg_url}&application_name={sessions}"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    rows = "SELECT count(*) FROM in_flight"
+    sleeping = (
+        "SELECT count(*) FROM pg_stat_activity"
+        " WHERE application_name = %s AND wait_event = 'PgSleep'"
+    )
+    try:
+        assert client.stdout is not None
+        assert client.stdout.readline().strip() == "sending"
+        deadline = time.monotonic() + 30
+        with engine.connect() as conn:
+            while not conn.exec_driver_sql(sleeping, (sessions,)).scalar():
+                conn.rollback()
+                assert time.monotonic() < deadline, "the client's backend never slept"
+                time.sleep(0.02)
+    finally:
+        os.kill(client.pid, signal.SIGKILL)
+        client.wait()
+    with engine.connect() as conn:
+        # the client is dead and its transaction not committed yet: a check now would
+        # read a store that is still changing
+        assert conn.exec_driver_sql(rows).scalar() == 0
+    assert bench._wait_sessions_end(engine, sessions)
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql(rows).scalar() == 2
+    engine.dispose()
