@@ -149,6 +149,21 @@ def series_scale(y: np.ndarray) -> np.ndarray:
     return scale
 
 
+def nan_median(values: np.ndarray) -> np.ndarray:
+    """Return :func:`numpy.nanmedian` over the last axis (NaN where every value is NaN).
+
+    One sort instead of numpy's masked-array path, which took a tenth of a fleet's
+    fitting time.
+    """
+    ordered = np.sort(values, axis=-1)  # NaN sorts last
+    count = (~np.isnan(values)).sum(axis=-1)
+    lo = np.maximum(count - 1, 0) // 2
+    hi = np.minimum(count // 2, values.shape[-1] - 1)
+    low = np.take_along_axis(ordered, lo[..., None], axis=-1)[..., 0]
+    high = np.take_along_axis(ordered, hi[..., None], axis=-1)[..., 0]
+    return np.where(count > 0, (low + high) / 2, np.nan)
+
+
 def local_scale(y: np.ndarray, origins: np.ndarray, scale: np.ndarray) -> np.ndarray:
     """Return the ``(n, n_origins)`` unit of the quantile offsets of forecasts from ``origins``.
 

@@ -10,18 +10,21 @@ from data.forecasts import QUANTILES
 CANDIDATES: tuple[str, ...] = (
     "naive",
     "seasonal_naive",
+    "seasonal_median",
     "ets",
     "linear",
     "lightgbm",
     "lightgbm_recent",
 )
-#: The candidates used unless a configuration names others: Holt-Winters ETS is left
+#: The candidates used unless a configuration names others. Holt-Winters ETS is left
 #: out, since it rarely beats the global models in back-tests and its per-instance
-#: estimation dominates the run time.
+#: estimation dominates the run time; so is the ridge, whose place in the median of
+#: the best three the seasonal median takes at no fitting cost (Azure day MASE 1.393
+#: -> 1.358 and less on each half of the VMs; hour and week within noise).
 DEFAULT_CANDIDATES: tuple[str, ...] = (
     "naive",
     "seasonal_naive",
-    "linear",
+    "seasonal_median",
     "lightgbm",
     "lightgbm_recent",
 )

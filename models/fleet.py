@@ -46,6 +46,7 @@ _EPOCH = pd.Timestamp("1970-01-01", tz="UTC")
 _REGISTRY: dict[str, tuple[str, str]] = {
     "naive": ("models.baselines", "Naive"),
     "seasonal_naive": ("models.baselines", "SeasonalNaive"),
+    "seasonal_median": ("models.baselines", "SeasonalMedian"),
     "ets": ("models.stats", "ETS"),
     "linear": ("models.linear", "LinearLags"),
     "lightgbm": ("models.gbm", "GlobalLightGBM"),

@@ -30,7 +30,7 @@ from typing import ClassVar
 import lightgbm as lgb
 import numpy as np
 
-from models.base import SEASON, WEEK, Forecaster
+from models.base import SEASON, WEEK, Forecaster, nan_median
 
 _LAGS = (*range(1, SEASON + 1), 48, 72, WEEK)
 _SCALE_WINDOW = 2 * WEEK
@@ -62,18 +62,6 @@ def _take(y: np.ndarray, idx: np.ndarray) -> np.ndarray:
     # y[:, idx] with NaN where idx falls before the first column.
     out = y[:, np.maximum(idx, 0)]
     return np.where(idx >= 0, out, np.nan)
-
-
-def _nan_median(values: np.ndarray) -> np.ndarray:
-    # numpy.nanmedian over the last axis (NaN where every value is), by one sort: numpy's
-    # masked-array path took a tenth of a fleet's fitting time.
-    ordered = np.sort(values, axis=-1)  # NaN sorts last
-    count = (~np.isnan(values)).sum(axis=-1)
-    lo = np.maximum(count - 1, 0) // 2
-    hi = np.minimum(count // 2, values.shape[-1] - 1)
-    low = np.take_along_axis(ordered, lo[..., None], axis=-1)[..., 0]
-    high = np.take_along_axis(ordered, hi[..., None], axis=-1)[..., 0]
-    return np.where(count > 0, (low + high) / 2, np.nan)
 
 
 def build_features(
@@ -131,7 +119,7 @@ def build_features(
         profile = np.stack(
             [
                 np.nanmean(same_hour, axis=-1),
-                _nan_median(same_hour),
+                nan_median(same_hour),
                 np.nanmax(same_hour, axis=-1),
                 same_hour[..., 0],
                 _take(y, target_col - WEEK),
@@ -163,7 +151,7 @@ def recent_level(y: np.ndarray, origins: np.ndarray, hours: int) -> np.ndarray:
     none is observed.
     """
     window = np.stack([_take(y, origins - lag) for lag in range(1, hours + 1)], axis=-1)
-    return _nan_median(window)
+    return nan_median(window)
 
 
 @contextmanager

@@ -16,10 +16,11 @@ from models.base import (
     SEASON,
     check_panel,
     local_scale,
+    nan_median,
     predict_origins,
 )
-from models.baselines import Naive, SeasonalNaive
-from models.gbm import GlobalLightGBM, RecentLightGBM, _nan_median, recent_level
+from models.baselines import Naive, SeasonalMedian, SeasonalNaive
+from models.gbm import GlobalLightGBM, RecentLightGBM, recent_level
 from models.linear import LinearLags
 from models.stats import ETS
 
@@ -35,6 +36,7 @@ def _make(cls: type[Forecaster], seed: int = 0) -> Forecaster:
 FORECASTERS: list[type[Forecaster]] = [
     Naive,
     SeasonalNaive,
+    SeasonalMedian,
     ETS,
     LinearLags,
     GlobalLightGBM,
@@ -211,7 +213,7 @@ def test_nan_median_equals_numpy(seed: int, shape: tuple[int, int, int], holes: 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows
         expected = np.nanmedian(values, axis=-1)
-    np.testing.assert_array_equal(_nan_median(values), expected)
+    np.testing.assert_array_equal(nan_median(values), expected)
 
 
 @pytest.mark.parametrize("cls", FORECASTERS, ids=lambda c: c.name)
@@ -263,3 +265,22 @@ def test_recent_lightgbm_carries_a_new_level_forward(
     near = recent.predict(1, y=moved, first_hour=first_hour).point[:, 0]
     far = level.predict(1, y=moved, first_hour=first_hour).point[:, 0]
     assert np.abs(near - new_level).mean() < 0.5 * np.abs(far - new_level).mean()
+
+
+def test_seasonal_median_matches_a_brute_force_reference() -> None:
+    rng = np.random.default_rng(11)
+    y = rng.gamma(2.0, 5.0, size=(3, 300))
+    y[1, :100] = np.nan  # a late start: fewer days to read at early origins
+    model = SeasonalMedian(level_hours=12, days=7)
+    origins = np.array([130, 200, 300])
+    got = model._point_at(y, 0, origins, 30)
+    padded = np.concatenate([np.full((3, 7 * SEASON), np.nan), y], axis=1)
+    for i in range(3):
+        for j, origin in enumerate(origins):
+            level = np.nanmedian(y[i, origin - 12 : origin])
+            end = origin + 7 * SEASON
+            days = padded[i, end - 7 * SEASON : end].reshape(7, SEASON)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # days before the start
+                shape = np.nanmedian(days - np.nanmedian(days, axis=1, keepdims=True), axis=0)
+            np.testing.assert_allclose(got[i, j], level + shape[np.arange(30) % SEASON])

@@ -225,7 +225,7 @@ def test_the_registered_model_forecasts_with_the_default_candidates(trained: Tra
     in_force = set(pyfunc.predict(config)["model"])
     assert in_force <= set(DEFAULT_CANDIDATES)
     # The learned forecasters win somewhere: the model is not the baselines in disguise.
-    assert in_force & {"linear", "lightgbm"}
+    assert in_force & {"lightgbm", "lightgbm_recent"}
 
 
 def test_a_rerun_on_the_same_snapshot_changes_nothing(trained: Trained) -> None:
