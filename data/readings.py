@@ -29,14 +29,15 @@ from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 from data.columns import ID_COL, TARGET_COL, TIME_COL
 from data.errors import InvalidReadingsError, MissingColumnError
-from data.frame import epoch_nanoseconds
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = [
     "STEP_SECONDS",
@@ -108,6 +109,10 @@ class ReadingBatch:
         MissingColumnError
             If one of the three columns is absent.
         """
+        import pandas as pd
+
+        from data.frame import epoch_nanoseconds
+
         for column in (ID_COL, TIME_COL, TARGET_COL):
             if column not in frame.columns:
                 raise MissingColumnError(source, column, [str(c) for c in frame.columns])
@@ -146,6 +151,8 @@ class ReadingBatch:
 
     def to_frame(self) -> pd.DataFrame:
         """Return the batch in the frame contract (``unique_id``, ``ds``, ``y``)."""
+        import pandas as pd
+
         return pd.DataFrame(
             {
                 ID_COL: pd.array(self.instance_id, dtype="string"),
