@@ -18,9 +18,9 @@ The per-step arithmetic runs on numpy arrays across instances; each policy books
 each hour in its own :class:`~market.ledger.Ledger` (in-memory store) as one entry,
 with the market (agents, hourly call auctions on :class:`~market.venue.handling.Venue`) and
 the CEM's swaps (:class:`~market.cem.exchange.CreditExchange`) acting on the same ledger
-at the start of each hour: the one agent runner (:class:`~market.agents.runner.AgentRunner`)
-decides for every agent at once on the forecast table's arrays and sends the hour's
-orders to the auctions in one venue call (:class:`~market.agents.runner.AuctionTransport`).
+at the start of each hour: the market's round (:class:`~market.round.MarketRound`, as the
+live exchange runs it) offers the pools, lets the one agent runner decide for every agent
+at once on the forecast table's arrays, and clears the tiers' call auctions.
 Conservation is checked every step (balances plus pools change exactly by what was
 earned less what was spent), every hour (the ledger's instance and pool balances equal
 the engine's) and at the end (the ledger's journal replays to its balances and every
@@ -45,7 +45,7 @@ from typing import Any
 import numpy as np
 
 from market.agents.decision import TRANCHES, FleetState, MarketView, OwnerPolicy
-from market.agents.runner import AgentRunner, AuctionTransport, FleetRows, recent_prices_of
+from market.agents.runner import FleetRows, recent_prices_of
 from market.agents.valuation import pool_scarcity
 from market.cem.automation import (
     CemAutomation,
@@ -74,10 +74,10 @@ from market.ledger import (
     rounding_account,
 )
 from market.memory import gc_paused
+from market.round import RATE_UNIT, MarketRound, reference_value
 from market.units import MILLI_PER_CREDIT
 from market.venue.book import BookConfig
-from market.venue.handling import OrderRequest, Venue
-from market.venue.orders import Side
+from market.venue.handling import Venue
 from pipelines.replay.errors import ConservationError, ScenarioError
 from pipelines.replay.fleet import STEPS_PER_HOUR, ReplayFleet
 from pipelines.replay.forecasts import ForecastTable, HourNeeds, hourly_utilisation, with_prior
@@ -98,7 +98,6 @@ POLICIES: tuple[str, ...] = (
 
 _CEM = "cem"
 _log = logging.getLogger(__name__)
-_RATE_UNIT = 1_000_000  # exchange rates are micro-units
 
 
 @dataclass(frozen=True, slots=True)
@@ -482,8 +481,8 @@ class _Books:
         self.owed = np.zeros(len(fleet.ids), dtype=object)
         # this hour's conversions between pools: out of, into each tier, value remainder
         self.converted: list = [np.zeros_like(self.base_rates), np.zeros_like(self.base_rates), 0]
-        self.pool_sellers = [f"pool-{t}" for t in fleet.tier_names]
         self.venue: Venue | None = None
+        self.market: MarketRound | None = None
         self.funds: list[str] = []
         self.policy = OwnerPolicy(
             throttle_cost=scenario.throttle_cost, risk_quantile=scenario.risk_quantile
@@ -531,9 +530,7 @@ class _Books:
         self.by_value_inverse = np.argsort(self.by_value)
         self.base_rates = np.array([t.exchange_rate for t in fleet.tiers], dtype=np.int64)
         # the median owner value per unit of value (a credit at exchange rate 1.0)
-        self.reference_value = int(
-            np.median(fleet.value * _RATE_UNIT / self.base_rates[fleet.tier_of])
-        )
+        self.reference_value = reference_value(fleet.value, self.base_rates[fleet.tier_of])
         self.last_price = np.zeros(len(fleet.tiers), dtype=np.int64)
         self.rates = self.base_rates.copy()
 
@@ -549,8 +546,16 @@ class _Books:
             if scenario.starting_funds:
                 self.cem.deposit_funds(str(iid), scenario.starting_funds, actor=_CEM)
         self.funds = [instance_funds(str(i)) for i in fleet.ids]
-        for seller, tier in zip(self.pool_sellers, fleet.tier_names, strict=True):
-            self.venue.register_instance(seller, tier)
+        self.market = MarketRound(
+            self.ledger,
+            self.venue,
+            self.tiers,
+            self.policy,
+            self.reference_value,
+            fleet.tier_names,
+            actor=_CEM,
+        )
+        self.market.register_pool_sellers()
 
     def read(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Return the instances' credits and funds (market policies) and the pools."""
@@ -560,23 +565,6 @@ class _Books:
             np.fromiter((balances[a] for a in self.funds), np.int64, len(self.funds)),
             np.fromiter((balances[p] for p in self.pools), np.int64, len(self.pools)),
         )
-
-    def reserve_prices(self, empty: int, capacity: int) -> np.ndarray:
-        """Return each tier's pool reserve price when ``empty`` of ``capacity`` is not held.
-
-        The reference is the median owner value per unit of value, in each tier at its
-        current exchange rate (so a tier's credits cost what they are worth against the
-        others'), scaled by the share of capacity not held and rounded up: a full pool's
-        credits cost nothing, an empty one's the reference.
-        """
-        reference = self.reference_value * self.current_rates() // _RATE_UNIT
-        if capacity <= 0:
-            return reference
-        return -((-reference * empty) // capacity)
-
-    def current_rates(self) -> np.ndarray:
-        """Return the tiers' exchange rates now."""
-        return np.array([self.tiers.tier(t).exchange_rate for t in self.tier_names])
 
     def draw_prices(self, pools: np.ndarray, credits: np.ndarray, need: np.ndarray) -> np.ndarray:
         """Return what a credit drawn from each pool costs this hour.
@@ -588,15 +576,17 @@ class _Books:
         milli-credits in the next hour), the others lend what they hold and earn beyond
         it, and the pools add what they hold; the price is the value of the last owner
         served. When the pools and lenders would serve everyone, the price is the
-        pools' reserve at their scarcity taken together (:meth:`reserve_prices`).
+        pools' reserve at their scarcity taken together
+        (:meth:`~market.round.MarketRound.reserve_prices`).
         """
-        rates = self.current_rates()
+        assert self.market is not None
+        rates = self.market.current_rates()
         rate_i = rates[self.tier_of].astype(object)
         earn = self.earn_hour
         short = np.maximum(0, need - earn - credits).astype(object) * rate_i
         spare = (credits + np.maximum(0, earn - need)).astype(object) * rate_i
-        worth = self.value.astype(object) * _RATE_UNIT // rate_i
-        order = np.argsort(-self.value * _RATE_UNIT / rates[self.tier_of], kind="stable")
+        worth = self.value.astype(object) * RATE_UNIT // rate_i
+        order = np.argsort(-self.value * RATE_UNIT / rates[self.tier_of], kind="stable")
         held = int((pools.astype(object) * rates).sum())
         demand = np.cumsum(short[order])
         supply = held + (spare[order].sum() - np.cumsum(spare[order]))
@@ -604,10 +594,10 @@ class _Books:
         capacity = int((self.pool_capacity.astype(object) * rates).sum())
         if served.size and served[-1] == len(order) - 1:
             empty = int((np.maximum(0, self.pool_capacity - pools).astype(object) * rates).sum())
-            return self.reserve_prices(empty, capacity)
+            return self.market.reserve_prices(empty, capacity)
         last = int(served[-1]) if served.size else 0
         marginal = int(worth[order[last]])
-        return np.maximum(1, marginal * rates // _RATE_UNIT)
+        return np.maximum(1, marginal * rates // RATE_UNIT)
 
     def read_pools(self) -> np.ndarray:
         """Return the pools' balances."""
@@ -808,55 +798,6 @@ def agent_fleet(
     )
 
 
-def _pool_offers(books: _Books, fleet: ReplayFleet, pools: np.ndarray) -> list[OrderRequest]:
-    """Offer each tier's pool credits above half its capacity into the tier's call auction.
-
-    The CEM moves them to the pool's trading account and asks in two slices, the upper
-    quarter of the capacity at the reserve price of a pool seven eighths full and the
-    quarter below it at that of a pool five eighths full: the fuller the pool, the lower
-    its credits go. What does not sell goes back to the pool after the auction.
-    """
-    capacity = books.pool_capacity
-    legs, offers = [], []
-    for k, seller in enumerate(books.pool_sellers):
-        half, three_quarters = capacity[k] // 2, capacity[k] * 3 // 4
-        level = int(pools[k])
-        slices = (
-            (max(0, level - three_quarters), capacity[k] * 7 // 8),
-            (max(0, min(level, three_quarters) - half), capacity[k] * 5 // 8),
-        )
-        for quantity, fill in slices:
-            if quantity < MILLI_PER_CREDIT:
-                continue
-            price = max(1, int(books.reserve_prices(capacity[k] - fill, capacity[k])[k]))
-            offers.append(OrderRequest(seller, Side.SELL, price, int(quantity)))
-            legs.append(Transfer(books.pools[k], instance_credits(seller), int(quantity)))
-    if legs:
-        books.ledger.post(EntryRequest(tuple(legs), "pool-offer", _CEM))
-    return offers
-
-
-def _close_pool_offers(books: _Books, fleet: ReplayFleet) -> int:
-    """Return unsold pool credits to their pools and the proceeds to the provider; the proceeds."""
-    sellers = books.pool_sellers
-    balances = books.ledger.balances_of(
-        [instance_credits(s) for s in sellers] + [instance_funds(s) for s in sellers]
-    )
-    legs = []
-    proceeds = 0
-    for k, seller in enumerate(sellers):
-        unsold = balances[instance_credits(seller)]
-        if unsold:
-            legs.append(Transfer(instance_credits(seller), books.pools[k], unsold))
-        money = balances[instance_funds(seller)]
-        if money:
-            legs.append(Transfer(instance_funds(seller), POOL_REVENUE_ACCOUNT, money))
-            proceeds += money
-    if legs:
-        books.ledger.post(EntryRequest(tuple(legs), "pool-offer-close", _CEM))
-    return proceeds
-
-
 def _trade(
     books: _Books,
     fleet: ReplayFleet,
@@ -871,13 +812,13 @@ def _trade(
     offered everything they hold (their credits are worth more to the market than to
     their owners).
     """
-    assert books.venue is not None
+    assert books.market is not None
     credits, funds, pools = balances
     rows = FleetRows(
         books.instance_ids, agent_fleet(books, fleet, needs, credits, funds, pools), books.clock()
     )
-    transport = AuctionTransport(books.venue, rows, extra=_pool_offers(books, fleet, pools))
-    played = AgentRunner(transport, books.policy).step()
+    traded = books.market.trade(rows, pools, f"h{hour}")
+    played = traded.agents
     assert played.fleet is not None
     decision = played.fleet
     for outcome in played.results:
@@ -895,9 +836,8 @@ def _trade(
             outcome.intent.side,
             outcome.error,
         )
-    sellers = set(books.pool_sellers)
-    for k, tier in enumerate(fleet.tier_names):
-        auction = books.venue.run_auction(tier, auction_id=f"{tier}-h{hour}")
+    sellers = set(books.market.sellers)
+    for k, auction in enumerate(traded.auctions):
         if auction.trades:
             filled = set()
             for t in auction.trades:
@@ -913,7 +853,7 @@ def _trade(
         if auction.clearing_price is not None:
             result.clearing_price_series[hour, k] = auction.clearing_price
             books.last_price[k] = auction.clearing_price
-    result.pool_revenue += _close_pool_offers(books, fleet)
+    result.pool_revenue += traded.pool_revenue
     return np.asarray(decision.ask_tranche == TRANCHES.index("need"))
 
 
@@ -1162,7 +1102,8 @@ def _open_hour(
             state.pool = _cem(books, fleet, needs, hour, state.balance, state.pool, result)
     if flags.draw == "priced":
         state.draw_price = books.draw_prices(state.pool, state.balance, state.hour_need)
-        books.rates = books.current_rates()
+        assert books.market is not None
+        books.rates = books.market.current_rates()
         # so does one whose owner values a credit below what the pool charges for it
         state.consign = state.consign | (books.value < state.draw_price[fleet.tier_of])
 

@@ -1,0 +1,191 @@
+"""The hourly market round: the pools' offers, every agent through the one runner, each
+tier's call auction and the offers' close.
+
+One round of the market policies, over one ledger and venue, whoever runs it:
+the replay (:mod:`pipelines.replay.engine`, on an in-memory store) and the live
+exchange run the same steps. A round
+
+1. moves each tier's pool credits above half its capacity to the pool's own seller
+   (``pool-<tier>``) and offers them into the tier's call auction
+   (:meth:`MarketRound.pool_offers`): the fuller the pool, the lower its reserve;
+2. lets every agent decide at once on the fleet's arrays and submits their orders with
+   the pools' offers in one batch (:class:`~market.agents.runner.AuctionTransport`);
+3. clears each tier's call auction and settles it (:meth:`Venue.run_auction`);
+4. returns what the pools did not sell to the pools and the proceeds to the provider's
+   pool revenue account (:meth:`MarketRound.close_pool_offers`);
+5. then the CEM's interval (:meth:`market.cem.automation.CemAutomation.step`) moves the
+   rates and swaps between the pools; it runs without a market too.
+
+Prices are in minor units per credit; the reserve's reference is the median owner
+value per unit of value (a credit at exchange rate 1.0), in each tier at its current
+exchange rate, so a tier's credits cost what they are worth against the others'.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from market.agents.decision import OwnerPolicy
+from market.agents.runner import AgentRound, AgentRunner, AuctionTransport, FleetRows
+from market.cem.tiers import POOL_REVENUE_ACCOUNT, TierManager
+from market.ledger import (
+    EntryRequest,
+    Ledger,
+    Transfer,
+    instance_credits,
+    instance_funds,
+    pool_account,
+)
+from market.units import MILLI_PER_CREDIT
+from market.venue.auction import AuctionResult
+from market.venue.handling import OrderRequest, Venue
+from market.venue.orders import Side
+
+RATE_UNIT = 1_000_000
+"""Exchange rates are micro-units: 1.0 is ``RATE_UNIT``."""
+
+
+def pool_seller(tier: str) -> str:
+    """Return the venue account that offers ``tier``'s pool credits in its auctions."""
+    return f"pool-{tier}"
+
+
+def reference_value(values: np.ndarray, rates: np.ndarray) -> int:
+    """Return the median owner value per unit of value: ``values`` (minor units per
+    credit) at each owner's tier exchange rate ``rates`` (micro-units)."""
+    return int(np.median(values * RATE_UNIT / rates))
+
+
+@dataclass(slots=True)
+class RoundTrades:
+    """What a round's trading did: the agents' round, each tier's auction (in the
+    round's tier order), and what the pools' offers brought in."""
+
+    agents: AgentRound
+    auctions: list[AuctionResult] = field(default_factory=list)
+    pool_revenue: int = 0
+
+
+class MarketRound:
+    """The market of one ledger, venue and CEM, one round at a time.
+
+    Parameters
+    ----------
+    ledger, venue, tiers
+        The market's books: the venue trades on ``ledger``.
+    policy
+        The owners' policy the agents decide with (their values come with the fleet's
+        arrays).
+    reference
+        The reserve's reference value (:func:`reference_value`).
+    tier_names
+        The tiers in the order of the arrays the round reads; the tiers' own without.
+    actor
+        Who the round's own entries are booked by.
+    """
+
+    def __init__(
+        self,
+        ledger: Ledger,
+        venue: Venue,
+        tiers: TierManager,
+        policy: OwnerPolicy,
+        reference: int,
+        tier_names: Sequence[str] | None = None,
+        actor: str = "cem",
+    ) -> None:
+        self.ledger = ledger
+        self.venue = venue
+        self.tiers = tiers
+        self.policy = policy
+        self.reference = reference
+        self.actor = actor
+        self.tier_names = list(tier_names or [t.name for t in tiers.tiers()])
+        self.pool_accounts = [pool_account(t) for t in self.tier_names]
+        self.pool_capacity = np.array(
+            [tiers.pool_capacity(t) for t in self.tier_names], dtype=np.int64
+        )
+        self.sellers = [pool_seller(t) for t in self.tier_names]
+
+    def register_pool_sellers(self) -> None:
+        """Let each tier's pool seller trade in its tier's auctions."""
+        for seller, tier in zip(self.sellers, self.tier_names, strict=True):
+            self.venue.register_instance(seller, tier)
+
+    def current_rates(self) -> np.ndarray:
+        """Return the tiers' exchange rates now."""
+        return np.array([self.tiers.tier(t).exchange_rate for t in self.tier_names])
+
+    def reserve_prices(self, empty: int, capacity: int) -> np.ndarray:
+        """Return each tier's pool reserve price when ``empty`` of ``capacity`` is not held.
+
+        The reference at each tier's current exchange rate, scaled by the share of
+        capacity not held and rounded up: a full pool's credits cost nothing, an empty
+        one's the reference.
+        """
+        reference = self.reference * self.current_rates() // RATE_UNIT
+        if capacity <= 0:
+            return reference
+        return -((-reference * empty) // capacity)
+
+    def pool_offers(self, pools: np.ndarray) -> list[OrderRequest]:
+        """Offer each tier's pool credits above half its capacity into its call auction.
+
+        The credits move to the pool's seller, which asks in two slices: the upper
+        quarter of the capacity at the reserve price of a pool seven eighths full and
+        the quarter below it at that of a pool five eighths full. What does not sell
+        goes back after the auction (:meth:`close_pool_offers`).
+        """
+        capacity = self.pool_capacity
+        legs, offers = [], []
+        for k, seller in enumerate(self.sellers):
+            half, three_quarters = capacity[k] // 2, capacity[k] * 3 // 4
+            level = int(pools[k])
+            slices = (
+                (max(0, level - three_quarters), capacity[k] * 7 // 8),
+                (max(0, min(level, three_quarters) - half), capacity[k] * 5 // 8),
+            )
+            for quantity, fill in slices:
+                if quantity < MILLI_PER_CREDIT:
+                    continue
+                price = max(1, int(self.reserve_prices(capacity[k] - fill, capacity[k])[k]))
+                offers.append(OrderRequest(seller, Side.SELL, price, int(quantity)))
+                credits = instance_credits(seller)
+                legs.append(Transfer(self.pool_accounts[k], credits, int(quantity)))
+        if legs:
+            self.ledger.post(EntryRequest(tuple(legs), "pool-offer", self.actor))
+        return offers
+
+    def close_pool_offers(self) -> int:
+        """Return unsold pool credits to their pools and the proceeds to the provider;
+        return the proceeds."""
+        sellers = self.sellers
+        balances = self.ledger.balances_of(
+            [instance_credits(s) for s in sellers] + [instance_funds(s) for s in sellers]
+        )
+        legs = []
+        proceeds = 0
+        for k, seller in enumerate(sellers):
+            unsold = balances[instance_credits(seller)]
+            if unsold:
+                legs.append(Transfer(instance_credits(seller), self.pool_accounts[k], unsold))
+            money = balances[instance_funds(seller)]
+            if money:
+                legs.append(Transfer(instance_funds(seller), POOL_REVENUE_ACCOUNT, money))
+                proceeds += money
+        if legs:
+            self.ledger.post(EntryRequest(tuple(legs), "pool-offer-close", self.actor))
+        return proceeds
+
+    def trade(self, rows: FleetRows, pools: np.ndarray, label: str) -> RoundTrades:
+        """Offer the pools, let every agent decide and submit, clear each tier's auction
+        (``<tier>-<label>``), then close the pools' offers."""
+        transport = AuctionTransport(self.venue, rows, extra=self.pool_offers(pools))
+        played = AgentRunner(transport, self.policy).step()
+        auctions = [
+            self.venue.run_auction(tier, auction_id=f"{tier}-{label}") for tier in self.tier_names
+        ]
+        return RoundTrades(played, auctions, self.close_pool_offers())
