@@ -34,6 +34,7 @@ CRASH_POINTS: tuple[str, ...] = tuple(
         ("ledger", ("post", "open_accounts")),
         ("venue", VENUE_OPERATIONS),
         ("accrual", ("receive", "book")),
+        ("round", ("stage", "finish")),
     )
     for operation in operations
     for moment in ("before_commit", "after_commit")

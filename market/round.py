@@ -23,13 +23,13 @@ exchange rate, so a tier's credits cost what they are worth against the others'.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from market.agents.decision import OwnerPolicy
-from market.agents.runner import AgentRound, AgentRunner, AuctionTransport, FleetRows
+from market.agents.runner import AgentRound, AgentRunner, AgentTransport
 from market.cem.tiers import POOL_REVENUE_ACCOUNT, TierManager
 from market.ledger import (
     EntryRequest,
@@ -131,13 +131,14 @@ class MarketRound:
             return reference
         return -((-reference * empty) // capacity)
 
-    def pool_offers(self, pools: np.ndarray) -> list[OrderRequest]:
-        """Offer each tier's pool credits above half its capacity into its call auction.
+    def plan_pool_offers(self, pools: np.ndarray) -> tuple[list[OrderRequest], list[Transfer]]:
+        """Return each tier's offers of its pool credits above half its capacity, and the
+        transfers that move them from the pools to the pools' sellers.
 
-        The credits move to the pool's seller, which asks in two slices: the upper
-        quarter of the capacity at the reserve price of a pool seven eighths full and
-        the quarter below it at that of a pool five eighths full. What does not sell
-        goes back after the auction (:meth:`close_pool_offers`).
+        Each seller asks in two slices: the upper quarter of the capacity at the reserve
+        price of a pool seven eighths full and the quarter below it at that of a pool
+        five eighths full. What does not sell goes back after the auction
+        (:meth:`close_pool_offers`).
         """
         capacity = self.pool_capacity
         legs, offers = [], []
@@ -155,6 +156,12 @@ class MarketRound:
                 offers.append(OrderRequest(seller, Side.SELL, price, int(quantity)))
                 credits = instance_credits(seller)
                 legs.append(Transfer(self.pool_accounts[k], credits, int(quantity)))
+        return offers, legs
+
+    def pool_offers(self, pools: np.ndarray) -> list[OrderRequest]:
+        """Move the pools' offered credits to their sellers (:meth:`plan_pool_offers`) and
+        return the offers."""
+        offers, legs = self.plan_pool_offers(pools)
         if legs:
             self.ledger.post(EntryRequest(tuple(legs), "pool-offer", self.actor))
         return offers
@@ -166,26 +173,53 @@ class MarketRound:
         balances = self.ledger.balances_of(
             [instance_credits(s) for s in sellers] + [instance_funds(s) for s in sellers]
         )
+        legs = self.closing_legs(balances)
+        if legs:
+            self.ledger.post(EntryRequest(tuple(legs), "pool-offer-close", self.actor))
+        return sum(t.amount for t in legs if t.destination == POOL_REVENUE_ACCOUNT)
+
+    def closing_legs(self, balances: Mapping[str, int]) -> list[Transfer]:
+        """Return the transfers that close the pools' offers on the sellers' ``balances``:
+        unsold credits back to the pools, proceeds to the provider's pool revenue."""
         legs = []
-        proceeds = 0
-        for k, seller in enumerate(sellers):
+        for k, seller in enumerate(self.sellers):
             unsold = balances[instance_credits(seller)]
             if unsold:
                 legs.append(Transfer(instance_credits(seller), self.pool_accounts[k], unsold))
             money = balances[instance_funds(seller)]
             if money:
                 legs.append(Transfer(instance_funds(seller), POOL_REVENUE_ACCOUNT, money))
-                proceeds += money
-        if legs:
-            self.ledger.post(EntryRequest(tuple(legs), "pool-offer-close", self.actor))
-        return proceeds
+        return legs
 
-    def trade(self, rows: FleetRows, pools: np.ndarray, label: str) -> RoundTrades:
-        """Offer the pools, let every agent decide and submit, clear each tier's auction
-        (``<tier>-<label>``), then close the pools' offers."""
-        transport = AuctionTransport(self.venue, rows, extra=self.pool_offers(pools))
-        played = AgentRunner(transport, self.policy).step()
-        auctions = [
-            self.venue.run_auction(tier, auction_id=f"{tier}-{label}") for tier in self.tier_names
+    def trade(
+        self,
+        transport_for: Callable[[list[OrderRequest]], AgentTransport],
+        pools: np.ndarray,
+        label: str,
+    ) -> RoundTrades:
+        """Run the round's trading in one go: offer the pools, let every agent decide and
+        submit over ``transport_for(offers)``, clear each tier's auction, close the offers."""
+        offers = self.pool_offers(pools)
+        played = self.decide(transport_for(offers))
+        return RoundTrades(played, self.clear(label), self.close_pool_offers())
+
+    def decide(
+        self,
+        transport: AgentTransport,
+        policies: OwnerPolicy | Mapping[str, OwnerPolicy] | None = None,
+    ) -> AgentRound:
+        """Let every agent decide over ``transport`` (the round's policy without
+        ``policies``) and send its orders."""
+        return AgentRunner(transport, policies or self.policy).step()
+
+    def auction_id(self, tier: str, label: str) -> str:
+        """Return the id of ``tier``'s call auction in the round ``label``."""
+        return f"{tier}-{label}"
+
+    def clear(self, label: str, skip: Collection[str] = ()) -> list[AuctionResult]:
+        """Clear and settle each tier's call auction but those in ``skip``."""
+        return [
+            self.venue.run_auction(tier, auction_id=self.auction_id(tier, label))
+            for tier in self.tier_names
+            if tier not in skip
         ]
-        return RoundTrades(played, auctions, self.close_pool_offers())

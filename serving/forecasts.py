@@ -31,6 +31,7 @@ from data.forecasts import QUANTILE_COLUMNS as ALL_QUANTILES
 if TYPE_CHECKING:
     import pandas as pd
 
+    from market.agents.forecast import InstanceForecast
     from models.user import UserForecast
 
 # pandas (and models.user, built on it) load with the first forecasts read: a service
@@ -193,6 +194,32 @@ def apply_user_forecast(series: ForecastSeries, user: UserForecast) -> ForecastS
         {q: tuple(float(v) for v in column) for q, column in replaced.items()},
         tuple(str(s) for s in sources),
     )
+
+
+def agent_forecasts(
+    snapshot: ForecastSnapshot | None, user_forecast: Callable[[str], UserForecast | None]
+) -> dict[str, InstanceForecast]:
+    """Return every instance's served forecast as its agent reads it.
+
+    What ``GET /v1/instances/{id}/forecast`` serves, for every instance at once: the
+    snapshot's series with the owner's user forecast applied where there is one, through
+    the one adapter (:func:`~market.agents.forecast.horizon_forecast`).
+    """
+    from market.agents.forecast import InstanceForecast, horizon_forecast
+
+    if snapshot is None:
+        return {}
+    horizons: dict[str, dict[str, Any]] = {}
+    for (instance_id, horizon), series in snapshot.series.items():
+        user = user_forecast(instance_id)
+        if user is not None:
+            series = apply_user_forecast(series, user)
+        columns = {"yhat": series.yhat, **series.quantiles}
+        horizons.setdefault(instance_id, {})[horizon] = horizon_forecast(columns)
+    return {
+        instance_id: InstanceForecast(snapshot.generated_at, found, snapshot.model_version)
+        for instance_id, found in horizons.items()
+    }
 
 
 class ForecastStore:

@@ -29,6 +29,7 @@ from serving.routes import (
     health,
     instances,
     orders,
+    rounds,
     telemetry,
     tiers,
     tokens,
@@ -116,6 +117,7 @@ def create_app(
         orders,
         telemetry,
         admin,
+        rounds,
         tokens,
     ):
         app.include_router(module.router)

@@ -29,10 +29,12 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from market.agents.decision import OwnerPolicy
 from market.cem.exchange import CreditExchange
 from market.cem.registry import Registry
 from market.cem.tiers import TierManager, load_config
 from market.clock import to_micros
+from market.decisions import SqlDecisionLog
 from market.errors import MarketError
 from market.ledger import (
     ExtraWrites,
@@ -43,6 +45,8 @@ from market.ledger import (
     read_connection,
 )
 from market.migrations import upgrade
+from market.round import MarketRound
+from market.rounds import MarketRounds
 from market.venue.book import BookConfig
 from market.venue.handling import (
     AcceptedWrites,
@@ -135,8 +139,12 @@ class MarketService:
         )
         for instance in tiers.instances():
             self.venue.register_instance(instance.id, instance.tier)
+        # the hourly rounds' steps: the pools' sellers trade in the tiers' call auctions
+        self.round = MarketRound(self.ledger, self.venue, tiers, OwnerPolicy(), reference=0)
+        self.round.register_pool_sellers()
         # open orders and their escrow survive a restart of the service
         self.restored_orders = self.venue.restore()
+        self.rounds = MarketRounds(engine, self.round, self.exchange, SqlDecisionLog(engine), clock)
         self.lock = threading.RLock()
         # responses whose records commit holding the order id only, until a later
         # transaction stores them: (scope, key) -> (status, body)

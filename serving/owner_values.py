@@ -47,6 +47,13 @@ class OwnerValueStore:
             row.instance_id, int(row.value), from_micros(row.updated_at_us), row.updated_by
         )
 
+    def values(self) -> dict[str, int]:
+        """Return every owner value set, by instance."""
+        table = api_owner_values
+        with read_connection(self._engine) as conn:
+            rows = conn.execute(sa.select(table.c.instance_id, table.c.value)).all()
+        return {r.instance_id: int(r.value) for r in rows}
+
     def set(self, instance_id: str, value: int, actor: str) -> OwnerValue:
         """Store an instance's owner value, replacing any previous one."""
         table = api_owner_values

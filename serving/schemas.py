@@ -395,6 +395,29 @@ class AuctionPublic(_Output):
     unmatched_ask_quantity: int
 
 
+class RoundCreate(_Input):
+    """Which hour's market round to run."""
+
+    hour: AwareDatetime | None = Field(
+        None, description="any moment of the hour (UTC); the current hour without"
+    )
+
+
+class RoundPublic(_Output):
+    """One hourly market round: how far it got and, once done, what it did."""
+
+    round_id: str = Field(description="the round's hour, e.g. 2026-12-05T10:00Z")
+    hour: datetime
+    stage: str = Field(description="offered, submitted, cleared or done")
+    started_at: datetime
+    updated_at: datetime
+    record: dict[str, object] | None = Field(
+        None,
+        description="the pools' levels and offers, the agents' orders, each tier's auction "
+        "(clearing price, volume, trades, money paid), the CEM's swaps and the rates after",
+    )
+
+
 class VerifyPublic(_Output):
     """What replaying the ledger's journal found."""
 

@@ -48,7 +48,7 @@ from market.venue.orders import Side
 
 if TYPE_CHECKING:
     from market.cem.tiers import TierManager
-    from market.venue.handling import OrderRequest, Venue
+    from market.venue.handling import AcceptedWrites, OrderRequest, Venue
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,6 +213,17 @@ def _outcomes(
     ]
 
 
+def submit_to_auction(
+    venue: Venue, intents: Sequence[OrderIntent], orders: AuctionOrders
+) -> list[IntentResult]:
+    """Submit the intents' orders, then ``orders.extra``, to the call auctions in one batch;
+    return what happened to each intent."""
+    if not intents and not orders.extra and orders.writes is None:
+        return []
+    outcomes = venue.submit_to_auction(_requests(intents) + orders.extra, writes=orders.writes)
+    return _outcomes(intents, outcomes[: len(intents)], lambda o: o.order_id)  # type: ignore[attr-defined]
+
+
 def recent_prices_of(venue: Venue, tier: str, n: int = 20) -> tuple[int, ...]:
     """Return the prices of a tier's latest trades on ``venue``, newest first."""
     return tuple(t.price for t in venue.market_data.last_trades(tier, n))
@@ -236,6 +247,20 @@ def fleet_instances(tiers: TierManager) -> list[tuple[str, str, int, int, int]]:
     ]
 
 
+@dataclass(frozen=True, slots=True)
+class AuctionOrders:
+    """How a transport sends its agents' orders to the call auctions.
+
+    ``extra`` are orders of the exchange's own (the pools' offers) submitted in the same
+    batch, after the agents'; what becomes of them is not the agents' and is not
+    returned. ``writes`` adds the caller's rows to the transaction that commits the
+    batch (:meth:`~market.venue.handling.Venue.submit_to_auction`).
+    """
+
+    extra: list[OrderRequest] = field(default_factory=list)
+    writes: AcceptedWrites | None = None
+
+
 class VenueTransport:
     """Agents trading in process in a venue's continuous books.
 
@@ -254,6 +279,13 @@ class VenueTransport:
         tier not given is balanced (``1/2``).
     log
         Where each decision and each refusal is recorded; ``None`` keeps none.
+    owner_values
+        The values owners set for their instances (minor units per credit); an instance
+        not named prices from its policy's ``throttle_cost``.
+    auction
+        Send the orders to the tiers' next call auctions, with these orders of the
+        exchange's own and the caller's writes in the same transaction
+        (:class:`AuctionOrders`); ``None``: the continuous books.
     """
 
     def __init__(
@@ -265,12 +297,16 @@ class VenueTransport:
         *,
         scarcity: Mapping[str, Fraction] | None = None,
         log: DecisionLog | None = None,
+        owner_values: Mapping[str, int] | None = None,
+        auction: AuctionOrders | None = None,
     ) -> None:
         self.venue = venue
         self.instances = {i[0]: i for i in instances}
         self.forecasts = forecasts
         self.scarcity = scarcity or {}
         self.log = log
+        self.owner_values = owner_values or {}
+        self.auction = auction
         self._clock = clock
 
     def read(self) -> list[AgentState]:
@@ -314,6 +350,7 @@ class VenueTransport:
                 forecast=self.forecasts.get(instance_id),
                 market=views[tier],
                 open_orders=tuple(open_by_owner.get(instance_id, ())),
+                owner_value=self.owner_values.get(instance_id),
             )
             for instance_id, tier, vcpus, earn_rate, cap in self.instances.values()
         ]
@@ -331,11 +368,14 @@ class VenueTransport:
         return results
 
     def place(self, intents: Sequence[OrderIntent]) -> list[IntentResult]:
-        """Place the intents' orders in the continuous books, in one batch."""
+        """Place the intents' orders in one batch: in the continuous books, or with the
+        exchange's own in the call auctions."""
+        if self.auction is not None:
+            return submit_to_auction(self.venue, intents, self.auction)
         if not intents:
             return []
-        outcomes = self.venue.place_many(_requests(intents))
-        return _outcomes(intents, outcomes, lambda o: o.order.order_id)  # type: ignore[attr-defined]
+        placed = self.venue.place_many(_requests(intents))
+        return _outcomes(intents, placed, lambda o: o.order.order_id)  # type: ignore[attr-defined]
 
     def record(self, records: Sequence[DecisionRecord]) -> None:
         """Keep the records in the decision log, if there is one."""
@@ -419,10 +459,7 @@ class AuctionTransport:
 
     def place(self, intents: Sequence[OrderIntent]) -> list[IntentResult]:
         """Submit the intents' orders and the extra ones to the call auctions, in one batch."""
-        if not intents and not self.extra:
-            return []
-        outcomes = self.venue.submit_to_auction(_requests(intents) + self.extra)
-        return _outcomes(intents, outcomes[: len(intents)], lambda o: o.order_id)  # type: ignore[attr-defined]
+        return submit_to_auction(self.venue, intents, AuctionOrders(self.extra))
 
     def record(self, records: Sequence[DecisionRecord]) -> None:
         """Keep nothing."""

@@ -45,7 +45,7 @@ from typing import Any
 import numpy as np
 
 from market.agents.decision import TRANCHES, FleetState, MarketView, OwnerPolicy
-from market.agents.runner import FleetRows, recent_prices_of
+from market.agents.runner import AuctionTransport, FleetRows, recent_prices_of
 from market.agents.valuation import pool_scarcity
 from market.cem.automation import (
     CemAutomation,
@@ -817,7 +817,10 @@ def _trade(
     rows = FleetRows(
         books.instance_ids, agent_fleet(books, fleet, needs, credits, funds, pools), books.clock()
     )
-    traded = books.market.trade(rows, pools, f"h{hour}")
+    venue = books.market.venue
+    traded = books.market.trade(
+        lambda offers: AuctionTransport(venue, rows, extra=offers), pools, f"h{hour}"
+    )
     played = traded.agents
     assert played.fleet is not None
     decision = played.fleet
