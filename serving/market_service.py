@@ -42,7 +42,6 @@ from market.ledger import (
     instance_funds,
     read_connection,
 )
-from market.migrations import upgrade
 from market.venue.book import BookConfig
 from market.venue.handling import (
     AcceptedWrites,
@@ -55,6 +54,7 @@ from market.venue.handling import (
 )
 from market.venue.orders import Order
 from serving.errors import IdempotencyMismatch
+from serving.migrations import upgrade
 from serving.tables import api_idempotency
 
 logger = logging.getLogger(__name__)
