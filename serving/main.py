@@ -10,7 +10,7 @@ from __future__ import annotations
 import gc
 import importlib.util
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import datetime
 from http import HTTPStatus
 from pathlib import Path
@@ -75,22 +75,6 @@ def create_app(
     """
     settings = settings or Settings()
     wired = services or build_services(settings, clock, champion)
-
-    @asynccontextmanager
-    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        wired.desk.start()
-        wired.forecasts.start(settings.forecast_reload_seconds)
-        # what is built by now (libraries, stores, the books) lives as long as the app:
-        # full collections need not walk it (they paused requests for 100-300 ms)
-        gc.collect()
-        gc.freeze()
-        try:
-            yield
-        finally:
-            gc.unfreeze()
-            await wired.desk.stop()
-            wired.forecasts.stop()
-
     app = FastAPI(
         title="creditx",
         version="0.1.0",
@@ -100,7 +84,7 @@ def create_app(
             "set exchange rates, swap tier pools and check the ledger. Credits are integer "
             "milli-credits, money integer minor units, exchange rates integer micro-units."
         ),
-        lifespan=lifespan,
+        lifespan=_lifespan(wired, settings),
         docs_url=None,
         redoc_url=None,
     )
@@ -134,6 +118,29 @@ def create_app(
 
     app.openapi = openapi  # type: ignore[method-assign]
     return app
+
+
+def _lifespan(
+    wired: Services, settings: Settings
+) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
+    # the order desk and the forecasts' reloading run while the app serves
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        wired.desk.start()
+        wired.forecasts.start(settings.forecast_reload_seconds)
+        # what is built by now (libraries, stores, the books) lives as long as the app:
+        # full collections need not walk it (they paused requests for 100-300 ms)
+        gc.collect()
+        gc.freeze()
+        try:
+            yield
+        finally:
+            gc.unfreeze()
+            await wired.desk.stop()
+            wired.forecasts.stop()
+
+    return lifespan
 
 
 def _install_docs(app: FastAPI) -> None:
