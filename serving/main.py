@@ -91,6 +91,23 @@ def create_app(
     _install_docs(app)
     app.state.services = wired
     install_problem_handlers(app)
+    _include_routes(app)
+    app.add_middleware(
+        BodySizeLimit,
+        max_bytes=settings.max_body_bytes,
+        paths={"/v1/telemetry": settings.telemetry_max_body_bytes},
+    )
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = _document(app)
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    return app
+
+
+def _include_routes(app: FastAPI) -> None:
     for module in (
         health,
         forecasts,
@@ -105,19 +122,6 @@ def create_app(
         app.include_router(module.router)
     for router in _optional_routers():
         app.include_router(router)
-    app.add_middleware(
-        BodySizeLimit,
-        max_bytes=settings.max_body_bytes,
-        paths={"/v1/telemetry": settings.telemetry_max_body_bytes},
-    )
-
-    def openapi() -> dict[str, Any]:
-        if app.openapi_schema is None:
-            app.openapi_schema = _document(app)
-        return app.openapi_schema
-
-    app.openapi = openapi  # type: ignore[method-assign]
-    return app
 
 
 def _lifespan(
