@@ -395,6 +395,125 @@ def _store(store: str, pg_url: str, home: Path) -> Iterator[tuple[str, str, str 
         admin.dispose()
 
 
+def _server_environment(home: Path, server_url: str, port: int) -> dict[str, str]:
+    # the served process: this store, this port, no rate limit in the agents' way
+    return {
+        **os.environ,
+        "CREDITX_HOME": str(home),
+        "CREDITX_DATABASE_URL": server_url,
+        "CREDITX_API_PORT": str(port),
+        "CREDITX_RATE_LIMIT_PER_SECOND": "100000",
+        "CREDITX_RATE_LIMIT_BURST": "100000",
+    }
+
+
+@dataclass
+class _Traffic:
+    # the agents and the auctioneer, and the events that pause and stop them
+    threads: list[threading.Thread]
+    up: threading.Event
+    stop: threading.Event
+    acks: _Acks
+
+
+def _traffic(
+    agents: int, seed: int, tokens: dict[str, str], admin: str, tiers: list[str], url: str
+) -> _Traffic:
+    up, stop, acks = threading.Event(), threading.Event(), _Acks()
+    instances = sorted(tokens)
+    threads = [
+        threading.Thread(
+            target=_agent,
+            args=(
+                f"agent{k}",
+                instances[k % len(instances)],
+                tokens[instances[k % len(instances)]],
+                url,
+                up,
+                stop,
+                acks,
+                seed * 1000 + k,
+            ),
+            daemon=True,
+        )
+        for k in range(agents)
+    ]
+    threads.append(
+        threading.Thread(target=_auctioneer, args=(admin, tiers, url, up, stop, acks), daemon=True)
+    )
+    return _Traffic(threads, up, stop, acks)
+
+
+@dataclass
+class _KillPlan:
+    # how many kills, how far apart, and until when a kill may start
+    kills: int
+    rng: random.Random
+    traffic_seconds: tuple[float, float]
+    start_timeout: float
+    deadline: float | None
+    say: Callable[[int, CrashTally], None] | None
+
+
+def _kill_and_restart(
+    server: _Server,
+    engine: sa.Engine,
+    sessions: str | None,
+    traffic: _Traffic,
+    plan: _KillPlan,
+    tally: CrashTally,
+) -> None:
+    # SIGKILL the server under traffic, audit the store, restart; stop at a refused restart
+    for kill in range(plan.kills):
+        if plan.deadline is not None and time.monotonic() > plan.deadline:
+            break
+        time.sleep(plan.rng.uniform(*plan.traffic_seconds))
+        traffic.up.clear()
+        server.kill()
+        tally.kills += 1
+        if sessions is not None and not _wait_sessions_end(engine, sessions):
+            tally.problems.append(f"after kill {tally.kills}: its sessions did not end")
+        _check(engine, traffic.acks, tally)
+        took = server.start(plan.start_timeout)
+        if took is None:
+            tally.restarts_refused += 1
+            tally.problems.append(
+                f"restart after kill {kill + 1} refused: "
+                + server.log.read_text(errors="replace")[-600:]
+            )
+            break
+        tally.restart_seconds.append(took)
+        traffic.up.set()
+        if plan.say is not None:
+            plan.say(kill + 1, tally)
+
+
+def _run_under_traffic(
+    server: _Server,
+    engine: sa.Engine,
+    sessions: str | None,
+    traffic: _Traffic,
+    plan: _KillPlan,
+    tally: CrashTally,
+) -> None:
+    try:
+        if server.start(plan.start_timeout) is None:
+            raise RuntimeError(f"the server did not start; see {server.log}")
+        traffic.up.set()
+        for thread in traffic.threads:
+            thread.start()
+        _kill_and_restart(server, engine, sessions, traffic, plan, tally)
+        # let the agents retry what the last kill left unanswered, then check again
+        time.sleep(2.0)
+    finally:
+        traffic.stop.set()
+        traffic.up.set()
+        for thread in traffic.threads:
+            if thread.ident is not None:
+                thread.join(15)
+        server.kill(signal.SIGTERM)
+
+
 def run_crash(
     kills: int,
     *,
@@ -413,7 +532,7 @@ def run_crash(
     kills that fitted.
     """
     deadline = None if budget_seconds is None else time.monotonic() + budget_seconds
-    rng = random.Random(seed)
+    plan = _KillPlan(kills, random.Random(seed), traffic_seconds, start_timeout, deadline, say)
     tally = CrashTally()
     with (
         tempfile.TemporaryDirectory() as tmp,
@@ -428,167 +547,96 @@ def run_crash(
             rate_limit_burst=100_000,
         )
         admin, tokens, tiers = _prepare(settings)
-        env = {
-            **os.environ,
-            "CREDITX_HOME": str(home),
-            "CREDITX_DATABASE_URL": server_url,
-            "CREDITX_API_PORT": str(port),
-            "CREDITX_RATE_LIMIT_PER_SECOND": "100000",
-            "CREDITX_RATE_LIMIT_BURST": "100000",
-        }
-        server = _Server(env, port)
+        server = _Server(_server_environment(home, server_url, port), port)
         engine = sa.create_engine(url)
-        up, stop = threading.Event(), threading.Event()
-        acks = _Acks()
-        instances = sorted(tokens)
-        threads = [
-            threading.Thread(
-                target=_agent,
-                args=(
-                    f"agent{k}",
-                    instances[k % len(instances)],
-                    tokens[instances[k % len(instances)]],
-                    server.url,
-                    up,
-                    stop,
-                    acks,
-                    seed * 1000 + k,
-                ),
-                daemon=True,
-            )
-            for k in range(agents)
-        ]
-        threads.append(
-            threading.Thread(
-                target=_auctioneer, args=(admin, tiers, server.url, up, stop, acks), daemon=True
-            )
-        )
-        try:
-            if server.start(start_timeout) is None:
-                raise RuntimeError(f"the server did not start; see {server.log}")
-            up.set()
-            for thread in threads:
-                thread.start()
-            for kill in range(kills):
-                if deadline is not None and time.monotonic() > deadline:
-                    break
-                time.sleep(rng.uniform(*traffic_seconds))
-                up.clear()
-                server.kill()
-                tally.kills += 1
-                if sessions is not None and not _wait_sessions_end(engine, sessions):
-                    tally.problems.append(f"after kill {tally.kills}: its sessions did not end")
-                _check(engine, acks, tally)
-                took = server.start(start_timeout)
-                if took is None:
-                    tally.restarts_refused += 1
-                    tally.problems.append(
-                        f"restart after kill {kill + 1} refused: "
-                        + server.log.read_text(errors="replace")[-600:]
-                    )
-                    break
-                tally.restart_seconds.append(took)
-                up.set()
-                if say is not None:
-                    say(kill + 1, tally)
-            # let the agents retry what the last kill left unanswered, then check again
-            time.sleep(2.0)
-        finally:
-            stop.set()
-            up.set()
-            for thread in threads:
-                if thread.ident is not None:
-                    thread.join(15)
-            server.kill(signal.SIGTERM)
+        traffic = _traffic(agents, seed, tokens, admin, tiers, server.url)
+        _run_under_traffic(server, engine, sessions, traffic, plan, tally)
         if sessions is not None:
             _wait_sessions_end(engine, sessions)
-        _check(engine, acks, tally)
+        _check(engine, traffic.acks, tally)
         engine.dispose()
-    tally.requests = acks.requests
-    tally.retries_refused = acks.retries_refused
+    tally.requests = traffic.acks.requests
+    tally.retries_refused = traffic.acks.retries_refused
     tally.server_cpu_seconds = server.cpu_seconds
     return tally
 
 
 def register(bench_app: typer.Typer) -> None:
     """Add the ``crash`` benchmark command."""
+    bench_app.command("crash")(crash)
 
-    @bench_app.command("crash")
-    def crash(
-        json_out: Path | None = typer.Option(None, "--json", help="write the figures here"),
-        kills: int = typer.Option(20, help="SIGKILLs of the server"),
-        store: str = typer.Option("sqlite", help="sqlite or postgres"),
-        pg_url: str = typer.Option(
-            "postgresql+psycopg://127.0.0.1:5432/test",
-            help="the PostgreSQL server (a schema of its own is made and dropped)",
-        ),
-        agents: int = typer.Option(12, help="trading agents"),
-        seed: int = typer.Option(7, help="seed of the agents and the kill times"),
-        minutes: float | None = typer.Option(
-            None, help="start no kill after this long; report the kills that fitted"
-        ),
-    ) -> None:
-        """Kill the served venue at random under trading agents; check every restart."""
-        if store not in ("sqlite", "postgres"):
-            raise typer.BadParameter("store must be sqlite or postgres", param_hint="--store")
-        started, cpu = time.monotonic(), time.process_time()
 
-        def interrupted(_signum: int, _frame: object) -> None:
-            # SIGTERM as Ctrl-C: the server is stopped and the store cleaned up
-            raise KeyboardInterrupt
+def crash(
+    json_out: Path | None = typer.Option(None, "--json", help="write the figures here"),
+    kills: int = typer.Option(20, help="SIGKILLs of the server"),
+    store: str = typer.Option("sqlite", help="sqlite or postgres"),
+    pg_url: str = typer.Option(
+        "postgresql+psycopg://127.0.0.1:5432/test",
+        help="the PostgreSQL server (a schema of its own is made and dropped)",
+    ),
+    agents: int = typer.Option(12, help="trading agents"),
+    seed: int = typer.Option(7, help="seed of the agents and the kill times"),
+    minutes: float | None = typer.Option(
+        None, help="start no kill after this long; report the kills that fitted"
+    ),
+) -> None:
+    """Kill the served venue at random under trading agents; check every restart."""
+    if store not in ("sqlite", "postgres"):
+        raise typer.BadParameter("store must be sqlite or postgres", param_hint="--store")
+    started, cpu = time.monotonic(), time.process_time()
 
-        signal.signal(signal.SIGTERM, interrupted)
+    def interrupted(_signum: int, _frame: object) -> None:
+        # SIGTERM as Ctrl-C: the server is stopped and the store cleaned up
+        raise KeyboardInterrupt
 
-        def say(done: int, tally: CrashTally) -> None:
-            typer.echo(
-                f"kill {done}/{kills}: restarted in {tally.restart_seconds[-1]:.1f} s, "
-                f"{tally.acknowledged} writes acknowledged, problems {len(tally.problems)}",
-                err=True,
-            )
+    signal.signal(signal.SIGTERM, interrupted)
 
-        tally = run_crash(
-            kills,
-            store=store,
-            pg_url=pg_url,
-            agents=agents,
-            seed=seed,
-            budget_seconds=None if minutes is None else minutes * 60,
-            say=say,
+    def say(done: int, tally: CrashTally) -> None:
+        typer.echo(
+            f"kill {done}/{kills}: restarted in {tally.restart_seconds[-1]:.1f} s, "
+            f"{tally.acknowledged} writes acknowledged, problems {len(tally.problems)}",
+            err=True,
         )
-        wall = time.monotonic() - started
-        children = resource.getrusage(resource.RUSAGE_CHILDREN)
-        for problem in tally.problems[:20]:
-            typer.echo(problem, err=True)
-        mean_restart = sum(tally.restart_seconds) / max(len(tally.restart_seconds), 1)
-        survived = tally.kills - tally.restarts_refused
-        report(
-            "crash",
-            [
-                Figure(f"kills survived, {store}", survived, "kills", f">= {kills}"),
-                Figure("kills run", tally.kills, "kills"),
-                Figure("restarts refused", tally.restarts_refused, "restarts", "<= 0"),
-                Figure("acknowledged writes missing", tally.acknowledged_missing, "writes", "<= 0"),
-                Figure(
-                    "conservation violations", tally.conservation_violations, "findings", "<= 0"
-                ),
-                Figure("crossed books", tally.crossed_books, "findings", "<= 0"),
-                Figure("resting IOCs", tally.resting_iocs, "findings", "<= 0"),
-                Figure("escrow differing from open orders", tally.escrow_mismatches, "", "<= 0"),
-                Figure("orders placed twice", tally.placed_twice, "orders", "<= 0"),
-                Figure("retries refused", tally.retries_refused, "requests", "<= 0"),
-                Figure("writes acknowledged", tally.acknowledged, "writes"),
-                Figure("requests answered", tally.requests, "requests"),
-                Figure("mean restart to first answer", mean_restart, "s"),
-                Figure("wall time", wall, "s"),
-                Figure("server CPU time", tally.server_cpu_seconds, "cpu-s"),
-                Figure("bench CPU time (agents, checks)", time.process_time() - cpu, "cpu-s"),
-                Figure(
-                    "children CPU time",
-                    children.ru_utime + children.ru_stime,
-                    "cpu-s",
-                ),
-            ],
-            json_out,
-        )
-        if not tally.clean or survived < kills:
-            raise typer.Exit(1)
+
+    tally = run_crash(
+        kills,
+        store=store,
+        pg_url=pg_url,
+        agents=agents,
+        seed=seed,
+        budget_seconds=None if minutes is None else minutes * 60,
+        say=say,
+    )
+    wall = time.monotonic() - started
+    for problem in tally.problems[:20]:
+        typer.echo(problem, err=True)
+    report("crash", _crash_figures(tally, store, kills, wall, time.process_time() - cpu), json_out)
+    if not tally.clean or tally.kills - tally.restarts_refused < kills:
+        raise typer.Exit(1)
+
+
+def _crash_figures(
+    tally: CrashTally, store: str, kills: int, wall: float, bench_cpu: float
+) -> list[Figure]:
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    mean_restart = sum(tally.restart_seconds) / max(len(tally.restart_seconds), 1)
+    survived = tally.kills - tally.restarts_refused
+    return [
+        Figure(f"kills survived, {store}", survived, "kills", f">= {kills}"),
+        Figure("kills run", tally.kills, "kills"),
+        Figure("restarts refused", tally.restarts_refused, "restarts", "<= 0"),
+        Figure("acknowledged writes missing", tally.acknowledged_missing, "writes", "<= 0"),
+        Figure("conservation violations", tally.conservation_violations, "findings", "<= 0"),
+        Figure("crossed books", tally.crossed_books, "findings", "<= 0"),
+        Figure("resting IOCs", tally.resting_iocs, "findings", "<= 0"),
+        Figure("escrow differing from open orders", tally.escrow_mismatches, "", "<= 0"),
+        Figure("orders placed twice", tally.placed_twice, "orders", "<= 0"),
+        Figure("retries refused", tally.retries_refused, "requests", "<= 0"),
+        Figure("writes acknowledged", tally.acknowledged, "writes"),
+        Figure("requests answered", tally.requests, "requests"),
+        Figure("mean restart to first answer", mean_restart, "s"),
+        Figure("wall time", wall, "s"),
+        Figure("server CPU time", tally.server_cpu_seconds, "cpu-s"),
+        Figure("bench CPU time (agents, checks)", bench_cpu, "cpu-s"),
+        Figure("children CPU time", children.ru_utime + children.ru_stime, "cpu-s"),
+    ]

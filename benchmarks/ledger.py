@@ -480,7 +480,13 @@ def _fresh_pg_schema(server_url: str) -> tuple[str, Callable[[], None]]:
 
 def run(singles: int, batch: int, pg_url: str | None, repeats: int = 3) -> list[Figure]:
     """Measure every figure of the ledger area and return them."""
-    figures: list[Figure] = []
+    figures = _sqlite_figures(singles, batch, repeats)
+    if pg_url:
+        figures += _postgres_figures(pg_url, singles, batch, repeats)
+    return figures
+
+
+def _sqlite_figures(singles: int, batch: int, repeats: int) -> list[Figure]:
     with tempfile.TemporaryDirectory(prefix="creditx-bench-ledger-") as tmp:
         work = Path(tmp)
         ledger = _fresh_ledger(f"sqlite:///{work / 'ledger.db'}")
@@ -494,7 +500,7 @@ def run(singles: int, batch: int, pg_url: str | None, repeats: int = 3) -> list[
         if not ledger.verify().ok:
             raise RuntimeError("the benchmark ledger does not verify")
         ledger.close()
-    figures += [
+    return [
         Figure("sqlite plain sqlite3 durable commits", plain, "trades/s"),
         Figure("sqlite ledger durable single-trade commits", single, "trades/s"),
         Figure("sqlite ledger / plain sqlite3", single / plain, "ratio", ">= 0.40"),
@@ -517,42 +523,41 @@ def run(singles: int, batch: int, pg_url: str | None, repeats: int = 3) -> list[
             "sqlite trade entries in one post_batch per CPU-second", entries_cpu, "trades/cpu-s"
         ),
     ]
-    if pg_url:
-        plain_url, drop_plain = _fresh_pg_schema(pg_url)
-        ledger_url, drop_ledger = _fresh_pg_schema(pg_url)
-        try:
-            ledger = _fresh_ledger(ledger_url)
-            plain_post, close_plain = _plain_postgres(plain_url)
-            plain, single = _interleaved(plain_post, _ledger_singles(ledger), singles)
-            close_plain()
-            batched, batched_cpu, _, _ = _auction_rates(ledger, None, batch, repeats, "postgres")
-            entries, entries_cpu = _entry_rates(ledger, batch, repeats)
-            if not ledger.verify().ok:
-                raise RuntimeError("the PostgreSQL benchmark ledger does not verify")
-            ledger.close()
-        finally:
-            drop_plain()
-            drop_ledger()
-        figures += [
-            Figure("postgres plain psycopg durable commits", plain, "trades/s"),
-            Figure("postgres ledger durable single-trade commits", single, "trades/s"),
-            Figure("postgres ledger / plain psycopg", single / plain, "ratio", ">= 0.40"),
-            Figure(
-                f"postgres batched settlement, one auction entry + trade rows ({batch:,} trades)",
-                batched,
-                "trades/s",
-                ">= 50000",
-            ),
-            Figure(
-                "postgres batched settlement per client CPU-second", batched_cpu, "trades/cpu-s"
-            ),
-            Figure(
-                f"postgres {batch:,} three-leg trade entries in one post_batch",
-                entries,
-                "trades/s",
-            ),
-        ]
-    return figures
+
+
+def _postgres_figures(pg_url: str, singles: int, batch: int, repeats: int) -> list[Figure]:
+    plain_url, drop_plain = _fresh_pg_schema(pg_url)
+    ledger_url, drop_ledger = _fresh_pg_schema(pg_url)
+    try:
+        ledger = _fresh_ledger(ledger_url)
+        plain_post, close_plain = _plain_postgres(plain_url)
+        plain, single = _interleaved(plain_post, _ledger_singles(ledger), singles)
+        close_plain()
+        batched, batched_cpu, _, _ = _auction_rates(ledger, None, batch, repeats, "postgres")
+        entries, _ = _entry_rates(ledger, batch, repeats)
+        if not ledger.verify().ok:
+            raise RuntimeError("the PostgreSQL benchmark ledger does not verify")
+        ledger.close()
+    finally:
+        drop_plain()
+        drop_ledger()
+    return [
+        Figure("postgres plain psycopg durable commits", plain, "trades/s"),
+        Figure("postgres ledger durable single-trade commits", single, "trades/s"),
+        Figure("postgres ledger / plain psycopg", single / plain, "ratio", ">= 0.40"),
+        Figure(
+            f"postgres batched settlement, one auction entry + trade rows ({batch:,} trades)",
+            batched,
+            "trades/s",
+            ">= 50000",
+        ),
+        Figure("postgres batched settlement per client CPU-second", batched_cpu, "trades/cpu-s"),
+        Figure(
+            f"postgres {batch:,} three-leg trade entries in one post_batch",
+            entries,
+            "trades/s",
+        ),
+    ]
 
 
 def register(bench_app: typer.Typer) -> None:

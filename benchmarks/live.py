@@ -118,7 +118,7 @@ def _open_store(url: str, instances: int) -> Any:
     from market.cem.live import LiveAccrual
     from market.cem.registry import Registry
     from market.ledger import Ledger, SqlStore
-    from market.migrations import upgrade
+    from serving.migrations import upgrade
 
     upgrade(url)
     tiers = fleet(instances)

@@ -183,64 +183,67 @@ def durable_auction(n: int) -> tuple[float, int, float, float, float]:
 
 def register(bench_app: typer.Typer) -> None:
     """Add the ``market`` benchmark command."""
+    bench_app.command("market")(market)
 
-    @bench_app.command("market")
-    def market(
-        json_out: Path | None = typer.Option(None, "--json", help="write the figures here"),
-        ops: int = typer.Option(200_000, help="in-memory continuous order operations"),
-        auction_size: int = typer.Option(100_000, help="orders in the cleared call auction"),
-        durable_orders: int = typer.Option(6_000, help="orders placed on SQLite"),
-        durable_auction_size: int = typer.Option(60_000, help="orders in the SQLite auction"),
-        repeats: int = typer.Option(3, help="runs of each in-memory figure; the best counts"),
-    ) -> None:
-        """Measure matching, clearing and durable settlement rates of the market."""
-        # best of several runs: on a shared machine the slower runs measure the neighbours
-        figures = [
-            Figure(
-                "continuous matching, in memory",
-                max(continuous_ops_per_second(ops) for _ in range(repeats)),
-                "order ops/s",
-                ">= 100000",
+
+def market(
+    json_out: Path | None = typer.Option(None, "--json", help="write the figures here"),
+    ops: int = typer.Option(200_000, help="in-memory continuous order operations"),
+    auction_size: int = typer.Option(100_000, help="orders in the cleared call auction"),
+    durable_orders: int = typer.Option(6_000, help="orders placed on SQLite"),
+    durable_auction_size: int = typer.Option(60_000, help="orders in the SQLite auction"),
+    repeats: int = typer.Option(3, help="runs of each in-memory figure; the best counts"),
+) -> None:
+    """Measure matching, clearing and durable settlement rates of the market."""
+    figures = [
+        *_in_memory_figures(ops, auction_size, repeats),
+        *_durable_figures(durable_orders, durable_auction_size),
+    ]
+    report("market", figures, json_out)
+
+
+def _in_memory_figures(ops: int, auction_size: int, repeats: int) -> list[Figure]:
+    # best of several runs: on a shared machine the slower runs measure the neighbours
+    return [
+        Figure(
+            "continuous matching, in memory",
+            max(continuous_ops_per_second(ops) for _ in range(repeats)),
+            "order ops/s",
+            ">= 100000",
+        ),
+        Figure(
+            f"uniform call auction of {auction_size:,} orders",
+            min(auction_clear_seconds(auction_size, AuctionMode.UNIFORM) for _ in range(repeats)),
+            "s",
+            "<= 1",
+        ),
+        Figure(
+            f"uniform call auction of {auction_size:,} orders, with trade objects",
+            min(
+                auction_clear_seconds(auction_size, AuctionMode.UNIFORM, materialise=True)
+                for _ in range(repeats)
             ),
-            Figure(
-                f"uniform call auction of {auction_size:,} orders",
-                min(
-                    auction_clear_seconds(auction_size, AuctionMode.UNIFORM) for _ in range(repeats)
-                ),
-                "s",
-                "<= 1",
-            ),
-            Figure(
-                f"uniform call auction of {auction_size:,} orders, with trade objects",
-                min(
-                    auction_clear_seconds(auction_size, AuctionMode.UNIFORM, materialise=True)
-                    for _ in range(repeats)
-                ),
-                "s",
-            ),
-            Figure(
-                f"McAfee call auction of {auction_size:,} orders",
-                min(
-                    auction_clear_seconds(auction_size, AuctionMode.MCAFEE) for _ in range(repeats)
-                ),
-                "s",
-            ),
-        ]
-        batched = max(durable_continuous(durable_orders, batch=500)[0] for _ in range(2))
-        single, _ = durable_continuous(max(durable_orders // 6, 200), batch=1)
-        figures += [
-            Figure("durable continuous, SQLite, batches of 500", batched, "orders/s", ">= 2000"),
-            Figure("durable continuous, SQLite, one order per call", single, "orders/s"),
-        ]
-        # best of two auctions; the settling process's CPU time is less sensitive to load
-        runs = [durable_auction(durable_auction_size) for _ in range(2)]
-        rate, trades, seconds, submit_rate, _ = max(runs)
-        figures += [
-            Figure(
-                f"durable auction batch, SQLite ({trades:,} trades)", rate, "trades/s", ">= 50000"
-            ),
-            Figure("durable auction batch per CPU-second", max(r[4] for r in runs), "trades/cpu-s"),
-            Figure("durable auction batch settle time", seconds, "s"),
-            Figure("auction order submission with escrow, SQLite", submit_rate, "orders/s"),
-        ]
-        report("market", figures, json_out)
+            "s",
+        ),
+        Figure(
+            f"McAfee call auction of {auction_size:,} orders",
+            min(auction_clear_seconds(auction_size, AuctionMode.MCAFEE) for _ in range(repeats)),
+            "s",
+        ),
+    ]
+
+
+def _durable_figures(durable_orders: int, durable_auction_size: int) -> list[Figure]:
+    batched = max(durable_continuous(durable_orders, batch=500)[0] for _ in range(2))
+    single, _ = durable_continuous(max(durable_orders // 6, 200), batch=1)
+    # best of two auctions; the settling process's CPU time is less sensitive to load
+    runs = [durable_auction(durable_auction_size) for _ in range(2)]
+    rate, trades, seconds, submit_rate, _ = max(runs)
+    return [
+        Figure("durable continuous, SQLite, batches of 500", batched, "orders/s", ">= 2000"),
+        Figure("durable continuous, SQLite, one order per call", single, "orders/s"),
+        Figure(f"durable auction batch, SQLite ({trades:,} trades)", rate, "trades/s", ">= 50000"),
+        Figure("durable auction batch per CPU-second", max(r[4] for r in runs), "trades/cpu-s"),
+        Figure("durable auction batch settle time", seconds, "s"),
+        Figure("auction order submission with escrow, SQLite", submit_rate, "orders/s"),
+    ]

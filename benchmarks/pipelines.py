@@ -17,8 +17,9 @@ from __future__ import annotations
 import os
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import typer
 
@@ -27,6 +28,21 @@ from benchmarks._report import Figure, report
 if TYPE_CHECKING:
     from pipelines.flows import TrainOutcome
     from pipelines.params import TrackingParams, TrainParams
+
+
+@dataclass(frozen=True, slots=True)
+class _Timings:
+    ingest: float
+    train: float
+    train_cpu: float
+    promote: float
+
+
+def _local_prefect(home: Path) -> None:
+    os.environ.setdefault("PREFECT_HOME", str(home / "prefect"))
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    # A first start migrates a fresh database: slow on a busy machine.
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "300")
 
 
 def run(
@@ -40,10 +56,7 @@ def run(
     dask_workers: int = 2,
 ) -> list[Figure]:
     """Ingest a synthetic fleet, train and promote it; return the figures."""
-    os.environ.setdefault("PREFECT_HOME", str(home / "prefect"))
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    # A first start migrates a fresh database: slow on a busy machine.
-    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "300")
+    _local_prefect(home)
     from pipelines.flows import ingest_flow, promote_flow, train_flow
     from pipelines.params import (
         CALIBRATION_HOURS,
@@ -65,7 +78,6 @@ def run(
     fleet = SyntheticFleet(instances=instances, days=days, seed=0, freq="1h")
     snapshot = ingest_flow(IngestParams(synthetic=fleet, home=home))
     ingest_seconds = time.perf_counter() - started
-
     params = TrainParams(
         tracking=tracking,
         snapshot=snapshot.path,
@@ -78,38 +90,40 @@ def run(
     state = train_flow(params, return_state=True)
     train_seconds = time.perf_counter() - started
     train_cpu_seconds = time.process_time() - cpu_started
-    outcome = cast("TrainOutcome", state.result())
-    record = outcome.record
-
+    record = cast("TrainOutcome", state.result()).record
     started = time.perf_counter()
     decision = promote_flow(PromoteParams(tracking=tracking, version=record.version))
     promote_seconds = time.perf_counter() - started
+    timings = _Timings(ingest_seconds, train_seconds, train_cpu_seconds, promote_seconds)
     print(f"candidates {','.join(params.candidates)}")
     print(f"{state.name}: {record.reason or 'every instance on its chosen model'}")
     print(decision.reason)
     extra: list[Figure] = []
     if runner == "dask":
         extra = _dask_figures(params, tracking, dask_workers, train_seconds, train_cpu_seconds)
+    return [*_figures(snapshot, params, record, timings), *extra]
+
+
+def _figures(snapshot: Any, params: TrainParams, record: Any, timings: _Timings) -> list[Figure]:
     return [
         Figure("instances", float(snapshot.instances), ""),
         Figure("hourly rows", float(snapshot.rows), ""),
         Figure("forecasters' calibration window", float(params.calibration_hours), "h"),
-        Figure("train flow, default runner", train_seconds, "s", "<= 600"),
-        Figure("train flow CPU (all threads of the process)", train_cpu_seconds, "s"),
+        Figure("train flow, default runner", timings.train, "s", "<= 600"),
+        Figure("train flow CPU (all threads of the process)", timings.train_cpu, "s"),
         Figure(
             "MLflow logging share of the train flow",
-            100 * record.mlflow_seconds / train_seconds,
+            100 * record.mlflow_seconds / timings.train,
             "%",
             "<= 10",
         ),
         Figure("MLflow logging", record.mlflow_seconds, "s"),
-        Figure("ingest flow (synthetic, hourly)", ingest_seconds, "s"),
-        Figure("promote flow (first champion)", promote_seconds, "s"),
+        Figure("ingest flow (synthetic, hourly)", timings.ingest, "s"),
+        Figure("promote flow (first champion)", timings.promote, "s"),
         Figure("back-test MASE, next hour", record.metrics["mase_hour"], ""),
         Figure("back-test MASE, next day", record.metrics["mase_day"], ""),
         Figure("back-test MASE, next week", record.metrics["mase_week"], ""),
         Figure("back-test coverage90, next day", record.metrics["coverage90_day"], ""),
-        *extra,
     ]
 
 

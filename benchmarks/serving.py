@@ -108,9 +108,17 @@ def serving(
 
 
 def _prepare_store(home: Path) -> dict[str, Any]:
-    import numpy as np
-    import pandas as pd
+    from serving.settings import Settings
 
+    settings = Settings(home=home)
+    home.mkdir(parents=True, exist_ok=True)
+    admin, agents = _funded_agents(settings)
+    ids = _write_predictions(settings)
+    return {"admin": admin, "agents": agents, "forecast_ids": ids}
+
+
+def _funded_agents(settings: Any) -> tuple[str, dict[str, str]]:
+    # the order pairs' instances, rich in credits and funds, each with an agent token
     from market.clock import system_clock
     from market.ledger import (
         EntryRequest,
@@ -121,11 +129,8 @@ def _prepare_store(home: Path) -> dict[str, Any]:
         mint_account,
     )
     from serving.market_service import MarketService
-    from serving.settings import Settings
     from serving.tokens import TokenKind, TokenStore
 
-    settings = Settings(home=home)
-    home.mkdir(parents=True, exist_ok=True)
     market = MarketService(create_store_engine(settings.ledger_url), system_clock)
     tokens = TokenStore(market.engine, system_clock)
     agents: dict[str, str] = {}
@@ -149,7 +154,14 @@ def _prepare_store(home: Path) -> dict[str, Any]:
             agents[instance_id] = tokens.issue(TokenKind.AGENT, instance_id).token
     admin = tokens.issue(TokenKind.ADMIN, "admin").token
     market.close()
+    return admin, agents
+
+
+def _write_predictions(settings: Any) -> list[str]:
     # batch predictions in the predict flow's format, for a fleet of 100 instances
+    import numpy as np
+    import pandas as pd
+
     rng = np.random.default_rng(7)
     start = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
     ids = [f"vm-{i:04d}" for i in range(FORECAST_INSTANCES)]
@@ -177,7 +189,7 @@ def _prepare_store(home: Path) -> dict[str, Any]:
             }
         )
     )
-    return {"admin": admin, "agents": agents, "forecast_ids": ids}
+    return ids
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -345,12 +357,7 @@ async def _phase(
             if sent >= stop:
                 break
             writer.write(next(requests))
-            head = await reader.readuntil(b"\r\n\r\n")
-            length = 0
-            for line in head.split(b"\r\n"):
-                if line[:15].lower() == b"content-length:":
-                    length = int(line[15:])
-            await reader.readexactly(length)
+            head = await _response_head(reader)
             done = time.perf_counter()
             acknowledged += head.startswith(b"HTTP/1.1 2")
             total += 1
@@ -362,18 +369,31 @@ async def _phase(
         writer.close()
 
     await asyncio.gather(*(client(i) for i in range(connections)))
-    latencies.sort()
-
-    def percentile(q: float) -> float:
-        return 1000 * latencies[min(len(latencies) - 1, int(q * len(latencies)))]
-
     return {
         # what the server answered in the window, not what the client offered
         "rate": answered_in_window / duration,
-        "p50": percentile(0.50),
-        "p90": percentile(0.90),
-        "p99": percentile(0.99),
+        **_percentiles(latencies),
         "errors": float(errors),
         "acknowledged": float(acknowledged),
         "total": float(total),
     }
+
+
+async def _response_head(reader: asyncio.StreamReader) -> bytes:
+    # one HTTP/1.1 response: its head returned, its body read past
+    head = await reader.readuntil(b"\r\n\r\n")
+    length = 0
+    for line in head.split(b"\r\n"):
+        if line[:15].lower() == b"content-length:":
+            length = int(line[15:])
+    await reader.readexactly(length)
+    return head
+
+
+def _percentiles(latencies: list[float]) -> dict[str, float]:
+    ordered = sorted(latencies)
+
+    def percentile(q: float) -> float:
+        return 1000 * ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+    return {"p50": percentile(0.50), "p90": percentile(0.90), "p99": percentile(0.99)}

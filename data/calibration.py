@@ -68,6 +68,18 @@ def fleet_statistics(frame: pd.DataFrame) -> pd.DataFrame:
     bursts = (y > BURST_MIN_RATIO * median[codes]) & (y - median[codes] > BURST_MIN_POINTS)
     burst_rate = np.bincount(codes, weights=bursts.astype(np.float64), minlength=n) / rows
 
+    acf24 = _acf24(ordered, ids)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        cv = np.where(mean > 0, std / mean, 0.0)
+    return pd.DataFrame(
+        {"mean": mean, "cv": cv, "acf24": acf24, "burst_rate": burst_rate},
+        index=pd.Index(ids, name=ID_COL),
+    )
+
+
+def _acf24(ordered: pd.DataFrame, ids: pd.Index) -> np.ndarray:
+    # each instance's autocorrelation at a lag of 24 hours, on its hourly means
+    n = len(ids)
     hourly = to_hourly(ordered[[ID_COL, TIME_COL, TARGET_COL]])
     # to_hourly keeps every instance and the same id order, so codes line up.
     h_codes = pd.factorize(hourly[ID_COL], sort=True)[0]
@@ -86,12 +98,7 @@ def fleet_statistics(frame: pd.DataFrame) -> pd.DataFrame:
         minlength=n,
     )
     with np.errstate(invalid="ignore", divide="ignore"):
-        acf24 = np.where(denominator > 0, numerator / denominator, 0.0)
-        cv = np.where(mean > 0, std / mean, 0.0)
-    return pd.DataFrame(
-        {"mean": mean, "cv": cv, "acf24": acf24, "burst_rate": burst_rate},
-        index=pd.Index(ids, name=ID_COL),
-    )
+        return np.where(denominator > 0, numerator / denominator, 0.0)
 
 
 def compare_statistics(

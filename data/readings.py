@@ -195,30 +195,18 @@ def _iso(us: int) -> str:
     return (_EPOCH + timedelta(microseconds=int(us))).isoformat().replace("+00:00", "Z")
 
 
-def reading_problems(
-    batch: ReadingBatch,
-    *,
-    instances: Collection[str] | Mapping[str, Any],
-    now: datetime,
-    limit: int = MAX_LISTED,
-) -> tuple[list[ReadingProblem], int]:
-    """Return up to ``limit`` problems of ``batch`` in row order, and how many there are.
+# One check over a batch: the rows it fails, the field, the problem's name, the field's
+# values and the message.
+_Check = tuple[np.ndarray, str, str, np.ndarray, str]
 
-    Parameters
-    ----------
-    batch
-        The readings.
-    instances
-        The instances the fleet knows.
-    now
-        The time of checking (timezone-aware): an interval must have ended by then.
-    limit
-        The most problems listed.
-    """
+
+def _checks(
+    batch: ReadingBatch, instances: Collection[str] | Mapping[str, Any], now: datetime
+) -> list[_Check]:
     cpu = batch.cpu_percent
     start = batch.interval_start_us
     known = np.fromiter((i in instances for i in batch.instance_id), bool, len(batch))
-    checks: list[tuple[np.ndarray, str, str, np.ndarray, str]] = []
+    checks: list[_Check] = []
     missing = np.isnan(cpu)
     with np.errstate(invalid="ignore"):
         checks += [
@@ -251,36 +239,59 @@ def reading_problems(
             "interval_start is before 2000-01-01",
         ),
     ]
+    return checks
+
+
+def _problems_of_row(batch: ReadingBatch, row: int, checks: list[_Check]) -> list[ReadingProblem]:
+    problems: list[ReadingProblem] = []
+    interval_start = _iso(int(batch.interval_start_us[row]))
+    for mask, field, problem, values, message in checks:
+        if not mask[row]:
+            continue
+        value = values[row]
+        if field == "interval_start":
+            shown: Any = _iso(int(value))
+            message = f"{message} ({shown})"
+        elif field == "cpu_percent":
+            shown = None if np.isnan(value) else float(value)
+        else:
+            shown = str(value)
+            message = f"{message} {shown!r}"
+        problems.append(
+            ReadingProblem(
+                row, str(batch.instance_id[row]), interval_start, field, shown, problem, message
+            )
+        )
+    return problems
+
+
+def reading_problems(
+    batch: ReadingBatch,
+    *,
+    instances: Collection[str] | Mapping[str, Any],
+    now: datetime,
+    limit: int = MAX_LISTED,
+) -> tuple[list[ReadingProblem], int]:
+    """Return up to ``limit`` problems of ``batch`` in row order, and how many there are.
+
+    Parameters
+    ----------
+    batch
+        The readings.
+    instances
+        The instances the fleet knows.
+    now
+        The time of checking (timezone-aware): an interval must have ended by then.
+    limit
+        The most problems listed.
+    """
+    checks = _checks(batch, instances, now)
     bad = np.zeros(len(batch), dtype=np.int64)
     for mask, *_ in checks:
         bad += mask
     total = int(bad.sum())
     rows = np.flatnonzero(bad)[:limit].tolist()
-    problems: list[ReadingProblem] = []
-    for row in rows:
-        for mask, field, problem, values, message in checks:
-            if not mask[row]:
-                continue
-            value = values[row]
-            if field == "interval_start":
-                shown: Any = _iso(int(value))
-                message = f"{message} ({shown})"
-            elif field == "cpu_percent":
-                shown = None if np.isnan(value) else float(value)
-            else:
-                shown = str(value)
-                message = f"{message} {shown!r}"
-            problems.append(
-                ReadingProblem(
-                    row,
-                    str(batch.instance_id[row]),
-                    _iso(int(start[row])),
-                    field,
-                    shown,
-                    problem,
-                    message,
-                )
-            )
+    problems = [p for row in rows for p in _problems_of_row(batch, row, checks)]
     return problems[:limit], total
 
 

@@ -96,11 +96,24 @@ def resample(
         codes, bins = codes[order], bins[order]
     starts = np.flatnonzero(np.r_[True, (codes[1:] != codes[:-1]) | (bins[1:] != bins[:-1])])
 
-    y = _column(frame, TARGET_COL, order)
     columns: dict[str, object] = {
         ID_COL: pd.Categorical.from_codes(codes[starts], dtype=pd.CategoricalDtype(categories)),
         TIME_COL: _timestamps(bins[starts] * step),
+        **_aggregated(frame, aggregates, starts, order),
     }
+    for column in _STATIC:
+        if column in frame.columns:
+            rows = starts if order is None else order[starts]
+            columns[column] = frame[column].iloc[rows].to_numpy()
+    return _restore_id_dtype(pd.DataFrame(columns), frame)
+
+
+def _aggregated(
+    frame: pd.DataFrame, aggregates: Sequence[str], starts: np.ndarray, order: np.ndarray | None
+) -> dict[str, object]:
+    # each asked aggregate of the sorted readings, per group starting at ``starts``
+    y = _column(frame, TARGET_COL, order)
+    columns: dict[str, object] = {}
     if "mean" in aggregates:
         columns[TARGET_COL] = _group_mean(y, starts)
     if "max" in aggregates:
@@ -108,11 +121,7 @@ def resample(
         columns[MAX_COL] = _group_max(peak, starts)
     if "p95" in aggregates:
         columns[AGGREGATES["p95"]] = _group_quantile(y, starts, 0.95)
-    for column in _STATIC:
-        if column in frame.columns:
-            rows = starts if order is None else order[starts]
-            columns[column] = frame[column].iloc[rows].to_numpy()
-    return _restore_id_dtype(pd.DataFrame(columns), frame)
+    return columns
 
 
 def to_hourly(frame: pd.DataFrame) -> pd.DataFrame:
@@ -259,11 +268,7 @@ def to_steps(frame: pd.DataFrame, step: str = "5min") -> tuple[pd.DataFrame, lis
                 "interval", label, f"a multiple of {step} that divides an hour or whole hours"
             )
         repeat = spacing // step_ns
-        rows = np.repeat(np.arange(len(frame)), repeat)
-        frame = frame.iloc[rows].reset_index(drop=True)
-        shift = np.tile(np.arange(repeat, dtype=np.int64) * step_ns, len(rows) // repeat)
-        # Each reading covers its interval from the grid step it falls in.
-        frame[TIME_COL] = _timestamps(np.repeat(ns - ns % step_ns, repeat) + shift)
+        frame = _repeated(frame, ns, step_ns, repeat)
         notes.append(f"repeated each reading every {label} over its {int(repeat)} {step} steps")
     elif spacing < step_ns or (ns % step_ns).any():
         aggregates = ("mean", "max") if MAX_COL in frame.columns else ("mean",)
@@ -273,6 +278,15 @@ def to_steps(frame: pd.DataFrame, step: str = "5min") -> tuple[pd.DataFrame, lis
     if note is not None:
         notes.append(note)
     return frame, notes
+
+
+def _repeated(frame: pd.DataFrame, ns: np.ndarray, step_ns: int, repeat: int) -> pd.DataFrame:
+    # Each reading covers its interval from the grid step it falls in.
+    rows = np.repeat(np.arange(len(frame)), repeat)
+    out = frame.iloc[rows].reset_index(drop=True)
+    shift = np.tile(np.arange(repeat, dtype=np.int64) * step_ns, len(rows) // repeat)
+    out[TIME_COL] = _timestamps(np.repeat(ns - ns % step_ns, repeat) + shift)
+    return out
 
 
 def credit_usage(

@@ -160,11 +160,21 @@ def validate_telemetry(
         If ``interval`` is not a positive whole number of minutes or cannot be
         inferred.
     """
-    policy = ValidationPolicy() if policy is None else policy
     for column in (ID_COL, TIME_COL, TARGET_COL):
         if column not in frame.columns:
             raise MissingColumnError(source, column, [str(c) for c in frame.columns])
-    upstream = dict(rejected or {})
+    policy = ValidationPolicy() if policy is None else policy
+    return _scan_and_repair(frame, policy, interval, source, dict(rejected or {}))
+
+
+def _scan_and_repair(
+    frame: pd.DataFrame,
+    policy: ValidationPolicy,
+    interval: str | pd.Timedelta | None,
+    source: str,
+    upstream: dict[str, str],
+) -> ValidationResult:
+    # every instance scanned in blocks, then the kept ones assembled and the report made
     codes, names = _instance_codes(frame)
     if len(frame) == 0:
         raise InstancesRejectedError(source, _upstream_report(sorted(upstream), upstream))

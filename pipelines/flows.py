@@ -37,7 +37,7 @@ from pipelines.params import (
     ReplayParams,
     TrainParams,
 )
-from pipelines.scoring import backtest_window
+from pipelines.scoring import BacktestWindow, backtest_window
 from pipelines.snapshot import Snapshot, latest_snapshot
 from pipelines.tasks import (
     ShardResult,
@@ -58,7 +58,7 @@ from pipelines.tasks import (
 from pipelines.tracking import TAG_CONFIG, TAG_SNAPSHOT, TAG_WINDOW
 
 if TYPE_CHECKING:
-    from pipelines.replay_tasks import ReplayOutcome
+    from pipelines.tasks.replay import ReplayOutcome
 
 quiet_user_errors()
 
@@ -132,27 +132,7 @@ def train_flow(params: TrainParams) -> State:
     if record is not None:
         logger.info("snapshot already trained with this configuration: run %s", record.run_id)
     else:
-        ids = sorted(frame[ID_COL].astype("string").unique())
-        sample = list(
-            pd.Series(ids).sample(min(params.sample_instances, len(ids)), random_state=params.seed)
-        )
-        config = forecast_config(params.candidates, params.seed, params.calibration_hours)
-        shards = split_shards(frame, params.shard_size)
-        sizes = [int(shard[ID_COL].nunique()) for shard in shards]
-        progress.begin(TRAINING, _training([], sizes), total=len(ids))
-        futures = train_shard.map(
-            shards,
-            unmapped(config),
-            unmapped(window),
-            unmapped(sample),
-            progress_key=unmapped(TRAINING),
-        )
-        shard_of = {future.task_run_id: k for k, future in enumerate(futures)}
-        done: list[int] = []
-        for future in as_completed(futures):
-            done.append(sizes[shard_of[future.task_run_id]])
-            progress.describe(TRAINING, _training(done, sizes))
-        results: list[ShardResult] = [part for future in futures for part in future.result()]
+        results = _train_shards(params, frame, window)
         if not any(r.fleet is not None for r in results):
             reason = f"no instance of {snapshot.path} could be fitted"
             record_failure(params.tracking, experiment_id, "train", tags, reason)
@@ -184,6 +164,33 @@ def train_flow(params: TrainParams) -> State:
         logger.warning("partial training: %s", record.reason)
         return Completed(name="Partial", message=record.reason, data=outcome)
     return Completed(message=f"registered v{record.version}", data=outcome)
+
+
+def _train_shards(
+    params: TrainParams, frame: pd.DataFrame, window: BacktestWindow
+) -> list[ShardResult]:
+    # The shards train in parallel; the progress bar counts the instances done.
+    ids = sorted(frame[ID_COL].astype("string").unique())
+    sample = list(
+        pd.Series(ids).sample(min(params.sample_instances, len(ids)), random_state=params.seed)
+    )
+    config = forecast_config(params.candidates, params.seed, params.calibration_hours)
+    shards = split_shards(frame, params.shard_size)
+    sizes = [int(shard[ID_COL].nunique()) for shard in shards]
+    progress.begin(TRAINING, _training([], sizes), total=len(ids))
+    futures = train_shard.map(
+        shards,
+        unmapped(config),
+        unmapped(window),
+        unmapped(sample),
+        progress_key=unmapped(TRAINING),
+    )
+    shard_of = {future.task_run_id: k for k, future in enumerate(futures)}
+    done: list[int] = []
+    for future in as_completed(futures):
+        done.append(sizes[shard_of[future.task_run_id]])
+        progress.describe(TRAINING, _training(done, sizes))
+    return [part for future in futures for part in future.result()]
 
 
 def _scorecard(version: str, window: str, metrics: dict[str, float]) -> Scorecard:
@@ -320,7 +327,7 @@ def replay_flow(params: ReplayParams) -> ReplayOutcome:
     The MLflow run starts before the replay and ends after it, so its duration is the
     replay's; a replay that fails leaves the run *failed* with the reason.
     """
-    from pipelines.replay_tasks import (
+    from pipelines.tasks.replay import (
         ReplayOutcome,
         fail_replay_run,
         log_replay,

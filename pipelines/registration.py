@@ -19,6 +19,8 @@ from pipelines.errors import InvalidParametersError
 if TYPE_CHECKING:
     import pandas as pd
 
+    from market.cem.tiers import Instance
+
 
 @dataclass(frozen=True, slots=True)
 class Registration:
@@ -66,11 +68,8 @@ def register_instances(
     InvalidParametersError
         If ``default_tier`` is not a stored tier.
     """
-    import pandas as pd
-
-    from data.frame import ID_COL, TIER_COL, VCPUS_COL
     from market.cem.registry import Registry
-    from market.cem.tiers import Instance, load_config
+    from market.cem.tiers import load_config
     from market.ledger import create_store_engine
     from market.migrations import upgrade
 
@@ -86,25 +85,7 @@ def register_instances(
         if default_tier not in names:
             raise InvalidParametersError("tier", f"{default_tier!r} is not one of {sorted(names)}")
         known = {i.id for i in manager.instances()}
-        rows = frame.drop_duplicates(ID_COL)
-        ids = rows[ID_COL].astype(str).tolist()
-        tiers = (
-            rows[TIER_COL].astype(str).str.lower().tolist() if TIER_COL in rows else [""] * len(ids)
-        )
-        vcpus = (
-            pd.to_numeric(rows[VCPUS_COL], errors="coerce").tolist()
-            if VCPUS_COL in rows
-            else [DEFAULT_VCPUS] * len(ids)
-        )
-        new: list[Instance] = []
-        defaulted = 0
-        for iid, tier, size in zip(ids, tiers, vcpus, strict=True):
-            if iid in known:
-                continue
-            if tier not in names:
-                tier, defaulted = default_tier, defaulted + 1
-            count = int(size) if size == size and size and size > 0 else DEFAULT_VCPUS
-            new.append(Instance(iid, tier, count, owner=iid))
+        ids, new, defaulted = _unregistered(frame, known, names, default_tier)
         added = registry.add_instances(new)
     finally:
         engine.dispose()
@@ -114,3 +95,33 @@ def register_instances(
     return Registration(
         added=len(added), known=len(ids) - len(new), defaulted_tier=defaulted, tiers=counts
     )
+
+
+def _unregistered(
+    frame: pd.DataFrame, known: set[str], names: set[str], default_tier: str
+) -> tuple[list[str], list[Instance], int]:
+    # every instance id of the frame; those not stored yet, on their tier or the default
+    # one; and how many went to the default tier
+    import pandas as pd
+
+    from data.frame import ID_COL, TIER_COL, VCPUS_COL
+    from market.cem.tiers import Instance
+
+    rows = frame.drop_duplicates(ID_COL)
+    ids = rows[ID_COL].astype(str).tolist()
+    tiers = rows[TIER_COL].astype(str).str.lower().tolist() if TIER_COL in rows else [""] * len(ids)
+    vcpus = (
+        pd.to_numeric(rows[VCPUS_COL], errors="coerce").tolist()
+        if VCPUS_COL in rows
+        else [DEFAULT_VCPUS] * len(ids)
+    )
+    new: list[Instance] = []
+    defaulted = 0
+    for iid, tier, size in zip(ids, tiers, vcpus, strict=True):
+        if iid in known:
+            continue
+        if tier not in names:
+            tier, defaulted = default_tier, defaulted + 1
+        count = int(size) if size == size and size and size > 0 else DEFAULT_VCPUS
+        new.append(Instance(iid, tier, count, owner=iid))
+    return ids, new, defaulted

@@ -170,13 +170,26 @@ def _plots(document: Mapping[str, Any]) -> list[tuple[str, str, str]]:
     import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
 
     policies: dict[str, Any] = document["policies"]
     tiers: Sequence[str] = document["tiers"]
     hours = _hours(document)
-    out: list[tuple[str, str, str]] = []
+    out = [_throttling_by_tier(policies, tiers), _throttling_over_time(policies, hours)]
+    market = next((policies[p] for p in ("market", "market-oracle") if p in policies), None)
+    if market is not None:
+        out.append(_prices_and_rates(market, tiers, hours))
+    pooled = [p for p in ("pool", "pool+swap", "market") if p in policies]
+    if pooled:
+        out.append(_pool_levels(policies, pooled, tiers, hours))
+    samples = [_sample_paths(s) for s in document.get("forecast_samples") or []]
+    if samples:
+        out.append(_forecast_figure(samples, hours))
+    return out
+
+
+def _throttling_by_tier(policies: dict[str, Any], tiers: Sequence[str]) -> tuple[str, str, str]:
+    import matplotlib.pyplot as plt
+    import numpy as np
 
     fig, ax = plt.subplots(figsize=(10, 3.8))
     width = 0.8 / max(1, len(policies))
@@ -187,13 +200,16 @@ def _plots(document: Mapping[str, Any]) -> list[tuple[str, str, str]]:
     ax.set_xticks(x + width * (len(policies) - 1) / 2, tiers)
     ax.set_ylabel("throttled share of demand (%)")
     _legend_outside(ax)
-    out.append(
-        (
-            "Throttling by policy and tier",
-            "Share of each tier's demanded vCPU-minutes that was throttled; lower is better.",
-            _png(fig),
-        )
+    return (
+        "Throttling by policy and tier",
+        "Share of each tier's demanded vCPU-minutes that was throttled; lower is better.",
+        _png(fig),
     )
+
+
+def _throttling_over_time(policies: dict[str, Any], hours: Any) -> tuple[str, str, str]:
+    import matplotlib.pyplot as plt
+    import numpy as np
 
     fig, ax = plt.subplots(figsize=(10, 3.8))
     for name, figures in policies.items():
@@ -202,66 +218,62 @@ def _plots(document: Mapping[str, Any]) -> list[tuple[str, str, str]]:
     ax.set_ylabel("throttled vCPU-minutes, cumulative")
     _date_axis(ax)
     _legend_outside(ax)
-    out.append(
-        (
-            "Throttling over time",
-            "vCPU-minutes throttled since the start, summed over the fleet.",
-            _png(fig),
-        )
+    return (
+        "Throttling over time",
+        "vCPU-minutes throttled since the start, summed over the fleet.",
+        _png(fig),
     )
 
-    market = next((policies[p] for p in ("market", "market-oracle") if p in policies), None)
-    if market is not None:
-        fig, (left, right) = plt.subplots(2, 1, figsize=(10, 6.4), sharex=True)
-        prices = np.asarray(
-            [
-                [np.nan if v is None else v for v in row]
-                for row in market["series"]["clearing_price"]
-            ],
-            dtype=float,
-        )
-        rates = np.asarray(market["series"]["exchange_rate"], dtype=float)
+
+def _prices_and_rates(
+    market: Mapping[str, Any], tiers: Sequence[str], hours: Any
+) -> tuple[str, str, str]:
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    fig, (left, right) = plt.subplots(2, 1, figsize=(10, 6.4), sharex=True)
+    prices = np.asarray(
+        [[np.nan if v is None else v for v in row] for row in market["series"]["clearing_price"]],
+        dtype=float,
+    )
+    rates = np.asarray(market["series"]["exchange_rate"], dtype=float)
+    for k, tier in enumerate(tiers):
+        if prices.size:
+            left.plot(hours[: len(prices)], prices[:, k], "o", markersize=5, label=tier)
+        if rates.size:
+            right.plot(hours[: len(rates)], rates[:, k], label=tier)
+    left.set_ylabel("clearing price\n(minor units per credit)")
+    right.set_ylabel("exchange rate\n(value of a credit, bronze = 1)")
+    right.set_ylim(bottom=0)
+    _date_axis(right)
+    _legend_outside(left)
+    _legend_outside(right)
+    return (
+        "Clearing prices and exchange rates",
+        "Top: the price of each hourly auction per tier (no dot: no trade that hour). "
+        "Bottom: each tier's exchange rate as the CEM moves it with demand.",
+        _png(fig),
+    )
+
+
+def _pool_levels(
+    policies: dict[str, Any], pooled: Sequence[str], tiers: Sequence[str], hours: Any
+) -> tuple[str, str, str]:
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    fig, axes = plt.subplots(len(pooled), 1, figsize=(10, 2.6 * len(pooled)), squeeze=False)
+    for ax, name in zip(axes[:, 0], pooled, strict=True):
+        levels = np.asarray(policies[name]["series"]["pool_credits"], dtype=float)
         for k, tier in enumerate(tiers):
-            if prices.size:
-                left.plot(hours[: len(prices)], prices[:, k], "o", markersize=5, label=tier)
-            if rates.size:
-                right.plot(hours[: len(rates)], rates[:, k], label=tier)
-        left.set_ylabel("clearing price\n(minor units per credit)")
-        right.set_ylabel("exchange rate\n(value of a credit, bronze = 1)")
-        right.set_ylim(bottom=0)
-        _date_axis(right)
-        _legend_outside(left)
-        _legend_outside(right)
-        out.append(
-            (
-                "Clearing prices and exchange rates",
-                "Top: the price of each hourly auction per tier (no dot: no trade that hour). "
-                "Bottom: each tier's exchange rate as the CEM moves it with demand.",
-                _png(fig),
-            )
-        )
-
-    pooled = [p for p in ("pool", "pool+swap", "market") if p in policies]
-    if pooled:
-        fig, axes = plt.subplots(len(pooled), 1, figsize=(10, 2.6 * len(pooled)), squeeze=False)
-        for ax, name in zip(axes[:, 0], pooled, strict=True):
-            levels = np.asarray(policies[name]["series"]["pool_credits"], dtype=float)
-            for k, tier in enumerate(tiers):
-                if levels.size:
-                    ax.plot(hours[: len(levels)], levels[:, k], label=tier)
-            ax.set_title(name, fontsize=9, loc="left")
-            ax.set_ylabel("credits in pool")
-            _date_axis(ax)
-            _legend_outside(ax)
-        fig.tight_layout()
-        out.append(
-            ("Pool levels", "Credits each tier's pool holds at the end of each hour.", _png(fig))
-        )
-
-    samples = [_sample_paths(s) for s in document.get("forecast_samples") or []]
-    if samples:
-        out.append(_forecast_figure(samples, hours))
-    return out
+            if levels.size:
+                ax.plot(hours[: len(levels)], levels[:, k], label=tier)
+        ax.set_title(name, fontsize=9, loc="left")
+        ax.set_ylabel("credits in pool")
+        _date_axis(ax)
+        _legend_outside(ax)
+    fig.tight_layout()
+    return "Pool levels", "Credits each tier's pool holds at the end of each hour.", _png(fig)
 
 
 #: Each horizon's panel: its title and the colour of its median and q10-q90 band.
@@ -347,43 +359,14 @@ def findings(document: Mapping[str, Any]) -> list[str]:
     policies: Mapping[str, Any] = document["policies"]
     share = {n: float(f["throttled_share"]) for n, f in policies.items()}
     minutes = {n: float(f["throttled_vcpu_minutes"]) for n, f in policies.items()}
-    out: list[str] = []
-    credit_bound = [n for n in share if n != "physical-limit"]
-    if credit_bound:
-        least = min(minutes[n] for n in credit_bound)
-        best = [n for n in credit_bound if minutes[n] - least < 0.5]
-        if len(best) == len(credit_bound) > 1:
-            out.append(
-                f"Every credit policy throttles the same: {_percent(share[best[0]])} of the "
-                f"demand ({least:,.0f} vCPU-minutes): on this fleet no policy moves credits "
-                "to where throttling happens."
-            )
-        else:
-            out.append(
-                f"Under credits, {' and '.join(best)} throttle{'s' if len(best) == 1 else ''} "
-                f"least: {_percent(share[best[0]])} of the demand ({least:,.0f} vCPU-minutes)."
-            )
+    out = _least_throttling(share, minutes)
     if "physical-limit" in share:
         out.append(
             f"With credits ignored the hosts alone would throttle "
             f"{_percent(share['physical-limit'])}: the floor of any credit policy."
         )
     if "market" in minutes and "pool+swap" in minutes:
-        trades = int(policies["market"].get("trades", 0))
-        if abs(minutes["market"] - minutes["pool+swap"]) < 0.5:
-            out.append(
-                f"The market throttles as much as pool+swap ({trades:,} trades). A market "
-                "only helps when credits are scarce for some instances while others hold "
-                "more than they will need; where the pools and swaps already cover demand, "
-                "or no agent expects a surplus, there is nothing to trade that would help."
-            )
-        else:
-            change = (minutes["pool+swap"] - minutes["market"]) / max(minutes["pool+swap"], 1e-9)
-            word = "less" if change > 0 else "more"
-            out.append(
-                f"The market throttles {abs(100 * change):.1f} % {word} than pool+swap, "
-                f"with {trades:,} trades."
-            )
+        out.append(_market_against_swaps(minutes, int(policies["market"].get("trades", 0))))
     closed = {n: f.get("value_gap_closed") for n, f in policies.items()}
     if closed.get("market") is not None:
         sentence = (
@@ -396,22 +379,61 @@ def findings(document: Mapping[str, Any]) -> list[str]:
             )
         out.append(sentence + ".")
     if "market" in minutes and "market-oracle" in minutes:
-        if minutes["market-oracle"] > minutes["market"] + 0.5:
-            out.append(
-                "The agents with perfect forecasts throttle more than the agents with "
-                f"learned ones ({minutes['market-oracle']:,.0f} against "
-                f"{minutes['market']:,.0f} vCPU-minutes). Perfect foresight of each "
-                "instance's own demand is not a fleet-wide optimum: an agent sure of its "
-                "need keeps its credits, a cautious forecast sells or buys differently, and "
-                "who trades with whom changes where throttling falls."
-            )
-        elif minutes["market-oracle"] < minutes["market"] - 0.5:
-            out.append(
-                "Perfect forecasts throttle less than learned ones "
-                f"({minutes['market-oracle']:,.0f} against {minutes['market']:,.0f} "
-                "vCPU-minutes): better forecasts are worth that much here."
-            )
+        out.extend(_perfect_against_learned(minutes))
     return out
+
+
+def _least_throttling(share: dict[str, float], minutes: dict[str, float]) -> list[str]:
+    credit_bound = [n for n in share if n != "physical-limit"]
+    if not credit_bound:
+        return []
+    least = min(minutes[n] for n in credit_bound)
+    best = [n for n in credit_bound if minutes[n] - least < 0.5]
+    if len(best) == len(credit_bound) > 1:
+        return [
+            f"Every credit policy throttles the same: {_percent(share[best[0]])} of the "
+            f"demand ({least:,.0f} vCPU-minutes): on this fleet no policy moves credits "
+            "to where throttling happens."
+        ]
+    return [
+        f"Under credits, {' and '.join(best)} throttle{'s' if len(best) == 1 else ''} "
+        f"least: {_percent(share[best[0]])} of the demand ({least:,.0f} vCPU-minutes)."
+    ]
+
+
+def _market_against_swaps(minutes: dict[str, float], trades: int) -> str:
+    if abs(minutes["market"] - minutes["pool+swap"]) < 0.5:
+        return (
+            f"The market throttles as much as pool+swap ({trades:,} trades). A market "
+            "only helps when credits are scarce for some instances while others hold "
+            "more than they will need; where the pools and swaps already cover demand, "
+            "or no agent expects a surplus, there is nothing to trade that would help."
+        )
+    change = (minutes["pool+swap"] - minutes["market"]) / max(minutes["pool+swap"], 1e-9)
+    word = "less" if change > 0 else "more"
+    return (
+        f"The market throttles {abs(100 * change):.1f} % {word} than pool+swap, "
+        f"with {trades:,} trades."
+    )
+
+
+def _perfect_against_learned(minutes: dict[str, float]) -> list[str]:
+    if minutes["market-oracle"] > minutes["market"] + 0.5:
+        return [
+            "The agents with perfect forecasts throttle more than the agents with "
+            f"learned ones ({minutes['market-oracle']:,.0f} against "
+            f"{minutes['market']:,.0f} vCPU-minutes). Perfect foresight of each "
+            "instance's own demand is not a fleet-wide optimum: an agent sure of its "
+            "need keeps its credits, a cautious forecast sells or buys differently, and "
+            "who trades with whom changes where throttling falls."
+        ]
+    if minutes["market-oracle"] < minutes["market"] - 0.5:
+        return [
+            "Perfect forecasts throttle less than learned ones "
+            f"({minutes['market-oracle']:,.0f} against {minutes['market']:,.0f} "
+            "vCPU-minutes): better forecasts are worth that much here."
+        ]
+    return []
 
 
 def _explained(notes: Mapping[str, str], names: Sequence[str]) -> str:
@@ -438,28 +460,7 @@ def render_report(document: Mapping[str, Any]) -> str:
         "<tr>" + "".join(f"<td>{html.escape(cell)}</td>" for cell in row) + "</tr>" for row in rows
     )
     policies: Mapping[str, Any] = document["policies"]
-    shown = {key for key, _ in _COLUMNS}
-    extra = sorted(
-        {
-            k
-            for f in policies.values()
-            for k, v in f.items()
-            if k not in shown and k not in _HIDDEN and isinstance(v, int | float)
-        }
-    )
-    extra_table = ""
-    if extra:
-        extra_head = "".join(f"<th>{html.escape(k.replace('_', ' '))}</th>" for k in extra)
-        extra_body = "".join(
-            f"<tr><td>{html.escape(name)}</td>"
-            + "".join(f"<td>{'' if f.get(k) is None else f'{f[k]:,.3g}'}</td>" for k in extra)
-            + "</tr>"
-            for name, f in policies.items()
-        )
-        extra_table = (
-            f"<table><thead><tr><th>policy</th>{extra_head}</tr></thead>"
-            f"<tbody>{extra_body}</tbody></table>"
-        )
+    extra = _extra_columns(policies)
     targets = document.get("targets") or {}
     target_rows = "".join(
         f"<tr><td>{html.escape(k.replace('_', ' '))}</td><td>{_percent(v)}</td>"
@@ -473,6 +474,76 @@ def render_report(document: Mapping[str, Any]) -> str:
     )
     shows = "".join(f"<li>{html.escape(s)}</li>" for s in findings(document))
     notes = "".join(f"<li>{html.escape(str(n))}</li>" for n in document.get("notes") or [])
+    method_items = "".join(f"<li>{m}</li>" for m in _method(document))
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>creditx fleet replay</title>
+<style>
+{_STYLE}</style></head><body>
+<h1>creditx fleet replay</h1>
+<p>How much CPU each credit policy throttles when the same fleet runs through it.</p>
+<div class="shows"><h2>What this shows</h2><ul>{shows}</ul></div>
+<h2>Summary</h2>
+<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>
+{_extra_table(policies, extra)}
+<h2>Targets</h2>
+<table><tbody>{target_rows}</tbody></table>
+<h2>How the replay was run</h2>
+<ul>{method_items}</ul>
+{f"<h3>Notes on the telemetry</h3><ul>{notes}</ul>" if notes else ""}
+<h2>The policies</h2>
+<dl>{_explained(POLICY_NOTES, list(policies))}</dl>
+<h2>The figures</h2>
+<dl>{_explained(FIGURE_NOTES, [k for k, _ in _COLUMNS[1:]] + extra)}</dl>
+{figures}
+</body></html>
+"""
+
+
+_STYLE = """\
+body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 1100px; color: #222;
+  line-height: 1.45; padding: 0 1rem; }
+table { border-collapse: collapse; margin: 1rem 0; }
+th, td { border: 1px solid #ccc; padding: 0.3rem 0.6rem; text-align: right; }
+th:first-child, td:first-child { text-align: left; }
+td:nth-child(3) { text-align: left; }
+dt { font-weight: 600; margin-top: 0.4rem; }
+dd { margin-left: 1.2rem; }
+img { max-width: 100%; }
+.shows { background: #f3f6fa; border-left: 4px solid #3b6ea5; padding: 0.6rem 1.2rem; }
+"""
+
+
+def _extra_columns(policies: Mapping[str, Any]) -> list[str]:
+    # the numbers the policies report beyond the summary's columns
+    shown = {key for key, _ in _COLUMNS}
+    return sorted(
+        {
+            k
+            for f in policies.values()
+            for k, v in f.items()
+            if k not in shown and k not in _HIDDEN and isinstance(v, int | float)
+        }
+    )
+
+
+def _extra_table(policies: Mapping[str, Any], extra: list[str]) -> str:
+    if not extra:
+        return ""
+    extra_head = "".join(f"<th>{html.escape(k.replace('_', ' '))}</th>" for k in extra)
+    extra_body = "".join(
+        f"<tr><td>{html.escape(name)}</td>"
+        + "".join(f"<td>{'' if f.get(k) is None else f'{f[k]:,.3g}'}</td>" for k in extra)
+        + "</tr>"
+        for name, f in policies.items()
+    )
+    return (
+        f"<table><thead><tr><th>policy</th>{extra_head}</tr></thead>"
+        f"<tbody>{extra_body}</tbody></table>"
+    )
+
+
+def _method(document: Mapping[str, Any]) -> list[str]:
+    # how the replay was run, as HTML sentences
     scenario = document.get("scenario") or {}
     samples = document.get("forecast_samples") or []
     source = html.escape(str(document.get("source") or "telemetry"))
@@ -494,39 +565,7 @@ def render_report(document: Mapping[str, Any]) -> str:
         from pipelines.replay.run import SAMPLES_PICKED
 
         method.append(f"Forecast samples: {SAMPLES_PICKED.format(n=len(samples))}.")
-    method_items = "".join(f"<li>{m}</li>" for m in method)
-    return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>creditx fleet replay</title>
-<style>
-body {{ font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 1100px; color: #222;
-  line-height: 1.45; padding: 0 1rem; }}
-table {{ border-collapse: collapse; margin: 1rem 0; }}
-th, td {{ border: 1px solid #ccc; padding: 0.3rem 0.6rem; text-align: right; }}
-th:first-child, td:first-child {{ text-align: left; }}
-td:nth-child(3) {{ text-align: left; }}
-dt {{ font-weight: 600; margin-top: 0.4rem; }}
-dd {{ margin-left: 1.2rem; }}
-img {{ max-width: 100%; }}
-.shows {{ background: #f3f6fa; border-left: 4px solid #3b6ea5; padding: 0.6rem 1.2rem; }}
-</style></head><body>
-<h1>creditx fleet replay</h1>
-<p>How much CPU each credit policy throttles when the same fleet runs through it.</p>
-<div class="shows"><h2>What this shows</h2><ul>{shows}</ul></div>
-<h2>Summary</h2>
-<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>
-{extra_table}
-<h2>Targets</h2>
-<table><tbody>{target_rows}</tbody></table>
-<h2>How the replay was run</h2>
-<ul>{method_items}</ul>
-{f"<h3>Notes on the telemetry</h3><ul>{notes}</ul>" if notes else ""}
-<h2>The policies</h2>
-<dl>{_explained(POLICY_NOTES, list(policies))}</dl>
-<h2>The figures</h2>
-<dl>{_explained(FIGURE_NOTES, [k for k, _ in _COLUMNS[1:]] + extra)}</dl>
-{figures}
-</body></html>
-"""
+    return method
 
 
 def write_report(document: Mapping[str, Any], path: Path) -> Path:

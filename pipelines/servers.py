@@ -84,17 +84,8 @@ def run_ui_server(
 
     previous = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
-        began = time.monotonic()
-        while not answers(health_url):
-            if stopping:
-                return _wait(process)
-            if process.poll() is not None:
-                raise StoreUnavailableError(name, health_url, f"exited with {process.returncode}")
-            if time.monotonic() - began > startup_timeout:
-                raise StoreUnavailableError(
-                    name, health_url, f"no answer after {startup_timeout:.0f} s"
-                )
-            time.sleep(0.25)
+        if not _serving(process, name, health_url, stopping, startup_timeout):
+            return _wait(process)
         ready()
         while process.poll() is None and not stopping:
             time.sleep(0.25)
@@ -105,6 +96,27 @@ def run_ui_server(
             _wait(process)
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+
+
+def _serving(
+    process: subprocess.Popen[bytes],
+    name: str,
+    health_url: str,
+    stopping: list[int],
+    startup_timeout: float,
+) -> bool:
+    # True once the server answers; False if asked to stop before it did
+    began = time.monotonic()
+    while not answers(health_url):
+        if stopping:
+            return False
+        if process.poll() is not None:
+            raise StoreUnavailableError(name, health_url, f"exited with {process.returncode}")
+        if time.monotonic() - began > startup_timeout:
+            waited = f"no answer after {startup_timeout:.0f} s"
+            raise StoreUnavailableError(name, health_url, waited)
+        time.sleep(0.25)
+    return True
 
 
 def run_supervised(

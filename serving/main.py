@@ -10,7 +10,7 @@ from __future__ import annotations
 import gc
 import importlib.util
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import datetime
 from http import HTTPStatus
 from pathlib import Path
@@ -76,6 +76,60 @@ def create_app(
     """
     settings = settings or Settings()
     wired = services or build_services(settings, clock, champion)
+    app = FastAPI(
+        title="creditx",
+        version="0.1.0",
+        summary="Demand forecasts and the burstable-credit exchange of a fleet.",
+        description=(
+            "Agents read their instance's forecasts and trade its credits; administrators "
+            "set exchange rates, swap tier pools and check the ledger. Credits are integer "
+            "milli-credits, money integer minor units, exchange rates integer micro-units."
+        ),
+        lifespan=_lifespan(wired, settings),
+        docs_url=None,
+        redoc_url=None,
+    )
+    _install_docs(app)
+    app.state.services = wired
+    install_problem_handlers(app)
+    _include_routes(app)
+    app.add_middleware(
+        BodySizeLimit,
+        max_bytes=settings.max_body_bytes,
+        paths={"/v1/telemetry": settings.telemetry_max_body_bytes},
+    )
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = _document(app)
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    return app
+
+
+def _include_routes(app: FastAPI) -> None:
+    for module in (
+        health,
+        forecasts,
+        tiers,
+        instances,
+        allowances,
+        orders,
+        telemetry,
+        admin,
+        rounds,
+        tokens,
+    ):
+        app.include_router(module.router)
+    for router in _optional_routers():
+        app.include_router(router)
+
+
+def _lifespan(
+    wired: Services, settings: Settings
+) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
+    # the order desk and the forecasts' reloading run while the app serves
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -92,50 +146,7 @@ def create_app(
             await wired.desk.stop()
             wired.forecasts.stop()
 
-    app = FastAPI(
-        title="creditx",
-        version="0.1.0",
-        summary="Demand forecasts and the burstable-credit exchange of a fleet.",
-        description=(
-            "Agents read their instance's forecasts and trade its credits; administrators "
-            "set exchange rates, swap tier pools and check the ledger. Credits are integer "
-            "milli-credits, money integer minor units, exchange rates integer micro-units."
-        ),
-        lifespan=lifespan,
-        docs_url=None,
-        redoc_url=None,
-    )
-    _install_docs(app)
-    app.state.services = wired
-    install_problem_handlers(app)
-    for module in (
-        health,
-        forecasts,
-        tiers,
-        instances,
-        allowances,
-        orders,
-        telemetry,
-        admin,
-        rounds,
-        tokens,
-    ):
-        app.include_router(module.router)
-    for router in _optional_routers():
-        app.include_router(router)
-    app.add_middleware(
-        BodySizeLimit,
-        max_bytes=settings.max_body_bytes,
-        paths={"/v1/telemetry": settings.telemetry_max_body_bytes},
-    )
-
-    def openapi() -> dict[str, Any]:
-        if app.openapi_schema is None:
-            app.openapi_schema = _document(app)
-        return app.openapi_schema
-
-    app.openapi = openapi  # type: ignore[method-assign]
-    return app
+    return lifespan
 
 
 def _install_docs(app: FastAPI) -> None:

@@ -44,7 +44,6 @@ from market.ledger import (
     instance_funds,
     read_connection,
 )
-from market.migrations import upgrade
 from market.round import MarketRound
 from market.rounds import MarketRounds
 from market.venue.book import BookConfig
@@ -59,6 +58,7 @@ from market.venue.handling import (
 )
 from market.venue.orders import Order
 from serving.errors import IdempotencyMismatch
+from serving.migrations import upgrade
 from serving.tables import api_idempotency
 
 logger = logging.getLogger(__name__)

@@ -1,7 +1,6 @@
-"""The service's own tables in the creditx store: API tokens, idempotent responses and
-user-defined forecasts (created by the ``0003_api`` migration), and owners' values
-(``0007_owner_values``); ``0009_collector_tokens`` widens a token's kind for
-``collector``."""
+"""The service's own tables in the creditx store: API tokens, idempotent responses,
+user-defined forecasts and owners' values, created by the service's own migrations
+(``serving.migrations``, versioned apart from the market's tables)."""
 
 from __future__ import annotations
 

@@ -177,16 +177,7 @@ class BurstableAccountant:
             pool_draw=instance.pool_draw,
         )
         pool = pool_account(tier.name)
-        legs = [
-            Transfer(*pair, amount)
-            for pair, amount in (
-                ((mint_account(tier.asset), account), earned - forfeited),
-                ((pool, account), from_pool),
-                ((account, burn_account(tier.asset)), spent),
-                ((account, pool), to_pool),
-            )
-            if amount > 0
-        ]
+        legs = _interval_legs(tier, account, earned - forfeited, from_pool, spent, to_pool)
         entry = None
         if legs:
             details: dict[str, str | int] = {
@@ -218,3 +209,20 @@ class BurstableAccountant:
             after,
             entry,
         )
+
+
+def _interval_legs(
+    tier: Tier, account: str, kept: int, from_pool: int, spent: int, to_pool: int
+) -> list[Transfer]:
+    # earned credits kept, drawn from and given to the pool, spent; no zero legs
+    pool = pool_account(tier.name)
+    return [
+        Transfer(*pair, amount)
+        for pair, amount in (
+            ((mint_account(tier.asset), account), kept),
+            ((pool, account), from_pool),
+            ((account, burn_account(tier.asset)), spent),
+            ((account, pool), to_pool),
+        )
+        if amount > 0
+    ]

@@ -235,11 +235,7 @@ class CreditExchange:
             raise CrossTierTrade(seller_spec.tier, buyer_spec.tier)
         value = per_credit.value_of(credits)
         fee = value.fee(self.tiers.exchange.fee_bps)
-        legs = [Transfer(instance_credits(seller), instance_credits(buyer), int(credits))]
-        if value:
-            legs.append(Transfer(instance_funds(buyer), instance_funds(seller), int(value)))
-        if fee:
-            legs.append(Transfer(instance_funds(buyer), FEES_ACCOUNT, int(fee)))
+        legs = _trade_legs(seller, buyer, int(credits), int(value), int(fee))
         details: dict[str, MetadataValue] = dict(metadata or {})
         details.update(
             tier=seller_spec.tier,
@@ -450,3 +446,13 @@ def _trade(entry: Entry) -> Trade:
 
 def _when(record: Swap | Trade) -> datetime:
     return record.at if isinstance(record, Trade) else record.entry.created_at
+
+
+def _trade_legs(seller: str, buyer: str, credits: int, value: int, fee: int) -> list[Transfer]:
+    # the credits to the buyer; the value to the seller and the fee to the exchange, if any
+    legs = [Transfer(instance_credits(seller), instance_credits(buyer), credits)]
+    if value:
+        legs.append(Transfer(instance_funds(buyer), instance_funds(seller), value))
+    if fee:
+        legs.append(Transfer(instance_funds(buyer), FEES_ACCOUNT, fee))
+    return legs

@@ -311,32 +311,18 @@ class SqlStore:
         working = self._lock_balances(conn, touched)
         start = dict(working)
         apply_entries(working, fresh, accounts)
-        created_at_us = {}
-        entry_rows: list[tuple[Any, ...]] = []
-        transfer_rows: list[tuple[Any, ...]] = []
-        for item in fresh:
-            entry = item.entry
-            moment = entry.created_at
-            if moment not in created_at_us:
-                created_at_us[moment] = to_micros(moment)
-            metadata = entry.metadata
-            entry_rows.append(
-                (
-                    entry.id,
-                    entry.idempotency_key,
-                    item.fingerprint,
-                    entry.reason,
-                    entry.actor,
-                    created_at_us[moment],
-                    _encode_metadata(metadata),
-                )
-            )
-            entry_id = entry.id
-            transfer_rows.extend(
-                (entry_id, position, t.source, t.destination, t.amount)
-                for position, t in enumerate(entry.transfers)
-            )
+        entry_rows, transfer_rows = _rows(fresh)
         changed = [(working[a], a) for a in touched if working[a] != start[a]]
+        self._write(conn, entry_rows, transfer_rows, changed)
+        return merge_results(fresh, replays)
+
+    def _write(
+        self,
+        conn: Connection,
+        entry_rows: list[tuple[Any, ...]],
+        transfer_rows: list[tuple[Any, ...]],
+        changed: list[tuple[int, str]],
+    ) -> None:
         if self._postgres and len(entry_rows) >= _COPY_FROM:
             # COPY streams a settlement batch in one round trip; balances go as arrays.
             cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
@@ -349,20 +335,19 @@ class SqlStore:
             cursor.close()
             if changed:
                 conn.exec_driver_sql(_PG_UPDATE_BALANCES, _columns(changed, 2))
-            return merge_results(fresh, replays)
+            return
         if self._postgres:
             # Every write of the entries in one round trip, as arrays unnested server-side.
             conn.exec_driver_sql(
                 _PG_WRITE_ALL,
                 _columns(entry_rows, 7) + _columns(transfer_rows, 5) + _columns(changed, 2),
             )
-            return merge_results(fresh, replays)
+            return
         # Driver-level executemany: one prepared statement, no per-row parameter objects.
         conn.exec_driver_sql(self._sql_insert_entry, entry_rows)
         conn.exec_driver_sql(self._sql_insert_transfer, transfer_rows)
         if changed:
             conn.exec_driver_sql(self._sql_update_balance, changed)
-        return merge_results(fresh, replays)
 
     def _lock_balances(self, conn: Connection, touched: Sequence[str]) -> dict[str, int]:
         balances: dict[str, int] = {}
@@ -510,6 +495,36 @@ def _encode_metadata(metadata: Mapping[str, Any]) -> str:
         for k, v in metadata.items()
     ]
     return "{" + ",".join(parts) + "}"
+
+
+def _rows(fresh: Sequence[Pending]) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    # the entries' and their transfers' rows, in column order
+    created_at_us = {}
+    entry_rows: list[tuple[Any, ...]] = []
+    transfer_rows: list[tuple[Any, ...]] = []
+    for item in fresh:
+        entry = item.entry
+        moment = entry.created_at
+        if moment not in created_at_us:
+            created_at_us[moment] = to_micros(moment)
+        metadata = entry.metadata
+        entry_rows.append(
+            (
+                entry.id,
+                entry.idempotency_key,
+                item.fingerprint,
+                entry.reason,
+                entry.actor,
+                created_at_us[moment],
+                _encode_metadata(metadata),
+            )
+        )
+        entry_id = entry.id
+        transfer_rows.extend(
+            (entry_id, position, t.source, t.destination, t.amount)
+            for position, t in enumerate(entry.transfers)
+        )
+    return entry_rows, transfer_rows
 
 
 def _columns(rows: Sequence[tuple[Any, ...]], width: int) -> tuple[list[Any], ...]:

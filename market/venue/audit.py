@@ -16,8 +16,10 @@ Crash tests and ``creditx bench crash`` run it after every restart.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -55,15 +57,10 @@ class VenueAudit:
         ]
 
 
-def audit_venue_store(engine: Engine) -> VenueAudit:
-    """Check the invariants of the venue stored in ``engine``'s database.
-
-    Run it on a store nothing writes to any more: it reads the orders and the ledger in
-    several transactions, and a commit landing between them shows as a violation.
-    """
+def _open_orders(engine: Engine) -> Sequence[Any]:
     orders = schema.orders
     with read_connection(engine) as conn:
-        rows = conn.execute(
+        return conn.execute(
             sa.select(
                 orders.c.order_id,
                 orders.c.tier,
@@ -75,6 +72,10 @@ def audit_venue_store(engine: Engine) -> VenueAudit:
                 orders.c.escrow,
             ).where(orders.c.state.in_(_OPEN_STATES))
         ).all()
+
+
+def _book_findings(rows: Sequence[Any]) -> tuple[list[str], list[str], dict[str, int]]:
+    # crossed books and open IOCs among the open orders, and the escrow they should hold
     best_bid: dict[str, int] = {}
     best_ask: dict[str, int] = {}
     expected: dict[str, int] = defaultdict(int)
@@ -94,6 +95,17 @@ def audit_venue_store(engine: Engine) -> VenueAudit:
         for tier in sorted(best_bid.keys() & best_ask.keys())
         if best_bid[tier] >= best_ask[tier]
     ]
+    return crossed, iocs, expected
+
+
+def audit_venue_store(engine: Engine) -> VenueAudit:
+    """Check the invariants of the venue stored in ``engine``'s database.
+
+    Run it on a store nothing writes to any more: it reads the orders and the ledger in
+    several transactions, and a commit landing between them shows as a violation.
+    """
+    rows = _open_orders(engine)
+    crossed, iocs, expected = _book_findings(rows)
     ledger = Ledger(SqlStore(engine), lambda: datetime.now(UTC))
     held = {a: b for a, b in ledger.balances("escrow:instance:").items() if b}
     mismatches = [

@@ -97,34 +97,16 @@ def auction_request(
         more from an order than its share.
     """
     allocation = result.allocation
-    orders = allocation.orders
-    n = len(orders)
+    n = len(allocation.orders)
     if len(escrow_left) != n:
         raise ValueError(f"{len(escrow_left)} escrow shares for an auction of {n} orders")
-    owner_of = list(map(_OWNER, orders))
-    names = list(dict.fromkeys(owner_of))
-    owner_codes = {name: k for k, name in enumerate(names)}
-    code = np.fromiter(map(owner_codes.__getitem__, owner_of), np.int64, n)
-    is_buy = allocation.is_buy
     quantity, value, fee, seller_value = result.trade_amounts()
     dtype = quantity.dtype
     left = np.array(escrow_left, dtype=dtype) if n else np.zeros(0, dtype=dtype)
-    buyer, seller = allocation.buyer, allocation.seller
-    used = np.zeros(n, dtype=dtype)
-    np.add.at(used, buyer, value + fee)
-    np.add.at(used, seller, quantity)
-    unused = left - used
-    overdrawn = np.flatnonzero(unused < 0)
-    if len(overdrawn):
-        raise ValueError(f"order {orders[overdrawn[0]].order_id!r} was drawn beyond its escrow")
-    owners = len(owner_codes)
-    funds_in, credits_in, funds_out, credits_out = (np.zeros(owners, dtype=dtype) for _ in "1234")
-    np.add.at(funds_in, code[is_buy], left[is_buy])
-    np.add.at(credits_in, code[~is_buy], left[~is_buy])
-    np.add.at(funds_out, code[is_buy], unused[is_buy])
-    np.add.at(funds_out, code[seller], seller_value)
-    np.add.at(credits_out, code[~is_buy], unused[~is_buy])
-    np.add.at(credits_out, code[buyer], quantity)
+    unused = _unused_escrow(result, left, quantity, value + fee)
+    names, (funds_in, credits_in, funds_out, credits_out) = _owner_flows(
+        result, left, unused, quantity, seller_value
+    )
     fees = int((value + fee - seller_value).sum())
     transfers = [
         *_per_owner(names, funds_in, escrow_funds, funds_clearing, inward=True),
@@ -147,6 +129,50 @@ def auction_request(
             "fees": fees,
         },
     )
+
+
+def _unused_escrow(
+    result: AuctionResult, left: np.ndarray, quantity: np.ndarray, paid: np.ndarray
+) -> np.ndarray:
+    # each order's escrow share less what its trades draw: funds for buys, credits for sells
+    allocation = result.allocation
+    used = np.zeros(len(allocation.orders), dtype=left.dtype)
+    np.add.at(used, allocation.buyer, paid)
+    np.add.at(used, allocation.seller, quantity)
+    unused = left - used
+    overdrawn = np.flatnonzero(unused < 0)
+    if len(overdrawn):
+        order = allocation.orders[overdrawn[0]]
+        raise ValueError(f"order {order.order_id!r} was drawn beyond its escrow")
+    return unused
+
+
+def _owner_flows(
+    result: AuctionResult,
+    left: np.ndarray,
+    unused: np.ndarray,
+    quantity: np.ndarray,
+    seller_value: np.ndarray,
+) -> tuple[list[str], tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+    # per owner (in order of first appearance): funds and credits in from escrow, out to
+    # the instance
+    allocation = result.allocation
+    orders = allocation.orders
+    owner_of = list(map(_OWNER, orders))
+    names = list(dict.fromkeys(owner_of))
+    owner_codes = {name: k for k, name in enumerate(names)}
+    code = np.fromiter(map(owner_codes.__getitem__, owner_of), np.int64, len(orders))
+    is_buy = allocation.is_buy
+    funds_in, credits_in, funds_out, credits_out = (
+        np.zeros(len(names), dtype=left.dtype) for _ in "1234"
+    )
+    np.add.at(funds_in, code[is_buy], left[is_buy])
+    np.add.at(credits_in, code[~is_buy], left[~is_buy])
+    np.add.at(funds_out, code[is_buy], unused[is_buy])
+    np.add.at(funds_out, code[allocation.seller], seller_value)
+    np.add.at(credits_out, code[~is_buy], unused[~is_buy])
+    np.add.at(credits_out, code[allocation.buyer], quantity)
+    return names, (funds_in, credits_in, funds_out, credits_out)
 
 
 def _per_owner(

@@ -175,6 +175,25 @@ def _utilisation(
     return utilisation[:, : hours * STEPS_PER_HOUR]
 
 
+def _without_empty_tiers(
+    present: np.ndarray,
+    tier_of: np.ndarray,
+    names: tuple[str, ...],
+    tiers: tuple[Tier, ...],
+    host_vcpus: np.ndarray,
+) -> tuple[np.ndarray, tuple[str, ...], tuple[Tier, ...], np.ndarray]:
+    # Tiers without instances are left out of the replay.
+    keep = np.flatnonzero(present)
+    remap = -np.ones(len(names), dtype=np.int64)
+    remap[keep] = np.arange(len(keep))
+    return (
+        remap[tier_of],
+        tuple(names[k] for k in keep),
+        tuple(tiers[k] for k in keep),
+        host_vcpus[keep],
+    )
+
+
 def prepare_fleet(frame: pd.DataFrame, scenario: Scenario) -> ReplayFleet:
     """Turn a telemetry frame (the frame contract, 5-minute steps) into a replayable fleet.
 
@@ -212,14 +231,9 @@ def prepare_fleet(frame: pd.DataFrame, scenario: Scenario) -> ReplayFleet:
     host_vcpus = _host_vcpus(tier_vcpus, scenario.physical_vcpus_per_vcpu)
     present = tier_vcpus > 0
     if not present.all():
-        # Tiers without instances are left out of the replay.
-        keep = np.flatnonzero(present)
-        remap = -np.ones(len(names), dtype=np.int64)
-        remap[keep] = np.arange(len(keep))
-        tier_of = remap[tier_of]
-        names = tuple(names[k] for k in keep)
-        tiers = tuple(tiers[k] for k in keep)
-        host_vcpus = host_vcpus[keep]
+        tier_of, names, tiers, host_vcpus = _without_empty_tiers(
+            present, tier_of, names, tiers, host_vcpus
+        )
     starts = np.searchsorted(tier_of, np.arange(len(names)))
     capacity = host_vcpus * STEP_SECONDS // 60 * MILLI_PER_CREDIT
     return ReplayFleet(

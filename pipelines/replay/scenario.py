@@ -212,33 +212,8 @@ def scenario_from_mapping(document: Mapping[str, Any]) -> Scenario:
     unknown = sorted(set(document) - _SECTIONS)
     if unknown:
         raise ScenarioError("sections", unknown, f"unknown; expected some of {sorted(_SECTIONS)}")
-    tiers = []
-    for i, spec in enumerate(document.get("tiers", [])):
-        if not isinstance(spec, Mapping) or set(spec) != {"name", "baseline_pct", "exchange_rate"}:
-            raise ScenarioError(
-                f"tiers[{i}]", spec, "needs exactly name, baseline_pct and exchange_rate"
-            )
-        name = spec["name"]
-        if not isinstance(name, str) or not name or ":" in name:
-            raise ScenarioError(f"tiers[{i}].name", name, "must be a non-empty string without ':'")
-        tiers.append(
-            TierSpec(
-                name,
-                _decimal(
-                    f"tiers[{i}].baseline_pct",
-                    spec["baseline_pct"],
-                    low=Decimal("0.01"),
-                    high=Decimal(100),
-                ),
-                _decimal(
-                    f"tiers[{i}].exchange_rate",
-                    spec["exchange_rate"],
-                    low=Decimal("0.000001"),
-                    high=Decimal(1000),
-                ),
-            )
-        )
-    fields: dict[str, Any] = {"tiers": tuple(tiers)}
+    tiers = tuple(_tier(i, spec) for i, spec in enumerate(document.get("tiers", [])))
+    fields: dict[str, Any] = {"tiers": tiers}
     allowed = {
         "fleet": {"vcpus", "starting_balance_share", "physical_vcpus_per_vcpu"},
         "market": {"fee_bps", "starting_funds", "throttle_cost", "risk_quantile"},
@@ -266,6 +241,31 @@ def scenario_from_mapping(document: Mapping[str, Any]) -> Scenario:
     if "candidates" in fields:
         fields["candidates"] = tuple(fields["candidates"])
     return Scenario(**fields)
+
+
+def _tier(i: int, spec: object) -> TierSpec:
+    if not isinstance(spec, Mapping) or set(spec) != {"name", "baseline_pct", "exchange_rate"}:
+        raise ScenarioError(
+            f"tiers[{i}]", spec, "needs exactly name, baseline_pct and exchange_rate"
+        )
+    name = spec["name"]
+    if not isinstance(name, str) or not name or ":" in name:
+        raise ScenarioError(f"tiers[{i}].name", name, "must be a non-empty string without ':'")
+    return TierSpec(
+        name,
+        _decimal(
+            f"tiers[{i}].baseline_pct",
+            spec["baseline_pct"],
+            low=Decimal("0.01"),
+            high=Decimal(100),
+        ),
+        _decimal(
+            f"tiers[{i}].exchange_rate",
+            spec["exchange_rate"],
+            low=Decimal("0.000001"),
+            high=Decimal(1000),
+        ),
+    )
 
 
 def _owners(section: object) -> OwnerValues:

@@ -217,7 +217,7 @@ def _print_log(
 
     from market.decisions import DecisionQuery, SqlDecisionLog
     from market.ledger import create_store_engine
-    from market.migrations import upgrade
+    from serving.migrations import upgrade
 
     engine = create_store_engine(url or _settings().ledger_url)
     try:

@@ -142,7 +142,7 @@ def store_init(url: str | None = URL, config: Path | None = CONFIG) -> None:
 
     with _refusals():
         load_config(_config_path(config))
-    from market.migrations import upgrade
+    from serving.migrations import upgrade
 
     store_url = _store_url(url)
     upgrade(store_url)

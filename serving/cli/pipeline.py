@@ -19,8 +19,11 @@ from data.columns import DEFAULT_TIER
 from serving.cli.progress import flow_progress
 
 if TYPE_CHECKING:
+    from prefect.states import State
+
     from pipelines.flows import TrainOutcome
     from pipelines.params import IngestParams
+    from pipelines.schedule import ScheduleSpec
     from serving.settings import Settings
 
 
@@ -143,299 +146,314 @@ def _experiment_url(base: str, experiment: str) -> str:
     return training_runs_url(base, experiment_id)
 
 
+pipeline_app = typer.Typer(
+    help="Run one forecasting flow now: ingest, train, promote, predict or evaluate.",
+    no_args_is_help=True,
+)
+
+FLEET = typer.Option("default", help="fleet name; one MLflow experiment per fleet")
+SOURCE = typer.Option(None, help="telemetry file; a synthetic fleet without it")
+INSTANCES = typer.Option(20, help="instances of the synthetic fleet")
+DAYS = typer.Option(21.0, help="days of the synthetic fleet")
+SEED = typer.Option(0, help="seed of the synthetic fleet")
+
+
 def register(app: typer.Typer) -> None:
     """Add this package's commands to the root ``creditx`` app."""
-    pipeline_app = typer.Typer(
-        help="Run one forecasting flow now: ingest, train, promote, predict or evaluate.",
-        no_args_is_help=True,
+    app.add_typer(pipeline_app, name="pipeline")
+    app.command("schedule")(schedule)
+    app.command("prefect-ui")(prefect_ui)
+    app.command("mlflow-ui")(mlflow_ui)
+
+
+@pipeline_app.command("ingest")
+def ingest(
+    source: Path | None = SOURCE,
+    instances: int = INSTANCES,
+    days: float = DAYS,
+    seed: int = SEED,
+    format: str = typer.Option(
+        "auto",
+        "--format",
+        help="Schema of --source: auto (detected), shared, contract, azure, cloudwatch or mapped.",
+    ),
+    column: list[str] | None = typer.Option(
+        None,
+        "--column",
+        help="Map a contract column to the file's column, e.g. --column unique_id=host "
+        "(repeat for ds, y, tier, vcpus).",
+    ),
+    tier: str = typer.Option(
+        DEFAULT_TIER, help="Tier of the instances whose telemetry names none."
+    ),
+) -> None:
+    """Load, validate and snapshot telemetry; register its instances in the market.
+
+    Prints the snapshot path.
+    """
+    from data.sources import check_source, column_mapping
+
+    mapping = column_mapping(column)
+    if source is not None:
+        # Seconds, not the minute Prefect takes to start, to tell a bad file.
+        check_source(source, format=format, columns=mapping)  # type: ignore[arg-type]
+    settings = _settings()
+    from pipelines.registration import register_instances
+    from pipelines.snapshot import read_snapshot
+
+    params = _ingest(settings, source, instances, days, seed)
+    if source is not None:
+        params = params.model_copy(update={"format": format, "columns": mapping})
+    # From here on the command shows what it does: Prefect takes seconds to load.
+    with flow_progress("starting the ingest flow"):
+        from pipelines.ingest import ingest_flow
+
+        snapshot = ingest_flow(params)
+    _, frame = read_snapshot(snapshot.path)
+    registration = register_instances(
+        frame, settings.ledger_url, settings.tiers_config, default_tier=tier
     )
-    fleet_option = typer.Option("default", help="fleet name; one MLflow experiment per fleet")
-    source_option = typer.Option(None, help="telemetry file; a synthetic fleet without it")
-    instances_option = typer.Option(20, help="instances of the synthetic fleet")
-    days_option = typer.Option(21.0, help="days of the synthetic fleet")
-    seed_option = typer.Option(0, help="seed of the synthetic fleet")
+    typer.echo(registration.summary(tier), err=True)
+    typer.echo(str(snapshot.path))
 
-    @pipeline_app.command("ingest")
-    def ingest(
-        source: Path | None = source_option,
-        instances: int = instances_option,
-        days: float = days_option,
-        seed: int = seed_option,
-        format: str = typer.Option(
-            "auto",
-            "--format",
-            help="Schema of --source: auto (detected), shared, contract, azure, cloudwatch "
-            "or mapped.",
-        ),
-        column: list[str] | None = typer.Option(
-            None,
-            "--column",
-            help="Map a contract column to the file's column, e.g. --column unique_id=host "
-            "(repeat for ds, y, tier, vcpus).",
-        ),
-        tier: str = typer.Option(
-            DEFAULT_TIER, help="Tier of the instances whose telemetry names none."
-        ),
-    ) -> None:
-        """Load, validate and snapshot telemetry; register its instances in the market.
 
-        Prints the snapshot path.
-        """
-        from data.sources import check_source, column_mapping
+@pipeline_app.command("train")
+def train(
+    snapshot: Path | None = typer.Option(None, help="snapshot to train on; newest by default"),
+    fleet: str = FLEET,
+    candidates: str | None = typer.Option(
+        None, help="comma-separated forecasters; the forecast benchmark's set by default"
+    ),
+    shard_size: int = typer.Option(500, help="instances per training shard"),
+    promote: bool = typer.Option(True, help="gate the new version for promotion"),
+    runner: str = typer.Option("default", help="task runner: default or dask"),
+    dask_address: str | None = typer.Option(None, help="Dask scheduler; a LocalCluster without"),
+    dask_workers: int = typer.Option(2, help="workers of the LocalCluster"),
+) -> None:
+    """Back-test, fit, log and register the fleet model; gate it for promotion."""
+    from pipelines.errors import PipelineError
+    from pipelines.params import DEFAULT_CANDIDATES, TrainParams, check_candidates
 
-        mapping = column_mapping(column)
-        if source is not None:
-            # Seconds, not the minute Prefect takes to start, to tell a bad file.
-            check_source(source, format=format, columns=mapping)  # type: ignore[arg-type]
-        settings = _settings()
-        from pipelines.registration import register_instances
-        from pipelines.snapshot import read_snapshot
+    names = check_candidates(DEFAULT_CANDIDATES if candidates is None else _names(candidates))
+    if snapshot is not None:
+        _check_snapshot(snapshot)
+    from pipelines.snapshot import latest_snapshot
 
-        params = _ingest(settings, source, instances, days, seed)
-        if source is not None:
-            params = params.model_copy(update={"format": format, "columns": mapping})
-        # From here on the command shows what it does: Prefect takes seconds to load.
-        with flow_progress("starting the ingest flow"):
-            from pipelines.ingest import ingest_flow
-
-            snapshot = ingest_flow(params)
-        _, frame = read_snapshot(snapshot.path)
-        registration = register_instances(
-            frame, settings.ledger_url, settings.tiers_config, default_tier=tier
+    settings = _settings()
+    path = snapshot or latest_snapshot(settings.home / "snapshots")
+    if path is None:
+        raise _fail(FileNotFoundError("no snapshot yet: run `creditx pipeline ingest` first"))
+    try:
+        params = TrainParams(
+            snapshot=path,
+            tracking=settings.tracking(fleet),
+            candidates=names,
+            shard_size=shard_size,
+            promote=promote,
         )
-        typer.echo(registration.summary(tier), err=True)
-        typer.echo(str(snapshot.path))
+        with flow_progress(f"starting the train flow on {path.name}"):
+            from pipelines.flows import task_runner, train_flow
 
-    @pipeline_app.command("train")
-    def train(
-        snapshot: Path | None = typer.Option(None, help="snapshot to train on; newest by default"),
-        fleet: str = fleet_option,
-        candidates: str | None = typer.Option(
-            None, help="comma-separated forecasters; the forecast benchmark's set by default"
-        ),
-        shard_size: int = typer.Option(500, help="instances per training shard"),
-        promote: bool = typer.Option(True, help="gate the new version for promotion"),
-        runner: str = typer.Option("default", help="task runner: default or dask"),
-        dask_address: str | None = typer.Option(
-            None, help="Dask scheduler; a LocalCluster without"
-        ),
-        dask_workers: int = typer.Option(2, help="workers of the LocalCluster"),
-    ) -> None:
-        """Back-test, fit, log and register the fleet model; gate it for promotion."""
-        from pipelines.errors import PipelineError
-        from pipelines.params import DEFAULT_CANDIDATES, TrainParams, check_candidates
-
-        names = check_candidates(DEFAULT_CANDIDATES if candidates is None else _names(candidates))
-        if snapshot is not None:
-            _check_snapshot(snapshot)
-        from pipelines.snapshot import latest_snapshot
-
-        settings = _settings()
-        path = snapshot or latest_snapshot(settings.home / "snapshots")
-        if path is None:
-            raise _fail(FileNotFoundError("no snapshot yet: run `creditx pipeline ingest` first"))
-        try:
-            params = TrainParams(
-                snapshot=path,
-                tracking=settings.tracking(fleet),
-                candidates=names,
-                shard_size=shard_size,
-                promote=promote,
+            flow = train_flow.with_options(
+                task_runner=task_runner(runner, dask_address, dask_workers)
             )
-            with flow_progress(f"starting the train flow on {path.name}"):
-                from pipelines.flows import task_runner, train_flow
+            state = flow(params, return_state=True)
+        outcome = cast("TrainOutcome", state.result())
+    except PipelineError as exc:
+        raise _fail(exc) from exc
+    _print_training(state, outcome)
 
-                flow = train_flow.with_options(
-                    task_runner=task_runner(runner, dask_address, dask_workers)
-                )
-                state = flow(params, return_state=True)
-            outcome = cast("TrainOutcome", state.result())
-        except PipelineError as exc:
-            raise _fail(exc) from exc
-        record, decision = outcome.record, outcome.decision
-        typer.echo(f"{state.name}: run {record.run_id}, version {record.version}")
-        typer.echo(f"MASE {record.metrics['mase']:.4f}; {state.message}")
-        if record.warning:
-            typer.secho(f"warning: {record.warning}", err=True, fg=typer.colors.YELLOW)
-        if decision is not None:
-            typer.echo(decision.reason)
 
-    @pipeline_app.command("promote")
-    def promote(
-        version: str | None = typer.Option(None, help="candidate version; newest by default"),
-        fleet: str = fleet_option,
-        margin: float = typer.Option(0.02, help="relative MASE improvement required"),
-    ) -> None:
-        """Gate a registered version against the champion; move the alias if it passes."""
-        from pipelines.errors import PipelineError
-
-        settings = _settings()
-        from pipelines.params import PromoteParams
-
-        try:
-            with flow_progress("starting the promote flow"):
-                from pipelines.flows import promote_flow
-
-                decision = promote_flow(
-                    PromoteParams(tracking=settings.tracking(fleet), version=version, margin=margin)
-                )
-        except PipelineError as exc:
-            raise _fail(exc) from exc
+def _print_training(state: State, outcome: TrainOutcome) -> None:
+    record, decision = outcome.record, outcome.decision
+    typer.echo(f"{state.name}: run {record.run_id}, version {record.version}")
+    typer.echo(f"MASE {record.metrics['mase']:.4f}; {state.message}")
+    if record.warning:
+        typer.secho(f"warning: {record.warning}", err=True, fg=typer.colors.YELLOW)
+    if decision is not None:
         typer.echo(decision.reason)
 
-    @pipeline_app.command("predict")
-    def predict(fleet: str = fleet_option) -> None:
-        """Write the champion's forecasts of every instance and horizon for the API."""
-        from pipelines.errors import PipelineError
 
-        settings = _settings()
-        from pipelines.params import PredictParams
+@pipeline_app.command("promote")
+def promote(
+    version: str | None = typer.Option(None, help="candidate version; newest by default"),
+    fleet: str = FLEET,
+    margin: float = typer.Option(0.02, help="relative MASE improvement required"),
+) -> None:
+    """Gate a registered version against the champion; move the alias if it passes."""
+    from pipelines.errors import PipelineError
 
-        params = PredictParams(
-            tracking=settings.tracking(fleet),
-            output_dir=settings.predictions_dir,
-            snapshots_dir=settings.home / "snapshots",
-        )
-        try:
-            with flow_progress("starting the predict flow"):
-                from pipelines.flows import predict_flow
+    settings = _settings()
+    from pipelines.params import PromoteParams
 
-                written = predict_flow(params)
-            typer.echo(str(written))
-        except PipelineError as exc:
-            raise _fail(exc) from exc
+    try:
+        with flow_progress("starting the promote flow"):
+            from pipelines.flows import promote_flow
 
-    @pipeline_app.command("evaluate")
-    def evaluate(fleet: str = fleet_option) -> None:
-        """Score the served champion on the newest snapshot and log it to MLflow."""
-        from pipelines.errors import PipelineError
-
-        settings = _settings()
-        from pipelines.params import EvaluateParams
-
-        params = EvaluateParams(
-            tracking=settings.tracking(fleet), snapshots_dir=settings.home / "snapshots"
-        )
-        try:
-            with flow_progress("starting the evaluate flow"):
-                from pipelines.flows import evaluate_flow
-
-                metrics = evaluate_flow(params)
-        except PipelineError as exc:
-            raise _fail(exc) from exc
-        typer.echo(f"MASE {metrics['mase']:.4f}, coverage90 {metrics['coverage90']:.3f}")
-
-    app.add_typer(pipeline_app, name="pipeline")
-
-    @app.command("schedule")
-    def schedule(
-        fleet: str = fleet_option,
-        source: Path | None = source_option,
-        instances: int = instances_option,
-        days: float = days_option,
-        seed: int = seed_option,
-    ) -> None:
-        """Serve the flows on cron: telemetry every 5 minutes, predict hourly, train daily.
-
-        Evaluate runs weekly; the telemetry flow books the files dropped in
-        CREDITX_HOME/telemetry/inbox. Needs a Prefect server: `creditx prefect-ui` (or
-        CREDITX_PREFECT_API_URL), whose UI shows the deployments and their runs and can
-        start one now.
-        """
-        from pipelines.errors import StoreUnavailableError
-        from serving.settings import get_settings
-
-        settings = get_settings()
-        config = settings.orchestration_config()
-        local = config.apply()
-        if local is None and settings.prefect_api_url is None:
-            raise StoreUnavailableError(
-                "Prefect",
-                config.local_url,
-                "start `creditx prefect-ui` in another terminal first; the schedule runs there",
+            decision = promote_flow(
+                PromoteParams(tracking=settings.tracking(fleet), version=version, margin=margin)
             )
-        from pipelines.params import TelemetryParams
-        from pipelines.schedule import ScheduleSpec, serve_command
-        from pipelines.servers import run_supervised
+    except PipelineError as exc:
+        raise _fail(exc) from exc
+    typer.echo(decision.reason)
 
-        spec = ScheduleSpec(
-            tracking=settings.tracking(fleet),
-            ingest=_ingest(settings, source, instances, days, seed),
-            home=settings.home,
-            predictions_dir=settings.predictions_dir,
-            telemetry=TelemetryParams(
-                ledger_url=settings.ledger_url,
-                telemetry_dir=settings.telemetry_dir,
-                allowances_path=settings.allowances_path,
-                tiers_config=settings.tiers_config,
-                late_window_minutes=settings.late_window_minutes,
-            ),
-        )
-        # The runner and its flow runs in a session of their own: a terminal's Ctrl-C
-        # reaches this process only, which asks the runner to stop them in order.
-        raise typer.Exit(run_supervised(serve_command(spec)))
 
-    @app.command("prefect-ui")
-    def prefect_ui() -> None:
-        """Run the local Prefect server and its UI; pipeline commands run their flows on it.
+@pipeline_app.command("predict")
+def predict(fleet: str = FLEET) -> None:
+    """Write the champion's forecasts of every instance and horizon for the API."""
+    from pipelines.errors import PipelineError
 
-        Its state lives under CREDITX_HOME; Ctrl-C or SIGTERM stops it and its workers.
-        """
-        from pipelines.config import LOCAL_PREFECT_HOST
-        from pipelines.errors import StoreUnavailableError
-        from pipelines.servers import port_in_use, run_ui_server
-        from serving.settings import get_settings
+    settings = _settings()
+    from pipelines.params import PredictParams
 
-        settings = get_settings()
-        config = settings.orchestration_config()
-        base = f"http://{LOCAL_PREFECT_HOST}:{config.local_port}"
-        if port_in_use(LOCAL_PREFECT_HOST, config.local_port):
-            raise StoreUnavailableError(
-                "Prefect", base, "the port is in use; is it running already?"
-            )
-        config.prefect_home.mkdir(parents=True, exist_ok=True)
-        env = {**os.environ, **config.server_environment()}
-        env.pop("PREFECT_API_URL", None)
-        typer.echo(f"starting Prefect at {base} (state in {config.prefect_home}) ...")
-        run_ui_server(
+    params = PredictParams(
+        tracking=settings.tracking(fleet),
+        output_dir=settings.predictions_dir,
+        snapshots_dir=settings.home / "snapshots",
+    )
+    try:
+        with flow_progress("starting the predict flow"):
+            from pipelines.flows import predict_flow
+
+            written = predict_flow(params)
+        typer.echo(str(written))
+    except PipelineError as exc:
+        raise _fail(exc) from exc
+
+
+@pipeline_app.command("evaluate")
+def evaluate(fleet: str = FLEET) -> None:
+    """Score the served champion on the newest snapshot and log it to MLflow."""
+    from pipelines.errors import PipelineError
+
+    settings = _settings()
+    from pipelines.params import EvaluateParams
+
+    params = EvaluateParams(
+        tracking=settings.tracking(fleet), snapshots_dir=settings.home / "snapshots"
+    )
+    try:
+        with flow_progress("starting the evaluate flow"):
+            from pipelines.flows import evaluate_flow
+
+            metrics = evaluate_flow(params)
+    except PipelineError as exc:
+        raise _fail(exc) from exc
+    typer.echo(f"MASE {metrics['mase']:.4f}, coverage90 {metrics['coverage90']:.3f}")
+
+
+def schedule(
+    fleet: str = FLEET,
+    source: Path | None = SOURCE,
+    instances: int = INSTANCES,
+    days: float = DAYS,
+    seed: int = SEED,
+) -> None:
+    """Serve the flows on cron: telemetry every 5 minutes, predict hourly, train daily.
+
+    Evaluate runs weekly; the telemetry flow books the files dropped in
+    CREDITX_HOME/telemetry/inbox. Needs a Prefect server: `creditx prefect-ui` (or
+    CREDITX_PREFECT_API_URL), whose UI shows the deployments and their runs and can
+    start one now.
+    """
+    from pipelines.errors import StoreUnavailableError
+    from serving.settings import get_settings
+
+    settings = get_settings()
+    config = settings.orchestration_config()
+    local = config.apply()
+    if local is None and settings.prefect_api_url is None:
+        raise StoreUnavailableError(
             "Prefect",
-            prefect_server_command(LOCAL_PREFECT_HOST, config.local_port),
-            f"{base}/api/health",
-            env=env,
-            ready=lambda: typer.echo(
-                f"Prefect UI: {base}  (pipeline commands now run their flows here; Ctrl-C stops it)"
-            ),
+            config.local_url,
+            "start `creditx prefect-ui` in another terminal first; the schedule runs there",
         )
+    from pipelines.schedule import serve_command
+    from pipelines.servers import run_supervised
 
-    @app.command("mlflow-ui")
-    def mlflow_ui(
-        host: str = typer.Option("127.0.0.1", help="Interface to listen on."),
-        port: int = typer.Option(5000, help="Port to listen on."),
-        fleet: str = fleet_option,
-    ) -> None:
-        """Open the MLflow UI on the configured store, at the fleet's training runs.
+    spec = _schedule_spec(settings, fleet, _ingest(settings, source, instances, days, seed))
+    # The runner and its flow runs in a session of their own: a terminal's Ctrl-C
+    # reaches this process only, which asks the runner to stop them in order.
+    raise typer.Exit(run_supervised(serve_command(spec)))
 
-        Ctrl-C or SIGTERM stops it and its workers.
-        """
-        from pipelines.config import check_tracking_store
-        from pipelines.errors import StoreUnavailableError
-        from pipelines.servers import port_in_use, run_ui_server
-        from serving.settings import get_settings
 
-        settings = get_settings()
-        check_tracking_store(settings.tracking_uri)
-        base = f"http://{host}:{port}"
-        if port_in_use(host, port):
-            raise StoreUnavailableError("MLflow", base, "the port is in use; choose --port")
-        experiment = settings.tracking(fleet).experiment
-        typer.echo(f"starting the MLflow UI at {base} ...")
-        code = run_ui_server(
-            "MLflow",
-            mlflow_ui_command(settings, host, port),
-            f"{base}/health",
-            env={**os.environ, **MLFLOW_UI_ENVIRONMENT},
-            ready=lambda: typer.echo(
-                f"MLflow UI: {_experiment_url(base, experiment)}  (Ctrl-C stops it)"
-            ),
-        )
-        raise typer.Exit(code)
+def _schedule_spec(settings: Settings, fleet: str, ingest_params: IngestParams) -> ScheduleSpec:
+    from pipelines.params import TelemetryParams
+    from pipelines.schedule import ScheduleSpec
+
+    return ScheduleSpec(
+        tracking=settings.tracking(fleet),
+        ingest=ingest_params,
+        home=settings.home,
+        predictions_dir=settings.predictions_dir,
+        telemetry=TelemetryParams(
+            ledger_url=settings.ledger_url,
+            telemetry_dir=settings.telemetry_dir,
+            allowances_path=settings.allowances_path,
+            tiers_config=settings.tiers_config,
+            late_window_minutes=settings.late_window_minutes,
+        ),
+    )
+
+
+def prefect_ui() -> None:
+    """Run the local Prefect server and its UI; pipeline commands run their flows on it.
+
+    Its state lives under CREDITX_HOME; Ctrl-C or SIGTERM stops it and its workers.
+    """
+    from pipelines.config import LOCAL_PREFECT_HOST
+    from pipelines.errors import StoreUnavailableError
+    from pipelines.servers import port_in_use, run_ui_server
+    from serving.settings import get_settings
+
+    settings = get_settings()
+    config = settings.orchestration_config()
+    base = f"http://{LOCAL_PREFECT_HOST}:{config.local_port}"
+    if port_in_use(LOCAL_PREFECT_HOST, config.local_port):
+        raise StoreUnavailableError("Prefect", base, "the port is in use; is it running already?")
+    config.prefect_home.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, **config.server_environment()}
+    env.pop("PREFECT_API_URL", None)
+    typer.echo(f"starting Prefect at {base} (state in {config.prefect_home}) ...")
+    run_ui_server(
+        "Prefect",
+        prefect_server_command(LOCAL_PREFECT_HOST, config.local_port),
+        f"{base}/api/health",
+        env=env,
+        ready=lambda: typer.echo(
+            f"Prefect UI: {base}  (pipeline commands now run their flows here; Ctrl-C stops it)"
+        ),
+    )
+
+
+def mlflow_ui(
+    host: str = typer.Option("127.0.0.1", help="Interface to listen on."),
+    port: int = typer.Option(5000, help="Port to listen on."),
+    fleet: str = FLEET,
+) -> None:
+    """Open the MLflow UI on the configured store, at the fleet's training runs.
+
+    Ctrl-C or SIGTERM stops it and its workers.
+    """
+    from pipelines.config import check_tracking_store
+    from pipelines.errors import StoreUnavailableError
+    from pipelines.servers import port_in_use, run_ui_server
+    from serving.settings import get_settings
+
+    settings = get_settings()
+    check_tracking_store(settings.tracking_uri)
+    base = f"http://{host}:{port}"
+    if port_in_use(host, port):
+        raise StoreUnavailableError("MLflow", base, "the port is in use; choose --port")
+    experiment = settings.tracking(fleet).experiment
+    typer.echo(f"starting the MLflow UI at {base} ...")
+    code = run_ui_server(
+        "MLflow",
+        mlflow_ui_command(settings, host, port),
+        f"{base}/health",
+        env={**os.environ, **MLFLOW_UI_ENVIRONMENT},
+        ready=lambda: typer.echo(
+            f"MLflow UI: {_experiment_url(base, experiment)}  (Ctrl-C stops it)"
+        ),
+    )
+    raise typer.Exit(code)

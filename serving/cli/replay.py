@@ -55,7 +55,7 @@ def _tracked_replay(
     from data.errors import TelemetryError
     from pipelines.flows import replay_flow
     from pipelines.params import ReplayParams
-    from pipelines.replay_tasks import experiment_name
+    from pipelines.tasks.replay import experiment_name
 
     tracking = settings.tracking(fleet)
     chosen = tuple(p.strip() for p in policies.split(",") if p.strip())

@@ -12,7 +12,7 @@ from data.synthetic import generate_fleet
 from pipelines.errors import PipelineError
 from pipelines.params import ReplayParams, SyntheticFleet, TrackingParams
 from pipelines.replay import ReplayError
-from pipelines.replay_tasks import experiment_name, metric_name, replay_metrics
+from pipelines.tasks.replay import experiment_name, metric_name, replay_metrics
 
 POLICIES = ("static", "pool+swap", "market", "optimum")
 

@@ -1,12 +1,13 @@
-"""Collector tokens: a token's kind may be ``collector`` (nine characters).
+"""Once widened a token's kind for ``collector``; serving's own chain does it now.
 
 Revision ID: 0009_collector_tokens
 Revises: 0008_live_accrual
 Create Date: 2027-01-11
-"""
 
-import sqlalchemy as sa
-from alembic import op
+``serving/migrations`` (revision ``0001_api_tables``) creates ``api_tokens`` with the
+wide kind and widens the kind of a store that never ran this revision when it still
+did; the revision stays in the chain so that stores that ran it keep a known revision.
+"""
 
 revision = "0009_collector_tokens"
 down_revision = "0008_live_accrual"
@@ -15,15 +16,8 @@ depends_on = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("api_tokens") as batch:
-        batch.alter_column(
-            "kind", existing_type=sa.String(8), type_=sa.String(16), existing_nullable=False
-        )
+    pass
 
 
 def downgrade() -> None:
-    op.execute("DELETE FROM api_tokens WHERE kind = 'collector'")
-    with op.batch_alter_table("api_tokens") as batch:
-        batch.alter_column(
-            "kind", existing_type=sa.String(16), type_=sa.String(8), existing_nullable=False
-        )
+    pass
