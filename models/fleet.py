@@ -125,6 +125,18 @@ def _origin_columns(origins: Sequence[pd.Timestamp], first_hour: int, t: int) ->
     return cols
 
 
+def _refit_groups(cols: np.ndarray, refit_every: int | None) -> list[list[int]]:
+    # Sorted origin columns in runs that share one fit, at the run's first origin: a new
+    # run starts once `refit_every` hours have passed since the last fit.
+    groups: list[list[int]] = []
+    for col in cols.tolist():
+        if not groups or (refit_every is not None and col - groups[-1][0] >= refit_every):
+            groups.append([col])
+        else:
+            groups[-1].append(col)
+    return groups
+
+
 def _to_utc(ds: pd.Series) -> pd.Series:
     ds = pd.to_datetime(ds)
     # A naive timestamp is read as UTC, the frame contract's zone.
@@ -626,14 +638,8 @@ class FleetForecaster:
         ids, panel, first_hour = to_panel(frame)
         tiers = _groups(frame, ids)
         cols = _origin_columns(origins, first_hour, panel.shape[1])
-        groups: list[list[int]] = []
-        for col in cols.tolist():
-            if not groups or (refit_every is not None and col - groups[-1][0] >= refit_every):
-                groups.append([col])
-            else:
-                groups[-1].append(col)
         results = []
-        for group in groups:
+        for group in _refit_groups(cols, refit_every):
             fit_col = group[0]
             active = np.flatnonzero(~np.isnan(panel[:, :fit_col]).all(axis=1))
             fleet = FleetForecaster(self.config)
