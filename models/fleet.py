@@ -6,10 +6,11 @@ instance and horizon bucket by their error in a rolling-origin back-test on data
 before the forecast origin. The point forecast in force is the median of the best
 few (``ForecastConfig.point_sources``): one back-test window is noisy evidence, and
 the median of three good forecasts errs less than the one that happened to score
-best, while it still leaves out a candidate that fails on an instance. Instances
-with too little history for a candidate fall back to a simpler one, recorded in
-:attr:`FleetForecaster.fallbacks_`. User forecasts override the learned ones per
-instance (``source`` column).
+best, while it still leaves out a candidate that fails on an instance. Only the
+candidates about as good as the best take part (``ForecastConfig.point_tolerance``).
+Instances with too little history for a candidate fall back to a simpler one,
+recorded in :attr:`FleetForecaster.fallbacks_`. User forecasts override the learned
+ones per instance (``source`` column).
 """
 
 from __future__ import annotations
@@ -220,8 +221,11 @@ class FleetForecaster:
         bucket.
     point_choice_ : numpy.ndarray
         ``(n_instances, n_horizon_buckets, k)``: the ``k`` candidates with the lowest
-        shrunk back-test absolute error, best first, whose point forecasts' median is
-        in force (``k`` is odd, so the median is one of them: the ``model`` column).
+        shrunk back-test absolute error, best first (``k`` odd).
+    point_count_ : numpy.ndarray
+        ``(n_instances, n_horizon_buckets)``: how many of them, counted from the best,
+        make the point forecast, their median (an odd number, so the median is one of
+        them: the ``model`` column); see ``ForecastConfig.point_tolerance``.
     quantile_choice_ : numpy.ndarray
         ``(n_instances, n_horizon_buckets, k)``: the ``k = config.quantile_sources``
         candidates with the lowest back-test pinball loss at 0.9, best first, whose
@@ -278,6 +282,7 @@ class FleetForecaster:
         self.choice_ = self._choose(np.stack(scores))
         k = min(self.config.point_sources, len(models))
         self.point_choice_ = self._choose_sources(np.stack(scores), k - (k + 1) % 2)
+        self.point_count_ = self._point_count(np.stack(scores), self.point_choice_.shape[-1])
         self.quantile_choice_ = self._choose_sources(
             np.stack(pinballs), self.config.quantile_sources
         )
@@ -319,6 +324,21 @@ class FleetForecaster:
         # Where nothing could be scored the simplest candidate stands in.
         choice[~np.isfinite(stacked.min(axis=0))] = 0
         return choice.astype(np.int8)
+
+    def _point_count(self, stacked: np.ndarray, k: int) -> np.ndarray:
+        # How many of the best k candidates make the point forecast, per instance and
+        # bucket: those within the tolerance of the best, made odd by the next one.
+        tolerance = self.config.point_tolerance
+        if tolerance is None:
+            return np.full(stacked.shape[1:], k, dtype=np.int8)
+        best = stacked.min(axis=0)
+        close = (np.isfinite(stacked) & (stacked <= best * (1 + tolerance) + 1e-12)).sum(axis=0)
+        scored = np.isfinite(stacked).sum(axis=0)
+        count = np.minimum(np.maximum(close, 1), k)
+        count = np.where(count % 2 == 0, count + 1, count)
+        # No more than were scored: an unscored candidate stands in for nothing.
+        count = np.where(count > np.maximum(scored, 1), count - 2, count)
+        return np.clip(count, 1, k).astype(np.int8)
 
     def _choose_sources(self, stacked: np.ndarray, k: int) -> np.ndarray:
         k = min(k, stacked.shape[0])
@@ -458,7 +478,15 @@ class FleetForecaster:
         si = np.arange(h)[None, None, :]
         # The median of an odd number of forecasts is one of them: the one in force.
         sources = points[pchoice, ri[..., None], oi[..., None], si[..., None]]  # (n, o, h, k)
-        middle = np.argsort(sources, axis=3, kind="stable")[..., sources.shape[3] // 2]
+        count = self.point_count_[rows][:, buckets][:, None, :]  # (n, 1, h)
+        in_force = np.arange(sources.shape[3]) < count[..., None]
+        # Sources left out sort last, so the middle of those in force is the median.
+        ranked = np.where(in_force, sources, np.inf)
+        middle = np.take_along_axis(
+            np.argsort(ranked, axis=3, kind="stable"),
+            np.broadcast_to((count // 2)[..., None], (*sources.shape[:3], 1)).astype(np.int64),
+            axis=3,
+        )[..., 0]
         pick = np.take_along_axis(
             np.broadcast_to(pchoice, sources.shape), middle[..., None], axis=3
         )[..., 0]
