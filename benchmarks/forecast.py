@@ -174,7 +174,7 @@ def figures(
         for name, base in (baseline_results or {}).items():
             ratio = mase / float(base[task]["mase"])
             out.append(Figure(f"{task} MASE / {name}", ratio, "", "<= 1.0"))
-        target = "" if best is None else f"<= {best['pinball90']}"
+        target = None if best is None else f"<= {best['pinball90']}"
         out.append(Figure(f"{task} pinball90", float(res["pinball90"]), "", target))
         out.append(Figure(f"{task} coverage90", float(res["coverage90"]), "", ">= 0.87"))
         out.append(
