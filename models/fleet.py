@@ -99,6 +99,23 @@ def _centred(blend: np.ndarray, median: np.ndarray, levels: tuple[float, ...]) -
     return out
 
 
+def _median_source(sources: np.ndarray, choice: np.ndarray, count: np.ndarray) -> np.ndarray:
+    """Return the candidate whose forecast is the median of the first ``count`` sources.
+
+    ``sources`` holds the point forecasts of the candidates ``choice`` on its last
+    axis, best first; ``count`` (odd, broadcast over that axis) says how many of them
+    are in force. The median of an odd number of forecasts is one of them.
+    """
+    in_force = np.arange(sources.shape[-1]) < count[..., None]
+    # Sources left out sort last, so the middle of those in force is the median.
+    ranked = np.where(in_force, sources, np.inf)
+    middle = np.broadcast_to((count // 2)[..., None], (*sources.shape[:-1], 1))
+    at = np.take_along_axis(
+        np.argsort(ranked, axis=-1, kind="stable"), middle.astype(np.int64), axis=-1
+    )
+    return np.take_along_axis(choice, at, axis=-1)[..., 0]
+
+
 def _groups(frame: pd.DataFrame, ids: np.ndarray) -> np.ndarray | None:
     # Each instance's tier, where the frame carries one, groups the priors of new instances.
     if "tier" not in frame.columns:
@@ -476,20 +493,9 @@ class FleetForecaster:
         ri = rows[:, None, None]
         oi = np.arange(n_origins)[None, :, None]
         si = np.arange(h)[None, None, :]
-        # The median of an odd number of forecasts is one of them: the one in force.
         sources = points[pchoice, ri[..., None], oi[..., None], si[..., None]]  # (n, o, h, k)
         count = self.point_count_[rows][:, buckets][:, None, :]  # (n, 1, h)
-        in_force = np.arange(sources.shape[3]) < count[..., None]
-        # Sources left out sort last, so the middle of those in force is the median.
-        ranked = np.where(in_force, sources, np.inf)
-        middle = np.take_along_axis(
-            np.argsort(ranked, axis=3, kind="stable"),
-            np.broadcast_to((count // 2)[..., None], (*sources.shape[:3], 1)).astype(np.int64),
-            axis=3,
-        )[..., 0]
-        pick = np.take_along_axis(
-            np.broadcast_to(pchoice, sources.shape), middle[..., None], axis=3
-        )[..., 0]
+        pick = _median_source(sources, np.broadcast_to(pchoice, sources.shape), count)
         yhat = np.clip(points[pick, ri, oi, si], self.floor_, self.ceiling_)
         # The mean of non-decreasing quantile vectors is non-decreasing.
         blend = qs[qchoice, ri[..., None], oi[..., None], si[..., None], :].mean(axis=3)
