@@ -54,10 +54,20 @@ class ForecastConfig(BaseModel):
         history, so long horizons and thin histories lean on the fleet's choice
         (0: instances choose on their own evidence).
     point_sources
-        Candidates whose point forecasts' median is in force per instance and horizon
-        bucket: the ones with the lowest shrunk back-test error. The largest odd number
-        up to it and the number of candidates is used, so that the median is one
+        Most candidates whose point forecasts' median is in force per instance and
+        horizon bucket: the ones with the lowest shrunk back-test error. The largest odd
+        number up to it and the number of candidates is used, so that the median is one
         candidate's forecast (1: the best one alone).
+    point_tolerance
+        Relative margin of the point sources: of the best ``point_sources``, those whose
+        shrunk back-test error is within ``1 + point_tolerance`` times the best one's,
+        and one more where that makes an even number, so the median is one candidate's
+        forecast. Where the candidates are about as good the median of several errs
+        less than any; where one is clearly better it stands alone, not outvoted by
+        worse ones (``None``: always the best ``point_sources``). Chosen on the day task
+        of the synthetic and bursty fleets (full and cut to 14 days) and confirmed on
+        the Azure trace: day MASE 1.358 -> 1.352 on Azure, 0.960 -> 0.894 on a bursty
+        fleet of 14 days, hour and week within noise.
     quantile_sources
         Candidates whose quantiles are averaged per instance and horizon bucket: the
         ones with the lowest back-test pinball loss at 0.9 (1: the best one alone).
@@ -76,7 +86,8 @@ class ForecastConfig(BaseModel):
     horizon_max: int = Field(default=168, ge=1)
     shrinkage: float = Field(default=24.0, ge=0.0)
     selection_shrinkage: float = Field(default=24.0, ge=0.0)
-    point_sources: int = Field(default=3, ge=1)
+    point_sources: int = Field(default=5, ge=1)
+    point_tolerance: float | None = Field(default=0.3, ge=0.0)
     quantile_sources: int = Field(default=2, ge=1)
     quantiles: tuple[float, ...] = QUANTILES
     seed: int = 0

@@ -6,10 +6,11 @@ instance and horizon bucket by their error in a rolling-origin back-test on data
 before the forecast origin. The point forecast in force is the median of the best
 few (``ForecastConfig.point_sources``): one back-test window is noisy evidence, and
 the median of three good forecasts errs less than the one that happened to score
-best, while it still leaves out a candidate that fails on an instance. Instances
-with too little history for a candidate fall back to a simpler one, recorded in
-:attr:`FleetForecaster.fallbacks_`. User forecasts override the learned ones per
-instance (``source`` column).
+best, while it still leaves out a candidate that fails on an instance. Only the
+candidates about as good as the best take part (``ForecastConfig.point_tolerance``).
+Instances with too little history for a candidate fall back to a simpler one,
+recorded in :attr:`FleetForecaster.fallbacks_`. User forecasts override the learned
+ones per instance (``source`` column).
 """
 
 from __future__ import annotations
@@ -98,6 +99,23 @@ def _centred(blend: np.ndarray, median: np.ndarray, levels: tuple[float, ...]) -
     return out
 
 
+def _median_source(sources: np.ndarray, choice: np.ndarray, count: np.ndarray) -> np.ndarray:
+    """Return the candidate whose forecast is the median of the first ``count`` sources.
+
+    ``sources`` holds the point forecasts of the candidates ``choice`` on its last
+    axis, best first; ``count`` (odd, broadcast over that axis) says how many of them
+    are in force. The median of an odd number of forecasts is one of them.
+    """
+    in_force = np.arange(sources.shape[-1]) < count[..., None]
+    # Sources left out sort last, so the middle of those in force is the median.
+    ranked = np.where(in_force, sources, np.inf)
+    middle = np.broadcast_to((count // 2)[..., None], (*sources.shape[:-1], 1))
+    at = np.take_along_axis(
+        np.argsort(ranked, axis=-1, kind="stable"), middle.astype(np.int64), axis=-1
+    )
+    return np.take_along_axis(choice, at, axis=-1)[..., 0]
+
+
 def _groups(frame: pd.DataFrame, ids: np.ndarray) -> np.ndarray | None:
     # Each instance's tier, where the frame carries one, groups the priors of new instances.
     if "tier" not in frame.columns:
@@ -123,6 +141,18 @@ def _origin_columns(origins: Sequence[pd.Timestamp], first_hour: int, t: int) ->
             "origins", "must lie after the first hour and at most one hour past the end"
         )
     return cols
+
+
+def _refit_groups(cols: np.ndarray, refit_every: int | None) -> list[list[int]]:
+    # Sorted origin columns in runs that share one fit, at the run's first origin: a new
+    # run starts once `refit_every` hours have passed since the last fit.
+    groups: list[list[int]] = []
+    for col in cols.tolist():
+        if not groups or (refit_every is not None and col - groups[-1][0] >= refit_every):
+            groups.append([col])
+        else:
+            groups[-1].append(col)
+    return groups
 
 
 def _to_utc(ds: pd.Series) -> pd.Series:
@@ -208,8 +238,11 @@ class FleetForecaster:
         bucket.
     point_choice_ : numpy.ndarray
         ``(n_instances, n_horizon_buckets, k)``: the ``k`` candidates with the lowest
-        shrunk back-test absolute error, best first, whose point forecasts' median is
-        in force (``k`` is odd, so the median is one of them: the ``model`` column).
+        shrunk back-test absolute error, best first (``k`` odd).
+    point_count_ : numpy.ndarray
+        ``(n_instances, n_horizon_buckets)``: how many of them, counted from the best,
+        make the point forecast, their median (an odd number, so the median is one of
+        them: the ``model`` column); see ``ForecastConfig.point_tolerance``.
     quantile_choice_ : numpy.ndarray
         ``(n_instances, n_horizon_buckets, k)``: the ``k = config.quantile_sources``
         candidates with the lowest back-test pinball loss at 0.9, best first, whose
@@ -266,6 +299,7 @@ class FleetForecaster:
         self.choice_ = self._choose(np.stack(scores))
         k = min(self.config.point_sources, len(models))
         self.point_choice_ = self._choose_sources(np.stack(scores), k - (k + 1) % 2)
+        self.point_count_ = self._point_count(np.stack(scores), self.point_choice_.shape[-1])
         self.quantile_choice_ = self._choose_sources(
             np.stack(pinballs), self.config.quantile_sources
         )
@@ -307,6 +341,21 @@ class FleetForecaster:
         # Where nothing could be scored the simplest candidate stands in.
         choice[~np.isfinite(stacked.min(axis=0))] = 0
         return choice.astype(np.int8)
+
+    def _point_count(self, stacked: np.ndarray, k: int) -> np.ndarray:
+        # How many of the best k candidates make the point forecast, per instance and
+        # bucket: those within the tolerance of the best, made odd by the next one.
+        tolerance = self.config.point_tolerance
+        if tolerance is None:
+            return np.full(stacked.shape[1:], k, dtype=np.int8)
+        best = stacked.min(axis=0)
+        close = (np.isfinite(stacked) & (stacked <= best * (1 + tolerance) + 1e-12)).sum(axis=0)
+        scored = np.isfinite(stacked).sum(axis=0)
+        count = np.minimum(np.maximum(close, 1), k)
+        count = np.where(count % 2 == 0, count + 1, count)
+        # No more than were scored: an unscored candidate stands in for nothing.
+        count = np.where(count > np.maximum(scored, 1), count - 2, count)
+        return np.clip(count, 1, k).astype(np.int8)
 
     def _choose_sources(self, stacked: np.ndarray, k: int) -> np.ndarray:
         k = min(k, stacked.shape[0])
@@ -444,12 +493,9 @@ class FleetForecaster:
         ri = rows[:, None, None]
         oi = np.arange(n_origins)[None, :, None]
         si = np.arange(h)[None, None, :]
-        # The median of an odd number of forecasts is one of them: the one in force.
         sources = points[pchoice, ri[..., None], oi[..., None], si[..., None]]  # (n, o, h, k)
-        middle = np.argsort(sources, axis=3, kind="stable")[..., sources.shape[3] // 2]
-        pick = np.take_along_axis(
-            np.broadcast_to(pchoice, sources.shape), middle[..., None], axis=3
-        )[..., 0]
+        count = self.point_count_[rows][:, buckets][:, None, :]  # (n, 1, h)
+        pick = _median_source(sources, np.broadcast_to(pchoice, sources.shape), count)
         yhat = np.clip(points[pick, ri, oi, si], self.floor_, self.ceiling_)
         # The mean of non-decreasing quantile vectors is non-decreasing.
         blend = qs[qchoice, ri[..., None], oi[..., None], si[..., None], :].mean(axis=3)
@@ -626,14 +672,8 @@ class FleetForecaster:
         ids, panel, first_hour = to_panel(frame)
         tiers = _groups(frame, ids)
         cols = _origin_columns(origins, first_hour, panel.shape[1])
-        groups: list[list[int]] = []
-        for col in cols.tolist():
-            if not groups or (refit_every is not None and col - groups[-1][0] >= refit_every):
-                groups.append([col])
-            else:
-                groups[-1].append(col)
         results = []
-        for group in groups:
+        for group in _refit_groups(cols, refit_every):
             fit_col = group[0]
             active = np.flatnonzero(~np.isnan(panel[:, :fit_col]).all(axis=1))
             fleet = FleetForecaster(self.config)

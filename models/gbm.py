@@ -64,19 +64,13 @@ def _take(y: np.ndarray, idx: np.ndarray) -> np.ndarray:
     return np.where(idx >= 0, out, np.nan)
 
 
-def build_features(
-    y: np.ndarray, first_hour: int, origins: np.ndarray, steps: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Return ``(X, centre, scale)`` for every (series, origin, step).
-
-    ``X`` has shape ``(n, n_origins, n_steps, n_features)``; ``centre`` and ``scale``
-    have shape ``(n, n_origins)``. Origin ``o`` forecasts column ``o + step - 1``
-    from columns before ``o`` only.
-    """
-    n = y.shape[0]
-    n_o, n_s = len(origins), len(steps)
+def _origin_scale(
+    y: np.ndarray, origins: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray]]:
+    # Each (series, origin)'s centre (the last week's mean) and unit (the seasonal-naive
+    # error of the last two weeks, else the one-step change, else 1), and the running
+    # sums of y that the window means read.
     sums, counts = _window_sums(y)
-    sq_sums, _ = _window_sums(y * y)
     seasonal = np.full_like(y, np.nan)
     seasonal[:, SEASON:] = np.abs(y[:, SEASON:] - y[:, :-SEASON])
     s_sums, s_counts = _window_sums(seasonal)
@@ -88,9 +82,23 @@ def build_features(
     scale = np.where(np.isfinite(scale) & (scale > 1e-6), scale, step_scale)
     scale = np.where(np.isfinite(scale) & (scale > 1e-6), scale, 1.0)
     centre = np.where(np.isfinite(centre), centre, 0.0)
+    return centre, scale, (sums, counts)
+
+
+def _origin_features(
+    y: np.ndarray,
+    origins: np.ndarray,
+    centre: np.ndarray,
+    scale: np.ndarray,
+    sums: tuple[np.ndarray, np.ndarray],
+) -> tuple[np.ndarray, np.ndarray]:
+    # The normalised lags (n, n_o, n_lags) and the summaries of the recent past
+    # (n, n_o, 8), both read at the origin whatever the step.
+    total, counts = sums
+    sq_sums, _ = _window_sums(y * y)
 
     def norm(values: np.ndarray) -> np.ndarray:
-        shape = (n, n_o) + (1,) * (values.ndim - 2)
+        shape = centre.shape + (1,) * (values.ndim - 2)
         return (values - centre.reshape(shape)) / scale.reshape(shape)
 
     lags = np.stack([_take(y, origins - lag) for lag in _LAGS], axis=-1)  # (n, n_o, L)
@@ -98,8 +106,8 @@ def build_features(
     with np.errstate(invalid="ignore"), _quiet():
         per_origin = np.stack(
             [
-                norm(_window_mean(sums, counts, origins, 6)),
-                norm(_window_mean(sums, counts, origins, SEASON)),
+                norm(_window_mean(total, counts, origins, 6)),
+                norm(_window_mean(total, counts, origins, SEASON)),
                 (np.nanstd(last_day, axis=2)) / scale,
                 norm(np.nanmax(last_day, axis=2)),
                 norm(np.nanmin(last_day, axis=2)),
@@ -110,6 +118,14 @@ def build_features(
             ],
             axis=-1,
         )
+    return norm(lags), per_origin
+
+
+def _target_features(
+    y: np.ndarray, first_hour: int, origins: np.ndarray, steps: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    # The past values at each target's hour (n, n_o, n_s, 6), not yet normalised, and
+    # its calendar (n_o, n_s, 3): hour of day, day of week, step.
     target_col = origins[:, None] + steps[None, :] - 1  # (n_o, n_s)
     days_back = -(-steps // SEASON)  # the latest whole day before the origin
     same_hour = np.stack(
@@ -128,15 +144,34 @@ def build_features(
             axis=-1,
         )
     hour = first_hour + target_col
+    n_o, n_s = target_col.shape
     calendar = np.stack(
         [hour % SEASON, (hour // SEASON + 3) % 7, np.broadcast_to(steps[None, :], (n_o, n_s))],
         axis=-1,
     ).astype(np.float64)  # the Unix epoch fell on a Thursday (weekday 3)
+    return profile, calendar
+
+
+def build_features(
+    y: np.ndarray, first_hour: int, origins: np.ndarray, steps: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Return ``(X, centre, scale)`` for every (series, origin, step).
+
+    ``X`` has shape ``(n, n_origins, n_steps, n_features)``; ``centre`` and ``scale``
+    have shape ``(n, n_origins)``. Origin ``o`` forecasts column ``o + step - 1``
+    from columns before ``o`` only.
+    """
+    n = y.shape[0]
+    n_o, n_s = len(origins), len(steps)
+    centre, scale, sums = _origin_scale(y, origins)
+    lags, per_origin = _origin_features(y, origins, centre, scale, sums)
+    profile, calendar = _target_features(y, first_hour, origins, steps)
+    profile = (profile - centre[:, :, None, None]) / scale[:, :, None, None]
     x = np.concatenate(
         [
-            np.broadcast_to(norm(lags)[:, :, None, :], (n, n_o, n_s, lags.shape[-1])),
+            np.broadcast_to(lags[:, :, None, :], (n, n_o, n_s, lags.shape[-1])),
             np.broadcast_to(per_origin[:, :, None, :], (n, n_o, n_s, per_origin.shape[-1])),
-            norm(profile),
+            profile,
             np.broadcast_to(calendar[None], (n, n_o, n_s, 3)),
         ],
         axis=-1,

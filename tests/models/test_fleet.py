@@ -198,6 +198,8 @@ def test_point_is_the_median_of_the_best_candidates(fleet_frame: pd.DataFrame) -
         candidates=("naive", "seasonal_naive", "linear", "lightgbm"),
         calibration_hours=72,
         horizon_max=48,
+        point_sources=3,
+        point_tolerance=None,
     )
     fleet = FleetForecaster(config).fit(fleet_frame)
     single = FleetForecaster(config.model_copy(update={"point_sources": 1})).fit(fleet_frame)
@@ -244,3 +246,43 @@ def test_forecast_origins_equals_a_backtest_fitted_once(fleet_frame: pd.DataFram
         fleet.forecast_origins(fleet_frame[fleet_frame["unique_id"] != "flat"], origins, 24)
     with pytest.raises(NotFittedError, match=r"call fit\(\.\.\.\)"):
         FleetForecaster(config).forecast_origins(fleet_frame, origins, 24)
+
+
+def test_only_candidates_close_to_the_best_make_the_point_forecast(
+    fleet_frame: pd.DataFrame,
+) -> None:
+    from models.base import horizon_bucket
+
+    config = ForecastConfig(
+        candidates=("naive", "seasonal_naive", "seasonal_median", "linear", "lightgbm"),
+        calibration_hours=72,
+        horizon_max=48,
+        point_tolerance=0.3,
+    )
+    fleet = FleetForecaster(config).fit(fleet_frame)
+    count = fleet.point_count_
+    assert set(np.unique(count)) <= {1, 3, 5}
+    scores = np.stack(
+        [
+            fleet._shrunk(m.backtest_mae_, fleet.lengths_ < m.min_history, m.calibration_used_)
+            for m in fleet.models_
+        ]
+    )
+    rows = np.arange(len(fleet.unique_ids_))[:, None]
+    ranked = scores[fleet.point_choice_[..., 0], rows, np.arange(8)[None, :]]
+    # The best candidate alone where no other is within 30 % of its back-test error.
+    second = np.sort(scores, axis=0)[1]
+    alone = (second > ranked * 1.3 + 1e-12) & np.isfinite(ranked)
+    assert (count[alone] == 1).all()
+    out = fleet.predict(48).sort_values(["unique_id", "ds"])
+    points = np.stack([m.predict(48, (0.5,)).point for m in fleet.models_])
+    bucket = horizon_bucket(np.arange(1, 49))
+    steps = np.arange(48)[None, :]
+    sources = np.stack(
+        [points[fleet.point_choice_[rows, bucket, j], rows, steps] for j in range(5)]
+    )
+    used = np.arange(5)[:, None, None] < count[rows, bucket][None]
+    median = np.clip(np.nanmedian(np.where(used, sources, np.nan), axis=0), 0, 100)
+    learned = (out["source"] == "learned").to_numpy().reshape(-1, 48)
+    yhat = out["yhat"].to_numpy().reshape(-1, 48)
+    np.testing.assert_allclose(yhat[learned], median[learned])
