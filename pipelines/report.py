@@ -85,8 +85,10 @@ POLICY_NOTES: dict[str, str] = {
     "auctions, pricing its bids and asks from its owner's value and the forecasts made at "
     "the pipelines' cadence; between auctions the pools sell at a price that clears the "
     "hour's forecast, and owners who value a credit below it lend theirs.",
-    "market-oracle": "The market with perfect forecasts: the agents know each instance's own "
-    "future demand exactly.",
+    "market-oracle": "The market with perfect forecasts: the agents and the CEM know each "
+    "instance's mean demand of every hour ahead exactly (no band between median and upper "
+    "quantile), but not the prices, the budgets or what other owners will do; a reference "
+    "for forecast error, not a bound (the optimum is the bound).",
     "optimum": "The best allocation with perfect foresight that still gives every instance its "
     "own baseline (a linear programme): the least value-weighted throttling any policy "
     "could reach.",
@@ -422,10 +424,11 @@ def _perfect_against_learned(minutes: dict[str, float]) -> list[str]:
         return [
             "The agents with perfect forecasts throttle more than the agents with "
             f"learned ones ({minutes['market-oracle']:,.0f} against "
-            f"{minutes['market']:,.0f} vCPU-minutes). Perfect foresight of each "
-            "instance's own demand is not a fleet-wide optimum: an agent sure of its "
-            "need keeps its credits, a cautious forecast sells or buys differently, and "
-            "who trades with whom changes where throttling falls."
+            f"{minutes['market']:,.0f} vCPU-minutes). Perfect foresight of demand is "
+            "not foresight of prices: planning on exact needs, the CEM keeps the "
+            "pools leaner and their scarcity price higher, so a heavy buyer's funds "
+            "run out sooner, and exact needs can price the pools where the owners "
+            "counted on to lend do not (docs/scenario.md)."
         ]
     if minutes["market-oracle"] < minutes["market"] - 0.5:
         return [
