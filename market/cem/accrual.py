@@ -183,6 +183,22 @@ def _int_array(name: str, values: np.ndarray, size: int) -> np.ndarray:
     return array
 
 
+def _drawn(
+    draw: PoolRule, want: np.ndarray, pool: np.ndarray, segments: TierSegments
+) -> np.ndarray:
+    """Return what the pool rule ``draw`` serves of ``want``, checked against what each
+    instance wanted and what each pool holds."""
+    from_pool = np.asarray(draw(want, pool, segments), dtype=_INT)
+    if (
+        from_pool.shape != want.shape
+        or (from_pool < 0).any()
+        or (from_pool > want).any()
+        or (segments.total(from_pool) > pool).any()
+    ):
+        raise InvalidParameter("draw", getattr(draw, "__name__", draw), "served what it may not")
+    return from_pool
+
+
 def accrue_interval(
     *,
     balance: np.ndarray,
@@ -236,15 +252,8 @@ def accrue_interval(
     own = balance + earned
     deficit = np.maximum(0, demand - own)
     want = np.where(may_draw, deficit, 0)
-    from_pool = np.asarray(draw(want, pool, segments), dtype=_INT)
+    from_pool = _drawn(draw, want, pool, segments)
     drawn = segments.total(from_pool)
-    if (
-        from_pool.shape != (n,)
-        or (from_pool < 0).any()
-        or (from_pool > want).any()
-        or (drawn > pool).any()
-    ):
-        raise InvalidParameter("draw", getattr(draw, "__name__", draw), "served what it may not")
     throttled = deficit - from_pool
     spent = demand - throttled
     net = own + from_pool - spent
