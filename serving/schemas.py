@@ -395,10 +395,17 @@ class AuctionPublic(_Output):
     unmatched_ask_quantity: int
 
 
+def _timestamp_text(value: object) -> object:
+    """Refuse a number where a timestamp is due: JSON carries timestamps as text."""
+    if not isinstance(value, str):
+        raise ValueError("must be an ISO 8601 timestamp with a timezone, as text")
+    return value
+
+
 class RoundCreate(_Input):
     """Which hour's market round to run."""
 
-    hour: AwareDatetime | None = Field(
+    hour: Annotated[AwareDatetime, BeforeValidator(_timestamp_text)] | None = Field(
         None, description="any moment of the hour (UTC); the current hour without"
     )
 

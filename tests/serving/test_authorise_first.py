@@ -20,6 +20,7 @@ from serving.routes import (
     health,
     instances,
     orders,
+    rounds,
     telemetry,
     tiers,
     tokens,
@@ -30,7 +31,13 @@ VICTIM = "vm-gold-2"
 ATTACKER = "vm-gold-1"
 # a body that breaks every rule at once: a duplicate key, a non-finite number, wrong types
 GARBAGE = b'{"side": "sell", "side": 7, "price": NaN, "quantity": 1e400, "values": "x"}'
-PLACEHOLDERS = {"instance_id": VICTIM, "tier": "gold", "order_id": "x", "token_id": "x"}
+PLACEHOLDERS = {
+    "instance_id": VICTIM,
+    "tier": "gold",
+    "order_id": "x",
+    "token_id": "x",
+    "round_id": "2026-11-24T15:00Z",
+}
 
 
 ROUTERS = (
@@ -41,6 +48,7 @@ ROUTERS = (
     health,
     instances,
     orders,
+    rounds,
     telemetry,
     tiers,
     tokens,

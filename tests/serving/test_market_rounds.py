@@ -117,6 +117,8 @@ def test_rounds_refuse_other_callers_future_hours_and_unknown_ids(api: Api) -> N
     assert "before its hour" in later.json()["detail"]
     naive = api.client.post(ROUND, json={"hour": "2026-11-24T15:00:00"}, headers=api.admin())
     assert naive.status_code == 422
+    number = api.client.post(ROUND, json={"hour": 0}, headers=api.admin())
+    assert number.status_code == 422
     assert api.client.get(f"{ROUND}/2026-11-24T14:00Z", headers=api.admin()).status_code == 404
     assert api.client.get(f"{ROUND}/yesterday", headers=api.admin()).status_code == 422
     assert api.client.get(ROUND, headers=api.admin()).json() == []
