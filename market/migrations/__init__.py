@@ -12,6 +12,8 @@ of its own: the service keeps its tables in one beside this one (``serving.migra
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -111,21 +113,26 @@ def head_revision() -> str | None:
     return STORE_CHAIN.head()
 
 
+@contextmanager
+def store_engine(url_or_engine: str | Engine) -> Iterator[Engine]:
+    """Yield the engine of ``url_or_engine``; one opened from a URL is disposed after."""
+    if not isinstance(url_or_engine, str):
+        yield url_or_engine
+        return
+    engine = create_store_engine(url_or_engine)
+    try:
+        yield engine
+    finally:
+        engine.dispose()
+
+
 def upgrade(url_or_engine: str | Engine, revision: str = "head") -> None:
     """Upgrade the store at ``url_or_engine`` to ``revision`` (the newest by default)."""
-    engine = create_store_engine(url_or_engine) if isinstance(url_or_engine, str) else url_or_engine
-    try:
+    with store_engine(url_or_engine) as engine:
         STORE_CHAIN.upgrade(engine, revision)
-    finally:
-        if isinstance(url_or_engine, str):
-            engine.dispose()
 
 
 def current(url_or_engine: str | Engine) -> str | None:
     """Return the revision the store is at, or ``None`` for an empty store."""
-    engine = create_store_engine(url_or_engine) if isinstance(url_or_engine, str) else url_or_engine
-    try:
+    with store_engine(url_or_engine) as engine:
         return STORE_CHAIN.current(engine)
-    finally:
-        if isinstance(url_or_engine, str):
-            engine.dispose()

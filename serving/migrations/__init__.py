@@ -13,8 +13,7 @@ from pathlib import Path
 
 from sqlalchemy.engine import Engine
 
-from market.ledger import create_store_engine
-from market.migrations import MigrationChain
+from market.migrations import MigrationChain, store_engine
 from market.migrations import upgrade as upgrade_market
 
 #: The table that records the service's revision, beside the market's ``alembic_version``.
@@ -27,20 +26,12 @@ __all__ = ["SERVING_CHAIN", "VERSION_TABLE", "current", "upgrade"]
 
 def upgrade(url_or_engine: str | Engine, revision: str = "head") -> None:
     """Bring the market's chain to its newest revision, then the service's to ``revision``."""
-    engine = create_store_engine(url_or_engine) if isinstance(url_or_engine, str) else url_or_engine
-    try:
+    with store_engine(url_or_engine) as engine:
         upgrade_market(engine)
         SERVING_CHAIN.upgrade(engine, revision)
-    finally:
-        if isinstance(url_or_engine, str):
-            engine.dispose()
 
 
 def current(url_or_engine: str | Engine) -> str | None:
     """Return the service's revision of the store, or ``None`` before its first."""
-    engine = create_store_engine(url_or_engine) if isinstance(url_or_engine, str) else url_or_engine
-    try:
+    with store_engine(url_or_engine) as engine:
         return SERVING_CHAIN.current(engine)
-    finally:
-        if isinstance(url_or_engine, str):
-            engine.dispose()
