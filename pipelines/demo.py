@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from pipelines.config import OrchestrationConfig
     from pipelines.flows import TrainOutcome
     from pipelines.params import SyntheticFleet, TrackingParams
-    from pipelines.replay_tasks import ReplayOutcome
+    from pipelines.tasks.replay import ReplayOutcome
 
 FLEET = "demo"
 
