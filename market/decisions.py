@@ -20,7 +20,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from market.clock import from_micros, to_micros
 from market.errors import InvalidAgentInput
@@ -155,21 +155,8 @@ class SqlDecisionLog(DecisionLog):
         rows = list(records)
         if not rows:
             return []
-        stored = []
         with self.engine.begin() as conn:
-            for r in rows:
-                result = conn.execute(
-                    decision_log_table.insert().values(
-                        kind=r.kind,
-                        subject=r.subject,
-                        at_us=to_micros(r.at),
-                        outcome=r.outcome,
-                        detail=json.dumps(r.detail, sort_keys=True, default=str),
-                    )
-                )
-                (seq,) = result.inserted_primary_key or (0,)
-                stored.append(replace(r, seq=int(seq)))
-        return stored
+            return record_in(conn, rows)
 
     def query(self, query: DecisionQuery) -> list[DecisionRecord]:
         t = decision_log_table
@@ -212,3 +199,22 @@ def plain(value: object) -> Any:
     if isinstance(value, Sequence) and not isinstance(value, str):
         return [plain(v) for v in value]
     return value
+
+
+def record_in(conn: Connection, records: Iterable[DecisionRecord]) -> list[DecisionRecord]:
+    """Append records to the store's decision log in the open transaction ``conn``, so
+    they commit with whatever else it writes; return them with their ``seq``."""
+    stored = []
+    for r in records:
+        result = conn.execute(
+            decision_log_table.insert().values(
+                kind=r.kind,
+                subject=r.subject,
+                at_us=to_micros(r.at),
+                outcome=r.outcome,
+                detail=json.dumps(r.detail, sort_keys=True, default=str),
+            )
+        )
+        (seq,) = result.inserted_primary_key or (0,)
+        stored.append(replace(r, seq=int(seq)))
+    return stored

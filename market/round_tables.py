@@ -3,9 +3,10 @@
 
 ``market_rounds`` holds one row per round: how far it got (``stage``), what it read
 and offered before its first commit (``plan``: the pools' levels and offers), and,
-once done, what it did (``record``). Each stage is written in the transaction that
-commits the stage's work, so a round killed midway resumes where it stopped and books
-nothing twice (:mod:`market.rounds`).
+once done, what it did (``record``); from the CEM's step on, its decision and which of
+its swaps are booked (``cem``, migration ``0011_round_cem``). Each stage is written in
+the transaction that commits the stage's work, so a round killed midway resumes where
+it stopped and books nothing twice (:mod:`market.rounds`).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ rounds = sa.Table(
     sa.Column("stage", sa.String(16), nullable=False),
     sa.Column("plan", sa.Text, nullable=False),
     sa.Column("record", sa.Text),
+    sa.Column("cem", sa.Text),
     sa.Column("started_at_us", sa.BigInteger, nullable=False),
     sa.Column("updated_at_us", sa.BigInteger, nullable=False),
 )

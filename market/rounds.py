@@ -20,13 +20,15 @@ nothing twice:
     own id, so a tier cleared before a kill is not cleared again), then the unsold
     offers went back to the pools and the proceeds to the provider in one transaction
     with the stage.
+``decided``
+    The CEM's interval at the round's hour decided (rate steps and pool swaps, from the
+    pools after the auctions), its decision kept in the row (``cem``) and its records in
+    the decision log, in one transaction.
 ``done``
-    The CEM's interval at the round's hour (rate steps and pool swaps; swaps carry
-    idempotency keys from the hour, and an interval already recorded at the hour is not
-    run again), and the round's record. Not yet exactly once: a kill after a swap
-    commits and before the interval's decision is recorded runs the interval again on
-    the moved pools (a swap it repeats is refused by its key and recorded as
-    ``swap_failed``; a rate steps again).
+    The decision booked: each swap in one transaction with its mark in the row (so a
+    swap is booked once, however often the round is run again), each rate step set
+    unless the tier already has it (a rate change commits with its audit record), then
+    the refusals' records and the round's record with the stage.
 
 Rounds are keyed by their hour (``2026-12-05T10:00Z``); asking for a finished round
 returns its record.
@@ -36,8 +38,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -51,8 +53,10 @@ from market.cem.automation import (
     CemAutomation,
     CemDecision,
     CemPolicy,
-    apply_decision,
+    SwapPlan,
+    book_swap,
     pinned_rates,
+    rate_reason,
     releases_of,
     tier_states,
 )
@@ -60,7 +64,7 @@ from market.cem.exchange import CreditExchange
 from market.cem.tiers import POOL_REVENUE_ACCOUNT
 from market.clock import from_micros, to_micros
 from market.crashpoints import crash_point
-from market.decisions import DecisionLog, DecisionQuery
+from market.decisions import DecisionLog, DecisionRecord, record_in
 from market.errors import InvalidParameter
 from market.ledger import EntryRequest, instance_credits, instance_funds
 from market.round import MarketRound, reference_value
@@ -71,10 +75,8 @@ from market.venue.orders import Side
 from market.venue.tables import auctions as auctions_table
 from market.venue.tables import trades as trades_table
 
-STAGES = ("offered", "submitted", "cleared", "done")
+STAGES = ("offered", "submitted", "cleared", "decided", "done")
 """A round's stages, in order."""
-
-_INSTANT = timedelta(microseconds=1)
 
 
 def round_id_of(hour: datetime) -> str:
@@ -109,6 +111,76 @@ class RoundPlan:
     def requests(self) -> list[OrderRequest]:
         """Return the pools' offers as auction orders."""
         return [OrderRequest(s, Side.SELL, p, q) for s, p, q in self.offers]
+
+
+@dataclass(frozen=True, slots=True)
+class RateSet:
+    """A rate step the round's CEM decided: the tier's new rate and the audited reason."""
+
+    tier: str
+    new_rate: int
+    reason: str
+
+
+@dataclass(slots=True)
+class RoundCem:
+    """A round's CEM decision, as its row keeps it, and which swaps are booked.
+
+    ``booked[n]`` is ``None`` until the ``n``-th swap is booked, then ``""``, or the
+    error the CEM refused it with.
+    """
+
+    at: datetime
+    swaps: list[SwapPlan]
+    rates: list[RateSet]
+    booked: list[str | None]
+
+    @classmethod
+    def of_decision(cls, decision: CemDecision, policy: CemPolicy) -> RoundCem:
+        """Return what of ``decision`` the round books: its swaps and changed rates."""
+        rates = [
+            RateSet(r.tier, r.new_rate, rate_reason(policy, r))
+            for r in decision.rates
+            if r.changed and not r.manual
+        ]
+        swaps = list(decision.swaps)
+        return cls(decision.at, swaps, rates, [None] * len(swaps))
+
+    def document(self) -> str:
+        """Return the decision as the JSON the round's row keeps."""
+        return json.dumps(
+            {
+                "at": to_micros(self.at),
+                "swaps": [asdict(s) for s in self.swaps],
+                "rates": [asdict(r) for r in self.rates],
+                "booked": self.booked,
+            }
+        )
+
+    @classmethod
+    def of(cls, document: str) -> RoundCem:
+        """Return the decision a round's row keeps."""
+        found = json.loads(document)
+        return cls(
+            from_micros(found["at"]),
+            [SwapPlan(**s) for s in found["swaps"]],
+            [RateSet(**r) for r in found["rates"]],
+            list(found["booked"]),
+        )
+
+    def failures(self) -> list[DecisionRecord]:
+        """Return a ``swap_failed`` record for each swap the CEM refused."""
+        return [
+            DecisionRecord(
+                "cem",
+                s.destination_tier,
+                self.at,
+                "swap_failed",
+                {"source_tier": s.source_tier, "amount_in": s.amount_in, "error": error},
+            )
+            for s, error in zip(self.swaps, self.booked, strict=True)
+            if error
+        ]
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,8 +257,10 @@ class MarketRounds:
         if self._stage(round_id) == "submitted":
             self._clear(round_id)
         if self._stage(round_id) == "cleared":
-            decision = self._cem(hour, forecasts)
-            self._finish(round_id, hour, plan, agents, decision)
+            self._decide(round_id, hour, forecasts)
+        if self._stage(round_id) == "decided":
+            failures = self._book_cem(round_id)
+            self._finish(round_id, hour, plan, agents, failures)
         done = self.get(round_id)
         assert done is not None
         return done
@@ -303,20 +377,65 @@ class MarketRounds:
 
         market.ledger.post_planned(accounts, plan)
 
-    def _cem(
-        self, hour: datetime, forecasts: Mapping[str, InstanceForecast | None]
-    ) -> CemDecision | None:
+    def _decide(
+        self, round_id: str, hour: datetime, forecasts: Mapping[str, InstanceForecast | None]
+    ) -> None:
         names = self.market.tier_names
         policy = self.cem_policy
-        query = DecisionQuery(kind="cem", since=hour, until=hour + _INSTANT, limit=1)
-        if self.log.query(query):
-            return None  # this hour's interval ran before the process died
         automation = CemAutomation.resume(policy, self.log, names)
         states = tier_states(self.market.tiers, self.market.ledger, forecasts)
         pins = pinned_rates(self.exchange.rate_changes(), releases_of(self.log, names), policy)
         decision = automation.step(states, hour, pins)
-        apply_decision(self.exchange, decision, policy, self.log)
-        return decision
+        document = RoundCem.of_decision(decision, policy).document()
+        with self.engine.begin() as conn:
+            row = rounds_table.c.round_id == round_id
+            conn.execute(rounds_table.update().where(row).values(cem=document))
+            record_in(conn, decision.records())
+            self._stage_write(round_id, "decided")(conn)
+            crash_point("round.stage.before_commit")
+        crash_point("round.stage.after_commit")
+
+    def _book_cem(self, round_id: str) -> list[DecisionRecord]:
+        """Book the round's decided swaps and rate steps not booked yet; return the
+        refusals' records."""
+        cem = self._cem(round_id)
+        policy = self.cem_policy
+        for n, swap in enumerate(cem.swaps):
+            if cem.booked[n] is not None:
+                continue
+            failed = book_swap(self.exchange, swap, policy, cem.at, n, self._mark(round_id, n))
+            if failed is not None:
+                with self.engine.begin() as conn:
+                    self._mark(round_id, n, failed.detail["error"])(conn)
+        for step in cem.rates:
+            if self.market.tiers.tier(step.tier).exchange_rate != step.new_rate:
+                self.exchange.set_exchange_rate(
+                    step.tier, step.new_rate, actor=policy.actor, reason=step.reason
+                )
+        return self._cem(round_id).failures()
+
+    def _mark(self, round_id: str, n: int, error: str = "") -> Callable[[Connection], None]:
+        # the n-th swap's outcome, written in the transaction that books it
+        def write(conn: Connection) -> None:
+            document = conn.execute(
+                sa.select(rounds_table.c.cem).where(rounds_table.c.round_id == round_id)
+            ).scalar_one()
+            cem = RoundCem.of(document)
+            cem.booked[n] = error
+            conn.execute(
+                rounds_table.update()
+                .where(rounds_table.c.round_id == round_id)
+                .values(cem=cem.document())
+            )
+
+        return write
+
+    def _cem(self, round_id: str) -> RoundCem:
+        with self.engine.connect() as conn:
+            document = conn.execute(
+                sa.select(rounds_table.c.cem).where(rounds_table.c.round_id == round_id)
+            ).scalar_one()
+        return RoundCem.of(document)
 
     def _finish(
         self,
@@ -324,7 +443,7 @@ class MarketRounds:
         hour: datetime,
         plan: RoundPlan,
         agents: AgentRound | None,
-        decision: CemDecision | None,
+        failures: list[DecisionRecord],
     ) -> None:
         record = {
             "round_id": round_id,
@@ -340,12 +459,13 @@ class MarketRounds:
                     "in": s.amount_in,
                     "out": s.amount_out,
                 }
-                for s in (decision.swaps if decision else ())
+                for s in self._cem(round_id).swaps
             ],
             "rates": {t: self.market.tiers.tier(t).exchange_rate for t in self.market.tier_names},
         }
         now = to_micros(self.clock())
         with self.engine.begin() as conn:
+            record_in(conn, failures)
             conn.execute(
                 rounds_table.update()
                 .where(rounds_table.c.round_id == round_id)

@@ -65,7 +65,7 @@ if TYPE_CHECKING:
     from market.agents.forecast import InstanceForecast
     from market.cem.exchange import CreditExchange, RateChange
     from market.cem.tiers import Pool, TierManager
-    from market.ledger import Ledger
+    from market.ledger import ExtraWrites, Ledger
 
 MANUAL_RELEASED = "manual_rate_released"
 _RATE_OUTCOMES = ("rate", "rate_held", "manual_rate")
@@ -584,6 +584,62 @@ def release_manual_rate(log: DecisionLog, tier: str, actor: str, at: datetime) -
     return stored
 
 
+def swap_key(policy: CemPolicy, at: datetime, n: int) -> str:
+    """Return the idempotency key of the ``n``-th swap of the interval at ``at``."""
+    return f"{policy.reason_tag}:{to_micros(at)}:{n}"
+
+
+def rate_reason(policy: CemPolicy, step: RateStep) -> str:
+    """Return the audited reason of an automatic rate step."""
+    return (
+        f"{policy.reason_tag}: excess demand {float(step.excess_demand):+.3f}, "
+        f"smoothed {float(step.smoothed):+.3f}, step {float(step.step_bps):+.1f} bps"
+    )
+
+
+def book_swap(
+    exchange: CreditExchange,
+    swap: SwapPlan,
+    policy: CemPolicy,
+    at: datetime,
+    n: int,
+    writes: ExtraWrites | None = None,
+) -> DecisionRecord | None:
+    """Book one planned swap (with ``writes`` in its transaction); return ``None``, or
+    the ``swap_failed`` record when the CEM refuses it (the pool moved meanwhile, say)."""
+    from market.errors import ExchangeError
+    from market.ledger import LedgerError
+
+    try:
+        exchange.perform_credit_swap(
+            swap.source_tier,
+            swap.destination_tier,
+            swap.amount_in,
+            actor=policy.actor,
+            idempotency_key=swap_key(policy, at, n),
+            writes=writes,
+        )
+    except (ExchangeError, LedgerError) as exc:
+        detail = {"source_tier": swap.source_tier, "amount_in": swap.amount_in, "error": str(exc)}
+        return DecisionRecord("cem", swap.destination_tier, at, "swap_failed", detail)
+    return None
+
+
+def set_rate(
+    exchange: CreditExchange, step: RateStep, policy: CemPolicy, at: datetime
+) -> DecisionRecord | None:
+    """Set one tier's stepped rate; return ``None``, or the ``rate_failed`` record."""
+    from market.errors import ExchangeError
+
+    try:
+        exchange.set_exchange_rate(
+            step.tier, step.new_rate, actor=policy.actor, reason=rate_reason(policy, step)
+        )
+    except ExchangeError as exc:
+        return DecisionRecord("cem", step.tier, at, "rate_failed", {"error": str(exc)})
+    return None
+
+
 def apply_decision(
     exchange: CreditExchange, decision: CemDecision, policy: CemPolicy, log: DecisionLog | None
 ) -> list[DecisionRecord]:
@@ -593,43 +649,17 @@ def apply_decision(
     nothing and is recorded as ``swap_failed`` or ``rate_failed`` with the error.
     Returns the records written.
     """
-    from market.errors import ExchangeError
-    from market.ledger import LedgerError
-
     records = decision.records()
-    stamp = to_micros(decision.at)
     for n, s in enumerate(decision.swaps):
-        try:
-            exchange.perform_credit_swap(
-                s.source_tier,
-                s.destination_tier,
-                s.amount_in,
-                actor=policy.actor,
-                idempotency_key=f"{policy.reason_tag}:{stamp}:{n}",
-            )
-        except (ExchangeError, LedgerError) as exc:
-            records.append(
-                DecisionRecord(
-                    "cem",
-                    s.destination_tier,
-                    decision.at,
-                    "swap_failed",
-                    {"source_tier": s.source_tier, "amount_in": s.amount_in, "error": str(exc)},
-                )
-            )
+        failed = book_swap(exchange, s, policy, decision.at, n)
+        if failed is not None:
+            records.append(failed)
     for r in decision.rates:
         if r.manual or not r.changed:
             continue
-        reason = (
-            f"{policy.reason_tag}: excess demand {float(r.excess_demand):+.3f}, "
-            f"smoothed {float(r.smoothed):+.3f}, step {float(r.step_bps):+.1f} bps"
-        )
-        try:
-            exchange.set_exchange_rate(r.tier, r.new_rate, actor=policy.actor, reason=reason)
-        except ExchangeError as exc:
-            records.append(
-                DecisionRecord("cem", r.tier, decision.at, "rate_failed", {"error": str(exc)})
-            )
+        failed = set_rate(exchange, r, policy, decision.at)
+        if failed is not None:
+            records.append(failed)
     if log is not None:
         return log.record(records)
     return records

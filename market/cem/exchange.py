@@ -41,6 +41,7 @@ from market.ledger import (
     Clock,
     Entry,
     EntryRequest,
+    ExtraWrites,
     InsufficientBalance,
     InvalidAmount,
     Ledger,
@@ -152,8 +153,11 @@ class CreditExchange:
         *,
         actor: str,
         idempotency_key: str | None = None,
+        writes: ExtraWrites | None = None,
     ) -> Swap:
         """Move ``amount`` milli-credits out of one tier's pool into another's, converted.
+
+        ``writes`` (a SQL store's) commit with the swap's entry.
 
         Raises
         ------
@@ -185,7 +189,7 @@ class CreditExchange:
         capacity = self.tiers.pool_capacity(destination.name)
         request = _swap_request(source, destination, amount, actor, idempotency_key, capacity)
         try:
-            entry = self.ledger.post(request)
+            entry = self.ledger.post(request, writes=writes)
         except InsufficientBalance as exc:
             raise InsufficientPoolCredits(source.name, exc.balance, exc.requested) from exc
         except CeilingExceeded as exc:

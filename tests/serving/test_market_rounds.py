@@ -190,16 +190,15 @@ def test_a_round_killed_at_any_commit_finishes_once_when_run_again(
     seeded: tuple[Path, dict[str, Any], list[str]], tmp_path: Path
 ) -> None:
     template, reference, trace = seeded
-    # the round passes every kind of its commits: offer, submission, auctions, close
+    # the round passes every kind of its commits: offer, submission, auctions, close,
+    # the CEM's decision, its swaps and the round's record
     assert {"round.finish.after_commit", "venue.auction_submit.after_commit"} <= set(trace)
     assert trace.count("venue.auction_run.after_commit") == 4
-    # up to the commit that closes the pools' offers (the first ledger post after the
-    # last auction): the CEM's interval that follows is not yet exactly once (see
-    # market.rounds)
-    last_auction = len(trace) - trace[::-1].index("venue.auction_run.after_commit")
-    close = trace.index("ledger.post.after_commit", last_auction)
-    cases = [(point, trace[: n + 1].count(point)) for n, point in enumerate(trace[: close + 1])]
-    assert len(cases) >= 12
+    assert reference["record"]["swaps"], "the seeded round's CEM swaps nothing"
+    decided = trace.index("round.stage.after_commit", trace.index("venue.auction_run.after_commit"))
+    assert "ledger.post.after_commit" in trace[decided:]  # a swap, after the decision
+    cases = [(point, trace[: n + 1].count(point)) for n, point in enumerate(trace)]
+    assert len(cases) >= 16
     for point, hit in cases:
         home = tmp_path / f"{point}-{hit}"
         shutil.copytree(template, home)
