@@ -8,6 +8,8 @@ shared among the instances short in the same interval by a *pool rule*
 short is throttled. The balance is then capped at ``cap`` (24 hours of earnings): only
 this interval's net earnings are capped, and what overflows goes to the pool as far as
 its capacity allows after the interval's draws, in instance order, the rest forfeited.
+Optionally a tier's hosts bound what it serves (``host_capacity``) and some instances
+lend the pool what they hold (``lend``): what the replay's market policies do.
 
 Where one instance has the pool to itself (or the pool covers every draw and takes
 every overflow), each instance's result is exactly ``plan_interval``'s. Instances come
@@ -22,11 +24,11 @@ round the exact decimal.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
+from market.cem.pool_rules import Conversions, PoolDraw, PoolRule, draw_in_order, draw_pro_rata
 from market.errors import InvalidParameter
 
 MICRO_PERCENT = 1_000_000
@@ -83,46 +85,14 @@ class TierSegments:
         return running - before[self.tier_of]
 
 
-PoolRule = Callable[[np.ndarray, np.ndarray, TierSegments], np.ndarray]
-"""How a tier's pool serves its instances' draws: ``rule(want, level, segments)``
-returns what each instance gets, at most its ``want``, each tier in total at most its
-pool's ``level``."""
-
-
-def draw_in_order(want: np.ndarray, level: np.ndarray, segments: TierSegments) -> np.ndarray:
-    """Serve each tier's wants from its ``level`` in instance order, first come first."""
-    running = np.cumsum(want, dtype=_INT)
-    before_tier = np.concatenate(([0], running))[segments.starts]
-    taken_before = running - want - before_tier[segments.tier_of]
-    return np.clip(level[segments.tier_of] - taken_before, 0, want)
-
-
-def draw_pro_rata(want: np.ndarray, level: np.ndarray, segments: TierSegments) -> np.ndarray:
-    """Serve each tier's wants from its ``level`` in proportion to what each wants.
-
-    A tier whose pool covers every want serves them all; otherwise each instance gets
-    ``want * level // total`` and the rounding remainder one milli-credit each, in
-    instance order (the replay's ``pool`` policy).
-    """
-    total = segments.total(want)
-    short = total > level
-    if not short.any():
-        return want
-    tier_of = segments.tier_of
-    short_i = short[tier_of]
-    share = np.where(short_i, want * level[tier_of] // np.maximum(total[tier_of], 1), want)
-    remainder = np.where(short, level - segments.total(share), 0)
-    left = short_i & (share < want)
-    return share + (left & (segments.rank(left) <= remainder[tier_of]))
-
-
 @dataclass(frozen=True, slots=True)
 class IntervalBooking:
     """What one interval did to each instance (arrays over instances) and to each pool.
 
     All in milli-credits. ``earned - forfeited`` was minted, ``spent`` burnt; each
-    balance changed by ``earned - forfeited + from_pool - spent - to_pool`` and each
-    pool by its tier's ``to_pool - from_pool``.
+    balance changed by ``earned - forfeited + from_pool - spent - to_pool - lent`` and
+    each pool by its tier's ``to_pool + lent - from_pool`` and what it converted for the
+    other pools (``conversions``).
     """
 
     earned: np.ndarray
@@ -134,6 +104,8 @@ class IntervalBooking:
     throttled: np.ndarray
     balance: np.ndarray
     pool: np.ndarray
+    lent: np.ndarray
+    conversions: Conversions
 
     @property
     def minted(self) -> np.ndarray:
@@ -143,7 +115,7 @@ class IntervalBooking:
     @property
     def change(self) -> np.ndarray:
         """Return how each instance's balance moved."""
-        return self.minted + self.from_pool - self.spent - self.to_pool
+        return self.minted + self.from_pool - self.spent - self.to_pool - self.lent
 
 
 def interval_earnings(vcpus: np.ndarray, baseline_bps: np.ndarray, seconds: int) -> np.ndarray:
@@ -183,20 +155,40 @@ def _int_array(name: str, values: np.ndarray, size: int) -> np.ndarray:
     return array
 
 
-def _drawn(
-    draw: PoolRule, want: np.ndarray, pool: np.ndarray, segments: TierSegments
-) -> np.ndarray:
+def serve_hosts(allowed: np.ndarray, capacity: np.ndarray, segments: TierSegments) -> np.ndarray:
+    """Return what each instance is served when each tier's hosts serve at most ``capacity``.
+
+    A tier asking for more than its hosts' capacity serves every instance
+    ``allowed * capacity // total`` and the rounding remainder one milli-credit each, in
+    instance order.
+    """
+    total = segments.total(allowed)
+    over = total > capacity
+    if not over.any():
+        return allowed
+    tier_of = segments.tier_of
+    over_i = over[tier_of]
+    scaled = np.where(over_i, allowed * capacity[tier_of] // np.maximum(total[tier_of], 1), allowed)
+    remainder = capacity - segments.total(scaled)
+    short = over_i & (scaled < allowed)
+    return scaled + (short & (segments.rank(short) <= remainder[tier_of]))
+
+
+def _drawn(draw: PoolRule, want: np.ndarray, pool: np.ndarray, segments: TierSegments) -> PoolDraw:
     """Return what the pool rule ``draw`` serves of ``want``, checked against what each
-    instance wanted and what each pool holds."""
-    from_pool = np.asarray(draw(want, pool, segments), dtype=_INT)
+    instance wanted and what each pool holds with what the others converted into it."""
+    found = draw(want, pool, segments)
+    drew = found if isinstance(found, PoolDraw) else PoolDraw(found, Conversions.none(len(pool)))
+    from_pool = np.asarray(drew.from_pool, dtype=_INT)
     if (
         from_pool.shape != want.shape
         or (from_pool < 0).any()
         or (from_pool > want).any()
-        or (segments.total(from_pool) > pool).any()
+        or (segments.total(from_pool) > pool + drew.conversions.shift).any()
+        or (drew.conversions.out > pool).any()
     ):
         raise InvalidParameter("draw", getattr(draw, "__name__", draw), "served what it may not")
-    return from_pool
+    return PoolDraw(from_pool, drew.conversions)
 
 
 def accrue_interval(
@@ -210,6 +202,8 @@ def accrue_interval(
     pool: np.ndarray,
     pool_capacity: np.ndarray,
     draw: PoolRule = draw_pro_rata,
+    host_capacity: np.ndarray | None = None,
+    lend: np.ndarray | None = None,
 ) -> IntervalBooking:
     """Book one interval of every instance: earn, spend, draw on the pool, cap, overflow.
 
@@ -225,8 +219,16 @@ def accrue_interval(
     pool, pool_capacity
         Per tier: the pool's balance before the interval and its capacity.
     draw
-        The pool rule that shares a short pool among the instances that want it;
-        :func:`draw_pro_rata` by default (a priced pool plugs in here).
+        The pool rule that shares a short pool among the instances that want it
+        (:mod:`market.cem.pool_rules`); :func:`draw_pro_rata` by default.
+    host_capacity
+        Per tier, the most its hosts serve in the interval (milli-credits): a tier
+        asking for more serves each instance its share (:func:`serve_hosts`), what it
+        drew from the pool cut first. Unbounded without.
+    lend
+        Per instance, whether it lends the pool all it holds after the interval, as far
+        as the pool has room once the overflow is in (an owner who values a credit
+        below what the pool charges, or who sold all it held).
 
     Returns
     -------
@@ -251,25 +253,32 @@ def accrue_interval(
         raise InvalidParameter("pool_draw", may_draw.shape, f"must be a 1-d array of {n}")
     own = balance + earned
     deficit = np.maximum(0, demand - own)
-    want = np.where(may_draw, deficit, 0)
-    from_pool = _drawn(draw, want, pool, segments)
+    drew = _drawn(draw, np.where(may_draw, deficit, 0), pool, segments)
+    from_pool, shift = drew.from_pool, drew.conversions.shift
+    spent = demand - deficit + from_pool
+    if host_capacity is not None:
+        spent = serve_hosts(spent, _int_array("host_capacity", host_capacity, k), segments)
+        from_pool = np.maximum(0, spent - own)
     drawn = segments.total(from_pool)
-    throttled = deficit - from_pool
-    spent = demand - throttled
     net = own + from_pool - spent
     # only this interval's net earnings are capped: bought credits above the cap stay
     overflow = np.maximum(0, np.minimum(net - cap, earned - spent))
-    headroom = np.maximum(0, pool_capacity - (pool - drawn))
+    headroom = np.maximum(0, pool_capacity - (pool - drawn + shift))
     to_pool = draw_in_order(overflow, headroom, segments)
-    forfeited = overflow - to_pool
+    lent = np.zeros(n, dtype=_INT)
+    if lend is not None:
+        lendable = np.where(np.asarray(lend, dtype=bool), net - overflow, 0)
+        lent = draw_in_order(lendable, headroom - segments.total(to_pool), segments)
     return IntervalBooking(
         earned=earned,
         demand=demand,
         spent=spent,
         to_pool=to_pool,
         from_pool=from_pool,
-        forfeited=forfeited,
-        throttled=throttled,
-        balance=net - overflow,
-        pool=pool - drawn + segments.total(to_pool),
+        forfeited=overflow - to_pool,
+        throttled=demand - spent,
+        balance=net - overflow - lent,
+        pool=pool - drawn + shift + segments.total(to_pool + lent),
+        lent=lent,
+        conversions=drew.conversions,
     )

@@ -69,17 +69,16 @@ from sqlalchemy.engine import Connection
 from data.readings import STEP_SECONDS, ReadingBatch, check_readings
 from market.cem.accrual import (
     IntervalBooking,
-    PoolRule,
     TierSegments,
     accrue_interval,
     cpu_micro_of,
-    draw_pro_rata,
     interval_demand,
     interval_earnings,
 )
 from market.cem.live_tables import FEED_ROW
 from market.cem.live_tables import allowances as t_allowances
 from market.cem.live_tables import booked as t_booked
+from market.cem.pool_rules import PoolRule, draw_pro_rata
 from market.cem.tiers import TierManager
 from market.clock import from_micros, to_micros
 from market.crashpoints import crash_point

@@ -47,6 +47,7 @@ import numpy as np
 from market.agents.decision import TRANCHES, FleetState, MarketView, OwnerPolicy
 from market.agents.runner import AuctionTransport, FleetRows, recent_prices_of
 from market.agents.valuation import pool_scarcity
+from market.cem.accrual import TierSegments, accrue_interval, serve_hosts
 from market.cem.automation import (
     CemAutomation,
     CemPolicy,
@@ -55,6 +56,14 @@ from market.cem.automation import (
     fleet_tier_states,
 )
 from market.cem.exchange import CreditExchange
+from market.cem.pool_rules import (
+    Conversions,
+    PoolRule,
+    PricedPool,
+    ValueOrder,
+    draw_pro_rata,
+    value_order,
+)
 from market.cem.tiers import POOL_REVENUE_ACCOUNT, VALUE, Pool, TierManager
 from market.clock import ManualClock
 from market.ledger import (
@@ -272,139 +281,27 @@ class PolicyResult:
         return out
 
 
-def _segment_rank(mask: np.ndarray, starts: np.ndarray, tier_of: np.ndarray) -> np.ndarray:
-    # 1-based rank of each True within its tier, in instance order.
-    running = np.cumsum(mask)
-    before = np.concatenate([[0], running])[starts]
-    return running - before[tier_of]
-
-
-def _serve(
-    allowed: np.ndarray, capacity: np.ndarray, starts: np.ndarray, tier_of: np.ndarray
-) -> np.ndarray:
-    """Return what each instance is served when each tier's hosts serve at most ``capacity``."""
-    total = np.add.reduceat(allowed, starts)
-    over = total > capacity
-    if not over.any():
-        return allowed
-    cap_i = capacity[tier_of]
-    total_i = total[tier_of]
-    over_i = over[tier_of]
-    scaled = np.where(over_i, allowed * cap_i // np.maximum(total_i, 1), allowed)
-    remainder = capacity - np.add.reduceat(scaled, starts)
-    short = over_i & (scaled < allowed)
-    rank = _segment_rank(short, starts, tier_of)
-    return scaled + (short & (rank <= remainder[tier_of]))
-
-
-def _draw_in_order(
-    want: np.ndarray, level: np.ndarray, starts: np.ndarray, tier_of: np.ndarray
-) -> np.ndarray:
-    """Return what each instance gets when its tier's ``level`` serves ``want`` in order."""
-    running = np.cumsum(want)
-    before_tier = np.concatenate([[0], running])[starts]
-    taken_before = running - want - before_tier[tier_of]
-    return np.clip(level[tier_of] - taken_before, 0, want)
-
-
-def _draw_pro_rata(
-    want: np.ndarray, level: np.ndarray, starts: np.ndarray, tier_of: np.ndarray
-) -> np.ndarray:
-    """Return what each instance gets when its tier's ``level`` serves ``want`` pro rata.
-
-    A tier whose pool covers every want serves them all; otherwise each instance gets
-    ``want * level // total`` and the rounding remainder one milli-credit each.
-    """
-    total = np.add.reduceat(want, starts)
-    short = total > level
-    if not short.any():
-        return want
-    short_i = short[tier_of]
-    share = np.where(short_i, want * level[tier_of] // np.maximum(total[tier_of], 1), want)
-    remainder = np.where(short, level - np.add.reduceat(share, starts), 0)
-    left = short_i & (share < want)
-    rank = _segment_rank(left, starts, tier_of)
-    return share + (left & (rank <= remainder[tier_of]))
-
-
-def _draw(
-    books: _Books,
-    rule: str,
-    want: np.ndarray,
-    level: np.ndarray,
-    price: np.ndarray,
-    funds: np.ndarray,
-    drawn: np.ndarray,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Return what each instance draws from the pools under the policy's ``rule``, and
-    what each tier's pool gained (or lost) to the others in converting for it.
+def _rule(books: _Books, flags: _Flags, state: _State, drawn: np.ndarray) -> PoolRule:
+    """Return the policy's pool rule for a step.
 
     ``pro-rata``: the patent's free pool, shared in proportion to what each wants when
     it runs short. ``value``: the free pool, highest owner value first. ``priced``: a
-    credit costs the tier's draw ``price``; an instance whose owner values a credit
-    below it draws nothing, the others draw highest value first as far as their funds
-    pay for it (``drawn`` is what each already drew this hour); what a tier's pool
-    cannot serve, the other tiers' pools serve at the exchange rates (:func:`_bridge`).
+    credit costs the tier's draw price (:class:`~market.cem.pool_rules.PricedPool`;
+    ``drawn`` is what each instance already drew this hour).
     """
-    starts, tier_of = books.starts, books.tier_of
-    shift = np.zeros(len(level), dtype=np.int64)
-    if rule == "pro-rata":
-        return _draw_pro_rata(want, level, starts, tier_of), shift
-    if rule == "priced":
-        price_i = price[tier_of]
-        paying = price_i > 0
-        affordable = np.where(
-            paying, funds * MILLI_PER_CREDIT // np.maximum(price_i, 1) - drawn, want
-        )
-        want = np.where(books.value >= price_i, np.clip(affordable, 0, want), 0)
-    order, inverse = books.by_value, books.by_value_inverse
-    got = _draw_in_order(want[order], level, starts, tier_of)[inverse]
-    if rule != "priced" or len(level) == 1:
-        return got, shift
-    unmet = want - got
-    arrived, shift = _bridge(
-        books, np.add.reduceat(unmet, starts), level - np.add.reduceat(got, starts), price
+    if flags.draw == "pro-rata" or not flags.pools:
+        return draw_pro_rata
+    if flags.draw == "value":
+        return ValueOrder(books.by_value, books.by_value_inverse)
+    return PricedPool(
+        books.value,
+        books.by_value,
+        books.by_value_inverse,
+        state.draw_price,
+        state.funds,
+        drawn,
+        books.rates,
     )
-    if arrived.any():
-        got = got + _draw_in_order(unmet[order], arrived, starts, tier_of)[inverse]
-    return got, shift
-
-
-def _bridge(
-    books: _Books, short: np.ndarray, left: np.ndarray, price: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """Serve each tier's unmet draws from the other tiers' pools at the exchange rates.
-
-    The CEM converts value in, value out (``amount * rate_from // rate_to``, the value
-    remainder to the rounding account), the dearest tier (draw price per unit of value)
-    served first from the cheapest. Return the credits that arrive in each tier and
-    each pool's change; the hour's conversions add up in ``books.converted``.
-    """
-    rates = books.rates
-    arrived = np.zeros(len(short), dtype=np.int64)
-    shift = np.zeros(len(short), dtype=np.int64)
-    left = left.copy()
-    short = short.copy()
-    per_value = price / rates
-    for b in np.argsort(-per_value, kind="stable").tolist():
-        for a in np.argsort(per_value, kind="stable").tolist():
-            if short[b] <= 0:
-                break
-            if a == b or left[a] <= 0:
-                continue
-            take = min(int(short[b]), int(left[a]) * int(rates[a]) // int(rates[b]))
-            if take <= 0:
-                continue
-            source = -(-take * int(rates[b]) // int(rates[a]))
-            books.converted[0][a] += source
-            books.converted[1][b] += take
-            books.converted[2] += source * int(rates[a]) - take * int(rates[b])
-            left[a] -= source
-            short[b] -= take
-            arrived[b] += take
-            shift[a] -= source
-            shift[b] += take
-    return arrived, shift
 
 
 def _settle_pool(
@@ -479,8 +376,8 @@ class _Books:
         self._instance_arrays(fleet)
         # what each lender is owed for credits it lent the pools, not yet paid
         self.owed = np.zeros(len(fleet.ids), dtype=object)
-        # this hour's conversions between pools: out of, into each tier, value remainder
-        self.converted: list = [np.zeros_like(self.base_rates), np.zeros_like(self.base_rates), 0]
+        # this hour's conversions between pools
+        self.converted = Conversions.none(len(fleet.tiers))
         self.venue: Venue | None = None
         self.market: MarketRound | None = None
         self.funds: list[str] = []
@@ -526,8 +423,12 @@ class _Books:
         )
         self.value = fleet.value
         # instances of each tier, highest owner value first (ties in id order)
-        self.by_value = np.lexsort((-fleet.value, fleet.tier_of))
-        self.by_value_inverse = np.argsort(self.by_value)
+        self.by_value, self.by_value_inverse = value_order(fleet.value, fleet.tier_of)
+        self.segments = TierSegments.of(fleet.tier_of, len(fleet.tiers))
+        # every instance draws on the pool policies' pools; the static policy has none
+        self.may_draw = np.ones(len(fleet.ids), dtype=bool)
+        self.no_draw = np.zeros(len(fleet.ids), dtype=bool)
+        self.no_pool = np.zeros(len(fleet.tiers), dtype=np.int64)
         self.base_rates = np.array([t.exchange_rate for t in fleet.tiers], dtype=np.int64)
         # the median owner value per unit of value (a credit at exchange rate 1.0)
         self.reference_value = reference_value(fleet.value, self.base_rates[fleet.tier_of])
@@ -656,8 +557,8 @@ def _tier_legs(
     legs: list[Transfer] = []
     starts = fleet.starts
     # what the pools converted between tiers this hour, value in and value out
-    out, into, remainder = books.converted
-    books.converted = [np.zeros_like(out), np.zeros_like(into), 0]
+    out, into, remainder = books.converted.out, books.converted.into, books.converted.remainder
+    books.converted = Conversions.none(len(out))
     for k, (m, b, p) in enumerate(
         zip(
             np.add.reduceat(minted, starts),
@@ -1047,12 +948,13 @@ def _replay(
         # the ledger's balances, read once after each hour's check for the next hour
         state.balance, state.funds, state.pool = books.read()
     hourly = hourly_utilisation(fleet) if flags.market else None
+    segments = TierSegments.of(fleet.tier_of, len(fleet.tier_names))
     for hour in range(fleet.hours):
         steps = range(hour * STEPS_PER_HOUR, (hour + 1) * STEPS_PER_HOUR)
         if books is None:
             for s in steps:
                 demand = fleet.demand[:, s]
-                served = _serve(demand, fleet.capacity, fleet.starts, fleet.tier_of)
+                served = serve_hosts(demand, fleet.capacity, segments)
                 _count_throttled(result, fleet, hour, demand, demand - served, state)
             result.pool_series[hour] = state.pool
         else:
@@ -1121,65 +1023,44 @@ def _credit_step(
     totals: _HourTotals,
     result: PolicyResult,
 ) -> None:
-    """Replay one 5-minute step of a policy with credits; check it conserved them."""
-    # One function on purpose: it runs for every step of every policy (8,064 steps for
-    # 1,000 instances x 28 days in ``creditx bench replay``) over whole-fleet arrays.
-    starts, tier_of = fleet.starts, fleet.tier_of
-    balance, pool, earned, cap = state.balance, state.pool, fleet.earned, fleet.cap
-    demand = fleet.demand[:, s]
-    own = balance + earned
-    allowed = np.minimum(demand, own)
-    shift = np.zeros(len(fleet.tier_names), dtype=np.int64)
-    if flags.pools:
-        extra, shift = _draw(
-            books,
-            flags.draw,
-            demand - allowed,
-            pool,
-            state.draw_price,
-            state.funds,
-            totals.from_pool,
-        )
-        allowed = allowed + extra
-    served = _serve(allowed, fleet.capacity, starts, tier_of)
-    from_pool = np.maximum(0, served - own)
-    net = own + from_pool - served
-    overflow = np.maximum(0, np.minimum(net - cap, earned - served))
-    if flags.pools:
-        drawn = np.add.reduceat(from_pool, starts)
-        headroom = np.maximum(0, books.pool_capacity - (pool - drawn + shift))
-        to_pool = _draw_in_order(overflow, headroom, starts, tier_of)
-        # a lender passes the pool all it holds, as far as the pool has room
-        lendable = np.where(state.consign, net - overflow, 0)
-        room = headroom - np.add.reduceat(to_pool, starts)
-        lent = _draw_in_order(lendable, room, starts, tier_of)
-        totals.lent += lent
-    else:
-        drawn = np.zeros_like(shift)
-        to_pool = lent = np.zeros_like(overflow)
-    forfeited = overflow - to_pool
-    to_pool = to_pool + lent
-    new_balance = net - overflow - lent
-    new_pool = pool - drawn + shift + np.add.reduceat(to_pool, starts)
-    minted = earned - forfeited
+    """Replay one 5-minute step of a policy with credits (the live accrual's arithmetic,
+    :func:`~market.cem.accrual.accrue_interval`); check it conserved them."""
+    balance, pool = state.balance, state.pool
+    booked = accrue_interval(
+        balance=balance,
+        earned=fleet.earned,
+        demand=fleet.demand[:, s],
+        cap=fleet.cap,
+        pool_draw=books.may_draw if flags.pools else books.no_draw,
+        segments=books.segments,
+        pool=pool,
+        pool_capacity=books.pool_capacity if flags.pools else books.no_pool,
+        draw=_rule(books, flags, state, totals.from_pool),
+        host_capacity=fleet.capacity,
+        lend=state.consign if flags.pools else None,
+    )
+    shift = booked.conversions.shift
+    books.converted = books.converted + booked.conversions
+    total = books.segments.total
     _check_step(
         result,
         fleet,
         s,
         (balance, pool),
-        (new_balance, new_pool),
-        np.add.reduceat(minted - served, starts) + shift,
+        (booked.balance, booked.pool),
+        total(booked.minted - booked.spent) + shift,
         np.maximum(books.pool_capacity, pool + np.maximum(shift, 0)),
     )
-    state.balance, state.pool = new_balance, new_pool
-    totals.minted += minted
-    totals.spent += served
-    totals.to_pool += to_pool
-    totals.from_pool += from_pool
-    thrown = np.add.reduceat(forfeited, starts)
+    state.balance, state.pool = booked.balance, booked.pool
+    totals.minted += booked.minted
+    totals.spent += booked.spent
+    totals.to_pool += booked.to_pool + booked.lent
+    totals.from_pool += booked.from_pool
+    totals.lent += booked.lent
+    thrown = total(booked.forfeited)
     result.forfeited += thrown
     result.forfeited_series[hour] += thrown
-    _count_throttled(result, fleet, hour, demand, demand - served, state)
+    _count_throttled(result, fleet, hour, booked.demand, booked.throttled, state)
 
 
 def _check_step(

@@ -15,11 +15,10 @@ from market.cem.accrual import (
     TierSegments,
     accrue_interval,
     cpu_micro_of,
-    draw_in_order,
-    draw_pro_rata,
     interval_demand,
     interval_earnings,
 )
+from market.cem.pool_rules import draw_in_order, draw_pro_rata
 from market.errors import InvalidParameter
 
 amounts = st.integers(min_value=0, max_value=10**9)

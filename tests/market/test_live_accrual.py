@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from data.errors import InvalidReadingsError
 from data.readings import ReadingBatch
 from market.cem.accounting import BurstableAccountant
-from market.cem.accrual import draw_in_order
+from market.cem.pool_rules import draw_in_order
 from market.cem.live import LiveAccrual
 from market.cem.live_tables import allowances as t_allowances
 from market.cem.live_tables import booked as t_booked

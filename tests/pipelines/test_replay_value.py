@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from fractions import Fraction
-from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -19,7 +18,6 @@ from market.agents.valuation import NEED_SHARE, band_share, tail_share
 from market.cem.tiers import POOL_REVENUE_ACCOUNT
 from market.units import BPS
 from pipelines.replay import POLICIES, ScenarioError, load_scenario, prepare_fleet, run_policy
-from pipelines.replay.engine import _draw, _draw_pro_rata
 from pipelines.replay.forecasts import oracle_forecasts
 from pipelines.replay.optimum import solve_optimum
 from pipelines.replay.run import replay
@@ -198,83 +196,6 @@ def test_no_policy_beats_the_optimum_and_every_policys_money_reconciles() -> Non
         ):
             assert key in figures, (name, key)
     assert run.results["market"].summary()["orders_placed"] > 0
-
-
-def _books(values: list[int], tier_of: list[int], rates: list[int]) -> SimpleNamespace:
-    value = np.array(values, dtype=np.int64)
-    tiers = np.array(tier_of, dtype=np.int64)
-    order = np.lexsort((-value, tiers))
-    return SimpleNamespace(
-        starts=np.searchsorted(tiers, np.arange(len(rates))),
-        tier_of=tiers,
-        value=value,
-        by_value=order,
-        by_value_inverse=np.argsort(order),
-        rates=np.array(rates, dtype=np.int64),
-        converted=[np.zeros(len(rates), np.int64), np.zeros(len(rates), np.int64), 0],
-    )
-
-
-pool_case = st.integers(2, 8).flatmap(
-    lambda n: st.tuples(
-        st.lists(st.integers(1, 500), min_size=n, max_size=n),
-        st.lists(st.integers(0, 5_000), min_size=n, max_size=n),
-        st.lists(st.integers(0, 10**6), min_size=n, max_size=n),
-        st.integers(1, n - 1),
-        st.lists(st.integers(0, 8_000), min_size=2, max_size=2),
-        st.lists(st.integers(0, 300), min_size=2, max_size=2),
-    )
-)
-
-
-@settings(max_examples=150, deadline=None)
-@given(pool_case, st.sampled_from(["value", "priced"]))
-def test_the_pool_never_serves_a_lower_value_ahead_of_a_higher_one(case, rule: str) -> None:
-    values, want, funds, split, levels, prices = case
-    tier_of = [0] * split + [1] * (len(values) - split)
-    books = _books(values, tier_of, [1_000_000, 2_500_000])
-    price = np.array(prices, dtype=np.int64)
-    want_a, level = np.array(want, dtype=np.int64), np.array(levels, dtype=np.int64)
-    got, shift = _draw(
-        books, rule, want_a, level, price, np.array(funds), np.zeros(len(values), np.int64)
-    )
-    assert (got >= 0).all()
-    assert (got <= want_a).all()
-    served = np.add.reduceat(got, books.starts)
-    assert (served <= level + np.maximum(shift, 0)).all()
-    assert int(shift.sum()) <= 0 or rule == "priced"
-    for i in range(len(values)):
-        eligible = rule == "value" or values[i] >= prices[tier_of[i]]
-        if prices[tier_of[i]] and rule == "priced":
-            eligible = eligible and funds[i] * 1000 // prices[tier_of[i]] > got[i]
-        if not eligible or got[i] == want[i]:
-            continue
-        # instance i wanted more and could pay: nobody of lower value in its tier got any
-        for j in range(len(values)):
-            if tier_of[j] == tier_of[i] and values[j] < values[i]:
-                assert got[j] == 0, (i, j)
-    if rule == "priced":
-        for i in range(len(values)):
-            if values[i] < prices[tier_of[i]]:
-                assert got[i] == 0  # an owner never pays more than a credit is worth to it
-
-
-@given(
-    st.lists(st.integers(0, 5_000), min_size=1, max_size=12),
-    st.integers(0, 60_000),
-)
-def test_the_free_pool_is_shared_pro_rata_not_by_id(want: list[int], level: int) -> None:
-    w = np.array(want, dtype=np.int64)
-    starts, tier_of = np.array([0]), np.zeros(len(want), np.int64)
-    got = _draw_pro_rata(w, np.array([level]), starts, tier_of)
-    total = int(w.sum())
-    assert int(got.sum()) == min(total, level)
-    if total > level:
-        share = w * level // max(total, 1)
-        assert (got >= share).all()
-        assert (got <= share + 1).all()
-    else:
-        assert (got == w).all()
 
 
 @settings(max_examples=80, deadline=None)
