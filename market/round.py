@@ -14,7 +14,9 @@ exchange run the same steps. A round
 4. returns what the pools did not sell to the pools and the proceeds to the provider's
    pool revenue account (:meth:`MarketRound.close_pool_offers`);
 5. then the CEM's interval (:meth:`market.cem.automation.CemAutomation.step`) moves the
-   rates and swaps between the pools; it runs without a market too.
+   rates and swaps between the pools; it runs without a market too;
+6. and sets the hour's priced pool (:meth:`MarketRound.pool_terms`): each tier's draw
+   price, the exchange rates its conversions use, and who lends the pool its credits.
 
 Prices are in minor units per credit; the reserve's reference is the median owner
 value per unit of value (a credit at exchange rate 1.0), in each tier at its current
@@ -29,7 +31,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from market.agents.decision import OwnerPolicy
-from market.agents.runner import AgentRound, AgentRunner, AgentTransport
+from market.agents.runner import AgentRound, AgentRunner, AgentTransport, IntentResult
 from market.cem.tiers import POOL_REVENUE_ACCOUNT, TierManager
 from market.ledger import (
     EntryRequest,
@@ -57,6 +59,49 @@ def reference_value(values: np.ndarray, rates: np.ndarray) -> int:
     """Return the median owner value per unit of value: ``values`` (minor units per
     credit) at each owner's tier exchange rate ``rates`` (micro-units)."""
     return int(np.median(values * RATE_UNIT / rates))
+
+
+def whole_holding_sellers(
+    results: Sequence[IntentResult], credits: np.ndarray, position: Mapping[str, int]
+) -> np.ndarray:
+    """Return which agents had an order accepted that offered everything they held
+    (``credits``, row ``position[instance_id]``): their credits are worth more to the
+    market than to their owners, and they lend the pool what they hold after the auction
+    (:meth:`MarketRound.pool_terms`)."""
+    sold = np.zeros(len(credits), dtype=bool)
+    for r in results:
+        i = r.intent
+        if r.error is None and i.action == "place" and i.side == "sell":
+            row = position[i.instance_id]
+            sold[row] |= i.quantity == int(credits[row])
+    return sold
+
+
+@dataclass(frozen=True, slots=True)
+class PoolHour:
+    """The fleet at an hour's start, as arrays over instances grouped by tier (the order
+    of ``tier_of``): what the priced pool's terms are read from.
+
+    ``pools`` per tier and ``credits`` per instance in milli-credits; ``need`` the
+    median forecast of the hour ahead (milli-credits); ``earn_hour`` the hour's baseline
+    earnings; ``value`` the owners' values (minor units per credit).
+    """
+
+    pools: np.ndarray
+    credits: np.ndarray
+    need: np.ndarray
+    earn_hour: np.ndarray
+    value: np.ndarray
+
+
+@dataclass(frozen=True, slots=True)
+class PoolTerms:
+    """An hour's priced pool: each tier's draw price (minor units per credit) and
+    exchange rate, and which instances lend the pool what they hold."""
+
+    prices: np.ndarray
+    rates: np.ndarray
+    lenders: np.ndarray
 
 
 @dataclass(slots=True)
@@ -130,6 +175,48 @@ class MarketRound:
         if capacity <= 0:
             return reference
         return -((-reference * empty) // capacity)
+
+    def pool_terms(self, hour: PoolHour, tier_of: np.ndarray, sold_all: np.ndarray) -> PoolTerms:
+        """Return the hour's priced pool after the round's auctions and the CEM's step.
+
+        Lenders are the owners who value a credit below their tier's draw price and the
+        agents that sold all they held and hold less than a credit after the auction
+        (``sold_all``, :func:`whole_holding_sellers`).
+        """
+        prices = self.draw_prices(hour, tier_of)
+        lenders = (sold_all & (hour.credits < MILLI_PER_CREDIT)) | (hour.value < prices[tier_of])
+        return PoolTerms(prices, self.current_rates(), lenders)
+
+    def draw_prices(self, hour: PoolHour, tier_of: np.ndarray) -> np.ndarray:
+        """Return what a credit drawn from each pool costs this hour.
+
+        One price of value for every tier, each tier's at its exchange rate, so the pools
+        serve the highest owner value per unit of value first whichever tier it is in. It
+        clears the hour's forecast: owners sorted by value per unit of value, the highest
+        draw what their holdings and earnings leave short of their median need, the
+        others lend what they hold and earn beyond it, and the pools add what they hold;
+        the price is the value of the last owner served. When the pools and lenders
+        would serve everyone, the price is the pools' reserve at their scarcity taken
+        together (:meth:`reserve_prices`).
+        """
+        rates = self.current_rates()
+        rate_i = rates[tier_of].astype(object)
+        credits, need, earn, pools = hour.credits, hour.need, hour.earn_hour, hour.pools
+        short = np.maximum(0, need - earn - credits).astype(object) * rate_i
+        spare = (credits + np.maximum(0, earn - need)).astype(object) * rate_i
+        worth = hour.value.astype(object) * RATE_UNIT // rate_i
+        order = np.argsort(-hour.value * RATE_UNIT / rates[tier_of], kind="stable")
+        held = int((pools.astype(object) * rates).sum())
+        demand = np.cumsum(short[order])
+        supply = held + (spare[order].sum() - np.cumsum(spare[order]))
+        served = np.flatnonzero(demand <= supply)
+        capacity = int((self.pool_capacity.astype(object) * rates).sum())
+        if served.size and served[-1] == len(order) - 1:
+            empty = int((np.maximum(0, self.pool_capacity - pools).astype(object) * rates).sum())
+            return self.reserve_prices(empty, capacity)
+        last = int(served[-1]) if served.size else 0
+        marginal = int(worth[order[last]])
+        return np.maximum(1, marginal * rates // RATE_UNIT)
 
     def plan_pool_offers(self, pools: np.ndarray) -> tuple[list[OrderRequest], list[Transfer]]:
         """Return each tier's offers of its pool credits above half its capacity, and the

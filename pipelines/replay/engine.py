@@ -44,7 +44,7 @@ from typing import Any
 
 import numpy as np
 
-from market.agents.decision import TRANCHES, FleetState, MarketView, OwnerPolicy
+from market.agents.decision import FleetState, MarketView, OwnerPolicy
 from market.agents.runner import AuctionTransport, FleetRows, recent_prices_of
 from market.agents.valuation import pool_scarcity
 from market.cem.accrual import TierSegments, accrue_interval, serve_hosts
@@ -83,7 +83,7 @@ from market.ledger import (
     rounding_account,
 )
 from market.memory import gc_paused
-from market.round import RATE_UNIT, MarketRound, reference_value
+from market.round import MarketRound, PoolHour, reference_value, whole_holding_sellers
 from market.units import MILLI_PER_CREDIT
 from market.venue.book import BookConfig
 from market.venue.handling import Venue
@@ -351,6 +351,7 @@ class _Books:
         self.tiers.open_accounts(self.ledger)
         self.cem = CreditExchange(self.ledger, self.tiers, self.clock)
         self.instance_ids = [str(i) for i in fleet.ids]
+        self.position = {iid: n for n, iid in enumerate(self.instance_ids)}
         self.accounts = [instance_credits(i) for i in self.instance_ids]
         self.pools = [pool_account(t) for t in fleet.tier_names]
         self.mints = [mint_account(t.asset) for t in fleet.tiers]
@@ -466,39 +467,6 @@ class _Books:
             np.fromiter((balances[a] for a in self.funds), np.int64, len(self.funds)),
             np.fromiter((balances[p] for p in self.pools), np.int64, len(self.pools)),
         )
-
-    def draw_prices(self, pools: np.ndarray, credits: np.ndarray, need: np.ndarray) -> np.ndarray:
-        """Return what a credit drawn from each pool costs this hour.
-
-        One price of value for every tier, each tier's at its exchange rate, so the pools
-        serve the highest owner value per unit of value first whichever tier it is in. It
-        clears the hour's forecast: owners sorted by value per unit of value, the highest
-        draw what their holdings and earnings leave short of their median need (``need``,
-        milli-credits in the next hour), the others lend what they hold and earn beyond
-        it, and the pools add what they hold; the price is the value of the last owner
-        served. When the pools and lenders would serve everyone, the price is the
-        pools' reserve at their scarcity taken together
-        (:meth:`~market.round.MarketRound.reserve_prices`).
-        """
-        assert self.market is not None
-        rates = self.market.current_rates()
-        rate_i = rates[self.tier_of].astype(object)
-        earn = self.earn_hour
-        short = np.maximum(0, need - earn - credits).astype(object) * rate_i
-        spare = (credits + np.maximum(0, earn - need)).astype(object) * rate_i
-        worth = self.value.astype(object) * RATE_UNIT // rate_i
-        order = np.argsort(-self.value * RATE_UNIT / rates[self.tier_of], kind="stable")
-        held = int((pools.astype(object) * rates).sum())
-        demand = np.cumsum(short[order])
-        supply = held + (spare[order].sum() - np.cumsum(spare[order]))
-        served = np.flatnonzero(demand <= supply)
-        capacity = int((self.pool_capacity.astype(object) * rates).sum())
-        if served.size and served[-1] == len(order) - 1:
-            empty = int((np.maximum(0, self.pool_capacity - pools).astype(object) * rates).sum())
-            return self.market.reserve_prices(empty, capacity)
-        last = int(served[-1]) if served.size else 0
-        marginal = int(worth[order[last]])
-        return np.maximum(1, marginal * rates // RATE_UNIT)
 
     def read_pools(self) -> np.ndarray:
         """Return the pools' balances."""
@@ -723,8 +691,6 @@ def _trade(
         lambda offers: AuctionTransport(venue, rows, extra=offers), pools, f"h{hour}"
     )
     played = traded.agents
-    assert played.fleet is not None
-    decision = played.fleet
     for outcome in played.results:
         if outcome.error is None:
             result.orders_placed += 1
@@ -758,7 +724,7 @@ def _trade(
             result.clearing_price_series[hour, k] = auction.clearing_price
             books.last_price[k] = auction.clearing_price
     result.pool_revenue += traded.pool_revenue
-    return np.asarray(decision.ask_tranche == TRANCHES.index("need"))
+    return whole_holding_sellers(played.results, credits, books.position)
 
 
 def _reconcile_money(
@@ -1001,16 +967,17 @@ def _open_hour(
             balances = (state.balance, state.funds, state.pool)
             sold_all = _trade(books, fleet, prior, hour, balances, result)
             state.balance, state.funds, state.pool = books.read()
-            # an agent whose whole holding sold lends the hour's surplus to the pool
-            state.consign = sold_all & (state.balance < MILLI_PER_CREDIT)
+            state.consign = sold_all
         if flags.swaps:
             state.pool = _cem(books, fleet, needs, hour, state.balance, state.pool, result)
     if flags.draw == "priced":
-        state.draw_price = books.draw_prices(state.pool, state.balance, state.hour_need)
         assert books.market is not None
-        books.rates = books.market.current_rates()
-        # so does one whose owner values a credit below what the pool charges for it
-        state.consign = state.consign | (books.value < state.draw_price[fleet.tier_of])
+        terms = books.market.pool_terms(
+            PoolHour(state.pool, state.balance, state.hour_need, books.earn_hour, books.value),
+            fleet.tier_of,
+            state.consign,
+        )
+        state.draw_price, books.rates, state.consign = terms.prices, terms.rates, terms.lenders
 
 
 def _credit_step(
