@@ -3,8 +3,9 @@
 
 ``market_rounds`` holds one row per round: how far it got (``stage``), what it read
 and offered before its first commit (``plan``: the pools' levels and offers), and,
-once done, what it did (``record``); from the CEM's step on, its decision and which of
-its swaps are booked (``cem``, migration ``0011_round_cem``). Each stage is written in
+once done, what it did (``record``); migration ``0011_round_pool`` adds the agents that
+sold all they held (``sellers``), the CEM's decision and which of its swaps are booked
+(``cem``) and the hour's priced pool (``terms``). Each stage is written in
 the transaction that commits the stage's work, so a round killed midway resumes where
 it stopped and books nothing twice (:mod:`market.rounds`).
 """
@@ -24,6 +25,8 @@ rounds = sa.Table(
     sa.Column("plan", sa.Text, nullable=False),
     sa.Column("record", sa.Text),
     sa.Column("cem", sa.Text),
+    sa.Column("sellers", sa.Text),
+    sa.Column("terms", sa.Text),
     sa.Column("started_at_us", sa.BigInteger, nullable=False),
     sa.Column("updated_at_us", sa.BigInteger, nullable=False),
 )

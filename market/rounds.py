@@ -46,6 +46,8 @@ import numpy as np
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from data.forecasts import MEDIAN_COL
+from market.agents.decision import hourly_need
 from market.agents.forecast import InstanceForecast
 from market.agents.runner import AgentRound, AuctionOrders, VenueTransport, fleet_instances
 from market.agents.valuation import pool_scarcity
@@ -61,13 +63,14 @@ from market.cem.automation import (
     tier_states,
 )
 from market.cem.exchange import CreditExchange
+from market.cem.pool_hours import HourTerms, Unsettled, settlement, unsettled, write_settled
 from market.cem.tiers import POOL_REVENUE_ACCOUNT
 from market.clock import from_micros, to_micros
 from market.crashpoints import crash_point
 from market.decisions import DecisionLog, DecisionRecord, record_in
-from market.errors import InvalidParameter
+from market.errors import AccrualContention, InvalidAgentInput, InvalidParameter
 from market.ledger import EntryRequest, instance_credits, instance_funds
-from market.round import MarketRound, reference_value
+from market.round import MarketRound, PoolHour, reference_value
 from market.round_tables import rounds as rounds_table
 from market.units import MILLI_PER_CREDIT
 from market.venue.handling import OrderRequest
@@ -77,6 +80,9 @@ from market.venue.tables import trades as trades_table
 
 STAGES = ("offered", "submitted", "cleared", "decided", "done")
 """A round's stages, in order."""
+
+
+_ATTEMPTS = 8
 
 
 def round_id_of(hour: datetime) -> str:
@@ -246,8 +252,8 @@ class MarketRounds:
         round_id = round_id_of(hour)
         found = self.get(round_id)
         agents: AgentRound | None = None
+        self._set_reference(owner_values)
         if found is None:
-            self._set_reference(owner_values)
             self._offer(round_id, hour)
             found = self.get(round_id)
             assert found is not None
@@ -260,7 +266,8 @@ class MarketRounds:
             self._decide(round_id, hour, forecasts)
         if self._stage(round_id) == "decided":
             failures = self._book_cem(round_id)
-            self._finish(round_id, hour, plan, agents, failures)
+            terms = self._terms(round_id, hour, forecasts, owner_values)
+            self._finish(round_id, hour, plan, agents, failures, terms)
         done = self.get(round_id)
         assert done is not None
         return done
@@ -286,22 +293,39 @@ class MarketRounds:
     def _set_reference(self, owner_values: Mapping[str, int]) -> None:
         """Price the pools' offers from the owners' values: the median per unit of value
         over every instance (an owner who set none values a credit at the policy's
-        ``throttle_cost``)."""
+        ``throttle_cost``), each tier's at its base rate (the CEM's, else its rate now)."""
         tiers = self.market.tiers
         instances = tiers.instances()
         default = self.market.policy.throttle_cost
         if not instances:
             self.market.reference = default
             return
+        bases = CemAutomation.resume(self.cem_policy, self.log, self.market.tier_names).base_rates
+        base = {t.name: bases.get(t.name, t.exchange_rate) for t in tiers.tiers()}
         values = np.array([owner_values.get(i.id, default) for i in instances], dtype=np.int64)
-        rates = np.array([tiers.tier(i.tier).exchange_rate for i in instances], dtype=np.int64)
+        rates = np.array([base[i.tier] for i in instances], dtype=np.int64)
         self.market.reference = reference_value(values, rates)
 
     def _offer(self, round_id: str, hour: datetime) -> None:
+        """Settle the priced pool's earlier hours and offer the pools, with the round's
+        row, in one transaction."""
+        for _ in range(_ATTEMPTS):
+            with self.engine.connect() as conn:
+                found = unsettled(conn, to_micros(hour))
+            try:
+                self._offer_settling(round_id, hour, found)
+                return
+            except AccrualContention:
+                continue  # a booking added to an hour being settled: read it again
+        raise AccrualContention(_ATTEMPTS)
+
+    def _offer_settling(self, round_id: str, hour: datetime, found: Unsettled) -> None:
         market = self.market
         now = to_micros(self.clock())
+        tier_of = {i.id: i.tier for i in market.tiers.instances()}
 
         def plan(balances: Mapping[str, int]) -> tuple[list[EntryRequest], Any]:
+            settling, owed = settlement(found, balances, tier_of)
             pools = np.array([balances[p] for p in market.pool_accounts], dtype=np.int64)
             offers, legs = market.plan_pool_offers(pools)
             document = RoundPlan(
@@ -309,6 +333,7 @@ class MarketRounds:
             ).document()
 
             def write(conn: Connection) -> None:
+                write_settled(conn, found, owed)
                 conn.execute(
                     rounds_table.insert().values(
                         round_id=round_id,
@@ -320,11 +345,16 @@ class MarketRounds:
                     )
                 )
 
-            entries = [EntryRequest(tuple(legs), "pool-offer", market.actor)] if legs else []
+            entries = (
+                [EntryRequest(tuple(settling), "pool-settle", market.actor)] if settling else []
+            )
+            if legs:
+                entries.append(EntryRequest(tuple(legs), "pool-offer", market.actor))
             return entries, write
 
         sellers = [instance_credits(s) for s in market.sellers]
-        market.ledger.post_planned([*market.pool_accounts, *sellers], plan)
+        accounts = [*market.pool_accounts, *sellers, *found.accounts()]
+        market.ledger.post_planned(list(dict.fromkeys(accounts)), plan)
 
     def _submit(
         self,
@@ -348,10 +378,21 @@ class MarketRounds:
             scarcity=scarcity,
             log=self.log,
             owner_values=owner_values,
-            auction=AuctionOrders(
-                plan.requests(), lambda _: self._stage_write(round_id, "submitted")
-            ),
+            auction=AuctionOrders(plan.requests(), lambda accepted: submitted(accepted)),
         )
+
+        def submitted(accepted: list[tuple[int, str]]) -> Callable[[Connection], None]:
+            # the agents whose accepted ask offered all they held lend after the auction
+            placing, holdings = transport.placing, transport.holdings
+            sold_all = sorted(
+                placing[p].instance_id
+                for p, _ in accepted
+                if p < len(placing)
+                and placing[p].side == "sell"
+                and placing[p].quantity == holdings[placing[p].instance_id]
+            )
+            return self._stage_write(round_id, "submitted", sellers=json.dumps(sold_all))
+
         played = market.decide(transport)
         if self._stage(round_id) == "offered":  # nothing was accepted: nothing to commit with
             self._set_stage(round_id, "submitted")
@@ -437,6 +478,52 @@ class MarketRounds:
             ).scalar_one()
         return RoundCem.of(document)
 
+    def _terms(
+        self,
+        round_id: str,
+        hour: datetime,
+        forecasts: Mapping[str, InstanceForecast | None],
+        owner_values: Mapping[str, int],
+    ) -> HourTerms:
+        """Return the hour's priced pool (:meth:`MarketRound.pool_terms`) on the ledger
+        after the auctions and the CEM's step, the served forecasts' median of the hour
+        ahead (none usable: no need) and the owners' values."""
+        market = self.market
+        position = {t: k for k, t in enumerate(market.tier_names)}
+        instances = sorted(market.tiers.instances(), key=lambda i: (position[i.tier], i.id))
+        ids = [i.id for i in instances]
+        balances = market.ledger.balances_of(
+            [*(instance_credits(i) for i in ids), *market.pool_accounts]
+        )
+        default = market.policy.throttle_cost
+        value = np.array([owner_values.get(i, default) for i in ids], dtype=np.int64)
+        with self.engine.connect() as conn:
+            document = conn.execute(
+                sa.select(rounds_table.c.sellers).where(rounds_table.c.round_id == round_id)
+            ).scalar_one()
+        sold = set(json.loads(document or "[]"))
+        hour_state = PoolHour(
+            pools=np.array([balances[p] for p in market.pool_accounts], dtype=np.int64),
+            credits=np.array([balances[instance_credits(i)] for i in ids], dtype=np.int64),
+            need=np.array([_hour_need(forecasts.get(i.id), i.vcpus) for i in instances]),
+            earn_hour=np.array(
+                [market.tiers.tier(i.tier).hourly_earnings(i.vcpus) for i in instances],
+                dtype=np.int64,
+            ),
+            value=value,
+        )
+        tier_of = np.array([position[i.tier] for i in instances], dtype=np.int64)
+        terms = market.pool_terms(hour_state, tier_of, np.array([i in sold for i in ids]))
+        return HourTerms(
+            hour_us=to_micros(hour),
+            tiers=tuple(market.tier_names),
+            prices=tuple(int(p) for p in terms.prices),
+            rates=tuple(int(r) for r in terms.rates),
+            lenders=frozenset(i for i, lends in zip(ids, terms.lenders, strict=True) if lends),
+            default_value=default,
+            values={i: int(v) for i, v in zip(ids, value.tolist(), strict=True) if v != default},
+        )
+
     def _finish(
         self,
         round_id: str,
@@ -444,6 +531,7 @@ class MarketRounds:
         plan: RoundPlan,
         agents: AgentRound | None,
         failures: list[DecisionRecord],
+        terms: HourTerms,
     ) -> None:
         record = {
             "round_id": round_id,
@@ -462,6 +550,10 @@ class MarketRounds:
                 for s in self._cem(round_id).swaps
             ],
             "rates": {t: self.market.tiers.tier(t).exchange_rate for t in self.market.tier_names},
+            "pool": {
+                "draw_prices": dict(zip(terms.tiers, terms.prices, strict=True)),
+                "lenders": len(terms.lenders),
+            },
         }
         now = to_micros(self.clock())
         with self.engine.begin() as conn:
@@ -469,7 +561,12 @@ class MarketRounds:
             conn.execute(
                 rounds_table.update()
                 .where(rounds_table.c.round_id == round_id)
-                .values(stage="done", record=json.dumps(record), updated_at_us=now)
+                .values(
+                    stage="done",
+                    record=json.dumps(record),
+                    terms=terms.document(),
+                    updated_at_us=now,
+                )
             )
             crash_point("round.finish.before_commit")
         crash_point("round.finish.after_commit")
@@ -519,14 +616,16 @@ class MarketRounds:
         assert found is not None
         return found.stage
 
-    def _stage_write(self, round_id: str, stage: str) -> Callable[[Connection], None]:
+    def _stage_write(
+        self, round_id: str, stage: str, **values: Any
+    ) -> Callable[[Connection], None]:
         now = to_micros(self.clock())
 
         def write(conn: Connection) -> None:
             conn.execute(
                 rounds_table.update()
                 .where(rounds_table.c.round_id == round_id)
-                .values(stage=stage, updated_at_us=now)
+                .values(stage=stage, updated_at_us=now, **values)
             )
 
         return write
@@ -557,3 +656,14 @@ def _agent_counts(agents: AgentRound | None) -> dict[str, int] | None:
     placed = sum(1 for r in agents.results if r.error is None and r.intent.action == "place")
     refused = sum(1 for r in agents.results if r.error is not None)
     return {"decisions": len(agents.decisions), "orders_placed": placed, "orders_refused": refused}
+
+
+def _hour_need(forecast: InstanceForecast | None, vcpus: int) -> int:
+    """Return the milli-credits the median forecast needs in the hour ahead; none for a
+    missing or unusable forecast."""
+    if forecast is None:
+        return 0
+    try:
+        return hourly_need(forecast, MEDIAN_COL, vcpus)[0]
+    except (InvalidAgentInput, IndexError):
+        return 0

@@ -308,6 +308,9 @@ class VenueTransport:
         self.owner_values = owner_values or {}
         self.auction = auction
         self._clock = clock
+        # what the last read found each agent holding, and the intents being placed
+        self.holdings: dict[str, int] = {}
+        self.placing: list[OrderIntent] = []
 
     def read(self) -> list[AgentState]:
         """Read every agent's state from the venue's ledger and books in one pass."""
@@ -337,13 +340,14 @@ class VenueTransport:
                 tick_size=book.config.tick_size,
                 fee_bps=book.config.fee_bps,
             )
+        self.holdings = {i: balances.get(instance_credits(i), 0) for i in self.instances}
         return [
             AgentState(
                 instance_id=instance_id,
                 tier=tier,
                 vcpus=vcpus,
                 now=now,
-                credits=balances.get(instance_credits(instance_id), 0),
+                credits=self.holdings[instance_id],
                 funds=balances.get(instance_funds(instance_id), 0),
                 earn_rate=earn_rate,
                 cap=cap,
@@ -370,6 +374,7 @@ class VenueTransport:
     def place(self, intents: Sequence[OrderIntent]) -> list[IntentResult]:
         """Place the intents' orders in one batch: in the continuous books, or with the
         exchange's own in the call auctions."""
+        self.placing = list(intents)
         if self.auction is not None:
             return submit_to_auction(self.venue, intents, self.auction)
         if not intents:

@@ -78,8 +78,9 @@ from market.cem.accrual import (
 from market.cem.live_tables import FEED_ROW
 from market.cem.live_tables import allowances as t_allowances
 from market.cem.live_tables import booked as t_booked
-from market.cem.pool_rules import PoolRule, draw_pro_rata
-from market.cem.tiers import TierManager
+from market.cem.pool_hours import HourTerms, add_pool_hours, drawn_in_hour, terms_at
+from market.cem.pool_rules import PoolRule, PricedPool, draw_pro_rata, value_order
+from market.cem.tiers import VALUE, TierManager
 from market.clock import from_micros, to_micros
 from market.crashpoints import crash_point
 from market.errors import AccrualContention, InvalidParameter
@@ -90,11 +91,14 @@ from market.ledger import (
     SqlStore,
     Transfer,
     burn_account,
+    conversion_account,
     escrow_account,
     instance_credits,
+    instance_funds,
     mint_account,
     pool_account,
     read_connection,
+    rounding_account,
 )
 from market.units import MILLI_PER_CREDIT
 
@@ -107,6 +111,8 @@ DEFAULT_LATE_WINDOW = timedelta(minutes=60)
 _PER_ENTRY = 16_000
 _CHUNK = 400
 _ATTEMPTS = 8
+_UNBOUNDED = 2**62
+HOUR_US = 3_600_000_000
 
 
 def clearing_account(tier: str) -> str:
@@ -216,6 +222,15 @@ class _Fleet:
         self.clearings = [clearing_account(t) for t in self.tier_names]
         self.assets = [t.asset for t in specs]
         self.capacity = np.array([tiers.pool_capacity(t) for t in self.tier_names], dtype=np.int64)
+        self.funds = [instance_funds(i) for i in self.ids]
+        # what each tier's hosts serve in an interval; unbounded for a tier without hosts
+        host_vcpus = [sum(h.vcpus for h in tiers.hosts(t)) for t in self.tier_names]
+        self.host_capacity = np.array(
+            [v * STEP_SECONDS // 60 * MILLI_PER_CREDIT if v else _UNBOUNDED for v in host_vcpus],
+            dtype=np.int64,
+        )
+        self.conversions = [conversion_account(t.asset) for t in specs]
+        self.conversions += [conversion_account(VALUE), rounding_account(VALUE)]
 
 
 class LiveAccrual:
@@ -459,34 +474,44 @@ class LiveAccrual:
         cpu = np.array([due[i] or 0 for i in ids], dtype=np.int64)
         tier_of = fleet.tier_of[idx]
         segments = TierSegments.of(tier_of, len(fleet.tier_names))
-        earned = fleet.earned[idx]
         demand = interval_demand(fleet.vcpus[idx], cpu, STEP_SECONDS)
         accounts = [fleet.accounts[i] for i in idx.tolist()]
         tiers = np.flatnonzero(segments.ends > segments.starts).tolist()
         lock = accounts + [a for k in tiers for a in (fleet.pools[k], fleet.clearings[k])]
         lock += [a for k in tiers for a in (fleet.mints[k], fleet.burns[k])]
+        pool = _PoolHour.at(self.engine, interval, ids)
+        if pool.terms is not None:
+            lock += [fleet.funds[i] for i in idx.tolist()] + fleet.conversions
+            others = [k for k in range(segments.tiers) if k not in tiers]
+            lock += [a for k in others for a in (fleet.pools[k], fleet.clearings[k])]
         booking_id = uuid.uuid4().hex
         iso = from_micros(interval).isoformat()
         result: list[IntervalBooking] = []
 
         def plan(balances: Mapping[str, int]) -> tuple[list[EntryRequest], Callable[..., None]]:
             balance = np.fromiter((balances[a] for a in accounts), np.int64, len(accounts))
-            pool = np.array([balances.get(p, 0) for p in fleet.pools], dtype=np.int64)
             booking = accrue_interval(
                 balance=balance,
-                earned=earned,
+                earned=fleet.earned[idx],
                 demand=demand,
                 cap=fleet.cap[idx],
                 pool_draw=fleet.pool_draw[idx],
                 segments=segments,
-                pool=pool,
+                pool=np.array([balances.get(p, 0) for p in fleet.pools], dtype=np.int64),
                 pool_capacity=fleet.capacity,
-                draw=self._draw,
+                draw=pool.rule(fleet, idx, balances, self._draw),
+                host_capacity=fleet.host_capacity,
+                lend=pool.lenders,
             )
             result[:] = [booking]
             entries = self._entries(iso, booking_id, idx, segments, booking)
             rows = _Rows(interval, ids, new, clear, cpu, missing, booking, fleet, idx)
-            return entries, lambda conn: self._write(conn, rows, booking_id, to_micros(now))
+
+            def write(conn: Connection) -> None:
+                pool.write(conn, booking)
+                self._write(conn, rows, booking_id, to_micros(now))
+
+            return entries, write
 
         self.ledger.post_planned(lock, plan)
         crash_point("accrual.book.after_commit")
@@ -517,18 +542,22 @@ class LiveAccrual:
         # and one net leg per instance whose balance moved
         fleet = self._fleet
         change, minted = booking.change, booking.minted
-        pooled = booking.to_pool - booking.from_pool
+        pooled = booking.to_pool + booking.lent - booking.from_pool
         requests: list[EntryRequest] = []
         for part, a in enumerate(range(0, len(idx), _PER_ENTRY)):
             b = min(len(idx), a + _PER_ENTRY)
             tier_of = segments.tier_of[a:b]
             chunk = TierSegments.of(tier_of, segments.tiers)
             legs: list[Transfer] = []
+            pools = chunk.total(pooled[a:b])
+            if part == 0:
+                legs += self._conversion_legs(booking)
+                pools += booking.conversions.shift
             for k, m, s, p in zip(
                 range(segments.tiers),
                 chunk.total(minted[a:b]).tolist(),
                 chunk.total(booking.spent[a:b]).tolist(),
-                chunk.total(pooled[a:b]).tolist(),
+                pools.tolist(),
                 strict=True,
             ):
                 clearing = fleet.clearings[k]
@@ -557,6 +586,22 @@ class LiveAccrual:
                 }
                 requests.append(EntryRequest(tuple(legs), ACCRUAL, self.actor, None, metadata))
         return requests
+
+    def _conversion_legs(self, booking: IntervalBooking) -> list[Transfer]:
+        # what the pools converted for each other, through each tier's clearing account
+        fleet, converted = self._fleet, booking.conversions
+        legs = []
+        for k, (out, into) in enumerate(
+            zip(converted.out.tolist(), converted.into.tolist(), strict=True)
+        ):
+            if out:
+                legs.append(Transfer(fleet.clearings[k], fleet.conversions[k], out))
+            if into:
+                legs.append(Transfer(fleet.conversions[k], fleet.clearings[k], into))
+        if converted.remainder:
+            value, rounding = fleet.conversions[-2:]
+            legs.append(Transfer(value, rounding, converted.remainder))
+        return legs
 
     def _write(self, conn: Connection, rows: _Rows, booking_id: str, now_us: int) -> None:
         n = len(rows.ids)
@@ -648,6 +693,52 @@ class LiveAccrual:
             seq=row.seq,
             updated_at=from_micros(row.updated_at_us),
         )
+
+
+@dataclass(frozen=True, slots=True)
+class _PoolHour:
+    """The priced pool an interval is booked under: the terms of the latest market round
+    at or before its hour (none before the first: the free pool) and what the
+    interval's instances drew under them so far."""
+
+    terms: HourTerms | None
+    ids: list[str]
+    drawn: np.ndarray
+    lenders: np.ndarray | None
+
+    @classmethod
+    def at(cls, engine: sa.Engine, interval: int, ids: list[str]) -> _PoolHour:
+        with read_connection(engine) as conn, conn.begin():
+            terms = terms_at(conn, interval - interval % HOUR_US)
+            if terms is None:
+                return cls(None, ids, np.zeros(len(ids), dtype=np.int64), None)
+            drawn = drawn_in_hour(conn, terms.hour_us, ids)
+        lenders = np.array([i in terms.lenders for i in ids], dtype=bool)
+        return cls(terms, ids, np.array([drawn.get(i, 0) for i in ids], dtype=np.int64), lenders)
+
+    def rule(
+        self, fleet: _Fleet, idx: np.ndarray, balances: Mapping[str, int], free: PoolRule
+    ) -> PoolRule:
+        """Return the pool rule of the interval: priced under terms, else ``free``."""
+        terms = self.terms
+        if terms is None:
+            return free
+        value = terms.value_of(self.ids)
+        order, inverse = value_order(value, fleet.tier_of[idx])
+        return PricedPool(
+            value,
+            order,
+            inverse,
+            terms.price_of(fleet.tier_names),
+            np.array([balances[fleet.funds[i]] for i in idx.tolist()], dtype=np.int64),
+            self.drawn,
+            terms.rates_of(fleet.tier_names),
+        )
+
+    def write(self, conn: Connection, booking: IntervalBooking) -> None:
+        """Add the interval's draws and loans to the hour's, in the booking's transaction."""
+        if self.terms is not None:
+            add_pool_hours(conn, self.terms.hour_us, self.ids, booking.from_pool, booking.lent)
 
 
 class AllowanceRow(NamedTuple):

@@ -8,7 +8,10 @@ creates them.
   booked exactly once;
 * ``accrual_allowances``: per instance, its last booked interval and what it may use
   next, with the feed cursor ``seq`` of its last change;
-* ``accrual_feed``: the one row whose ``seq`` hands out the cursors, in commit order.
+* ``accrual_feed``: the one row whose ``seq`` hands out the cursors, in commit order;
+* ``pool_hours`` (migration ``0011_round_pool``): what each instance drew from and lent
+  to the priced pool under an hour's terms, until the next market round settles it;
+* ``pool_owed``: what the pool still owes each lender (minor units).
 """
 
 from __future__ import annotations
@@ -66,3 +69,19 @@ feed = sa.Table(
 
 FEED_ROW = 1
 """The id of the one row of ``accrual_feed``."""
+
+pool_hours = sa.Table(
+    "pool_hours",
+    metadata,
+    sa.Column("instance_id", sa.String(100), primary_key=True),
+    sa.Column("hour_us", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("drawn", sa.BigInteger, nullable=False),
+    sa.Column("lent", sa.BigInteger, nullable=False),
+)
+
+pool_owed = sa.Table(
+    "pool_owed",
+    metadata,
+    sa.Column("instance_id", sa.String(100), primary_key=True),
+    sa.Column("owed", sa.BigInteger, nullable=False),
+)

@@ -196,3 +196,32 @@ def bridge(
             short[b] -= take
             arrived[b] += take
     return arrived, Conversions(out, into, remainder)
+
+
+@dataclass(frozen=True, slots=True)
+class PoolSettlement:
+    """An hour of the priced pool settled, per instance in minor units: what each drawer
+    pays (``charge``), what each lender is paid (``repay``) and is still owed."""
+
+    charge: np.ndarray
+    repay: np.ndarray
+    owed: np.ndarray
+
+
+def settle_pool(
+    drawn: np.ndarray, lent: np.ndarray, price: np.ndarray, owed: np.ndarray, funds: np.ndarray
+) -> PoolSettlement:
+    """Settle an hour's pool trades at each instance's draw ``price`` (its tier's).
+
+    Each instance pays ``drawn * price // 1000`` for what it drew (milli-credits at minor
+    units per credit, rounded down), at most its ``funds`` (the draws were bounded by
+    them when they were made). A lender is owed what it lent at the price, on top of
+    what it was ``owed`` before; what the draws bring in pays the lenders, pro rata when
+    it falls short (rounded down; the rest stays owed for later hours), and only what
+    is left over is the provider's.
+    """
+    charge = np.minimum(drawn * price // MILLI_PER_CREDIT, funds)
+    owed = np.asarray(owed, dtype=object) + (lent * price // MILLI_PER_CREDIT).astype(object)
+    income, owed_total = int(charge.sum()), int(owed.sum())
+    repay = owed if owed_total <= income else owed * income // owed_total
+    return PoolSettlement(charge, repay.astype(_INT), (owed - repay).astype(_INT))

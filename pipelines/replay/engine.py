@@ -62,6 +62,7 @@ from market.cem.pool_rules import (
     PricedPool,
     ValueOrder,
     draw_pro_rata,
+    settle_pool,
     value_order,
 )
 from market.cem.tiers import POOL_REVENUE_ACCOUNT, VALUE, Pool, TierManager
@@ -84,7 +85,6 @@ from market.ledger import (
 )
 from market.memory import gc_paused
 from market.round import MarketRound, PoolHour, reference_value, whole_holding_sellers
-from market.units import MILLI_PER_CREDIT
 from market.venue.book import BookConfig
 from market.venue.handling import Venue
 from pipelines.replay.errors import ConservationError, ScenarioError
@@ -312,31 +312,22 @@ def _settle_pool(
     lent: np.ndarray,
     price: np.ndarray,
 ) -> tuple[int, int]:
-    """Settle the hour's pool trades at each tier's draw price; return (charged, repaid).
-
-    Each instance pays ``drawn * price // 1000`` for what it drew (milli-credits at minor
-    units per credit, rounded down), which its funds cover: the draws were bounded by
-    them. An instance that lent the pool credits is owed them at its tier's price; what
-    the draws bring in pays what the lenders are owed, pro rata when it falls short
-    (rounded down; the rest stays owed for later hours' draws), and only what is left
-    over is the provider's.
-    """
-    charge = drawn * price[fleet.tier_of] // MILLI_PER_CREDIT
-    books.owed += (lent * price[fleet.tier_of] // MILLI_PER_CREDIT).astype(object)
-    income, owed_total = int(charge.sum()), int(books.owed.sum())
-    repay = books.owed if owed_total <= income else books.owed * income // owed_total
-    books.owed = books.owed - repay
+    """Settle the hour's pool trades at each tier's draw price
+    (:func:`~market.cem.pool_rules.settle_pool`); return (charged, repaid)."""
+    funds = books.read()[1]
+    settled = settle_pool(drawn, lent, price[fleet.tier_of], books.owed, funds)
+    books.owed = settled.owed
     legs = [
-        Transfer(books.funds[i], POOL_REVENUE_ACCOUNT, int(charge[i]))
-        for i in np.flatnonzero(charge).tolist()
+        Transfer(books.funds[i], POOL_REVENUE_ACCOUNT, int(settled.charge[i]))
+        for i in np.flatnonzero(settled.charge).tolist()
     ]
     legs += [
-        Transfer(POOL_REVENUE_ACCOUNT, books.funds[i], int(repay[i]))
-        for i in np.flatnonzero(repay).tolist()
+        Transfer(POOL_REVENUE_ACCOUNT, books.funds[i], int(settled.repay[i]))
+        for i in np.flatnonzero(settled.repay).tolist()
     ]
     if legs:
         books.ledger.post(EntryRequest(tuple(legs), "pool-trades", _CEM, f"replay-pool-{hour}"))
-    return income, int(repay.sum())
+    return int(settled.charge.sum()), int(settled.repay.sum())
 
 
 class _Books:
@@ -376,7 +367,7 @@ class _Books:
         )
         self._instance_arrays(fleet)
         # what each lender is owed for credits it lent the pools, not yet paid
-        self.owed = np.zeros(len(fleet.ids), dtype=object)
+        self.owed = np.zeros(len(fleet.ids), dtype=np.int64)
         # this hour's conversions between pools
         self.converted = Conversions.none(len(fleet.tiers))
         self.venue: Venue | None = None

@@ -22,11 +22,11 @@ from hypothesis import strategies as st
 from data.errors import InvalidReadingsError
 from data.readings import ReadingBatch
 from market.cem.accounting import BurstableAccountant
-from market.cem.pool_rules import draw_in_order
 from market.cem.live import LiveAccrual
 from market.cem.live_tables import allowances as t_allowances
 from market.cem.live_tables import booked as t_booked
 from market.cem.live_tables import pending as t_pending
+from market.cem.pool_rules import draw_in_order
 from market.cem.tiers import Instance, TierManager, load_config
 from market.clock import ManualClock
 from market.ledger import EntryRequest, Ledger, MemoryStore, SqlStore, Transfer
