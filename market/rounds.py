@@ -306,17 +306,43 @@ class MarketRounds:
         rates = np.array([base[i.tier] for i in instances], dtype=np.int64)
         self.market.reference = reference_value(values, rates)
 
+    def settle(self, before: datetime) -> int:
+        """Settle the priced pool's hours before ``before`` that no round settled yet
+        (a round settles them as it opens); return the money the drawers paid."""
+        paid: list[int] = []
+
+        def settling(found: Unsettled) -> None:
+            tier_of = {i.id: i.tier for i in self.market.tiers.instances()}
+
+            def plan(balances: Mapping[str, int]) -> tuple[list[EntryRequest], Any]:
+                legs, owed = settlement(found, balances, tier_of)
+                paid[:] = [sum(t.amount for t in legs if t.destination == POOL_REVENUE_ACCOUNT)]
+                entries = (
+                    [EntryRequest(tuple(legs), "pool-settle", self.market.actor)] if legs else []
+                )
+                return entries, lambda conn: write_settled(conn, found, owed)
+
+            if found.rows:
+                self.market.ledger.post_planned(found.accounts(), plan)
+
+        self._settling(before, settling)
+        return paid[0] if paid else 0
+
     def _offer(self, round_id: str, hour: datetime) -> None:
         """Settle the priced pool's earlier hours and offer the pools, with the round's
         row, in one transaction."""
+        self._settling(hour, lambda found: self._offer_settling(round_id, hour, found))
+
+    def _settling(self, before: datetime, work: Callable[[Unsettled], None]) -> None:
+        # a booking that adds to an hour being settled rolls the settlement back: again
         for _ in range(_ATTEMPTS):
             with self.engine.connect() as conn:
-                found = unsettled(conn, to_micros(hour))
+                found = unsettled(conn, to_micros(before))
             try:
-                self._offer_settling(round_id, hour, found)
+                work(found)
                 return
             except AccrualContention:
-                continue  # a booking added to an hour being settled: read it again
+                continue
         raise AccrualContention(_ATTEMPTS)
 
     def _offer_settling(self, round_id: str, hour: datetime, found: Unsettled) -> None:

@@ -1,9 +1,10 @@
 """The replayed fleet: telemetry turned into per-step demand, tiers, hosts and capacity.
 
 Demand is integer milli-credits per 5-minute step (one milli-credit is one
-milli-vCPU-minute): ``vcpus * y * 50`` rounded half up, as the accounting module books
-it. Instances are held in tier order (tiers in the scenario's order, ids sorted
-within a tier), so each tier is one contiguous slice of every array.
+milli-vCPU-minute): ``vcpus * y * 50`` rounded half up, as the live accrual books it
+(:func:`~market.cem.accrual.interval_demand`). Instances are held in tier order (tiers
+in the scenario's order, ids sorted within a tier), so each tier is one contiguous slice
+of every array.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from decimal import ROUND_FLOOR, Decimal
 import numpy as np
 import pandas as pd
 
+from market.cem.accrual import cpu_micro_of, interval_demand
 from market.cem.tiers import ExchangeConfig, HardwareProfile, Host, Instance, Tier, TierManager
 from market.cem.tiers import load_config as load_tier_config
 from market.units import MILLI_PER_CREDIT
@@ -218,8 +220,8 @@ def prepare_fleet(frame: pd.DataFrame, scenario: Scenario) -> ReplayFleet:
     tier_of = np.array([names.index(tier_by_id[i]) for i in order], dtype=np.int64)
     tiers = _tiers(scenario)
     vcpus = np.full(n, scenario.vcpus, dtype=np.int64)
-    # demand = vcpus * y% * 300 s / 6 milli-credits, rounded half up as the accountant does
-    demand = np.floor(vcpus[:, None] * utilisation * (STEP_SECONDS / 6) + 0.5).astype(np.int64)
+    # what the live accrual books of the same readings (exact, rounded half up)
+    demand = interval_demand(vcpus[:, None], cpu_micro_of(utilisation), STEP_SECONDS)
     baseline = np.array([t.baseline_bps for t in tiers], dtype=np.int64)[tier_of]
     earned = vcpus * baseline * STEP_SECONDS // 600
     cap = np.array([tiers[t].balance_cap(int(v)) for t, v in zip(tier_of, vcpus, strict=True)])
