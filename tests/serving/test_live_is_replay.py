@@ -1,11 +1,13 @@
-"""The replay is the live system: a small fleet's trace fed through the live path (its
-readings posted to ``POST /v1/telemetry`` interval by interval, each hour's market round
-run as ``POST /v1/admin/market/rounds`` runs it, on a SQLite store, the clock advancing
-by the trace) ends with exactly the balances, funds, throttling and trades of the
-replay's ``market`` policy on the same trace and forecasts."""
+"""The replay is the live system: a small fleet's trace fed through the live path (each
+hour's forecasts published for the service, its market round run by
+``POST /v1/admin/market/rounds``, its readings posted to ``POST /v1/telemetry`` interval
+by interval, on a SQLite store, the clock advancing by the trace) ends with exactly the
+balances, funds, throttling and clearing prices of the replay's ``market`` policy on the
+same trace and forecasts."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
@@ -37,6 +39,7 @@ from pipelines.replay.scenario import Scenario, load_scenario
 from serving.tokens import TokenKind
 
 HOURS = 48
+ROUNDS = "/v1/admin/market/rounds"
 STEP = timedelta(minutes=5)
 
 
@@ -91,23 +94,63 @@ def _open_live(api: Api, fleet: ReplayFleet, scenario: Scenario) -> None:
         api.services.owner_values.set(str(iid), int(value), str(iid))
 
 
+def _serve_forecasts(api: Api, fleet: ReplayFleet, forecasts: ForecastTable, hour: int) -> None:
+    """Publish the hour's forecasts as the ``predict`` flow does, for the service to serve."""
+    at = fleet.start + timedelta(hours=hour)
+    rows = []
+    for iid, forecast in forecasts.at(hour, fleet.ids, at).items():
+        for name, horizon in forecast.horizons.items():
+            for h, (point, q50, q90) in enumerate(
+                zip(horizon.point, horizon.quantiles["q50"], horizon.quantiles["q90"], strict=True)
+            ):
+                rows.append(
+                    {
+                        "unique_id": iid,
+                        "horizon": name,
+                        "ds": pd.Timestamp(at + timedelta(hours=h + 1)),
+                        "yhat": point,
+                        "q50": q50,
+                        "q90": q90,
+                        "model": "oracle",
+                        "source": "learned",
+                        "model_name": "creditx-fleet-forecaster",
+                        "model_version": str(hour + 1),
+                        "generated_at": pd.Timestamp(at),
+                    }
+                )
+    directory = api.services.settings.predictions_dir
+    directory.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame(rows).to_parquet(directory / "forecasts.parquet", index=False)
+    manifest = {
+        "model_name": "creditx-fleet-forecaster",
+        "model_version": str(hour + 1),
+        "generated_at": at.isoformat(),
+        "snapshot": "replay",
+        "rows": len(rows),
+        "instances": len(fleet.ids),
+        "horizons": {"hour": 1, "day": 24},
+        "quantiles": [0.5, 0.9],
+    }
+    (directory / "manifest.json").write_text(json.dumps(manifest))
+    api.services.forecasts.refresh()
+
+
 def _run_live(
     api: Api, fleet: ReplayFleet, forecasts: ForecastTable, post: Callable[[int], Any]
 ) -> None:
-    rounds = api.services.market.rounds
     for hour in range(fleet.hours):
         at = fleet.start + timedelta(hours=hour)
         api.clock.set(at)
-        # what the round's route does with the served forecasts and the owners' values
-        served = forecasts.at(hour, fleet.ids, at)
-        done = rounds.run(at, served, api.services.owner_values.values())
-        assert done.stage == "done"
+        _serve_forecasts(api, fleet, forecasts, hour)
+        done = api.client.post(ROUNDS, json={"hour": at.isoformat()}, headers=api.admin())
+        assert done.status_code == 200, done.text
+        assert done.json()["stage"] == "done"
         for step in range(STEPS_PER_HOUR):
             api.clock.set(at + (step + 1) * STEP)
             response = post(hour * STEPS_PER_HOUR + step)
             assert response.status_code == 200, response.text
             assert [b["instances"] for b in response.json()["booked"]] == [len(fleet.ids)]
-    rounds.settle(fleet.start + timedelta(hours=fleet.hours))
+    api.services.market.rounds.settle(fleet.start + timedelta(hours=fleet.hours))
 
 
 def _live_figures(api: Api, fleet: ReplayFleet) -> dict[str, Any]:
