@@ -37,9 +37,13 @@ The booking rules
   most the window; a reading is never booked after an interval that followed it.
 * **One interval, the fleet at once.** Every instance due at the same interval is
   booked in one transaction by :func:`market.cem.accrual.accrue_interval`, on balances
-  read in that transaction: the instances short in it share their tier's pool by the
-  pool rule (pro rata by default). An instance whose reading comes later is booked in
-  a later transaction of the same interval, with the pool as it is then.
+  read in that transaction: the instances short in it share their tier's pool under
+  the hour's priced pool (:mod:`market.cem.pool_hours`: the terms of the latest market
+  round at or before the interval's hour; what each drew and lent is kept for the next
+  round's settlement), or by the free pool rule (pro rata by default) before any round
+  set terms. The tiers' hosts bound what they serve. An instance whose reading comes
+  later is booked in a later transaction of the same interval, with the pool as it is
+  then (and its tier's hosts counted afresh).
 
 Allowances
 ----------
