@@ -203,7 +203,7 @@ def settlement(
                 legs.append(Transfer(POOL_REVENUE_ACCOUNT, instance_funds(i), repay))
             funds[instance_funds(i)] += repay - charge
             owed[i] = int(settled.owed[n])
-    return legs, owed
+    return legs, {i: o for i, o in owed.items() if o or i in found.owed}
 
 
 def write_settled(conn: Connection, found: Unsettled, owed: dict[str, int]) -> None:
@@ -230,4 +230,5 @@ def write_settled(conn: Connection, found: Unsettled, owed: dict[str, int]) -> N
         ).rowcount
     if removed != len(found.rows):
         raise AccrualContention(1)
-    conn.execute(_UPSERT_OWED, [{"instance_id": i, "owed": o} for i, o in owed.items()])
+    if owed:
+        conn.execute(_UPSERT_OWED, [{"instance_id": i, "owed": o} for i, o in owed.items()])
