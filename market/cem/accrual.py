@@ -155,6 +155,13 @@ def _int_array(name: str, values: np.ndarray, size: int) -> np.ndarray:
     return array
 
 
+def _mask(name: str, values: np.ndarray, size: int) -> np.ndarray:
+    mask = np.asarray(values, dtype=bool)
+    if mask.shape != (size,):
+        raise InvalidParameter(name, mask.shape, f"must be a 1-d array of {size}")
+    return mask
+
+
 def serve_hosts(allowed: np.ndarray, capacity: np.ndarray, segments: TierSegments) -> np.ndarray:
     """Return what each instance is served when each tier's hosts serve at most ``capacity``.
 
@@ -242,15 +249,14 @@ def accrue_interval(
         that serves more than was wanted or than a pool holds.
     """
     n, k = len(segments.tier_of), segments.tiers
-    balance = _int_array("balance", balance, n)
-    earned = _int_array("earned", earned, n)
-    demand = _int_array("demand", demand, n)
-    cap = _int_array("cap", cap, n)
-    pool = _int_array("pool", pool, k)
-    pool_capacity = _int_array("pool_capacity", pool_capacity, k)
-    may_draw = np.asarray(pool_draw, dtype=bool)
-    if may_draw.shape != (n,):
-        raise InvalidParameter("pool_draw", may_draw.shape, f"must be a 1-d array of {n}")
+    balance, earned, demand, cap = (
+        _int_array("balance", balance, n),
+        _int_array("earned", earned, n),
+        _int_array("demand", demand, n),
+        _int_array("cap", cap, n),
+    )
+    pool, pool_capacity = _int_array("pool", pool, k), _int_array("pool_capacity", pool_capacity, k)
+    may_draw = _mask("pool_draw", pool_draw, n)
     own = balance + earned
     deficit = np.maximum(0, demand - own)
     drew = _drawn(draw, np.where(may_draw, deficit, 0), pool, segments)
@@ -267,7 +273,7 @@ def accrue_interval(
     to_pool = draw_in_order(overflow, headroom, segments)
     lent = np.zeros(n, dtype=_INT)
     if lend is not None:
-        lendable = np.where(np.asarray(lend, dtype=bool), net - overflow, 0)
+        lendable = np.where(_mask("lend", lend, n), net - overflow, 0)
         lent = draw_in_order(lendable, headroom - segments.total(to_pool), segments)
     return IntervalBooking(
         earned=earned,

@@ -236,6 +236,21 @@ class _Fleet:
         self.conversions = [conversion_account(t.asset) for t in specs]
         self.conversions += [conversion_account(VALUE), rounding_account(VALUE)]
 
+    def locks(self, idx: np.ndarray, segments: TierSegments, *, priced: bool) -> list[str]:
+        """Return the accounts a booking of instances ``idx`` moves: their balances and
+        their tiers' pools, clearing, mint and burn accounts; under a priced pool also
+        their funds and every pool and conversion account (other tiers' pools serve)."""
+        rows = idx.tolist()
+        tiers = np.flatnonzero(segments.ends > segments.starts).tolist()
+        if priced:
+            tiers = list(range(segments.tiers))
+        lock = [self.accounts[i] for i in rows]
+        lock += [a for k in tiers for a in (self.pools[k], self.clearings[k])]
+        lock += [a for k in tiers for a in (self.mints[k], self.burns[k])]
+        if priced:
+            lock += [self.funds[i] for i in rows] + self.conversions
+        return lock
+
 
 class LiveAccrual:
     """Books live readings into the ledger, each (instance, interval) exactly once.
@@ -480,14 +495,8 @@ class LiveAccrual:
         segments = TierSegments.of(tier_of, len(fleet.tier_names))
         demand = interval_demand(fleet.vcpus[idx], cpu, STEP_SECONDS)
         accounts = [fleet.accounts[i] for i in idx.tolist()]
-        tiers = np.flatnonzero(segments.ends > segments.starts).tolist()
-        lock = accounts + [a for k in tiers for a in (fleet.pools[k], fleet.clearings[k])]
-        lock += [a for k in tiers for a in (fleet.mints[k], fleet.burns[k])]
         pool = _PoolHour.at(self.engine, interval, ids)
-        if pool.terms is not None:
-            lock += [fleet.funds[i] for i in idx.tolist()] + fleet.conversions
-            others = [k for k in range(segments.tiers) if k not in tiers]
-            lock += [a for k in others for a in (fleet.pools[k], fleet.clearings[k])]
+        lock = fleet.locks(idx, segments, priced=pool.terms is not None)
         booking_id = uuid.uuid4().hex
         iso = from_micros(interval).isoformat()
         result: list[IntervalBooking] = []
