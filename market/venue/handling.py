@@ -156,6 +156,25 @@ def _stored_order(row: Any) -> Order:
     )
 
 
+def _stored_trade(row: Any) -> Trade:
+    """Return the trade a stored row holds."""
+    return Trade(
+        trade_id=row.trade_id,
+        tier=row.tier,
+        price=row.price,
+        quantity=row.quantity,
+        buy_order_id=row.buy_order_id,
+        sell_order_id=row.sell_order_id,
+        buyer=row.buyer,
+        seller=row.seller,
+        value=row.value,
+        fee=row.fee,
+        at=from_micros(row.at_us),
+        aggressor=None if row.aggressor is None else Side(row.aggressor),
+        seller_value=row.seller_value,
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class Placement:
     """What placing one order did: its state afterwards, its trades and its events."""
@@ -405,7 +424,20 @@ class Venue:
         for tier, events in unfinished.items():
             if events:
                 self._apply(self.book(tier), events, "restore")
+        self._restore_recent_trades(self._engine)
         return len(self._held)
+
+    def _restore_recent_trades(self, engine: Engine, per_tier: int = 100) -> None:
+        # the agents price from the tiers' latest trades: a restart must not forget them
+        with read_connection(engine) as conn:
+            for tier in self._books:
+                rows = conn.execute(
+                    sa.select(t_trades)
+                    .where(t_trades.c.tier == tier)
+                    .order_by(t_trades.c.at_us.desc(), t_trades.c.trade_id.desc())
+                    .limit(per_tier)
+                ).all()
+                self.market_data.record_trades(_stored_trade(r) for r in reversed(rows))
 
     @staticmethod
     def _stored_rows(engine: Engine) -> tuple[Sequence[Any], list[Any]]:

@@ -175,3 +175,18 @@ def test_restore_still_refuses_a_corrupt_store_naming_it(sqlite_url: str) -> Non
     venue.ledger.close()
     with pytest.raises(MarketError, match=r"escrow accounts differ .*escrow:instance:vm1:credits"):
         open_venue(sqlite_url, ManualClock(START))
+
+
+def test_a_restored_venue_remembers_the_tiers_latest_trade_prices(sqlite_url: str) -> None:
+    # the agents price from the latest trades: a restart must not make them forget
+    prepare(sqlite_url)
+    clock = ManualClock(START)
+    venue = open_venue(sqlite_url, clock)
+    venue.place("vm1", Side.SELL, 101, 2_000)
+    venue.place("vm2", Side.SELL, 103, 2_000)
+    clock.advance(timedelta(seconds=1))
+    venue.place("vm0", Side.BUY, 104, 3_000)
+    before = [t.price for t in venue.market_data.last_trades(TIER, 20)]
+    assert before == [103, 101]
+    restarted = open_venue(sqlite_url, clock)  # restored
+    assert [t.price for t in restarted.market_data.last_trades(TIER, 20)] == before
