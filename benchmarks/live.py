@@ -15,7 +15,10 @@ A fleet of 10,000 instances over the four tiers (``--instances``), each reading 
 * **allowance reads**: ``GET /v1/instances/{id}/allowance`` with agents' tokens from an
   open-loop load generator at ``--rate`` requests/s (500 by default): request ``n`` is
   due ``n / rate`` s after the start and its latency runs from then, so waiting for a
-  free connection counts; p99 <= 20 ms.
+  free connection counts; p99 <= 20 ms;
+* **the market round**: one hourly round of every agent of the fleet (decide and
+  submit, each tier's call auction settled, the CEM's interval) on SQLite and
+  PostgreSQL, by stage, with what it traded (:mod:`benchmarks.live_round`; <= 30 s).
 """
 
 from __future__ import annotations
@@ -71,6 +74,9 @@ def live(
         finally:
             drop()
     figures += _served(instances, posts, rate, duration, connections)
+    from benchmarks.live_round import rounds  # it builds its fleet with this module's
+
+    figures += rounds(instances, pg_url)
     figures += [
         Figure("load average (1 min) after the run", os.getloadavg()[0], "processes"),
         Figure("CPU cores", float(os.cpu_count() or 0), "cores"),
