@@ -19,6 +19,10 @@ A fleet of 10,000 instances over the four tiers (``--instances``), each reading 
 * **the market round**: one hourly round of every agent of the fleet (decide and
   submit, each tier's call auction settled, the CEM's interval) on SQLite and
   PostgreSQL, by stage, with what it traded (:mod:`benchmarks.live_round`; <= 30 s).
+
+``--kill-run`` runs instead seven simulated days of the live loop on a small fleet,
+SIGKILLed at random five times, and audits the store (:mod:`benchmarks.live_kill`;
+zero violations).
 """
 
 from __future__ import annotations
@@ -64,8 +68,18 @@ def live(
     rate: Annotated[float, typer.Option(help="allowance reads offered per second")] = 500.0,
     duration: Annotated[float, typer.Option(help="seconds of allowance reads measured")] = 10.0,
     connections: Annotated[int, typer.Option(help="keep-alive connections reading")] = 32,
+    kill_run: Annotated[
+        bool, typer.Option("--kill-run", help="run only the 7-day loop killed at random")
+    ] = False,
+    kill_instances: Annotated[int, typer.Option(help="instances of the kill run", min=1)] = 200,
+    kill_days: Annotated[int, typer.Option(help="simulated days of the kill run", min=1)] = 7,
+    kills: Annotated[int, typer.Option(help="SIGKILLs of the kill run's loop", min=0)] = 5,
+    seed: Annotated[int, typer.Option(help="seed of the kill run's fleet and kills")] = 5,
 ) -> None:
-    """Accrual of a fleet's interval, POST /v1/telemetry and allowance reads."""
+    """Accrual of a fleet's interval, POST /v1/telemetry, allowance reads, a market round."""
+    if kill_run:
+        _kill_run(json_out, kill_instances, kill_days, kills, seed)
+        return
     figures = _accrual("sqlite", None, instances, repeats)
     if pg_url:
         url, drop = _fresh_pg_schema(pg_url)
@@ -82,6 +96,21 @@ def live(
         Figure("CPU cores", float(os.cpu_count() or 0), "cores"),
     ]
     report("live", figures, json_out)
+
+
+def _kill_run(json_out: Path | None, instances: int, days: int, kills: int, seed: int) -> None:
+    # the kill run's module builds on the round's, which imports this one's fleet
+    from benchmarks.live_kill import KillRun, kill_run_figures
+
+    run = KillRun(instances=instances, days=days, kills=kills, seed=seed)
+    figures = kill_run_figures(run, say=lambda line: typer.echo(line, err=True))
+    figures += [
+        Figure("load average (1 min) after the run", os.getloadavg()[0], "processes"),
+        Figure("CPU cores", float(os.cpu_count() or 0), "cores"),
+    ]
+    report("live", figures, json_out)
+    if any(f.met() is False for f in figures):
+        raise typer.Exit(1)
 
 
 # ------------------------------------------------------------------ the fleet
