@@ -37,6 +37,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
@@ -118,17 +119,35 @@ def _kill_run(json_out: Path | None, instances: int, days: int, kills: int, seed
 
 def fleet(instances: int) -> Any:
     """Return a tier manager of ``instances`` instances over the four default tiers."""
-    from market.cem.tiers import Host, Instance, load_config
+    from market.cem.tiers import load_config
 
-    tiers = load_config()
-    names = [t.name for t in tiers.tiers()]
-    for name in names:
-        tiers.assign_host(Host(f"{name}-bench", name, 4096))
-    for i in range(instances):
-        tiers.add_instance(
-            Instance(f"vm-{i:06d}", names[i % len(names)], 2 * (1 + i % 4), f"o{i % 50}")
-        )
-    return tiers
+    names = [t.name for t in load_config().tiers()]
+    return fleet_of(
+        _ids(instances),
+        [names[i % len(names)] for i in range(instances)],
+        [2 * (1 + i % 4) for i in range(instances)],
+    )
+
+
+def fleet_of(ids: Sequence[str], tiers: Sequence[str], vcpus: Sequence[int]) -> Any:
+    """Return the default tiers holding exactly these instances (owners ``o0``-``o49``),
+    each tier's hosts twice the vCPUs of its instances, so that every pool has room."""
+    from market.cem.tiers import Host, Instance, TierManager, load_config
+
+    config = load_config()
+    held: dict[str, int] = dict.fromkeys((t.name for t in config.tiers()), 0)
+    for tier, count in zip(tiers, vcpus, strict=True):
+        held[tier] += int(count)
+    hosts = []
+    for name, count in held.items():
+        # a host holds at most 4,096 vCPUs
+        for n, start in enumerate(range(0, max(8, 2 * count), 4096)):
+            hosts.append(Host(f"{name}-bench-{n}", name, min(4096, max(8, 2 * count) - start)))
+    members = [
+        Instance(i, str(t), int(v), f"o{k % 50}")
+        for k, (i, t, v) in enumerate(zip(ids, tiers, vcpus, strict=True))
+    ]
+    return TierManager(config.tiers(), hosts, members, config.exchange)
 
 
 def _ids(instances: int) -> list[str]:

@@ -38,13 +38,14 @@ import numpy as np
 import sqlalchemy as sa
 
 from benchmarks._report import Figure
+from benchmarks.live import fleet_of
 from benchmarks.live_round import forecast_of, open_market, owner_values, seed_books
 from data.readings import ReadingBatch
 from data.synthetic import DEFAULT_START, generate_fleet
 from market.agents.forecast import InstanceForecast
 from market.cem.live import ACCRUAL, MISSING, LiveAccrual
 from market.cem.live_tables import booked as t_booked
-from market.cem.tiers import Host, Instance, TierManager, load_config
+from market.cem.tiers import load_config
 from market.clock import ManualClock, to_micros
 from market.decisions import decision_log_table
 from market.ledger import FUNDS, Ledger, SqlStore, create_store_engine
@@ -117,17 +118,6 @@ def trace(run: KillRun) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
     return ids, first["tier"].astype(str).to_numpy(), first["vcpus"].to_numpy(), np.round(y, 3)
 
 
-def fleet_tiers(ids: list[str], tiers: np.ndarray, vcpus: np.ndarray) -> TierManager:
-    """Return the four default tiers holding the fleet, each tier's hosts twice its vCPUs."""
-    manager = load_config()
-    for tier in manager.tiers():
-        held = int(vcpus[tiers == tier.name].sum())
-        manager.assign_host(Host(f"{tier.name}-host", tier.name, max(8, 2 * held)))
-    for k, instance_id in enumerate(ids):
-        manager.add_instance(Instance(instance_id, str(tiers[k]), int(vcpus[k]), f"o{k % 20}"))
-    return manager
-
-
 def served_forecasts(
     ids: list[str], hourly: np.ndarray, hour: int, at: datetime
 ) -> dict[str, InstanceForecast | None]:
@@ -141,7 +131,7 @@ def served_forecasts(
 def prepare(url: str, run: KillRun) -> None:
     """Make the store: the fleet, its credits, money and pools (as the round figure does)."""
     ids, tiers, vcpus, _ = trace(run)
-    market = open_market(url, fleet_tiers(ids, tiers, vcpus), ManualClock(run.start))
+    market = open_market(url, fleet_of(ids, tiers.tolist(), vcpus.tolist()), ManualClock(run.start))
     try:
         seed_books(market, np.random.default_rng(run.seed))
     finally:
