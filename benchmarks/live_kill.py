@@ -39,7 +39,7 @@ import sqlalchemy as sa
 
 from benchmarks._report import Figure
 from benchmarks.live import fleet_of
-from benchmarks.live_round import forecast_of, open_market, owner_values, seed_books
+from benchmarks.live_round import POOL_FILL, forecast_of, open_market, owner_values, seed_books
 from data.readings import ReadingBatch
 from data.synthetic import DEFAULT_START, generate_fleet
 from market.agents.forecast import InstanceForecast
@@ -72,6 +72,8 @@ class KillRun:
     seed: int = 5
     # seconds a child runs before it is killed, drawn uniformly
     kill_after: tuple[float, float] = (1.0, 12.0)
+    # each tier's pool level at the start, as a share of its capacity
+    pool_fill: tuple[float, ...] = POOL_FILL
 
     @property
     def start(self) -> datetime:
@@ -133,7 +135,7 @@ def prepare(url: str, run: KillRun) -> None:
     ids, tiers, vcpus, _ = trace(run)
     market = open_market(url, fleet_of(ids, tiers.tolist(), vcpus.tolist()), ManualClock(run.start))
     try:
-        seed_books(market, np.random.default_rng(run.seed))
+        seed_books(market, np.random.default_rng(run.seed), pool_fill=run.pool_fill)
     finally:
         market.close()
 
@@ -347,6 +349,12 @@ def _audit_rounds(engine: sa.Engine, ledger: Ledger, run: KillRun, tally: KillTa
         at = Counter(e.created_at for e in ledger.entries(reason=reason))
         tally.findings[f"{reason}_twice_in_a_round"] += sum(n - 1 for n in at.values() if n > 1)
     tally.findings["cem_repeated"] += sum(r[3] - 1 for r in cem if r[3] > 1)
+    outcomes: Counter[str] = Counter()
+    for r in cem:
+        outcomes[r[2]] += r[3]
+    tally.counts["CEM rate steps"] = outcomes["rate"]
+    tally.counts["CEM rates held"] = outcomes["rate_held"]
+    tally.counts["CEM swaps"] = outcomes["swap"]
     tally.counts["rounds done"] = sum(stages.get(r) == "done" for r in expected)
     tally.counts["auctions cleared"] = len(auctions & wanted)
     tally.counts["trades settled"] = trades
@@ -375,7 +383,7 @@ def kill_run_figures(run: KillRun, say: Callable[[str], None] = lambda _: None) 
         ),
         Figure("kill run: kills that stopped a round under way", tally.kills_in_a_round, "kills"),
         Figure("kill run: last child's exit code", float(tally.child_exit or 0), "", "<= 0"),
-        Figure("kill run: conservation violations", tally.violations, "findings", "<= 0"),
+        Figure("kill run: violations (every finding below)", tally.violations, "findings", "<= 0"),
     ]
     figures += [
         Figure(f"kill run: {name.replace('_', ' ')}", n, "findings", "<= 0")
