@@ -30,6 +30,7 @@ from benchmarks._report import Figure
 from benchmarks.ledger import _fresh_pg_schema
 from benchmarks.live import fleet
 from market.agents.forecast import HorizonForecast, InstanceForecast
+from market.cem.exchange import DEPOSIT
 from market.cem.registry import Registry
 from market.cem.tiers import TierManager
 from market.clock import ManualClock
@@ -53,8 +54,8 @@ ROUND_HOUR = datetime(2026, 11, 24, 15, tzinfo=UTC)
 POOL_FILL = (0.95, 0.80, 0.60, 0.30)
 """Each tier's pool level, as a share of its capacity, in the tiers' order."""
 STARTING_FUNDS = 10_000_000
-# instances per opening entry: a transfer's position is a SMALLINT, two legs each
-_PER_ENTRY = 8_000
+# instances per opening entry: a transfer's position is a SMALLINT
+_PER_ENTRY = 16_000
 
 STAGES = ("offer", "decide+submit", "auctions+settle", "CEM+record")
 """The stages of a round, in order, as :func:`stage_times` splits it."""
@@ -128,21 +129,26 @@ def seed_books(
 ) -> None:
     """Give every instance credits (uniform up to its cap) and ``funds``, and fill the pools.
 
-    Booked in opening entries of at most 8,000 instances each, as an administrator's
-    deposits and the replay's opening balances are.
+    The credits are booked as the replay books its opening balances and the money as
+    the exchange books an administrator's deposits (:data:`market.cem.exchange.DEPOSIT`),
+    each in entries of at most 16,000 instances rather than one entry per instance.
     """
     tiers = market.tiers
     instances = tiers.instances()
     for first in range(0, len(instances), _PER_ENTRY):
-        legs = []
+        opening, deposits = [], []
         for instance in instances[first : first + _PER_ENTRY]:
             cap = tiers.tier(instance.tier).balance_cap(instance.vcpus)
             credits = int(rng.integers(0, cap + 1))
             asset = credits_asset(instance.tier)
             if credits:
-                legs.append(Transfer(mint_account(asset), instance_credits(instance.id), credits))
-            legs.append(Transfer(mint_account(FUNDS), instance_funds(instance.id), funds))
-        market.ledger.post(EntryRequest(tuple(legs), "opening", "admin"))
+                opening.append(
+                    Transfer(mint_account(asset), instance_credits(instance.id), credits)
+                )
+            deposits.append(Transfer(mint_account(FUNDS), instance_funds(instance.id), funds))
+        if opening:
+            market.ledger.post(EntryRequest(tuple(opening), "opening", "admin"))
+        market.ledger.post(EntryRequest(tuple(deposits), DEPOSIT, "admin"))
     pools = []
     for tier, fill in zip(market.round.tier_names, pool_fill, strict=False):
         level = int(tiers.pool_capacity(tier) * fill)
