@@ -20,6 +20,11 @@ At the end the store is audited (:func:`audit`): the ledger verifies, every
 keys, every hour's round is done once with one auction per tier and one pool offer and
 close at most, credits and money are conserved (minted less burnt, from the journal,
 equals what the accounts hold), no balance is negative.
+
+The audit checks that nothing was booked twice or lost, not that the kills changed
+nothing: a restarted venue starts with no recent trade prices (they are kept in memory),
+so the agents of the first round after a restart price without them and the run's
+trades may differ from an unkilled run's (``--kills 0``).
 """
 
 from __future__ import annotations
