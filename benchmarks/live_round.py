@@ -77,7 +77,7 @@ def stage_times(
 
     Returns each stage's ``(wall seconds, CPU seconds)``; ``None`` for a stage whose
     boundary commit was not passed (a round resumed past it). The offer ends at the
-    first commit; the agents' submission at the auction submission's commit (or the
+    first ledger commit; the agents' submission at the auction submission's commit (or the
     stage's own, when no order was accepted); the auctions at the first ledger commit
     after the last auction's (the offers' close).
     """
@@ -87,7 +87,9 @@ def stage_times(
         wanted = set(names)
         return next((k for k in range(after, len(points)) if points[k] in wanted), None)
 
-    offer = 0 if marks else None
+    offer = first(("ledger.post.after_commit",), 0)
+    if offer is not None and any(p.startswith("venue.") for p in points[:offer]):
+        offer = None  # the round offered nothing: that commit is the submission's
     submit = first(
         ("venue.auction_submit.after_commit", "round.stage.after_commit"),
         0 if offer is None else offer + 1,

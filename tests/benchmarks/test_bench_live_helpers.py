@@ -15,12 +15,25 @@ from benchmarks.live_round import STAGES, Mark, forecast_of, stage_times
 from market.clock import to_micros
 from market.rounds import round_id_of
 
-OFFER = "ledger.post.after_commit"
+POST = "ledger.post.after_commit"
 SUBMIT = "venue.auction_submit.after_commit"
 AUCTION = "venue.auction_run.after_commit"
 FINISH = "round.finish.after_commit"
-# a round's commits in order: offer, submission, four auctions, the offers' close, record
-ROUND = [OFFER, SUBMIT, AUCTION, AUCTION, AUCTION, AUCTION, OFFER, FINISH]
+# the commits a round passes, as it passes them: each after_commit below follows its
+# before_commit and the ledger commits it makes
+ROUND = [
+    "ledger.post.before_commit",
+    POST,  # the pools' offer
+    "venue.auction_submit.before_commit",
+    "ledger.post.before_commit",
+    POST,
+    SUBMIT,
+    *(["venue.auction_run.before_commit", "ledger.post.before_commit", POST, AUCTION] * 4),
+    "ledger.post.before_commit",
+    POST,  # the offers' close
+    "round.finish.before_commit",
+    FINISH,
+]
 
 
 def _marks(points: list[str], walls: list[float]) -> list[Mark]:
@@ -28,18 +41,29 @@ def _marks(points: list[str], walls: list[float]) -> list[Mark]:
 
 
 def test_a_round_splits_into_its_stages_at_its_commits() -> None:
-    marks = _marks(ROUND, [1.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0])
-    spent = stage_times(marks, Mark("start", 0.0, 0.0), Mark("end", 10.0, 5.0))
+    marks = _marks(ROUND, [float(k + 1) for k in range(len(ROUND))])
+    end = len(ROUND) + 1.0
+    spent = stage_times(marks, Mark("start", 0.0, 0.0), Mark("end", end, end / 2))
+    offer, submitted, closed = 2.0, 6.0, 24.0
     assert spent == {
-        "offer": (1.0, 0.5),
-        "decide+submit": (2.0, 1.0),
-        "auctions+settle": (5.0, 2.5),
-        "CEM+record": (2.0, 1.0),
+        "offer": (offer, offer / 2),
+        "decide+submit": (submitted - offer, (submitted - offer) / 2),
+        "auctions+settle": (closed - submitted, (closed - submitted) / 2),
+        "CEM+record": (end - closed, (end - closed) / 2),
     }
 
 
+def test_a_round_that_offered_nothing_has_no_offer_stage() -> None:
+    points = ROUND[2:]
+    marks = _marks(points, [float(k + 1) for k in range(len(points))])
+    spent = stage_times(marks, Mark("start", 0.0, 0.0), Mark("end", 30.0, 15.0))
+    assert spent["offer"] is None
+    assert spent["decide+submit"] is None
+    assert spent["auctions+settle"] == (18.0, 9.0)
+
+
 def test_a_round_resumed_past_its_auctions_times_no_stage_it_did_not_pass() -> None:
-    marks = _marks([OFFER, "round.stage.after_commit"], [1.0, 2.0])
+    marks = _marks([POST, "round.stage.after_commit"], [1.0, 2.0])
     spent = stage_times(marks, Mark("start", 0.0, 0.0), Mark("end", 3.0, 1.5))
     assert spent["offer"] == (1.0, 0.5)
     assert spent["decide+submit"] == (1.0, 0.5)
