@@ -15,7 +15,14 @@ A fleet of 10,000 instances over the four tiers (``--instances``), each reading 
 * **allowance reads**: ``GET /v1/instances/{id}/allowance`` with agents' tokens from an
   open-loop load generator at ``--rate`` requests/s (500 by default): request ``n`` is
   due ``n / rate`` s after the start and its latency runs from then, so waiting for a
-  free connection counts; p99 <= 20 ms.
+  free connection counts; p99 <= 20 ms;
+* **the market round**: one hourly round of every agent of the fleet (decide and
+  submit, each tier's call auction settled, the CEM's interval) on SQLite and
+  PostgreSQL, by stage, with what it traded (:mod:`benchmarks.live_round`; <= 30 s).
+
+``--kill-run`` runs instead seven simulated days of the live loop on a small fleet,
+SIGKILLed at random five times, and audits the store (:mod:`benchmarks.live_kill`;
+zero violations).
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
@@ -61,8 +69,18 @@ def live(
     rate: Annotated[float, typer.Option(help="allowance reads offered per second")] = 500.0,
     duration: Annotated[float, typer.Option(help="seconds of allowance reads measured")] = 10.0,
     connections: Annotated[int, typer.Option(help="keep-alive connections reading")] = 32,
+    kill_run: Annotated[
+        bool, typer.Option("--kill-run", help="run only the 7-day loop killed at random")
+    ] = False,
+    kill_instances: Annotated[int, typer.Option(help="instances of the kill run", min=1)] = 200,
+    kill_days: Annotated[int, typer.Option(help="simulated days of the kill run", min=1)] = 7,
+    kills: Annotated[int, typer.Option(help="SIGKILLs of the kill run's loop", min=0)] = 5,
+    seed: Annotated[int, typer.Option(help="seed of the kill run's fleet and kills")] = 5,
 ) -> None:
-    """Accrual of a fleet's interval, POST /v1/telemetry and allowance reads."""
+    """Accrual of a fleet's interval, POST /v1/telemetry, allowance reads, a market round."""
+    if kill_run:
+        _kill_run(json_out, kill_instances, kill_days, kills, seed)
+        return
     figures = _accrual("sqlite", None, instances, repeats)
     if pg_url:
         url, drop = _fresh_pg_schema(pg_url)
@@ -71,6 +89,9 @@ def live(
         finally:
             drop()
     figures += _served(instances, posts, rate, duration, connections)
+    from benchmarks.live_round import rounds  # it builds its fleet with this module's
+
+    figures += rounds(instances, pg_url)
     figures += [
         Figure("load average (1 min) after the run", os.getloadavg()[0], "processes"),
         Figure("CPU cores", float(os.cpu_count() or 0), "cores"),
@@ -78,22 +99,55 @@ def live(
     report("live", figures, json_out)
 
 
+def _kill_run(json_out: Path | None, instances: int, days: int, kills: int, seed: int) -> None:
+    # the kill run's module builds on the round's, which imports this one's fleet
+    from benchmarks.live_kill import KillRun, kill_run_figures
+
+    run = KillRun(instances=instances, days=days, kills=kills, seed=seed)
+    figures = kill_run_figures(run, say=lambda line: typer.echo(line, err=True))
+    figures += [
+        Figure("load average (1 min) after the run", os.getloadavg()[0], "processes"),
+        Figure("CPU cores", float(os.cpu_count() or 0), "cores"),
+    ]
+    report("live", figures, json_out)
+    if any(f.met() is False for f in figures):
+        raise typer.Exit(1)
+
+
 # ------------------------------------------------------------------ the fleet
 
 
 def fleet(instances: int) -> Any:
     """Return a tier manager of ``instances`` instances over the four default tiers."""
-    from market.cem.tiers import Host, Instance, load_config
+    from market.cem.tiers import load_config
 
-    tiers = load_config()
-    names = [t.name for t in tiers.tiers()]
-    for name in names:
-        tiers.assign_host(Host(f"{name}-bench", name, 4096))
-    for i in range(instances):
-        tiers.add_instance(
-            Instance(f"vm-{i:06d}", names[i % len(names)], 2 * (1 + i % 4), f"o{i % 50}")
-        )
-    return tiers
+    names = [t.name for t in load_config().tiers()]
+    return fleet_of(
+        _ids(instances),
+        [names[i % len(names)] for i in range(instances)],
+        [2 * (1 + i % 4) for i in range(instances)],
+    )
+
+
+def fleet_of(ids: Sequence[str], tiers: Sequence[str], vcpus: Sequence[int]) -> Any:
+    """Return the default tiers holding exactly these instances (owners ``o0``-``o49``),
+    each tier's hosts twice the vCPUs of its instances, so that every pool has room."""
+    from market.cem.tiers import Host, Instance, TierManager, load_config
+
+    config = load_config()
+    held: dict[str, int] = dict.fromkeys((t.name for t in config.tiers()), 0)
+    for tier, count in zip(tiers, vcpus, strict=True):
+        held[tier] += int(count)
+    hosts = []
+    for name, count in held.items():
+        # a host holds at most 4,096 vCPUs
+        for n, start in enumerate(range(0, max(8, 2 * count), 4096)):
+            hosts.append(Host(f"{name}-bench-{n}", name, min(4096, max(8, 2 * count) - start)))
+    members = [
+        Instance(i, str(t), int(v), f"o{k % 50}")
+        for k, (i, t, v) in enumerate(zip(ids, tiers, vcpus, strict=True))
+    ]
+    return TierManager(config.tiers(), hosts, members, config.exchange)
 
 
 def _ids(instances: int) -> list[str]:
