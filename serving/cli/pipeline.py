@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from pipelines.params import IngestParams
     from pipelines.schedule import ScheduleSpec
     from serving.settings import Settings
+    from serving.tokens import TokenKind
 
 
 def _settings() -> Settings:
@@ -399,27 +400,34 @@ def ensure_admin_token_file(settings: Settings, name: str = "admin") -> bool:
     The file is created with mode 0600 in a directory of mode 0700; only the token's
     SHA-256 is stored in the ledger's database. Return whether a token was issued.
     """
+    from serving.tokens import TokenKind
+
     path = settings.admin_token_file
     if path.exists():
         return False
+    token = issue_token(settings, TokenKind.ADMIN, name)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "w") as handle:
+        handle.write(token + "\n")
+    return True
+
+
+def issue_token(settings: Settings, kind: TokenKind, subject: str) -> str:
+    """Issue a token of ``kind`` for ``subject`` in the settings' store and return it."""
     from market.clock import system_clock
     from market.ledger import create_store_engine
     from serving.market_service import MarketService
-    from serving.tokens import TokenKind, TokenStore
+    from serving.tokens import TokenStore
 
     settings.home.mkdir(parents=True, exist_ok=True)
     market = MarketService(
         create_store_engine(settings.ledger_url), system_clock, settings.tiers_config
     )
     try:
-        issued = TokenStore(market.engine, system_clock).issue(TokenKind.ADMIN, name)
+        return TokenStore(market.engine, system_clock).issue(kind, subject).token
     finally:
         market.close()
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(descriptor, "w") as handle:
-        handle.write(issued.token + "\n")
-    return True
 
 
 def _schedule_spec(
