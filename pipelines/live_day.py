@@ -222,8 +222,9 @@ def _play(
             _post(client, batch, collector_token, played)
             played.posted = ended
             if ended % (steps // 4) == 0:
+                hours = ended * STEP_SECONDS // 3600
                 say(
-                    f"live day {now:%H:%M}: {ended} of {steps} intervals posted, "
+                    f"live day {hours:02d}:00: {ended} of {steps} intervals posted, "
                     f"{len(played.rounds)} rounds run"
                 )
         elif len(played.rounds) < HOURS and now >= round_at:
