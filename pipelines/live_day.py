@@ -42,11 +42,13 @@ _PARQUET = "application/vnd.apache.parquet"
 
 
 class LiveDayError(PipelineError):
-    """The API refused what the live day sent it; ``status`` is its HTTP status."""
+    """The API refused what the live day sent it; ``status`` is its HTTP status
+    (``None`` when it did not answer)."""
 
-    def __init__(self, what: str, status: int, detail: str) -> None:
+    def __init__(self, what: str, status: int | None, detail: str) -> None:
         self.status = status
-        super().__init__(f"{what} answered {status}: {detail}")
+        answer = "got no answer" if status is None else f"answered {status}"
+        super().__init__(f"{what} {answer}: {detail}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -240,14 +242,8 @@ def _post(client: httpx.Client, batch: pd.DataFrame, collector_token: str, playe
     # Parquet, the compact form of the API's two: one body per batch of intervals.
     buffer = io.BytesIO()
     batch[["instance_id", "interval_start", "cpu_percent"]].to_parquet(buffer, index=False)
-    reply = client.post(
-        "/v1/telemetry",
-        content=buffer.getvalue(),
-        headers={"Authorization": f"Bearer {collector_token}", "Content-Type": _PARQUET},
-    )
-    if not reply.is_success:
-        raise LiveDayError("POST /v1/telemetry", reply.status_code, reply.text[:500])
-    receipt = reply.json()
+    headers = {"Authorization": f"Bearer {collector_token}", "Content-Type": _PARQUET}
+    receipt = _call(client, "POST", "/v1/telemetry", content=buffer.getvalue(), headers=headers)
     played.accepted += int(receipt["accepted"])
     played.refused += len(receipt["refused"])
     played.booked += len(receipt["booked"])
@@ -260,13 +256,8 @@ def _fund(
 
     headers = {"Authorization": f"Bearer {read_admin_token(params)}"}
     for instance_id in instances:
-        reply = client.post(
-            "/v1/admin/deposits",
-            json={"instance_id": instance_id, "amount": funds},
-            headers=headers,
-        )
-        if not reply.is_success:
-            raise LiveDayError("POST /v1/admin/deposits", reply.status_code, reply.text[:500])
+        deposit = {"instance_id": instance_id, "amount": funds}
+        _call(client, "POST", "/v1/admin/deposits", json=deposit, headers=headers)
 
 
 def _feed(client: httpx.Client, params: MarketRoundParams) -> list[dict[str, Any]]:
@@ -277,14 +268,22 @@ def _feed(client: httpx.Client, params: MarketRoundParams) -> list[dict[str, Any
     latest: dict[str, dict[str, Any]] = {}
     cursor = 0
     while True:
-        reply = client.get(
-            "/v1/admin/allowances", params={"since": cursor, "limit": 1000}, headers=headers
-        )
-        if not reply.is_success:
-            raise LiveDayError("GET /v1/admin/allowances", reply.status_code, reply.text[:500])
-        page = reply.json()
+        query = {"since": cursor, "limit": 1000}
+        page = _call(client, "GET", "/v1/admin/allowances", params=query, headers=headers)
         for allowance in page["allowances"]:
             latest[allowance["instance_id"]] = allowance
         if not page["allowances"] or page["next_cursor"] == cursor:
             return list(latest.values())
         cursor = page["next_cursor"]
+
+
+def _call(client: httpx.Client, method: str, path: str, **request: Any) -> Any:
+    # One request to the API, its failure told as what was asked and what came back.
+    what = f"{method} {path}"
+    try:
+        reply = client.request(method, path, **request)
+    except httpx.HTTPError as exc:
+        raise LiveDayError(what, None, f"{type(exc).__name__}: {exc}") from exc
+    if not reply.is_success:
+        raise LiveDayError(what, reply.status_code, reply.text[:500])
+    return reply.json()

@@ -184,6 +184,46 @@ def test_a_second_run_of_the_same_hour_books_nothing(live_api: LiveApi) -> None:
     assert live_api.entries() == entries
 
 
+def test_a_server_error_after_the_round_committed_is_retried_and_books_nothing_twice(
+    live_api: LiveApi,
+) -> None:
+    from market.crashpoints import set_crash_hook
+
+    failures: list[str] = []
+
+    def fail_once(name: str) -> None:
+        # the round is committed, its answer lost: the API answers 500
+        if name == "round.finish.after_commit" and not failures:
+            failures.append(name)
+            raise RuntimeError("lost answer")
+
+    previous = set_crash_hook(fail_once)
+    try:
+        state = market_round_flow(live_api.params(hour=START), return_state=True)
+    finally:
+        set_crash_hook(previous)
+    assert failures == ["round.finish.after_commit"]
+    run = state.result()
+    assert run.stage == "done"
+    entries = live_api.entries()
+    again = market_round_flow(live_api.params(hour=START))
+    assert again.record == run.record
+    assert live_api.entries() == entries
+    assert _task_run_counts(state.state_details.flow_run_id) == [2]
+
+
+def _task_run_counts(flow_run_id: Any) -> list[int]:
+    from prefect.settings import PREFECT_API_URL
+
+    reply = httpx.post(
+        f"{PREFECT_API_URL.value()}/task_runs/filter",
+        json={"flow_runs": {"id": {"any_": [str(flow_run_id)]}}},
+        timeout=30,
+    )
+    reply.raise_for_status()
+    return [int(t["run_count"]) for t in reply.json()]
+
+
 def test_a_wrong_token_fails_the_run_with_the_apis_reason(
     live_api: LiveApi, monkeypatch: pytest.MonkeyPatch
 ) -> None:
