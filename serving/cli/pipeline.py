@@ -369,6 +369,10 @@ def schedule(
     from serving.settings import get_settings
 
     settings = get_settings()
+    # a bad --api-url is told in a second, before the Prefect server is looked for
+    spec = _schedule_spec(
+        settings, fleet, _ingest(settings, source, instances, days, seed), api_url
+    )
     config = settings.orchestration_config()
     local = config.apply()
     if local is None and settings.prefect_api_url is None:
@@ -380,9 +384,6 @@ def schedule(
     from pipelines.schedule import serve_command
     from pipelines.servers import run_supervised
 
-    spec = _schedule_spec(
-        settings, fleet, _ingest(settings, source, instances, days, seed), api_url
-    )
     if ADMIN_TOKEN_ENV not in os.environ and ensure_admin_token_file(settings):
         typer.echo(f"issued the market round's administrator token: {settings.admin_token_file}")
     # The runner and its flow runs in a session of their own: a terminal's Ctrl-C
