@@ -235,6 +235,12 @@ def test_a_wrong_token_fails_the_run_with_the_apis_reason(
         state.result()
     assert failed.value.status == 401
     assert not failed.value.transient
+    # a collector's token is a valid token, but not an administrator's
+    collector = live_api.services.tokens.issue(TokenKind.COLLECTOR, "rack-7").token
+    monkeypatch.setenv(TOKEN_ENV, collector)
+    state = market_round_flow(live_api.params(), return_state=True)
+    with pytest.raises(MarketRoundError, match="answered 403"):
+        state.result()
     assert live_api.entries() == entries
 
 
