@@ -1,7 +1,10 @@
-"""Clocks to inject: the system clock at the edges, a manual clock in replays and tests."""
+"""Clocks to inject: the system clock at the edges, a manual clock in replays and tests,
+an accelerated clock for a live loop run faster than life (the demo's live day)."""
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -51,3 +54,47 @@ class ManualClock:
     def set(self, moment: datetime) -> datetime:
         """Move the clock forward to ``moment`` and return it."""
         return self.advance(moment - self.now)
+
+
+class AcceleratedClock:
+    """A clock that reads ``start`` at the wall-clock moment ``origin`` and then runs
+    ``speed`` times as fast as the wall clock, for a live loop run faster than life.
+
+    Two processes given the same ``start``, ``speed`` and ``origin`` read the same time.
+
+    Parameters
+    ----------
+    start
+        What the clock reads at ``origin``; timezone-aware.
+    speed
+        Simulated seconds per wall-clock second; positive and finite.
+    origin
+        The wall-clock moment at which the clock reads ``start``; ``wall()`` at
+        construction when not given.
+    wall
+        The wall clock it follows.
+    """
+
+    def __init__(
+        self,
+        start: datetime,
+        speed: float,
+        *,
+        origin: datetime | None = None,
+        wall: Callable[[], datetime] = system_clock,
+    ) -> None:
+        if start.tzinfo is None or (origin is not None and origin.tzinfo is None):
+            raise ValueError("AcceleratedClock needs timezone-aware start and origin")
+        if not math.isfinite(speed) or speed <= 0:
+            raise ValueError(f"an accelerated clock's speed must be positive, got {speed!r}")
+        self.start = start
+        self.speed = speed
+        self.wall = wall
+        self.origin = wall() if origin is None else origin
+
+    def __call__(self) -> datetime:
+        return self.start + (self.wall() - self.origin) * self.speed
+
+    def wall_time_of(self, moment: datetime) -> datetime:
+        """Return the wall-clock moment at which this clock reads ``moment``."""
+        return self.origin + (moment - self.start) / self.speed

@@ -5,8 +5,10 @@ back-tests and fits every instance for every horizon, logs one MLflow run and
 registers the fleet as one pyfunc model version; ``promote_flow`` moves the
 ``champion`` alias only when the :class:`PromotionGate` passes; ``predict_flow``
 writes the champion's forecasts where the API reads them; ``evaluate_flow`` scores
-the served champion on new telemetry. Errors derive from :class:`PipelineError`
-(tree in :mod:`pipelines.errors`). The flows import Prefect on first use.
+the served champion on new telemetry; ``market_round_flow`` asks the API to run an
+hour's market round and records it as a table artifact. Errors derive from
+:class:`PipelineError` (tree in :mod:`pipelines.errors`). The flows import Prefect on
+first use.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from pipelines.gate import PromotionGate
 from pipelines.params import (
     EvaluateParams,
     IngestParams,
+    MarketRoundParams,
     PredictParams,
     PromoteParams,
     TrackingParams,
@@ -29,6 +32,7 @@ __all__ = [
     "EvaluateParams",
     "FleetModel",
     "IngestParams",
+    "MarketRoundParams",
     "PipelineError",
     "PredictParams",
     "PromoteParams",
@@ -37,6 +41,7 @@ __all__ = [
     "TrainParams",
     "evaluate_flow",
     "ingest_flow",
+    "market_round_flow",
     "predict_flow",
     "promote_flow",
     "train_flow",
@@ -46,6 +51,7 @@ _LAZY = {
     "FleetModel": "pipelines.fleet_model",
     "evaluate_flow": "pipelines.flows",
     "ingest_flow": "pipelines.ingest",
+    "market_round_flow": "pipelines.market_round",
     "predict_flow": "pipelines.flows",
     "promote_flow": "pipelines.flows",
     "train_flow": "pipelines.flows",

@@ -46,6 +46,8 @@ class DemoOutcome:
     replay_json: Path
     report: Path
     summary: dict[str, dict[str, object]]
+    fleet: SyntheticFleet
+    instances: tuple[str, ...]
 
 
 def run_demo(
@@ -111,6 +113,8 @@ def run_demo(
         replay_json=replayed.replay_json,
         report=replayed.report,
         summary=summary,
+        fleet=fleet,
+        instances=tuple(sorted(hourly["unique_id"].astype(str).unique())),
     )
 
 

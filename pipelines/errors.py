@@ -8,7 +8,8 @@
     │   └── EmptySnapshotError             nothing left after validation
     ├── StoreUnavailableError              the MLflow or Prefect store cannot be reached
     ├── ModelNotFoundError (LookupError)   no registered version under a name or alias
-    └── BrokenModelError                   a model that fails its checks; never promoted
+    ├── BrokenModelError                   a model that fails its checks; never promoted
+    └── MarketRoundError                   the API refused or failed an hour's market round
 
 The pyfunc model raises :class:`mlflow.exceptions.MlflowException` with
 ``INVALID_PARAMETER_VALUE`` instead, as MLflow's serving layer expects.
@@ -82,3 +83,21 @@ class BrokenModelError(PipelineError):
         self.version = version
         self.reason = reason
         super().__init__(f"model version {version} is broken: {reason}")
+
+
+class MarketRoundError(PipelineError):
+    """The API refused or failed a market round; ``status`` is its HTTP status (``None``
+    when it did not answer) and ``detail`` what it said or why it did not answer."""
+
+    def __init__(self, api_url: str, status: int | None, detail: str) -> None:
+        self.api_url = api_url
+        self.status = status
+        self.detail = detail
+        what = "did not answer" if status is None else f"answered {status}"
+        super().__init__(f"the market round at {api_url} {what}: {detail}")
+
+    @property
+    def transient(self) -> bool:
+        """Whether asking again may succeed: no answer, or a server error (a round
+        is idempotent by its hour, so asking again books nothing twice)."""
+        return self.status is None or self.status >= 500

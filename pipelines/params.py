@@ -305,3 +305,32 @@ class TelemetryParams(_Params):
     tiers_config: Path | None = None
     late_window_minutes: int = Field(default=60, ge=0, le=7 * 24 * 60)
     now: AwareDatetime | None = None
+
+
+class MarketRoundParams(_Params):
+    """Parameters of the ``market-round`` flow: which API runs the round, and which hour.
+
+    The administrator token is not a parameter (parameters show in the Prefect UI):
+    the flow reads it from the environment variable ``token_env`` or, when that is
+    unset, from ``token_file``, which only its owner may read (mode 0600).
+
+    Parameters
+    ----------
+    api_url
+        The creditx API, e.g. ``http://127.0.0.1:8000``.
+    hour
+        Any moment of the hour whose round to run (UTC); the API's current hour when
+        not given.
+    token_env
+        The environment variable holding the administrator token.
+    token_file
+        The file holding the administrator token when ``token_env`` is unset.
+    timeout_seconds
+        How long one request may take; a round of ten thousand agents takes seconds.
+    """
+
+    api_url: str = Field(pattern=r"^https?://\S+$")
+    hour: AwareDatetime | None = None
+    token_env: str = Field(default="CREDITX_ADMIN_TOKEN", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    token_file: Path | None = None
+    timeout_seconds: float = Field(default=300.0, gt=0)

@@ -1,7 +1,7 @@
-"""Scheduled deployments: predict hourly, train daily, evaluate weekly, and book the
-dropped telemetry every five minutes.
+"""Scheduled deployments: predict hourly, the market round hourly after it, train daily,
+evaluate weekly, and book the dropped telemetry every five minutes.
 
-:func:`deployments` builds the three deployments with their cron schedules and
+:func:`deployments` builds the deployments with their cron schedules and
 parameters; :func:`serve` runs them on a Prefect runner, so scheduled runs, failed
 ones included, show in the Prefect UI. ``python -m pipelines.schedule SPEC`` serves a
 :class:`ScheduleSpec` in a process of its own: what ``creditx schedule`` runs.
@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict
 from pipelines.params import (
     EvaluateParams,
     IngestParams,
+    MarketRoundParams,
     PredictParams,
     TelemetryParams,
     TrackingParams,
@@ -36,6 +37,8 @@ TRAIN_CRON = "30 1 * * *"
 EVALUATE_CRON = "0 4 * * 1"
 #: A minute into each 5-minute interval, when the last interval's readings are in.
 TELEMETRY_CRON = "1-59/5 * * * *"
+#: Five minutes after predict, so each hour's round trades on that hour's forecasts.
+MARKET_ROUND_CRON = "10 * * * *"
 
 #: Seconds a flow run in flight gets to stop when the schedule stops, before its
 #: processes are killed.
@@ -48,9 +51,11 @@ def deployments(
     home: Path,
     predictions_dir: Path,
     telemetry: TelemetryParams | None = None,
+    market_round: MarketRoundParams | None = None,
 ) -> list[Any]:
     """Return the predict, train and evaluate deployments with their cron schedules,
-    and the telemetry flow's when ``telemetry`` is given.
+    the telemetry flow's when ``telemetry`` is given and the market round's when
+    ``market_round`` is.
 
     Parameters
     ----------
@@ -64,6 +69,9 @@ def deployments(
         Where the hourly forecasts are written for the API.
     telemetry
         The drop directory, store and allowances snapshot of the telemetry flow.
+    market_round
+        The API and token source of the hourly market round (its ``hour`` unset: each
+        run asks for the API's current hour).
     """
     from pipelines.flows import evaluate_flow, predict_flow, train_flow
 
@@ -102,6 +110,17 @@ def deployments(
                 tags=["creditx", tracking.fleet],
             )
         )
+    if market_round is not None:
+        from pipelines.market_round import market_round_flow
+
+        built.append(
+            market_round_flow.to_deployment(
+                name=f"{tracking.fleet}-market-round-hourly",
+                cron=MARKET_ROUND_CRON,
+                parameters={"params": market_round.model_dump(mode="json")},
+                tags=["creditx", tracking.fleet],
+            )
+        )
     return built
 
 
@@ -115,6 +134,7 @@ class ScheduleSpec(BaseModel):
     home: Path
     predictions_dir: Path
     telemetry: TelemetryParams | None = None
+    market_round: MarketRoundParams | None = None
 
 
 def serve_command(spec: ScheduleSpec) -> list[str]:
@@ -233,7 +253,12 @@ def main(argv: list[str]) -> None:
     """Serve the deployments of the :class:`ScheduleSpec` given as JSON in ``argv[0]``."""
     spec = ScheduleSpec.model_validate_json(argv[0])
     served = deployments(
-        spec.tracking, spec.ingest, spec.home, spec.predictions_dir, spec.telemetry
+        spec.tracking,
+        spec.ingest,
+        spec.home,
+        spec.predictions_dir,
+        spec.telemetry,
+        spec.market_round,
     )
     serve(*served, ready=lambda: _announce(spec, served))
 

@@ -4,7 +4,8 @@
 where it is once its health URL answers, and on Ctrl-C or SIGTERM stops the whole
 group (the server and every worker it forked), so no process keeps the port.
 :func:`run_supervised` does the same for a command that stops its own children in
-order when asked (``creditx schedule`` and its flow runs).
+order when asked (``creditx schedule`` and its flow runs). :func:`running_server` runs a
+server (the demo's API) for the length of a ``with`` block.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
 from types import FrameType
 
 import httpx
@@ -179,3 +181,41 @@ def _wait(process: subprocess.Popen[bytes]) -> int:
     # Workers the server forked outlive it unless the whole group goes.
     _signal_group(process, signal.SIGKILL)
     return 0
+
+
+@contextlib.contextmanager
+def running_server(
+    name: str,
+    command: Sequence[str],
+    health_url: str,
+    *,
+    env: Mapping[str, str] | None = None,
+    log: Path | None = None,
+    startup_timeout: float = 120.0,
+) -> Iterator[subprocess.Popen[bytes]]:
+    """Start ``command`` in a process group of its own, yield it once ``health_url``
+    answers, and stop the whole group on leaving (SIGTERM, then SIGKILL after a grace).
+
+    Its output goes to ``log`` (appended), or to this process's without one. Raises
+    :class:`StoreUnavailableError` if the server exits or does not answer within
+    ``startup_timeout`` seconds.
+    """
+    with contextlib.ExitStack() as files:
+        output = None
+        if log is not None:
+            log.parent.mkdir(parents=True, exist_ok=True)
+            output = files.enter_context(log.open("ab"))
+        process = subprocess.Popen(
+            list(command),
+            env=None if env is None else dict(env),
+            stdout=output,
+            stderr=output,
+            start_new_session=True,
+        )
+        try:
+            _serving(process, name, health_url, [], startup_timeout)
+            yield process
+        finally:
+            if process.poll() is None:
+                _signal_group(process, signal.SIGTERM)
+            _wait(process)

@@ -3,17 +3,19 @@
 Every store lives under one working directory (``CREDITX_HOME``, default ``.creditx``)
 unless its own URL is given: the ledger database, the MLflow tracking store and
 artifacts, Prefect's home, the batch predictions the API serves, the telemetry
-directories the ``telemetry`` flow reads and the allowances snapshot it writes.
+directories the ``telemetry`` flow reads and the allowances snapshot it writes, and the
+administrator token file the scheduled ``market-round`` flow reads.
 """
 
 from __future__ import annotations
 
-from datetime import timedelta
+from collections.abc import Callable
+from datetime import datetime, timedelta
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pydantic import Field
+from pydantic import AwareDatetime, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 if TYPE_CHECKING:
@@ -75,6 +77,23 @@ class Settings(BaseSettings):
     telemetry_max_body_bytes: int = Field(
         default=32 * 1024 * 1024, ge=1024, description="largest POST /v1/telemetry body"
     )
+    api_url: str | None = Field(
+        default=None,
+        description="the API the market-round flow calls; default where `creditx serve` listens",
+    )
+    clock_start: AwareDatetime | None = Field(
+        default=None,
+        description="run the API's market clock from this time (an accelerated clock); "
+        "the system clock when not given",
+    )
+    clock_speed: float = Field(
+        default=1.0, gt=0, allow_inf_nan=False, description="simulated seconds per second"
+    )
+    clock_origin: AwareDatetime | None = Field(
+        default=None,
+        description="the wall-clock moment the accelerated clock reads clock_start; "
+        "the service's start when not given",
+    )
 
     @cached_property
     def ledger_url(self) -> str:
@@ -105,6 +124,26 @@ class Settings(BaseSettings):
     def allowances_path(self) -> Path:
         """The Parquet snapshot of every instance's allowance the ``telemetry`` flow writes."""
         return (self.home / "allowances" / "allowances.parquet").resolve()
+
+    @cached_property
+    def admin_token_file(self) -> Path:
+        """The administrator token the scheduled ``market-round`` flow reads (mode 0600)
+        when ``CREDITX_ADMIN_TOKEN`` is not set."""
+        return (self.home / "secrets" / "admin.token").resolve()
+
+    @property
+    def base_url(self) -> str:
+        """Return the API's URL: ``api_url``, or where ``creditx serve`` listens."""
+        return self.api_url or f"http://{self.api_host}:{self.api_port}"
+
+    def market_clock(self) -> Callable[[], datetime]:
+        """Return the service's clock: the system clock, or an accelerated one from
+        ``clock_start`` at ``clock_speed``."""
+        from market.clock import AcceleratedClock, system_clock
+
+        if self.clock_start is None:
+            return system_clock
+        return AcceleratedClock(self.clock_start, self.clock_speed, origin=self.clock_origin)
 
     @property
     def late_window(self) -> timedelta:

@@ -58,6 +58,8 @@ CASES: dict[str, list[str]] = {
     "tokens issue, bad role": ["tokens", "issue", "--role", "root"],
     "telemetry post, no token": ["telemetry", "post", MALFORMED],
     "demo, bad option": ["demo", "--fleet-size", "3"],
+    "demo, live clock not running": ["demo", "--live-speed", "0"],
+    "schedule, api url without a scheme": ["schedule", "--api-url", "localhost:8000"],
     "mlflow-ui, bad port": ["mlflow-ui", "--port", "x"],
     "bench, unknown area": ["bench", "weather"],
     "unknown command": ["forcast", "data.csv"],

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from pipelines.params import IngestParams
     from pipelines.schedule import ScheduleSpec
     from serving.settings import Settings
+    from serving.tokens import TokenKind
 
 
 def _settings() -> Settings:
@@ -348,18 +349,30 @@ def schedule(
     instances: int = INSTANCES,
     days: float = DAYS,
     seed: int = SEED,
+    api_url: str | None = typer.Option(
+        None,
+        help="API the hourly market round calls; CREDITX_API_URL, else where `creditx serve` "
+        "listens",
+    ),
 ) -> None:
     """Serve the flows on cron: telemetry every 5 minutes, predict hourly, train daily.
 
-    Evaluate runs weekly; the telemetry flow books the files dropped in
-    CREDITX_HOME/telemetry/inbox. Needs a Prefect server: `creditx prefect-ui` (or
-    CREDITX_PREFECT_API_URL), whose UI shows the deployments and their runs and can
-    start one now.
+    The market round runs hourly at minute 10, after predict, through the API (start
+    `creditx serve`); evaluate runs weekly. The telemetry flow books the files dropped
+    in CREDITX_HOME/telemetry/inbox. The market round's administrator token comes from
+    CREDITX_ADMIN_TOKEN or, without it, from CREDITX_HOME/secrets/admin.token (mode
+    0600), issued on the first schedule. Needs a Prefect server: `creditx prefect-ui`
+    (or CREDITX_PREFECT_API_URL), whose UI shows the deployments and their runs and
+    can start one now.
     """
     from pipelines.errors import StoreUnavailableError
     from serving.settings import get_settings
 
     settings = get_settings()
+    # a bad --api-url is told in a second, before the Prefect server is looked for
+    spec = _schedule_spec(
+        settings, fleet, _ingest(settings, source, instances, days, seed), api_url
+    )
     config = settings.orchestration_config()
     local = config.apply()
     if local is None and settings.prefect_api_url is None:
@@ -371,14 +384,57 @@ def schedule(
     from pipelines.schedule import serve_command
     from pipelines.servers import run_supervised
 
-    spec = _schedule_spec(settings, fleet, _ingest(settings, source, instances, days, seed))
+    if ADMIN_TOKEN_ENV not in os.environ and ensure_admin_token_file(settings):
+        typer.echo(f"issued the market round's administrator token: {settings.admin_token_file}")
     # The runner and its flow runs in a session of their own: a terminal's Ctrl-C
     # reaches this process only, which asks the runner to stop them in order.
     raise typer.Exit(run_supervised(serve_command(spec)))
 
 
-def _schedule_spec(settings: Settings, fleet: str, ingest_params: IngestParams) -> ScheduleSpec:
-    from pipelines.params import TelemetryParams
+#: The environment variable the ``market-round`` flow reads its administrator token from.
+ADMIN_TOKEN_ENV = "CREDITX_ADMIN_TOKEN"
+
+
+def ensure_admin_token_file(settings: Settings, name: str = "admin") -> bool:
+    """Issue an administrator token into ``settings.admin_token_file`` unless it exists.
+
+    The file is created with mode 0600 in a directory of mode 0700; only the token's
+    SHA-256 is stored in the ledger's database. Return whether a token was issued.
+    """
+    from serving.tokens import TokenKind
+
+    path = settings.admin_token_file
+    if path.exists():
+        return False
+    token = issue_token(settings, TokenKind.ADMIN, name)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "w") as handle:
+        handle.write(token + "\n")
+    return True
+
+
+def issue_token(settings: Settings, kind: TokenKind, subject: str) -> str:
+    """Issue a token of ``kind`` for ``subject`` in the settings' store and return it."""
+    from market.clock import system_clock
+    from market.ledger import create_store_engine
+    from serving.market_service import MarketService
+    from serving.tokens import TokenStore
+
+    settings.home.mkdir(parents=True, exist_ok=True)
+    market = MarketService(
+        create_store_engine(settings.ledger_url), system_clock, settings.tiers_config
+    )
+    try:
+        return TokenStore(market.engine, system_clock).issue(kind, subject).token
+    finally:
+        market.close()
+
+
+def _schedule_spec(
+    settings: Settings, fleet: str, ingest_params: IngestParams, api_url: str | None = None
+) -> ScheduleSpec:
+    from pipelines.params import MarketRoundParams, TelemetryParams
     from pipelines.schedule import ScheduleSpec
 
     return ScheduleSpec(
@@ -392,6 +448,11 @@ def _schedule_spec(settings: Settings, fleet: str, ingest_params: IngestParams) 
             allowances_path=settings.allowances_path,
             tiers_config=settings.tiers_config,
             late_window_minutes=settings.late_window_minutes,
+        ),
+        market_round=MarketRoundParams(
+            api_url=api_url or settings.base_url,
+            token_env=ADMIN_TOKEN_ENV,
+            token_file=settings.admin_token_file,
         ),
     )
 

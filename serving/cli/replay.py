@@ -145,10 +145,18 @@ def demo_command(
     instances: int = typer.Option(48, min=4, help="instances of the synthetic fleet"),
     days: float = typer.Option(14.0, min=3.0, help="days of the synthetic fleet"),
     seed: int = typer.Option(0, help="seed of the synthetic fleet"),
+    live_day: bool = typer.Option(
+        True, help="end with a day of the fleet through the live loop against the API"
+    ),
+    live_speed: float = typer.Option(
+        600.0, min=1.0, help="how many times faster than life the live day's API clock runs"
+    ),
 ) -> None:
-    """Run the whole product on a synthetic fleet: train, promote, replay, report."""
+    """Run the whole product on a synthetic fleet: train, promote, replay, report, and
+    a day of the fleet through the live API (telemetry, hourly market rounds)."""
     from pipelines.demo import run_demo
     from pipelines.errors import PipelineError
+    from serving.cli.live_day import print_live_day, run_demo_live_day
     from serving.settings import get_settings
 
     settings = get_settings()
@@ -161,6 +169,12 @@ def demo_command(
         raise _fail(exc) from exc
     document = json.loads(outcome.replay_json.read_text())
     _print_table(document)
+    live = None
+    if live_day:
+        try:
+            live = run_demo_live_day(settings, outcome, live_speed)
+        except PipelineError as exc:
+            raise _fail(exc) from exc
     typer.echo("")
     typer.echo(f"Report:     {outcome.report.resolve()}")
     typer.echo(f"            open it in a browser: file://{outcome.report.resolve()}")
@@ -174,6 +188,8 @@ def demo_command(
     )
     typer.echo(f"MLflow UI:  {home} mlflow-ui --fleet demo   (prints the runs' URL)")
     typer.echo(f"Prefect UI: {home} prefect-ui   (flows then run there)")
+    if live is not None:
+        print_live_day(settings, live)
     typer.echo(f"API:        {home} serve   (then {base}/docs)")
     typer.echo(f"            TOKEN=$({home} tokens issue --instance {instance})")
     typer.echo(

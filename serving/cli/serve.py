@@ -43,7 +43,7 @@ def serve(
     from serving.settings import Settings
 
     settings = Settings()
-    app = create_app(settings, champion=True if follow_champion else None)
+    app = create_app(settings, settings.market_clock(), champion=True if follow_champion else None)
     config = uvicorn.Config(
         app,
         host=host or settings.api_host,

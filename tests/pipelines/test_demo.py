@@ -1,9 +1,13 @@
 """``creditx demo`` end to end on a small synthetic fleet: training tracked in MLflow,
-promotion, forecasts for the API, every policy replayed, the report written."""
+promotion, forecasts for the API, every policy replayed, the report written, and the
+fleet's last day through the live loop against the API: every interval booked, a market
+round done for each of its 24 hours."""
 
 from __future__ import annotations
 
 import json
+import sqlite3
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import mlflow
@@ -29,7 +33,9 @@ def test_demo_runs_the_whole_product_on_a_small_fleet(
     ):
         monkeypatch.setenv(key, "placeholder")
         monkeypatch.delenv(key)
-    result = CliRunner().invoke(app, ["demo", "--instances", "12", "--days", "10"])
+    result = CliRunner().invoke(
+        app, ["demo", "--instances", "12", "--days", "10", "--live-speed", "1440"]
+    )
     assert result.exit_code == 0, result.output
 
     report = home / "replay" / "report.html"
@@ -56,3 +62,37 @@ def test_demo_runs_the_whole_product_on_a_small_fleet(
     # The API's forecasts are written for every instance.
     written = list((home / "predictions").rglob("*"))
     assert any(p.is_file() for p in written)
+
+    _check_live_day(home, result.output, instances=12)
+
+
+def _check_live_day(home: Path, output: str, instances: int) -> None:
+    # The fleet's last day, 2024-01-10 (10 days from 2024-01-01), in the live store.
+    day = datetime(2024, 1, 10, tzinfo=UTC)
+    assert "Live day:" in output
+    assert "/v1/admin/allowances?since=0" in output
+    assert "/v1/admin/market/rounds" in output
+    token_file = home / "secrets" / "admin.token"
+    assert token_file.stat().st_mode & 0o077 == 0
+    with sqlite3.connect(home / "ledger.db") as db:
+        booked = db.execute(
+            "SELECT count(*), count(DISTINCT instance_id), count(DISTINCT interval_us),"
+            " min(interval_us), max(interval_us), sum(source = 'reading')"
+            " FROM accrual_booked"
+        ).fetchone()
+        feed = db.execute("SELECT count(*), min(interval_us) FROM accrual_allowances").fetchone()
+        rounds = db.execute("SELECT round_id, stage, record FROM market_rounds").fetchall()
+
+    def micros(moment: datetime) -> int:
+        return int(moment.timestamp()) * 1_000_000
+
+    last = day + timedelta(days=1) - timedelta(minutes=5)
+    # every instance's 288 intervals booked from its reading, none missing
+    assert booked == (instances * 288, instances, 288, micros(day), micros(last), instances * 288)
+    # the allowance feed holds the whole fleet at the day's last interval
+    assert feed == (instances, micros(last))
+    hours = sorted(r[0] for r in rounds)
+    assert hours == [f"{day + timedelta(hours=h):%Y-%m-%dT%H:00Z}" for h in range(24)]
+    assert {r[1] for r in rounds} == {"done"}
+    records = [json.loads(r[2]) for r in rounds]
+    assert sum(a["trades"] for r in records for a in r["auctions"]) > 0

@@ -108,3 +108,60 @@ def test_predict_from_the_cli_before_any_training_exits_with_the_reason(
     assert result.exit_code == 2
     assert "no registered model version creditx-fleet-forecaster@champion" in result.output
     assert not (tmp_path / "predictions").exists()
+
+
+def test_the_market_round_runs_hourly_after_predict_with_no_token_in_its_parameters(
+    tmp_path: Path,
+) -> None:
+    from pipelines.params import MarketRoundParams
+    from pipelines.schedule import MARKET_ROUND_CRON
+    from serving.cli.pipeline import _ingest, _schedule_spec
+
+    settings = Settings(home=tmp_path, api_port=8123)
+    spec = _schedule_spec(settings, "f1", _ingest(settings, None, 4, 3.0, 0))
+    assert spec.market_round is not None
+    assert spec.market_round.api_url == "http://127.0.0.1:8123"
+    assert spec.market_round.token_file == (tmp_path / "secrets" / "admin.token").resolve()
+    built = deployments(
+        spec.tracking,
+        spec.ingest,
+        spec.home,
+        spec.predictions_dir,
+        spec.telemetry,
+        spec.market_round,
+    )
+    crons = {d.name: [s.schedule.cron for s in d.schedules] for d in built}
+    assert crons["f1-market-round-hourly"] == [MARKET_ROUND_CRON] == ["10 * * * *"]
+    assert crons["f1-predict-hourly"] == [PREDICT_CRON]
+    # minute 10 comes after predict's minute 5 of the same hour
+    assert int(MARKET_ROUND_CRON.split()[0]) > int(PREDICT_CRON.split()[0])
+    last = built[-1]
+    assert last.flow_name == "market-round"
+    assert MarketRoundParams.model_validate(last.parameters["params"]) == spec.market_round
+    assert "hour" not in {k for k, v in last.parameters["params"].items() if v is not None}
+
+
+def test_the_schedule_issues_the_market_rounds_token_once_into_a_private_file(
+    tmp_path: Path,
+) -> None:
+    import stat
+
+    from market.clock import system_clock
+    from serving.cli.pipeline import ensure_admin_token_file
+    from serving.services import build_services
+
+    settings = Settings(home=tmp_path / "home")
+    assert ensure_admin_token_file(settings) is True
+    path = settings.admin_token_file
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+    token = path.read_text().strip()
+    assert ensure_admin_token_file(settings) is False
+    assert path.read_text().strip() == token  # kept, not replaced
+    services = build_services(settings, system_clock, champion=None)
+    try:
+        principal = services.tokens.authenticate(token)
+        assert principal is not None
+        assert principal.is_admin
+    finally:
+        services.close()
