@@ -50,7 +50,7 @@ from data.synthetic import DEFAULT_START, generate_fleet
 from market.agents.forecast import InstanceForecast
 from market.cem.live import ACCRUAL, MISSING, LiveAccrual
 from market.cem.live_tables import booked as t_booked
-from market.cem.tiers import load_config
+from market.cem.tiers import POOL_REVENUE_ACCOUNT, load_config
 from market.clock import ManualClock, to_micros
 from market.decisions import decision_log_table
 from market.ledger import FUNDS, Ledger, SqlStore, create_store_engine
@@ -351,7 +351,7 @@ def _audit_rounds(engine: sa.Engine, ledger: Ledger, run: KillRun, tally: KillTa
     tally.findings["rounds_unexpected"] += len(set(stages) - set(expected))
     tally.findings["auctions_missing"] += len(wanted - auctions)
     tally.findings["auctions_unexpected"] += len(auctions - wanted)
-    for reason in ("pool-offer", "pool-offer-close"):
+    for reason in ("pool-offer", "pool-offer-close", "pool-settle"):
         at = Counter(e.created_at for e in ledger.entries(reason=reason))
         tally.findings[f"{reason}_twice_in_a_round"] += sum(n - 1 for n in at.values() if n > 1)
     tally.findings["cem_repeated"] += sum(r[3] - 1 for r in cem if r[3] > 1)
@@ -364,6 +364,8 @@ def _audit_rounds(engine: sa.Engine, ledger: Ledger, run: KillRun, tally: KillTa
     tally.counts["rounds done"] = sum(stages.get(r) == "done" for r in expected)
     tally.counts["auctions cleared"] = len(auctions & wanted)
     tally.counts["trades settled"] = trades
+    tally.counts["priced-pool hours settled"] = len(ledger.entries(reason="pool-settle"))
+    tally.counts["pool revenue (draws, offers), minor units"] = ledger.balance(POOL_REVENUE_ACCOUNT)
 
 
 # ------------------------------------------------------------------ the figures
