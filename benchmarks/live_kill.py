@@ -44,7 +44,7 @@ import sqlalchemy as sa
 
 from benchmarks._report import Figure
 from benchmarks.live import fleet_of
-from benchmarks.live_round import POOL_FILL, forecast_of, open_market, owner_values, seed_books
+from benchmarks.live_round import forecast_of, open_market, owner_values, seed_books
 from data.readings import ReadingBatch
 from data.synthetic import DEFAULT_START, generate_fleet
 from market.agents.forecast import InstanceForecast
@@ -77,8 +77,9 @@ class KillRun:
     seed: int = 5
     # seconds a child runs before it is killed, drawn uniformly
     kill_after: tuple[float, float] = (1.0, 12.0)
-    # each tier's pool level at the start, as a share of its capacity
-    pool_fill: tuple[float, ...] = POOL_FILL
+    # each tier's pool level at the start, as a share of its capacity: bronze and silver
+    # start empty, so the CEM swaps into them and their instances draw on the priced pool
+    pool_fill: tuple[float, ...] = (0.0, 0.0, 0.9, 0.9)
 
     @property
     def start(self) -> datetime:
