@@ -8,8 +8,9 @@ by its hour, so a retry after a lost answer or a server error books nothing twic
 fails with the API's reason on 401, 403, 409 and 422, and on a 5xx once the retries
 are spent. The round's record becomes a Prefect table artifact (key ``market-round``):
 one row per tier with the pool's level and offer, the auction's clearing price,
-volume, trades and money paid, the credits swapped in and out and the exchange rate
-after; the agents' order counts and the swaps head its description.
+volume, trades and money paid, the credits swapped in and out, the exchange rate after
+and the hour's draw price of the priced pool; the agents' order counts and the swaps
+head its description.
 
 The administrator token is never a parameter: the flow reads it from the environment
 variable ``params.token_env`` (``CREDITX_ADMIN_TOKEN``) or, when that is unset, from
@@ -126,9 +127,11 @@ def round_table(record: dict[str, Any]) -> list[dict[str, Any]]:
 
     Each row holds the pool's level before the round and the credits it offered, the
     auction's clearing price, volume, demand, supply, trades and money paid, the pool
-    credits swapped in and out by the CEM, and the exchange rate after.
+    credits swapped in and out by the CEM, the exchange rate after, and the hour's draw
+    price of the priced pool.
     """
     pools = record.get("pools_before") or {}
+    draw_prices = (record.get("pool") or {}).get("draw_prices") or {}
     auctions = {a["tier"]: a for a in record.get("auctions") or ()}
     rates = record.get("rates") or {}
     tiers = sorted(set(pools) | set(auctions) | set(rates))
@@ -158,6 +161,7 @@ def round_table(record: dict[str, Any]) -> list[dict[str, Any]]:
                 "swapped_in": swapped_in.get(tier, 0),
                 "swapped_out": swapped_out.get(tier, 0),
                 "exchange_rate": rates.get(tier),
+                "draw_price": draw_prices.get(tier),
             }
         )
     return rows

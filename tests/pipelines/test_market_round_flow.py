@@ -162,6 +162,7 @@ def test_the_flow_runs_the_hours_round_once_and_records_its_clearing_prices(
         assert row["clearing_price"] == auctions[row["tier"]]["clearing_price"]
         assert row["trades"] == auctions[row["tier"]]["trades"]
         assert row["paid"] == auctions[row["tier"]]["paid"]
+        assert row["draw_price"] == run.record["pool"]["draw_prices"][row["tier"]]
     gold = next(r for r in rows if r["tier"] == "gold")
     assert gold["trades"] > 0
     assert gold["paid"] > 0
