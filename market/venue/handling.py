@@ -424,11 +424,12 @@ class Venue:
         for tier, events in unfinished.items():
             if events:
                 self._apply(self.book(tier), events, "restore")
-        self._restore_recent_trades(self._engine)
+        self._restore_prices(self._engine)
         return len(self._held)
 
-    def _restore_recent_trades(self, engine: Engine, per_tier: int = 100) -> None:
-        # the agents price from the tiers' latest trades: a restart must not forget them
+    def _restore_prices(self, engine: Engine, per_tier: int = 100) -> None:
+        # the agents price from the tiers' latest trades and a call auction breaks ties
+        # towards the tier's last clearing price: a restart must forget neither
         with read_connection(engine) as conn:
             for tier in self._books:
                 rows = conn.execute(
@@ -438,6 +439,14 @@ class Venue:
                     .limit(per_tier)
                 ).all()
                 self.market_data.record_trades(_stored_trade(r) for r in reversed(rows))
+                last = conn.execute(
+                    sa.select(t_auctions.c.clearing_price)
+                    .where(t_auctions.c.tier == tier, t_auctions.c.clearing_price.is_not(None))
+                    .order_by(t_auctions.c.at_us.desc())
+                    .limit(1)
+                ).scalar()
+                if last is not None:
+                    self._last_price[tier] = int(last)
 
     @staticmethod
     def _stored_rows(engine: Engine) -> tuple[Sequence[Any], list[Any]]:

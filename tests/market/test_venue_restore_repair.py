@@ -5,6 +5,7 @@ IOC leaves is cancelled, exactly once, even if the restore itself is killed."""
 from __future__ import annotations
 
 import signal
+import sqlite3
 from collections.abc import Callable, Sequence
 from datetime import timedelta
 from pathlib import Path
@@ -190,3 +191,30 @@ def test_a_restored_venue_remembers_the_tiers_latest_trade_prices(sqlite_url: st
     assert before == [103, 101]
     restarted = open_venue(sqlite_url, clock)  # restored
     assert [t.price for t in restarted.market_data.last_trades(TIER, 20)] == before
+
+
+def _auction(venue: Venue, label: str, bid: int, ask: int) -> int | None:
+    venue.submit_to_auction(
+        [OrderRequest("vm0", Side.BUY, bid, 1_000), OrderRequest("vm1", Side.SELL, ask, 1_000)]
+    )
+    return venue.run_auction(TIER, auction_id=f"{TIER}-{label}").clearing_price
+
+
+def test_an_auction_after_a_restart_clears_where_it_would_have_without_one(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    # a call auction breaks a tie between clearing prices towards the last one
+    prepare(sqlite_url)
+    clock = ManualClock(START)
+    venue = open_venue(sqlite_url, clock)
+    assert _auction(venue, "first", bid=120, ask=100) == 100
+    copy = tmp_path / "copy.db"
+    with (
+        sqlite3.connect(sqlite_url.removeprefix("sqlite:///")) as source,
+        sqlite3.connect(copy) as target,
+    ):
+        source.backup(target)
+    clock.advance(timedelta(hours=1))
+    unbroken = _auction(venue, "second", bid=130, ask=90)
+    restarted = open_venue(f"sqlite:///{copy}", clock)
+    assert _auction(restarted, "second", bid=130, ask=90) == unbroken == 100
