@@ -195,6 +195,31 @@ def local_scale(y: np.ndarray, origins: np.ndarray, scale: np.ndarray) -> np.nda
 
 
 @dataclass(frozen=True, slots=True)
+class BacktestErrors:
+    """Errors (actual less forecast) of a calibration back-test, in units of the series' scale.
+
+    ``signed`` is ``(n_series, n_errors)`` (NaN where the actual lay past the history)
+    and ``steps`` the 1-based horizon step of each column. Every candidate fitted with
+    the same calibration window and longest horizon on the same panel has the same
+    columns (origin and step), so candidates' errors pair up, and the error of the
+    median of several forecasts is the median of their errors.
+    """
+
+    signed: np.ndarray
+    steps: np.ndarray
+
+
+def _signed_errors(
+    errors: list[np.ndarray], units: list[np.ndarray], steps: list[np.ndarray], n: int
+) -> BacktestErrors:
+    # float32: the errors are compared and ranked, not summed over millions of terms.
+    if not errors:
+        return BacktestErrors(np.empty((n, 0), dtype=np.float32), np.empty(0, dtype=np.int64))
+    signed = np.concatenate(errors, axis=1) * np.concatenate(units, axis=1)
+    return BacktestErrors(signed.astype(np.float32), np.concatenate(steps).astype(np.int64))
+
+
+@dataclass(frozen=True, slots=True)
 class PanelForecast:
     """Forecasts of a panel: ``point`` is ``(n, h)``, ``quantiles`` is ``(n, h, len(levels))``."""
 
@@ -249,6 +274,13 @@ class Forecaster(ABC):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
+
+    def __getstate__(self) -> dict[str, object]:
+        # The back-test's raw errors are evidence for choosing a model, not needed to
+        # forecast: a pickled model leaves them out.
+        state = dict(self.__dict__)
+        state.pop("backtest_errors_", None)
+        return state
 
     # -- subclass hooks ---------------------------------------------------------------
 
@@ -308,6 +340,7 @@ class Forecaster(ABC):
         self.quantile_table_, self.backtest_mae_, self.backtest_pinball_ = self._summarise(
             errors, units, steps
         )
+        self.backtest_errors_ = _signed_errors(errors, units, steps, n)
         self._fit(y, first_hour)
         # The local scale at the end of the history reads its last day and the one before.
         keep = min(max(self.window, LOCAL_HOURS + SEASON), t)
