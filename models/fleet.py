@@ -184,6 +184,16 @@ def _blend_errors(
     return nan_median(np.where(in_force, gathered, np.nan))
 
 
+def _with_naive(choice: np.ndarray, naive: int) -> tuple[np.ndarray, np.ndarray]:
+    # Point sources naive and the best two other candidates of `choice` (n, buckets, k),
+    # whose median is a forecast pulled toward naive; the rest keep their order.
+    others = np.argsort(choice == naive, axis=-1, kind="stable")
+    ranked = np.take_along_axis(choice, others, axis=-1)
+    out = np.concatenate([np.full_like(choice[..., :1], naive), ranked[..., :-1]], axis=-1)
+    count = np.full(choice.shape[:-1], min(3, choice.shape[-1]), dtype=np.int8)
+    return out.astype(np.int8), count - (count + 1) % 2
+
+
 def _groups(frame: pd.DataFrame, ids: np.ndarray) -> np.ndarray | None:
     # Each instance's tier, where the frame carries one, groups the priors of new instances.
     if "tier" not in frame.columns:
@@ -406,9 +416,11 @@ class FleetForecaster:
         return np.where(usable & np.isfinite(shrunk), shrunk, np.inf)
 
     def _guard_naive(self, models: list[Forecaster]) -> np.ndarray:
-        # Put naive in force wherever the chosen point forecast did not beat it clearly
-        # in the back-test: where the evidence is thin or noisy the worst case is naive.
-        # Returns where it did so, (n, buckets).
+        # Where the chosen point forecast did not beat naive clearly in the back-test,
+        # try the median of naive and the best two others (a forecast shrunk toward
+        # naive), and where that does not either, put naive alone in force: where the
+        # evidence is thin or noisy the worst case is naive. Returns where the first
+        # choice gave way, (n, buckets).
         none = np.zeros(self.choice_.shape, dtype=bool)
         z, names = self.config.naive_guard, self.config.candidates
         if z is None or "naive" not in names or len(models) == 1:
@@ -419,18 +431,24 @@ class FleetForecaster:
         ):
             return none  # no paired back-test to judge by
         naive = names.index("naive")
-        blend = _blend_errors(errors, self.point_choice_, self.point_count_)
-        clear = beats_reference(
-            np.abs(blend),
-            np.abs(errors[naive].signed),
-            errors[0].steps,
-            min(m.calibration_used_ for m in models),
-            self.config.selection_shrinkage,
-            z,
-        )
-        guarded = ~clear & ~((self.point_count_ == 1) & (self.point_choice_[..., 0] == naive))
-        self.point_choice_[..., 0] = np.where(guarded, naive, self.point_choice_[..., 0])
-        self.point_count_ = np.where(guarded, 1, self.point_count_).astype(np.int8)
+        naive_error = np.abs(errors[naive].signed)
+        window = min(m.calibration_used_ for m in models)
+
+        def clear(choice: np.ndarray, count: np.ndarray) -> np.ndarray:
+            blend = np.abs(_blend_errors(errors, choice, count))
+            return beats_reference(
+                blend, naive_error, errors[0].steps, window, self.config.selection_shrinkage, z
+            )
+
+        alone = (self.point_count_ == 1) & (self.point_choice_[..., 0] == naive)
+        guarded = ~clear(self.point_choice_, self.point_count_) & ~alone
+        shrunk_choice, shrunk_count = _with_naive(self.point_choice_, naive)
+        shrunk = guarded & clear(shrunk_choice, shrunk_count)
+        fallback = guarded & ~shrunk
+        self.point_choice_ = np.where(shrunk[..., None], shrunk_choice, self.point_choice_)
+        self.point_choice_[..., 0] = np.where(fallback, naive, self.point_choice_[..., 0])
+        count = np.where(shrunk, shrunk_count, self.point_count_)
+        self.point_count_ = np.where(fallback, 1, count).astype(np.int8)
         self.choice_ = np.where(guarded, naive, self.choice_).astype(np.int8)
         return guarded
 
