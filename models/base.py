@@ -463,8 +463,10 @@ class Forecaster(ABC):
             return table, mae, pinball
         err = np.concatenate(errors, axis=1)
         unit = np.concatenate(units, axis=1)
-        bucket = horizon_bucket(np.concatenate(steps))
+        all_steps = np.concatenate(steps)
+        bucket = horizon_bucket(all_steps)
         filled: list[int] = []
+        reached = np.zeros(n_buckets)  # mean step of each bucket's observed errors
         for b in range(n_buckets):
             e = err[:, bucket == b]
             u = unit[:, bucket == b]
@@ -488,6 +490,7 @@ class Forecaster(ABC):
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", RuntimeWarning)
                 pinball[:, b] = np.nanmean(np.maximum(0.9 * miss, -0.1 * miss), axis=1)
+            reached[b] = all_steps[bucket == b][(~np.isnan(e)).any(axis=0)].mean()
             filled.append(b)
         # Buckets the window was too short for borrow the nearest shorter one.
         for b in range(n_buckets):
@@ -496,6 +499,8 @@ class Forecaster(ABC):
                 table[:, b, :] = table[:, src, :]
                 mae[:, b] = mae[:, src]
                 pinball[:, b] = pinball[:, src]
+                reached[b] = reached[src]
+        _widen_unreached(table, reached)
         # Uncertainty does not shrink further ahead: a long bucket measured on few
         # origins must not get a narrower band than a shorter one in the same unit.
         upper, lower = LEVEL_GRID > 0.5, LEVEL_GRID < 0.5
@@ -517,6 +522,18 @@ class Forecaster(ABC):
             w = np.clip((level - lo) / (hi - lo), 0.0, 1.0)
             out[:, :, j] = (1 - w) * table[:, :, k - 1] + w * table[:, :, k]
         return out
+
+
+def _widen_unreached(table: np.ndarray, reached: np.ndarray) -> None:
+    # A short history back-tests few long steps: a far bucket whose errors came from
+    # steps short of its middle gets its offsets grown as the square root of the step,
+    # as the errors of a level that wanders do, so the week's band is not the day's.
+    # Only from errors beyond the day, in the same unit (the series' scale).
+    lower = np.concatenate([[1], HORIZON_EDGES[:-1]])
+    middle = (lower + np.asarray(HORIZON_EDGES) - 1) / 2
+    for b in np.flatnonzero(lower > LOCAL_STEPS):
+        if LOCAL_STEPS < reached[b] < middle[b]:
+            table[:, b, :] *= np.float32(np.sqrt(middle[b] / reached[b]))
 
 
 def predict_origins(
