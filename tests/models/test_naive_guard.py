@@ -11,8 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from models import FleetForecaster, ForecastConfig
-from models.base import HORIZON_EDGES, horizon_bucket
-from models.fleet import beats_reference
+from models.base import HORIZON_EDGES, LEVEL_GRID, _widen_unreached, horizon_bucket
+from models.fleet import beats_reference, to_panel
 from models.metrics import score_backtest
 
 CANDIDATES = ("naive", "seasonal_naive", "seasonal_median", "lightgbm", "lightgbm_recent")
@@ -114,3 +114,46 @@ def test_beats_reference_properties(errors: np.ndarray, z: float, gain: float) -
     lax = beats_reference(noisy, errors, steps, 30, 24.0, z)
     assert not (strict & ~lax).any()
     assert better.shape == (errors.shape[0], len(HORIZON_EDGES))
+
+
+def test_after_a_level_shift_the_forecast_tracks_the_new_level(
+    hourly_fleet: pd.DataFrame,
+) -> None:
+    ds = pd.DatetimeIndex(hourly_fleet["ds"].unique())
+    rng = np.random.default_rng(1)
+    t = len(ds)
+    daily = 10 + 3 * np.sin(2 * np.pi * np.arange(t) / 24) + rng.normal(0, 0.8, t)
+    # The level rises by 30 two and a half days before the end and stays there.
+    shifted = np.where(np.arange(t) >= t - 60, daily + 30, daily)
+    frame = pd.concat(
+        [hourly_fleet, pd.DataFrame({"unique_id": "shifted", "ds": ds, "y": shifted})],
+        ignore_index=True,
+    )
+    fleet = FleetForecaster(ForecastConfig(calibration_hours=168, horizon_max=168)).fit(frame)
+    out = fleet.predict(168).query("unique_id == 'shifted'")
+    week_mean = shifted[-168:].mean()  # what a model of the week's level would say
+    assert abs(out["yhat"].iloc[:24].mean() - 40) < 3
+    assert abs(out["yhat"].mean() - 40) < 0.25 * abs(week_mean - 40)
+    assert (out["q90"] >= out["yhat"]).all()
+
+
+def test_far_buckets_reached_only_at_short_steps_widen(walks: pd.DataFrame) -> None:
+    from models.baselines import Naive
+
+    _, y, first_hour = to_panel(walks)
+    # A week-long history: the back-test reaches the week bucket only at its first steps.
+    short = Naive(calibration_hours=120, horizon_max=168).fit(y[:, -168:], first_hour)
+    table = short.quantile_table_
+    week = int(horizon_bucket(np.array([168]))[0])
+    upper = LEVEL_GRID > 0.5
+    assert (table[:, week, upper] >= table[:, week - 1, upper]).all()
+    # Errors from steps short of a far bucket's middle grow as the square root of the
+    # step; near buckets and far ones borrowed from the next hour keep theirs.
+    grown = np.ones((2, len(HORIZON_EDGES), len(LEVEL_GRID)), dtype=np.float32)
+    reached = np.array([1.0, 2.5, 5.0, 9.5, 18.5, 36.5, 72.5, 110.0])
+    _widen_unreached(grown, reached)
+    np.testing.assert_allclose(grown[:, week], np.sqrt(132.5 / 110.0), rtol=1e-6)
+    np.testing.assert_array_equal(grown[:, :week], 1.0)
+    kept = np.ones_like(grown)
+    _widen_unreached(kept, np.ones(len(HORIZON_EDGES)))
+    np.testing.assert_array_equal(kept, 1.0)
