@@ -8,6 +8,9 @@ few (``ForecastConfig.point_sources``): one back-test window is noisy evidence, 
 the median of three good forecasts errs less than the one that happened to score
 best, while it still leaves out a candidate that fails on an instance. Only the
 candidates about as good as the best take part (``ForecastConfig.point_tolerance``).
+That median must beat naive's back-test clearly (``ForecastConfig.naive_guard``),
+else the median of naive and the best two others must, else naive is in force: on a
+short or noisy history the worst case is the naive forecast.
 Instances with too little history for a candidate fall back to a simpler one,
 recorded in :attr:`FleetForecaster.fallbacks_`. User forecasts override the learned
 ones per instance (``source`` column).
@@ -326,6 +329,10 @@ class FleetForecaster:
         candidates with the lowest back-test pinball loss at 0.9, best first, whose
         quantiles are averaged (a candidate that could not be scored is replaced by
         the best one).
+    naive_guarded_ : numpy.ndarray
+        ``(n_instances, n_horizon_buckets)``: where the point forecast first chosen did
+        not beat naive's back-test clearly and gave way (to the median of naive and the
+        best two others where that did, else to naive alone).
     fallbacks_ : pandas.DataFrame
         ``unique_id, model, history_hours, needs_hours``: each candidate an instance
         had too little history for (it uses a simpler model instead).
