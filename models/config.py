@@ -75,8 +75,9 @@ class ForecastConfig(BaseModel):
         difference and its standard error are shrunk toward the fleet's as in
         ``selection_shrinkage``, so on a short, bursty or noisy history the worst case
         is the naive forecast. Chosen on bursty fleets of 11 instances with 14 days
-        (seeds 0-5; 1 standard error let the hour lose up to 11 % to naive, 2 at most
-        0.5 % on any horizon) and checked on the Azure trace and its last 14 days.
+        (seeds 0-11: 1 standard error let the hour lose up to 11 % to naive, 2 at most
+        0.1 %) and checked on the Azure trace (day MASE 0.812 -> 0.827 of the best
+        peer's; without winsorising the differences, 0.893).
     quantile_sources
         Candidates whose quantiles are averaged per instance and horizon bucket: the
         ones with the lowest back-test pinball loss at 0.9 (1: the best one alone).

@@ -46,6 +46,8 @@ from models.errors import InvalidInputError, NotFittedError, UnknownInstanceErro
 from models.prior import PRIOR_HOURS, FleetPrior, observed_before
 from models.user import UserForecast, override_forecast
 
+#: Quantiles at which the paired back-test differences of the naive guard are clipped.
+WINSOR: tuple[float, float] = (0.02, 0.98)
 _HOUR = pd.Timedelta(hours=1)
 _EPOCH = pd.Timestamp("1970-01-01", tz="UTC")
 # name -> (module, class) of each candidate; imported on use to keep start-up light.
@@ -133,7 +135,9 @@ def beats_reference(
 
     ``candidate`` and ``reference`` are paired absolute back-test errors ``(n,
     n_errors)`` (NaN where missing) at the 1-based horizon ``steps`` of their columns.
-    Per instance and horizon bucket, the mean paired difference is pulled toward its
+    Per instance and horizon bucket, the paired differences are clipped to their
+    ``WINSOR`` quantiles (one burst in the window neither decides nor hides the
+    verdict), and their mean is pulled toward its
     fleet-wide mean with the weight of :meth:`FleetForecaster._shrunk` (``pseudo``
     over the bucket's evidence plus ``pseudo``), and so is its standard error. The
     candidate beats the reference where that shrunk difference lies more than ``z``
@@ -157,6 +161,9 @@ def beats_reference(
         seen = count > 0
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # instances without errors here
+            # Winsorised: one burst in the window must not decide, nor hide, the verdict.
+            low, high = np.nanquantile(d, WINSOR, axis=1)
+            d = np.clip(d, low[:, None], high[:, None])
             mean, var = np.nanmean(d, axis=1), np.nanvar(d, axis=1)
         se = np.sqrt(var / np.maximum(evidence[b] * count / count.max(), 1e-9))
         fleet_mean = float(mean[seen].mean())

@@ -157,3 +157,16 @@ def test_far_buckets_reached_only_at_short_steps_widen(walks: pd.DataFrame) -> N
     kept = np.ones_like(grown)
     _widen_unreached(kept, np.ones(len(HORIZON_EDGES)))
     np.testing.assert_array_equal(kept, 1.0)
+
+
+def test_one_burst_neither_decides_nor_hides_the_verdict() -> None:
+    rng = np.random.default_rng(2)
+    steps = np.ones(200, dtype=np.int64)
+    reference = rng.gamma(2.0, 0.5, (4, 200))
+    better = reference - 0.3 + rng.normal(0, 0.05, (4, 200))
+    hidden = better.copy()
+    hidden[:, 17] += 200.0  # one burst the candidate missed badly
+    assert beats_reference(hidden, reference, steps, 200, 24.0, 2.0).all()
+    lucky = reference.copy()
+    lucky[:, 17] -= 200.0  # one burst the candidate caught, otherwise no better
+    assert not beats_reference(lucky, reference, steps, 200, 24.0, 2.0).any()
