@@ -71,8 +71,9 @@ class ForecastConfig(BaseModel):
     naive_guard
         Standard errors by which the point forecast in force (the median of the point
         sources) must beat naive's back-test error, per instance and horizon bucket;
-        where it does not, naive is in force (``None``: no guard). The paired
-        difference and its standard error are shrunk toward the fleet's as in
+        where it does not, the median of naive and the best two others must, else
+        naive is in force (``None``: no guard). The paired differences are winsorised,
+        and their mean and its standard error shrunk toward the fleet's as in
         ``selection_shrinkage``, so on a short, bursty or noisy history the worst case
         is the naive forecast. Chosen on bursty fleets of 11 instances with 14 days
         (seeds 0-11: 1 standard error let the hour lose up to 11 % to naive, 2 at most
