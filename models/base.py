@@ -27,7 +27,7 @@ the series' scale), which the orchestrator uses to choose a model per instance a
 horizon; the errors themselves (``backtest_errors_``, left out of a pickle) let it
 judge the median of several candidates against naive. A short history back-tests few
 long steps: a bucket beyond the day reached only at its first steps has its offsets
-grown as the square root of the step.
+grown in proportion to the step.
 """
 
 from __future__ import annotations
@@ -529,14 +529,16 @@ class Forecaster(ABC):
 
 def _widen_unreached(table: np.ndarray, reached: np.ndarray) -> None:
     # A short history back-tests few long steps: a far bucket whose errors came from
-    # steps short of its middle gets its offsets grown as the square root of the step,
-    # as the errors of a level that wanders do, so the week's band is not the day's.
-    # Only from errors beyond the day, in the same unit (the series' scale).
+    # steps short of its middle gets its offsets grown in proportion to the step, as
+    # the errors of a level that drifts do, so the week's band is not the day's. Only
+    # from errors beyond the day, in the same unit (the series' scale). In proportion
+    # rather than as the square root: 14-day synthetic fleets' week coverage 0.864 ->
+    # 0.872 and 0.870 -> 0.875 on seeds not used to choose, none above 0.93.
     lower = np.concatenate([[1], HORIZON_EDGES[:-1]])
     middle = (lower + np.asarray(HORIZON_EDGES) - 1) / 2
     for b in np.flatnonzero(lower > LOCAL_STEPS):
         if LOCAL_STEPS < reached[b] < middle[b]:
-            table[:, b, :] *= np.float32(np.sqrt(middle[b] / reached[b]))
+            table[:, b, :] *= np.float32(middle[b] / reached[b])
 
 
 def predict_origins(

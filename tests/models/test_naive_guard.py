@@ -147,12 +147,12 @@ def test_far_buckets_reached_only_at_short_steps_widen(walks: pd.DataFrame) -> N
     week = int(horizon_bucket(np.array([168]))[0])
     upper = LEVEL_GRID > 0.5
     assert (table[:, week, upper] >= table[:, week - 1, upper]).all()
-    # Errors from steps short of a far bucket's middle grow as the square root of the
-    # step; near buckets and far ones borrowed from the next hour keep theirs.
+    # Errors from steps short of a far bucket's middle grow in proportion to the step;
+    # near buckets and far ones borrowed from the next hour keep theirs.
     grown = np.ones((2, len(HORIZON_EDGES), len(LEVEL_GRID)), dtype=np.float32)
     reached = np.array([1.0, 2.5, 5.0, 9.5, 18.5, 36.5, 72.5, 110.0])
     _widen_unreached(grown, reached)
-    np.testing.assert_allclose(grown[:, week], np.sqrt(132.5 / 110.0), rtol=1e-6)
+    np.testing.assert_allclose(grown[:, week], 132.5 / 110.0, rtol=1e-6)
     np.testing.assert_array_equal(grown[:, :week], 1.0)
     kept = np.ones_like(grown)
     _widen_unreached(kept, np.ones(len(HORIZON_EDGES)))
