@@ -8,6 +8,9 @@ few (``ForecastConfig.point_sources``): one back-test window is noisy evidence, 
 the median of three good forecasts errs less than the one that happened to score
 best, while it still leaves out a candidate that fails on an instance. Only the
 candidates about as good as the best take part (``ForecastConfig.point_tolerance``).
+That median must beat naive's back-test clearly (``ForecastConfig.naive_guard``),
+else the median of naive and the best two others must, else naive is in force: on a
+short or noisy history the worst case is the naive forecast.
 Instances with too little history for a candidate fall back to a simpler one,
 recorded in :attr:`FleetForecaster.fallbacks_`. User forecasts override the learned
 ones per instance (``source`` column).
@@ -28,12 +31,14 @@ from models.base import (
     HORIZON_EDGES,
     SEASON,
     WEEK,
+    BacktestErrors,
     Forecaster,
     check_horizon,
     check_quantiles,
     feasible_range,
     history_lengths,
     horizon_bucket,
+    nan_median,
     predict_origins,
 )
 from models.config import ForecastConfig
@@ -41,6 +46,8 @@ from models.errors import InvalidInputError, NotFittedError, UnknownInstanceErro
 from models.prior import PRIOR_HOURS, FleetPrior, observed_before
 from models.user import UserForecast, override_forecast
 
+#: Quantiles at which the paired back-test differences of the naive guard are clipped.
+WINSOR: tuple[float, float] = (0.02, 0.98)
 _HOUR = pd.Timedelta(hours=1)
 _EPOCH = pd.Timestamp("1970-01-01", tz="UTC")
 # name -> (module, class) of each candidate; imported on use to keep start-up light.
@@ -114,6 +121,87 @@ def _median_source(sources: np.ndarray, choice: np.ndarray, count: np.ndarray) -
         np.argsort(ranked, axis=-1, kind="stable"), middle.astype(np.int64), axis=-1
     )
     return np.take_along_axis(choice, at, axis=-1)[..., 0]
+
+
+def beats_reference(
+    candidate: np.ndarray,
+    reference: np.ndarray,
+    steps: np.ndarray,
+    window: int,
+    pseudo: float,
+    z: float,
+) -> np.ndarray:
+    """Return ``(n, n_buckets)``: where one forecast's back-test beats another's clearly.
+
+    ``candidate`` and ``reference`` are paired absolute back-test errors ``(n,
+    n_errors)`` (NaN where missing) at the 1-based horizon ``steps`` of their columns.
+    Per instance and horizon bucket, the paired differences are clipped to their
+    ``WINSOR`` quantiles (one burst in the window neither decides nor hides the
+    verdict), and their mean is pulled toward its
+    fleet-wide mean with the weight of :meth:`FleetForecaster._shrunk` (``pseudo``
+    over the bucket's evidence plus ``pseudo``), and so is its standard error. The
+    candidate beats the reference where that shrunk difference lies more than ``z``
+    standard errors below zero. An instance's errors in a bucket count as ``window /
+    HORIZON_EDGES[b]`` independent ones (fewer where part of them are missing): errors
+    of nearby origins are alike. Buckets the back-test did not reach borrow the
+    nearest shorter one's verdict.
+    """
+    n, n_buckets = candidate.shape[0], len(HORIZON_EDGES)
+    out = np.zeros((n, n_buckets), dtype=bool)
+    diff = candidate.astype(np.float64) - reference
+    bucket = horizon_bucket(np.asarray(steps))
+    evidence = window / np.asarray(HORIZON_EDGES, dtype=np.float64)
+    weight = pseudo / (evidence + pseudo) if pseudo > 0 else np.zeros_like(evidence)
+    filled: list[int] = []
+    for b in range(n_buckets):
+        d = diff[:, bucket == b]
+        count = (~np.isnan(d)).sum(axis=1)
+        if count.sum() == 0:
+            continue
+        seen = count > 0
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # instances without errors here
+            # Winsorised: one burst in the window must not decide, nor hide, the verdict.
+            low, high = np.nanquantile(d, WINSOR, axis=1)
+            d = np.clip(d, low[:, None], high[:, None])
+            mean, var = np.nanmean(d, axis=1), np.nanvar(d, axis=1)
+        se = np.sqrt(var / np.maximum(evidence[b] * count / count.max(), 1e-9))
+        fleet_mean = float(mean[seen].mean())
+        fleet_se = float(mean[seen].std(ddof=1) / np.sqrt(seen.sum())) if seen.sum() > 1 else np.inf
+        w = weight[b]
+        shrunk = (1 - w) * mean + w * fleet_mean
+        shrunk_se = np.sqrt(((1 - w) * se) ** 2 + (w * fleet_se) ** 2)
+        out[:, b] = seen & (shrunk + z * shrunk_se < 0)
+        filled.append(b)
+    for b in range(n_buckets):
+        if b not in filled and filled:
+            out[:, b] = out[:, max((f for f in filled if f < b), default=min(filled))]
+    return out
+
+
+def _blend_errors(
+    errors: list[BacktestErrors], choice: np.ndarray, count: np.ndarray
+) -> np.ndarray:
+    # The back-test errors (n, n_errors) of the point forecast in force: the median of
+    # the first `count` candidates of `choice` per instance and bucket, whose error is
+    # the median of theirs.
+    signed = np.stack([e.signed for e in errors])  # (n_candidates, n, n_errors)
+    bucket = horizon_bucket(errors[0].steps)
+    n, m = signed.shape[1:]
+    sources = choice[:, bucket, :]  # (n, n_errors, k)
+    gathered = signed[sources, np.arange(n)[:, None, None], np.arange(m)[None, :, None]]
+    in_force = np.arange(sources.shape[-1]) < count[:, bucket][..., None]
+    return nan_median(np.where(in_force, gathered, np.nan))
+
+
+def _with_naive(choice: np.ndarray, naive: int) -> tuple[np.ndarray, np.ndarray]:
+    # Point sources naive and the best two other candidates of `choice` (n, buckets, k),
+    # whose median is a forecast pulled toward naive; the rest keep their order.
+    others = np.argsort(choice == naive, axis=-1, kind="stable")
+    ranked = np.take_along_axis(choice, others, axis=-1)
+    out = np.concatenate([np.full_like(choice[..., :1], naive), ranked[..., :-1]], axis=-1)
+    count = np.full(choice.shape[:-1], min(3, choice.shape[-1]), dtype=np.int8)
+    return out.astype(np.int8), count - (count + 1) % 2
 
 
 def _groups(frame: pd.DataFrame, ids: np.ndarray) -> np.ndarray | None:
@@ -248,6 +336,10 @@ class FleetForecaster:
         candidates with the lowest back-test pinball loss at 0.9, best first, whose
         quantiles are averaged (a candidate that could not be scored is replaced by
         the best one).
+    naive_guarded_ : numpy.ndarray
+        ``(n_instances, n_horizon_buckets)``: where the point forecast first chosen did
+        not beat naive's back-test clearly and gave way (to the median of naive and the
+        best two others where that did, else to naive alone).
     fallbacks_ : pandas.DataFrame
         ``unique_id, model, history_hours, needs_hours``: each candidate an instance
         had too little history for (it uses a simpler model instead).
@@ -296,10 +388,12 @@ class FleetForecaster:
             models.append(model)
             scores.append(score)
         self.models_ = models
-        self.choice_ = self._choose(np.stack(scores))
+        stacked = np.stack(scores)
+        self.choice_ = self._choose(stacked)
         k = min(self.config.point_sources, len(models))
-        self.point_choice_ = self._choose_sources(np.stack(scores), k - (k + 1) % 2)
-        self.point_count_ = self._point_count(np.stack(scores), self.point_choice_.shape[-1])
+        self.point_choice_ = self._choose_sources(stacked, k - (k + 1) % 2)
+        self.point_count_ = self._point_count(stacked, self.point_choice_.shape[-1])
+        self.naive_guarded_ = self._guard_naive(models)
         self.quantile_choice_ = self._choose_sources(
             np.stack(pinballs), self.config.quantile_sources
         )
@@ -334,6 +428,43 @@ class FleetForecaster:
         shrunk = (1 - w) * score + w * fleet_mean[None, :]
         shrunk = np.where(score <= 1e-12, 0.0, shrunk)  # a perfect back-test is no accident
         return np.where(usable & np.isfinite(shrunk), shrunk, np.inf)
+
+    def _guard_naive(self, models: list[Forecaster]) -> np.ndarray:
+        # Where the chosen point forecast did not beat naive clearly in the back-test,
+        # try the median of naive and the best two others (a forecast shrunk toward
+        # naive), and where that does not either, put naive alone in force: where the
+        # evidence is thin or noisy the worst case is naive. Returns where the first
+        # choice gave way, (n, buckets).
+        none = np.zeros(self.choice_.shape, dtype=bool)
+        z, names = self.config.naive_guard, self.config.candidates
+        if z is None or "naive" not in names or len(models) == 1:
+            return none
+        errors = [m.backtest_errors_ for m in models]
+        if errors[0].signed.shape[1] == 0 or any(
+            e.signed.shape != errors[0].signed.shape for e in errors
+        ):
+            return none  # no paired back-test to judge by
+        naive = names.index("naive")
+        naive_error = np.abs(errors[naive].signed)
+        window = min(m.calibration_used_ for m in models)
+
+        def clear(choice: np.ndarray, count: np.ndarray) -> np.ndarray:
+            blend = np.abs(_blend_errors(errors, choice, count))
+            return beats_reference(
+                blend, naive_error, errors[0].steps, window, self.config.selection_shrinkage, z
+            )
+
+        alone = (self.point_count_ == 1) & (self.point_choice_[..., 0] == naive)
+        guarded = ~clear(self.point_choice_, self.point_count_) & ~alone
+        shrunk_choice, shrunk_count = _with_naive(self.point_choice_, naive)
+        shrunk = guarded & clear(shrunk_choice, shrunk_count)
+        fallback = guarded & ~shrunk
+        self.point_choice_ = np.where(shrunk[..., None], shrunk_choice, self.point_choice_)
+        self.point_choice_[..., 0] = np.where(fallback, naive, self.point_choice_[..., 0])
+        count = np.where(shrunk, shrunk_count, self.point_count_)
+        self.point_count_ = np.where(fallback, 1, count).astype(np.int8)
+        self.choice_ = np.where(guarded, naive, self.choice_).astype(np.int8)
+        return guarded
 
     @staticmethod
     def _choose(stacked: np.ndarray) -> np.ndarray:

@@ -200,6 +200,7 @@ def test_point_is_the_median_of_the_best_candidates(fleet_frame: pd.DataFrame) -
         horizon_max=48,
         point_sources=3,
         point_tolerance=None,
+        naive_guard=None,
     )
     fleet = FleetForecaster(config).fit(fleet_frame)
     single = FleetForecaster(config.model_copy(update={"point_sources": 1})).fit(fleet_frame)
@@ -258,6 +259,7 @@ def test_only_candidates_close_to_the_best_make_the_point_forecast(
         calibration_hours=72,
         horizon_max=48,
         point_tolerance=0.3,
+        naive_guard=None,
     )
     fleet = FleetForecaster(config).fit(fleet_frame)
     count = fleet.point_count_
