@@ -82,10 +82,13 @@ class LiveDayOutcome:
         return sum(int(a["trades"]) for r in self.rounds for a in r.record.get("auctions", ()))
 
 
-def live_day_readings(fleet: SyntheticFleet, instances: Collection[str]) -> pd.DataFrame:
-    """Return the 5-minute readings of the last whole hours' day of ``fleet``, of the
-    given ``instances``: ``instance_id``, ``interval_start``, ``cpu_percent``, ``step``
-    (the interval's index in the day), sorted by step then instance."""
+def live_day_readings(
+    fleet: SyntheticFleet, instances: Collection[str], hours: int = HOURS
+) -> pd.DataFrame:
+    """Return the 5-minute readings of the last ``hours`` whole hours of ``fleet`` (a
+    day by default), of the given ``instances``: ``instance_id``, ``interval_start``,
+    ``cpu_percent``, ``step`` (the interval's index in the day), sorted by step then
+    instance."""
     import pandas as pd
 
     from data.synthetic import generate_fleet
@@ -94,7 +97,7 @@ def live_day_readings(fleet: SyntheticFleet, instances: Collection[str]) -> pd.D
         fleet.instances, fleet.days, seed=fleet.seed, freq=fleet.freq, attributes=False
     )
     day_end = (frame["ds"].max() + _STEP).floor("h")
-    day_start = day_end - pd.Timedelta(hours=HOURS)
+    day_start = day_end - pd.Timedelta(hours=hours)
     frame = frame[
         (frame["ds"] >= day_start)
         & (frame["ds"] < day_end)
@@ -214,8 +217,9 @@ def _play(
 
     day_start = clock.start
     steps = int(readings["step"].max()) + 1
+    hours = steps * STEP_SECONDS // 3600
     played = _Played()
-    while played.posted < steps or len(played.rounds) < HOURS:
+    while played.posted < steps or len(played.rounds) < hours:
         now = clock()
         ended = min(steps, max(0, (now - day_start) // _STEP))
         round_at = day_start + timedelta(hours=len(played.rounds), minutes=ROUND_MINUTE)
@@ -229,7 +233,7 @@ def _play(
                     f"live day {hours:02d}:00: {ended} of {steps} intervals posted, "
                     f"{len(played.rounds)} rounds run"
                 )
-        elif len(played.rounds) < HOURS and now >= round_at:
+        elif len(played.rounds) < hours and now >= round_at:
             hour = round_at.replace(minute=0)
             played.rounds.append(market_round_flow(rounds_params.model_copy(update={"hour": hour})))
         else:

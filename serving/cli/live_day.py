@@ -46,19 +46,22 @@ def api_launch(settings: Settings, clock: AcceleratedClock, port: int) -> ApiLau
     return ApiLaunch(command, environment, f"http://127.0.0.1:{port}")
 
 
-def run_demo_live_day(settings: Settings, demo: DemoOutcome, speed: float) -> LiveDayOutcome:
-    """Play the demo fleet's last day through the live loop against a fresh API process."""
+def run_demo_live_day(
+    settings: Settings, demo: DemoOutcome, speed: float, hours: int = 24
+) -> LiveDayOutcome:
+    """Play the demo fleet's last day (its last ``hours``) through the live loop against a
+    fresh API process."""
     from pipelines.live_day import live_day_readings, run_live_day
     from serving.cli.pipeline import ensure_admin_token_file, issue_token
     from serving.tokens import TokenKind
 
     ensure_admin_token_file(settings)
     collector = issue_token(settings, TokenKind.COLLECTOR, "demo-collector")
-    readings = live_day_readings(demo.fleet, demo.instances)
+    readings = live_day_readings(demo.fleet, demo.instances, hours)
     port = _free_port()
     typer.echo(
-        f"live day: {len(demo.instances)} instances x 24 h on an API clock at {speed:g}x "
-        f"(about {24 * 3600 / speed:.0f} s)"
+        f"live day: {len(demo.instances)} instances x {hours} h on an API clock at {speed:g}x "
+        f"(about {hours * 3600 / speed:.0f} s)"
     )
     return run_live_day(
         readings,

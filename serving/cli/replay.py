@@ -151,6 +151,9 @@ def demo_command(
     live_speed: float = typer.Option(
         600.0, min=1.0, help="how many times faster than life the live day's API clock runs"
     ),
+    live_hours: int = typer.Option(
+        24, min=1, max=24, help="hours of the fleet's last day the live day plays"
+    ),
 ) -> None:
     """Run the whole product on a synthetic fleet: train, promote, replay, report, and
     a day of the fleet through the live API (telemetry, hourly market rounds)."""
@@ -172,7 +175,7 @@ def demo_command(
     live = None
     if live_day:
         try:
-            live = run_demo_live_day(settings, outcome, live_speed)
+            live = run_demo_live_day(settings, outcome, live_speed, live_hours)
         except PipelineError as exc:
             raise _fail(exc) from exc
     typer.echo("")

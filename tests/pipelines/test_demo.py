@@ -1,7 +1,7 @@
 """``creditx demo`` end to end on a small synthetic fleet: training tracked in MLflow,
 promotion, forecasts for the API, every policy replayed, the report written, and the
-fleet's last day through the live loop against the API: every interval booked, a market
-round done for each of its 24 hours."""
+fleet's last hours through the live loop against the API: every interval booked, a market
+round done for each hour."""
 
 from __future__ import annotations
 
@@ -34,7 +34,8 @@ def test_demo_runs_the_whole_product_on_a_small_fleet(
         monkeypatch.setenv(key, "placeholder")
         monkeypatch.delenv(key)
     result = CliRunner().invoke(
-        app, ["demo", "--instances", "12", "--days", "10", "--live-speed", "1440"]
+        app,
+        ["demo", "--instances", "12", "--days", "10", "--live-speed", "1440", "--live-hours", "8"],
     )
     assert result.exit_code == 0, result.output
 
@@ -63,12 +64,15 @@ def test_demo_runs_the_whole_product_on_a_small_fleet(
     written = list((home / "predictions").rglob("*"))
     assert any(p.is_file() for p in written)
 
-    _check_live_day(home, result.output, instances=12)
+    _check_live_day(home, result.output, instances=12, hours=8)
 
 
-def _check_live_day(home: Path, output: str, instances: int) -> None:
-    # The fleet's last day, 2024-01-10 (10 days from 2024-01-01), in the live store.
-    day = datetime(2024, 1, 10, tzinfo=UTC)
+def _check_live_day(home: Path, output: str, instances: int, hours: int) -> None:
+    # The last hours of the fleet's last day, 2024-01-10 (10 days from 2024-01-01), in the
+    # live store.
+    end = datetime(2024, 1, 11, tzinfo=UTC)
+    day = end - timedelta(hours=hours)
+    intervals = hours * 12
     assert "Live day:" in output
     assert "/v1/admin/allowances?since=0" in output
     assert "/v1/admin/market/rounds" in output
@@ -86,13 +90,20 @@ def _check_live_day(home: Path, output: str, instances: int) -> None:
     def micros(moment: datetime) -> int:
         return int(moment.timestamp()) * 1_000_000
 
-    last = day + timedelta(days=1) - timedelta(minutes=5)
-    # every instance's 288 intervals booked from its reading, none missing
-    assert booked == (instances * 288, instances, 288, micros(day), micros(last), instances * 288)
+    last = end - timedelta(minutes=5)
+    # every instance's intervals booked from its reading, none missing
+    assert booked == (
+        instances * intervals,
+        instances,
+        intervals,
+        micros(day),
+        micros(last),
+        instances * intervals,
+    )
     # the allowance feed holds the whole fleet at the day's last interval
     assert feed == (instances, micros(last))
-    hours = sorted(r[0] for r in rounds)
-    assert hours == [f"{day + timedelta(hours=h):%Y-%m-%dT%H:00Z}" for h in range(24)]
+    done = sorted(r[0] for r in rounds)
+    assert done == [f"{day + timedelta(hours=h):%Y-%m-%dT%H:00Z}" for h in range(hours)]
     assert {r[1] for r in rounds} == {"done"}
     records = [json.loads(r[2]) for r in rounds]
     assert sum(a["trades"] for r in records for a in r["auctions"]) > 0
