@@ -123,6 +123,12 @@ def _median_source(sources: np.ndarray, choice: np.ndarray, count: np.ndarray) -
     return np.take_along_axis(choice, at, axis=-1)[..., 0]
 
 
+GUARD_MIN_INSTANCES = 5
+"""The fewest instances (of a fleet, or a training shard) the naive guard judges: its
+verdicts lean on the fleet's paired differences, which a handful of instances cannot
+give."""
+
+
 def beats_reference(
     candidate: np.ndarray,
     reference: np.ndarray,
@@ -439,6 +445,8 @@ class FleetForecaster:
         z, names = self.config.naive_guard, self.config.candidates
         if z is None or "naive" not in names or len(models) == 1:
             return none
+        if self.choice_.shape[0] < GUARD_MIN_INSTANCES:
+            return none  # too few instances to shrink a verdict toward the fleet's
         errors = [m.backtest_errors_ for m in models]
         if errors[0].signed.shape[1] == 0 or any(
             e.signed.shape != errors[0].signed.shape for e in errors
