@@ -165,20 +165,12 @@ def _mask(name: str, values: np.ndarray, size: int) -> np.ndarray:
 def serve_hosts(allowed: np.ndarray, capacity: np.ndarray, segments: TierSegments) -> np.ndarray:
     """Return what each instance is served when each tier's hosts serve at most ``capacity``.
 
-    A tier asking for more than its hosts' capacity serves every instance
-    ``allowed * capacity // total`` and the rounding remainder one milli-credit each, in
-    instance order.
+    The hosts share their capacity as a short free pool shares its level
+    (:func:`~market.cem.pool_rules.draw_pro_rata`): a tier asking for more serves every
+    instance ``allowed * capacity // total`` and the rounding remainder one milli-credit
+    each, in instance order.
     """
-    total = segments.total(allowed)
-    over = total > capacity
-    if not over.any():
-        return allowed
-    tier_of = segments.tier_of
-    over_i = over[tier_of]
-    scaled = np.where(over_i, allowed * capacity[tier_of] // np.maximum(total[tier_of], 1), allowed)
-    remainder = capacity - segments.total(scaled)
-    short = over_i & (scaled < allowed)
-    return scaled + (short & (segments.rank(short) <= remainder[tier_of]))
+    return draw_pro_rata(allowed, capacity, segments)
 
 
 def _drawn(draw: PoolRule, want: np.ndarray, pool: np.ndarray, segments: TierSegments) -> PoolDraw:
