@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from market.agents.decision import OwnerPolicy
+from market.agents.decision import OrderIntent, OwnerPolicy
 from market.agents.runner import AgentRound, AgentRunner, AgentTransport, IntentResult
 from market.cem.tiers import POOL_REVENUE_ACCOUNT, TierManager
 from market.ledger import (
@@ -70,11 +70,14 @@ def whole_holding_sellers(
     (:meth:`MarketRound.pool_terms`)."""
     sold = np.zeros(len(credits), dtype=bool)
     for r in results:
-        i = r.intent
-        if r.error is None and i.action == "place" and i.side == "sell":
-            row = position[i.instance_id]
-            sold[row] |= i.quantity == int(credits[row])
+        row = position[r.intent.instance_id]
+        sold[row] |= r.error is None and offers_all_it_holds(r.intent, int(credits[row]))
     return sold
+
+
+def offers_all_it_holds(intent: OrderIntent, held: int) -> bool:
+    """Return whether ``intent`` places an ask for all ``held`` credits."""
+    return intent.action == "place" and intent.side == "sell" and intent.quantity == held
 
 
 @dataclass(frozen=True, slots=True)

@@ -70,7 +70,7 @@ from market.crashpoints import crash_point
 from market.decisions import DecisionLog, DecisionRecord, record_in
 from market.errors import AccrualContention, InvalidAgentInput, InvalidParameter
 from market.ledger import EntryRequest, instance_credits, instance_funds
-from market.round import MarketRound, PoolHour, reference_value
+from market.round import MarketRound, PoolHour, offers_all_it_holds, reference_value
 from market.round_tables import rounds as rounds_table
 from market.units import MILLI_PER_CREDIT
 from market.venue.handling import OrderRequest
@@ -414,8 +414,7 @@ class MarketRounds:
                 placing[p].instance_id
                 for p, _ in accepted
                 if p < len(placing)
-                and placing[p].side == "sell"
-                and placing[p].quantity == holdings[placing[p].instance_id]
+                and offers_all_it_holds(placing[p], holdings[placing[p].instance_id])
             )
             return self._stage_write(round_id, "submitted", sellers=json.dumps(sold_all))
 

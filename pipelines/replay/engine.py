@@ -311,10 +311,11 @@ def _settle_pool(
     drawn: np.ndarray,
     lent: np.ndarray,
     price: np.ndarray,
+    funds: np.ndarray,
 ) -> tuple[int, int]:
-    """Settle the hour's pool trades at each tier's draw price
+    """Settle the hour's pool trades at each tier's draw price, on the hour's ``funds``
+    (nothing else moves money within an hour)
     (:func:`~market.cem.pool_rules.settle_pool`); return (charged, repaid)."""
-    funds = books.read()[1]
     settled = settle_pool(drawn, lent, price[fleet.tier_of], books.owed, funds)
     books.owed = settled.owed
     legs = [
@@ -1085,7 +1086,7 @@ def _close_hour(
     _post_hour(books, fleet, hour, totals.minted, totals.spent, totals.to_pool, totals.from_pool)
     if flags.draw == "priced":
         charged, repaid = _settle_pool(
-            books, fleet, hour, totals.from_pool, totals.lent, state.draw_price
+            books, fleet, hour, totals.from_pool, totals.lent, state.draw_price, state.funds
         )
         result.paid += charged
         result.seller_receipts += repaid
