@@ -61,7 +61,7 @@ class ForecastConfig(BaseModel):
     point_tolerance
         Relative margin of the point sources: of the best ``point_sources``, those whose
         shrunk back-test error is within ``1 + point_tolerance`` times the best one's,
-        and one more where that makes an even number, so the median is one candidate's
+        one fewer where that makes an even number, so the median is one candidate's
         forecast. Where the candidates are about as good the median of several errs
         less than any; where one is clearly better it stands alone, not outvoted by
         worse ones (``None``: always the best ``point_sources``). Chosen on the day task

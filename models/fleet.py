@@ -483,18 +483,18 @@ class FleetForecaster:
 
     def _point_count(self, stacked: np.ndarray, k: int) -> np.ndarray:
         # How many of the best k candidates make the point forecast, per instance and
-        # bucket: those within the tolerance of the best, made odd by the next one.
+        # bucket: those within the tolerance of the best, one fewer where that is an even
+        # number. Rounding up would let in a candidate outside the tolerance, and at long
+        # horizons, where the shrunk scores of all candidates lie close, that was often
+        # naive, putting a poor forecast in the middle of the median (synthetic fleet,
+        # week MASE 0.828 -> 0.755; day 0.724 -> 0.708; Azure within 0.3 %).
         tolerance = self.config.point_tolerance
         if tolerance is None:
             return np.full(stacked.shape[1:], k, dtype=np.int8)
         best = stacked.min(axis=0)
         close = (np.isfinite(stacked) & (stacked <= best * (1 + tolerance) + 1e-12)).sum(axis=0)
-        scored = np.isfinite(stacked).sum(axis=0)
-        count = np.minimum(np.maximum(close, 1), k)
-        count = np.where(count % 2 == 0, count + 1, count)
-        # No more than were scored: an unscored candidate stands in for nothing.
-        count = np.where(count > np.maximum(scored, 1), count - 2, count)
-        return np.clip(count, 1, k).astype(np.int8)
+        count = np.clip(close, 1, k)
+        return np.where(count % 2 == 0, count - 1, count).astype(np.int8)
 
     def _choose_sources(self, stacked: np.ndarray, k: int) -> np.ndarray:
         k = min(k, stacked.shape[0])

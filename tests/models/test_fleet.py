@@ -276,6 +276,11 @@ def test_only_candidates_close_to_the_best_make_the_point_forecast(
     second = np.sort(scores, axis=0)[1]
     alone = (second > ranked * 1.3 + 1e-12) & np.isfinite(ranked)
     assert (count[alone] == 1).all()
+    # Every candidate in force is within 30 % of the best: none joins to make the
+    # count odd.
+    in_force = np.arange(fleet.point_choice_.shape[-1]) < count[..., None]
+    chosen = scores[fleet.point_choice_, rows[..., None], np.arange(8)[None, :, None]]
+    assert (chosen[in_force] <= np.repeat(ranked[..., None], 5, -1)[in_force] * 1.3 + 1e-9).all()
     out = fleet.predict(48).sort_values(["unique_id", "ds"])
     points = np.stack([m.predict(48, (0.5,)).point for m in fleet.models_])
     bucket = horizon_bucket(np.arange(1, 49))
