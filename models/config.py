@@ -61,13 +61,14 @@ class ForecastConfig(BaseModel):
     point_tolerance
         Relative margin of the point sources: of the best ``point_sources``, those whose
         shrunk back-test error is within ``1 + point_tolerance`` times the best one's,
-        one fewer where that makes an even number, so the median is one candidate's
-        forecast. Where the candidates are about as good the median of several errs
-        less than any; where one is clearly better it stands alone, not outvoted by
-        worse ones (``None``: always the best ``point_sources``). Chosen on the day task
-        of the synthetic and bursty fleets (full and cut to 14 days) and confirmed on
-        the Azure trace: day MASE 1.358 -> 1.352 on Azure, 0.960 -> 0.894 on a bursty
-        fleet of 14 days, hour and week within noise.
+        where that is an even number one more up to a day ahead and one fewer beyond it,
+        so the median is one candidate's forecast. Where the candidates are about as
+        good the median of several errs less than any; where one is clearly better it
+        stands alone, not outvoted by worse ones (``None``: always the best
+        ``point_sources``). Chosen on the day task of the synthetic and bursty fleets
+        (full and cut to 14 days) and confirmed on the Azure trace: day MASE 1.358 ->
+        1.352 on Azure, 0.960 -> 0.894 on a bursty fleet of 14 days, hour and week
+        within noise.
     naive_guard
         Standard errors by which the point forecast in force (the median of the point
         sources) must beat naive's back-test error, per instance and horizon bucket;
