@@ -497,9 +497,8 @@ class FleetForecaster:
         close = (np.isfinite(stacked) & (stacked <= best * (1 + tolerance) + 1e-12)).sum(axis=0)
         scored = np.isfinite(stacked).sum(axis=0)
         count = np.minimum(np.maximum(close, 1), k)
-        beyond_day = np.asarray(HORIZON_EDGES) > SEASON + 1
-        even = count % 2 == 0
-        count = np.where(even, np.where(beyond_day[None, :], count - 1, count + 1), count)
+        beyond_day = np.arange(len(HORIZON_EDGES)) > horizon_bucket(np.array([SEASON]))[0]
+        count = np.where(count % 2 == 0, count + np.where(beyond_day, -1, 1), count)
         # No more than were scored: an unscored candidate stands in for nothing.
         count = np.where(count > np.maximum(scored, 1), count - 2, count)
         return np.clip(count, 1, k).astype(np.int8)

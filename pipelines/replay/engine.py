@@ -313,9 +313,9 @@ def _settle_pool(
     price: np.ndarray,
     funds: np.ndarray,
 ) -> tuple[int, int]:
-    """Settle the hour's pool trades at each tier's draw price, on the hour's ``funds``
-    (nothing else moves money within an hour)
-    (:func:`~market.cem.pool_rules.settle_pool`); return (charged, repaid)."""
+    """Settle the hour's pool trades at each tier's draw price
+    (:func:`~market.cem.pool_rules.settle_pool`) on the hour's ``funds``, which nothing
+    else moves within an hour; return (charged, repaid)."""
     settled = settle_pool(drawn, lent, price[fleet.tier_of], books.owed, funds)
     books.owed = settled.owed
     legs = [
